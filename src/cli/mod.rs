@@ -1,0 +1,29 @@
+//! The command line: typed arguments, progress bars, one-line errors.
+
+pub mod eval;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// triage — find what matters inside a transformer language model and spend a compression budget
+/// where it matters.
+///
+/// Models are GGUF files (any type candle can dequantize) or Hugging Face folders
+/// (config.json, safetensors, tokenizer.json); architectures llama (SmolLM2, Mistral) and qwen2.
+#[derive(Debug, Parser)]
+#[command(name = "triage", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Eval(eval::EvalArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Eval(args) => eval::run(args),
+    }
+}

@@ -1,0 +1,106 @@
+//! Per-position scores and their summaries.
+
+/// log Σ exp(logits), in f64 for stability: `logits[i] − log_sum_exp` is a log-probability.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln()
+}
+
+fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Accumulated scores over positions.
+#[derive(Debug, Clone, Default)]
+pub struct Scored {
+    pub n: usize,
+    pub nll_sum: f64,
+    /// KL(reference ‖ model) of every position (only with a reference).
+    pub kld: Vec<f64>,
+    pub top1_agree: usize,
+}
+
+impl Scored {
+    /// Scores one position: the model's logits `q`, the true next token, and optionally the
+    /// reference's logits `p`.
+    pub fn position(q: &[f32], next: u32, p: Option<&[f32]>) -> Scored {
+        let lse_q = log_sum_exp(q);
+        let mut s = Scored { n: 1, nll_sum: lse_q - q[next as usize] as f64, ..Default::default() };
+        if let Some(p) = p {
+            let lse_p = log_sum_exp(p);
+            let kl: f64 = p
+                .iter()
+                .zip(q)
+                .map(|(&lp, &lq)| {
+                    let (lp, lq) = (lp as f64 - lse_p, lq as f64 - lse_q);
+                    lp.exp() * (lp - lq)
+                })
+                .sum();
+            s.kld.push(kl.max(0.0));
+            s.top1_agree = usize::from(argmax(p) == argmax(q));
+        }
+        s
+    }
+
+    pub fn merge(mut self, other: Scored) -> Scored {
+        self.n += other.n;
+        self.nll_sum += other.nll_sum;
+        self.kld.extend(other.kld);
+        self.top1_agree += other.top1_agree;
+        self
+    }
+
+    /// Mean, median and 99th percentile of the per-position KL.
+    pub fn kld_summary(&self) -> (f64, f64, f64) {
+        if self.kld.is_empty() {
+            return (0.0, 0.0, 0.0);
+        }
+        let mut v = self.kld.clone();
+        v.sort_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        (mean, quantile(&v, 0.5), quantile(&v, 0.99))
+    }
+}
+
+/// Linear-interpolated quantile of sorted values.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_logits_give_log_vocab_nll() {
+        let s = Scored::position(&[0.0; 4], 2, None);
+        assert!((s.nll_sum - 4f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn kl_of_identical_rows_is_zero_and_known_otherwise() {
+        let p = [1.0f32, 2.0, 3.0];
+        assert!(Scored::position(&p, 0, Some(&p)).kld[0].abs() < 1e-12);
+        // p = softmax([ln 3, 0]) = (3/4, 1/4); q uniform: KL = 3/4 ln(3/2) + 1/4 ln(1/2).
+        let s = Scored::position(&[0.0, 0.0], 0, Some(&[3f32.ln(), 0.0]));
+        let expected = 0.75 * 1.5f64.ln() + 0.25 * 0.5f64.ln();
+        assert!((s.kld[0] - expected).abs() < 1e-7);
+        assert_eq!(s.top1_agree, 1); // ties go to the first index in both
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [0.0, 1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&v, 0.5), 2.0);
+        assert!((quantile(&v, 0.99) - 3.96).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,11 @@
+//! triage — find what matters inside a transformer language model and spend a compression budget
+//! where it matters.
+//!
+//! The pipeline, one module each, data flowing one way:
+//! `model` (load, run block by block with capture points) → `data` (text → windows)
+//! → `eval` (perplexity, KL to a reference).
+
+pub mod data;
+pub mod eval;
+pub mod model;
+pub mod cli;

@@ -1,0 +1,299 @@
+//! The hyper-parameters of a decoder-only transformer, whatever file they came from.
+//!
+//! `Config` is canonical: the GGUF loader fills it from `llama.*` / `qwen2.*` metadata keys and the
+//! Hugging Face loader from `config.json` (through [`HfConfig`], whose serde names equal the keys of
+//! `config.json`). Everything downstream reads only `Config`.
+
+use serde::Deserialize;
+
+use super::ModelError;
+
+/// The architectures we run. Both are pre-norm RMSNorm blocks with SwiGLU MLPs and RoPE;
+/// qwen2 adds biases to the q/k/v projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+}
+
+impl Arch {
+    /// The architecture name as GGUF's `general.architecture` spells it.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+
+    pub fn from_gguf_name(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "llama" => Ok(Arch::Llama),
+            "qwen2" => Ok(Arch::Qwen2),
+            other => Err(ModelError::UnsupportedArchitecture(format!(
+                "GGUF architecture '{other}' (supported: llama, qwen2)"
+            ))),
+        }
+    }
+
+    /// Whether q/k/v projections carry biases.
+    pub fn qkv_bias(self) -> bool {
+        matches!(self, Arch::Qwen2)
+    }
+}
+
+/// llama3-style RoPE frequency scaling ("rope_type": "llama3" in config.json).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Llama3RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+}
+
+/// How RoPE pairs the dimensions of a head.
+///
+/// Hugging Face checkpoints rotate dimension `i` with `i + d/2` (half-split, "NeoX" style).
+/// llama.cpp's converter permutes the rows of llama's Q and K so that it can rotate adjacent pairs
+/// `(2i, 2i+1)` instead; qwen2 GGUFs keep the half-split layout. We run weights as stored and
+/// remember which layout they are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    HalfSplit,
+    Interleaved,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub arch: Arch,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_layout: RopeLayout,
+    /// Per-frequency divisors of the RoPE angle (llama3 scaling; GGUF `rope_freqs.weight`).
+    pub rope_freq_factors: Option<Vec<f32>>,
+    /// The longest context the model was trained for.
+    pub context_length: usize,
+    pub tie_word_embeddings: bool,
+}
+
+impl Config {
+    /// Checks the relations between sizes that the forward pass relies on.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
+        if self.n_layers == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
+            return bad(format!(
+                "empty model: {} layers, hidden size {}, vocabulary {}",
+                self.n_layers, self.hidden_size, self.vocab_size
+            ));
+        }
+        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!(
+                "{} attention heads cannot share {} key/value heads",
+                self.n_heads, self.n_kv_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return bad(format!("head dimension {} is odd; RoPE needs pairs", self.head_dim));
+        }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim / 2 {
+                return bad(format!(
+                    "{} RoPE frequency factors for head dimension {}",
+                    f.len(),
+                    self.head_dim
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The keys of a Hugging Face `config.json` that we read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HfConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default = "default_ctx")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    #[serde(default)]
+    pub sliding_window: Option<serde_json::Value>,
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10000.0
+}
+fn default_ctx() -> usize {
+    2048
+}
+
+impl HfConfig {
+    pub fn into_config(self) -> Result<Config, ModelError> {
+        let arch_name = self
+            .architectures
+            .first()
+            .cloned()
+            .or_else(|| self.model_type.clone())
+            .unwrap_or_default();
+        let arch = match arch_name.as_str() {
+            "LlamaForCausalLM" | "MistralForCausalLM" | "llama" | "mistral" => Arch::Llama,
+            "Qwen2ForCausalLM" | "qwen2" => Arch::Qwen2,
+            other => {
+                return Err(ModelError::UnsupportedArchitecture(format!(
+                    "config.json architecture '{other}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"
+                )))
+            }
+        };
+        if let Some(act) = &self.hidden_act {
+            if act != "silu" {
+                return Err(ModelError::UnsupportedArchitecture(format!(
+                    "hidden_act '{act}' (only silu is supported)"
+                )));
+            }
+        }
+        if self.attention_bias || self.mlp_bias {
+            return Err(ModelError::UnsupportedArchitecture(
+                "llama with attention_bias or mlp_bias".into(),
+            ));
+        }
+        // Mistral's sliding window only matters past its length; refuse it where it is active.
+        let window = self.sliding_window.as_ref().and_then(|v| v.as_u64());
+        let sliding = match arch {
+            Arch::Qwen2 => self.use_sliding_window && window.is_some(),
+            Arch::Llama => window.is_some_and(|w| (w as usize) < self.max_position_embeddings),
+        };
+        if sliding {
+            return Err(ModelError::UnsupportedArchitecture(
+                "sliding-window attention".into(),
+            ));
+        }
+        let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1));
+        let rope_freq_factors = match &self.rope_scaling {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(llama3_freq_factors(v, head_dim, self.rope_theta)?),
+        };
+        let config = Config {
+            arch,
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            n_layers: self.num_hidden_layers,
+            n_heads: self.num_attention_heads,
+            n_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+            head_dim,
+            rms_norm_eps: self.rms_norm_eps,
+            rope_theta: self.rope_theta,
+            rope_layout: RopeLayout::HalfSplit,
+            rope_freq_factors,
+            context_length: self.max_position_embeddings,
+            tie_word_embeddings: self.tie_word_embeddings,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The per-frequency divisors of llama3 RoPE scaling, as `transformers`' `_compute_llama3_parameters`
+/// and llama.cpp's converter (`rope_freqs.weight`) compute them.
+pub fn llama3_freq_factors(
+    scaling: &serde_json::Value,
+    head_dim: usize,
+    theta: f64,
+) -> Result<Vec<f32>, ModelError> {
+    let kind = scaling
+        .get("rope_type")
+        .or_else(|| scaling.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if kind == "default" {
+        return Ok(vec![1.0; head_dim / 2]);
+    }
+    if kind != "llama3" {
+        return Err(ModelError::UnsupportedArchitecture(format!(
+            "rope_scaling type '{kind}' (only llama3 is supported)"
+        )));
+    }
+    let num = |k: &str| {
+        scaling.get(k).and_then(|v| v.as_f64()).ok_or_else(|| {
+            ModelError::InvalidConfig(format!("rope_scaling lacks numeric '{k}'"))
+        })
+    };
+    let s = Llama3RopeScaling {
+        factor: num("factor")?,
+        low_freq_factor: num("low_freq_factor")?,
+        high_freq_factor: num("high_freq_factor")?,
+        original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
+    };
+    let old_ctx = s.original_max_position_embeddings as f64;
+    let low_freq_wavelen = old_ctx / s.low_freq_factor;
+    let high_freq_wavelen = old_ctx / s.high_freq_factor;
+    Ok((0..head_dim / 2)
+        .map(|i| {
+            let inv_freq = theta.powf(-((2 * i) as f64) / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+            let scaled = if wavelen < high_freq_wavelen {
+                inv_freq
+            } else if wavelen > low_freq_wavelen {
+                inv_freq / s.factor
+            } else {
+                let smooth = (old_ctx / wavelen - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * inv_freq / s.factor + smooth * inv_freq
+            };
+            (inv_freq / scaled) as f32
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama3_factors_keep_high_frequencies_and_divide_low_ones() {
+        let s = serde_json::json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+        let f = llama3_freq_factors(&s, 16, 10000.0).unwrap();
+        // inv_freq_0 = 1: wavelength 2π < 16 → untouched.
+        assert_eq!(f[0], 1.0);
+        // inv_freq_7 = 10000^(-14/16): wavelength ≈ 19 869 > 64 → divided by the factor.
+        assert!((f[7] - 8.0).abs() < 1e-6);
+        // In between the factor is interpolated, strictly between 1 and 8.
+        assert!(f.iter().any(|&x| x > 1.0 && x < 8.0));
+    }
+}

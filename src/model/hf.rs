@@ -1,0 +1,164 @@
+//! Loading Hugging Face folders: `config.json`, `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`) in f32/f16/bf16, and `tokenizer.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use super::config::HfConfig;
+use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
+
+/// The Hugging Face name of a tensor given its GGUF name.
+pub fn hf_name(gguf: &str) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (block, rest) = rest.split_once('.')?;
+    let (kind, suffix) = rest.split_once('.')?;
+    let hf = match kind {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{block}.{hf}.{suffix}"))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io { path: path.to_path_buf(), source }
+}
+
+/// The safetensors files of a folder: the shards of the index, or `model.safetensors`.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(io_err(&index))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::NotAModel {
+            path: index.clone(),
+            reason: format!("invalid JSON: {e}"),
+        })?;
+        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+            ModelError::NotAModel { path: index.clone(), reason: "no 'weight_map' object".into() }
+        })?;
+        let mut files: Vec<PathBuf> =
+            map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+        files.sort();
+        files.dedup();
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    Err(ModelError::NotAModel {
+        path: dir.to_path_buf(),
+        reason: "no model.safetensors or model.safetensors.index.json".into(),
+    })
+}
+
+pub fn load(dir: &Path) -> Result<Model> {
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        return Err(ModelError::NotAModel {
+            path: dir.to_path_buf(),
+            reason: "a model folder needs config.json".into(),
+        });
+    }
+    let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+    let hf: HfConfig = serde_json::from_str(&text).map_err(|e| ModelError::NotAModel {
+        path: config_path.clone(),
+        reason: format!("invalid config.json: {e}"),
+    })?;
+    let config = hf.into_config()?;
+    let files = weight_files(dir)?;
+    for f in &files {
+        if !f.exists() {
+            return Err(ModelError::Io {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in the index is missing"),
+            });
+        }
+    }
+    // Memory-mapping is sound as long as nobody rewrites the files while we read them.
+    let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::NotAModel {
+        path: dir.to_path_buf(),
+        reason: format!("cannot read safetensors ({e}); a file may be truncated"),
+    })?;
+    let mut tensor_types = BTreeMap::new();
+    let mut weight_bytes = 0u64;
+    for (name, view) in st.tensors() {
+        let gguf = gguf_name(&name).unwrap_or(name.clone());
+        tensor_types.insert(gguf, format!("{:?}", view.dtype()).to_uppercase());
+        weight_bytes += view.data().len() as u64;
+    }
+    let device = Device::Cpu;
+    let get = |name: &str| -> Result<Option<Tensor>> {
+        let Some(hf) = hf_name(name) else { return Ok(None) };
+        match st.get(&hf) {
+            Ok(_) => Ok(Some(st.load(&hf, &device)?.to_dtype(DType::F32)?)),
+            Err(_) => Ok(None),
+        }
+    };
+    let tok_path = dir.join("tokenizer.json");
+    let tokenizer = if tok_path.exists() { Some(Tokenizer::from_file(&tok_path)?) } else { None };
+    let source =
+        Source { path: dir.to_path_buf(), format: Format::HuggingFace, tensor_types, weight_bytes };
+    assemble(config, get, tokenizer, source)
+}
+
+/// The GGUF name of a Hugging Face tensor name (inverse of [`hf_name`]).
+pub fn gguf_name(hf: &str) -> Option<String> {
+    let fixed = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (block, rest) = rest.split_once('.')?;
+    let (kind, suffix) = rest.rsplit_once('.')?;
+    let g = match kind {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        _ => return None,
+    };
+    Some(format!("blk.{block}.{g}.{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for g in ["token_embd.weight", "output.weight", "blk.12.attn_q.bias", "blk.0.ffn_norm.weight"] {
+            assert_eq!(gguf_name(&hf_name(g).unwrap()).unwrap(), g);
+        }
+        assert_eq!(hf_name("blk.3.ffn_down.weight").unwrap(), "model.layers.3.mlp.down_proj.weight");
+    }
+}

@@ -1,0 +1,308 @@
+//! Models: loading (GGUF files, Hugging Face folders) into one format-blind structure, and running
+//! it block by block with capture points.
+//!
+//! ```text
+//! Model { config, embed, blocks: [Block { attn_norm, attn: {q,k,v,o}, mlp_norm, mlp: {gate,up,down} }],
+//!         final_norm, lm_head (None when tied to embed), tokenizer }
+//! ```
+//! Tensor names are llama.cpp's GGUF names everywhere (`blk.7.ffn_down.weight`): plans, profiles
+//! and imatrix files key on them, whatever format the model came in.
+
+pub mod capture;
+pub mod config;
+pub mod gguf;
+pub mod hf;
+pub mod rope;
+pub mod tokenizer;
+pub mod transformer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+pub use capture::{Capture, Sublayer};
+pub use config::{Arch, Config, RopeLayout};
+pub use tokenizer::Tokenizer;
+pub use transformer::{BlockOpts, Positions};
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a model: {reason}")]
+    NotAModel { path: PathBuf, reason: String },
+    #[error("{path}: invalid GGUF: {reason}")]
+    Gguf { path: PathBuf, reason: String },
+    #[error("unsupported model: {0}")]
+    UnsupportedArchitecture(String),
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    #[error("missing metadata key '{0}'")]
+    MissingMetadata(String),
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {found:?}, the configuration implies {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("tensor '{0}' contains NaN or infinite values")]
+    NonFinite(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// A linear layer `y = x Wᵀ + b`.
+///
+/// # Shapes
+/// - `weight`: (out, in), f32
+/// - `bias`: (out,)
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// The GGUF tensor name of the weight, e.g. `blk.3.attn_q.weight`.
+    pub name: String,
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Applies the layer to `x` of shape (..., in), giving (..., out).
+    /// One matmul over all leading dimensions folded together: the hot path of every forward.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let (out_features, in_features) = self.weight.dims2()?;
+        let rows = x.elem_count() / in_features;
+        let y = x.reshape((rows, in_features))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("x has at least one dimension") = out_features;
+        Ok(y.reshape(out_dims)?)
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+}
+
+/// SwiGLU: `down(silu(gate(x)) ⊙ up(x))`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// A pre-norm transformer block: `h = x + attn(norm(x)); out = h + mlp(norm(h))`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub index: usize,
+    /// RMSNorm weight before attention, (hidden,).
+    pub attn_norm: Tensor,
+    pub attn: Attention,
+    /// RMSNorm weight before the MLP, (hidden,).
+    pub mlp_norm: Tensor,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    /// The block's linears in the order q, k, v, o, gate, up, down.
+    pub fn linears(&self) -> [&Linear; 7] {
+        [
+            &self.attn.q,
+            &self.attn.k,
+            &self.attn.v,
+            &self.attn.o,
+            &self.mlp.gate,
+            &self.mlp.up,
+            &self.mlp.down,
+        ]
+    }
+
+    pub fn linears_mut(&mut self) -> [&mut Linear; 7] {
+        [
+            &mut self.attn.q,
+            &mut self.attn.k,
+            &mut self.attn.v,
+            &mut self.attn.o,
+            &mut self.mlp.gate,
+            &mut self.mlp.up,
+            &mut self.mlp.down,
+        ]
+    }
+}
+
+/// Where a model came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub format: Format,
+    /// The stored type of every tensor, by GGUF name ("Q4_1", "F32", "BF16", …).
+    pub tensor_types: BTreeMap<String, String>,
+    /// The size of the weights as stored, in bytes.
+    pub weight_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Gguf,
+    HuggingFace,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub config: Config,
+    /// Token embedding, (vocab, hidden).
+    pub embed: Tensor,
+    pub blocks: Vec<Block>,
+    /// Final RMSNorm weight, (hidden,).
+    pub final_norm: Tensor,
+    /// The output projection; `None` when tied to `embed`.
+    pub lm_head: Option<Linear>,
+    pub tokenizer: Option<Tokenizer>,
+    pub source: Source,
+}
+
+impl Model {
+    /// Loads a GGUF file or a Hugging Face folder (config.json + safetensors + tokenizer.json).
+    pub fn load(path: &Path) -> Result<Model> {
+        let meta = std::fs::metadata(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.is_dir() {
+            hf::load(path)
+        } else {
+            gguf::load(path)
+        }
+    }
+
+    /// The tokenizer, or an error naming the model that lacks one.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            ModelError::Tokenizer(format!("{} carries no tokenizer", self.source.path.display()))
+        })
+    }
+
+    /// Number of parameters of every tensor (embedding and head counted once when tied).
+    pub fn n_params(&self) -> usize {
+        let per_block: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                b.linears().iter().map(|l| l.weight.elem_count()).sum::<usize>()
+                    + b.attn_norm.elem_count()
+                    + b.mlp_norm.elem_count()
+            })
+            .sum();
+        per_block
+            + self.embed.elem_count()
+            + self.final_norm.elem_count()
+            + self.lm_head.as_ref().map_or(0, |l| l.weight.elem_count())
+    }
+}
+
+/// Checks that `t` has shape `expected`, naming the tensor otherwise.
+pub(crate) fn check_shape(name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
+    if t.dims() != expected {
+        return Err(ModelError::ShapeMismatch {
+            name: name.to_string(),
+            expected: expected.to_vec(),
+            found: t.dims().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses tensors holding NaN or ±inf: they would poison every number downstream.
+pub(crate) fn check_finite(name: &str, t: &Tensor) -> Result<()> {
+    let v = t.flatten_all()?.to_vec1::<f32>()?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError::NonFinite(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Assembles a model from named f32 tensors, checking every shape against `config`.
+/// Both loaders end here, so a GGUF file and a Hugging Face folder give the same structure.
+pub(crate) fn assemble(
+    config: Config,
+    mut get: impl FnMut(&str) -> Result<Option<Tensor>>,
+    tokenizer: Option<Tokenizer>,
+    source: Source,
+) -> Result<Model> {
+    config.validate()?;
+    let h = config.hidden_size;
+    let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
+    let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
+        let t = get(name)?.ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        check_shape(name, &t, shape)?;
+        check_finite(name, &t)?;
+        Ok(t)
+    };
+    let embed = take("token_embd.weight", &[config.vocab_size, h])?;
+    let mut blocks = Vec::with_capacity(config.n_layers);
+    for i in 0..config.n_layers {
+        let mut linear = |kind: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            let name = format!("blk.{i}.{kind}.weight");
+            let weight = take(&name, &[out, inp])?;
+            let bias = if bias { Some(take(&format!("blk.{i}.{kind}.bias"), &[out])?) } else { None };
+            Ok(Linear { name, weight, bias })
+        };
+        let qkv_bias = config.arch.qkv_bias();
+        let attn = Attention {
+            q: linear("attn_q", nh * hd, h, qkv_bias)?,
+            k: linear("attn_k", nkv * hd, h, qkv_bias)?,
+            v: linear("attn_v", nkv * hd, h, qkv_bias)?,
+            o: linear("attn_output", h, nh * hd, false)?,
+        };
+        let f = config.intermediate_size;
+        let mlp = Mlp {
+            gate: linear("ffn_gate", f, h, false)?,
+            up: linear("ffn_up", f, h, false)?,
+            down: linear("ffn_down", h, f, false)?,
+        };
+        blocks.push(Block {
+            index: i,
+            attn_norm: take(&format!("blk.{i}.attn_norm.weight"), &[h])?,
+            attn,
+            mlp_norm: take(&format!("blk.{i}.ffn_norm.weight"), &[h])?,
+            mlp,
+        });
+    }
+    let final_norm = take("output_norm.weight", &[h])?;
+    let lm_head = if config.tie_word_embeddings {
+        None
+    } else {
+        Some(Linear {
+            name: "output.weight".into(),
+            weight: take("output.weight", &[config.vocab_size, h])?,
+            bias: None,
+        })
+    };
+    Ok(Model { config, embed, blocks, final_norm, lm_head, tokenizer, source })
+}

@@ -1,0 +1,164 @@
+//! Tokenizers: Hugging Face `tokenizer.json`, or byte-level BPE rebuilt from GGUF metadata
+//! (`tokenizer.ggml.*`) so that ids equal those of the checkpoint's own tokenizer.
+//!
+//! llama.cpp names the pre-tokenizer in `tokenizer.ggml.pre`; the regular expressions below are the
+//! ones `llama-vocab.cpp` uses for each name, written as the matching `tokenizer.json` would.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Value;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use super::{ModelError, Result};
+
+/// Qwen2's pre-tokenizer pattern (single digits).
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Llama 3's pre-tokenizer pattern (digits in groups of up to three).
+const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// GGUF `tokenizer.ggml.token_type` values.
+const TOKEN_TYPE_CONTROL: i32 = 3;
+const TOKEN_TYPE_USER_DEFINED: i32 = 4;
+
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokenizer({} tokens)", self.inner.get_vocab_size(true))
+    }
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Reads a Hugging Face `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// Rebuilds the tokenizer described by GGUF metadata. Only byte-level BPE (`gpt2`) vocabularies
+    /// are supported, with the pre-tokenizers of the architectures we run.
+    pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
+        let model = get_str(md, "tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(ModelError::Tokenizer(format!(
+                "GGUF tokenizer model '{model}' is not supported (only byte-level BPE, 'gpt2')"
+            )));
+        }
+        let pre = match md.get("tokenizer.ggml.pre") {
+            Some(v) => v.to_string().map_err(tok_err)?.clone(),
+            None => "default".to_string(),
+        };
+        let tokens = get_array(md, "tokenizer.ggml.tokens")?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(tok_err))
+            .collect::<Result<Vec<String>>>()?;
+        let merges = get_array(md, "tokenizer.ggml.merges")?
+            .iter()
+            .map(|v| {
+                let m = v.to_string().map_err(tok_err)?;
+                // llama.cpp splits at the first space after the first character.
+                let first = m.chars().next().map_or(0, char::len_utf8);
+                let at = m[first..].find(' ').map(|p| p + first);
+                match at {
+                    Some(p) => Ok((m[..p].to_string(), m[p + 1..].to_string())),
+                    None => Err(ModelError::Tokenizer(format!("malformed merge '{m}'"))),
+                }
+            })
+            .collect::<Result<Vec<(String, String)>>>()?;
+        let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
+            Some(v) => v
+                .to_vec()
+                .map_err(tok_err)?
+                .iter()
+                .map(|t| t.to_i32().map_err(tok_err))
+                .collect::<Result<_>>()?,
+            None => vec![1; tokens.len()],
+        };
+        let vocab: tokenizers::models::bpe::Vocab =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let ignore_merges = matches!(pre.as_str(), "llama3" | "llama-bpe");
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(ignore_merges)
+            .build()
+            .map_err(tok_err)?;
+        let byte_level = |use_regex| ByteLevel::new(false, false, use_regex);
+        let split = |pattern: &str| -> Result<PreTokenizerWrapper> {
+            let s = Split::new(SplitPattern::Regex(pattern.into()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(tok_err)?;
+            Ok(s.into())
+        };
+        let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
+            "default" | "gpt2" => byte_level(true).into(),
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
+                Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into()
+            }
+            "qwen2" => Sequence::new(vec![split(QWEN2_PATTERN)?, byte_level(false).into()]).into(),
+            "llama3" | "llama-bpe" => {
+                Sequence::new(vec![split(LLAMA3_PATTERN)?, byte_level(false).into()]).into()
+            }
+            other => {
+                return Err(ModelError::Tokenizer(format!(
+                    "GGUF pre-tokenizer '{other}' is not supported (smollm, qwen2, llama-bpe, gpt2)"
+                )))
+            }
+        };
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre_tokenizer));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        let added = |ty: i32, special: bool| {
+            tokens
+                .iter()
+                .zip(&types)
+                .filter(move |(_, &t)| t == ty)
+                .map(move |(tok, _)| AddedToken::from(tok.clone(), special))
+                .collect::<Vec<_>>()
+        };
+        inner.add_special_tokens(added(TOKEN_TYPE_CONTROL, true)).map_err(tok_err)?;
+        inner.add_tokens(added(TOKEN_TYPE_USER_DEFINED, false)).map_err(tok_err)?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// Token ids of `text`, with no special tokens added (the perplexity protocol).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode_fast(text, false).map_err(tok_err)?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(tok_err)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}
+
+fn get_str<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a String> {
+    md.get(key)
+        .ok_or_else(|| ModelError::MissingMetadata(key.into()))?
+        .to_string()
+        .map_err(tok_err)
+}
+
+fn get_array<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a Vec<Value>> {
+    md.get(key)
+        .ok_or_else(|| ModelError::MissingMetadata(key.into()))?
+        .to_vec()
+        .map_err(tok_err)
+}

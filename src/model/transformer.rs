@@ -1,0 +1,176 @@
+//! The forward pass of llama-family decoders (Llama 2/3, SmolLM2, Mistral without sliding window,
+//! Qwen2), written after `transformers`' `modeling_llama.py` / `modeling_qwen2.py`, which are the
+//! numerical reference (see tests/conformance.rs).
+//!
+//! A full forward is `embed → blocks → head`; callers may run any range of blocks on cached hidden
+//! states, skip a block or one of its sublayers, and observe everything through a [`Capture`].
+
+use candle_core::{Device, Tensor};
+
+use super::capture::{Capture, Sublayer};
+use super::{rope, Block, Model, Result};
+use crate::model::config::Config;
+
+/// Per-sequence-length tables shared by every block: RoPE cos/sin and the causal mask.
+pub struct Positions {
+    pub n_tokens: usize,
+    cos: Tensor,
+    sin: Tensor,
+    /// (tokens, tokens): 0 on and below the diagonal, −∞ above.
+    mask: Tensor,
+}
+
+impl Positions {
+    pub fn new(config: &Config, n_tokens: usize, device: &Device) -> Result<Self> {
+        let (cos, sin) = rope::tables(config, n_tokens, device)?;
+        let mask: Vec<f32> = (0..n_tokens)
+            .flat_map(|i| (0..n_tokens).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (n_tokens, n_tokens), device)?;
+        Ok(Positions { n_tokens, cos, sin, mask })
+    }
+}
+
+/// What to leave out of one block's forward.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockOpts {
+    pub skip_attention: bool,
+    pub skip_mlp: bool,
+}
+
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)?)
+}
+
+impl Block {
+    /// Runs the block on `x` (batch, tokens, hidden) and returns the new residual stream.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        config: &Config,
+        pos: &Positions,
+        opts: BlockOpts,
+        cap: &mut dyn Capture,
+    ) -> Result<Tensor> {
+        let i = self.index;
+        cap.block_input(i, x)?;
+        let mut x = x.clone();
+        if !opts.skip_attention {
+            let h = rms_norm(&x, &self.attn_norm, config.rms_norm_eps)?;
+            let a = self.attention(&h, config, pos, cap)?;
+            cap.sublayer_output(i, Sublayer::Attention, &a)?;
+            x = (x + a)?;
+        }
+        if !opts.skip_mlp {
+            let h = rms_norm(&x, &self.mlp_norm, config.rms_norm_eps)?;
+            let m = self.mlp_forward(&h, cap)?;
+            cap.sublayer_output(i, Sublayer::Mlp, &m)?;
+            x = (x + m)?;
+        }
+        cap.block_output(i, &x)?;
+        Ok(x)
+    }
+
+    /// Causal multi-head attention with grouped key/value heads.
+    fn attention(
+        &self,
+        h: &Tensor,
+        config: &Config,
+        pos: &Positions,
+        cap: &mut dyn Capture,
+    ) -> Result<Tensor> {
+        let (b, t, _) = h.dims3()?;
+        let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
+        let a = &self.attn;
+        cap.linear_input(self.index, &[&a.q, &a.k, &a.v], h)?;
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let cos = pos.cos.narrow(0, 0, t)?;
+        let sin = pos.sin.narrow(0, 0, t)?;
+        let q = rope::apply(&heads(a.q.forward(h)?, nh)?, &cos, &sin, config.rope_layout)?;
+        let k = rope::apply(&heads(a.k.forward(h)?, nkv)?, &cos, &sin, config.rope_layout)?;
+        let v = heads(a.v.forward(h)?, nkv)?;
+        let (k, v) = if nh == nkv {
+            (k, v)
+        } else {
+            let rep = nh / nkv;
+            let expand = |x: Tensor| -> Result<Tensor> {
+                Ok(x.unsqueeze(2)?.broadcast_as((b, nkv, rep, t, hd))?.reshape((b, nh, t, hd))?)
+            };
+            (expand(k)?, expand(v)?)
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let mask = pos.mask.narrow(0, 0, t)?.narrow(1, 0, t)?;
+        let scores = scores.broadcast_add(&mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        if cap.wants_attention(self.index) {
+            cap.attention_probs(self.index, &probs)?;
+        }
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        cap.linear_input(self.index, &[&a.o], &out)?;
+        a.o.forward(&out)
+    }
+
+    /// SwiGLU MLP.
+    fn mlp_forward(&self, h: &Tensor, cap: &mut dyn Capture) -> Result<Tensor> {
+        let m = &self.mlp;
+        cap.linear_input(self.index, &[&m.gate, &m.up], h)?;
+        let act = (candle_nn::ops::silu(&m.gate.forward(h)?)? * m.up.forward(h)?)?;
+        cap.linear_input(self.index, &[&m.down], &act)?;
+        m.down.forward(&act)
+    }
+}
+
+impl Model {
+    /// Token embeddings of `tokens` (batch, tokens) u32 → (batch, tokens, hidden).
+    pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let flat = tokens.flatten_all()?;
+        Ok(self.embed.index_select(&flat, 0)?.reshape((b, t, self.config.hidden_size))?)
+    }
+
+    /// Final norm and output projection: (batch, tokens, hidden) → (batch, tokens, vocab) logits.
+    pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let h = rms_norm(x, &self.final_norm, self.config.rms_norm_eps)?;
+        let (b, t, d) = h.dims3()?;
+        let h2 = h.reshape((b * t, d))?;
+        let w = match &self.lm_head {
+            Some(l) => &l.weight,
+            None => &self.embed,
+        };
+        Ok(h2.matmul(&w.t()?)?.reshape((b, t, self.config.vocab_size))?)
+    }
+
+    pub fn positions(&self, n_tokens: usize) -> Result<Positions> {
+        Positions::new(&self.config, n_tokens, self.embed.device())
+    }
+
+    /// Runs blocks `range` on `x`, with `opts(i)` choosing what to skip in block `i`.
+    pub fn run_blocks(
+        &self,
+        x: &Tensor,
+        range: std::ops::Range<usize>,
+        pos: &Positions,
+        opts: &dyn Fn(usize) -> Option<BlockOpts>,
+        cap: &mut dyn Capture,
+    ) -> Result<Tensor> {
+        let mut x = x.clone();
+        for block in &self.blocks[range] {
+            if let Some(o) = opts(block.index) {
+                x = block.forward(&x, &self.config, pos, o, cap)?;
+            }
+        }
+        Ok(x)
+    }
+
+    /// The whole model: token ids (batch, tokens) → logits (batch, tokens, vocab).
+    pub fn forward(&self, tokens: &Tensor, cap: &mut dyn Capture) -> Result<Tensor> {
+        let (_, t) = tokens.dims2()?;
+        let pos = self.positions(t)?;
+        let x = self.embed(tokens)?;
+        let x = self.run_blocks(&x, 0..self.blocks.len(), &pos, &|_| Some(BlockOpts::default()), cap)?;
+        self.head(&x)
+    }
+}
