@@ -1,0 +1,112 @@
+//! Conformance: our forward pass against `transformers` on tiny random checkpoints.
+//!
+//! `tests/fixtures/` holds llama and qwen2 checkpoints (HF folders in f32 and sharded bf16, and
+//! the same weights as GGUF) with the token ids, hidden states and logits `transformers` computed
+//! for them (scripts/make_fixtures.py). We must reproduce them within 1e-4 relative.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+use triage::model::{Capture, Model};
+
+#[derive(Deserialize)]
+struct Expected {
+    text: String,
+    tokens: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+    /// Embeddings, the residual stream after each block but the last, and the final-normed output.
+    hidden_states: Vec<Vec<Vec<f32>>>,
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn expected(name: &str) -> Expected {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture");
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// max |a − b| / max |b|.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// Records the residual stream leaving each block.
+#[derive(Default)]
+struct BlockOutputs(Vec<Vec<f32>>);
+
+impl Capture for BlockOutputs {
+    fn block_output(&mut self, _block: usize, x: &Tensor) -> triage::model::Result<()> {
+        self.0.push(x.flatten_all()?.to_vec1()?);
+        Ok(())
+    }
+}
+
+fn check(model_file: &str, expected_file: &str) {
+    let model = Model::load(&fixture(model_file)).expect("load");
+    let exp = expected(expected_file);
+    let ids = model.tokenizer().expect("tokenizer").encode(&exp.text).expect("encode");
+    assert_eq!(ids, exp.tokens, "{model_file}: token ids");
+
+    let t = exp.tokens.len();
+    let tokens = Tensor::from_vec(exp.tokens.clone(), (1, t), &Device::Cpu).unwrap();
+    let mut cap = BlockOutputs::default();
+    let logits = model.forward(&tokens, &mut cap).unwrap();
+    let logits: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<f32> = exp.logits.concat();
+    let e = rel_err(&logits, &want);
+    eprintln!("{model_file}: logits relative error {e:.2e}");
+    assert!(e < 1e-4, "{model_file}: logits relative error {e}");
+
+    let embed: Vec<f32> = model.embed(&tokens).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(rel_err(&embed, &exp.hidden_states[0].concat()) < 1e-6, "{model_file}: embeddings");
+    let n = model.blocks.len();
+    for (i, got) in cap.0.iter().take(n - 1).enumerate() {
+        let e = rel_err(got, &exp.hidden_states[i + 1].concat());
+        assert!(e < 1e-4, "{model_file}: block {i} output relative error {e}");
+    }
+}
+
+#[test]
+fn llama_hf_folder_matches_transformers() {
+    check("tiny-llama", "tiny-llama.expected.json");
+}
+
+#[test]
+fn llama_gguf_matches_transformers() {
+    check("tiny-llama.gguf", "tiny-llama.expected.json");
+}
+
+#[test]
+fn llama_sharded_bf16_folder_matches_transformers() {
+    check("tiny-llama-sharded", "tiny-llama-sharded.expected.json");
+}
+
+#[test]
+fn qwen2_hf_folder_matches_transformers() {
+    check("tiny-qwen2", "tiny-qwen2.expected.json");
+}
+
+#[test]
+fn qwen2_gguf_matches_transformers() {
+    check("tiny-qwen2.gguf", "tiny-qwen2.expected.json");
+}
+
+#[test]
+fn gguf_and_hf_folder_give_the_same_structure() {
+    let a = Model::load(&fixture("tiny-llama.gguf")).unwrap();
+    let b = Model::load(&fixture("tiny-llama")).unwrap();
+    assert_eq!(a.config.n_layers, b.config.n_layers);
+    assert_eq!(a.config.rope_freq_factors.as_ref().map(Vec::len), Some(8));
+    let (fa, fb) = (a.config.rope_freq_factors.clone().unwrap(), b.config.rope_freq_factors.clone().unwrap());
+    for (x, y) in fa.iter().zip(fb) {
+        assert!((x - y).abs() < 1e-6, "rope factors {x} vs {y}");
+    }
+    let names = |m: &Model| m.blocks.iter().flat_map(|b| b.linears().map(|l| l.name.clone())).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    assert_eq!(a.n_params(), b.n_params());
+}
