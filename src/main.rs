@@ -7,7 +7,10 @@ fn main() -> ExitCode {
     match triage::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line, whatever the underlying libraries put in their messages.
+            let msg = format!("{e:#}");
+            let one_line: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            eprintln!("error: {}", one_line.join(" "));
             ExitCode::FAILURE
         }
     }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::data::Windows;
-use crate::eval::evaluate;
+use crate::eval::{check_ctx, evaluate};
 use crate::model::Model;
 
 use super::progress;
@@ -53,6 +53,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let model = Model::load(&args.model)?;
     let reference = args.reference.as_deref().map(Model::load).transpose()?;
+    for m in std::iter::once(&model).chain(reference.as_ref()) {
+        check_ctx(m, args.ctx)?;
+    }
     let tokenizer = model.tokenizer()?;
     let windows = Windows::from_file(&args.text, tokenizer, args.ctx, args.max_windows)
         .with_context(|| format!("{}", args.text.display()))?;

@@ -23,7 +23,7 @@ pub enum EvalError {
     VocabMismatch { reference: usize, model: usize },
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error(transparent)]
+    #[error("{}", crate::model::candle_message(.0))]
     Tensor(#[from] candle_core::Error),
 }
 
@@ -45,7 +45,8 @@ pub struct EvalReport {
     pub tokens_per_s: f64,
 }
 
-fn check_ctx(model: &Model, ctx: usize) -> Result<(), EvalError> {
+/// Refuses windows longer than the model was trained for.
+pub fn check_ctx(model: &Model, ctx: usize) -> Result<(), EvalError> {
     if ctx > model.config.context_length {
         return Err(EvalError::CtxTooLong {
             ctx,

@@ -54,7 +54,7 @@ pub fn read_content(path: &Path) -> Result<(Content, BufReader<File>)> {
     }
     reader.rewind().map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     let content = Content::read(&mut reader).map_err(|e| {
-        gguf_err(format!("cannot read the header ({e}); the file may be truncated"))
+        gguf_err(format!("cannot read the header ({}); the file may be truncated", super::candle_message(&e)))
     })?;
     for (name, info) in &content.tensor_infos {
         let end = content.tensor_data_offset
@@ -156,7 +156,7 @@ pub fn load(path: &Path) -> Result<Model> {
         }
         let q = content
             .tensor(&mut reader, name, &device)
-            .map_err(|e| gguf_err(format!("tensor '{name}': {e}")))?;
+            .map_err(|e| gguf_err(format!("tensor '{name}': {}", super::candle_message(&e))))?;
         Ok(Some(q.dequantize(&device)?))
     };
     if config.rope_freq_factors.is_some() {

@@ -97,7 +97,7 @@ pub fn load(dir: &Path) -> Result<Model> {
     // Memory-mapping is sound as long as nobody rewrites the files while we read them.
     let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::NotAModel {
         path: dir.to_path_buf(),
-        reason: format!("cannot read safetensors ({e}); a file may be truncated"),
+        reason: format!("cannot read safetensors ({}); a file may be truncated", super::candle_message(&e)),
     })?;
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0u64;

@@ -56,8 +56,17 @@ pub enum ModelError {
     NonFinite(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    #[error(transparent)]
+    #[error("{}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
+}
+
+/// A candle error's message without the backtrace candle attaches when RUST_BACKTRACE is set.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        other => other.to_string(),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,237 @@
+//! Bad input gets one clear line on stderr and a non-zero exit — never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("triage-bad-input-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A text long enough for a few windows of the tiny models.
+fn long_text(dir: &Path) -> PathBuf {
+    let p = dir.join("long.txt");
+    std::fs::write(&p, "The nation is at peace and the harvest is good. ".repeat(200)).unwrap();
+    p
+}
+
+/// Runs `triage eval` and returns stderr, asserting failure with one line and no panic.
+fn eval_fails(model: &Path, text: &Path, extra: &[&str], expect: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["eval", "--model"])
+        .arg(model)
+        .arg("--text")
+        .arg(text)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(expect), "'{expect}' not in: {stderr}");
+    assert!(out.stdout.is_empty(), "no output expected on failure");
+}
+
+/// Rewrites tiny-llama.gguf with `edit` applied to its metadata and tensors.
+fn edited_gguf(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>),
+) -> PathBuf {
+    let src = fixture("tiny-llama.gguf");
+    let mut f = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let mut md: Vec<(String, Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors: Vec<(String, QTensor)> =
+        names.iter().map(|n| ((*n).clone(), content.tensor(&mut f, n, &Device::Cpu).unwrap())).collect();
+    edit(&mut md, &mut tensors);
+    let out = dir.join("edited.gguf");
+    let mut w = std::fs::File::create(&out).unwrap();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut w, &md_refs, &t_refs).unwrap();
+    out
+}
+
+#[test]
+fn missing_model_file() {
+    let d = tmp_dir("missing");
+    eval_fails(&d.join("nope.gguf"), &long_text(&d), &[], "nope.gguf: No such file");
+}
+
+#[test]
+fn missing_text_file() {
+    let d = tmp_dir("missing-text");
+    eval_fails(&fixture("tiny-llama.gguf"), &d.join("nope.txt"), &["--ctx", "64"], "nope.txt: No such file");
+}
+
+#[test]
+fn not_a_model() {
+    let d = tmp_dir("not-model");
+    let t = long_text(&d);
+    eval_fails(&t, &t, &[], "not a model: neither a GGUF file");
+}
+
+#[test]
+fn truncated_gguf_data() {
+    let d = tmp_dir("trunc");
+    let bytes = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
+    let p = d.join("t.gguf");
+    std::fs::write(&p, &bytes[..bytes.len() - 1000]).unwrap();
+    eval_fails(&p, &long_text(&d), &[], "invalid GGUF: truncated: tensor");
+}
+
+#[test]
+fn truncated_gguf_header() {
+    let d = tmp_dir("trunc-header");
+    let bytes = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
+    let p = d.join("t.gguf");
+    std::fs::write(&p, &bytes[..200]).unwrap();
+    eval_fails(&p, &long_text(&d), &[], "cannot read the header");
+}
+
+#[test]
+fn unsupported_architecture() {
+    let d = tmp_dir("arch");
+    let p = edited_gguf(&d, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "general.architecture" {
+                *v = Value::String("mamba".into());
+            }
+        }
+    });
+    eval_fails(&p, &long_text(&d), &[], "unsupported model: GGUF architecture 'mamba'");
+}
+
+#[test]
+fn tensor_shape_not_matching_config() {
+    let d = tmp_dir("shape");
+    let p = edited_gguf(&d, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "llama.feed_forward_length" {
+                *v = Value::U32(128);
+            }
+        }
+    });
+    eval_fails(&p, &long_text(&d), &[], "tensor 'blk.0.ffn_gate.weight' has shape [160, 64], the configuration implies [128, 64]");
+}
+
+/// A copy of the tiny-qwen2 folder, to damage.
+fn qwen2_copy(tag: &str) -> PathBuf {
+    let d = tmp_dir(tag);
+    for e in std::fs::read_dir(fixture("tiny-qwen2")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+    }
+    d
+}
+
+#[test]
+fn truncated_safetensors() {
+    let d = qwen2_copy("hf-trunc");
+    let w = d.join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    eval_fails(&d, &long_text(&d), &[], "cannot read safetensors");
+}
+
+#[test]
+fn hf_config_not_matching_weights() {
+    let d = qwen2_copy("hf-shape");
+    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+    std::fs::write(d.join("config.json"), cfg.replace("\"hidden_size\": 64", "\"hidden_size\": 48")).unwrap();
+    eval_fails(&d, &long_text(&d), &[], "tensor 'token_embd.weight' has shape [300, 64], the configuration implies [300, 48]");
+}
+
+#[test]
+fn nan_weights() {
+    let d = tmp_dir("nan");
+    let p = edited_gguf(&d, |_, tensors| {
+        for (k, v) in tensors.iter_mut() {
+            if k == "blk.1.attn_v.weight" {
+                let nan = Tensor::full(f32::NAN, v.shape().dims(), &Device::Cpu).unwrap();
+                *v = QTensor::quantize(&nan, GgmlDType::F32).unwrap();
+            }
+        }
+    });
+    eval_fails(&p, &long_text(&d), &[], "tensor 'blk.1.attn_v.weight' contains NaN");
+}
+
+#[test]
+fn empty_text() {
+    let d = tmp_dir("empty");
+    let t = d.join("empty.txt");
+    std::fs::write(&t, "  \n").unwrap();
+    eval_fails(&fixture("tiny-llama.gguf"), &t, &["--ctx", "64"], "the text is empty");
+}
+
+#[test]
+fn text_shorter_than_one_window() {
+    let d = tmp_dir("short");
+    let t = d.join("short.txt");
+    std::fs::write(&t, "Hello there.").unwrap();
+    eval_fails(&fixture("tiny-llama.gguf"), &t, &["--ctx", "64"], "fewer than one window of 64");
+}
+
+#[test]
+fn ctx_beyond_the_model_context() {
+    let d = tmp_dir("ctx");
+    eval_fails(&fixture("tiny-qwen2.gguf"), &long_text(&d), &["--ctx", "512"], "window length 512 exceeds the context length 256");
+}
+
+#[test]
+fn reference_with_another_vocabulary() {
+    let d = tmp_dir("vocab");
+    let p = edited_gguf(&d, |_, tensors| {
+        for (k, v) in tensors.iter_mut() {
+            if k == "token_embd.weight" || k == "output.weight" {
+                let t = Tensor::zeros((310, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+                *v = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+            }
+        }
+    });
+    eval_fails(
+        &fixture("tiny-llama.gguf"),
+        &long_text(&d),
+        &["--ctx", "64", "--reference", p.to_str().unwrap()],
+        "the reference model has 310 vocabulary entries, the model 300",
+    );
+}
+
+#[test]
+fn eval_succeeds_on_a_tiny_model_with_json() {
+    let d = tmp_dir("ok");
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["eval", "--json", "--ctx", "64", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--text")
+        .arg(long_text(&d))
+        .arg("--reference")
+        .arg(fixture("tiny-llama"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["ppl", "tokens_scored", "windows", "ctx", "kld_mean", "kld_median", "kld_p99", "top1_agree", "tokens_per_s"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    // The GGUF and the HF folder hold the same f32 weights: KL ≈ 0, top-1 always agrees.
+    assert!(v["kld_mean"].as_f64().unwrap() < 1e-6, "{v}");
+    assert_eq!(v["top1_agree"].as_f64().unwrap(), 1.0);
+    assert_eq!(v["tokens_scored"].as_u64().unwrap(), v["windows"].as_u64().unwrap() * 63);
+}
