@@ -1,33 +1,10 @@
 //! Per-position scores and their summaries.
 //!
 //! Scoring touches every logit (vocab 49 152 × every position, twice with a reference), so the
-//! inner loops use a polynomial `exp` that the compiler vectorises, with f32 lanes folded into f64
+//! inner loops use the vectorisable `fast_exp`, with f32 lanes folded into f64
 //! sums every 64 elements.
 
-/// e^x for x ≤ 0 (inputs here are logits minus their maximum); relative error below 1e-6 for
-/// x > −10 and below 1e-5 down to −87 (where the result underflows f32 anyway).
-///
-/// Cody–Waite: e^x = 2^n · 2^f with n = round(x·log2 e), f ∈ [−½, ½], and 2^f by a degree-6
-/// polynomial; plain arithmetic and bit casts, so loops over it vectorise.
-#[inline(always)]
-pub fn fast_exp(x: f32) -> f32 {
-    let t = (x * std::f32::consts::LOG2_E).max(-126.0);
-    let n = t.round();
-    let f = t - n;
-    // Taylor coefficients of 2^f = e^(f ln 2).
-    const C: [f32; 7] = [
-        1.0,
-        0.693_147_2,
-        0.240_226_5,
-        0.055_504_11,
-        0.009_618_129,
-        0.001_333_355_8,
-        0.000_154_035_3,
-    ];
-    let p = C[0] + f * (C[1] + f * (C[2] + f * (C[3] + f * (C[4] + f * (C[5] + f * C[6])))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
-}
+use crate::model::kernels::fast_exp;
 
 fn max(xs: &[f32]) -> f32 {
     xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
@@ -127,20 +104,6 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_exp_is_accurate_over_the_range_used() {
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let exact = (x as f64).exp();
-            let rel = ((fast_exp(x) as f64 - exact) / exact).abs();
-            // Large |x| lose digits in x·log2 e, but such terms are negligible in any sum.
-            let ok = if x > -10.0 { rel < 1e-6 } else { rel < 1e-5 };
-            assert!(ok, "x = {x}: relative error {rel}");
-            x += 0.013;
-        }
-        assert_eq!(fast_exp(0.0), 1.0);
-    }
 
     #[test]
     fn uniform_logits_give_log_vocab_nll() {

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod config;
 pub mod gguf;
 pub mod hf;
+pub mod kernels;
 pub mod rope;
 pub mod tokenizer;
 pub mod transformer;
@@ -91,7 +92,7 @@ impl Linear {
         let dims = x.dims();
         let (out_features, in_features) = self.weight.dims2()?;
         let rows = x.elem_count() / in_features;
-        let y = x.reshape((rows, in_features))?.matmul(&self.weight.t()?)?;
+        let y = kernels::matmul_nt(&x.reshape((rows, in_features))?, &self.weight)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

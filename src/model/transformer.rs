@@ -8,26 +8,20 @@
 use candle_core::{Device, Tensor};
 
 use super::capture::{Capture, Sublayer};
-use super::{rope, Block, Model, Result};
+use super::{kernels, rope, Block, Model, Result};
 use crate::model::config::Config;
 
-/// Per-sequence-length tables shared by every block: RoPE cos/sin and the causal mask.
+/// Per-sequence-length tables shared by every block: RoPE cos/sin.
 pub struct Positions {
     pub n_tokens: usize,
     cos: Tensor,
     sin: Tensor,
-    /// (tokens, tokens): 0 on and below the diagonal, −∞ above.
-    mask: Tensor,
 }
 
 impl Positions {
     pub fn new(config: &Config, n_tokens: usize, device: &Device) -> Result<Self> {
         let (cos, sin) = rope::tables(config, n_tokens, device)?;
-        let mask: Vec<f32> = (0..n_tokens)
-            .flat_map(|i| (0..n_tokens).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (n_tokens, n_tokens), device)?;
-        Ok(Positions { n_tokens, cos, sin, mask })
+        Ok(Positions { n_tokens, cos, sin })
     }
 }
 
@@ -91,24 +85,11 @@ impl Block {
         let q = rope::apply(&heads(a.q.forward(h)?, nh)?, &cos, &sin, config.rope_layout)?;
         let k = rope::apply(&heads(a.k.forward(h)?, nkv)?, &cos, &sin, config.rope_layout)?;
         let v = heads(a.v.forward(h)?, nkv)?;
-        let (k, v) = if nh == nkv {
-            (k, v)
-        } else {
-            let rep = nh / nkv;
-            let expand = |x: Tensor| -> Result<Tensor> {
-                Ok(x.unsqueeze(2)?.broadcast_as((b, nkv, rep, t, hd))?.reshape((b, nh, t, hd))?)
-            };
-            (expand(k)?, expand(v)?)
-        };
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let mask = pos.mask.narrow(0, 0, t)?.narrow(1, 0, t)?;
-        let scores = scores.broadcast_add(&mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        if cap.wants_attention(self.index) {
-            cap.attention_probs(self.index, &probs)?;
+        let (out, probs) = kernels::causal_attention(&q, &k, &v, cap.wants_attention(self.index))?;
+        if let Some(p) = probs {
+            cap.attention_probs(self.index, &p)?;
         }
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         cap.linear_input(self.index, &[&a.o], &out)?;
         a.o.forward(&out)
     }
@@ -140,7 +121,7 @@ impl Model {
             Some(l) => &l.weight,
             None => &self.embed,
         };
-        Ok(h2.matmul(&w.t()?)?.reshape((b, t, self.config.vocab_size))?)
+        Ok(kernels::matmul_nt(&h2, w)?.reshape((b, t, self.config.vocab_size))?)
     }
 
     pub fn positions(&self, n_tokens: usize) -> Result<Positions> {
