@@ -9,7 +9,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-# CPU-only torch from PyPI is fine (large download).
+# Pinned to the versions that made the committed fixtures and the reference numbers.
+# PyPI's torch is the CUDA build (several GB); it runs on the CPU here.
 "$VENV/bin/python" -m pip install --quiet \
-  torch transformers accelerate gguf safetensors numpy sentencepiece tokenizers
+  torch==2.15.0 transformers==5.24.0 accelerate gguf==0.19.0 safetensors numpy sentencepiece tokenizers==0.23.3
 "$VENV/bin/python" -c 'import torch, transformers, gguf, safetensors, numpy, tokenizers; print("torch", torch.__version__, "transformers", transformers.__version__, "gguf", gguf.__version__ if hasattr(gguf, "__version__") else "?")'
