@@ -5,7 +5,11 @@
 //! `model` (load, run block by block with capture points) → `data` (text → windows)
 //! → `eval` (perplexity, KL to a reference).
 
+pub mod compress;
 pub mod data;
 pub mod eval;
+pub mod export;
+pub mod importance;
 pub mod model;
 pub mod cli;
+pub mod report;

@@ -1,6 +1,7 @@
 //! The command line: typed arguments, progress bars, one-line errors.
 
 pub mod eval;
+pub mod profile;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -20,10 +21,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Eval(eval::EvalArgs),
+    Profile(profile::ProfileArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Profile(args) => profile::run(args),
     }
 }

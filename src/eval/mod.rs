@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::data::Windows;
 use crate::model::{Model, ModelError};
 
-pub use stats::{log_sum_exp, Scored};
+pub use stats::Scored;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {

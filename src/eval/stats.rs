@@ -1,44 +1,8 @@
 //! Per-position scores and their summaries.
 //!
-//! Scoring touches every logit (vocab 49 152 × every position, twice with a reference), so the
-//! inner loops use the vectorisable `fast_exp`, with f32 lanes folded into f64
-//! sums every 64 elements.
+//! The log-sum-exp and KL kernels over logits live in `model::kernels`.
 
-use crate::model::kernels::fast_exp;
-
-fn max(xs: &[f32]) -> f32 {
-    xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-}
-
-/// log Σ exp(logits): `logits[i] − log_sum_exp` is a log-probability.
-pub fn log_sum_exp(logits: &[f32]) -> f64 {
-    let m = max(logits);
-    let mut total = 0.0f64;
-    for chunk in logits.chunks(64) {
-        let s: f32 = chunk.iter().map(|&x| fast_exp(x - m)).sum();
-        total += s as f64;
-    }
-    m as f64 + total.ln()
-}
-
-/// KL(P ‖ Q) from logits, in one pass over the vocabulary:
-/// KL = Σ P_i (p_i − q_i) − lse(p) + lse(q), with P_i = e^(p_i − lse(p)).
-fn kl_divergence(p: &[f32], q: &[f32], lse_q: f64) -> f64 {
-    let m = max(p);
-    let (mut z, mut dot) = (0.0f64, 0.0f64);
-    for (cp, cq) in p.chunks(64).zip(q.chunks(64)) {
-        let (mut zs, mut ds) = (0.0f32, 0.0f32);
-        for (&a, &b) in cp.iter().zip(cq) {
-            let e = fast_exp(a - m);
-            zs += e;
-            ds += e * (a - b);
-        }
-        z += zs as f64;
-        dot += ds as f64;
-    }
-    let lse_p = m as f64 + z.ln();
-    (dot / z - lse_p + lse_q).max(0.0)
-}
+use crate::model::kernels::{kl_divergence_lse, log_sum_exp};
 
 fn argmax(xs: &[f32]) -> usize {
     let mut best = 0;
@@ -67,7 +31,7 @@ impl Scored {
         let lse_q = log_sum_exp(q);
         let mut s = Scored { n: 1, nll_sum: lse_q - q[next as usize] as f64, ..Default::default() };
         if let Some(p) = p {
-            s.kld.push(kl_divergence(p, q, lse_q));
+            s.kld.push(kl_divergence_lse(p, q, lse_q));
             s.top1_agree = usize::from(argmax(p) == argmax(q));
         }
         s

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Build the llama.cpp reference tools used to cross-check triage:
+#   llama-quantize, llama-imatrix, llama-perplexity, llama-tokenize
+# from the vendor/llama.cpp folder of the PyPI sdist llama-cpp-python==0.3.36
+# (llama.cpp commit 0c1e57098bba43ac29e6e3b677cdceebdd22334f), CPU only, Release,
+# static libraries, into <repo>/tools/llama.cpp/ (git-ignored):
+#   tools/llama.cpp/src/    unpacked sdist (vendor/llama.cpp is the cmake source dir)
+#   tools/llama.cpp/build/  cmake build tree
+#   tools/llama.cpp/bin/    the binaries (copied from build/bin)
+# Idempotent: does nothing when all binaries are already in tools/llama.cpp/bin/.
+# Works from any cwd. Environment: JOBS (default 2) = parallel compile jobs.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$REPO/tools/llama.cpp"
+SRC="$OUT/src"
+BUILD="$OUT/build"
+BIN="$OUT/bin"
+JOBS="${JOBS:-2}"
+
+PKG_VERSION="0.3.36"
+SDIST="llama_cpp_python-${PKG_VERSION}.tar.gz"
+SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+TARGETS=(llama-quantize llama-imatrix llama-perplexity llama-tokenize)
+
+die() { echo "build_llama_cpp: ERROR: $*" >&2; exit 1; }
+log() { echo "build_llama_cpp: $*"; }
+
+have_all() {
+  local t
+  for t in "${TARGETS[@]}"; do [ -x "$BIN/$t" ] || return 1; done
+}
+
+print_bins() {
+  local t
+  log "binaries:"
+  for t in "${TARGETS[@]}"; do echo "  $BIN/$t"; done
+}
+
+if have_all; then
+  log "already built, nothing to do"
+  print_bins
+  exit 0
+fi
+
+mkdir -p "$OUT"
+
+# ------------------------------------------------------------ fetch + unpack sdist
+LLAMA_SRC="$SRC/llama_cpp_python-${PKG_VERSION}/vendor/llama.cpp"
+if [ ! -f "$LLAMA_SRC/CMakeLists.txt" ]; then
+  DL="$OUT/download"
+  mkdir -p "$DL"
+  if [ ! -f "$DL/$SDIST" ] || [ "$(sha256sum "$DL/$SDIST" | awk '{print $1}')" != "$SDIST_SHA256" ]; then
+    rm -f "$DL/$SDIST"
+    # Throwaway venv with the sdist's build backend so that pip can prepare its metadata
+    # under --no-build-isolation.
+    TMPVENV="$(mktemp -d)"
+    trap 'rm -rf "$TMPVENV"' EXIT
+    log "creating throwaway venv $TMPVENV"
+    python3 -m venv "$TMPVENV"
+    "$TMPVENV/bin/python" -m pip install --quiet scikit-build-core cmake
+    log "downloading llama-cpp-python==$PKG_VERSION sdist"
+    "$TMPVENV/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
+      --no-build-isolation -d "$DL" "llama-cpp-python==$PKG_VERSION"
+  fi
+  [ -f "$DL/$SDIST" ] || die "$SDIST not downloaded"
+  GOT="$(sha256sum "$DL/$SDIST" | awk '{print $1}')"
+  [ "$GOT" = "$SDIST_SHA256" ] || die "sha256 mismatch for $SDIST: got $GOT, want $SDIST_SHA256"
+  log "sdist sha256 OK"
+  rm -rf "$SRC"
+  mkdir -p "$SRC"
+  tar -xzf "$DL/$SDIST" -C "$SRC"
+  [ -f "$LLAMA_SRC/CMakeLists.txt" ] || die "vendor/llama.cpp missing from $SDIST"
+fi
+
+# ------------------------------------------------------------ cmake
+command -v cmake >/dev/null 2>&1 || (apt-get update && apt-get install -y cmake)
+command -v cmake >/dev/null 2>&1 || die "cmake not found and could not be installed"
+
+log "configuring (Release, CPU only)"
+# LLAMA_CURL is deprecated/ignored in this llama.cpp version (HTTPS now goes through
+# LLAMA_OPENSSL); both are turned off: the tools are only used on local files.
+cmake -S "$LLAMA_SRC" -B "$BUILD" \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_CURL=OFF \
+  -DLLAMA_OPENSSL=OFF \
+  -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_APP=OFF \
+  -DLLAMA_BUILD_UI=OFF \
+  -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_RPC=OFF \
+  -DGGML_NATIVE=ON >"$OUT/cmake-configure.log" 2>&1 \
+  || { tail -40 "$OUT/cmake-configure.log" >&2; die "cmake configure failed (see $OUT/cmake-configure.log)"; }
+
+log "building ${TARGETS[*]} with -j$JOBS"
+cmake --build "$BUILD" --config Release --target "${TARGETS[@]}" -j"$JOBS"
+
+mkdir -p "$BIN"
+for t in "${TARGETS[@]}"; do
+  [ -x "$BUILD/bin/$t" ] || die "$BUILD/bin/$t not built"
+  cp -f "$BUILD/bin/$t" "$BIN/$t"
+done
+print_bins

@@ -1,0 +1,111 @@
+//! `triage profile`: every importance signal of a model on a calibration text, as profile.json
+//! and a report.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::data::Windows;
+use crate::export::imatrix::Imatrix;
+use crate::export::write_atomic;
+use crate::importance::{profile, ProfileOptions};
+use crate::model::Model;
+
+use super::progress;
+
+/// Measure what matters: per block (ShortGPT block influence, ablation ΔKL, LISA weight norms,
+/// OWL outlier ratio, RSQ attention concentration), per sublayer (LLM-Drop redundancy, ablation
+/// ΔKL), per linear (imatrix, OWL outliers, quantization error curves for every GGUF type the row
+/// width allows and RTN 2–8 bits), and the Spearman correlations between the per-block signals.
+///
+/// Writes DIR/profile.json (schema in src/importance/profile.rs) and DIR/report.html.
+/// The calibration text must be different from any text you evaluate on.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The model: a .gguf file or a Hugging Face folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Calibration text (UTF-8).
+    #[arg(long)]
+    pub calib: PathBuf,
+    /// Calibration tokens for the statistics (a multiple of --ctx; the text's first windows).
+    #[arg(long, default_value_t = 32768)]
+    pub tokens: usize,
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Tokens (the first windows) on which each block and sublayer is removed and KL measured:
+    /// 3 × blocks partial forward passes over them, the costliest part of the profile
+    /// (about 3 minutes for SmolLM2 at 1024 tokens on 2 cores).
+    #[arg(long, default_value_t = 1024)]
+    pub ablation_tokens: usize,
+    /// Tokens (the first windows) whose attention probabilities are summarised.
+    #[arg(long, default_value_t = 2048)]
+    pub attention_tokens: usize,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the imatrix in llama.cpp's GGUF format (llama-quantize --imatrix reads it);
+    /// a name ending in .dat writes the legacy format.
+    #[arg(long)]
+    pub imatrix_out: Option<PathBuf>,
+    /// A llama.cpp imatrix file (GGUF or legacy .dat) to compare ours with, tensor by tensor;
+    /// the comparison goes to DIR/imatrix_comparison.json and stdout.
+    #[arg(long)]
+    pub imatrix_in: Option<PathBuf>,
+}
+
+pub fn run(args: ProfileArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.tokens < args.ctx {
+        bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
+    }
+    let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
+    let model = Model::load(&args.model)?;
+    crate::eval::check_ctx(&model, args.ctx)?;
+    let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
+        .with_context(|| format!("{}", args.calib.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let n = model.blocks.len();
+    let pb = progress::bar(2 * n, "profile");
+    let opts = ProfileOptions {
+        batch: args.batch,
+        ablation_windows: (args.ablation_tokens / args.ctx).max(1),
+        attention_windows: args.attention_tokens / args.ctx,
+        calib_name: args.calib.display().to_string(),
+    };
+    let (profile, imatrix) = profile(&model, &windows, &opts, &mut |stage, done, _| {
+        pb.set_message(stage.to_string());
+        pb.set_position((if stage.ends_with("ablations") { n } else { 0 } + done) as u64);
+    })?;
+    pb.finish_and_clear();
+
+    let json_path = args.out.join("profile.json");
+    write_atomic(&json_path, |w| std::io::Write::write_all(w, profile.to_json().as_bytes()))?;
+    let html_path = args.out.join("report.html");
+    let html = crate::report::render(&profile);
+    write_atomic(&html_path, |w| std::io::Write::write_all(w, html.as_bytes()))?;
+    if let Some(p) = &args.imatrix_out {
+        if p.extension().is_some_and(|e| e == "dat") {
+            imatrix.write_dat(p)?;
+        } else {
+            imatrix.write_gguf(p)?;
+        }
+    }
+    if let Some(r) = &reference {
+        let cmp = crate::importance::imatrix_compare::compare(&imatrix, r);
+        let path = args.out.join("imatrix_comparison.json");
+        write_atomic(&path, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&cmp)?.as_bytes()).map_err(anyhow::Error::from))?;
+        println!("{}", cmp.summary());
+    }
+    let t: f64 = profile.timings.values().sum();
+    println!("wrote {} and {} ({} blocks, {} calibration tokens, {t:.0} s)", json_path.display(), html_path.display(), n, profile.calibration.tokens);
+    Ok(())
+}

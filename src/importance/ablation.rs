@@ -1,0 +1,60 @@
+//! Ablation: remove one block or one sublayer and measure KL(full ‖ ablated) per position on
+//! calibration windows. Costly but honest — EvoPress shows that errors of removed pieces are
+//! not additive, so this is the ground truth the cheap proxies are compared with.
+
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+use crate::model::kernels::{kl_divergence, with_f32};
+use crate::model::{BlockOpts, Model, Positions, Result};
+
+/// What to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ablation {
+    Block,
+    Attention,
+    Mlp,
+}
+
+/// Hidden states of the ablation windows at every block boundary of the full model, and the
+/// full model's logits on them: enough to rerun the model from any block with one piece removed.
+pub struct AblationSet {
+    /// `inputs[i]`: the residual stream entering block i, (windows, tokens, hidden).
+    pub inputs: Vec<Tensor>,
+    /// Full-model logits, row-major (windows · tokens, vocab).
+    pub reference: Vec<f32>,
+    pub positions: Positions,
+}
+
+impl AblationSet {
+    /// Needs `inputs` for blocks 0..n and the output of the last block as `inputs[n]`.
+    pub fn new(model: &Model, inputs: Vec<Tensor>) -> Result<Self> {
+        let last = inputs.last().expect("at least the embeddings");
+        let t = last.dims()[1];
+        let reference = with_f32(&model.head(last)?, <[f32]>::to_vec)?;
+        Ok(AblationSet { inputs, reference, positions: model.positions(t)? })
+    }
+
+    /// Mean KL(full ‖ ablated) over every position of the ablation windows.
+    pub fn kld(&self, model: &Model, block: usize, what: Ablation) -> Result<f64> {
+        let opts = match what {
+            Ablation::Block => None,
+            Ablation::Attention => Some(BlockOpts { skip_attention: true, skip_mlp: false }),
+            Ablation::Mlp => Some(BlockOpts { skip_attention: false, skip_mlp: true }),
+        };
+        let n = model.blocks.len();
+        let x = model.run_blocks(
+            &self.inputs[block],
+            block..n,
+            &self.positions,
+            &|i| if i == block { opts } else { Some(BlockOpts::default()) },
+            &mut (),
+        )?;
+        let logits = model.head(&x)?;
+        let vocab = model.config.vocab_size;
+        let total: f64 = with_f32(&logits, |q| {
+            q.par_chunks(vocab).zip(self.reference.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).sum()
+        })?;
+        Ok(total / (self.reference.len() / vocab) as f64)
+    }
+}

@@ -1,0 +1,88 @@
+//! Input second moments of linear layers: H = Σ_t x_t x_tᵀ over calibration tokens.
+//!
+//! One matrix serves several signals: its diagonal is llama.cpp's imatrix (Σ x_j² per input
+//! column), √diag is the ‖X_j‖₂ of Wanda/OWL, and tr(ΔW H ΔWᵀ) = ‖ΔW X‖² is GPTQ's layer-wise
+//! quantization loss. Linears that read the same input (q/k/v, gate/up) share one matrix.
+
+use candle_core::Tensor;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::model::kernels::with_f32;
+use crate::model::Result;
+
+/// Σ x xᵀ of one input, with the names of the linears that read it.
+#[derive(Debug, Clone)]
+pub struct InputMoments {
+    /// GGUF names of the linears sharing this input.
+    pub linears: Vec<String>,
+    /// Input width n.
+    pub dim: usize,
+    /// Row-major (n, n), the sum over tokens of x xᵀ.
+    pub xxt: Vec<f32>,
+    /// Tokens accumulated.
+    pub n_tokens: usize,
+}
+
+impl InputMoments {
+    pub fn new(linears: Vec<String>, dim: usize) -> Self {
+        InputMoments { linears, dim, xxt: vec![0.0; dim * dim], n_tokens: 0 }
+    }
+
+    /// Adds the tokens of `x` (…, dim).
+    pub fn add(&mut self, x: &Tensor) -> Result<()> {
+        let n = self.dim;
+        let rows = x.elem_count() / n;
+        with_f32(x, |xs| {
+            let xm = MatRef::from_row_major_slice(xs, rows, n);
+            let dst = MatMut::from_row_major_slice_mut(&mut self.xxt, n, n);
+            matmul(dst, Accum::Add, xm.transpose(), xm, 1.0f32, Par::rayon(0));
+        })?;
+        self.n_tokens += rows;
+        Ok(())
+    }
+
+    /// Σ_t x_tj² for every input column j (llama.cpp's imatrix, before dividing by the count).
+    pub fn sum_sq(&self) -> Vec<f32> {
+        (0..self.dim).map(|j| self.xxt[j * self.dim + j]).collect()
+    }
+
+    /// ‖W X‖² = tr(W H Wᵀ) for a row-major (rows, dim) matrix `w`.
+    pub fn output_energy(&self, w: &[f32]) -> f64 {
+        self.row_block_energies(w, w.len() / self.dim)[0]
+    }
+
+    /// tr(W_k H W_kᵀ) for each of the matrices W_k of `block_rows` rows stacked in `w`, with one
+    /// matrix product for all of them (the quantization error curves stack ~17 of them).
+    pub fn row_block_energies(&self, w: &[f32], block_rows: usize) -> Vec<f64> {
+        let n = self.dim;
+        let rows = w.len() / n;
+        let mut wh = vec![0f32; rows * n];
+        let wm = MatRef::from_row_major_slice(w, rows, n);
+        let hm = MatRef::from_row_major_slice(&self.xxt, n, n);
+        matmul(MatMut::from_row_major_slice_mut(&mut wh, rows, n), Accum::Replace, wm, hm, 1.0f32, Par::rayon(0));
+        let per_row: Vec<f64> =
+            w.chunks(n).zip(wh.chunks(n)).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum()).collect();
+        per_row.chunks(block_rows).map(|c| c.iter().sum()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn moments_and_output_energy_match_a_direct_computation() {
+        // X: 3 tokens × 2 columns.
+        let x = Tensor::new(&[[1f32, 2.], [3., -1.], [0., 4.]], &Device::Cpu).unwrap();
+        let mut m = InputMoments::new(vec!["a".into()], 2);
+        m.add(&x).unwrap();
+        // XᵀX = [[10, -1], [-1, 21]].
+        assert_eq!(m.xxt, vec![10., -1., -1., 21.]);
+        assert_eq!(m.sum_sq(), vec![10., 21.]);
+        assert_eq!(m.n_tokens, 3);
+        // W = [[1, 1]]: WX = (3, 2, 4), ‖WX‖² = 29 = 10 − 2 + 21.
+        assert!((m.output_energy(&[1., 1.]) - 29.0).abs() < 1e-9);
+    }
+}

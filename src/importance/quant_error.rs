@@ -1,0 +1,64 @@
+//! Local quantization error curves: for each way of quantizing a linear, the relative output
+//! error ‖(W − Q(W)) X‖ / ‖W X‖ on the calibration inputs — GPTQ's layer-wise objective, cheap
+//! (no downstream forward) and the input of the allocation solvers.
+
+use std::collections::BTreeMap;
+
+use crate::compress::gguf_quant::{allowed_types, round_trip};
+use crate::compress::rtn::rtn_asymmetric;
+use crate::model::gguf::type_name;
+use crate::model::Result;
+
+use super::hessian::InputMoments;
+
+/// Group size of the RTN curve.
+pub const RTN_GROUP: usize = 32;
+
+/// Relative output errors of `w` (row-major, `moments.dim` columns) for every GGUF type its row
+/// width allows and for RTN at 2–8 bits.
+pub fn quant_error_curve(w: &[f32], moments: &InputMoments) -> Result<BTreeMap<String, f64>> {
+    let cols = moments.dim;
+    let rows = w.len() / cols;
+    let mut names = Vec::new();
+    // W and every ΔW = W − Q(W) stacked, so that one product with H gives all the energies.
+    let mut stacked = w.to_vec();
+    let mut push = |name: String, q: Vec<f32>| {
+        names.push(name);
+        stacked.extend(w.iter().zip(&q).map(|(a, b)| a - b));
+    };
+    for t in allowed_types(cols) {
+        push(type_name(t).to_string(), round_trip(w, rows, cols, t)?);
+    }
+    for bits in 2..=8 {
+        push(format!("RTN{bits}"), rtn_asymmetric(w, cols, bits, RTN_GROUP));
+    }
+    let energies = moments.row_block_energies(&stacked, rows);
+    let base = energies[0];
+    Ok(names
+        .into_iter()
+        .zip(&energies[1..])
+        .map(|(n, &e)| (n, if base > 0.0 { (e / base).max(0.0).sqrt() } else { 0.0 }))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn error_falls_with_bits_and_is_relative() {
+        let x = Tensor::randn(0f32, 1.0, (200, 64), &Device::Cpu).unwrap();
+        let mut m = InputMoments::new(vec!["w".into()], 64);
+        m.add(&x).unwrap();
+        let w: Vec<f32> = (0..16 * 64).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0)).collect();
+        let c = quant_error_curve(&w, &m).unwrap();
+        assert!(c["RTN2"] > c["RTN4"] && c["RTN4"] > c["RTN8"]);
+        assert!(c["Q4_0"] > c["Q8_0"]);
+        assert!(!c.contains_key("Q4_K"), "64 columns cannot take k-quants");
+        // Scaling W scales both norms: the relative error stays.
+        let w2: Vec<f32> = w.iter().map(|v| v * 10.0).collect();
+        let c2 = quant_error_curve(&w2, &m).unwrap();
+        assert!((c["RTN4"] - c2["RTN4"]).abs() < 1e-4);
+    }
+}
