@@ -235,3 +235,65 @@ fn eval_succeeds_on_a_tiny_model_with_json() {
     assert_eq!(v["top1_agree"].as_f64().unwrap(), 1.0);
     assert_eq!(v["tokens_scored"].as_u64().unwrap(), v["windows"].as_u64().unwrap() * 63);
 }
+
+/// Runs `triage profile` on the tiny model and asserts a one-line failure with no output left.
+fn profile_fails(extra: &[&str], expect: &str) {
+    let d = tmp_dir(&format!("profile-{}", expect.len()));
+    let out_dir = d.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["profile", "--ctx", "64", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--calib")
+        .arg(long_text(&d))
+        .arg("--out")
+        .arg(&out_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
+    assert!(!out_dir.join("profile.json").exists(), "no profile.json on failure");
+}
+
+#[test]
+fn profile_with_fewer_tokens_than_a_window() {
+    profile_fails(&["--tokens", "32"], "--tokens 32 is less than one window of --ctx 64");
+}
+
+#[test]
+fn profile_with_an_unknown_quantization_type() {
+    profile_fails(&["--full", "Q4_0,Q9_9"], "unknown quantization type 'Q9_9'");
+}
+
+#[test]
+fn profile_with_a_file_that_is_not_an_imatrix() {
+    let d = tmp_dir("imatrix-in");
+    let bogus = d.join("bogus.dat");
+    std::fs::write(&bogus, b"\x05\x00\x00\x00\xff\xff\xff\xff").unwrap();
+    profile_fails(&["--imatrix-in", bogus.to_str().unwrap()], "not an imatrix file");
+}
+
+#[test]
+fn profile_writes_json_report_and_imatrix() {
+    let d = tmp_dir("profile-ok");
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["profile", "--ctx", "64", "--tokens", "256", "--ablation-tokens", "128", "--model"])
+        .arg(fixture("tiny-qwen2.gguf"))
+        .arg("--calib")
+        .arg(long_text(&d))
+        .arg("--out")
+        .arg(d.join("out"))
+        .arg("--imatrix-out")
+        .arg(d.join("out/imatrix.gguf"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["profile.json", "report.html", "imatrix.gguf"] {
+        assert!(d.join("out").join(f).exists(), "{f} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(d.join("out")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+}

@@ -20,7 +20,7 @@ fn windows(model: &Model) -> Windows {
 }
 
 fn opts() -> ProfileOptions {
-    ProfileOptions { batch: 2, ablation_windows: 2, attention_windows: 2, calib_name: "test".into() }
+    ProfileOptions { batch: 2, ablation_windows: 2, attention_windows: 2, calib_name: "test".into(), full_types: vec![] }
 }
 
 #[test]
@@ -29,7 +29,8 @@ fn an_identity_block_is_recognised_by_every_signal() {
     let b = &mut model.blocks[1];
     b.attn.o.weight = b.attn.o.weight.zeros_like().unwrap();
     b.mlp.down.weight = b.mlp.down.weight.zeros_like().unwrap();
-    let (p, imatrix) = profile(&model, &windows(&model), &opts(), &mut |_, _, _| {}).unwrap();
+    let full = ProfileOptions { full_types: vec![candle_core::quantized::GgmlDType::Q4_0], ..opts() };
+    let (p, imatrix) = profile(&model, &windows(&model), &full, &mut |_, _, _| {}).unwrap();
 
     let blk = &p.blocks[1];
     assert!(blk.block_influence.abs() < 1e-6, "{blk:?}");
@@ -45,6 +46,10 @@ fn an_identity_block_is_recognised_by_every_signal() {
     let down = p.linears.iter().find(|l| l.name == "blk.1.ffn_down.weight").unwrap();
     assert_eq!((down.weight_norm, down.outlier_ratio), (0.0, 0.0));
     assert!(down.quant_error.values().all(|&e| e == 0.0));
+    // End-to-end: quantizing a zero matrix changes nothing; quantizing a live one does.
+    assert_eq!(down.full_kld["Q4_0"], 0.0);
+    let q0 = p.linears.iter().find(|l| l.name == "blk.0.attn_q.weight").unwrap();
+    assert!(q0.full_kld["Q4_0"] > 0.0 && q0.full_kld["Q4_0"] < p.blocks[0].ablation_kld);
     // Every linear has an error curve falling with RTN bits, and an imatrix entry over all tokens.
     let q = p.linears.iter().find(|l| l.name == "blk.0.attn_q.weight").unwrap();
     assert!(q.quant_error["RTN2"] > q.quant_error["RTN4"] && q.quant_error["RTN4"] > q.quant_error["RTN8"]);

@@ -46,6 +46,11 @@ pub struct ProfileArgs {
     /// Windows per forward pass.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Also measure, for every linear, the end-to-end KL with only that linear quantized to each
+    /// of these GGUF types (comma-separated, e.g. Q4_0,Q8_0), on the ablation tokens: one
+    /// partial forward per linear and type — minutes per type on SmolLM2.
+    #[arg(long, value_delimiter = ',', value_name = "TYPES")]
+    pub full: Vec<String>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -66,6 +71,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
+    let full_types = args.full.iter().map(|t| parse_type(t)).collect::<Result<Vec<_>>>()?;
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
     let model = Model::load(&args.model)?;
     crate::eval::check_ctx(&model, args.ctx)?;
@@ -74,16 +80,20 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let n = model.blocks.len();
-    let pb = progress::bar(2 * n, "profile");
+    let n_linears = 7 * n;
+    let full = !args.full.is_empty();
+    let pb = progress::bar(2 * n + if full { n_linears } else { 0 }, "profile");
     let opts = ProfileOptions {
         batch: args.batch,
         ablation_windows: (args.ablation_tokens / args.ctx).max(1),
         attention_windows: args.attention_tokens / args.ctx,
         calib_name: args.calib.display().to_string(),
+        full_types,
     };
     let (profile, imatrix) = profile(&model, &windows, &opts, &mut |stage, done, _| {
         pb.set_message(stage.to_string());
-        pb.set_position((if stage.ends_with("ablations") { n } else { 0 } + done) as u64);
+        let offset = if stage.ends_with("--full") { 2 * n } else if stage.ends_with("ablations") { n } else { 0 };
+        pb.set_position((offset + done) as u64);
     })?;
     pb.finish_and_clear();
 
@@ -108,4 +118,14 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let t: f64 = profile.timings.values().sum();
     println!("wrote {} and {} ({} blocks, {} calibration tokens, {t:.0} s)", json_path.display(), html_path.display(), n, profile.calibration.tokens);
     Ok(())
+}
+
+/// A GGUF type name as llama.cpp spells it (Q4_0, Q4_K, …), among those we encode.
+fn parse_type(name: &str) -> Result<candle_core::quantized::GgmlDType> {
+    use crate::compress::gguf_quant::GGUF_TYPES;
+    use crate::model::gguf::type_name;
+    GGUF_TYPES.iter().copied().find(|t| type_name(*t).eq_ignore_ascii_case(name.trim())).ok_or_else(|| {
+        let known: Vec<&str> = GGUF_TYPES.iter().map(|t| type_name(*t)).collect();
+        anyhow::anyhow!("unknown quantization type '{name}' (known: {})", known.join(", "))
+    })
 }

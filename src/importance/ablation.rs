@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::model::kernels::{kl_divergence, with_f32};
-use crate::model::{BlockOpts, Model, Positions, Result};
+use crate::model::{Block, BlockOpts, Model, Positions, Result};
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,21 @@ impl AblationSet {
             &|i| if i == block { opts } else { Some(BlockOpts::default()) },
             &mut (),
         )?;
-        let logits = model.head(&x)?;
+        self.kld_of_output(model, &x)
+    }
+
+    /// Mean KL(full ‖ model with `replacement` in place of its block) — e.g. one linear
+    /// quantized — rerunning only the blocks from the replaced one on.
+    pub fn kld_replaced(&self, model: &Model, replacement: &Block) -> Result<f64> {
+        let i = replacement.index;
+        let x = replacement.forward(&self.inputs[i], &model.config, &self.positions, BlockOpts::default(), &mut ())?;
+        let x = model.run_blocks(&x, i + 1..model.blocks.len(), &self.positions, &|_| Some(BlockOpts::default()), &mut ())?;
+        self.kld_of_output(model, &x)
+    }
+
+    /// Mean KL between the reference logits and the head applied to last-block output `x`.
+    fn kld_of_output(&self, model: &Model, x: &Tensor) -> Result<f64> {
+        let logits = model.head(x)?;
         let vocab = model.config.vocab_size;
         let total: f64 = with_f32(&logits, |q| {
             q.par_chunks(vocab).zip(self.reference.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).sum()

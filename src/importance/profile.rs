@@ -105,6 +105,10 @@ pub struct LinearProfile {
     /// GGUF type names ("Q4_0", "Q4_K", …; only the types the row width allows) and
     /// "RTN2" … "RTN8" (asymmetric round-to-nearest in groups of 32 columns).
     pub quant_error: BTreeMap<String, f64>,
+    /// With `--full`: mean KL(full ‖ model with only this linear quantized) per ablation
+    /// position, by GGUF type name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub full_kld: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 use super::ablation::{Ablation, AblationSet};
@@ -13,8 +14,10 @@ use super::correlation::spearman;
 use super::outliers::outlier_ratio;
 use super::profile::*;
 use super::quant_error::quant_error_curve;
+use crate::compress::gguf_quant::round_trip;
 use crate::data::Windows;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
+use crate::model::gguf::type_name;
 use crate::model::kernels::with_f32;
 use crate::model::{BlockOpts, Model, Result, Sublayer};
 
@@ -28,6 +31,9 @@ pub struct ProfileOptions {
     pub attention_windows: usize,
     /// Name of the calibration text, recorded in profile.json and the imatrix.
     pub calib_name: String,
+    /// GGUF types for the end-to-end ΔKL of each linear quantized alone (empty: skipped; it
+    /// costs one partial forward per linear and type).
+    pub full_types: Vec<GgmlDType>,
 }
 
 /// Stages reported to the progress callback: (stage, done, total).
@@ -50,9 +56,11 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
             model.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
         })
         .collect::<Result<_>>()?;
-    let abl_batches = opts.ablation_windows.div_ceil(batch).clamp(1, hidden.len());
+    let n_abl = opts.ablation_windows.clamp(1, windows.len());
+    let abl_batches = n_abl.div_ceil(batch);
     let att_batches = opts.attention_windows.div_ceil(batch).min(hidden.len());
-    let boundary = |h: &[Tensor]| Tensor::cat(&h[..abl_batches], 0);
+    // The first n_abl windows at a block boundary.
+    let boundary = |h: &[Tensor]| Tensor::cat(&h[..abl_batches], 0)?.narrow(0, 0, n_abl);
     let mut ablation_inputs = vec![boundary(&hidden)?];
     let positions = model.positions(ctx)?;
 
@@ -92,6 +100,7 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
                 outlier_ratio: outlier_ratio(&[(&w, &col_norms)]),
                 imatrix_mean: sum_sq.iter().map(|&s| s as f64).sum::<f64>() / (sum_sq.len() * m.n_tokens.max(1)) as f64,
                 quant_error: quant_error_curve(&w, m)?,
+                full_kld: BTreeMap::new(),
             });
             imatrix.entries.insert(l.name.clone(), ImatrixEntry { in_sum2: sum_sq, count: m.n_tokens as f64 });
             pooled.push((w, col_norms));
@@ -125,8 +134,24 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
     }
     timings.insert("ablations".into(), t1.elapsed().as_secs_f64());
 
+    if !opts.full_types.is_empty() {
+        let t2 = Instant::now();
+        let total = linears.len();
+        for (k, lp) in linears.iter_mut().enumerate() {
+            for &t in opts.full_types.iter().filter(|t| lp.cols % t.block_size() == 0) {
+                let mut replacement = model.blocks[lp.block].clone();
+                let l = replacement.linears_mut().into_iter().find(|l| l.name == lp.name).expect("linear of its block");
+                let w = with_f32(&l.weight, <[f32]>::to_vec)?;
+                let q = round_trip(&w, lp.rows, lp.cols, t)?;
+                l.weight = Tensor::from_vec(q, (lp.rows, lp.cols), &Device::Cpu)?;
+                lp.full_kld.insert(type_name(t).to_string(), set.kld_replaced(model, &replacement)?);
+            }
+            progress("profile: --full", k + 1, total);
+        }
+        timings.insert("full_linear_kld".into(), t2.elapsed().as_secs_f64());
+    }
+
     let correlation = correlate(&blocks, &sublayers, &linears);
-    let ablation_windows = abl_batches * batch;
     let profile = Profile {
         schema_version: SCHEMA_VERSION,
         model: ModelInfo {
@@ -140,7 +165,7 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
             path: opts.calib_name.clone(),
             ctx,
             tokens: windows.len() * ctx,
-            ablation_tokens: ablation_windows.min(windows.len()) * ctx,
+            ablation_tokens: n_abl * ctx,
             attention_tokens: (att_batches * batch).min(windows.len()) * ctx,
         },
         blocks,

@@ -123,6 +123,7 @@ pub(super) fn synthetic(n_blocks: usize) -> Profile {
                 outlier_ratio: 0.001 + 0.01 * rng.next(),
                 imatrix_mean: 0.1 + rng.next(),
                 quant_error: q,
+                full_kld: BTreeMap::new(),
             });
         }
     }
