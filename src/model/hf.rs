@@ -10,33 +10,45 @@ use candle_core::{DType, Device, Tensor};
 use super::config::HfConfig;
 use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
 
+/// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
+/// (`blk.N.<gguf>.<suffix>` ↔ `model.layers.N.<hf>.<suffix>`).
+const WHOLE_NAMES: [(&str, &str); 3] = [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+const BLOCK_PARTS: [(&str, &str); 9] = [
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+];
+
 /// The Hugging Face name of a tensor given its GGUF name.
 pub fn hf_name(gguf: &str) -> Option<String> {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
+    if let Some((_, hf)) = WHOLE_NAMES.iter().find(|(g, _)| *g == gguf) {
+        return Some(hf.to_string());
     }
-    let rest = gguf.strip_prefix("blk.")?;
-    let (block, rest) = rest.split_once('.')?;
+    let (block, rest) = gguf.strip_prefix("blk.")?.split_once('.')?;
     let (kind, suffix) = rest.split_once('.')?;
-    let hf = match kind {
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        _ => return None,
-    };
+    let (_, hf) = BLOCK_PARTS.iter().find(|(g, _)| *g == kind)?;
     Some(format!("model.layers.{block}.{hf}.{suffix}"))
+}
+
+/// The GGUF name of a Hugging Face tensor name (inverse of [`hf_name`]).
+pub fn gguf_name(hf: &str) -> Option<String> {
+    if let Some((g, _)) = WHOLE_NAMES.iter().find(|(_, h)| *h == hf) {
+        return Some(g.to_string());
+    }
+    let (block, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
+    let (kind, suffix) = rest.rsplit_once('.')?;
+    let (g, _) = BLOCK_PARTS.iter().find(|(_, h)| *h == kind)?;
+    Some(format!("blk.{block}.{g}.{suffix}"))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
@@ -119,35 +131,6 @@ pub fn load(dir: &Path) -> Result<Model> {
     let source =
         Source { path: dir.to_path_buf(), format: Format::HuggingFace, tensor_types, weight_bytes };
     assemble(config, get, tokenizer, source)
-}
-
-/// The GGUF name of a Hugging Face tensor name (inverse of [`hf_name`]).
-pub fn gguf_name(hf: &str) -> Option<String> {
-    let fixed = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (block, rest) = rest.split_once('.')?;
-    let (kind, suffix) = rest.rsplit_once('.')?;
-    let g = match kind {
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        _ => return None,
-    };
-    Some(format!("blk.{block}.{g}.{suffix}"))
 }
 
 #[cfg(test)]
