@@ -12,12 +12,15 @@ use crate::model::Model;
 
 use super::progress;
 
-/// Perplexity on held-out text; with --reference, KL(reference ‖ model) and top-1 agreement.
+/// Perplexity on held-out text; with --reference, KL(reference ‖ model) and top-1 agreement
 ///
 /// Protocol: the whole text is tokenized without special tokens and cut into non-overlapping
 /// windows of --ctx tokens (the remainder dropped); each window runs on its own; every position
 /// whose next token is inside the window is scored. ppl = exp(mean NLL). KL uses natural logs over
 /// the full vocabulary, per position, as llama.cpp's `llama-perplexity --kl-divergence` does.
+///
+/// Example: triage eval --model small.gguf --reference original.gguf --text assets/eval.txt
+/// --max-windows 40 --json
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// The model: a .gguf file or a Hugging Face folder.

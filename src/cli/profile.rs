@@ -14,13 +14,16 @@ use crate::model::Model;
 
 use super::progress;
 
-/// Measure what matters: per block (ShortGPT block influence, ablation ΔKL, LISA weight norms,
-/// OWL outlier ratio, RSQ attention concentration), per sublayer (LLM-Drop redundancy, ablation
-/// ΔKL), per linear (imatrix, OWL outliers, quantization error curves for every GGUF type the row
-/// width allows and RTN 2–8 bits), and the Spearman correlations between the per-block signals.
+/// Importance profile: every signal in one pass, as DIR/profile.json and DIR/report.html
 ///
-/// Writes DIR/profile.json (schema in src/importance/profile.rs) and DIR/report.html.
-/// The calibration text must be different from any text you evaluate on.
+/// Per block: ShortGPT block influence, ablation ΔKL, LISA weight norms, OWL outlier ratio, RSQ
+/// attention concentration. Per sublayer: LLM-Drop redundancy, ablation ΔKL. Per linear: imatrix,
+/// OWL outliers, quantization error curves for every GGUF type the row width allows and RTN 2–8
+/// bits. Then the Spearman correlations between the per-block signals. The calibration text must
+/// be different from any text you evaluate on.
+///
+/// Example: triage profile --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt
+/// --out profile/ --imatrix-out profile/imatrix.gguf
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
     /// The model: a .gguf file or a Hugging Face folder.

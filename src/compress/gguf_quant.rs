@@ -23,7 +23,7 @@ pub const GGUF_TYPES: [GgmlDType; 10] = [
 /// The types whose blocks tile a row of `cols` weights: k-quants need multiples of 256,
 /// the 32-element block types multiples of 32.
 pub fn allowed_types(cols: usize) -> Vec<GgmlDType> {
-    GGUF_TYPES.iter().copied().filter(|t| cols % t.block_size() == 0).collect()
+    GGUF_TYPES.iter().copied().filter(|t| cols.is_multiple_of(t.block_size())).collect()
 }
 
 /// Encodes a row-major (rows, cols) matrix as `dtype` and decodes it back.
@@ -46,7 +46,7 @@ mod tests {
 
     #[test]
     fn more_bits_give_smaller_round_trip_error() {
-        let w: Vec<f32> = (0..4 * 256).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0)).collect();
+        let w: Vec<f32> = (0..4 * 256).map(|i| (i * 7919 % 1013) as f32 / 506.0 - 1.0).collect();
         let err = |t| {
             let q = round_trip(&w, 4, 256, t).unwrap();
             w.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f32>()

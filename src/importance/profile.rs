@@ -6,6 +6,7 @@
 //!   `"ablation_kld"`;
 //! - `"linears"`: objects with `"name"` (the GGUF tensor name), `"outlier_ratio"`, `"quant_error"`
 //!   (type name → relative output error).
+//!
 //! Other keys may be added in later versions; none will change meaning.
 
 use std::collections::BTreeMap;

@@ -52,7 +52,7 @@ mod tests {
         let x = Tensor::from_vec(xs, (200, 64), &Device::Cpu).unwrap();
         let mut m = InputMoments::new(vec!["w".into()], 64);
         m.add(&x).unwrap();
-        let w: Vec<f32> = (0..16 * 64).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0)).collect();
+        let w: Vec<f32> = (0..16 * 64).map(|i| (i * 7919 % 1013) as f32 / 506.0 - 1.0).collect();
         let c = quant_error_curve(&w, &m).unwrap();
         assert!(c["RTN2"] > c["RTN4"] && c["RTN4"] > c["RTN8"]);
         assert!(c["Q4_0"] > c["Q8_0"]);
