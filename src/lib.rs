@@ -13,3 +13,4 @@ pub mod importance;
 pub mod model;
 pub mod cli;
 pub mod report;
+pub mod stats;

@@ -3,6 +3,7 @@
 //! The log-sum-exp and KL kernels over logits live in `model::kernels`.
 
 use crate::model::kernels::{kl_divergence_lse, log_sum_exp};
+use crate::stats::quantile;
 
 fn argmax(xs: &[f32]) -> usize {
     let mut best = 0;
@@ -57,14 +58,6 @@ impl Scored {
     }
 }
 
-/// Linear-interpolated quantile of sorted values.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,12 +95,5 @@ mod tests {
             .sum();
         let got = Scored::position(&q, 0, Some(&p)).kld[0];
         assert!((got - exact).abs() < 1e-5 * exact, "{got} vs {exact}");
-    }
-
-    #[test]
-    fn quantiles_interpolate() {
-        let v = [0.0, 1.0, 2.0, 3.0, 4.0];
-        assert_eq!(quantile(&v, 0.5), 2.0);
-        assert!((quantile(&v, 0.99) - 3.96).abs() < 1e-12);
     }
 }

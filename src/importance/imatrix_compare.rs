@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::eval::stats::quantile;
+use crate::stats::quantile;
 use crate::export::imatrix::Imatrix;
 
 #[derive(Debug, Clone, Serialize)]

@@ -14,7 +14,7 @@ use super::correlation::spearman;
 use super::outliers::outlier_ratio;
 use super::profile::*;
 use super::quant_error::quant_error_curve;
-use crate::compress::gguf_quant::round_trip;
+use crate::compress::gguf_quant::{allowed_types, round_trip};
 use crate::data::Windows;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::gguf::type_name;
@@ -138,10 +138,13 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
         let t2 = Instant::now();
         let total = linears.len();
         for (k, lp) in linears.iter_mut().enumerate() {
-            for &t in opts.full_types.iter().filter(|t| lp.cols % t.block_size() == 0) {
-                let mut replacement = model.blocks[lp.block].clone();
+            let allowed = allowed_types(lp.cols);
+            let block = &model.blocks[lp.block];
+            let original = block.linears().into_iter().find(|l| l.name == lp.name).expect("linear of its block");
+            let w = with_f32(&original.weight, <[f32]>::to_vec)?;
+            for &t in opts.full_types.iter().filter(|t| allowed.contains(t)) {
+                let mut replacement = block.clone();
                 let l = replacement.linears_mut().into_iter().find(|l| l.name == lp.name).expect("linear of its block");
-                let w = with_f32(&l.weight, <[f32]>::to_vec)?;
                 let q = round_trip(&w, lp.rows, lp.cols, t)?;
                 l.weight = Tensor::from_vec(q, (lp.rows, lp.cols), &Device::Cpu)?;
                 lp.full_kld.insert(type_name(t).to_string(), set.kld_replaced(model, &replacement)?);
