@@ -1,4 +1,7 @@
-//! Compression primitives: quantizers (and later pruners and depth removal).
+//! Compression primitives: GGUF types and their encoders, quantizers, pruners, depth removal.
 
+pub mod codec;
 pub mod gguf_quant;
+pub mod grid;
 pub mod rtn;
+pub mod types;

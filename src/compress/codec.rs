@@ -1,0 +1,579 @@
+//! Bit-exact GGUF block encoders and decoders (layouts of `ggml/src/ggml-common.h`).
+//!
+//! Encoding is split in three so that GPTQ can round between the steps: [`choose`] picks one
+//! block's grid (scales) from its weights and their importance, [`Grid::code`] rounds a weight,
+//! [`pack`] writes the codes and scales as ggml's bytes. [`decode_block`] reads every type we write.
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::grid::{
+    codes_around, fit_asymmetric, fit_symmetric, level_value, nearest_code, row_weights, weighted_error, Grid,
+    IQ4NL_LEVELS, MAX_SUB,
+};
+use super::types::QuantType;
+
+fn h(x: f32) -> f16 {
+    f16::from_f32(x)
+}
+
+/// Error of sub-block `x` (weights `w`) once rounded on the grid (step, base).
+fn sub_error(x: &[f32], w: &[f32], step: f32, base: f32, levels: u32, lut: bool) -> f32 {
+    weighted_error(x, w, |v| level_value(nearest_code(v, step, base, levels, lut), step, base, lut))
+}
+
+/// Chooses the grid of one block of `t` for weights `x` with importance `w`.
+pub fn choose(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
+    use QuantType::*;
+    debug_assert_eq!(x.len(), t.block_size());
+    match t {
+        Q8_0 => {
+            // llama.cpp ignores the imatrix for Q8_0: scale = max|x|/127.
+            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+            symmetric_block(h(amax / 127.0), 256, 128)
+        }
+        Q4_0 => symmetric_block(h(fit_symmetric(x, w, -8, 7)), 16, 8),
+        Q5_0 => symmetric_block(h(fit_symmetric(x, w, -16, 15)), 32, 16),
+        Q4_1 | Q5_1 => {
+            let levels = if t == Q4_1 { 16 } else { 32 };
+            let (s, b) = fit_asymmetric(x, w, levels - 1, false);
+            let mut g = Grid::new(32, levels);
+            g.d = h(s);
+            g.dmin = h(b);
+            g.step[0] = g.d.to_f32();
+            g.base[0] = g.dmin.to_f32();
+            g
+        }
+        IQ4NL => {
+            let mut g = Grid::new(32, 16);
+            g.lut = true;
+            g.d = h(fit_lut(x, w));
+            g.step[0] = g.d.to_f32();
+            g
+        }
+        Q2K | Q4K | Q5K => kquant_asymmetric(t, x, w),
+        Q3K | Q6K => kquant_symmetric(t, x, w),
+        F32 | F16 | BF16 => unreachable!("{t} is not a block type"),
+    }
+}
+
+fn symmetric_block(d: f16, levels: u32, zero: u32) -> Grid {
+    let mut g = Grid::new(32, levels);
+    g.d = d;
+    g.step[0] = d.to_f32();
+    g.base[0] = -(zero as f32) * g.step[0];
+    g
+}
+
+/// IQ4_NL scale: candidates mapping the largest-magnitude weight near the end level −127,
+/// each refitted by weighted least squares.
+fn fit_lut(x: &[f32], w: &[f32]) -> f32 {
+    let amax = x.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let mut best = (f32::INFINITY, amax / -127.0);
+    for k in -7..=7 {
+        let s0 = amax / (-127.0 + k as f32);
+        let (mut sxl, mut sll) = (0f32, 0f32);
+        for (&v, &wt) in x.iter().zip(w) {
+            let l = IQ4NL_LEVELS[nearest_code(v, s0, 0.0, 16, true) as usize] as f32;
+            sxl += wt * v * l;
+            sll += wt * l * l;
+        }
+        if sll <= 0.0 {
+            continue;
+        }
+        let s = sxl / sll;
+        let err = sub_error(x, w, s, 0.0, 16, true);
+        if err < best.0 {
+            best = (err, s);
+        }
+    }
+    best.1
+}
+
+/// Q2_K, Q4_K, Q5_K: sub-blocks s·q − m with unsigned scale and min codes (4 bits for Q2_K,
+/// 6 bits otherwise) times the block's f16 `d` and `dmin`.
+fn kquant_asymmetric(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
+    let (sub, levels, code_max) = match t {
+        QuantType::Q2K => (16, 4u32, 15i32),
+        QuantType::Q4K => (32, 16, 63),
+        _ => (32, 32, 63),
+    };
+    let n_sub = 256 / sub;
+    let mut g = Grid::new(sub, levels);
+    let mut s = [0f32; MAX_SUB];
+    let mut m = [0f32; MAX_SUB];
+    for j in 0..n_sub {
+        let r = j * sub..(j + 1) * sub;
+        let (sj, bj) = fit_asymmetric(&x[r.clone()], &w[r], levels - 1, true);
+        s[j] = sj;
+        m[j] = -bj;
+    }
+    let smax = s[..n_sub].iter().fold(0f32, |a, &v| a.max(v));
+    let mmax = m[..n_sub].iter().fold(0f32, |a, &v| a.max(v));
+    g.d = h(smax / code_max as f32);
+    g.dmin = h(mmax / code_max as f32);
+    let (d, dmin) = (g.d.to_f32(), g.dmin.to_f32());
+    for j in 0..n_sub {
+        let r = j * sub..(j + 1) * sub;
+        let sc_opts = if d > 0.0 { codes_around(s[j] / d, 0, code_max) } else { [0, 0] };
+        let mn_opts = if dmin > 0.0 { codes_around(m[j] / dmin, 0, code_max) } else { [0, 0] };
+        let mut best = (f32::INFINITY, 0, 0);
+        for sc in sc_opts {
+            for mn in mn_opts {
+                let (step, base) = (d * sc as f32, -(dmin * mn as f32));
+                let e = sub_error(&x[r.clone()], &w[r.clone()], step, base, levels, false);
+                if e < best.0 {
+                    best = (e, sc, mn);
+                }
+            }
+        }
+        g.sc[j] = best.1 as u8;
+        g.mn[j] = best.2 as u8;
+        g.step[j] = d * best.1 as f32;
+        g.base[j] = -(dmin * best.2 as f32);
+    }
+    g
+}
+
+/// Q3_K, Q6_K: sub-blocks of 16, s·q with q in [−4, 3] / [−32, 31]; signed scale codes (6-bit
+/// offset by 32 / int8) times the block's f16 `d`.
+fn kquant_symmetric(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
+    let (levels, qmin, qmax, cmin, cmax) = match t {
+        QuantType::Q3K => (8u32, -4, 3, -32, 31),
+        _ => (64, -32, 31, -128, 127),
+    };
+    let mut g = Grid::new(16, levels);
+    let mut s = [0f32; MAX_SUB];
+    for j in 0..16 {
+        let r = j * 16..(j + 1) * 16;
+        s[j] = fit_symmetric(&x[r.clone()], &w[r], qmin, qmax);
+    }
+    let smax = s.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+    g.d = h(smax / cmin as f32);
+    let d = g.d.to_f32();
+    for j in 0..16 {
+        let r = j * 16..(j + 1) * 16;
+        let opts = if d != 0.0 { codes_around(s[j] / d, cmin, cmax) } else { [0, 0] };
+        let mut best = (f32::INFINITY, 0);
+        for c in opts {
+            let step = d * c as f32;
+            let e = sub_error(&x[r.clone()], &w[r.clone()], step, qmin as f32 * step, levels, false);
+            if e < best.0 {
+                best = (e, c);
+            }
+        }
+        // Q3_K stores the code offset by 32 in 6 bits, Q6_K as an int8.
+        g.sc[j] = if t == QuantType::Q3K { (best.1 + 32) as u8 } else { best.1 as i8 as u8 };
+        g.step[j] = d * best.1 as f32;
+        g.base[j] = qmin as f32 * g.step[j];
+    }
+    g
+}
+
+/// Writes one block of `t` with grid `g` and codes (one per weight) into `out` (block_bytes long).
+pub fn pack(t: QuantType, g: &Grid, c: &[u8], out: &mut [u8]) {
+    use QuantType::*;
+    debug_assert_eq!(out.len(), t.block_bytes());
+    let nibbles = |out: &mut [u8]| {
+        for l in 0..16 {
+            out[l] = (c[l] & 0xF) | ((c[l + 16] & 0xF) << 4);
+        }
+    };
+    let high_bits = |out: &mut [u8]| {
+        let qh: u32 = (0..32).fold(0, |a, i| a | (((c[i] >> 4) as u32 & 1) << i));
+        out.copy_from_slice(&qh.to_le_bytes());
+    };
+    match t {
+        Q8_0 => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            for (o, &ci) in out[2..].iter_mut().zip(c) {
+                *o = (ci as i32 - 128) as i8 as u8;
+            }
+        }
+        Q4_0 | IQ4NL => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            nibbles(&mut out[2..18]);
+        }
+        Q5_0 => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            high_bits(&mut out[2..6]);
+            nibbles(&mut out[6..22]);
+        }
+        Q4_1 => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            out[2..4].copy_from_slice(&g.dmin.to_le_bytes());
+            nibbles(&mut out[4..20]);
+        }
+        Q5_1 => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            out[2..4].copy_from_slice(&g.dmin.to_le_bytes());
+            high_bits(&mut out[4..8]);
+            nibbles(&mut out[8..24]);
+        }
+        Q4K | Q5K => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            out[2..4].copy_from_slice(&g.dmin.to_le_bytes());
+            pack_scales_k4(&g.sc, &g.mn, &mut out[4..16]);
+            let qs_at = if t == Q4K { 16 } else { 48 };
+            if t == Q5K {
+                let qh = &mut out[16..48];
+                qh.fill(0);
+                for ch in 0..4 {
+                    for l in 0..32 {
+                        qh[l] |= ((c[64 * ch + l] >> 4) & 1) << (2 * ch);
+                        qh[l] |= ((c[64 * ch + 32 + l] >> 4) & 1) << (2 * ch + 1);
+                    }
+                }
+            }
+            let qs = &mut out[qs_at..qs_at + 128];
+            for ch in 0..4 {
+                for l in 0..32 {
+                    qs[32 * ch + l] = (c[64 * ch + l] & 0xF) | ((c[64 * ch + 32 + l] & 0xF) << 4);
+                }
+            }
+        }
+        Q2K => {
+            for j in 0..16 {
+                out[j] = g.sc[j] | (g.mn[j] << 4);
+            }
+            pack_2bit(c, &mut out[16..80]);
+            out[80..82].copy_from_slice(&g.d.to_le_bytes());
+            out[82..84].copy_from_slice(&g.dmin.to_le_bytes());
+        }
+        Q3K => {
+            let hmask = &mut out[..32];
+            hmask.fill(0);
+            for (j, &ci) in c.iter().enumerate() {
+                hmask[j % 32] |= ((ci >> 2) & 1) << (j / 32);
+            }
+            pack_2bit(c, &mut out[32..96]);
+            let scales = &mut out[96..108];
+            scales.fill(0);
+            for j in 0..16 {
+                let l = g.sc[j];
+                if j < 8 {
+                    scales[j] = l & 0xF;
+                } else {
+                    scales[j - 8] |= (l & 0xF) << 4;
+                }
+                scales[j % 4 + 8] |= (l >> 4) << (2 * (j / 4));
+            }
+            out[108..110].copy_from_slice(&g.d.to_le_bytes());
+        }
+        Q6K => {
+            let (ql, rest) = out.split_at_mut(128);
+            let (qh, rest) = rest.split_at_mut(64);
+            for n in 0..2 {
+                for l in 0..32 {
+                    let q = |k: usize| c[128 * n + 32 * k + l];
+                    ql[64 * n + l] = (q(0) & 0xF) | ((q(2) & 0xF) << 4);
+                    ql[64 * n + 32 + l] = (q(1) & 0xF) | ((q(3) & 0xF) << 4);
+                    qh[32 * n + l] = (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+                }
+            }
+            rest[..16].copy_from_slice(&g.sc);
+            rest[16..18].copy_from_slice(&g.d.to_le_bytes());
+        }
+        F32 | F16 | BF16 => unreachable!("{t} is not a block type"),
+    }
+}
+
+/// Q4_K/Q5_K: eight 6-bit scales and mins in 12 bytes (inverse of ggml's `get_scale_min_k4`).
+fn pack_scales_k4(sc: &[u8], mn: &[u8], out: &mut [u8]) {
+    for j in 0..4 {
+        out[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+        out[j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6);
+        out[j + 8] = (sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4);
+    }
+}
+
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Q2_K/Q3_K: the low two bits of 256 codes, four per byte, in two halves of 128.
+fn pack_2bit(c: &[u8], qs: &mut [u8]) {
+    for n in 0..2 {
+        for l in 0..32 {
+            let q = |k: usize| c[128 * n + 32 * k + l] & 3;
+            qs[32 * n + l] = q(0) | (q(1) << 2) | (q(2) << 4) | (q(3) << 6);
+        }
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Decodes one block of `t` (ggml's `dequantize_row_*` arithmetic).
+pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
+    use QuantType::*;
+    let low = |qs: &[u8], i: usize| if i < 16 { qs[i] & 0xF } else { qs[i - 16] >> 4 };
+    match t {
+        F32 => y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        F16 => y[0] = f16_at(b, 0),
+        BF16 => y[0] = half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+        Q8_0 => {
+            let d = f16_at(b, 0);
+            for i in 0..32 {
+                y[i] = d * (b[2 + i] as i8) as f32;
+            }
+        }
+        Q4_0 => {
+            let d = f16_at(b, 0);
+            for i in 0..32 {
+                y[i] = (low(&b[2..], i) as i32 - 8) as f32 * d;
+            }
+        }
+        IQ4NL => {
+            let d = f16_at(b, 0);
+            for i in 0..32 {
+                y[i] = d * IQ4NL_LEVELS[low(&b[2..], i) as usize] as f32;
+            }
+        }
+        Q4_1 => {
+            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+            for i in 0..32 {
+                y[i] = low(&b[4..], i) as f32 * d + m;
+            }
+        }
+        Q5_0 | Q5_1 => {
+            let (d, m, at) = if t == Q5_0 { (f16_at(b, 0), 0.0, 2) } else { (f16_at(b, 0), f16_at(b, 2), 4) };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            for i in 0..32 {
+                let q = low(&b[at + 4..], i) as u32 | (((qh >> i) & 1) << 4);
+                y[i] = if t == Q5_0 { (q as i32 - 16) as f32 * d } else { q as f32 * d + m };
+            }
+        }
+        Q4K | Q5K => {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let scales = &b[4..16];
+            let (qh, qs) = if t == Q4K { (&b[0..0], &b[16..144]) } else { (&b[16..48], &b[48..176]) };
+            for j in 0..8 {
+                let (sc, m) = scale_min_k4(j, scales);
+                let (step, min) = (d * sc as f32, dmin * m as f32);
+                let (ch, hi) = (j / 2, j % 2);
+                for l in 0..32 {
+                    let byte = qs[32 * ch + l];
+                    let mut q = if hi == 0 { byte & 0xF } else { byte >> 4 };
+                    if t == Q5K {
+                        q |= ((qh[l] >> j) & 1) << 4;
+                    }
+                    y[32 * j + l] = step * q as f32 - min;
+                }
+            }
+        }
+        Q2K => {
+            let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+            for i in 0..256 {
+                let s = b[i / 16];
+                let (n, k, l) = (i / 128, (i % 128) / 32, i % 32);
+                let q = (b[16 + 32 * n + l] >> (2 * k)) & 3;
+                y[i] = d * (s & 0xF) as f32 * q as f32 - dmin * (s >> 4) as f32;
+            }
+        }
+        Q3K => {
+            let d = f16_at(b, 108);
+            let scales = &b[96..108];
+            for i in 0..256 {
+                let j = i / 16;
+                let lo = if j < 8 { scales[j] & 0xF } else { scales[j - 8] >> 4 };
+                let sc = (lo | (((scales[j % 4 + 8] >> (2 * (j / 4))) & 3) << 4)) as i32 - 32;
+                let (n, k, l) = (i / 128, (i % 128) / 32, i % 32);
+                let q = ((b[32 + 32 * n + l] >> (2 * k)) & 3) as i32;
+                let hbit = (b[i % 32] >> (i / 32)) & 1;
+                y[i] = d * sc as f32 * (q - if hbit == 1 { 0 } else { 4 }) as f32;
+            }
+        }
+        Q6K => {
+            let d = f16_at(b, 208);
+            for i in 0..256 {
+                let (n, k, l) = (i / 128, (i % 128) / 32, i % 32);
+                let ql = b[64 * n + 32 * (k % 2) + l];
+                let lo = if k < 2 { ql & 0xF } else { ql >> 4 };
+                let hi = (b[128 + 32 * n + l] >> (2 * k)) & 3;
+                let q = (lo | (hi << 4)) as i32 - 32;
+                y[i] = d * (b[192 + i / 16] as i8) as f32 * q as f32;
+            }
+        }
+    }
+}
+
+/// Decodes a whole tensor of `n` weights stored as `t`.
+pub fn dequantize(t: QuantType, bytes: &[u8], n: usize) -> Vec<f32> {
+    let (bs, bb) = (t.block_size(), t.block_bytes());
+    let mut y = vec![0f32; n];
+    if bs == 1 {
+        y.iter_mut().zip(bytes.chunks(bb)).for_each(|(o, b)| decode_block(t, b, std::slice::from_mut(o)));
+    } else {
+        y.par_chunks_mut(bs).zip(bytes.par_chunks(bb)).for_each(|(o, b)| decode_block(t, b, o));
+    }
+    y
+}
+
+/// Encodes an unquantized type.
+pub fn encode_plain(t: QuantType, w: &[f32]) -> Vec<u8> {
+    match t {
+        QuantType::F32 => w.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        QuantType::F16 => w.iter().flat_map(|&x| h(x).to_le_bytes()).collect(),
+        QuantType::BF16 => w.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+        _ => unreachable!("{t} is a block type"),
+    }
+}
+
+/// Round-to-nearest encoding of one row onto `t` with grids chosen under `imp` (an imatrix
+/// column mean per weight; None = uniform). Appends the bytes to `out`, returns the decoded row.
+pub fn quantize_row(t: QuantType, row: &[f32], imp: Option<&[f32]>, out: &mut Vec<u8>) -> Vec<f32> {
+    let w = row_weights(row, imp);
+    let bs = t.block_size();
+    let mut codes = vec![0u8; bs];
+    let mut y = Vec::with_capacity(row.len());
+    for (x, wb) in row.chunks(bs).zip(w.chunks(bs)) {
+        let g = choose(t, x, wb);
+        for (i, &v) in x.iter().enumerate() {
+            codes[i] = g.code(i, v);
+            y.push(g.value(i, codes[i]));
+        }
+        let at = out.len();
+        out.resize(at + t.block_bytes(), 0);
+        pack(t, &g, &codes, &mut out[at..]);
+    }
+    y
+}
+
+/// Round-to-nearest encoding of a row-major (rows, cols) matrix, rows in parallel.
+pub fn quantize(t: QuantType, w: &[f32], cols: usize, imp: Option<&[f32]>) -> Vec<u8> {
+    if !t.is_quantized() {
+        return encode_plain(t, w);
+    }
+    let rows: Vec<Vec<u8>> = w
+        .par_chunks(cols)
+        .map(|row| {
+            let mut out = Vec::with_capacity(t.bytes(cols));
+            quantize_row(t, row, imp, &mut out);
+            out
+        })
+        .collect();
+    rows.concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::types::QUANTIZED_TYPES;
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+    use candle_core::Device;
+
+    fn weights(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).max(1);
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let u = (s % 10_000) as f32 / 10_000.0 - 0.5;
+                // a few outliers, like real weight rows
+                if i % 97 == 3 { 8.0 * u } else { u * 0.1 }
+            })
+            .collect()
+    }
+
+    fn candle_type(t: QuantType) -> Option<GgmlDType> {
+        use QuantType::*;
+        Some(match t {
+            Q4_0 => GgmlDType::Q4_0,
+            Q4_1 => GgmlDType::Q4_1,
+            Q5_0 => GgmlDType::Q5_0,
+            Q5_1 => GgmlDType::Q5_1,
+            Q8_0 => GgmlDType::Q8_0,
+            Q2K => GgmlDType::Q2K,
+            Q3K => GgmlDType::Q3K,
+            Q4K => GgmlDType::Q4K,
+            Q5K => GgmlDType::Q5K,
+            Q6K => GgmlDType::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// Our bytes, decoded by candle (llama.cpp's decoders), equal the grid values we rounded to.
+    #[test]
+    fn encoded_blocks_decode_to_the_grid_values_in_candle_and_in_our_decoder() {
+        let (rows, cols) = (3, 512);
+        let w = weights(rows * cols, 7);
+        let imp: Vec<f32> = (0..cols).map(|j| 1.0 + (j % 13) as f32).collect();
+        for t in QUANTIZED_TYPES {
+            let mut bytes = Vec::new();
+            let mut ours = Vec::new();
+            for row in w.chunks(cols) {
+                ours.extend(quantize_row(t, row, Some(&imp), &mut bytes));
+            }
+            assert_eq!(bytes.len(), t.bytes(rows * cols), "{t}");
+            let decoded = dequantize(t, &bytes, rows * cols);
+            for (i, (a, b)) in ours.iter().zip(&decoded).enumerate() {
+                assert!((a - b).abs() <= 1e-6 * a.abs().max(1e-3), "{t} weight {i}: grid {a} decoded {b}");
+            }
+            if let Some(ct) = candle_type(t) {
+                let storage = QStorage::from_data(std::borrow::Cow::Borrowed(&bytes), &Device::Cpu, ct).unwrap();
+                let q = QTensor::new(storage, (rows, cols)).unwrap();
+                let theirs = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(theirs, decoded, "{t}: candle decodes our bytes differently");
+            }
+        }
+    }
+
+    /// Our encoders are at least as accurate as llama.cpp's reference rounding (candle's port)
+    /// without an imatrix, per type.
+    #[test]
+    fn round_trip_error_is_no_worse_than_the_reference_encoder() {
+        let (rows, cols) = (8, 512);
+        let w = weights(rows * cols, 11);
+        for t in QUANTIZED_TYPES {
+            let Some(ct) = candle_type(t) else { continue };
+            let ours = dequantize(t, &quantize(t, &w, cols, None), rows * cols);
+            let tensor = candle_core::Tensor::from_slice(&w, (rows, cols), &Device::Cpu).unwrap();
+            let theirs = QTensor::quantize(&tensor, ct)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let err = |y: &[f32]| w.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f32>();
+            let (e_ours, e_ref) = (err(&ours), err(&theirs));
+            assert!(e_ours <= 1.02 * e_ref, "{t}: ours {e_ours} reference {e_ref}");
+        }
+    }
+
+    #[test]
+    fn more_bits_give_smaller_error() {
+        let w = weights(4 * 256, 3);
+        let err = |t| {
+            let y = dequantize(t, &quantize(t, &w, 256, None), w.len());
+            w.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>()
+        };
+        use QuantType::*;
+        assert!(err(Q2K) > err(Q3K));
+        assert!(err(Q3K) > err(Q4K));
+        assert!(err(Q4K) > err(Q5K));
+        assert!(err(Q5K) > err(Q6K));
+        assert!(err(Q4_0) > err(Q8_0));
+        assert!(err(Q4_0) > err(Q5_0));
+    }
+
+    #[test]
+    fn all_zero_blocks_encode_to_zero() {
+        for t in QUANTIZED_TYPES {
+            let w = vec![0f32; 256];
+            let y = dequantize(t, &quantize(t, &w, 256, None), 256);
+            assert!(y.iter().all(|&v| v == 0.0), "{t}");
+        }
+    }
+}

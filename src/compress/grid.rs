@@ -1,0 +1,256 @@
+//! The grid a block of weights is rounded onto, and weighted searches for its scales.
+//!
+//! Every GGUF type maps an integer code c of a sub-block to `step·c + base` (k-quants, legacy
+//! types) or `step·LUT[c]` (IQ4_NL). The encoders choose step and base per sub-block first
+//! (weighted least squares over candidate scales, as llama.cpp's `make_qx_quants` /
+//! `make_qkx2_quants` do), then any rounding — nearest, or GPTQ's column-by-column rounding with
+//! error feedback — snaps each weight to the grid with those scales fixed.
+
+use super::rtn::round_half_even;
+
+/// Sub-blocks per block at most (Q3_K, Q6_K, Q2_K: 256 weights in 16 sub-blocks of 16).
+pub const MAX_SUB: usize = 16;
+
+/// The non-linear levels of IQ4_NL (`kvalues_iq4nl` in ggml).
+pub const IQ4NL_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// One block's grid: the values each code takes in each sub-block, plus the raw scale fields the
+/// packer writes (their meaning depends on the type).
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    /// Weights per sub-block.
+    pub sub: usize,
+    /// Codes run over 0..levels.
+    pub levels: u32,
+    /// Step between neighbouring codes, per sub-block (may be negative).
+    pub step: [f32; MAX_SUB],
+    /// Value of code 0, per sub-block.
+    pub base: [f32; MAX_SUB],
+    /// IQ4_NL: value = step · IQ4NL_LEVELS[code] instead of step·code + base.
+    pub lut: bool,
+    /// Raw fields for the packer: the block's f16 scale(s) and the per-sub-block scale codes.
+    pub d: half::f16,
+    pub dmin: half::f16,
+    pub sc: [u8; MAX_SUB],
+    pub mn: [u8; MAX_SUB],
+}
+
+impl Grid {
+    pub fn new(sub: usize, levels: u32) -> Self {
+        Grid {
+            sub,
+            levels,
+            step: [0.0; MAX_SUB],
+            base: [0.0; MAX_SUB],
+            lut: false,
+            d: half::f16::ZERO,
+            dmin: half::f16::ZERO,
+            sc: [0; MAX_SUB],
+            mn: [0; MAX_SUB],
+        }
+    }
+
+    /// The code nearest to `x` for the weight at position `i` of the block.
+    #[inline]
+    pub fn code(&self, i: usize, x: f32) -> u8 {
+        let s = i / self.sub;
+        nearest_code(x, self.step[s], self.base[s], self.levels, self.lut)
+    }
+
+    /// The value of `code` at position `i`.
+    #[inline]
+    pub fn value(&self, i: usize, code: u8) -> f32 {
+        let s = i / self.sub;
+        level_value(code, self.step[s], self.base[s], self.lut)
+    }
+}
+
+#[inline]
+pub fn level_value(code: u8, step: f32, base: f32, lut: bool) -> f32 {
+    if lut {
+        step * IQ4NL_LEVELS[code as usize] as f32
+    } else {
+        step * code as f32 + base
+    }
+}
+
+/// Nearest code to `x` on the grid `step·c + base` (or `step·LUT[c]`).
+#[inline]
+pub fn nearest_code(x: f32, step: f32, base: f32, levels: u32, lut: bool) -> u8 {
+    if lut {
+        if step == 0.0 {
+            return 8; // LUT value 1 → the grid's value nearest to zero
+        }
+        let t = x / step;
+        let mut best = 0u8;
+        let mut best_d = f32::INFINITY;
+        for (k, &l) in IQ4NL_LEVELS.iter().enumerate() {
+            let d = (t - l as f32).abs();
+            if d < best_d {
+                best_d = d;
+                best = k as u8;
+            }
+        }
+        return best;
+    }
+    if step == 0.0 {
+        // Every code gives `base`; pick the one nearest the grid's zero for a stable encoding.
+        return 0;
+    }
+    round_half_even((x - base) / step).clamp(0.0, (levels - 1) as f32) as u8
+}
+
+/// Per-weight importance for the scale searches of one row (llama.cpp's recipe): with an imatrix
+/// column mean `imp_j`, w_j = imp_j·√(σ² + x_j²), σ² = mean x² of the row; without, w_j = 1.
+pub fn row_weights(row: &[f32], imp: Option<&[f32]>) -> Vec<f32> {
+    match imp {
+        None => vec![1.0; row.len()],
+        Some(imp) => {
+            let sigma2 = row.iter().map(|x| x * x).sum::<f32>() / row.len() as f32;
+            row.iter().zip(imp).map(|(&x, &q)| q.max(0.0) * (sigma2 + x * x).sqrt()).collect()
+        }
+    }
+}
+
+/// Weighted least-squares symmetric scale: the grid s·q for integer q in [qmin, qmax] that
+/// minimises Σ w (x − s·q)², searched over candidate scales around max|x| mapped to either end.
+/// Returns s (possibly negative; 0 for an all-zero block).
+pub fn fit_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
+    let amax = x.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let mut best = (f32::INFINITY, 0f32);
+    for end in [qmin, qmax] {
+        for k in -9..=9 {
+            let s0 = amax / (end as f32 + 0.1 * k as f32 * end.signum() as f32);
+            if !s0.is_finite() || s0 == 0.0 {
+                continue;
+            }
+            let (mut sxq, mut sqq) = (0f32, 0f32);
+            for (&v, &wt) in x.iter().zip(w) {
+                let q = round_half_even(v / s0).clamp(qmin as f32, qmax as f32);
+                sxq += wt * v * q;
+                sqq += wt * q * q;
+            }
+            if sqq <= 0.0 {
+                continue;
+            }
+            let s = sxq / sqq;
+            let err = weighted_error(x, w, |v| s * round_half_even(v / s).clamp(qmin as f32, qmax as f32));
+            if err < best.0 {
+                best = (err, s);
+            }
+        }
+    }
+    if best.0.is_finite() {
+        best.1
+    } else {
+        amax / qmin as f32
+    }
+}
+
+/// Weighted least-squares asymmetric grid s·q + b, q in [0, qmax]: candidate ranges around
+/// [min, max] (llama.cpp's `make_qkx2_quants` search), each refitted by solving the 2×2 normal
+/// equations. With `base_nonpositive` (k-quants store −b as an unsigned min) b is kept ≤ 0.
+/// Returns (s, b).
+pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -> (f32, f32) {
+    let mut lo = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if base_nonpositive {
+        lo = lo.min(0.0);
+    }
+    if hi <= lo {
+        return (0.0, lo);
+    }
+    let qm = qmax as f32;
+    let q_of = |v: f32, s: f32, b: f32| round_half_even((v - b) / s).clamp(0.0, qm);
+    let err_of = |s: f32, b: f32| weighted_error(x, w, |v| s * q_of(v, s, b) + b);
+    let mut best = (err_of((hi - lo) / qm, lo), (hi - lo) / qm, lo);
+    for k in -10..=10 {
+        // Alternate rounding and the least-squares refit a few times from each candidate.
+        let (mut s, mut b) = ((hi - lo) / (qm + 0.1 * k as f32), lo);
+        for _ in 0..4 {
+            let (mut sw, mut sq, mut sqq, mut sx, mut sxq) = (0f32, 0f32, 0f32, 0f32, 0f32);
+            for (&v, &wt) in x.iter().zip(w) {
+                let q = q_of(v, s, b);
+                sw += wt;
+                sq += wt * q;
+                sqq += wt * q * q;
+                sx += wt * v;
+                sxq += wt * v * q;
+            }
+            let det = sw * sqq - sq * sq;
+            if det <= 0.0 {
+                break;
+            }
+            let (mut s1, mut b1) = ((sw * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
+            if base_nonpositive && b1 > 0.0 {
+                b1 = 0.0;
+                s1 = sxq / sqq;
+            }
+            if !(s1 > 0.0) || (s1 == s && b1 == b) {
+                break;
+            }
+            (s, b) = (s1, b1);
+            let err = err_of(s, b);
+            if err < best.0 {
+                best = (err, s, b);
+            }
+        }
+    }
+    (best.1, best.2)
+}
+
+/// Σ w (x − f(x))².
+pub fn weighted_error(x: &[f32], w: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    x.iter().zip(w).map(|(&v, &wt)| wt * (v - f(v)).powi(2)).sum()
+}
+
+/// The two integer codes either side of `t`, clamped to [lo, hi].
+pub fn codes_around(t: f32, lo: i32, hi: i32) -> [i32; 2] {
+    let f = t.floor() as i32;
+    [f.clamp(lo, hi), (f + 1).clamp(lo, hi)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_fit_recovers_a_grid() {
+        // x already on the grid 0.5·q with q in [-8, 7]: the fit must find step ±0.5 exactly.
+        let x = [-4.0f32, -2.0, 0.5, 3.5, 1.0, 0.0, -0.5, 2.0];
+        let w = [1.0f32; 8];
+        let s = fit_symmetric(&x, &w, -8, 7);
+        assert!((s.abs() - 0.5).abs() < 1e-6, "{s}");
+        assert_eq!(weighted_error(&x, &w, |v| s * round_half_even(v / s).clamp(-8.0, 7.0)), 0.0);
+    }
+
+    #[test]
+    fn asymmetric_fit_recovers_a_grid() {
+        let x = [0.3f32, 0.5, 0.7, 1.9, 3.3];
+        let w = [1.0f32; 5];
+        let (s, b) = fit_asymmetric(&x, &w, 15, false);
+        let err = weighted_error(&x, &w, |v| s * round_half_even((v - b) / s).clamp(0.0, 15.0) + b);
+        assert!(err < 1e-10, "s {s} b {b} err {err}");
+    }
+
+    #[test]
+    fn weights_move_the_error_to_unimportant_weights() {
+        let x: Vec<f32> = (0..32).map(|i| ((i * 37 % 29) as f32 / 14.0 - 1.0) * 0.1).collect();
+        let mut w = vec![1.0f32; 32];
+        w[5] = 1000.0;
+        let s_w = fit_symmetric(&x, &w, -8, 7);
+        let s_u = fit_symmetric(&x, &[1.0; 32], -8, 7);
+        let err5 = |s: f32| (x[5] - s * round_half_even(x[5] / s).clamp(-8.0, 7.0)).abs();
+        assert!(err5(s_w) <= err5(s_u));
+    }
+
+    #[test]
+    fn lut_codes_are_nearest() {
+        assert_eq!(nearest_code(-127.0, 1.0, 0.0, 16, true), 0);
+        assert_eq!(nearest_code(0.0, 1.0, 0.0, 16, true), 8);
+        assert_eq!(nearest_code(100.0, 1.0, 0.0, 16, true), 14);
+    }
+}
