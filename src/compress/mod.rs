@@ -2,6 +2,9 @@
 
 pub mod codec;
 pub mod gguf_quant;
+pub mod gptq;
+pub mod prune;
 pub mod grid;
+pub mod grid_columns;
 pub mod rtn;
 pub mod types;

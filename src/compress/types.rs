@@ -157,11 +157,12 @@ impl QuantType {
     }
 
     /// The type llama-quantize substitutes when a row does not fit a k-quant's 256-wide blocks
-    /// (`llama_tensor_get_type` in llama.cpp's `src/llama-quant.cpp`); other types are kept.
+    /// (`tensor_type_fallback` in llama.cpp's `src/llama-quant.cpp`, the version vendored in
+    /// llama-cpp-python 0.3.36); the 32-wide types are kept.
     pub fn row_fallback(self) -> Self {
         use QuantType::*;
         match self {
-            Q2K | Q3K => IQ4NL,
+            Q2K | Q3K => Q4_0,
             Q4K => Q5_0,
             Q5K => Q5_1,
             Q6K => Q8_0,
@@ -210,7 +211,7 @@ mod tests {
         assert_eq!(allowed_types(1536).len(), 11);
         assert!(allowed_types(48).is_empty());
         assert_eq!(QuantType::Q4K.for_row_width(576), Some(QuantType::Q5_0));
-        assert_eq!(QuantType::Q3K.for_row_width(576), Some(QuantType::IQ4NL));
+        assert_eq!(QuantType::Q3K.for_row_width(576), Some(QuantType::Q4_0));
         assert_eq!(QuantType::Q3K.for_row_width(1536), Some(QuantType::Q3K));
         assert_eq!(QuantType::Q4K.for_row_width(48), None);
     }

@@ -11,7 +11,7 @@ use crate::model::kernels::with_f32;
 use crate::model::{Block, Capture, Linear, Result, Sublayer};
 use crate::importance::profile::AttentionStats;
 
-use super::hessian::InputMoments;
+use super::hessian::BlockMoments;
 
 /// Sum over tokens of cos(a_t, b_t) for (…, hidden) tensors, and the token count.
 pub fn cosine_sum(a: &Tensor, b: &Tensor) -> Result<(f64, usize)> {
@@ -91,8 +91,7 @@ pub struct BlockCapture {
     pub influence: (f64, usize),
     pub attention_cos: (f64, usize),
     pub mlp_cos: (f64, usize),
-    /// Inputs of q/k/v, attn_output, gate/up, ffn_down, in that order.
-    pub moments: Vec<InputMoments>,
+    pub moments: BlockMoments,
     pub attention: AttentionAccum,
     /// Whether attention probabilities are summarised for the current batch.
     pub attention_enabled: bool,
@@ -100,8 +99,6 @@ pub struct BlockCapture {
 
 impl BlockCapture {
     pub fn new(block: &Block) -> Self {
-        let group = |ls: &[&Linear]| InputMoments::new(ls.iter().map(|l| l.name.clone()).collect(), ls[0].in_features());
-        let (a, m) = (&block.attn, &block.mlp);
         BlockCapture {
             block: block.index,
             block_in: None,
@@ -109,15 +106,10 @@ impl BlockCapture {
             influence: (0.0, 0),
             attention_cos: (0.0, 0),
             mlp_cos: (0.0, 0),
-            moments: vec![group(&[&a.q, &a.k, &a.v]), group(&[&a.o]), group(&[&m.gate, &m.up]), group(&[&m.down])],
+            moments: BlockMoments::new(block),
             attention: AttentionAccum::default(),
             attention_enabled: false,
         }
-    }
-
-    /// The moments of the input of linear `name`.
-    pub fn moments_of(&self, name: &str) -> Option<&InputMoments> {
-        self.moments.iter().find(|m| m.linears.iter().any(|l| l == name))
     }
 
     pub fn block_influence(&self) -> f64 {
@@ -167,10 +159,7 @@ impl Capture for BlockCapture {
     }
 
     fn linear_input(&mut self, _block: usize, linears: &[&Linear], x: &Tensor) -> Result<()> {
-        if let Some(m) = self.moments.iter_mut().find(|m| m.linears[0] == linears[0].name) {
-            m.add(x)?;
-        }
-        Ok(())
+        self.moments.add(linears, x)
     }
 
     fn wants_attention(&self, _block: usize) -> bool {

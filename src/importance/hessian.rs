@@ -8,8 +8,9 @@ use candle_core::Tensor;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
+use crate::model::Capture;
 use crate::model::kernels::with_f32;
-use crate::model::Result;
+use crate::model::{Block, Linear, Result};
 
 /// Σ x xᵀ of one input, with the names of the linears that read it.
 #[derive(Debug, Clone)]
@@ -64,6 +65,39 @@ impl InputMoments {
         let per_row: Vec<f64> =
             w.chunks(n).zip(wh.chunks(n)).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum()).collect();
         per_row.chunks(block_rows).map(|c| c.iter().sum()).collect()
+    }
+}
+
+/// The input moments of one block's four linear inputs (q/k/v, attn_output, gate/up, ffn_down),
+/// gathered as a [`Capture`] while the block runs.
+#[derive(Debug, Clone)]
+pub struct BlockMoments {
+    pub groups: Vec<InputMoments>,
+}
+
+impl BlockMoments {
+    pub fn new(block: &Block) -> Self {
+        let group = |ls: &[&Linear]| InputMoments::new(ls.iter().map(|l| l.name.clone()).collect(), ls[0].in_features());
+        let (a, m) = (&block.attn, &block.mlp);
+        BlockMoments { groups: vec![group(&[&a.q, &a.k, &a.v]), group(&[&a.o]), group(&[&m.gate, &m.up]), group(&[&m.down])] }
+    }
+
+    /// The moments of the input of linear `name`.
+    pub fn of(&self, name: &str) -> Option<&InputMoments> {
+        self.groups.iter().find(|m| m.linears.iter().any(|l| l == name))
+    }
+
+    pub fn add(&mut self, linears: &[&Linear], x: &Tensor) -> Result<()> {
+        if let Some(m) = self.groups.iter_mut().find(|m| m.linears[0] == linears[0].name) {
+            m.add(x)?;
+        }
+        Ok(())
+    }
+}
+
+impl Capture for BlockMoments {
+    fn linear_input(&mut self, _block: usize, linears: &[&Linear], x: &Tensor) -> Result<()> {
+        self.add(linears, x)
     }
 }
 

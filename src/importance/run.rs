@@ -85,7 +85,7 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
         let mut pooled: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
         let mut block_sq = 0.0;
         for l in block.linears() {
-            let m = cap.moments_of(&l.name).expect("every linear has its input group");
+            let m = cap.moments.of(&l.name).expect("every linear has its input group");
             let sum_sq = m.sum_sq();
             let col_norms: Vec<f32> = sum_sq.iter().map(|s| s.max(0.0).sqrt()).collect();
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;

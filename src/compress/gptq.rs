@@ -1,0 +1,386 @@
+//! GPTQ (Frantar et al. 2022) and SparseGPT (Frantar & Alistarh 2023): quantize and/or prune a
+//! linear layer column by column, spreading each column's error over the columns not yet
+//! processed so that ‖(W − Ŵ)X‖² stays small.
+//!
+//! With H = 2XXᵀ/N (damped), U = chol(H⁻¹) upper: column j is rounded to q_j, its scaled error
+//! e_j = (w_j − q_j)/U_jj updates the columns after it in the block, w_k −= e_j U_jk; after a block
+//! of columns, all later columns take the block's errors at once (the "lazy batch" update, one
+//! matrix product). What a column is rounded onto is a [`ColumnQuantizer`]: a GGUF grid
+//! (GPTQ onto k-quant and legacy blocks), plain grouped RTN, or nothing (pruning only).
+
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use rayon::prelude::*;
+
+/// What each column is rounded onto. Columns come in groups (a GGUF block: 32 or 256 input
+/// columns share each row's scales); the group's grids are chosen from the current, already
+/// error-updated weights when its first column is reached.
+pub trait ColumnQuantizer {
+    /// Columns per group (the grid of a group is chosen once).
+    fn group(&self) -> usize;
+    /// Chooses the grids of the group starting at column `c0`; `cols[i]` is column c0+i over all rows.
+    fn choose(&mut self, c0: usize, cols: &[&[f32]]);
+    /// Rounds column `c` (over all rows) onto its group's grids, writing the values to `out`.
+    fn round(&mut self, c: usize, col: &[f32], out: &mut [f32]);
+}
+
+/// How much of a layer to prune, SparseGPT's way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sparsity {
+    /// This share of the weights of each block of columns, smallest w²/U_jj² first.
+    Unstructured(f32),
+    /// N of every M consecutive input weights of a row pruned (2:4, 4:8).
+    NofM(usize, usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct GptqOptions {
+    /// Dampening added to H's diagonal, as a share of its mean diagonal.
+    pub damp: f32,
+    /// Columns per lazy-update block (raised to the quantizer's group when that is wider).
+    pub block: usize,
+}
+
+impl Default for GptqOptions {
+    fn default() -> Self {
+        GptqOptions { damp: 0.01, block: 128 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GptqError {
+    #[error("the Hessian of '{0}' is not positive definite even after dampening (NaN or Inf inputs?)")]
+    NotPositiveDefinite(String),
+}
+
+/// The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU) for H = 2·xxt/n_tokens, after zeroing dead
+/// columns (H_jj = 0 → H_jj = 1; their weights must be zeroed by the caller) and dampening.
+/// Returns U row-major (n, n) in f32 and the dead columns.
+pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name: &str) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
+    let scale = 2.0 / n_tokens.max(1) as f64;
+    let mut h = Mat::<f64>::from_fn(n, n, |i, j| xxt[i * n + j] as f64 * scale);
+    let mut dead = Vec::new();
+    for j in 0..n {
+        if h[(j, j)] == 0.0 {
+            h[(j, j)] = 1.0;
+            dead.push(j);
+        }
+    }
+    let mean_diag = (0..n).map(|j| h[(j, j)]).sum::<f64>() / n as f64;
+    for j in 0..n {
+        h[(j, j)] += damp as f64 * mean_diag;
+    }
+    let not_pd = || GptqError::NotPositiveDefinite(name.to_string());
+    let hinv = h.llt(Side::Lower).map_err(|_| not_pd())?.inverse();
+    let l = hinv.llt(Side::Lower).map_err(|_| not_pd())?;
+    let l = l.L();
+    let mut u = vec![0f32; n * n];
+    for i in 0..n {
+        for j in i..n {
+            u[i * n + j] = l[(j, i)] as f32;
+        }
+    }
+    Ok((u, dead))
+}
+
+/// Runs GPTQ / SparseGPT over a row-major (rows, cols) weight matrix in place: afterwards `w`
+/// holds the rounded (and pruned) weights. `u` is from [`inverse_cholesky`]. Returns GPTQ's loss
+/// Σ (w − q)²/U_jj² / 2.
+pub fn gptq(
+    w: &mut [f32],
+    rows: usize,
+    cols: usize,
+    u: &[f32],
+    dead: &[usize],
+    quantizer: Option<&mut dyn ColumnQuantizer>,
+    sparsity: Option<Sparsity>,
+    opts: GptqOptions,
+) -> f64 {
+    // Work on Wᵀ so that a column of W is a contiguous slice.
+    let mut wt = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            wt[c * rows + r] = w[r * cols + c];
+        }
+    }
+    for &j in dead {
+        wt[j * rows..(j + 1) * rows].fill(0.0);
+    }
+    let group = quantizer.as_ref().map_or(1, |q| q.group());
+    let block = opts.block.max(group);
+    let mut quantizer = quantizer;
+    let mut loss = 0f64;
+    let mut err = vec![0f32; block * rows];
+    let mut q = vec![0f32; rows];
+    let mut mask = vec![false; block * rows];
+    let mut b0 = 0;
+    while b0 < cols {
+        let b1 = (b0 + block).min(cols);
+        if let Some(Sparsity::Unstructured(p)) = sparsity {
+            unstructured_mask(&wt[b0 * rows..b1 * rows], &u_diag(u, cols, b0, b1), rows, p, &mut mask);
+        }
+        for j in b0..b1 {
+            if let Some(qz) = quantizer.as_deref_mut() {
+                if (j - b0) % group == 0 {
+                    let g1 = (j + group).min(cols);
+                    let cs: Vec<&[f32]> = (j..g1).map(|c| &wt[c * rows..(c + 1) * rows]).collect();
+                    qz.choose(j, &cs);
+                }
+            }
+            if let Some(Sparsity::NofM(n, m)) = sparsity {
+                if (j - b0) % m == 0 {
+                    let j1 = (j + m).min(b1);
+                    n_of_m_mask(&wt[j * rows..j1 * rows], &u_diag(u, cols, j, j1), rows, n, &mut mask[(j - b0) * rows..]);
+                }
+            }
+            let d = u[j * cols + j];
+            let col = &wt[j * rows..(j + 1) * rows];
+            match quantizer.as_deref_mut() {
+                Some(qz) => qz.round(j, col, &mut q),
+                None => q.copy_from_slice(col),
+            }
+            if sparsity.is_some() {
+                for (qi, &m) in q.iter_mut().zip(&mask[(j - b0) * rows..(j - b0 + 1) * rows]) {
+                    if m {
+                        *qi = 0.0;
+                    }
+                }
+            }
+            let e = &mut err[(j - b0) * rows..(j - b0 + 1) * rows];
+            for ((ei, &wi), &qi) in e.iter_mut().zip(col).zip(&q) {
+                *ei = (wi - qi) / d;
+                loss += 0.5 * (*ei as f64).powi(2);
+            }
+            wt[j * rows..(j + 1) * rows].copy_from_slice(&q);
+            // Within the block: w_k −= e_j · U_jk for k after j.
+            let e = &err[(j - b0) * rows..(j - b0 + 1) * rows];
+            let (_, after) = wt.split_at_mut((j + 1) * rows);
+            after[..(b1 - j - 1) * rows].par_chunks_mut(rows).enumerate().for_each(|(i, wk)| {
+                let ujk = u[j * cols + j + 1 + i];
+                for (x, &ei) in wk.iter_mut().zip(e) {
+                    *x -= ujk * ei;
+                }
+            });
+        }
+        if b1 < cols {
+            // Lazy batch update: Wᵀ[b1..] −= U[b0..b1, b1..]ᵀ · E.
+            let bsz = b1 - b0;
+            let ub = MatRef::from_row_major_slice(&u[b0 * cols..b1 * cols], bsz, cols).subcols(b1, cols - b1);
+            let em = MatRef::from_row_major_slice(&err[..bsz * rows], bsz, rows);
+            let dst = MatMut::from_row_major_slice_mut(&mut wt[b1 * rows..], cols - b1, rows);
+            matmul(dst, Accum::Add, ub.transpose(), em, -1.0f32, Par::rayon(0));
+        }
+        b0 = b1;
+    }
+    for r in 0..rows {
+        for c in 0..cols {
+            w[r * cols + c] = wt[c * rows + r];
+        }
+    }
+    loss
+}
+
+fn u_diag(u: &[f32], n: usize, j0: usize, j1: usize) -> Vec<f32> {
+    (j0..j1).map(|j| u[j * n + j]).collect()
+}
+
+/// SparseGPT's unstructured mask of a block of columns (`cols_t`: column-major, `rows` each):
+/// the share `p` of the block with the smallest w²/U_jj², over all rows at once.
+fn unstructured_mask(cols_t: &[f32], d: &[f32], rows: usize, p: f32, mask: &mut [bool]) {
+    let scores: Vec<f32> = cols_t.chunks(rows).zip(d).flat_map(|(c, &dj)| c.iter().map(move |&x| (x / dj).powi(2))).collect();
+    let k = (scores.len() as f32 * p) as usize;
+    mask[..scores.len()].fill(false);
+    if k == 0 {
+        return;
+    }
+    let mut sorted = scores.clone();
+    let (_, &mut thresh, _) = sorted.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+    let mut left = k;
+    // Ties at the threshold: prune only as many as needed so the share is exact.
+    for (m, &s) in mask.iter_mut().zip(&scores) {
+        if s < thresh {
+            *m = true;
+            left -= 1;
+        }
+    }
+    for (m, &s) in mask.iter_mut().zip(&scores) {
+        if left == 0 {
+            break;
+        }
+        if s == thresh {
+            *m = true;
+            left -= 1;
+        }
+    }
+}
+
+/// N:M mask of `m` consecutive columns: per row, the `n` with the smallest w²/U_jj².
+fn n_of_m_mask(cols_t: &[f32], d: &[f32], rows: usize, n: usize, mask: &mut [bool]) {
+    let m = d.len();
+    for r in 0..rows {
+        let mut idx: Vec<usize> = (0..m).collect();
+        let score = |i: usize| (cols_t[i * rows + r] / d[i]).powi(2);
+        idx.sort_by(|&a, &b| score(a).total_cmp(&score(b)));
+        for (rank, &i) in idx.iter().enumerate() {
+            mask[i * rows + r] = rank < n;
+        }
+    }
+}
+
+/// Asymmetric grouped round-to-nearest as in the GPTQ paper's code: per row and group,
+/// scale = (max(0, max) − min(0, min))/(2^bits − 1), zero = round(−min/scale).
+pub struct RtnGrid {
+    bits: u32,
+    group: usize,
+    rows: usize,
+    scale: Vec<f32>,
+    zero: Vec<f32>,
+}
+
+impl RtnGrid {
+    pub fn new(bits: u32, group: usize, rows: usize) -> Self {
+        RtnGrid { bits, group, rows, scale: vec![0.0; rows], zero: vec![0.0; rows] }
+    }
+}
+
+impl ColumnQuantizer for RtnGrid {
+    fn group(&self) -> usize {
+        self.group
+    }
+
+    fn choose(&mut self, _c0: usize, cols: &[&[f32]]) {
+        let maxq = ((1u32 << self.bits) - 1) as f32;
+        for r in 0..self.rows {
+            let (lo, hi) = cols.iter().fold((0f32, 0f32), |(a, b), c| (a.min(c[r]), b.max(c[r])));
+            let (lo, hi) = if lo == 0.0 && hi == 0.0 { (-1.0, 1.0) } else { (lo, hi) };
+            self.scale[r] = (hi - lo) / maxq;
+            self.zero[r] = super::rtn::round_half_even(-lo / self.scale[r]);
+        }
+    }
+
+    fn round(&mut self, _c: usize, col: &[f32], out: &mut [f32]) {
+        let maxq = ((1u32 << self.bits) - 1) as f32;
+        for (r, (o, &x)) in out.iter_mut().zip(col).enumerate() {
+            let (s, z) = (self.scale[r], self.zero[r]);
+            *o = s * ((super::rtn::round_half_even(x / s) + z).clamp(0.0, maxq) - z);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Correlated inputs X (n tokens × dim) and their xxt.
+    fn inputs(dim: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut s = 12345u32;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 10_000) as f32 / 5_000.0 - 1.0
+        };
+        let mut x = vec![0f32; n * dim];
+        for t in 0..n {
+            let common = rnd();
+            for j in 0..dim {
+                x[t * dim + j] = rnd() + 0.8 * common * (1.0 + (j % 3) as f32);
+            }
+        }
+        let mut xxt = vec![0f32; dim * dim];
+        for t in 0..n {
+            for i in 0..dim {
+                for j in 0..dim {
+                    xxt[i * dim + j] += x[t * dim + i] * x[t * dim + j];
+                }
+            }
+        }
+        (x, xxt)
+    }
+
+    fn output_error(w: &[f32], q: &[f32], xxt: &[f32], dim: usize) -> f64 {
+        let rows = w.len() / dim;
+        let mut e = 0f64;
+        for r in 0..rows {
+            for i in 0..dim {
+                for j in 0..dim {
+                    let di = (w[r * dim + i] - q[r * dim + i]) as f64;
+                    let dj = (w[r * dim + j] - q[r * dim + j]) as f64;
+                    e += di * xxt[i * dim + j] as f64 * dj;
+                }
+            }
+        }
+        e
+    }
+
+    #[test]
+    fn inverse_cholesky_factor_reproduces_the_inverse() {
+        let (_, xxt) = inputs(8, 64);
+        let (u, dead) = inverse_cholesky(&xxt, 8, 64, 0.0, "t").unwrap();
+        assert!(dead.is_empty());
+        // (UᵀU)·H = I with H = 2 xxt / n.
+        for i in 0..8 {
+            for j in 0..8 {
+                let mut v = 0f64;
+                for k in 0..8 {
+                    let hinv_ik: f64 = (0..8).map(|l| u[l * 8 + i] as f64 * u[l * 8 + k] as f64).sum();
+                    v += hinv_ik * xxt[k * 8 + j] as f64 * 2.0 / 64.0;
+                }
+                assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-3, "({i},{j}) {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn gptq_beats_round_to_nearest_on_correlated_inputs() {
+        let (dim, rows) = (64, 16);
+        let (_, xxt) = inputs(dim, 256);
+        let w: Vec<f32> = (0..rows * dim).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * 0.05).collect();
+        let mut rtn = w.clone();
+        {
+            let mut g = RtnGrid::new(3, 32, rows);
+            let mut wt = vec![0f32; rows * dim];
+            for r in 0..rows {
+                for c in 0..dim {
+                    wt[c * rows + r] = w[r * dim + c];
+                }
+            }
+            for g0 in (0..dim).step_by(32) {
+                let cs: Vec<&[f32]> = (g0..g0 + 32).map(|c| &wt[c * rows..(c + 1) * rows]).collect();
+                g.choose(g0, &cs);
+                for c in g0..g0 + 32 {
+                    let mut out = vec![0f32; rows];
+                    g.round(c, &wt[c * rows..(c + 1) * rows], &mut out);
+                    for r in 0..rows {
+                        rtn[r * dim + c] = out[r];
+                    }
+                }
+            }
+        }
+        let (u, dead) = inverse_cholesky(&xxt, dim, 256, 0.01, "t").unwrap();
+        let mut q = w.clone();
+        let mut g = RtnGrid::new(3, 32, rows);
+        gptq(&mut q, rows, dim, &u, &dead, Some(&mut g), None, GptqOptions::default());
+        let (e_rtn, e_gptq) = (output_error(&w, &rtn, &xxt, dim), output_error(&w, &q, &xxt, dim));
+        assert!(e_gptq < 0.8 * e_rtn, "gptq {e_gptq} rtn {e_rtn}");
+    }
+
+    #[test]
+    fn sparsegpt_masks_have_the_requested_shape() {
+        let (dim, rows) = (64, 8);
+        let (_, xxt) = inputs(dim, 256);
+        let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
+        let (u, dead) = inverse_cholesky(&xxt, dim, 256, 0.01, "t").unwrap();
+        let mut q = w.clone();
+        gptq(&mut q, rows, dim, &u, &dead, None, Some(Sparsity::NofM(2, 4)), GptqOptions::default());
+        for row in q.chunks(dim) {
+            for g in row.chunks(4) {
+                assert_eq!(g.iter().filter(|&&x| x == 0.0).count(), 2);
+            }
+        }
+        let mut q = w.clone();
+        gptq(&mut q, rows, dim, &u, &dead, None, Some(Sparsity::Unstructured(0.5)), GptqOptions::default());
+        assert_eq!(q.iter().filter(|&&x| x == 0.0).count(), rows * dim / 2);
+    }
+}
