@@ -102,7 +102,7 @@ fn truncated_gguf_header() {
     let bytes = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
     let p = d.join("t.gguf");
     std::fs::write(&p, &bytes[..200]).unwrap();
-    eval_fails(&p, &long_text(&d), &[], "cannot read the header");
+    eval_fails(&p, &long_text(&d), &[], "header runs past the end of the file");
 }
 
 #[test]
@@ -265,7 +265,7 @@ fn profile_with_fewer_tokens_than_a_window() {
 
 #[test]
 fn profile_with_an_unknown_quantization_type() {
-    profile_fails(&["--full", "Q4_0,Q9_9"], "unknown quantization type 'Q9_9'");
+    profile_fails(&["--full", "Q4_0,Q9_9"], "unknown tensor type 'Q9_9'");
 }
 
 #[test]

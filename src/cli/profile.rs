@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::compress::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::write_atomic;
@@ -74,7 +75,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
-    let full_types = args.full.iter().map(|t| parse_type(t)).collect::<Result<Vec<_>>>()?;
+    let full_types = args.full.iter().map(|t| QuantType::parse(t).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
     let model = Model::load(&args.model)?;
     crate::eval::check_ctx(&model, args.ctx)?;
@@ -121,14 +122,4 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let t: f64 = profile.timings.values().sum();
     println!("wrote {} and {} ({} blocks, {} calibration tokens, {t:.0} s)", json_path.display(), html_path.display(), n, profile.calibration.tokens);
     Ok(())
-}
-
-/// A GGUF type name as llama.cpp spells it (Q4_0, Q4_K, …), among those we encode.
-fn parse_type(name: &str) -> Result<candle_core::quantized::GgmlDType> {
-    use crate::compress::gguf_quant::GGUF_TYPES;
-    use crate::model::gguf::type_name;
-    GGUF_TYPES.iter().copied().find(|t| type_name(*t).eq_ignore_ascii_case(name.trim())).ok_or_else(|| {
-        let known: Vec<&str> = GGUF_TYPES.iter().map(|t| type_name(*t)).collect();
-        anyhow::anyhow!("unknown quantization type '{name}' (known: {})", known.join(", "))
-    })
 }

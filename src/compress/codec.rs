@@ -448,6 +448,11 @@ pub fn quantize_row(t: QuantType, row: &[f32], imp: Option<&[f32]>, out: &mut Ve
     y
 }
 
+/// Encodes a row-major matrix as `t` and decodes it back.
+pub fn round_trip(t: QuantType, w: &[f32], cols: usize, imp: Option<&[f32]>) -> Vec<f32> {
+    dequantize(t, &quantize(t, w, cols, imp), w.len())
+}
+
 /// Round-to-nearest encoding of a row-major (rows, cols) matrix, rows in parallel.
 pub fn quantize(t: QuantType, w: &[f32], cols: usize, imp: Option<&[f32]>) -> Vec<u8> {
     if !t.is_quantized() {

@@ -1,7 +1,6 @@
 //! Compression primitives: GGUF types and their encoders, quantizers, pruners, depth removal.
 
 pub mod codec;
-pub mod gguf_quant;
 pub mod gptq;
 pub mod prune;
 pub mod grid;

@@ -105,7 +105,15 @@ impl QuantType {
 
     /// Parses a type name, case-insensitively ("q4_k", "Q4_K").
     pub fn from_name(s: &str) -> Option<Self> {
-        ALL_TYPES.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
+        ALL_TYPES.into_iter().find(|t| t.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Parses a type name, with an error that lists the known ones.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::from_name(s).ok_or_else(|| {
+            let known: Vec<&str> = ALL_TYPES.iter().map(|t| t.name()).collect();
+            format!("unknown tensor type '{s}' (known: {})", known.join(", "))
+        })
     }
 
     /// Weights per block.

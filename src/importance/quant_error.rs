@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::compress::gguf_quant::{allowed_types, round_trip};
+use crate::compress::codec::round_trip;
 use crate::compress::rtn::rtn_asymmetric;
-use crate::model::gguf::type_name;
+use crate::compress::types::allowed_types;
 use crate::model::Result;
 
 use super::hessian::InputMoments;
@@ -27,7 +27,7 @@ pub fn quant_error_curve(w: &[f32], moments: &InputMoments) -> Result<BTreeMap<S
         stacked.extend(w.iter().zip(&q).map(|(a, b)| a - b));
     };
     for t in allowed_types(cols) {
-        push(type_name(t).to_string(), round_trip(w, rows, cols, t)?);
+        push(t.name().to_string(), round_trip(t, w, cols, None));
     }
     for bits in 2..=8 {
         push(format!("RTN{bits}"), rtn_asymmetric(w, cols, bits, RTN_GROUP));

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 use super::ablation::{Ablation, AblationSet};
@@ -14,10 +13,10 @@ use super::correlation::spearman;
 use super::outliers::outlier_ratio;
 use super::profile::*;
 use super::quant_error::quant_error_curve;
-use crate::compress::gguf_quant::{allowed_types, round_trip};
+use crate::compress::codec::round_trip;
+use crate::compress::types::{allowed_types, QuantType};
 use crate::data::Windows;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
-use crate::model::gguf::type_name;
 use crate::model::kernels::with_f32;
 use crate::model::{BlockOpts, Model, Result, Sublayer};
 
@@ -33,7 +32,7 @@ pub struct ProfileOptions {
     pub calib_name: String,
     /// GGUF types for the end-to-end ΔKL of each linear quantized alone (empty: skipped; it
     /// costs one partial forward per linear and type).
-    pub full_types: Vec<GgmlDType>,
+    pub full_types: Vec<QuantType>,
 }
 
 /// Stages reported to the progress callback: (stage, done, total).
@@ -145,9 +144,9 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
             for &t in opts.full_types.iter().filter(|t| allowed.contains(t)) {
                 let mut replacement = block.clone();
                 let l = replacement.linears_mut().into_iter().find(|l| l.name == lp.name).expect("linear of its block");
-                let q = round_trip(&w, lp.rows, lp.cols, t)?;
+                let q = round_trip(t, &w, lp.cols, None);
                 l.weight = Tensor::from_vec(q, (lp.rows, lp.cols), &Device::Cpu)?;
-                lp.full_kld.insert(type_name(t).to_string(), set.kld_replaced(model, &replacement)?);
+                lp.full_kld.insert(t.name().to_string(), set.kld_replaced(model, &replacement)?);
             }
             progress("profile: --full", k + 1, total);
         }

@@ -2,71 +2,25 @@
 //! the tokenizer rebuilt from `tokenizer.ggml.*`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::GgmlDType;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
 use super::config::{Arch, Config, RopeLayout};
+use super::gguf_file::{GgufError, GgufFile, Value};
 use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
+use crate::compress::codec::dequantize;
 
-/// The GGUF spelling of a tensor type ("Q4_K", not candle's "Q4K").
-pub fn type_name(t: GgmlDType) -> &'static str {
-    match t {
-        GgmlDType::F32 => "F32",
-        GgmlDType::F16 => "F16",
-        GgmlDType::BF16 => "BF16",
-        GgmlDType::Q4_0 => "Q4_0",
-        GgmlDType::Q4_1 => "Q4_1",
-        GgmlDType::Q5_0 => "Q5_0",
-        GgmlDType::Q5_1 => "Q5_1",
-        GgmlDType::Q8_0 => "Q8_0",
-        GgmlDType::Q8_1 => "Q8_1",
-        GgmlDType::Q2K => "Q2_K",
-        GgmlDType::Q3K => "Q3_K",
-        GgmlDType::Q4K => "Q4_K",
-        GgmlDType::Q5K => "Q5_K",
-        GgmlDType::Q6K => "Q6_K",
-        GgmlDType::Q8K => "Q8_K",
-    }
-}
-
-/// Bytes a tensor of `n_elements` takes when stored as `t`.
-pub fn type_bytes(t: GgmlDType, n_elements: usize) -> u64 {
-    (n_elements / t.block_size() * t.type_size()) as u64
-}
-
-/// Reads the header of a GGUF file and checks that every tensor's data lies inside it.
-pub fn read_content(path: &Path) -> Result<(Content, BufReader<File>)> {
-    let gguf_err = |reason: String| ModelError::Gguf { path: path.to_path_buf(), reason };
-    let file = File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = BufReader::new(file);
-    let mut magic = [0u8; 4];
-    if reader.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
-        return Err(ModelError::NotAModel {
+/// Reads the header of a GGUF file; every tensor's data must lie inside the file.
+pub fn read_header(path: &Path) -> Result<(GgufFile, std::fs::File)> {
+    GgufFile::read(path).map_err(|e| match e {
+        GgufError::Format(reason) if reason.starts_with("no 'GGUF' magic") => ModelError::NotAModel {
             path: path.to_path_buf(),
             reason: "neither a GGUF file (no 'GGUF' magic) nor a Hugging Face model folder".into(),
-        });
-    }
-    reader.rewind().map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-    let content = Content::read(&mut reader).map_err(|e| {
-        gguf_err(format!("cannot read the header ({}); the file may be truncated", super::candle_message(&e)))
-    })?;
-    for (name, info) in &content.tensor_infos {
-        let end = content.tensor_data_offset
-            + info.offset
-            + type_bytes(info.ggml_dtype, info.shape.elem_count());
-        if end > file_len {
-            return Err(gguf_err(format!(
-                "truncated: tensor '{name}' ends at byte {end} but the file has {file_len} bytes"
-            )));
-        }
-    }
-    Ok((content, reader))
+        },
+        GgufError::Format(reason) => ModelError::Gguf { path: path.to_path_buf(), reason },
+        GgufError::Io(source) => ModelError::Io { path: path.to_path_buf(), source },
+    })
 }
 
 fn md_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>> {
@@ -96,8 +50,9 @@ fn require<T>(v: Option<T>, key: &str) -> Result<T> {
 }
 
 /// The hyper-parameters stored under `<arch>.*`.
-pub fn config_from_metadata(content: &Content) -> Result<Config> {
-    let md = &content.metadata;
+pub fn config_from_metadata(gguf: &GgufFile) -> Result<Config> {
+    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
+    let md = &md;
     let arch_name = require(md.get("general.architecture"), "general.architecture")?
         .to_string()
         .map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
@@ -111,11 +66,11 @@ pub fn config_from_metadata(content: &Content) -> Result<Config> {
         Some(v) => v as usize,
         None => hidden_size / n_heads.max(1),
     };
-    let vocab_size = match content.tensor_infos.get("token_embd.weight") {
-        Some(info) => info.shape.dims()[0],
+    let vocab_size = match gguf.tensor("token_embd.weight") {
+        Some(info) => info.shape()[0],
         None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
     };
-    let rope_freq_factors = if content.tensor_infos.contains_key("rope_freqs.weight") {
+    let rope_freq_factors = if gguf.tensor("rope_freqs.weight").is_some() {
         Some(Vec::new()) // filled by the loader once tensors are read
     } else {
         None
@@ -140,38 +95,37 @@ pub fn config_from_metadata(content: &Content) -> Result<Config> {
         },
         rope_freq_factors,
         context_length: u("context_length")?,
-        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        tie_word_embeddings: gguf.tensor("output.weight").is_none(),
     })
 }
 
 /// Loads a GGUF file, dequantizing every tensor to f32.
 pub fn load(path: &Path) -> Result<Model> {
-    let (content, mut reader) = read_content(path)?;
-    let mut config = config_from_metadata(&content)?;
-    let device = Device::Cpu;
+    let (gguf, mut file) = read_header(path)?;
+    let mut config = config_from_metadata(&gguf)?;
     let gguf_err = |reason: String| ModelError::Gguf { path: path.to_path_buf(), reason };
-    let mut read = |name: &str| -> Result<Option<candle_core::Tensor>> {
-        if !content.tensor_infos.contains_key(name) {
-            return Ok(None);
-        }
-        let q = content
-            .tensor(&mut reader, name, &device)
-            .map_err(|e| gguf_err(format!("tensor '{name}': {}", super::candle_message(&e))))?;
-        Ok(Some(q.dequantize(&device)?))
+    let mut read = |name: &str| -> Result<Option<Tensor>> {
+        let Some(info) = gguf.tensor(name) else { return Ok(None) };
+        let bytes = gguf.read_data(&mut file, info).map_err(|e| gguf_err(format!("tensor '{name}': {e}")))?;
+        let qtype = info.qtype().expect("read_header checked every type");
+        let values = dequantize(qtype, &bytes, info.n_elements() as usize);
+        Ok(Some(Tensor::from_vec(values, info.shape(), &Device::Cpu)?))
     };
     if config.rope_freq_factors.is_some() {
         let f = read("rope_freqs.weight")?.expect("checked above");
         config.rope_freq_factors = Some(f.flatten_all()?.to_vec1::<f32>()?);
     }
-    let tokenizer = match content.metadata.get("tokenizer.ggml.model") {
-        Some(_) => Some(Tokenizer::from_gguf(&content.metadata)?),
+    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
+    let tokenizer = match md.get("tokenizer.ggml.model") {
+        Some(_) => Some(Tokenizer::from_gguf(&md)?),
         None => None,
     };
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0;
-    for (name, info) in &content.tensor_infos {
-        tensor_types.insert(name.clone(), type_name(info.ggml_dtype).to_string());
-        weight_bytes += type_bytes(info.ggml_dtype, info.shape.elem_count());
+    for info in &gguf.tensors {
+        let qtype = info.qtype().expect("read_header checked every type");
+        tensor_types.insert(info.name.clone(), qtype.name().to_string());
+        weight_bytes += qtype.bytes(info.n_elements() as usize) as u64;
     }
     let source = Source { path: path.to_path_buf(), format: Format::Gguf, tensor_types, weight_bytes };
     assemble(config, read, tokenizer, source)

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod config;
 pub mod gguf;
+pub mod gguf_file;
 pub mod hf;
 pub mod kernels;
 pub mod rope;

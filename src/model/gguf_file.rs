@@ -1,0 +1,331 @@
+//! The GGUF container (llama.cpp's `gguf.cpp`): header, typed key/value metadata, tensor infos,
+//! aligned tensor data. Read and written here so that every tensor type we encode — IQ4_NL
+//! included — can be read back, and raw tensor bytes can be copied from one file to another.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+pub use candle_core::quantized::gguf_file::Value;
+
+use crate::compress::types::QuantType;
+
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// One tensor's entry in the header.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ggml order: ne[0] is the row width.
+    pub ne: Vec<u64>,
+    /// The raw ggml type id (not every id is a type we decode).
+    pub type_id: u32,
+    /// Offset from the start of the data section.
+    pub offset: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.ne.iter().product()
+    }
+
+    /// (rows, …, cols): the shape in row-major order, ggml's ne reversed.
+    pub fn shape(&self) -> Vec<usize> {
+        self.ne.iter().rev().map(|&d| d as usize).collect()
+    }
+
+    pub fn qtype(&self) -> Option<QuantType> {
+        QuantType::from_ggml_id(self.type_id)
+    }
+}
+
+/// A GGUF header.
+#[derive(Debug, Clone)]
+pub struct GgufFile {
+    pub version: u32,
+    /// Metadata in file order.
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+    /// Absolute offset of the data section.
+    pub data_offset: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Format(String),
+}
+
+fn bad(msg: impl Into<String>) -> GgufError {
+    GgufError::Format(msg.into())
+}
+
+struct Reader<R> {
+    r: R,
+    len: u64,
+}
+
+impl<R: Read + Seek> Reader<R> {
+    fn bytes(&mut self, n: u64) -> Result<Vec<u8>, GgufError> {
+        let pos = self.r.stream_position()?;
+        if pos + n > self.len {
+            return Err(bad(format!("header runs past the end of the file (needs byte {} of {})", pos + n, self.len)));
+        }
+        let mut b = vec![0u8; n as usize];
+        self.r.read_exact(&mut b)?;
+        Ok(b)
+    }
+    fn u32(&mut self) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+    }
+    fn string(&mut self) -> Result<String, GgufError> {
+        let n = self.u64()?;
+        String::from_utf8(self.bytes(n)?).map_err(|_| bad("a metadata string is not UTF-8"))
+    }
+    fn value(&mut self, vtype: u32, depth: usize) -> Result<Value, GgufError> {
+        let b = |s: &mut Self, n| s.bytes(n);
+        Ok(match vtype {
+            0 => Value::U8(b(self, 1)?[0]),
+            1 => Value::I8(b(self, 1)?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(b(self, 2)?.try_into().expect("2"))),
+            3 => Value::I16(i16::from_le_bytes(b(self, 2)?.try_into().expect("2"))),
+            4 => Value::U32(self.u32()?),
+            5 => Value::I32(self.u32()? as i32),
+            6 => Value::F32(f32::from_bits(self.u32()?)),
+            7 => Value::Bool(b(self, 1)?[0] != 0),
+            8 => Value::String(self.string()?),
+            9 if depth == 0 => {
+                let et = self.u32()?;
+                let n = self.u64()?;
+                if n > self.len {
+                    return Err(bad(format!("an array claims {n} elements")));
+                }
+                let mut v = Vec::with_capacity(n.min(1 << 20) as usize);
+                for _ in 0..n {
+                    v.push(self.value(et, depth + 1)?);
+                }
+                Value::Array(v)
+            }
+            10 => Value::U64(self.u64()?),
+            11 => Value::I64(self.u64()? as i64),
+            12 => Value::F64(f64::from_bits(self.u64()?)),
+            t => return Err(bad(format!("unknown metadata value type {t}"))),
+        })
+    }
+}
+
+impl GgufFile {
+    /// Reads the header of `path`, checking that every tensor's data lies inside the file.
+    pub fn read(path: &Path) -> Result<(GgufFile, File), GgufError> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut rd = Reader { r: BufReader::new(file), len };
+        if rd.bytes(4).ok().as_deref() != Some(b"GGUF") {
+            return Err(bad("no 'GGUF' magic"));
+        }
+        let version = rd.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(bad(format!("GGUF version {version} (2 and 3 are supported)")));
+        }
+        let n_tensors = rd.u64()?;
+        let n_kv = rd.u64()?;
+        if n_tensors > len || n_kv > len {
+            return Err(bad("tensor or metadata count larger than the file"));
+        }
+        let mut metadata = Vec::with_capacity(n_kv as usize);
+        for _ in 0..n_kv {
+            let key = rd.string()?;
+            let vtype = rd.u32()?;
+            metadata.push((key, rd.value(vtype, 0)?));
+        }
+        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        for _ in 0..n_tensors {
+            let name = rd.string()?;
+            let n_dims = rd.u32()?;
+            if n_dims > 4 {
+                return Err(bad(format!("tensor '{name}' has {n_dims} dimensions")));
+            }
+            let ne = (0..n_dims).map(|_| rd.u64()).collect::<Result<Vec<_>, _>>()?;
+            let type_id = rd.u32()?;
+            let offset = rd.u64()?;
+            tensors.push(TensorInfo { name, ne, type_id, offset });
+        }
+        let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+            Some((_, Value::U32(a))) if a.is_power_of_two() => *a as u64,
+            Some(_) => return Err(bad("general.alignment is not a power of two u32")),
+            None => DEFAULT_ALIGNMENT,
+        };
+        let pos = rd.r.stream_position()?;
+        let data_offset = pos.div_ceil(alignment) * alignment;
+        let gguf = GgufFile { version, metadata, tensors, data_offset };
+        for t in &gguf.tensors {
+            let end = data_offset + t.offset + gguf.tensor_bytes(t)?;
+            if end > len {
+                return Err(bad(format!("truncated: tensor '{}' ends at byte {end} but the file has {len} bytes", t.name)));
+            }
+        }
+        Ok((gguf, rd.r.into_inner()))
+    }
+
+    /// Bytes of a tensor's data (for the types we know).
+    pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<u64, GgufError> {
+        let q = t.qtype().ok_or_else(|| bad(format!("tensor '{}' has ggml type {}, which triage does not read", t.name, t.type_id)))?;
+        if t.ne.first().is_some_and(|&c| c as usize % q.block_size() != 0) {
+            return Err(bad(format!("tensor '{}': rows of {} do not tile {q} blocks", t.name, t.ne[0])));
+        }
+        Ok(q.bytes(t.n_elements() as usize) as u64)
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Reads the raw bytes of tensor `t` from `file`.
+    pub fn read_data(&self, file: &mut File, t: &TensorInfo) -> Result<Vec<u8>, GgufError> {
+        let n = self.tensor_bytes(t)?;
+        file.seek(SeekFrom::Start(self.data_offset + t.offset))?;
+        let mut b = vec![0u8; n as usize];
+        file.read_exact(&mut b)?;
+        Ok(b)
+    }
+}
+
+/// A tensor to write: its name, ggml-order dims, type and encoded bytes.
+pub struct OutTensor {
+    pub name: String,
+    pub ne: Vec<u64>,
+    pub qtype: QuantType,
+    pub data: Vec<u8>,
+}
+
+fn value_type(v: &Value) -> u32 {
+    match v {
+        Value::U8(_) => 0,
+        Value::I8(_) => 1,
+        Value::U16(_) => 2,
+        Value::I16(_) => 3,
+        Value::U32(_) => 4,
+        Value::I32(_) => 5,
+        Value::F32(_) => 6,
+        Value::Bool(_) => 7,
+        Value::String(_) => 8,
+        Value::Array(_) => 9,
+        Value::U64(_) => 10,
+        Value::I64(_) => 11,
+        Value::F64(_) => 12,
+    }
+}
+
+fn write_string(w: &mut impl Write, s: &str) -> io::Result<()> {
+    w.write_all(&(s.len() as u64).to_le_bytes())?;
+    w.write_all(s.as_bytes())
+}
+
+fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
+    match v {
+        Value::U8(x) => w.write_all(&[*x]),
+        Value::I8(x) => w.write_all(&[*x as u8]),
+        Value::U16(x) => w.write_all(&x.to_le_bytes()),
+        Value::I16(x) => w.write_all(&x.to_le_bytes()),
+        Value::U32(x) => w.write_all(&x.to_le_bytes()),
+        Value::I32(x) => w.write_all(&x.to_le_bytes()),
+        Value::F32(x) => w.write_all(&x.to_le_bytes()),
+        Value::Bool(x) => w.write_all(&[*x as u8]),
+        Value::String(s) => write_string(w, s),
+        Value::U64(x) => w.write_all(&x.to_le_bytes()),
+        Value::I64(x) => w.write_all(&x.to_le_bytes()),
+        Value::F64(x) => w.write_all(&x.to_le_bytes()),
+        Value::Array(a) => {
+            w.write_all(&a.first().map_or(0, value_type).to_le_bytes())?;
+            w.write_all(&(a.len() as u64).to_le_bytes())?;
+            a.iter().try_for_each(|x| write_value(w, x))
+        }
+    }
+}
+
+/// Writes a GGUF v3 file (alignment 32) to `w`.
+pub fn write(w: impl Write, metadata: &[(String, Value)], tensors: &[OutTensor]) -> io::Result<()> {
+    let mut w = BufWriter::new(w);
+    w.write_all(b"GGUF")?;
+    w.write_all(&3u32.to_le_bytes())?;
+    w.write_all(&(tensors.len() as u64).to_le_bytes())?;
+    w.write_all(&(metadata.len() as u64).to_le_bytes())?;
+    let mut pos = 24u64;
+    let mut count = |w: &mut BufWriter<_>, f: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| -> io::Result<()> {
+        let mut buf = Vec::new();
+        f(&mut buf)?;
+        pos += buf.len() as u64;
+        w.write_all(&buf)
+    };
+    for (k, v) in metadata {
+        count(&mut w, &|b| {
+            write_string(b, k)?;
+            b.write_all(&value_type(v).to_le_bytes())?;
+            write_value(b, v)
+        })?;
+    }
+    let pad = |n: u64| n.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
+    let mut offset = 0u64;
+    for t in tensors {
+        debug_assert_eq!(t.data.len(), t.qtype.bytes(t.ne.iter().product::<u64>() as usize));
+        count(&mut w, &|b| {
+            write_string(b, &t.name)?;
+            b.write_all(&(t.ne.len() as u32).to_le_bytes())?;
+            t.ne.iter().try_for_each(|d| b.write_all(&d.to_le_bytes()))?;
+            b.write_all(&t.qtype.ggml_id().to_le_bytes())?;
+            b.write_all(&offset.to_le_bytes())
+        })?;
+        offset += pad(t.data.len() as u64);
+    }
+    let zeros = [0u8; DEFAULT_ALIGNMENT as usize];
+    w.write_all(&zeros[..(pad(pos) - pos) as usize])?;
+    for t in tensors {
+        w.write_all(&t.data)?;
+        let n = t.data.len() as u64;
+        w.write_all(&zeros[..(pad(n) - n) as usize])?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = std::env::temp_dir().join(format!("triage-gguf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.gguf");
+        let md = vec![
+            ("general.architecture".to_string(), Value::String("llama".into())),
+            ("llama.block_count".to_string(), Value::U32(3)),
+            ("x.arr".to_string(), Value::Array(vec![Value::I32(-1), Value::I32(2)])),
+            ("x.f".to_string(), Value::F32(0.5)),
+        ];
+        let w: Vec<f32> = (0..64).map(|i| i as f32 * 0.01).collect();
+        let q = crate::compress::codec::quantize(QuantType::Q4_0, &w, 32, None);
+        let tensors = vec![
+            OutTensor { name: "a".into(), ne: vec![3], qtype: QuantType::F32, data: crate::compress::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]) },
+            OutTensor { name: "b".into(), ne: vec![32, 2], qtype: QuantType::Q4_0, data: q.clone() },
+        ];
+        write(File::create(&path).unwrap(), &md, &tensors).unwrap();
+        let (g, mut f) = GgufFile::read(&path).unwrap();
+        assert_eq!(g.version, 3);
+        assert_eq!(g.metadata.len(), 4);
+        assert!(matches!(g.get("llama.block_count"), Some(Value::U32(3))));
+        assert_eq!(g.data_offset % 32, 0);
+        let b = g.tensor("b").unwrap();
+        assert_eq!(b.shape(), vec![2, 32]);
+        assert_eq!(g.read_data(&mut f, b).unwrap(), q);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
