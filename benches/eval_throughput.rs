@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let times: Vec<f64> = (0..reps)
             .map(|_| {
                 let t = Instant::now();
-                let r = evaluate(&model, reference, &windows, 4, &mut |_| {}).expect("eval");
+                let r = evaluate(&model, reference, &windows, 4, 0, &mut |_| {}).expect("eval");
                 std::hint::black_box(r);
                 t.elapsed().as_secs_f64()
             })

@@ -42,6 +42,10 @@ pub struct EvalArgs {
     /// Windows per forward pass (memory grows with batch × ctx × vocabulary).
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Score only the second half of each window, as llama-perplexity does (its first half is
+    /// context only), so that the two programs' numbers compare directly.
+    #[arg(long)]
+    pub llama_protocol: bool,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -63,7 +67,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let windows = Windows::from_file(&args.text, tokenizer, args.ctx, args.max_windows)
         .with_context(|| format!("{}", args.text.display()))?;
     let pb = progress::bar(windows.len(), "eval");
-    let report = evaluate(&model, reference.as_ref(), &windows, args.batch, &mut |done| {
+    let score_from = if args.llama_protocol { args.ctx / 2 } else { 0 };
+    let report = evaluate(&model, reference.as_ref(), &windows, args.batch, score_from, &mut |done| {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();

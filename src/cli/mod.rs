@@ -1,5 +1,6 @@
 //! The command line: typed arguments, progress bars, one-line errors.
 
+pub mod compress;
 pub mod eval;
 pub mod profile;
 mod progress;
@@ -9,7 +10,7 @@ use clap::{Parser, Subcommand};
 /// triage — find what matters inside a transformer language model and spend a compression budget
 /// where it matters.
 ///
-/// Models are GGUF files (any type candle can dequantize) or Hugging Face folders
+/// Models are GGUF files (F32, F16, BF16, Q4_0…Q8_0, Q2_K…Q6_K, IQ4_NL) or Hugging Face folders
 /// (config.json, safetensors, tokenizer.json); architectures llama (SmolLM2, Mistral) and qwen2.
 #[derive(Debug, Parser)]
 #[command(name = "triage", version, about, long_about = None)]
@@ -20,12 +21,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Compress(compress::CompressArgs),
     Eval(eval::EvalArgs),
     Profile(profile::ProfileArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Compress(args) => compress::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Profile(args) => profile::run(args),
     }

@@ -5,5 +5,7 @@ pub mod gptq;
 pub mod prune;
 pub mod grid;
 pub mod grid_columns;
+pub mod pipeline;
+pub mod plan;
 pub mod rtn;
 pub mod types;

@@ -67,12 +67,15 @@ fn batch_logits(model: &Model, batch: &[Vec<u32>]) -> Result<Vec<f32>, EvalError
 }
 
 /// Scores `model` on `windows`, `batch` windows per forward pass; with a `reference`, also the KL
-/// statistics. `progress` is called with the number of windows done.
+/// statistics. Predictions made at positions `score_from..ctx-1` of each window are scored (0:
+/// every position; ctx/2: llama-perplexity's protocol). `progress` is called with the number of
+/// windows done.
 pub fn evaluate(
     model: &Model,
     reference: Option<&Model>,
     windows: &Windows,
     batch: usize,
+    score_from: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<EvalReport, EvalError> {
     check_ctx(model, windows.ctx)?;
@@ -93,11 +96,12 @@ pub fn evaluate(
     for chunk in windows.windows.chunks(batch.max(1)) {
         let logits = batch_logits(model, chunk)?;
         let ref_logits = reference.map(|r| batch_logits(r, chunk)).transpose()?;
-        // Rows whose next token lies in the same window: positions 0..ctx-1 of each window.
+        // Rows whose next token lies in the same window: positions score_from..ctx-1.
+        let first = score_from.min(ctx - 2);
         let rows: Vec<(usize, u32)> = chunk
             .iter()
             .enumerate()
-            .flat_map(|(w, win)| (0..ctx - 1).map(move |p| (w * ctx + p, win[p + 1])))
+            .flat_map(|(w, win)| (first..ctx - 1).map(move |p| (w * ctx + p, win[p + 1])))
             .collect();
         let part: Scored = rows
             .par_iter()

@@ -1,5 +1,7 @@
 //! Files other tools read: imatrix files (llama.cpp's formats), written atomically.
 
+pub mod gguf;
+pub mod hf;
 pub mod imatrix;
 
 use std::io::Write;

@@ -147,6 +147,11 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+
+    /// The tokenizer as a Hugging Face `tokenizer.json`.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(tok_err)
+    }
 }
 
 fn get_str<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a String> {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Same bytes, better file: triage's uniform GGUF quantization against llama-quantize --imatrix
+# of the same type from the same base, both scored by llama-perplexity --kl-divergence against
+# the base model on the evaluation text. Prints a markdown table.
+#
+#   scripts/bench_vs_llama.sh [TYPES]        (default: "Q4_K Q3_K")
+#
+# Both sides calibrate on the same first CALIB_TOKENS tokens of assets/calib.txt (llama-imatrix
+# with 512-token chunks; triage with 512-token windows). llama-quantize runs with --pure, so
+# every tensor (token embedding included) gets the type, with llama.cpp's fall-back for rows
+# that do not fit 256-wide k-quant blocks — triage applies the same rule, so both files hold
+# the same tensor types and bytes. Environment: CALIB_TOKENS (8192), EVAL_CHUNKS (40),
+# THREADS (2), WORK (/tmp/triage-bench).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+TYPES="${1:-Q4_K Q3_K}"
+CALIB_TOKENS="${CALIB_TOKENS:-8192}"
+EVAL_CHUNKS="${EVAL_CHUNKS:-40}"
+THREADS="${THREADS:-2}"
+WORK="${WORK:-/tmp/triage-bench}"
+BASE=assets/SmolLM2-135M-Instruct.Q4_1.gguf
+BIN=tools/llama.cpp/bin
+mkdir -p "$WORK"
+bash scripts/fetch_assets.sh >/dev/null
+bash scripts/build_llama_cpp.sh >/dev/null
+cargo build --release --locked -q
+TRIAGE=target/release/triage
+
+IMATRIX="$WORK/llama.imatrix.$CALIB_TOKENS.gguf"
+if [ ! -f "$IMATRIX" ]; then
+  "$BIN/llama-imatrix" -m "$BASE" -f assets/calib.txt -c 512 --chunks $((CALIB_TOKENS / 512)) -t "$THREADS" -o "$IMATRIX" >"$WORK/imatrix.log" 2>&1
+fi
+KLBASE="$WORK/base.kld"
+if [ ! -f "$KLBASE" ]; then
+  "$BIN/llama-perplexity" -m "$BASE" -f assets/eval.txt -c 512 --chunks "$EVAL_CHUNKS" -t "$THREADS" \
+    --kl-divergence-base "$KLBASE" >"$WORK/base.log" 2>&1
+fi
+
+score() { # file → "bpw ppl mean_kld p99_kld same_top" (bpw as llama.cpp reports it)
+  local log="$WORK/$(basename "$1").kld.log"
+  "$BIN/llama-perplexity" -m "$1" -f assets/eval.txt -c 512 --chunks "$EVAL_CHUNKS" -t "$THREADS" -lv 4 \
+    --kl-divergence-base "$KLBASE" --kl-divergence >"$log" 2>&1
+  local bpw ppl kld p99 top
+  bpw=$(grep -oE 'file size += [0-9.]+ [KMG]iB \([0-9.]+ BPW\)' "$log" | grep -oE '[0-9.]+ BPW' | awk '{print $1}')
+  ppl=$(grep -E '^Mean PPL\(Q\)' "$log" | awk '{print $4}')
+  kld=$(grep -E '^Mean    KLD:' "$log" | awk '{print $3}')
+  p99=$(grep -E '^99.0%   KLD:' "$log" | awk '{print $3}')
+  top=$(grep -E '^Same top p:' "$log" | awk '{print $4}')
+  echo "$bpw $ppl $kld $p99 $top"
+}
+
+echo "| type | file | bytes | bits/weight | PPL (llama.cpp) | mean KL | p99 KL | same top-1 % |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
+for T in $TYPES; do
+  L="$WORK/llama-$T.gguf"
+  "$BIN/llama-quantize" --allow-requantize --pure --imatrix "$IMATRIX" "$BASE" "$L" "$T" "$THREADS" >"$WORK/quantize-$T.log" 2>&1
+  for M in imatrix gptq; do
+    "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --tokens "$CALIB_TOKENS" --type "$T" \
+      --method "$M" --out "$WORK/triage-$M-$T.gguf" >"$WORK/triage-$M-$T.log" 2>&1
+  done
+  for F in "$L" "$WORK/triage-imatrix-$T.gguf" "$WORK/triage-gptq-$T.gguf"; do
+    bytes=$(stat -c %s "$F")
+    read -r bpw ppl kld p99 top <<<"$(score "$F")"
+    name=$(basename "$F" .gguf)
+    echo "| $T | $name | $bytes | $bpw | $ppl | $kld | $p99 | $top |"
+  done
+done

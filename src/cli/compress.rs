@@ -1,0 +1,186 @@
+//! `triage compress`: quantize, prune and remove depth under a uniform setting or a plan, and
+//! write a GGUF file (llama.cpp) or a Hugging Face folder (transformers).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::compress::gptq::GptqOptions;
+use crate::compress::pipeline::{compress, CompressOptions, Method, Pruner};
+use crate::compress::plan::{parse_sparsity, Plan};
+use crate::compress::types::QuantType;
+use crate::data::Windows;
+use crate::export::imatrix::Imatrix;
+use crate::model::Model;
+
+use super::progress;
+
+/// Compress a model: GGUF quantization (RTN, imatrix-weighted, GPTQ), pruning (magnitude,
+/// Wanda, SparseGPT; unstructured or N:M), block and sublayer removal
+///
+/// Layer-sequential: block i is compressed on the outputs of the already compressed blocks
+/// before it (the calibration text runs through the model once, block by block). A uniform
+/// --type applies to every linear and to the token embedding and output, exactly as
+/// `llama-quantize --pure` does, including its fall-back for rows that do not fit a k-quant's
+/// 256-wide blocks: Q2_K, Q3_K → Q4_0; Q4_K → Q5_0; Q5_K → Q5_1; Q6_K → Q8_0 (SmolLM2's
+/// 576-wide matrices). --plan gives a type and sparsity per tensor instead.
+///
+/// Output: a path ending in .gguf is a GGUF file for llama.cpp (the source must be GGUF: its
+/// tokenizer and metadata are copied, unchanged tensors keep their bytes); anything else is a
+/// Hugging Face folder (model.safetensors in f16, config.json, tokenizer.json).
+///
+/// Examples:
+///   triage compress --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt --type Q4_K --out q4k.gguf
+///   triage compress --model M.gguf --calib assets/calib.txt --sparsity 2:4 --pruner sparsegpt --out sparse.gguf
+///   triage compress --model M.gguf --calib assets/calib.txt --drop-blocks 20,22 --type Q8_0 --out short.gguf
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// The model: a .gguf file or a Hugging Face folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Calibration text (UTF-8), never the text you evaluate on.
+    #[arg(long)]
+    pub calib: PathBuf,
+    /// Output: FILE.gguf, or a folder for Hugging Face safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// GGUF type for every linear, the embedding and the output (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, F16, …).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub qtype: Option<String>,
+    /// Type for the token embedding (and output) instead of --type (like llama-quantize's
+    /// --token-embedding-type); "keep" leaves their source bytes unchanged.
+    #[arg(long, value_name = "TYPE")]
+    pub embeddings_type: Option<String>,
+    /// How weights are rounded onto their grid.
+    #[arg(long, value_enum, default_value_t = Method::Gptq)]
+    pub method: Method,
+    /// Sparsity of every linear: a share in [0, 1) (unstructured) or N:M (e.g. 2:4, 4:8).
+    #[arg(long)]
+    pub sparsity: Option<String>,
+    /// How pruned weights are chosen.
+    #[arg(long, value_enum, default_value_t = Pruner::Sparsegpt)]
+    pub pruner: Pruner,
+    /// Blocks to remove (comma-separated indices, from 0).
+    #[arg(long, value_delimiter = ',')]
+    pub drop_blocks: Vec<usize>,
+    /// Blocks whose attention sublayer is removed.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_attention: Vec<usize>,
+    /// Blocks whose MLP sublayer is removed.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_mlp: Vec<usize>,
+    /// A plan (JSON: a type and sparsity per tensor, blocks and sublayers to remove), as
+    /// `triage plan` writes; replaces --type/--sparsity/--drop-*.
+    #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp"])]
+    pub plan: Option<PathBuf>,
+    /// Calibration tokens (a multiple of --ctx; the text's first windows).
+    #[arg(long, default_value_t = 16384)]
+    pub tokens: usize,
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Compress every block on the original model's inputs instead of the compressed ones.
+    #[arg(long)]
+    pub no_sequential: bool,
+    /// GPTQ/SparseGPT dampening, a share of the mean diagonal of H.
+    #[arg(long, default_value_t = 0.01)]
+    pub damp: f32,
+    /// An imatrix file (llama.cpp GGUF or .dat) whose column importances weight the grids instead
+    /// of those measured on --calib.
+    #[arg(long)]
+    pub imatrix: Option<PathBuf>,
+    /// Also write what was done to every tensor (type, zeros, relative output error) as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+fn parse_type(s: &str) -> Result<QuantType> {
+    QuantType::parse(s).map_err(anyhow::Error::msg)
+}
+
+pub fn run(args: CompressArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.tokens < args.ctx {
+        bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
+    }
+    if !(0.0..1.0).contains(&args.damp) {
+        bail!("--damp {} is outside [0, 1)", args.damp);
+    }
+    let qtype = args.qtype.as_deref().map(parse_type).transpose()?;
+    let embeddings = match args.embeddings_type.as_deref() {
+        None => qtype,
+        Some(s) if s.eq_ignore_ascii_case("keep") => None,
+        Some(s) => Some(parse_type(s)?),
+    };
+    let sparsity = args.sparsity.as_deref().map(parse_sparsity).transpose().map_err(anyhow::Error::msg)?;
+    let to_gguf = args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !to_gguf && args.out.is_dir() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        bail!("output folder {} exists and is not empty", args.out.display());
+    }
+    let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
+    let model = Model::load(&args.model)?;
+    crate::eval::check_ctx(&model, args.ctx)?;
+    let plan = match &args.plan {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            Plan::from_json(&text, &model).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => {
+            let mut plan = Plan::uniform(&model, qtype, sparsity, false).map_err(anyhow::Error::msg)?;
+            if let Some(t) = embeddings {
+                let e = Plan::uniform(&model, Some(t), None, true).map_err(anyhow::Error::msg)?;
+                plan.tensors.extend(e.tensors.into_iter().filter(|(n, _)| !n.starts_with("blk.")));
+            }
+            plan.drop_blocks = args.drop_blocks.iter().copied().collect();
+            plan.drop_attention = args.drop_attention.iter().copied().collect();
+            plan.drop_mlp = args.drop_mlp.iter().copied().collect();
+            plan.validate(&model).map_err(anyhow::Error::msg)?;
+            plan
+        }
+    };
+    if plan.tensors.is_empty() && plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty() {
+        bail!("nothing to do: give --type, --sparsity, --drop-blocks/--drop-attention/--drop-mlp or --plan");
+    }
+    let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
+        .with_context(|| format!("{}", args.calib.display()))?;
+    let opts = CompressOptions {
+        method: args.method,
+        pruner: args.pruner,
+        sequential: !args.no_sequential,
+        gptq: GptqOptions { damp: args.damp, ..GptqOptions::default() },
+        batch: args.batch,
+        imatrix,
+    };
+    let n = model.blocks.len();
+    let pb = progress::bar(n, "compress");
+    let t0 = std::time::Instant::now();
+    let compressed = compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    if to_gguf {
+        let s = crate::export::gguf::write_gguf(&args.out, &compressed)?;
+        println!(
+            "wrote {}: {} bytes, {:.3} bits per weight over all tensors ({} blocks, {} calibration tokens, {secs:.0} s)",
+            args.out.display(),
+            s.bytes,
+            s.bits_per_weight,
+            compressed.model.blocks.len(),
+            windows.len() * windows.ctx
+        );
+    } else {
+        crate::export::hf::write_folder(&args.out, &compressed.model)?;
+        println!("wrote {} (Hugging Face folder, f16; {} blocks, {secs:.0} s)", args.out.display(), compressed.model.blocks.len());
+    }
+    if let Some(p) = &args.report {
+        let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "seconds": secs });
+        crate::export::write_atomic(p, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&j)?.as_bytes()).map_err(anyhow::Error::from))?;
+    }
+    Ok(())
+}

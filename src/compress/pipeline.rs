@@ -1,0 +1,305 @@
+//! Layer-sequential compression: block i is compressed on the inputs that the already
+//! compressed blocks before it produce (GPTQ's sequential mode; switchable), streaming the
+//! calibration hidden states block by block so that only one block's statistics exist at a time.
+//!
+//! Per block: one forward with the original weights gathers the input moments XᵀX of its four
+//! linear inputs; each planned linear is then pruned and/or quantized (RTN, imatrix-weighted or
+//! GPTQ rounding onto its GGUF type); a second forward with the new weights makes the next
+//! block's inputs. Removed blocks are skipped and the rest renumbered; a removed sublayer's
+//! linears become zeros, so the block adds nothing through it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+
+use super::codec::{dequantize, encode_plain, quantize};
+use super::gptq::{gptq, inverse_cholesky, GptqOptions, Sparsity};
+use super::grid_columns::GgufColumns;
+use super::plan::{Plan, TensorSpec};
+use super::prune::{prune, wanda_norms};
+use super::types::QuantType;
+use crate::data::Windows;
+use crate::export::imatrix::Imatrix;
+use crate::importance::hessian::{BlockMoments, InputMoments};
+use crate::model::kernels::with_f32;
+use crate::model::{BlockOpts, Model, ModelError, Result};
+
+/// How quantized weights are rounded onto their GGUF grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// Nearest grid point, scales fitted without data (uniform importance).
+    Rtn,
+    /// Nearest grid point, scales fitted with the imatrix weighting (llama.cpp's recipe).
+    Imatrix,
+    /// GPTQ: imatrix-weighted grids, columns rounded in turn with error feedback through H.
+    Gptq,
+}
+
+/// How weights are chosen for pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pruner {
+    /// Smallest |w| in each row.
+    Magnitude,
+    /// Smallest |w|·‖x_j‖ in each row (Wanda).
+    Wanda,
+    /// SparseGPT: masks by w²/[H⁻¹]_jj with the remaining weights updated.
+    Sparsegpt,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompressOptions {
+    pub method: Method,
+    pub pruner: Pruner,
+    /// Block i sees the outputs of the compressed blocks before it (else the original model's).
+    pub sequential: bool,
+    pub gptq: GptqOptions,
+    /// Windows per forward pass.
+    pub batch: usize,
+    /// Column importances to use instead of those measured on the calibration windows.
+    pub imatrix: Option<Imatrix>,
+}
+
+/// What was done to one tensor and how far its outputs moved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TensorReport {
+    /// The name in the output model (blocks renumbered).
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// Share of exact zeros after compression.
+    pub zeros: f64,
+    /// ‖(W − Ŵ)X‖ / ‖WX‖ on the calibration inputs (None for the embedding).
+    pub rel_error: Option<f64>,
+    pub seconds: f64,
+}
+
+pub struct Compressed {
+    /// The model with its new weights (dequantized), removed blocks gone.
+    pub model: Model,
+    /// GGUF name (output numbering) → type and encoded bytes, for every tensor that changed.
+    pub encoded: BTreeMap<String, (QuantType, Vec<u8>)>,
+    /// Output block index → source block index.
+    pub kept_blocks: Vec<usize>,
+    pub report: Vec<TensorReport>,
+}
+
+/// Stages reported to the progress callback: (stage, done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
+
+/// Compresses `model` by `plan` with calibration `windows`.
+pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: Progress) -> Result<Compressed> {
+    plan.validate(&model).map_err(ModelError::InvalidConfig)?;
+    let ctx = windows.ctx;
+    let batch = opts.batch.max(1);
+    let positions = model.positions(ctx)?;
+    let mut hidden: Vec<Tensor> = windows
+        .windows
+        .chunks(batch)
+        .map(|c| {
+            let flat: Vec<u32> = c.iter().flatten().copied().collect();
+            model.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
+        })
+        .collect::<Result<_>>()?;
+    let mut encoded = BTreeMap::new();
+    let mut report = Vec::new();
+    let n_blocks = model.blocks.len();
+    let config = model.config.clone();
+    for i in 0..n_blocks {
+        progress("compress: blocks", i, n_blocks);
+        if plan.drop_blocks.contains(&i) {
+            continue;
+        }
+        let block_opts = BlockOpts { skip_attention: plan.drop_attention.contains(&i), skip_mlp: plan.drop_mlp.contains(&i) };
+        let block = &mut model.blocks[i];
+        let planned = block.linears().iter().any(|l| plan.tensors.contains_key(&l.name));
+        let mut moments = BlockMoments::new(block);
+        let mut next = Vec::new();
+        if planned {
+            for h in &hidden {
+                let out = block.forward(h, &config, &positions, block_opts, &mut moments)?;
+                if !opts.sequential {
+                    next.push(out);
+                }
+            }
+        }
+        for (k, l) in block.linears_mut().into_iter().enumerate() {
+            // q, k, v, o belong to the attention (k < 4), gate, up, down to the MLP.
+            if (k < 4 && block_opts.skip_attention) || (k >= 4 && block_opts.skip_mlp) {
+                // A removed sublayer adds nothing: its linears become zeros (the file keeps
+                // the tensors llama.cpp requires, at the planned type or the small Q4_0).
+                let (rows, cols) = (l.out_features(), l.in_features());
+                let t = plan.tensors.get(&l.name).map(|s| s.qtype).or(Some(QuantType::Q4_0)).filter(|t| t.fits(cols)).unwrap_or(QuantType::F16);
+                let zeros = vec![0f32; rows * cols];
+                let bytes = if t.is_quantized() { quantize(t, &zeros, cols, None) } else { encode_plain(t, &zeros) };
+                l.weight = l.weight.zeros_like()?;
+                encoded.insert(l.name.clone(), (t, bytes));
+                continue;
+            }
+            let Some(spec) = plan.tensors.get(&l.name) else { continue };
+            let t0 = Instant::now();
+            let m = moments.of(&l.name).expect("every linear has an input group");
+            let (rows, cols) = (l.out_features(), l.in_features());
+            let w = with_f32(&l.weight, <[f32]>::to_vec)?;
+            let imp = importance(m, opts.imatrix.as_ref(), &l.name);
+            let (new_w, bytes) = compress_linear(&w, rows, cols, spec, m, &imp, opts, &l.name)?;
+            let rel_error = relative_output_error(m, &w, &new_w);
+            report.push(TensorReport {
+                name: l.name.clone(),
+                qtype: spec.qtype.name().into(),
+                zeros: new_w.iter().filter(|&&x| x == 0.0).count() as f64 / new_w.len() as f64,
+                rel_error: Some(rel_error),
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+            l.weight = Tensor::from_vec(new_w, (rows, cols), &Device::Cpu)?;
+            encoded.insert(l.name.clone(), (spec.qtype, bytes));
+        }
+        let block = &model.blocks[i];
+        if i + 1 < n_blocks {
+            hidden = if opts.sequential || !planned {
+                hidden.iter().map(|h| block.forward(h, &config, &positions, block_opts, &mut ())).collect::<Result<_>>()?
+            } else {
+                next
+            };
+        }
+    }
+    progress("compress: blocks", n_blocks, n_blocks);
+    drop(hidden);
+    // Token embedding and a separate output matrix: no calibrated rounding (llama-imatrix has
+    // no entries for them either).
+    for name in ["token_embd.weight", "output.weight"] {
+        let Some(spec) = plan.tensors.get(name) else { continue };
+        let t0 = Instant::now();
+        let target = if name == "token_embd.weight" { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
+        let (rows, cols) = target.dims2()?;
+        let w = with_f32(target, <[f32]>::to_vec)?;
+        let bytes = quantize(spec.qtype, &w, cols, None);
+        let new_w = dequantize(spec.qtype, &bytes, w.len());
+        report.push(TensorReport {
+            name: name.into(),
+            qtype: spec.qtype.name().into(),
+            zeros: new_w.iter().filter(|&&x| x == 0.0).count() as f64 / new_w.len() as f64,
+            rel_error: None,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        *target = Tensor::from_vec(new_w, (rows, cols), &Device::Cpu)?;
+        encoded.insert(name.to_string(), (spec.qtype, bytes));
+    }
+    let kept_blocks: Vec<usize> = (0..n_blocks).filter(|i| !plan.drop_blocks.contains(i)).collect();
+    let encoded = remove_blocks(&mut model, &kept_blocks, encoded);
+    for r in &mut report {
+        r.name = renumbered(&r.name, &kept_blocks).unwrap_or_else(|| r.name.clone());
+    }
+    Ok(Compressed { model, encoded, kept_blocks, report })
+}
+
+/// Per-column importance for the grids: the given imatrix's means, else the calibration's.
+fn importance(m: &InputMoments, imatrix: Option<&Imatrix>, name: &str) -> Vec<f32> {
+    if let Some(e) = imatrix.and_then(|im| im.entries.get(name)) {
+        if e.in_sum2.len() == m.dim {
+            let c = e.count.max(1.0) as f32;
+            return e.in_sum2.iter().map(|s| s / c).collect();
+        }
+    }
+    let n = m.n_tokens.max(1) as f32;
+    m.sum_sq().iter().map(|s| s / n).collect()
+}
+
+fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) -> f64 {
+    let base = m.output_energy(w);
+    let delta: Vec<f32> = w.iter().zip(new_w).map(|(a, b)| a - b).collect();
+    if base > 0.0 {
+        (m.output_energy(&delta) / base).max(0.0).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// Prunes and/or quantizes one linear; returns its new weights and their encoding.
+#[allow(clippy::too_many_arguments)]
+fn compress_linear(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    spec: &TensorSpec,
+    m: &InputMoments,
+    imp: &[f32],
+    opts: &CompressOptions,
+    name: &str,
+) -> Result<(Vec<f32>, Vec<u8>)> {
+    let mut w = w.to_vec();
+    let t = spec.qtype;
+    let mut sparsegpt = None;
+    if let Some(sp) = spec.sparsity.filter(|s| *s != Sparsity::Unstructured(0.0)) {
+        match opts.pruner {
+            Pruner::Magnitude => prune(&mut w, cols, None, sp),
+            Pruner::Wanda => prune(&mut w, cols, Some(&wanda_norms(&m.sum_sq())), sp),
+            Pruner::Sparsegpt => sparsegpt = Some(sp),
+        }
+    }
+    let factor = || inverse_cholesky(&m.xxt, cols, m.n_tokens, opts.gptq.damp, name).map_err(|e| ModelError::InvalidConfig(e.to_string()));
+    if t.is_quantized() && opts.method == Method::Gptq {
+        let (u, dead) = factor()?;
+        let mut grid = GgufColumns::new(t, &w, rows, cols, Some(imp));
+        gptq(&mut w, rows, cols, &u, &dead, Some(&mut grid), sparsegpt, opts.gptq);
+        let bytes = grid.into_bytes();
+        let w = dequantize(t, &bytes, rows * cols);
+        return Ok((w, bytes));
+    }
+    if sparsegpt.is_some() {
+        let (u, dead) = factor()?;
+        gptq(&mut w, rows, cols, &u, &dead, None, sparsegpt, opts.gptq);
+    }
+    let bytes = if t.is_quantized() {
+        quantize(t, &w, cols, (opts.method == Method::Imatrix).then_some(imp))
+    } else {
+        encode_plain(t, &w)
+    };
+    let w = dequantize(t, &bytes, rows * cols);
+    Ok((w, bytes))
+}
+
+/// `blk.{old}.…` → `blk.{new}.…` for a kept block; None for names outside blocks.
+pub fn renumbered(name: &str, kept: &[usize]) -> Option<String> {
+    let (idx, rest) = name.strip_prefix("blk.")?.split_once('.')?;
+    let old: usize = idx.parse().ok()?;
+    let new = kept.iter().position(|&k| k == old)?;
+    Some(format!("blk.{new}.{rest}"))
+}
+
+/// Drops the blocks not in `kept`, renumbering the rest (indices and tensor names).
+fn remove_blocks(
+    model: &mut Model,
+    kept: &[usize],
+    encoded: BTreeMap<String, (QuantType, Vec<u8>)>,
+) -> BTreeMap<String, (QuantType, Vec<u8>)> {
+    let blocks = std::mem::take(&mut model.blocks);
+    for mut b in blocks.into_iter().filter(|b| kept.contains(&b.index)) {
+        for l in b.linears_mut() {
+            l.name = renumbered(&l.name, kept).expect("a kept block's linear");
+        }
+        b.index = model.blocks.len();
+        model.blocks.push(b);
+    }
+    model.config.n_layers = model.blocks.len();
+    encoded
+        .into_iter()
+        .filter_map(|(n, v)| match n.starts_with("blk.") {
+            true => renumbered(&n, kept).map(|n| (n, v)),
+            false => Some((n, v)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumbering_skips_removed_blocks() {
+        let kept = [0, 2, 3];
+        assert_eq!(renumbered("blk.2.attn_q.weight", &kept).as_deref(), Some("blk.1.attn_q.weight"));
+        assert_eq!(renumbered("blk.1.attn_q.weight", &kept), None);
+        assert_eq!(renumbered("token_embd.weight", &kept), None);
+    }
+}

@@ -1,0 +1,194 @@
+//! A compression plan: the type (and sparsity) of every tensor to change, and the blocks or
+//! sublayers to remove. `triage compress` builds a uniform one from its flags or reads one from
+//! JSON (what `triage plan` writes):
+//!
+//! ```json
+//! {"tensors": {"blk.0.attn_q.weight": "Q4_0",
+//!              "blk.0.ffn_down.weight": {"type": "Q4_K", "sparsity": 0.5}},
+//!  "drop_blocks": [12], "drop_attention": [3], "drop_mlp": []}
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value as Json;
+
+use super::gptq::Sparsity;
+use super::types::QuantType;
+use crate::model::Model;
+
+/// What happens to one weight tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorSpec {
+    pub qtype: QuantType,
+    pub sparsity: Option<Sparsity>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// By GGUF name in the source model's numbering.
+    pub tensors: BTreeMap<String, TensorSpec>,
+    pub drop_blocks: BTreeSet<usize>,
+    pub drop_attention: BTreeSet<usize>,
+    pub drop_mlp: BTreeSet<usize>,
+}
+
+/// Parses "0.5" (unstructured share) or "2:4" (N of every M pruned).
+pub fn parse_sparsity(s: &str) -> Result<Sparsity, String> {
+    let s = s.trim();
+    if let Some((n, m)) = s.split_once(':') {
+        let (n, m) = (n.trim().parse::<usize>(), m.trim().parse::<usize>());
+        return match (n, m) {
+            (Ok(n), Ok(m)) if n < m && m > 0 => Ok(Sparsity::NofM(n, m)),
+            _ => Err(format!("sparsity '{s}': N:M needs whole numbers with N < M, e.g. 2:4")),
+        };
+    }
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(Sparsity::Unstructured(p)),
+        Ok(p) => Err(format!("sparsity {p} is outside [0, 1)")),
+        Err(_) => Err(format!("sparsity '{s}' is neither a share in [0, 1) nor N:M")),
+    }
+}
+
+/// The weight tensors a plan may name, with their (rows, cols).
+pub fn plannable_tensors(model: &Model) -> BTreeMap<String, (usize, usize)> {
+    let mut t = BTreeMap::new();
+    let (v, h) = (model.config.vocab_size, model.config.hidden_size);
+    t.insert("token_embd.weight".to_string(), (v, h));
+    if let Some(l) = &model.lm_head {
+        t.insert(l.name.clone(), (l.out_features(), l.in_features()));
+    }
+    for b in &model.blocks {
+        for l in b.linears() {
+            t.insert(l.name.clone(), (l.out_features(), l.in_features()));
+        }
+    }
+    t
+}
+
+impl Plan {
+    /// One type (llama-quantize's row-width fall-back where rows do not fit it) and/or one
+    /// sparsity for every linear; with `embeddings`, the token embedding and output too (as
+    /// `llama-quantize --pure` does). Sparsity without a type keeps pruned tensors exact in F16.
+    pub fn uniform(model: &Model, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: bool) -> Result<Plan, String> {
+        let mut plan = Plan::default();
+        if qtype.is_none() && sparsity.is_none() {
+            return Ok(plan);
+        }
+        for (name, (_, cols)) in plannable_tensors(model) {
+            let is_linear = name.starts_with("blk.");
+            if !is_linear && !(embeddings && qtype.is_some()) {
+                continue;
+            }
+            let t = match qtype {
+                Some(t) => t.for_row_width(cols).ok_or_else(|| format!("{name}: rows of {cols} fit neither {t} nor its fall-back {}", t.row_fallback()))?,
+                None => QuantType::F16,
+            };
+            plan.tensors.insert(name, TensorSpec { qtype: t, sparsity: if is_linear { sparsity } else { None } });
+        }
+        Ok(plan)
+    }
+
+    /// Reads a plan from JSON and checks it against `model`.
+    pub fn from_json(text: &str, model: &Model) -> Result<Plan, String> {
+        let j: Json = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        let obj = j.as_object().ok_or("the plan must be a JSON object")?;
+        let mut plan = Plan::default();
+        if let Some(tensors) = obj.get("tensors") {
+            let tensors = tensors.as_object().ok_or("\"tensors\" must map tensor names to types")?;
+            for (name, spec) in tensors {
+                let (t, sp) = match spec {
+                    Json::String(t) => (t.as_str(), None),
+                    Json::Object(o) => {
+                        let t = o.get("type").and_then(Json::as_str).ok_or(format!("{name}: no \"type\""))?;
+                        let sp = match o.get("sparsity") {
+                            None | Some(Json::Null) => None,
+                            Some(Json::Number(n)) => Some(parse_sparsity(&n.to_string()).map_err(|e| format!("{name}: {e}"))?),
+                            Some(Json::String(s)) => Some(parse_sparsity(s).map_err(|e| format!("{name}: {e}"))?),
+                            Some(_) => return Err(format!("{name}: \"sparsity\" must be a number or \"N:M\"")),
+                        };
+                        (t, sp)
+                    }
+                    _ => return Err(format!("{name}: expected a type name or {{\"type\", \"sparsity\"}}")),
+                };
+                let qtype = QuantType::parse(t).map_err(|e| format!("{name}: {e}"))?;
+                plan.tensors.insert(name.clone(), TensorSpec { qtype, sparsity: sp });
+            }
+        }
+        let list = |key: &str| -> Result<BTreeSet<usize>, String> {
+            match obj.get(key) {
+                None => Ok(BTreeSet::new()),
+                Some(v) => v
+                    .as_array()
+                    .ok_or(format!("\"{key}\" must be a list of block indices"))?
+                    .iter()
+                    .map(|x| x.as_u64().map(|i| i as usize).ok_or(format!("\"{key}\" must hold block indices")))
+                    .collect(),
+            }
+        };
+        plan.drop_blocks = list("drop_blocks")?;
+        plan.drop_attention = list("drop_attention")?;
+        plan.drop_mlp = list("drop_mlp")?;
+        plan.validate(model)?;
+        Ok(plan)
+    }
+
+    /// Every named tensor exists and its rows fit its type; every block index exists; at least
+    /// one block is left.
+    pub fn validate(&self, model: &Model) -> Result<(), String> {
+        let known = plannable_tensors(model);
+        for (name, spec) in &self.tensors {
+            let &(_, cols) = known.get(name).ok_or_else(|| format!("the plan names tensor '{name}', which the model does not have"))?;
+            if !spec.qtype.fits(cols) {
+                return Err(format!("the plan gives {name} type {}, but its rows of {cols} are not a multiple of {}", spec.qtype, spec.qtype.block_size()));
+            }
+        }
+        let n = model.blocks.len();
+        for (key, set) in [("drop_blocks", &self.drop_blocks), ("drop_attention", &self.drop_attention), ("drop_mlp", &self.drop_mlp)] {
+            if let Some(&i) = set.iter().find(|&&i| i >= n) {
+                return Err(format!("{key}: block {i} does not exist (the model has blocks 0–{})", n - 1));
+            }
+        }
+        if self.drop_blocks.len() >= n {
+            return Err(format!("cannot drop {} blocks of a model that has {n}", self.drop_blocks.len()));
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> Json {
+        let tensors: serde_json::Map<String, Json> = self
+            .tensors
+            .iter()
+            .map(|(n, s)| {
+                let mut o = serde_json::Map::new();
+                o.insert("type".into(), Json::from(s.qtype.name()));
+                match s.sparsity {
+                    Some(Sparsity::Unstructured(p)) => o.insert("sparsity".into(), Json::from(p as f64)),
+                    Some(Sparsity::NofM(a, b)) => o.insert("sparsity".into(), Json::from(format!("{a}:{b}"))),
+                    None => None,
+                };
+                (n.clone(), Json::Object(o))
+            })
+            .collect();
+        serde_json::json!({
+            "tensors": tensors,
+            "drop_blocks": self.drop_blocks,
+            "drop_attention": self.drop_attention,
+            "drop_mlp": self.drop_mlp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparsity_specs() {
+        assert_eq!(parse_sparsity("0.5"), Ok(Sparsity::Unstructured(0.5)));
+        assert_eq!(parse_sparsity("2:4"), Ok(Sparsity::NofM(2, 4)));
+        assert!(parse_sparsity("1.0").unwrap_err().contains("outside [0, 1)"));
+        assert!(parse_sparsity("-0.1").is_err());
+        assert!(parse_sparsity("4:2").is_err());
+        assert!(parse_sparsity("half").is_err());
+    }
+}
