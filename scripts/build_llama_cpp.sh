@@ -8,7 +8,9 @@
 #   tools/llama.cpp/build/  cmake build tree
 #   tools/llama.cpp/bin/    the binaries (copied from build/bin)
 # Idempotent: does nothing when all binaries are already in tools/llama.cpp/bin/.
-# Works from any cwd. Environment: JOBS (default 2) = parallel compile jobs.
+# Works from any cwd. Environment: JOBS (default 2) = parallel compile jobs; LLAMA_TARGETS =
+# the binaries to build (default all four; the test suite needs only llama-perplexity).
+# cmake comes from PyPI into tools/llama.cpp/venv when the machine has none.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +23,7 @@ JOBS="${JOBS:-2}"
 PKG_VERSION="0.3.36"
 SDIST="llama_cpp_python-${PKG_VERSION}.tar.gz"
 SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-TARGETS=(llama-quantize llama-imatrix llama-perplexity llama-tokenize)
+read -r -a TARGETS <<<"${LLAMA_TARGETS:-llama-quantize llama-imatrix llama-perplexity llama-tokenize}"
 
 die() { echo "build_llama_cpp: ERROR: $*" >&2; exit 1; }
 log() { echo "build_llama_cpp: $*"; }
@@ -52,15 +54,15 @@ if [ ! -f "$LLAMA_SRC/CMakeLists.txt" ]; then
   mkdir -p "$DL"
   if [ ! -f "$DL/$SDIST" ] || [ "$(sha256sum "$DL/$SDIST" | awk '{print $1}')" != "$SDIST_SHA256" ]; then
     rm -f "$DL/$SDIST"
-    # Throwaway venv with the sdist's build backend so that pip can prepare its metadata
-    # under --no-build-isolation.
-    TMPVENV="$(mktemp -d)"
-    trap 'rm -rf "$TMPVENV"' EXIT
-    log "creating throwaway venv $TMPVENV"
-    python3 -m venv "$TMPVENV"
-    "$TMPVENV/bin/python" -m pip install --quiet scikit-build-core cmake
+    # A venv with the sdist's build backend so that pip can prepare its metadata under
+    # --no-build-isolation (and with cmake, for machines without one).
+    if [ ! -x "$OUT/venv/bin/python" ]; then
+      log "creating venv $OUT/venv"
+      python3 -m venv "$OUT/venv"
+      "$OUT/venv/bin/python" -m pip install --quiet scikit-build-core cmake
+    fi
     log "downloading llama-cpp-python==$PKG_VERSION sdist"
-    "$TMPVENV/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
+    "$OUT/venv/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
       --no-build-isolation -d "$DL" "llama-cpp-python==$PKG_VERSION"
   fi
   [ -f "$DL/$SDIST" ] || die "$SDIST not downloaded"
@@ -74,8 +76,11 @@ if [ ! -f "$LLAMA_SRC/CMakeLists.txt" ]; then
 fi
 
 # ------------------------------------------------------------ cmake
-command -v cmake >/dev/null 2>&1 || (apt-get update && apt-get install -y cmake)
-command -v cmake >/dev/null 2>&1 || die "cmake not found and could not be installed"
+if ! command -v cmake >/dev/null 2>&1; then
+  [ -x "$OUT/venv/bin/cmake" ] || { python3 -m venv "$OUT/venv" && "$OUT/venv/bin/python" -m pip install --quiet cmake; }
+  export PATH="$OUT/venv/bin:$PATH"
+fi
+command -v cmake >/dev/null 2>&1 || die "cmake not found and could not be installed from PyPI"
 
 log "configuring (Release, CPU only)"
 # LLAMA_CURL is deprecated/ignored in this llama.cpp version (HTTPS now goes through

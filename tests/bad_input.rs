@@ -297,3 +297,64 @@ fn profile_writes_json_report_and_imatrix() {
     let leftovers: Vec<_> = std::fs::read_dir(d.join("out")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
 }
+
+/// Runs `triage compress` on the tiny llama with `extra` flags, asserting one error line, exit 1
+/// and that the output folder holds nothing afterwards (no partial or temporary file).
+fn compress_fails(extra: &[&str], expect: &str) {
+    let d = tmp_dir(&format!("compress-{}", expect.len()));
+    let text = long_text(&d);
+    let outdir = d.join("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["compress", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--calib")
+        .arg(&text)
+        .args(["--ctx", "32", "--tokens", "64", "--out"])
+        .arg(outdir.join("o.gguf"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
+    assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 0, "output left behind");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn compress_with_an_unknown_type() {
+    compress_fails(&["--type", "Q4_X"], "unknown tensor type 'Q4_X'");
+}
+
+#[test]
+fn compress_with_sparsity_outside_the_unit_interval() {
+    compress_fails(&["--sparsity", "1.5"], "sparsity 1.5 is outside [0, 1)");
+    compress_fails(&["--sparsity", "4:2"], "N:M needs whole numbers with N < M");
+}
+
+#[test]
+fn compress_dropping_more_blocks_than_exist() {
+    compress_fails(&["--drop-blocks", "0,1,2"], "cannot drop 3 blocks of a model that has 3");
+    compress_fails(&["--drop-blocks", "7"], "block 7 does not exist");
+}
+
+#[test]
+fn compress_with_a_plan_naming_missing_tensors() {
+    let d = tmp_dir("plan");
+    let plan = d.join("plan.json");
+    std::fs::write(&plan, r#"{"tensors": {"blk.9.attn_q.weight": "Q8_0"}}"#).unwrap();
+    compress_fails(&["--plan", plan.to_str().unwrap()], "names tensor 'blk.9.attn_q.weight', which the model does not have");
+    std::fs::write(&plan, r#"{"tensors": {"blk.0.attn_q.weight": "Q4_K"}}"#).unwrap();
+    compress_fails(&["--plan", plan.to_str().unwrap()], "rows of 64 are not a multiple of 256");
+    std::fs::write(&plan, "{not json").unwrap();
+    compress_fails(&["--plan", plan.to_str().unwrap()], "not valid JSON");
+}
+
+#[test]
+fn compress_with_nothing_to_do() {
+    compress_fails(&[], "nothing to do");
+}

@@ -1,0 +1,228 @@
+//! `triage compress` end to end: the files it writes load in triage, in llama.cpp (whose
+//! perplexity must agree with ours within 1%) and in Python `gguf`; Hugging Face folders give the
+//! same model back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use triage::model::gguf_file::GgufFile;
+use triage::model::Model;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+fn smollm() -> PathBuf {
+    root().join("assets/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("triage-compress-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn triage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_triage")).args(args).output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "triage failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A text long enough for a few windows of the tiny models.
+fn long_text(dir: &Path) -> PathBuf {
+    let p = dir.join("long.txt");
+    std::fs::write(&p, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200)).unwrap();
+    p
+}
+
+fn tiny_compress(dir: &Path, model: &str, out: &str, extra: &[&str]) -> PathBuf {
+    let text = long_text(dir);
+    let out = dir.join(out);
+    let mut args = vec!["compress", "--model"];
+    let m = fixture(model);
+    args.extend([s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out)]);
+    args.extend(extra);
+    ok(triage(&args));
+    out
+}
+
+fn weights(m: &Model, name: &str) -> Vec<f32> {
+    let b: usize = name.split('.').nth(1).unwrap().parse().unwrap();
+    let l = m.blocks[b].linears().into_iter().find(|l| l.name == name).unwrap();
+    l.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    let n: f32 = a.iter().map(|x| x * x).sum();
+    (d / n).sqrt()
+}
+
+#[test]
+fn dropping_a_block_renumbers_and_quantizes_the_rest() {
+    let dir = tmp_dir("drop");
+    let out = tiny_compress(&dir, "tiny-llama.gguf", "t.gguf", &["--type", "Q8_0", "--drop-blocks", "1"]);
+    let orig = Model::load(&fixture("tiny-llama.gguf")).unwrap();
+    let m = Model::load(&out).unwrap();
+    assert_eq!(m.blocks.len(), 2);
+    assert_eq!(m.config.n_layers, 2);
+    // Old block 2 is new block 1, within Q8_0's error.
+    let e = rel_diff(&weights(&orig, "blk.2.attn_q.weight"), &weights(&m, "blk.1.attn_q.weight"));
+    assert!(e < 0.01, "{e}");
+    for (name, t) in &m.source.tensor_types {
+        let expect = if name.contains("norm") || name.starts_with("rope_freqs") { "F32" } else { "Q8_0" };
+        assert_eq!(t, expect, "{name}");
+    }
+    let (g, _) = GgufFile::read(&out).unwrap();
+    assert!(matches!(g.get("llama.block_count"), Some(triage::model::gguf_file::Value::U32(2))));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_plan_sets_each_tensor_and_sparsity_is_exact() {
+    let dir = tmp_dir("plan");
+    let plan = dir.join("plan.json");
+    std::fs::write(
+        &plan,
+        r#"{"tensors": {"blk.0.attn_q.weight": "Q4_0", "blk.1.ffn_down.weight": {"type": "F16", "sparsity": "2:4"},
+            "blk.2.ffn_up.weight": {"type": "F16", "sparsity": 0.5}}, "drop_attention": [2]}"#,
+    )
+    .unwrap();
+    let out = tiny_compress(&dir, "tiny-qwen2.gguf", "p.gguf", &["--plan", s(&plan), "--pruner", "wanda"]);
+    let m = Model::load(&out).unwrap();
+    let types = &m.source.tensor_types;
+    assert_eq!(types["blk.0.attn_q.weight"], "Q4_0");
+    assert_eq!(types["blk.1.ffn_down.weight"], "F16");
+    assert_eq!(types["blk.0.attn_k.weight"], "F32", "unplanned tensors keep their bytes");
+    let down = weights(&m, "blk.1.ffn_down.weight");
+    for g in down.chunks(4) {
+        assert!(g.iter().filter(|&&x| x == 0.0).count() >= 2);
+    }
+    let up = weights(&m, "blk.2.ffn_up.weight");
+    let zeros = up.iter().filter(|&&x| x == 0.0).count();
+    assert_eq!(zeros, up.len() / 2);
+    // The removed attention adds nothing: its output projection is zero.
+    assert!(weights(&m, "blk.2.attn_output.weight").iter().all(|&x| x == 0.0));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sparsegpt_and_wanda_keep_the_output_closer_than_magnitude() {
+    // On the tiny model's calibration text: relative output error of each pruned linear.
+    let dir = tmp_dir("pruners");
+    let mut err = Vec::new();
+    for p in ["magnitude", "wanda", "sparsegpt"] {
+        let report = dir.join(format!("{p}.json"));
+        tiny_compress(&dir, "tiny-llama.gguf", &format!("{p}.gguf"), &["--sparsity", "0.5", "--pruner", p, "--report", s(&report)]);
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let e: f64 = j["tensors"].as_array().unwrap().iter().filter_map(|t| t["rel_error"].as_f64()).sum();
+        err.push(e);
+    }
+    assert!(err[2] < err[1] && err[1] < err[0], "magnitude, wanda, sparsegpt: {err:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// llama.cpp's perplexity (second half of each window) of `gguf` on the first `chunks` windows.
+fn llama_perplexity(gguf: &Path, chunks: usize) -> f64 {
+    let bin = root().join("tools/llama.cpp/bin/llama-perplexity");
+    assert!(bin.exists(), "{} is missing: scripts/test.sh builds it (scripts/build_llama_cpp.sh)", bin.display());
+    let out = Command::new(bin)
+        .arg("-m")
+        .arg(gguf)
+        .arg("-f")
+        .arg(root().join("assets/eval.txt"))
+        .args(["-c", "512", "--chunks", &chunks.to_string(), "-t", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "llama-perplexity failed on {}: {text}", gguf.display());
+    let line = text.lines().find(|l| l.contains("Final estimate: PPL =")).unwrap_or_else(|| panic!("no PPL in: {text}"));
+    line.split("PPL =").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn triage_ppl(model: &Path, windows: usize) -> f64 {
+    let eval = root().join("assets/eval.txt");
+    let w = windows.to_string();
+    let out = ok(triage(&["eval", "--model", s(model), "--text", s(&eval), "--max-windows", &w, "--llama-protocol", "--json"]));
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    j["ppl"].as_f64().unwrap()
+}
+
+/// Python `gguf` (tools/pyenv, made by scripts/test.sh) reads the file: tensor count and types.
+fn python_gguf_types(gguf: &Path) -> String {
+    let py = root().join("tools/pyenv/bin/python");
+    assert!(py.exists(), "{} is missing: scripts/test.sh creates it", py.display());
+    let out = Command::new(py)
+        .args(["-c", "import sys, gguf, collections; r = gguf.GGUFReader(sys.argv[1]); c = collections.Counter(t.tensor_type.name for t in r.tensors); print(len(r.tensors), sorted(c.items()))"])
+        .arg(gguf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gguf failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn smollm2_files_run_in_llama_cpp_with_the_same_perplexity() {
+    let dir = tmp_dir("llama");
+    let calib = root().join("assets/calib.txt");
+    let cases: [(&str, &[&str]); 3] = [
+        ("q4k-gptq.gguf", &["--type", "Q4_K", "--method", "gptq"]),
+        ("q3k-imatrix.gguf", &["--type", "Q3_K", "--method", "imatrix", "--drop-attention", "3"]),
+        ("sparse-drop.gguf", &["--sparsity", "2:4", "--drop-blocks", "28", "--embeddings-type", "Q8_0"]),
+    ];
+    for (name, extra) in cases {
+        let out = dir.join(name);
+        let mut args = vec!["compress", "--model"];
+        let m = smollm();
+        args.extend([s(&m), "--calib", s(&calib), "--tokens", "1024", "--out", s(&out)]);
+        args.extend(extra);
+        ok(triage(&args));
+        let (ours, theirs) = (triage_ppl(&out, 4), llama_perplexity(&out, 4));
+        let rel = (ours - theirs).abs() / theirs;
+        assert!(rel < 0.01, "{name}: triage {ours} llama.cpp {theirs} ({:.3}%)", 100.0 * rel);
+        let types = python_gguf_types(&out);
+        match name {
+            // 30 blocks × 9 + embedding + output norm; ffn_down takes Q4_K, the 576-wide rest Q5_0.
+            "q4k-gptq.gguf" => assert_eq!(types, "272 [('F32', 61), ('Q4_K', 30), ('Q5_0', 181)]"),
+            "q3k-imatrix.gguf" => assert!(types.contains("('Q3_K', 30)") && types.contains("('Q4_0',"), "{types}"),
+            _ => assert!(types.starts_with("263 "), "one block (9 tensors) fewer: {types}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn hugging_face_folder_holds_the_same_model() {
+    let dir = tmp_dir("hf");
+    let calib = root().join("assets/calib.txt");
+    let m = smollm();
+    let common = ["--calib", s(&calib), "--tokens", "512", "--type", "Q8_0", "--method", "rtn"];
+    let gguf = dir.join("q8.gguf");
+    let folder = dir.join("q8-hf");
+    for out in [&gguf, &folder] {
+        let mut args = vec!["compress", "--model", s(&m), "--out", s(out)];
+        args.extend(common);
+        ok(triage(&args));
+    }
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(folder.join(f).exists(), "{f}");
+    }
+    // The folder (f16, Hugging Face q/k layout) and the GGUF (Q8_0) are the same model up to
+    // the f16 rounding of the Q8_0 values.
+    let (a, b) = (triage_ppl(&gguf, 2), triage_ppl(&folder, 2));
+    assert!((a - b).abs() / a < 1e-3, "gguf {a} folder {b}");
+    std::fs::remove_dir_all(&dir).ok();
+}
