@@ -98,10 +98,10 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             info.name.clone()
         };
         let (qtype, data) = match c.encoded.get(&name) {
-            Some((t, bytes)) => (*t, bytes.clone()),
+            Some((t, bytes)) => (*t, std::borrow::Cow::Borrowed(bytes.as_slice())),
             None => {
                 let t = info.qtype().ok_or_else(|| ExportError::Invalid(format!("{}: unknown type", info.name)))?;
-                (t, src.read_data(&mut file, info).map_err(|e| ExportError::Invalid(e.to_string()))?)
+                (t, std::borrow::Cow::Owned(src.read_data(&mut file, info).map_err(|e| ExportError::Invalid(e.to_string()))?))
             }
         };
         summary.tensor_bytes += data.len() as u64;

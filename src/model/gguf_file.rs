@@ -200,11 +200,11 @@ impl GgufFile {
 }
 
 /// A tensor to write: its name, ggml-order dims, type and encoded bytes.
-pub struct OutTensor {
+pub struct OutTensor<'a> {
     pub name: String,
     pub ne: Vec<u64>,
     pub qtype: QuantType,
-    pub data: Vec<u8>,
+    pub data: std::borrow::Cow<'a, [u8]>,
 }
 
 fn value_type(v: &Value) -> u32 {
@@ -253,7 +253,7 @@ fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
 }
 
 /// Writes a GGUF v3 file (alignment 32) to `w`.
-pub fn write(w: impl Write, metadata: &[(String, Value)], tensors: &[OutTensor]) -> io::Result<()> {
+pub fn write(w: impl Write, metadata: &[(String, Value)], tensors: &[OutTensor<'_>]) -> io::Result<()> {
     let mut w = BufWriter::new(w);
     w.write_all(b"GGUF")?;
     w.write_all(&3u32.to_le_bytes())?;
@@ -314,8 +314,8 @@ mod tests {
         let w: Vec<f32> = (0..64).map(|i| i as f32 * 0.01).collect();
         let q = crate::compress::codec::quantize(QuantType::Q4_0, &w, 32, None);
         let tensors = vec![
-            OutTensor { name: "a".into(), ne: vec![3], qtype: QuantType::F32, data: crate::compress::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]) },
-            OutTensor { name: "b".into(), ne: vec![32, 2], qtype: QuantType::Q4_0, data: q.clone() },
+            OutTensor { name: "a".into(), ne: vec![3], qtype: QuantType::F32, data: crate::compress::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]).into() },
+            OutTensor { name: "b".into(), ne: vec![32, 2], qtype: QuantType::Q4_0, data: q.clone().into() },
         ];
         write(File::create(&path).unwrap(), &md, &tensors).unwrap();
         let (g, mut f) = GgufFile::read(&path).unwrap();
