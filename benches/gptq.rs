@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use triage::compress::gptq::{gptq, inverse_cholesky, GptqOptions, RtnGrid};
+use triage::compress::gptq::{gptq, GptqOptions, RtnGrid};
 use triage::data::Windows;
 use triage::importance::hessian::BlockMoments;
 use triage::model::kernels::with_f32;
@@ -60,9 +60,9 @@ fn main() -> anyhow::Result<()> {
                 .map(|_| {
                     q.copy_from_slice(&w);
                     let t = Instant::now();
-                    let (u, dead) = inverse_cholesky(&m.xxt, cols, m.n_tokens, 0.01, &l.name).expect("positive definite");
-                    let mut grid = RtnGrid::new(bits, group, rows);
-                    gptq(&mut q, rows, cols, &u, &dead, Some(&mut grid), None, GptqOptions::default());
+                    let mut grid = RtnGrid::new(bits, group, rows, false);
+                    gptq(&mut q, rows, cols, &m.xxt, m.n_tokens, Some(&mut grid), None, GptqOptions::default(), &l.name)
+                        .expect("positive definite");
                     t.elapsed().as_secs_f64()
                 })
                 .collect();

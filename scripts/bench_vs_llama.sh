@@ -43,7 +43,7 @@ score() { # file → "bpw ppl mean_kld p99_kld same_top" (bpw as llama.cpp repor
     --kl-divergence-base "$KLBASE" --kl-divergence >"$log" 2>&1
   local bpw ppl kld p99 top
   bpw=$(grep -oE 'file size += [0-9.]+ [KMG]iB \([0-9.]+ BPW\)' "$log" | grep -oE '[0-9.]+ BPW' | awk '{print $1}')
-  ppl=$(grep -E '^Mean PPL\(Q\)' "$log" | awk '{print $4}')
+  ppl=$(grep -E '^Mean PPL\(Q\) +:' "$log" | awk '{print $4}')
   kld=$(grep -E '^Mean    KLD:' "$log" | awk '{print $3}')
   p99=$(grep -E '^99.0%   KLD:' "$log" | awk '{print $3}')
   top=$(grep -E '^Same top p:' "$log" | awk '{print $4}')

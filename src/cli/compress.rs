@@ -90,6 +90,10 @@ pub struct CompressArgs {
     /// GPTQ/SparseGPT dampening, a share of the mean diagonal of H.
     #[arg(long, default_value_t = 0.01)]
     pub damp: f32,
+    /// GPTQ's act-order: quantize columns by decreasing input energy, with every group's grid
+    /// chosen up front from the original weights (static groups).
+    #[arg(long)]
+    pub act_order: bool,
     /// An imatrix file (llama.cpp GGUF or .dat) whose column importances weight the grids instead
     /// of those measured on --calib.
     #[arg(long)]
@@ -154,7 +158,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         method: args.method,
         pruner: args.pruner,
         sequential: !args.no_sequential,
-        gptq: GptqOptions { damp: args.damp, ..GptqOptions::default() },
+        gptq: GptqOptions { damp: args.damp, act_order: args.act_order, ..GptqOptions::default() },
         batch: args.batch,
         imatrix,
     };

@@ -40,11 +40,15 @@ pub struct GptqOptions {
     pub damp: f32,
     /// Columns per lazy-update block (raised to the quantizer's group when that is wider).
     pub block: usize,
+    /// Process columns by descending H_jj ("act-order"); the groups' grids are then chosen up
+    /// front from the original weights (GPTQ's static groups). Not combined with N:M masks,
+    /// whose groups are consecutive columns.
+    pub act_order: bool,
 }
 
 impl Default for GptqOptions {
     fn default() -> Self {
-        GptqOptions { damp: 0.01, block: 128 }
+        GptqOptions { damp: 0.01, block: 128, act_order: false }
     }
 }
 
@@ -84,32 +88,58 @@ pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name:
     Ok((u, dead))
 }
 
-/// Runs GPTQ / SparseGPT over a row-major (rows, cols) weight matrix in place: afterwards `w`
-/// holds the rounded (and pruned) weights. `u` is from [`inverse_cholesky`]. Returns GPTQ's loss
-/// Σ (w − q)²/U_jj² / 2.
+/// Runs GPTQ / SparseGPT over a row-major (rows, cols) weight matrix in place, with inputs
+/// summarised by `xxt` = Σ x xᵀ over `n_tokens`: afterwards `w` holds the rounded (and pruned)
+/// weights. Returns GPTQ's loss Σ (w − q)²/U_jj² / 2.
+#[allow(clippy::too_many_arguments)]
 pub fn gptq(
     w: &mut [f32],
     rows: usize,
     cols: usize,
-    u: &[f32],
-    dead: &[usize],
-    quantizer: Option<&mut dyn ColumnQuantizer>,
+    xxt: &[f32],
+    n_tokens: usize,
+    mut quantizer: Option<&mut dyn ColumnQuantizer>,
     sparsity: Option<Sparsity>,
     opts: GptqOptions,
-) -> f64 {
-    // Work on Wᵀ so that a column of W is a contiguous slice.
+    name: &str,
+) -> Result<f64, GptqError> {
+    let act_order = opts.act_order && !matches!(sparsity, Some(Sparsity::NofM(..)));
+    // Processing order: perm[k] is the original column processed k-th.
+    let mut perm: Vec<usize> = (0..cols).collect();
+    if act_order {
+        perm.sort_by(|&a, &b| xxt[b * cols + b].total_cmp(&xxt[a * cols + a]));
+    }
+    // Work on Wᵀ (in processing order) so that a column of W is a contiguous slice.
     let mut wt = vec![0f32; rows * cols];
     for r in 0..rows {
-        for c in 0..cols {
-            wt[c * rows + r] = w[r * cols + c];
+        for (k, &c) in perm.iter().enumerate() {
+            wt[k * rows + r] = w[r * cols + c];
         }
     }
-    for &j in dead {
+    let (u, dead) = if act_order {
+        let xp: Vec<f32> = (0..cols * cols).map(|i| xxt[perm[i / cols] * cols + perm[i % cols]]).collect();
+        inverse_cholesky(&xp, cols, n_tokens, opts.damp, name)?
+    } else {
+        inverse_cholesky(xxt, cols, n_tokens, opts.damp, name)?
+    };
+    for &j in &dead {
         wt[j * rows..(j + 1) * rows].fill(0.0);
     }
     let group = quantizer.as_ref().map_or(1, |q| q.group());
+    if act_order {
+        // Static groups: every grid chosen up front from the original weights.
+        if let Some(qz) = quantizer.as_deref_mut() {
+            let mut pos = vec![0usize; cols];
+            for (k, &c) in perm.iter().enumerate() {
+                pos[c] = k;
+            }
+            for g0 in (0..cols).step_by(group) {
+                let cs: Vec<&[f32]> = (g0..(g0 + group).min(cols)).map(|c| &wt[pos[c] * rows..(pos[c] + 1) * rows]).collect();
+                qz.choose(g0, &cs);
+            }
+        }
+    }
     let block = opts.block.max(group);
-    let mut quantizer = quantizer;
     let mut loss = 0f64;
     let mut err = vec![0f32; block * rows];
     let mut q = vec![0f32; rows];
@@ -118,11 +148,11 @@ pub fn gptq(
     while b0 < cols {
         let b1 = (b0 + block).min(cols);
         if let Some(Sparsity::Unstructured(p)) = sparsity {
-            unstructured_mask(&wt[b0 * rows..b1 * rows], &u_diag(u, cols, b0, b1), rows, p, &mut mask);
+            unstructured_mask(&wt[b0 * rows..b1 * rows], &u_diag(&u, cols, b0, b1), rows, p, &mut mask);
         }
         for j in b0..b1 {
             if let Some(qz) = quantizer.as_deref_mut() {
-                if (j - b0) % group == 0 {
+                if !act_order && (j - b0) % group == 0 {
                     let g1 = (j + group).min(cols);
                     let cs: Vec<&[f32]> = (j..g1).map(|c| &wt[c * rows..(c + 1) * rows]).collect();
                     qz.choose(j, &cs);
@@ -131,13 +161,13 @@ pub fn gptq(
             if let Some(Sparsity::NofM(n, m)) = sparsity {
                 if (j - b0) % m == 0 {
                     let j1 = (j + m).min(b1);
-                    n_of_m_mask(&wt[j * rows..j1 * rows], &u_diag(u, cols, j, j1), rows, n, &mut mask[(j - b0) * rows..]);
+                    n_of_m_mask(&wt[j * rows..j1 * rows], &u_diag(&u, cols, j, j1), rows, n, &mut mask[(j - b0) * rows..]);
                 }
             }
             let d = u[j * cols + j];
             let col = &wt[j * rows..(j + 1) * rows];
             match quantizer.as_deref_mut() {
-                Some(qz) => qz.round(j, col, &mut q),
+                Some(qz) => qz.round(perm[j], col, &mut q),
                 None => q.copy_from_slice(col),
             }
             if sparsity.is_some() {
@@ -174,11 +204,11 @@ pub fn gptq(
         b0 = b1;
     }
     for r in 0..rows {
-        for c in 0..cols {
-            w[r * cols + c] = wt[c * rows + r];
+        for (k, &c) in perm.iter().enumerate() {
+            w[r * cols + c] = wt[k * rows + r];
         }
     }
-    loss
+    Ok(loss)
 }
 
 fn u_diag(u: &[f32], n: usize, j0: usize, j1: usize) -> Vec<f32> {
@@ -228,19 +258,21 @@ fn n_of_m_mask(cols_t: &[f32], d: &[f32], rows: usize, n: usize, mask: &mut [boo
     }
 }
 
-/// Asymmetric grouped round-to-nearest as in the GPTQ paper's code: per row and group,
-/// scale = (max(0, max) − min(0, min))/(2^bits − 1), zero = round(−min/scale).
+/// Grouped round-to-nearest as in the GPTQ paper's code: per row and group (group = cols: per
+/// row), asymmetric scale = (max(0, max) − min(0, min))/(2^bits − 1), zero = round(−min/scale);
+/// symmetric: the range is ±max|w| and zero = 2^(bits−1).
 pub struct RtnGrid {
     bits: u32,
     group: usize,
     rows: usize,
+    symmetric: bool,
     scale: Vec<f32>,
     zero: Vec<f32>,
 }
 
 impl RtnGrid {
-    pub fn new(bits: u32, group: usize, rows: usize) -> Self {
-        RtnGrid { bits, group, rows, scale: vec![0.0; rows], zero: vec![0.0; rows] }
+    pub fn new(bits: u32, group: usize, rows: usize, symmetric: bool) -> Self {
+        RtnGrid { bits, group, rows, symmetric, scale: vec![0.0; rows], zero: vec![0.0; rows] }
     }
 }
 
@@ -252,10 +284,16 @@ impl ColumnQuantizer for RtnGrid {
     fn choose(&mut self, _c0: usize, cols: &[&[f32]]) {
         let maxq = ((1u32 << self.bits) - 1) as f32;
         for r in 0..self.rows {
-            let (lo, hi) = cols.iter().fold((0f32, 0f32), |(a, b), c| (a.min(c[r]), b.max(c[r])));
-            let (lo, hi) = if lo == 0.0 && hi == 0.0 { (-1.0, 1.0) } else { (lo, hi) };
+            let (mut lo, mut hi) = cols.iter().fold((0f32, 0f32), |(a, b), c| (a.min(c[r]), b.max(c[r])));
+            if self.symmetric {
+                hi = hi.max(-lo);
+                lo = -hi;
+            }
+            if lo == 0.0 && hi == 0.0 {
+                (lo, hi) = (-1.0, 1.0);
+            }
             self.scale[r] = (hi - lo) / maxq;
-            self.zero[r] = super::rtn::round_half_even(-lo / self.scale[r]);
+            self.zero[r] = if self.symmetric { (maxq + 1.0) / 2.0 } else { super::rtn::round_half_even(-lo / self.scale[r]) };
         }
     }
 
@@ -339,7 +377,7 @@ mod tests {
         let w: Vec<f32> = (0..rows * dim).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * 0.05).collect();
         let mut rtn = w.clone();
         {
-            let mut g = RtnGrid::new(3, 32, rows);
+            let mut g = RtnGrid::new(3, 32, rows, false);
             let mut wt = vec![0f32; rows * dim];
             for r in 0..rows {
                 for c in 0..dim {
@@ -358,12 +396,32 @@ mod tests {
                 }
             }
         }
-        let (u, dead) = inverse_cholesky(&xxt, dim, 256, 0.01, "t").unwrap();
         let mut q = w.clone();
-        let mut g = RtnGrid::new(3, 32, rows);
-        gptq(&mut q, rows, dim, &u, &dead, Some(&mut g), None, GptqOptions::default());
+        let mut g = RtnGrid::new(3, 32, rows, false);
+        gptq(&mut q, rows, dim, &xxt, 256, Some(&mut g), None, GptqOptions::default(), "t").unwrap();
         let (e_rtn, e_gptq) = (output_error(&w, &rtn, &xxt, dim), output_error(&w, &q, &xxt, dim));
         assert!(e_gptq < 0.8 * e_rtn, "gptq {e_gptq} rtn {e_rtn}");
+        // Act-order with static groups also beats nearest rounding.
+        let mut qa = w.clone();
+        let mut g = RtnGrid::new(3, 32, rows, false);
+        let ao = GptqOptions { act_order: true, ..GptqOptions::default() };
+        gptq(&mut qa, rows, dim, &xxt, 256, Some(&mut g), None, ao, "t").unwrap();
+        let e_ao = output_error(&w, &qa, &xxt, dim);
+        assert!(e_ao < 0.8 * e_rtn, "act-order {e_ao} rtn {e_rtn}");
+    }
+
+    #[test]
+    fn symmetric_rtn_grid_is_centred() {
+        let mut g = RtnGrid::new(4, 4, 1, true);
+        let cols: Vec<Vec<f32>> = [-1.0f32, 0.5, 0.25, 0.0].iter().map(|&x| vec![x]).collect();
+        let refs: Vec<&[f32]> = cols.iter().map(|c| c.as_slice()).collect();
+        g.choose(0, &refs);
+        let mut out = [0f32];
+        // range ±1 over 15 steps: 0 stays 0 (zero point 8) and −1 is the lowest level.
+        g.round(0, &[0.0], &mut out);
+        assert_eq!(out[0], 0.0);
+        g.round(0, &[-1.0], &mut out);
+        assert!((out[0] + 16.0 / 15.0).abs() < 1e-6, "{}", out[0]);
     }
 
     #[test]
@@ -371,16 +429,15 @@ mod tests {
         let (dim, rows) = (64, 8);
         let (_, xxt) = inputs(dim, 256);
         let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
-        let (u, dead) = inverse_cholesky(&xxt, dim, 256, 0.01, "t").unwrap();
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &u, &dead, None, Some(Sparsity::NofM(2, 4)), GptqOptions::default());
+        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Sparsity::NofM(2, 4)), GptqOptions::default(), "t").unwrap();
         for row in q.chunks(dim) {
             for g in row.chunks(4) {
                 assert_eq!(g.iter().filter(|&&x| x == 0.0).count(), 2);
             }
         }
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &u, &dead, None, Some(Sparsity::Unstructured(0.5)), GptqOptions::default());
+        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Sparsity::Unstructured(0.5)), GptqOptions::default(), "t").unwrap();
         assert_eq!(q.iter().filter(|&&x| x == 0.0).count(), rows * dim / 2);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use super::codec::{dequantize, encode_plain, quantize};
-use super::gptq::{gptq, inverse_cholesky, GptqOptions, Sparsity};
+use super::gptq::{gptq, GptqOptions, Sparsity};
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
 use super::prune::{prune, wanda_norms};
@@ -237,18 +237,16 @@ fn compress_linear(
             Pruner::Sparsegpt => sparsegpt = Some(sp),
         }
     }
-    let factor = || inverse_cholesky(&m.xxt, cols, m.n_tokens, opts.gptq.damp, name).map_err(|e| ModelError::InvalidConfig(e.to_string()));
+    let not_pd = |e: super::gptq::GptqError| ModelError::InvalidConfig(e.to_string());
     if t.is_quantized() && opts.method == Method::Gptq {
-        let (u, dead) = factor()?;
         let mut grid = GgufColumns::new(t, &w, rows, cols, Some(imp));
-        gptq(&mut w, rows, cols, &u, &dead, Some(&mut grid), sparsegpt, opts.gptq);
+        gptq(&mut w, rows, cols, &m.xxt, m.n_tokens, Some(&mut grid), sparsegpt, opts.gptq, name).map_err(not_pd)?;
         let bytes = grid.into_bytes();
         let w = dequantize(t, &bytes, rows * cols);
         return Ok((w, bytes));
     }
     if sparsegpt.is_some() {
-        let (u, dead) = factor()?;
-        gptq(&mut w, rows, cols, &u, &dead, None, sparsegpt, opts.gptq);
+        gptq(&mut w, rows, cols, &m.xxt, m.n_tokens, None, sparsegpt, opts.gptq, name).map_err(not_pd)?;
     }
     let bytes = if t.is_quantized() {
         quantize(t, &w, cols, (opts.method == Method::Imatrix).then_some(imp))

@@ -1,6 +1,7 @@
 //! Writing a compressed model as GGUF for llama.cpp: the source file's metadata (tokenizer,
-//! hyper-parameters) with the block count and file type updated, every changed tensor in its new
-//! type, every other tensor's bytes copied unchanged. Written atomically.
+//! hyper-parameters) with the block count and file type updated and the file's real bits per
+//! weight added (`triage.bits_per_weight`: all tensor bytes over all weights), every changed
+//! tensor in its new type, every other tensor's bytes copied unchanged. Written atomically.
 
 use std::path::Path;
 
@@ -65,7 +66,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     let n_source_blocks = src.tensors.iter().filter_map(|t| t.name.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
     let mut metadata = Vec::with_capacity(src.metadata.len() + 2);
     for (k, v) in &src.metadata {
-        if k == "general.file_type" || k == "general.quantization_version" {
+        if ["general.file_type", "general.quantization_version", "general.quantized_by", "triage.bits_per_weight"].contains(&k.as_str()) {
             continue;
         }
         let v = if *k == format!("{arch}.block_count") {
@@ -113,10 +114,12 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         tensors.push(OutTensor { name, ne: info.ne.clone(), qtype, data });
     }
     let main_type = linear_types.iter().max_by_key(|(_, &b)| b).map_or(QuantType::F32, |(&t, _)| t);
+    summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     metadata.push(("general.file_type".into(), Value::U32(llama_ftype(main_type))));
+    metadata.push(("general.quantized_by".into(), Value::String("triage".into())));
+    metadata.push(("triage.bits_per_weight".into(), Value::F32(summary.bits_per_weight as f32)));
     super::write_atomic(path, |w| gguf_file::write(w, &metadata, &tensors).map_err(ExportError::Io))?;
     summary.bytes = std::fs::metadata(path)?.len();
-    summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
     Ok(summary)
 }
