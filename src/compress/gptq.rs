@@ -417,11 +417,11 @@ mod tests {
         let refs: Vec<&[f32]> = cols.iter().map(|c| c.as_slice()).collect();
         g.choose(0, &refs);
         let mut out = [0f32];
-        // range ±1 over 15 steps: 0 stays 0 (zero point 8) and −1 is the lowest level.
+        // Range ±1 in 15 steps of 2/15, zero point 8: 0 stays 0, −0.5 → −4 steps.
         g.round(0, &[0.0], &mut out);
         assert_eq!(out[0], 0.0);
-        g.round(0, &[-1.0], &mut out);
-        assert!((out[0] + 16.0 / 15.0).abs() < 1e-6, "{}", out[0]);
+        g.round(0, &[-0.5], &mut out);
+        assert!((out[0] + 8.0 / 15.0).abs() < 1e-6, "{}", out[0]);
     }
 
     #[test]
