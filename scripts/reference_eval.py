@@ -5,7 +5,7 @@
         --text assets/eval.txt --ctx 512 --max-windows 40 [--dump-tokens FILE]
 
 Model and tokenizer both come from the GGUF (transformers `gguf_file=`, weights dequantized
-to float32, eager attention). The WHOLE text is tokenized with add_special_tokens=False, cut
+to float32, eager attention), or with --hf DIR from a Hugging Face folder. The WHOLE text is tokenized with add_special_tokens=False, cut
 into non-overlapping windows of --ctx tokens (the remainder is dropped), and the first
 --max-windows windows are each run on their own (no BOS is added, no state carried over).
 In every window the ctx-1 positions whose next token lies inside the window are scored; the
@@ -28,9 +28,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch
 
 
-def load(gguf_path: Path):
+def load(gguf_path: Path | None, hf_dir: Path | None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if hf_dir is not None:
+        tok = AutoTokenizer.from_pretrained(str(hf_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32, attn_implementation="eager")
+        return tok, model.eval()
     d, f = str(gguf_path.resolve().parent), gguf_path.name
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32,
@@ -40,7 +44,9 @@ def load(gguf_path: Path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gguf", type=Path, required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gguf", type=Path)
+    src.add_argument("--hf", type=Path, help="a Hugging Face folder (e.g. one triage compress wrote)")
     ap.add_argument("--text", type=Path, required=True)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--max-windows", type=int, default=40)
@@ -52,7 +58,7 @@ def main():
         torch.set_num_threads(args.threads)
 
     t0 = time.time()
-    tok, model = load(args.gguf)
+    tok, model = load(args.gguf, args.hf)
     print(f"loaded in {time.time() - t0:.1f}s; pre_tokenizer={tok.backend_tokenizer.pre_tokenizer}",
           file=sys.stderr)
     if args.show_tokenization is not None:
