@@ -3,6 +3,9 @@
 //! Encoding is split in three so that GPTQ can round between the steps: [`choose`] picks one
 //! block's grid (scales) from its weights and their importance, [`Grid::code`] rounds a weight,
 //! [`pack`] writes the codes and scales as ggml's bytes. [`decode_block`] reads every type we write.
+//!
+//! The loops index weights, codes and bytes by position on purpose: they mirror ggml's layouts.
+#![allow(clippy::needless_range_loop)]
 
 use half::f16;
 use rayon::prelude::*;

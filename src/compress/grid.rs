@@ -189,7 +189,7 @@ pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -
                 b1 = 0.0;
                 s1 = sxq / sqq;
             }
-            if !(s1 > 0.0) || (s1 == s && b1 == b) {
+            if s1.is_nan() || s1 <= 0.0 || (s1 == s && b1 == b) {
                 break;
             }
             (s, b) = (s1, b1);

@@ -76,7 +76,7 @@ impl Plan {
         }
         for (name, (_, cols)) in plannable_tensors(model) {
             let is_linear = name.starts_with("blk.");
-            if !is_linear && !(embeddings && qtype.is_some()) {
+            if !(is_linear || embeddings && qtype.is_some()) {
                 continue;
             }
             let t = match qtype {

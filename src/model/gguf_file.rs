@@ -175,7 +175,7 @@ impl GgufFile {
     /// Bytes of a tensor's data (for the types we know).
     pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<u64, GgufError> {
         let q = t.qtype().ok_or_else(|| bad(format!("tensor '{}' has ggml type {}, which triage does not read", t.name, t.type_id)))?;
-        if t.ne.first().is_some_and(|&c| c as usize % q.block_size() != 0) {
+        if t.ne.first().is_some_and(|&c| !(c as usize).is_multiple_of(q.block_size())) {
             return Err(bad(format!("tensor '{}': rows of {} do not tile {q} blocks", t.name, t.ne[0])));
         }
         Ok(q.bytes(t.n_elements() as usize) as u64)
