@@ -301,17 +301,21 @@ fn profile_writes_json_report_and_imatrix() {
 /// Runs `triage compress` on the tiny llama with `extra` flags, asserting one error line, exit 1
 /// and that the output folder holds nothing afterwards (no partial or temporary file).
 fn compress_fails(extra: &[&str], expect: &str) {
+    compress_fails_with(&fixture("tiny-llama.gguf"), "o.gguf", extra, expect)
+}
+
+fn compress_fails_with(model: &Path, out_name: &str, extra: &[&str], expect: &str) {
     let d = tmp_dir(&format!("compress-{}", expect.len()));
     let text = long_text(&d);
     let outdir = d.join("out");
     std::fs::create_dir_all(&outdir).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_triage"))
         .args(["compress", "--model"])
-        .arg(fixture("tiny-llama.gguf"))
+        .arg(model)
         .arg("--calib")
         .arg(&text)
         .args(["--ctx", "32", "--tokens", "64", "--out"])
-        .arg(outdir.join("o.gguf"))
+        .arg(outdir.join(out_name))
         .args(extra)
         .output()
         .unwrap();
@@ -357,4 +361,13 @@ fn compress_with_a_plan_naming_missing_tensors() {
 #[test]
 fn compress_with_nothing_to_do() {
     compress_fails(&[], "nothing to do");
+}
+
+#[test]
+fn compress_to_outputs_that_cannot_be_written() {
+    compress_fails_with(&fixture("tiny-llama.gguf"), "missing/x.gguf", &["--type", "Q8_0"], "missing, does not exist");
+    // The tiny llama uses llama3 RoPE scaling, which config.json output does not carry yet.
+    compress_fails_with(&fixture("tiny-llama.gguf"), "folder", &["--type", "Q8_0"], "llama3 RoPE scaling");
+    // GGUF output copies the tokenizer and metadata of a GGUF source.
+    compress_fails_with(&fixture("tiny-qwen2"), "o.gguf", &["--type", "Q8_0"], "GGUF output needs a GGUF source model");
 }

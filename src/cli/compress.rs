@@ -129,8 +129,18 @@ pub fn run(args: CompressArgs) -> Result<()> {
         bail!("output folder {} exists and is not empty", args.out.display());
     }
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
+    let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        bail!("the folder of --out, {}, does not exist", parent.display());
+    }
     let model = Model::load(&args.model)?;
     crate::eval::check_ctx(&model, args.ctx)?;
+    if to_gguf && model.source.format != crate::model::Format::Gguf {
+        bail!("GGUF output needs a GGUF source model (its tokenizer and metadata are copied); give a folder as --out for Hugging Face output");
+    }
+    if !to_gguf && model.config.rope_freq_factors.is_some() {
+        bail!("this model uses llama3 RoPE scaling, which the Hugging Face export does not write yet; give a .gguf as --out");
+    }
     let plan = match &args.plan {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;

@@ -9,7 +9,7 @@
 //! (GPTQ onto k-quant and legacy blocks), plain grouped RTN, or nothing (pruning only).
 
 use faer::linalg::matmul::matmul;
-use faer::linalg::solvers::DenseSolveCore;
+use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use rayon::prelude::*;
 
@@ -75,14 +75,17 @@ pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name:
     for j in 0..n {
         h[(j, j)] += damp as f64 * mean_diag;
     }
-    let not_pd = || GptqError::NotPositiveDefinite(name.to_string());
-    let hinv = h.llt(Side::Lower).map_err(|_| not_pd())?.inverse();
-    let l = hinv.llt(Side::Lower).map_err(|_| not_pd())?;
-    let l = l.L();
+    // With J the reversal permutation and JHJ = L'L'ᵀ: H⁻¹ = (J L'⁻¹ J)ᵀ (J L'⁻¹ J), and
+    // J L'⁻¹ J is upper triangular — so U costs one Cholesky and one triangular inverse
+    // instead of an inverse and a second Cholesky.
+    let hr = Mat::<f64>::from_fn(n, n, |i, j| h[(n - 1 - i, n - 1 - j)]);
+    let llt = hr.llt(Side::Lower).map_err(|_| GptqError::NotPositiveDefinite(name.to_string()))?;
+    let mut linv = Mat::<f64>::zeros(n, n);
+    invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
     let mut u = vec![0f32; n * n];
     for i in 0..n {
         for j in i..n {
-            u[i * n + j] = l[(j, i)] as f32;
+            u[i * n + j] = linv[(n - 1 - i, n - 1 - j)] as f32;
         }
     }
     Ok((u, dead))
