@@ -62,8 +62,8 @@ pub enum GptqError {
 /// columns (H_jj = 0 → H_jj = 1; their weights must be zeroed by the caller) and dampening.
 /// Returns U row-major (n, n) in f32 and the dead columns.
 pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name: &str) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
-    let scale = 2.0 / n_tokens.max(1) as f64;
-    let mut h = Mat::<f64>::from_fn(n, n, |i, j| xxt[i * n + j] as f64 * scale);
+    let scale = 2.0 / n_tokens.max(1) as f32;
+    let mut h = Mat::<f32>::from_fn(n, n, |i, j| xxt[i * n + j] * scale);
     let mut dead = Vec::new();
     for j in 0..n {
         if h[(j, j)] == 0.0 {
@@ -71,21 +71,21 @@ pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name:
             dead.push(j);
         }
     }
-    let mean_diag = (0..n).map(|j| h[(j, j)]).sum::<f64>() / n as f64;
+    let mean_diag = (0..n).map(|j| h[(j, j)] as f64).sum::<f64>() / n as f64;
     for j in 0..n {
-        h[(j, j)] += damp as f64 * mean_diag;
+        h[(j, j)] += (damp as f64 * mean_diag) as f32;
     }
     // With J the reversal permutation and JHJ = L'L'ᵀ: H⁻¹ = (J L'⁻¹ J)ᵀ (J L'⁻¹ J), and
     // J L'⁻¹ J is upper triangular — so U costs one Cholesky and one triangular inverse
     // instead of an inverse and a second Cholesky.
-    let hr = Mat::<f64>::from_fn(n, n, |i, j| h[(n - 1 - i, n - 1 - j)]);
+    let hr = Mat::<f32>::from_fn(n, n, |i, j| h[(n - 1 - i, n - 1 - j)]);
     let llt = hr.llt(Side::Lower).map_err(|_| GptqError::NotPositiveDefinite(name.to_string()))?;
-    let mut linv = Mat::<f64>::zeros(n, n);
+    let mut linv = Mat::<f32>::zeros(n, n);
     invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
     let mut u = vec![0f32; n * n];
     for i in 0..n {
         for j in i..n {
-            u[i * n + j] = linv[(n - 1 - i, n - 1 - j)] as f32;
+            u[i * n + j] = linv[(n - 1 - i, n - 1 - j)];
         }
     }
     Ok((u, dead))
