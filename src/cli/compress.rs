@@ -90,10 +90,11 @@ pub struct CompressArgs {
     /// GPTQ/SparseGPT dampening, a share of the mean diagonal of H.
     #[arg(long, default_value_t = 0.01)]
     pub damp: f32,
-    /// GPTQ's act-order: quantize columns by decreasing input energy, with every group's grid
-    /// chosen up front from the original weights (static groups).
+    /// Turn off GPTQ's act-order (on by default: columns are quantized by decreasing input
+    /// energy, every group's grid chosen up front from the original weights — static groups;
+    /// on SmolLM2 it lowers the mean KL of uniform Q4_K by 13% and of Q3_K by 12%).
     #[arg(long)]
-    pub act_order: bool,
+    pub no_act_order: bool,
     /// An imatrix file (llama.cpp GGUF or .dat) whose column importances weight the grids instead
     /// of those measured on --calib.
     #[arg(long)]
@@ -168,7 +169,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         method: args.method,
         pruner: args.pruner,
         sequential: !args.no_sequential,
-        gptq: GptqOptions { damp: args.damp, act_order: args.act_order, ..GptqOptions::default() },
+        gptq: GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() },
         batch: args.batch,
         imatrix,
     };
