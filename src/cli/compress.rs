@@ -30,10 +30,14 @@ use super::progress;
 /// tokenizer and metadata are copied, unchanged tensors keep their bytes); anything else is a
 /// Hugging Face folder (model.safetensors in f16, config.json, tokenizer.json).
 ///
-/// Examples:
-///   triage compress --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt --type Q4_K --out q4k.gguf
-///   triage compress --model M.gguf --calib assets/calib.txt --sparsity 2:4 --pruner sparsegpt --out sparse.gguf
-///   triage compress --model M.gguf --calib assets/calib.txt --drop-blocks 20,22 --type Q8_0 --out short.gguf
+/// Example (uniform Q4_K with GPTQ): triage compress --model assets/SmolLM2-135M-Instruct.Q4_1.gguf
+/// --calib assets/calib.txt --type Q4_K --out q4k.gguf
+///
+/// Example (2:4 sparsity with SparseGPT): triage compress --model M.gguf --calib assets/calib.txt
+/// --sparsity 2:4 --out sparse.gguf
+///
+/// Example (two blocks removed, the rest Q8_0): triage compress --model M.gguf --calib
+/// assets/calib.txt --drop-blocks 20,22 --type Q8_0 --out short.gguf
 #[derive(Debug, Args)]
 pub struct CompressArgs {
     /// The model: a .gguf file or a Hugging Face folder.
