@@ -152,11 +152,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             Plan::from_json(&text, &model).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => {
-            let mut plan = Plan::uniform(&model, qtype, sparsity, false).map_err(anyhow::Error::msg)?;
-            if let Some(t) = embeddings {
-                let e = Plan::uniform(&model, Some(t), None, true).map_err(anyhow::Error::msg)?;
-                plan.tensors.extend(e.tensors.into_iter().filter(|(n, _)| !n.starts_with("blk.")));
-            }
+            let mut plan = Plan::uniform(&model, qtype, sparsity, embeddings).map_err(anyhow::Error::msg)?;
             plan.drop_blocks = args.drop_blocks.iter().copied().collect();
             plan.drop_attention = args.drop_attention.iter().copied().collect();
             plan.drop_mlp = args.drop_mlp.iter().copied().collect();

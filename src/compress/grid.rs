@@ -105,11 +105,18 @@ pub fn nearest_code(x: f32, step: f32, base: f32, levels: u32, lut: bool) -> u8 
 pub fn row_weights(row: &[f32], imp: Option<&[f32]>) -> Vec<f32> {
     match imp {
         None => vec![1.0; row.len()],
-        Some(imp) => {
-            let sigma2 = row.iter().map(|x| x * x).sum::<f32>() / row.len() as f32;
-            row.iter().zip(imp).map(|(&x, &q)| q.max(0.0) * (sigma2 + x * x).sqrt()).collect()
-        }
+        Some(imp) => weights_of(row, imp, row_sigma2(row)),
     }
+}
+
+/// σ² of a row: its mean squared weight.
+pub fn row_sigma2(row: &[f32]) -> f32 {
+    row.iter().map(|x| x * x).sum::<f32>() / row.len() as f32
+}
+
+/// imp_j·√(σ² + x_j²) for the weights `x` of a row whose σ² is `sigma2`.
+pub fn weights_of(x: &[f32], imp: &[f32], sigma2: f32) -> Vec<f32> {
+    x.iter().zip(imp).map(|(&v, &q)| q.max(0.0) * (sigma2 + v * v).sqrt()).collect()
 }
 
 /// Weighted least-squares symmetric scale: the grid s·q for integer q in [qmin, qmax] that

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::codec::{choose, pack};
 use super::gptq::ColumnQuantizer;
-use super::grid::Grid;
+use super::grid::{row_sigma2, weights_of, Grid};
 use super::types::QuantType;
 
 pub struct GgufColumns<'a> {
@@ -29,7 +29,7 @@ impl<'a> GgufColumns<'a> {
     /// For a row-major (rows, cols) weight `w` (read once for σ²).
     pub fn new(t: QuantType, w: &[f32], rows: usize, cols: usize, imp: Option<&'a [f32]>) -> Self {
         assert!(t.is_quantized() && t.fits(cols), "{t} does not tile rows of {cols}");
-        let sigma2 = w.chunks(cols).map(|r| r.iter().map(|x| x * x).sum::<f32>() / cols as f32).collect();
+        let sigma2 = w.chunks(cols).map(row_sigma2).collect();
         let nb = cols / t.block_size();
         GgufColumns { t, rows, cols, imp, sigma2, grids: vec![Grid::new(32, 16); rows * nb], codes: vec![0; rows * cols] }
     }
@@ -64,7 +64,7 @@ impl ColumnQuantizer for GgufColumns<'_> {
                 let x: Vec<f32> = cols.iter().map(|c| c[r]).collect();
                 let w: Vec<f32> = match imp {
                     None => vec![1.0; bs],
-                    Some(m) => x.iter().zip(m).map(|(&v, &q)| q.max(0.0) * (sigma2[r] + v * v).sqrt()).collect(),
+                    Some(m) => weights_of(&x, m, sigma2[r]),
                 };
                 choose(t, &x, &w)
             })

@@ -206,10 +206,11 @@ fn importance(m: &InputMoments, imatrix: Option<&Imatrix>, name: &str) -> Vec<f3
 }
 
 fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) -> f64 {
-    let base = m.output_energy(w);
-    let delta: Vec<f32> = w.iter().zip(new_w).map(|(a, b)| a - b).collect();
-    if base > 0.0 {
-        (m.output_energy(&delta) / base).max(0.0).sqrt()
+    // W and ΔW stacked: one product with H gives both energies.
+    let stacked: Vec<f32> = w.iter().copied().chain(w.iter().zip(new_w).map(|(a, b)| a - b)).collect();
+    let e = m.row_block_energies(&stacked, w.len() / m.dim);
+    if e[0] > 0.0 {
+        (e[1] / e[0]).max(0.0).sqrt()
     } else {
         0.0
     }

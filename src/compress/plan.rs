@@ -67,22 +67,19 @@ pub fn plannable_tensors(model: &Model) -> BTreeMap<String, (usize, usize)> {
 
 impl Plan {
     /// One type (llama-quantize's row-width fall-back where rows do not fit it) and/or one
-    /// sparsity for every linear; with `embeddings`, the token embedding and output too (as
-    /// `llama-quantize --pure` does). Sparsity without a type keeps pruned tensors exact in F16.
-    pub fn uniform(model: &Model, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: bool) -> Result<Plan, String> {
+    /// sparsity for every linear, and `embeddings` for the token embedding and output (as
+    /// `llama-quantize --pure` does with the same type). Sparsity without a type keeps pruned
+    /// tensors exact in F16.
+    pub fn uniform(model: &Model, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: Option<QuantType>) -> Result<Plan, String> {
         let mut plan = Plan::default();
-        if qtype.is_none() && sparsity.is_none() {
-            return Ok(plan);
-        }
         for (name, (_, cols)) in plannable_tensors(model) {
             let is_linear = name.starts_with("blk.");
-            if !(is_linear || embeddings && qtype.is_some()) {
-                continue;
-            }
-            let t = match qtype {
-                Some(t) => t.for_row_width(cols).ok_or_else(|| format!("{name}: rows of {cols} fit neither {t} nor its fall-back {}", t.row_fallback()))?,
-                None => QuantType::F16,
+            let t = match (is_linear, qtype, embeddings) {
+                (true, Some(t), _) | (false, _, Some(t)) => t,
+                (true, None, _) if sparsity.is_some() => QuantType::F16,
+                _ => continue,
             };
+            let t = t.for_row_width(cols).ok_or_else(|| format!("{name}: rows of {cols} fit neither {t} nor its fall-back {}", t.row_fallback()))?;
             plan.tensors.insert(name, TensorSpec { qtype: t, sparsity: if is_linear { sparsity } else { None } });
         }
         Ok(plan)

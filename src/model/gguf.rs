@@ -50,9 +50,7 @@ fn require<T>(v: Option<T>, key: &str) -> Result<T> {
 }
 
 /// The hyper-parameters stored under `<arch>.*`.
-pub fn config_from_metadata(gguf: &GgufFile) -> Result<Config> {
-    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
-    let md = &md;
+pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Result<Config> {
     let arch_name = require(md.get("general.architecture"), "general.architecture")?
         .to_string()
         .map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
@@ -67,7 +65,8 @@ pub fn config_from_metadata(gguf: &GgufFile) -> Result<Config> {
         None => hidden_size / n_heads.max(1),
     };
     let vocab_size = match gguf.tensor("token_embd.weight") {
-        Some(info) => info.shape()[0],
+        Some(info) if info.ne.len() == 2 => info.shape()[0],
+        Some(info) => return Err(ModelError::InvalidConfig(format!("token_embd.weight has {} dimensions, not 2", info.ne.len()))),
         None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
     };
     let rope_freq_factors = if gguf.tensor("rope_freqs.weight").is_some() {
@@ -102,7 +101,8 @@ pub fn config_from_metadata(gguf: &GgufFile) -> Result<Config> {
 /// Loads a GGUF file, dequantizing every tensor to f32.
 pub fn load(path: &Path) -> Result<Model> {
     let (gguf, mut file) = read_header(path)?;
-    let mut config = config_from_metadata(&gguf)?;
+    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
+    let mut config = config_from_metadata(&gguf, &md)?;
     let gguf_err = |reason: String| ModelError::Gguf { path: path.to_path_buf(), reason };
     let mut read = |name: &str| -> Result<Option<Tensor>> {
         let Some(info) = gguf.tensor(name) else { return Ok(None) };
@@ -115,7 +115,6 @@ pub fn load(path: &Path) -> Result<Model> {
         let f = read("rope_freqs.weight")?.expect("checked above");
         config.rope_freq_factors = Some(f.flatten_all()?.to_vec1::<f32>()?);
     }
-    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
     let tokenizer = match md.get("tokenizer.ggml.model") {
         Some(_) => Some(Tokenizer::from_gguf(&md)?),
         None => None,

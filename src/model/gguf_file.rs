@@ -26,7 +26,7 @@ pub struct TensorInfo {
 
 impl TensorInfo {
     pub fn n_elements(&self) -> u64 {
-        self.ne.iter().product()
+        self.ne.iter().fold(1u64, |a, &d| a.saturating_mul(d))
     }
 
     /// (rows, …, cols): the shape in row-major order, ggml's ne reversed.
@@ -70,8 +70,8 @@ struct Reader<R> {
 impl<R: Read + Seek> Reader<R> {
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, GgufError> {
         let pos = self.r.stream_position()?;
-        if pos + n > self.len {
-            return Err(bad(format!("header runs past the end of the file (needs byte {} of {})", pos + n, self.len)));
+        if pos.checked_add(n).is_none_or(|end| end > self.len) {
+            return Err(bad(format!("header runs past the end of the file (needs {n} bytes at byte {pos} of {})", self.len)));
         }
         let mut b = vec![0u8; n as usize];
         self.r.read_exact(&mut b)?;
@@ -137,13 +137,13 @@ impl GgufFile {
         if n_tensors > len || n_kv > len {
             return Err(bad("tensor or metadata count larger than the file"));
         }
-        let mut metadata = Vec::with_capacity(n_kv as usize);
+        let mut metadata = Vec::with_capacity(n_kv.min(1 << 12) as usize);
         for _ in 0..n_kv {
             let key = rd.string()?;
             let vtype = rd.u32()?;
             metadata.push((key, rd.value(vtype, 0)?));
         }
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity(n_tensors.min(1 << 12) as usize);
         for _ in 0..n_tensors {
             let name = rd.string()?;
             let n_dims = rd.u32()?;
@@ -164,7 +164,7 @@ impl GgufFile {
         let data_offset = pos.div_ceil(alignment) * alignment;
         let gguf = GgufFile { version, metadata, tensors, data_offset };
         for t in &gguf.tensors {
-            let end = data_offset + t.offset + gguf.tensor_bytes(t)?;
+            let end = data_offset.saturating_add(t.offset).saturating_add(gguf.tensor_bytes(t)?);
             if end > len {
                 return Err(bad(format!("truncated: tensor '{}' ends at byte {end} but the file has {len} bytes", t.name)));
             }
@@ -178,7 +178,11 @@ impl GgufFile {
         if t.ne.first().is_some_and(|&c| !(c as usize).is_multiple_of(q.block_size())) {
             return Err(bad(format!("tensor '{}': rows of {} do not tile {q} blocks", t.name, t.ne[0])));
         }
-        Ok(q.bytes(t.n_elements() as usize) as u64)
+        let n = t.n_elements();
+        if n > (1 << 40) {
+            return Err(bad(format!("tensor '{}' claims {n} elements", t.name)));
+        }
+        Ok(q.bytes(n as usize) as u64)
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
