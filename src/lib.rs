@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod importance;
 pub mod model;
+pub mod plan;
 pub mod cli;
 pub mod report;
 pub mod stats;

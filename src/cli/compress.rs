@@ -79,6 +79,21 @@ pub struct CompressArgs {
     /// `triage plan` writes; replaces --type/--sparsity/--drop-*.
     #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp"])]
     pub plan: Option<PathBuf>,
+    /// Plan under a budget first (as `triage plan` does), then apply the plan: bpw=B, size=N
+    /// (bytes of the GGUF; MB, MiB…), drop-blocks=K or kld<=T. The plan is written beside the
+    /// output as OUT.plan.json.
+    #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp", "plan"])]
+    pub budget: Option<String>,
+    /// Also measure the compressed model against the original on this text (perplexity, KL,
+    /// top-1; every position of --eval-windows windows of --ctx), printed as JSON and, with
+    /// --budget, shown in the report.
+    #[arg(long)]
+    pub eval_text: Option<PathBuf>,
+    /// Windows of --eval-text to score.
+    #[arg(long, default_value_t = 40)]
+    pub eval_windows: usize,
+    #[command(flatten)]
+    pub search: super::plan::SearchArgs,
     /// Calibration tokens (a multiple of --ctx; the text's first windows).
     #[arg(long, default_value_t = 16384)]
     pub tokens: usize,
@@ -133,6 +148,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if !to_gguf && args.out.is_dir() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) {
         bail!("output folder {} exists and is not empty", args.out.display());
     }
+    if let Some(t) = args.eval_text.as_ref().filter(|t| !t.is_file()) {
+        bail!("--eval-text {}: no such file", t.display());
+    }
+    if args.eval_windows == 0 {
+        bail!("--eval-windows must be at least 1");
+    }
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     if !parent.is_dir() {
@@ -146,7 +167,24 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if !to_gguf && model.config.rope_freq_factors.is_some() {
         bail!("this model uses llama3 RoPE scaling, which the Hugging Face export does not write yet; give a .gguf as --out");
     }
+    if args.budget.is_some() && !to_gguf {
+        bail!("--budget plans the bytes of a GGUF file: give an --out ending in .gguf");
+    }
+    let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
+    let mut planned = None;
     let plan = match &args.plan {
+        _ if args.budget.is_some() => {
+            let budget = args.budget.as_deref().expect("checked");
+            crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?;
+            let t = std::time::Instant::now();
+            let o = super::plan::run_planner(&model, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+            let path = args.out.with_extension("plan.json");
+            super::plan::write_plan_json(&path, &o)?;
+            println!("wrote {}: {} ({:.0} s)", path.display(), super::plan::summary(&o), t.elapsed().as_secs_f64());
+            let plan = o.plan.clone();
+            planned = Some(o);
+            plan
+        }
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
             Plan::from_json(&text, &model).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
@@ -169,7 +207,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         method: args.method,
         pruner: args.pruner,
         sequential: !args.no_sequential,
-        gptq: GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() },
+        gptq,
         batch: args.batch,
         imatrix,
     };
@@ -189,9 +227,34 @@ pub fn run(args: CompressArgs) -> Result<()> {
             compressed.model.blocks.len(),
             windows.len() * windows.ctx
         );
+        if let Some(o) = &planned {
+            if o.predicted.bytes != s.bytes {
+                eprintln!("warning: the plan predicted {} bytes, the file has {}", o.predicted.bytes, s.bytes);
+            }
+        }
     } else {
         crate::export::hf::write_folder(&args.out, &compressed.model)?;
         println!("wrote {} (Hugging Face folder, f16; {} blocks, {secs:.0} s)", args.out.display(), compressed.model.blocks.len());
+    }
+    let quality = match &args.eval_text {
+        Some(text) => {
+            let original = Model::load(&args.model)?;
+            let w = Windows::from_file(text, original.tokenizer()?, args.ctx, Some(args.eval_windows)).with_context(|| format!("{}", text.display()))?;
+            let pb = progress::bar(w.len(), "eval");
+            let r = crate::eval::evaluate(&compressed.model, Some(&original), &w, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
+            pb.finish_and_clear();
+            println!("{}", serde_json::to_string(&r)?);
+            Some(r)
+        }
+        None => None,
+    };
+    if let Some(o) = &planned {
+        let path = args.out.with_extension("report.html");
+        let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = args.eval_text.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let html = crate::report::allocation::render(&name, &o.json, n, quality.as_ref().map(|q| (text.as_str(), q)));
+        crate::export::write_atomic(&path, |w| std::io::Write::write_all(w, html.as_bytes()).map_err(anyhow::Error::from))?;
+        println!("wrote {}", path.display());
     }
     if let Some(p) = &args.report {
         let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "seconds": secs });

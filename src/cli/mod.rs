@@ -2,6 +2,7 @@
 
 pub mod compress;
 pub mod eval;
+pub mod plan;
 pub mod profile;
 mod progress;
 
@@ -21,15 +22,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Compress(compress::CompressArgs),
+    Compress(Box<compress::CompressArgs>),
     Eval(eval::EvalArgs),
+    Plan(plan::PlanArgs),
     Profile(profile::ProfileArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Compress(args) => compress::run(args),
+        Command::Compress(args) => compress::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Profile(args) => profile::run(args),
     }
 }

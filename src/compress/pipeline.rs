@@ -194,7 +194,7 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
 }
 
 /// Per-column importance for the grids: the given imatrix's means, else the calibration's.
-fn importance(m: &InputMoments, imatrix: Option<&Imatrix>, name: &str) -> Vec<f32> {
+pub(crate) fn importance(m: &InputMoments, imatrix: Option<&Imatrix>, name: &str) -> Vec<f32> {
     if let Some(e) = imatrix.and_then(|im| im.entries.get(name)) {
         if e.in_sum2.len() == m.dim {
             let c = e.count.max(1.0) as f32;
@@ -205,7 +205,7 @@ fn importance(m: &InputMoments, imatrix: Option<&Imatrix>, name: &str) -> Vec<f3
     m.sum_sq().iter().map(|s| s / n).collect()
 }
 
-fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) -> f64 {
+pub(crate) fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) -> f64 {
     // W and ΔW stacked: one product with H gives both energies.
     let stacked: Vec<f32> = w.iter().copied().chain(w.iter().zip(new_w).map(|(a, b)| a - b)).collect();
     let e = m.row_block_energies(&stacked, w.len() / m.dim);
@@ -218,7 +218,7 @@ fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) -> f64 {
 
 /// Prunes and/or quantizes one linear; returns its new weights and their encoding.
 #[allow(clippy::too_many_arguments)]
-fn compress_linear(
+pub(crate) fn compress_linear(
     w: &[f32],
     rows: usize,
     cols: usize,

@@ -256,43 +256,50 @@ fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
     }
 }
 
+fn pad(n: u64) -> u64 {
+    n.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT
+}
+
+/// The header (magic, counts, metadata, tensor infos), padded to the data's alignment, for
+/// tensors given as (name, ne, type).
+fn header(metadata: &[(String, Value)], tensors: &[(&str, &[u64], QuantType)]) -> io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    b.write_all(b"GGUF")?;
+    b.write_all(&3u32.to_le_bytes())?;
+    b.write_all(&(tensors.len() as u64).to_le_bytes())?;
+    b.write_all(&(metadata.len() as u64).to_le_bytes())?;
+    for (k, v) in metadata {
+        write_string(&mut b, k)?;
+        b.write_all(&value_type(v).to_le_bytes())?;
+        write_value(&mut b, v)?;
+    }
+    let mut offset = 0u64;
+    for &(name, ne, qtype) in tensors {
+        write_string(&mut b, name)?;
+        b.write_all(&(ne.len() as u32).to_le_bytes())?;
+        ne.iter().try_for_each(|d| b.write_all(&d.to_le_bytes()))?;
+        b.write_all(&qtype.ggml_id().to_le_bytes())?;
+        b.write_all(&offset.to_le_bytes())?;
+        offset += pad(qtype.bytes(ne.iter().product::<u64>() as usize) as u64);
+    }
+    b.resize(pad(b.len() as u64) as usize, 0);
+    Ok(b)
+}
+
+/// The exact size of the file [`write`] makes from this metadata and these tensors.
+pub fn file_len(metadata: &[(String, Value)], tensors: &[(&str, &[u64], QuantType)]) -> io::Result<u64> {
+    let data: u64 = tensors.iter().map(|&(_, ne, t)| pad(t.bytes(ne.iter().product::<u64>() as usize) as u64)).sum();
+    Ok(header(metadata, tensors)?.len() as u64 + data)
+}
+
 /// Writes a GGUF v3 file (alignment 32) to `w`.
 pub fn write(w: impl Write, metadata: &[(String, Value)], tensors: &[OutTensor<'_>]) -> io::Result<()> {
     let mut w = BufWriter::new(w);
-    w.write_all(b"GGUF")?;
-    w.write_all(&3u32.to_le_bytes())?;
-    w.write_all(&(tensors.len() as u64).to_le_bytes())?;
-    w.write_all(&(metadata.len() as u64).to_le_bytes())?;
-    let mut pos = 24u64;
-    let mut count = |w: &mut BufWriter<_>, f: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| -> io::Result<()> {
-        let mut buf = Vec::new();
-        f(&mut buf)?;
-        pos += buf.len() as u64;
-        w.write_all(&buf)
-    };
-    for (k, v) in metadata {
-        count(&mut w, &|b| {
-            write_string(b, k)?;
-            b.write_all(&value_type(v).to_le_bytes())?;
-            write_value(b, v)
-        })?;
-    }
-    let pad = |n: u64| n.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
-    let mut offset = 0u64;
+    let infos: Vec<(&str, &[u64], QuantType)> = tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
+    w.write_all(&header(metadata, &infos)?)?;
+    let zeros = [0u8; DEFAULT_ALIGNMENT as usize];
     for t in tensors {
         debug_assert_eq!(t.data.len(), t.qtype.bytes(t.ne.iter().product::<u64>() as usize));
-        count(&mut w, &|b| {
-            write_string(b, &t.name)?;
-            b.write_all(&(t.ne.len() as u32).to_le_bytes())?;
-            t.ne.iter().try_for_each(|d| b.write_all(&d.to_le_bytes()))?;
-            b.write_all(&t.qtype.ggml_id().to_le_bytes())?;
-            b.write_all(&offset.to_le_bytes())
-        })?;
-        offset += pad(t.data.len() as u64);
-    }
-    let zeros = [0u8; DEFAULT_ALIGNMENT as usize];
-    w.write_all(&zeros[..(pad(pos) - pos) as usize])?;
-    for t in tensors {
         w.write_all(&t.data)?;
         let n = t.data.len() as u64;
         w.write_all(&zeros[..(pad(n) - n) as usize])?;

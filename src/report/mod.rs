@@ -6,6 +6,7 @@
 //! sublayers that are the cheapest to remove. Plots are drawn by `svg` with plotters' SVG
 //! backend; every piece of text from the profile is HTML-escaped.
 
+pub mod allocation;
 mod fmt;
 mod heatmap;
 mod svg;

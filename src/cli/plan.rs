@@ -1,0 +1,170 @@
+//! `triage plan`: choose a GGUF type per tensor (or the blocks to remove) under a global budget,
+//! written as plan.json for `triage compress --plan`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::compress::gptq::GptqOptions;
+use crate::data::Windows;
+use crate::model::Model;
+use crate::plan::database::{default_cache_dir, DatabaseSettings};
+use crate::plan::evo::EvoSettings;
+use crate::plan::{plan, Budget, PlanOptions, PlanOutcome, Solver};
+
+use super::progress;
+
+/// How a budget is searched: shared by `triage plan` and `triage compress --budget`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Solver: uniform, lagrange, evo (quantization budgets); shortgpt, evo (drop-blocks);
+    /// lagrange (kld<=). Default: evo.
+    #[arg(long, value_enum, default_value_t = Solver::Evo)]
+    pub solver: Solver,
+    /// EvoPress generations (each: --offspring children on one window, the best 2 and the
+    /// parent on 2 more windows; about 15 s a generation for SmolLM2-135M on 2 cores).
+    #[arg(long, default_value_t = 30)]
+    pub generations: usize,
+    /// EvoPress offspring per generation.
+    #[arg(long, default_value_t = 6)]
+    pub offspring: usize,
+    /// Seed of the search (the same seed, model, text and settings give the same plan).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Calibration windows after the database's that the search draws minibatches from.
+    #[arg(long, default_value_t = 8)]
+    pub search_windows: usize,
+    /// Calibration windows after those on which the final plan's KL is measured (and kld<= judged).
+    #[arg(long, default_value_t = 4)]
+    pub holdout_windows: usize,
+    /// Windows on which each tensor's sensitivity is measured (lagrange, evo's warm start).
+    #[arg(long, default_value_t = 1)]
+    pub sensitivity_windows: usize,
+    /// Folder caching layer databases (default: $TRIAGE_CACHE, $XDG_CACHE_HOME/triage or ~/.cache/triage).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Neither read nor write the layer-database cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Plan under a budget: a GGUF type per tensor, or the blocks to remove, as plan.json
+///
+/// Budgets: bpw=B (bits per weight over every tensor, as the file's tensors count them),
+/// size=N (the whole GGUF file; B, KB, MB, GB, KiB, MiB, GiB), drop-blocks=K, kld<=T (the
+/// smallest plan whose KL on hold-out calibration windows is within T).
+///
+/// Quantization budgets first build the layer database — every tensor at every GGUF type its
+/// rows allow, by GPTQ on the calibration text's first --tokens tokens (cached on disk by model,
+/// text and settings, so the next budget costs only the search). Then: uniform (one type), lagrange
+/// (each tensor's sensitivity measured once, errors a·t², bisection on λ, leftover bytes spent
+/// greedily — the budget is met within one step), or evo (EvoPress, warm-started from lagrange).
+///
+/// plan.json holds the type of every tensor (or the removed blocks), the predicted file size and
+/// bits per weight, the solver and its settings, the KL on hold-out windows, and timings.
+///
+/// Example: triage plan --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt
+/// --budget size=93510464 --out plan.json
+///
+/// Example (ShortGPT's choice of 8 blocks to remove): triage plan --model M.gguf --calib
+/// assets/calib.txt --budget drop-blocks=8 --solver shortgpt --out drop.json
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The model: a GGUF file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Calibration text (UTF-8), never the text you evaluate on.
+    #[arg(long)]
+    pub calib: PathBuf,
+    /// The budget: bpw=B, size=N, drop-blocks=K or kld<=T.
+    #[arg(long)]
+    pub budget: String,
+    /// Where to write plan.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Calibration tokens for the layer database (the text's first windows).
+    #[arg(long, default_value_t = 16384)]
+    pub tokens: usize,
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// GPTQ dampening for the database, a share of the mean diagonal of H.
+    #[arg(long, default_value_t = 0.01)]
+    pub damp: f32,
+    /// Turn off GPTQ's act-order in the database.
+    #[arg(long)]
+    pub no_act_order: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
+}
+
+/// Checks the arguments, runs the planner with progress bars, and returns the outcome.
+#[allow(clippy::too_many_arguments)]
+pub fn run_planner(model: &Model, model_path: &Path, calib: &Path, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
+    let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
+    if s.search_windows == 0 || s.holdout_windows == 0 {
+        bail!("--search-windows and --holdout-windows must be at least 1");
+    }
+    if s.offspring == 0 {
+        bail!("--offspring must be at least 1");
+    }
+    crate::eval::check_ctx(model, ctx)?;
+    let windows = Windows::from_file(calib, model.tokenizer()?, ctx, None).with_context(|| format!("{}", calib.display()))?;
+    let cache_dir = if s.no_cache { None } else { s.cache.clone().or_else(default_cache_dir) };
+    let opts = PlanOptions {
+        budget,
+        solver: s.solver,
+        database: DatabaseSettings { tokens, ctx, gptq },
+        cache_dir,
+        evo: EvoSettings { generations: s.generations, offspring: s.offspring, seed: s.seed, ..EvoSettings::default() },
+        search_windows: s.search_windows,
+        holdout_windows: s.holdout_windows,
+        sensitivity_windows: s.sensitivity_windows,
+    };
+    let pb = progress::bar(1, "plan");
+    let mut stage = String::new();
+    let outcome = plan(model, model_path, calib, &windows, &opts, &mut |what, done, total, best| {
+        if what != stage {
+            stage = what.to_string();
+            pb.set_length(total as u64);
+            pb.reset();
+        }
+        pb.set_position(done as u64);
+        match best {
+            Some(f) => pb.set_message(format!("{what}: best KL {f:.5}")),
+            None => pb.set_message(what.to_string()),
+        }
+    })?;
+    pb.finish_and_clear();
+    Ok(outcome)
+}
+
+pub fn write_plan_json(path: &Path, o: &PlanOutcome) -> Result<()> {
+    crate::export::write_atomic(path, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&o.json)?.as_bytes()).map_err(anyhow::Error::from))
+}
+
+pub fn summary(o: &PlanOutcome) -> String {
+    let kl = o.kld.map(|k| format!(", KL {k:.5} on hold-out calibration windows")).unwrap_or_default();
+    format!("{} bytes predicted, {:.3} bits per weight{kl}", o.predicted.bytes, o.predicted.bits_per_weight())
+}
+
+pub fn run(args: PlanArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&args.damp) {
+        bail!("--damp {} is outside [0, 1)", args.damp);
+    }
+    if args.tokens < args.ctx {
+        bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
+    }
+    let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!("the folder of --out, {}, does not exist", parent.display());
+    }
+    Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
+    let model = Model::load(&args.model)?;
+    let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
+    let o = run_planner(&model, &args.model, &args.calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+    write_plan_json(&args.out, &o)?;
+    println!("wrote {}: {}", args.out.display(), summary(&o));
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! EvoPress (Sieberling et al., "EvoPress: Towards Optimal Dynamic Model Compression via
+//! Evolutionary Search"): a (1 + λ) evolutionary search over genomes — a level per tensor, or a
+//! set of removed blocks — with fitness KL(original ‖ candidate) on calibration windows and
+//! selection in stages: every offspring is scored on a small fresh minibatch, the best few (with
+//! the parent re-entered) on a larger fresh one, and the winner becomes the next parent.
+//!
+//! Scaled for a 2-core machine: the paper's quantization search used 128 → 16 → 4 → 1
+//! candidates at 2k → 16k → 131k tokens on GPUs; our defaults (`EvoSettings::default`) use
+//! 6 offspring on one 512-token window, then 2 survivors and the parent on two more. Offspring
+//! run only from the first block where they differ from the parent, on the parent's states.
+
+use std::collections::BTreeSet;
+
+use crate::model::{BlockOpts, Model, Result};
+use crate::stats::Rng;
+
+use super::fitness::Probe;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvoSettings {
+    pub generations: usize,
+    pub offspring: usize,
+    pub survivors: usize,
+    /// Windows per selection stage: (first stage, final stage).
+    pub stage_windows: (usize, usize),
+    pub seed: u64,
+}
+
+impl Default for EvoSettings {
+    fn default() -> Self {
+        EvoSettings { generations: 30, offspring: 6, survivors: 2, stage_windows: (1, 2), seed: 0 }
+    }
+}
+
+/// A genome made runnable: the model with its variants swapped in and the blocks it removes.
+pub struct Candidate {
+    pub model: Model,
+    pub dropped: BTreeSet<usize>,
+}
+
+impl Candidate {
+    pub fn layout(&self) -> impl Fn(usize) -> Option<BlockOpts> + '_ {
+        |i| (!self.dropped.contains(&i)).then_some(BlockOpts::default())
+    }
+}
+
+/// What the search needs to know about a genome type.
+pub trait Genome: Clone + PartialEq {
+    /// A budget-preserving random change.
+    fn mutate(&self, rng: &mut Rng) -> Self;
+    /// The runnable candidate.
+    fn realize(&self) -> Result<Candidate>;
+    /// The first block whose computation differs between two genomes (0: the embedding; the
+    /// block count: only the head).
+    fn first_change(&self, other: &Self) -> usize;
+}
+
+/// Runs the search from `start`; windows are drawn from `pool` (indices into `probe`).
+/// `progress(generation, best fitness)` after every generation. Returns the last parent and its
+/// fitness on its final-stage windows.
+pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSettings, progress: &mut dyn FnMut(usize, f64)) -> Result<(G, f64)> {
+    let mut rng = Rng::new(s.seed);
+    let mut parent = start;
+    let mut parent_c = parent.realize()?;
+    let mut parent_fit = f64::INFINITY;
+    for g in 0..s.generations {
+        let stage1 = sample(&mut rng, pool, s.stage_windows.0);
+        let states1 = probe.states(&parent_c.model, &stage1, &parent_c.layout())?;
+        let mut scored: Vec<(f64, G)> = Vec::with_capacity(s.offspring);
+        for _ in 0..s.offspring {
+            let child = parent.mutate(&mut rng);
+            if child == parent || scored.iter().any(|(_, c)| *c == child) {
+                continue;
+            }
+            let c = child.realize()?;
+            let from = child.first_change(&parent);
+            let f = probe.kl(&c.model, &stage1, from, &c.layout(), Some(&states1))?;
+            scored.push((f, child));
+        }
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        scored.truncate(s.survivors);
+        let stage2 = sample(&mut rng, pool, s.stage_windows.1);
+        let states2 = probe.states(&parent_c.model, &stage2, &parent_c.layout())?;
+        // The parent is re-entered: its fitness on the final stage costs only the head.
+        let n = parent_c.model.blocks.len();
+        let mut best_fit = probe.kl(&parent_c.model, &stage2, n, &parent_c.layout(), Some(&states2))?;
+        let mut best: Option<(G, Candidate)> = None;
+        for (_, child) in scored {
+            let c = child.realize()?;
+            let f = probe.kl(&c.model, &stage2, child.first_change(&parent), &c.layout(), Some(&states2))?;
+            if f < best_fit {
+                best_fit = f;
+                best = Some((child, c));
+            }
+        }
+        if let Some((child, c)) = best {
+            parent = child;
+            parent_c = c;
+        }
+        parent_fit = best_fit;
+        progress(g + 1, parent_fit);
+    }
+    Ok((parent, parent_fit))
+}
+
+/// `k` distinct windows from `pool` (all of them when it has no more).
+fn sample(rng: &mut Rng, pool: &[usize], k: usize) -> Vec<usize> {
+    let mut p = pool.to_vec();
+    for i in 0..k.min(p.len()) {
+        let j = i + rng.below(p.len() - i);
+        p.swap(i, j);
+    }
+    p.truncate(k.min(pool.len()));
+    p
+}

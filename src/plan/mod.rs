@@ -1,0 +1,395 @@
+//! Allocation under a global budget: a level per tensor (GGUF type) or a set of removed blocks,
+//! chosen by a solver and written as a [`Plan`] that `triage compress --plan` applies.
+//!
+//! Quantization budgets (`bpw=`, `size=`, `kld<=`): the layer database (every tensor at every
+//! allowed GGUF type, GPTQ on the original inputs, cached on disk) gives each level's exact
+//! bytes and relative error; `uniform` takes the largest single type that fits; `lagrange`
+//! solves Σ a_l·t_l² under the budget with measured sensitivities a_l; `evo` (EvoPress)
+//! starts from lagrange's plan and searches on end-to-end KL. `kld<=T` bisects the budget with
+//! lagrange plans until the measured KL is within T. Depth budgets (`drop-blocks=K`):
+//! `shortgpt` removes the K blocks of lowest block influence; `evo` searches from there.
+
+pub mod budget;
+pub mod database;
+pub mod evo;
+pub mod fitness;
+pub mod lagrange;
+pub mod search;
+pub mod sensitivity;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde_json::{json, Value as Json};
+
+use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
+use crate::compress::types::{QuantType, QUANTIZED_TYPES};
+use crate::data::Windows;
+use crate::export::gguf::{predicted_size, PredictedSize};
+use crate::model::kernels::with_f32;
+use crate::model::{Format, Model};
+
+pub use budget::Budget;
+use database::{Database, DatabaseSettings};
+use evo::{evolve, EvoSettings};
+use fitness::{full_layout, Probe};
+use lagrange::Curve;
+use search::{DepthGenome, QuantGenome, QuantSpace};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// One type everywhere: the largest that fits (quantization budgets).
+    Uniform,
+    /// Bisection on λ over measured per-tensor error curves; exact budget (quantization budgets).
+    Lagrange,
+    /// EvoPress: evolutionary search on end-to-end KL, warm-started from lagrange (or shortgpt).
+    Evo,
+    /// ShortGPT: remove the blocks of lowest block influence (depth budgets).
+    Shortgpt,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Budget(String),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Export(#[from] crate::export::gguf::ExportError),
+    #[error("{}", crate::model::candle_message(.0))]
+    Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, PlanError>;
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub budget: Budget,
+    pub solver: Solver,
+    pub database: DatabaseSettings,
+    /// Where layer databases are cached (None: not cached).
+    pub cache_dir: Option<PathBuf>,
+    pub evo: EvoSettings,
+    /// Calibration windows (after the database's) the search draws its minibatches from.
+    pub search_windows: usize,
+    /// Windows (after those) on which the final plan's KL is reported, and `kld<=` is judged.
+    pub holdout_windows: usize,
+    /// Windows of the search pool on which each tensor's sensitivity is measured.
+    pub sensitivity_windows: usize,
+}
+
+/// A plan with what it is predicted to cost and how it was found.
+pub struct PlanOutcome {
+    pub plan: Plan,
+    pub predicted: PredictedSize,
+    /// KL(original ‖ plan) on the hold-out windows, when measured.
+    pub kld: Option<f64>,
+    /// plan.json: the plan plus budget, prediction, solver, settings, fitness and timings.
+    pub json: Json,
+}
+
+/// Stages reported to the progress callback: (stage, done, total, best fitness so far).
+pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, Option<f64>);
+
+/// Calibration windows: the database's first, then the search pool, then the hold-out.
+struct Split {
+    database: Windows,
+    probe: Vec<Vec<u32>>,
+    n_search: usize,
+}
+
+fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Result<Split> {
+    let need = db_windows.max(1) + search + holdout;
+    if all.len() < need {
+        return Err(PlanError::Budget(format!(
+            "the calibration text has {} windows of {} tokens; planning needs {need} ({db_windows} for the layer database, {search} to search on, {holdout} to judge the result): give a longer text or fewer --tokens",
+            all.len(),
+            all.ctx
+        )));
+    }
+    let database = Windows { ctx: all.ctx, n_tokens_total: all.n_tokens_total, windows: all.windows[..db_windows].to_vec() };
+    let probe = all.windows[db_windows..need].to_vec();
+    Ok(Split { database, probe, n_search: search })
+}
+
+/// Plans `model` (loaded from `model_path`) under `opts.budget` with calibration `windows` (all
+/// of the text's windows; the first `database.tokens` make the database).
+pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+    let t0 = Instant::now();
+    if model.source.format != Format::Gguf {
+        return Err(PlanError::Budget("planning needs a GGUF source model (the plan's sizes are those of the GGUF file it makes)".into()));
+    }
+    let solver_ok = match opts.budget {
+        Budget::DropBlocks(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
+        Budget::Kld(_) => matches!(opts.solver, Solver::Lagrange),
+        _ => matches!(opts.solver, Solver::Uniform | Solver::Lagrange | Solver::Evo),
+    };
+    if !solver_ok {
+        let allowed = match opts.budget {
+            Budget::DropBlocks(_) => "shortgpt or evo",
+            Budget::Kld(_) => "lagrange",
+            _ => "uniform, lagrange or evo",
+        };
+        return Err(PlanError::Budget(format!("solver {:?} does not apply to budget {}; use {allowed}", opts.solver, opts.budget).to_lowercase()));
+    }
+    let db_windows = (opts.database.tokens / windows.ctx).max(1);
+    let needs_db = opts.budget.is_quantization();
+    let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, opts.holdout_windows)?;
+    let limits = if needs_db { Some(quant_limits(model, model_path, opts.budget)?) } else { None };
+    let mut base = model.clone();
+    base.tokenizer = None;
+    let mut timings = serde_json::Map::new();
+    let probe = Probe::new(&base, &sp.probe, &mut |k| progress("original logits", k, sp.probe.len(), None))?;
+    let pool: Vec<usize> = (0..sp.n_search).collect();
+    let holdout: Vec<usize> = (sp.n_search..sp.probe.len()).collect();
+    timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
+    let mut out = match opts.budget {
+        Budget::DropBlocks(k) => plan_depth(&base, model_path, &probe, &pool, &holdout, k, opts, progress)?,
+        _ => {
+            let t = Instant::now();
+            let key = database::cache_key(model_path, calib_path, &opts.database)?;
+            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database", d, n, None))?;
+            timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
+            timings.insert("database_cached".into(), json!(cached));
+            let (fixed, limit) = limits.expect("computed for quantization budgets");
+            plan_quant(&base, model_path, &db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
+        }
+    };
+    timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
+    let j = out.json.as_object_mut().expect("an object");
+    j.insert("timings".into(), Json::Object(timings));
+    j.insert("budget".into(), json!(opts.budget.to_string()));
+    j.insert("solver".into(), serde_json::to_value(opts.solver).expect("serializable"));
+    j.insert(
+        "settings".into(),
+        json!({
+            "database": {"tokens": db_windows * windows.ctx, "ctx": windows.ctx, "damp": opts.database.gptq.damp, "act_order": opts.database.gptq.act_order},
+            "evo": opts.evo,
+            "search_windows": opts.search_windows,
+            "holdout_windows": opts.holdout_windows,
+            "sensitivity_windows": opts.sensitivity_windows,
+        }),
+    );
+    j.insert("predicted".into(), json!({"bytes": out.predicted.bytes, "tensor_bytes": out.predicted.tensor_bytes, "n_weights": out.predicted.n_weights, "bits_per_weight": out.predicted.bits_per_weight()}));
+    if let Some(k) = out.kld {
+        j.insert("fitness".into(), json!({"kld_mean": k, "windows": holdout.len(), "tokens": holdout.len() * windows.ctx}));
+    }
+    Ok(out)
+}
+
+/// The bytes a level costs in the budget's units: padded to GGUF's alignment for file sizes.
+fn unit_cost(budget: Budget) -> impl Fn(u64) -> u64 {
+    move |b| match budget {
+        Budget::Size(_) => b.div_ceil(32) * 32,
+        _ => b,
+    }
+}
+
+/// The planned tensors' cheapest and dearest levels, as types by name.
+fn extreme_types(model: &Model, dearest: bool) -> BTreeMap<String, QuantType> {
+    plannable_tensors(model)
+        .into_iter()
+        .filter_map(|(n, (_, cols))| {
+            let l = database::levels(cols);
+            let t = if dearest { l.last() } else { l.first() };
+            t.map(|&t| (n, t))
+        })
+        .collect()
+}
+
+/// What the planned tensors may spend under `budget` — (bytes of everything else, the budget
+/// in the same units) — after checking that the budget lies between the smallest and the
+/// largest possible plans.
+fn quant_limits(model: &Model, model_path: &Path, budget: Budget) -> Result<(u64, u64)> {
+    let all_blocks: Vec<usize> = (0..model.blocks.len()).collect();
+    let known = plannable_tensors(model);
+    let cost = unit_cost(budget);
+    let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 { types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum() };
+    let (floor, top) = (extreme_types(model, false), extreme_types(model, true));
+    let (floor_size, top_size) = (predicted_size(model_path, &all_blocks, &floor)?, predicted_size(model_path, &all_blocks, &top)?);
+    let (fixed, limit) = match budget {
+        Budget::Size(n) => (floor_size.bytes - planned_cost(&floor), n),
+        Budget::Bpw(b) => (floor_size.tensor_bytes - planned_cost(&floor), (b * floor_size.n_weights as f64 / 8.0).floor() as u64),
+        _ => (floor_size.bytes - planned_cost(&floor), u64::MAX),
+    };
+    let describe = |p: &PredictedSize| format!("{} bytes, {:.3} bits per weight", p.bytes, p.bits_per_weight());
+    if limit < fixed + planned_cost(&floor) {
+        return Err(PlanError::Budget(format!("budget {budget} is below the smallest possible plan ({}: every tensor at its cheapest type)", describe(&floor_size))));
+    }
+    if limit != u64::MAX && limit > fixed + planned_cost(&top) {
+        return Err(PlanError::Budget(format!("budget {budget} is above the largest possible plan ({}: every tensor Q8_0); use triage compress --type Q8_0 or F16", describe(&top_size))));
+    }
+    Ok((fixed, limit))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_quant(
+    base: &Model,
+    model_path: &Path,
+    db: &Database,
+    probe: &Probe,
+    pool: &[usize],
+    holdout: &[usize],
+    opts: &PlanOptions,
+    fixed: u64,
+    limit: u64,
+    timings: &mut serde_json::Map<String, Json>,
+    progress: Progress,
+) -> Result<PlanOutcome> {
+    let names: Vec<String> = db.tensors.keys().cloned().collect();
+    let all_blocks: Vec<usize> = (0..base.blocks.len()).collect();
+    let types_of = |levels: &[usize]| -> BTreeMap<String, QuantType> { names.iter().zip(levels).map(|(n, &l)| (n.clone(), db.tensors[n].variants[l].qtype)).collect() };
+    let cost = unit_cost(opts.budget);
+    let budget = limit.saturating_sub(fixed);
+    let t = Instant::now();
+    let mut result_json = serde_json::Map::new();
+    let levels: Vec<usize> = match opts.solver {
+        Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| PlanError::Budget(format!("no single type fits budget {}", opts.budget)))?,
+        _ => {
+            let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
+            let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
+            let (curves, dkl, cached) = sensitivity::load_or_measure(base, db, probe, &sens, &cost, cache.as_deref(), &mut |d, n| progress("sensitivity", d, n, None))?;
+            timings.insert("sensitivity_s".into(), json!(t.elapsed().as_secs_f64()));
+            timings.insert("sensitivity_cached".into(), json!(cached));
+            result_json.insert("sensitivity".into(), Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()));
+            match opts.budget {
+                Budget::Kld(target) => kld_bisection(base, db, &curves, probe, holdout, target, progress)?,
+                _ => {
+                    let warm = lagrange::solve(&curves, budget).expect("the budget is above the floor");
+                    if opts.solver == Solver::Evo {
+                        let space = QuantSpace::new(base, db, curves, budget);
+                        // The warm start's KL on the hold-out windows, to show what the search added.
+                        result_json.insert("lagrange_kld".into(), json!(probe.kl(&space.model(&warm)?, holdout, 0, &full_layout, None)?));
+                        let start = QuantGenome { space: &space, levels: warm };
+                        let t = Instant::now();
+                        let g = opts.evo.generations;
+                        let (best, fit) = evolve(probe, pool, start, &opts.evo, &mut |gen, f| progress("search", gen, g, Some(f)))?;
+                        timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
+                        result_json.insert("search_fitness".into(), json!(fit));
+                        best.levels
+                    } else {
+                        warm
+                    }
+                }
+            }
+        }
+    };
+    let types = types_of(&levels);
+    let predicted = predicted_size(model_path, &all_blocks, &types)?;
+    let space = QuantSpace::new(base, db, Vec::new(), 0);
+    let t = Instant::now();
+    let kld = probe.kl(&space.model(&levels)?, holdout, 0, &full_layout, None)?;
+    timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
+    let plan = Plan { tensors: types.into_iter().map(|(n, t)| (n, TensorSpec { qtype: t, sparsity: None })).collect(), ..Plan::default() };
+    let mut json = plan.to_json();
+    json.as_object_mut().expect("an object").extend(result_json);
+    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json })
+}
+
+/// The largest single type (llama-quantize's row-width fall-back; IQ4_NL standing in for Q4_0,
+/// which costs the same) whose plan fits.
+fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, budget: u64) -> Option<Vec<usize>> {
+    QUANTIZED_TYPES
+        .iter()
+        .filter_map(|&t| {
+            let levels: Option<Vec<usize>> = names
+                .iter()
+                .map(|n| {
+                    let tv = &db.tensors[n];
+                    let want = t.for_row_width(tv.cols).map(|w| if w == QuantType::Q4_0 { QuantType::IQ4NL } else { w })?;
+                    tv.variants.iter().position(|v| v.qtype == want)
+                })
+                .collect();
+            let levels = levels?;
+            let c: u64 = names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].bytes.len() as u64)).sum();
+            (c <= budget).then_some((c, levels))
+        })
+        .max_by_key(|(c, _)| *c)
+        .map(|(_, l)| l)
+}
+
+/// The smallest lagrange plan whose KL on the hold-out windows is within `target`.
+fn kld_bisection(base: &Model, db: &Database, curves: &[Curve], probe: &Probe, holdout: &[usize], target: f64, progress: Progress) -> Result<Vec<usize>> {
+    let space = QuantSpace::new(base, db, Vec::new(), 0);
+    let kl = |levels: &[usize]| -> Result<f64> { Ok(probe.kl(&space.model(levels)?, holdout, 0, &full_layout, None)?) };
+    let lo_cost: u64 = curves.iter().map(Curve::min_cost).sum();
+    let hi_cost: u64 = curves.iter().map(Curve::max_cost).sum();
+    let top = lagrange::solve(curves, hi_cost).expect("feasible");
+    let top_kl = kl(&top)?;
+    if top_kl > target {
+        return Err(PlanError::Budget(format!("no plan meets kld<={target}: even every tensor at its largest type gives KL {top_kl:.5} on the hold-out windows")));
+    }
+    let (mut lo, mut hi, mut best) = (lo_cost, hi_cost, top);
+    const STEPS: usize = 10;
+    for s in 0..STEPS {
+        progress("kld bisection", s, STEPS, None);
+        let mid = lo + (hi - lo) / 2;
+        let levels = lagrange::solve(curves, mid).expect("above the floor");
+        if kl(&levels)? <= target {
+            hi = mid;
+            best = levels;
+        } else {
+            lo = mid;
+        }
+    }
+    progress("kld bisection", STEPS, STEPS, None);
+    Ok(best)
+}
+
+/// ShortGPT's block influence 1 − mean cos(h_i, h_{i+1}) of the original model on the pool.
+fn block_influence(probe: &Probe, pool: &[usize], n_blocks: usize) -> Result<Vec<f64>> {
+    let mut bi = vec![0.0; n_blocks];
+    for &w in pool {
+        let s = &probe.windows[w].states;
+        for (i, b) in bi.iter_mut().enumerate() {
+            let (x, y) = (&s[i], &s[i + 1]);
+            let cos = with_f32(&cosines(x, y)?, |c| c.iter().map(|&v| v as f64).sum::<f64>() / c.len() as f64)?;
+            *b += (1.0 - cos) / pool.len() as f64;
+        }
+    }
+    Ok(bi)
+}
+
+/// Per-token cosine similarity of two (…, hidden) tensors.
+fn cosines(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    let dot = (x * y)?.sum_keepdim(candle_core::D::Minus1)?;
+    let nx = x.sqr()?.sum_keepdim(candle_core::D::Minus1)?.sqrt()?;
+    let ny = y.sqr()?.sum_keepdim(candle_core::D::Minus1)?.sqrt()?;
+    dot / (nx * ny)?
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+    let n = base.blocks.len();
+    if k >= n {
+        return Err(PlanError::Budget(format!("cannot remove {k} blocks of a model that has {n}")));
+    }
+    let bi = block_influence(probe, pool, n)?;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| bi[a].total_cmp(&bi[b]));
+    let shortgpt: BTreeSet<usize> = order[..k].iter().copied().collect();
+    let mut extra = serde_json::Map::new();
+    extra.insert("block_influence".into(), json!(bi));
+    let dropped = match opts.solver {
+        Solver::Evo => {
+            let g = opts.evo.generations;
+            let (best, fit) = evolve(probe, pool, DepthGenome { base, dropped: shortgpt }, &opts.evo, &mut |gen, f| progress("search", gen, g, Some(f)))?;
+            extra.insert("search_fitness".into(), json!(fit));
+            best.dropped
+        }
+        _ => shortgpt,
+    };
+    let c = evo::Candidate { model: base.clone(), dropped: dropped.clone() };
+    let kld = probe.kl(&c.model, holdout, 0, &c.layout(), None)?;
+    let kept: Vec<usize> = (0..n).filter(|i| !dropped.contains(i)).collect();
+    let predicted = predicted_size(model_path, &kept, &BTreeMap::new())?;
+    let plan = Plan { drop_blocks: dropped, ..Plan::default() };
+    let mut json = plan.to_json();
+    json.as_object_mut().expect("an object").extend(extra);
+    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json })
+}

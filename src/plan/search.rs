@@ -1,0 +1,222 @@
+//! The two genomes the searches run on: a level per tensor (quantization budgets) and a set of
+//! removed blocks (depth budgets), with their budget-preserving mutations.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use candle_core::Tensor;
+
+use super::database::Database;
+use super::evo::{Candidate, Genome};
+use super::lagrange::Curve;
+use crate::model::{Model, Result};
+use crate::stats::Rng;
+
+/// The search's view of the database: tensors in a fixed order, their costs in budget units,
+/// and each variant's weights decoded once, on first use.
+pub struct QuantSpace<'a> {
+    pub base: &'a Model,
+    pub db: &'a Database,
+    pub names: Vec<String>,
+    pub curves: Vec<Curve>,
+    /// Tensors of the same shape share their levels and costs: swapping two of their levels
+    /// keeps the budget exactly.
+    pub group: Vec<usize>,
+    pub budget: u64,
+    decoded: Mutex<HashMap<(usize, usize), Tensor>>,
+}
+
+impl<'a> QuantSpace<'a> {
+    pub fn new(base: &'a Model, db: &'a Database, curves: Vec<Curve>, budget: u64) -> Self {
+        let names: Vec<String> = db.tensors.keys().cloned().collect();
+        let shapes: Vec<(usize, usize)> = db.tensors.values().map(|t| (t.rows, t.cols)).collect();
+        let mut ids: Vec<(usize, usize)> = Vec::new();
+        let group = shapes
+            .iter()
+            .map(|s| match ids.iter().position(|x| x == s) {
+                Some(i) => i,
+                None => {
+                    ids.push(*s);
+                    ids.len() - 1
+                }
+            })
+            .collect();
+        QuantSpace { base, db, names, curves, group, budget, decoded: Mutex::new(HashMap::new()) }
+    }
+
+    fn weight(&self, t: usize, level: usize) -> Result<Tensor> {
+        if let Some(w) = self.decoded.lock().expect("not poisoned").get(&(t, level)) {
+            return Ok(w.clone());
+        }
+        let w = self.db.tensors[&self.names[t]].decoded(level)?;
+        self.decoded.lock().expect("not poisoned").insert((t, level), w.clone());
+        Ok(w)
+    }
+
+    /// The base model with every tensor at its level in `levels`.
+    pub fn model(&self, levels: &[usize]) -> Result<Model> {
+        let mut m = self.base.clone();
+        for (t, &l) in levels.iter().enumerate() {
+            set_weight(&mut m, &self.names[t], self.weight(t, l)?);
+        }
+        Ok(m)
+    }
+
+    fn block_of(&self, t: usize) -> usize {
+        super::sensitivity::block_of(&self.names[t], self.base.blocks.len())
+    }
+
+    pub fn cost(&self, levels: &[usize]) -> u64 {
+        super::lagrange::total_cost(&self.curves, levels)
+    }
+}
+
+/// Sets the weight of the tensor called `name` (GGUF naming) in `m`.
+pub fn set_weight(m: &mut Model, name: &str, w: Tensor) {
+    if name == "token_embd.weight" {
+        m.embed = w;
+        return;
+    }
+    if let Some(l) = m.lm_head.as_mut().filter(|l| l.name == name) {
+        l.weight = w;
+        return;
+    }
+    for b in &mut m.blocks {
+        for l in b.linears_mut() {
+            if l.name == name {
+                l.weight = w;
+                return;
+            }
+        }
+    }
+}
+
+/// A level per tensor.
+#[derive(Clone)]
+pub struct QuantGenome<'a> {
+    pub space: &'a QuantSpace<'a>,
+    pub levels: Vec<usize>,
+}
+
+impl PartialEq for QuantGenome<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.levels == other.levels
+    }
+}
+
+impl QuantGenome<'_> {
+    /// Steps tensors up one level, in random order, while a step fits the budget.
+    fn fill(&mut self, rng: &mut Rng) {
+        let s = self.space;
+        let mut used = s.cost(&self.levels);
+        loop {
+            let mut order: Vec<usize> = (0..self.levels.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+            let mut moved = false;
+            for t in order {
+                let (c, l) = (&s.curves[t], self.levels[t]);
+                if l + 1 < c.cost.len() && used - c.cost[l] + c.cost[l + 1] <= s.budget {
+                    used = used - c.cost[l] + c.cost[l + 1];
+                    self.levels[t] = l + 1;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+impl Genome for QuantGenome<'_> {
+    /// EvoPress's level swaps: k = min(U{1..3}, U{1..3}) moves, each either swapping the levels
+    /// of two tensors of the same shape (the budget is kept exactly) or moving one tensor a
+    /// level up or down; then random steps down until the budget holds and random steps up
+    /// while one fits, so every genome sits within one step of the budget.
+    fn mutate(&self, rng: &mut Rng) -> Self {
+        let s = self.space;
+        let mut child = self.clone();
+        let n = child.levels.len();
+        let k = (1 + rng.below(3)).min(1 + rng.below(3));
+        for _ in 0..k {
+            let a = rng.below(n);
+            if rng.uniform() < 0.5 {
+                let mates: Vec<usize> = (0..n).filter(|&b| s.group[b] == s.group[a] && child.levels[b] != child.levels[a]).collect();
+                if !mates.is_empty() {
+                    let b = mates[rng.below(mates.len())];
+                    child.levels.swap(a, b);
+                    continue;
+                }
+            }
+            let top = s.curves[a].cost.len() - 1;
+            let l = child.levels[a];
+            child.levels[a] = if (rng.uniform() < 0.5 && l < top) || l == 0 { (l + 1).min(top) } else { l - 1 };
+        }
+        let mut used = s.cost(&child.levels);
+        let mut guard = 0;
+        while used > s.budget && guard < 100 * n {
+            guard += 1;
+            let t = rng.below(n);
+            let l = child.levels[t];
+            if l > 0 {
+                used = used - s.curves[t].cost[l] + s.curves[t].cost[l - 1];
+                child.levels[t] = l - 1;
+            }
+        }
+        if used > s.budget {
+            return self.clone();
+        }
+        child.fill(rng);
+        child
+    }
+
+    fn realize(&self) -> Result<Candidate> {
+        Ok(Candidate { model: self.space.model(&self.levels)?, dropped: BTreeSet::new() })
+    }
+
+    fn first_change(&self, other: &Self) -> usize {
+        (0..self.levels.len()).filter(|&t| self.levels[t] != other.levels[t]).map(|t| self.space.block_of(t)).min().unwrap_or(self.space.base.blocks.len())
+    }
+}
+
+/// A set of removed blocks.
+#[derive(Clone)]
+pub struct DepthGenome<'a> {
+    pub base: &'a Model,
+    pub dropped: BTreeSet<usize>,
+}
+
+impl PartialEq for DepthGenome<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.dropped == other.dropped
+    }
+}
+
+impl Genome for DepthGenome<'_> {
+    /// k = min(U{1..3}, U{1..3}) swaps of a removed block with a kept one: the count is kept.
+    fn mutate(&self, rng: &mut Rng) -> Self {
+        let n = self.base.blocks.len();
+        let mut child = self.clone();
+        let k = (1 + rng.below(3)).min(1 + rng.below(3));
+        for _ in 0..k {
+            let removed: Vec<usize> = child.dropped.iter().copied().collect();
+            let kept: Vec<usize> = (0..n).filter(|i| !child.dropped.contains(i)).collect();
+            if removed.is_empty() || kept.is_empty() {
+                break;
+            }
+            child.dropped.remove(&removed[rng.below(removed.len())]);
+            child.dropped.insert(kept[rng.below(kept.len())]);
+        }
+        child
+    }
+
+    fn realize(&self) -> Result<Candidate> {
+        Ok(Candidate { model: self.base.clone(), dropped: self.dropped.clone() })
+    }
+
+    fn first_change(&self, other: &Self) -> usize {
+        self.dropped.symmetric_difference(&other.dropped).copied().min().unwrap_or(self.base.blocks.len())
+    }
+}

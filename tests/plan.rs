@@ -1,0 +1,164 @@
+//! `triage plan` and `triage compress --budget` end to end on the tiny llama: budgets are met,
+//! the predicted size is the written file's size, plans apply, the cache is reused, and bad
+//! budgets fail with one line and no output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama.gguf")
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("triage-plan-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn long_text(dir: &Path) -> PathBuf {
+    let p = dir.join("long.txt");
+    let text: String = (0..400).map(|i| format!("In year {i} the nation was at peace and Congress met in December. ")).collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs triage with the tiny model's small settings: windows of 32 tokens, 128 database tokens,
+/// 3 search + 2 hold-out windows, 3 generations, the cache in `dir`.
+fn run(dir: &Path, cmd: &str, out: &Path, budget: &str, extra: &[&str]) -> Output {
+    let text = long_text(dir);
+    let defaults = [("--ctx", "32"), ("--tokens", "128"), ("--search-windows", "3"), ("--holdout-windows", "2"), ("--generations", "3")];
+    let settings: Vec<&str> = defaults.iter().filter(|(k, _)| !extra.contains(k)).flat_map(|(k, v)| [*k, *v]).collect();
+    Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args([cmd, "--model"])
+        .arg(tiny())
+        .arg("--calib")
+        .arg(&text)
+        .args(settings)
+        .args(["--budget", budget, "--cache"])
+        .arg(dir.join("cache"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "triage failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_size_budget_is_met_and_the_prediction_is_the_file() {
+    let d = tmp_dir("size");
+    // Between the smallest plan (every tensor IQ4_NL) and the largest (Q8_0), as the errors say.
+    let bound = |budget: &str, key: &str| -> u64 {
+        let o = run(&d, "plan", &d.join("x.json"), budget, &["--solver", "lagrange"]);
+        let msg = String::from_utf8_lossy(&o.stderr).into_owned();
+        msg.split(key).nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{msg}"))
+    };
+    let floor = bound("size=1", "smallest possible plan (");
+    let top = bound("size=1GB", "largest possible plan (");
+    for (k, solver) in [(0.3, "evo"), (0.6, "lagrange"), (0.9, "uniform")] {
+        let budget = floor + (k * (top - floor) as f64) as u64;
+        let out = d.join(format!("q-{solver}.gguf"));
+        ok(run(&d, "compress", &out, &format!("size={budget}"), &["--solver", solver]));
+        let plan = read_json(&d.join(format!("q-{solver}.plan.json")));
+        let predicted = plan["predicted"]["bytes"].as_u64().unwrap();
+        let written = std::fs::metadata(&out).unwrap().len();
+        assert_eq!(predicted, written, "{solver}: the prediction is the file's size");
+        assert!(written <= budget, "{solver}: {written} > {budget}");
+        assert_eq!(plan["solver"], solver);
+        assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() >= 0.0);
+        assert_eq!(plan["tensors"].as_object().unwrap().len(), 3 * 7 + 2, "every linear, the embedding and the output");
+        if solver != "uniform" {
+            // Within one step: the smallest upgrade of any tensor (IQ4_NL → Q4_1 of the
+            // smallest, 32×64, matrix: 64 bytes) no longer fits.
+            assert!(budget - written < 2048, "{solver}: {} bytes left unspent", budget - written);
+        }
+    }
+    // The database was built once and reused.
+    let plans: Vec<Value> = ["evo", "lagrange"].iter().map(|s| read_json(&d.join(format!("q-{s}.plan.json")))).collect();
+    assert_eq!(plans[0]["timings"]["database_cached"], false);
+    assert_eq!(plans[1]["timings"]["database_cached"], true);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_bpw_plan_applies_with_compress_plan_and_searches_are_reproducible() {
+    let d = tmp_dir("bpw");
+    let (a, b) = (d.join("a.json"), d.join("b.json"));
+    ok(run(&d, "plan", &a, "bpw=6", &["--seed", "5"]));
+    ok(run(&d, "plan", &b, "bpw=6", &["--seed", "5"]));
+    let (ja, jb) = (read_json(&a), read_json(&b));
+    assert_eq!(ja["tensors"], jb["tensors"], "the same seed gives the same plan");
+    assert!(ja["predicted"]["bits_per_weight"].as_f64().unwrap() <= 6.0);
+    let text = long_text(&d);
+    let out = d.join("c.gguf");
+    let o = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["compress", "--model"])
+        .arg(tiny())
+        .arg("--calib")
+        .arg(&text)
+        .args(["--ctx", "32", "--tokens", "128", "--plan"])
+        .arg(&a)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(o);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), ja["predicted"]["bytes"].as_u64().unwrap());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn depth_budgets_remove_that_many_blocks() {
+    let d = tmp_dir("depth");
+    for solver in ["shortgpt", "evo"] {
+        let out = d.join(format!("{solver}.gguf"));
+        ok(run(&d, "compress", &out, "drop-blocks=1", &["--solver", solver]));
+        let plan = read_json(&d.join(format!("{solver}.plan.json")));
+        assert_eq!(plan["drop_blocks"].as_array().unwrap().len(), 1);
+        assert_eq!(plan["block_influence"].as_array().unwrap().len(), 3);
+        let m = triage::model::Model::load(&out).unwrap();
+        assert_eq!(m.blocks.len(), 2);
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), plan["predicted"]["bytes"].as_u64().unwrap());
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// One `error:` line naming the problem, exit status 1, and nothing written.
+fn fails(budget: &str, extra: &[&str], expect: &str) {
+    let d = tmp_dir(&format!("bad-{}", expect.len()));
+    let outdir = d.join("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let o = run(&d, "compress", &outdir.join("o.gguf"), budget, extra);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(first.starts_with("error: ") && stderr.contains(expect), "'{expect}' not in: {stderr}");
+    assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 0, "output left behind");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn bad_budgets_fail_with_one_line_and_no_output() {
+    fails("size=1000", &[], "below the smallest possible plan");
+    fails("size=1GB", &[], "above the largest possible plan");
+    fails("bpw=40", &[], "above the largest possible plan");
+    fails("speed=3", &[], "unknown budget 'speed'");
+    fails("size=12 parsecs", &[], "unknown size unit");
+    fails("bpw=6", &["--solver", "annealing"], "invalid value 'annealing'");
+    fails("bpw=6", &["--solver", "shortgpt"], "does not apply");
+    fails("kld<=0.0000000001", &["--solver", "lagrange"], "no plan meets kld<=");
+    fails("drop-blocks=3", &["--solver", "shortgpt"], "cannot remove 3 blocks");
+    fails("bpw=6", &["--search-windows", "1000"], "planning needs");
+}
