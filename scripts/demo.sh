@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The main job on the default model: fetch SmolLM2-135M-Instruct (Q4_1 GGUF) and the State of the
-# Union texts, build triage, compress the model to Q4_K with GPTQ on 16k tokens of calibration
-# text (1800s speeches), and evaluate the result against the original on held-out text
-# (2000–2021 speeches, 40 windows of 512 tokens), printing one JSON object.
+# Union texts, build triage, and compress the model to a file budget — the size of llama.cpp's
+# own Q3_K_M mix of it (93 510 464 bytes) — with the default solver (EvoPress over a layer
+# database of GPTQ variants, warm-started from the Lagrangian plan) on calibration text (1800s
+# speeches). Writes out/SmolLM2-135M-Instruct.budget.gguf, its plan (.plan.json) and report
+# (.report.html), measures the result against the original on held-out text (2000–2021
+# speeches, 40 windows of 512 tokens) and prints that as one JSON object on stdout.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch_assets.sh
 cargo build --release --locked
 mkdir -p out
 ./target/release/triage compress --model assets/SmolLM2-135M-Instruct.Q4_1.gguf \
-  --calib assets/calib.txt --type Q4_K --method gptq --out out/SmolLM2-135M-Instruct.Q4_K.gguf >&2
-./target/release/triage eval --model out/SmolLM2-135M-Instruct.Q4_K.gguf \
-  --reference assets/SmolLM2-135M-Instruct.Q4_1.gguf \
-  --text assets/eval.txt --ctx 512 --max-windows 40 --json "$@"
+  --calib assets/calib.txt --budget size=93510464 --eval-text assets/eval.txt --eval-windows 40 \
+  --out out/SmolLM2-135M-Instruct.budget.gguf "$@" >out/budget.log
+grep -v '^{' out/budget.log >&2
+grep '^{' out/budget.log

@@ -76,6 +76,8 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
         assert_eq!(predicted, written, "{solver}: the prediction is the file's size");
         assert!(written <= budget, "{solver}: {written} > {budget}");
         assert_eq!(plan["solver"], solver);
+        let html = std::fs::read_to_string(d.join(format!("q-{solver}.report.html"))).unwrap();
+        assert!(html.contains("Allocation") && html.contains(&format!("size={budget}")), "{solver}: the report shows the allocation");
         assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() >= 0.0);
         assert_eq!(plan["tensors"].as_object().unwrap().len(), 3 * 7 + 2, "every linear, the embedding and the output");
         if solver != "uniform" {
@@ -123,7 +125,11 @@ fn depth_budgets_remove_that_many_blocks() {
     let d = tmp_dir("depth");
     for solver in ["shortgpt", "evo"] {
         let out = d.join(format!("{solver}.gguf"));
-        ok(run(&d, "compress", &out, "drop-blocks=1", &["--solver", solver]));
+        let text = d.join("long.txt");
+        let stdout = ok(run(&d, "compress", &out, "drop-blocks=1", &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"]));
+        let quality: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
+        assert!(quality["kld_mean"].as_f64().unwrap() > 0.0, "a removed block changes the outputs");
+        assert!(std::fs::read_to_string(d.join(format!("{solver}.report.html"))).unwrap().contains("Measured quality"));
         let plan = read_json(&d.join(format!("{solver}.plan.json")));
         assert_eq!(plan["drop_blocks"].as_array().unwrap().len(), 1);
         assert_eq!(plan["block_influence"].as_array().unwrap().len(), 3);
