@@ -132,10 +132,14 @@ pub struct HfConfig {
     pub head_dim: Option<usize>,
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
+    /// Absent in transformers 5's files, which keep it in `rope_parameters`.
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5: `{"rope_theta", "rope_type", …}` in place of rope_theta and rope_scaling.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
     #[serde(default = "default_ctx")]
     pub max_position_embeddings: usize,
     #[serde(default)]
@@ -154,9 +158,6 @@ pub struct HfConfig {
 
 fn default_eps() -> f64 {
     1e-6
-}
-fn default_theta() -> f64 {
-    10000.0
 }
 fn default_ctx() -> usize {
     2048
@@ -203,9 +204,15 @@ impl HfConfig {
             ));
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1));
-        let rope_freq_factors = match &self.rope_scaling {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(llama3_freq_factors(v, head_dim, self.rope_theta)?),
+        let params = self.rope_parameters.as_ref().filter(|p| p.is_object());
+        let rope_theta = self.rope_theta.or_else(|| params.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64)).unwrap_or(10000.0);
+        // transformers 5 states "rope_type": "default" for plain RoPE; anything else is scaling.
+        let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or_else(|| {
+            params.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
+        });
+        let rope_freq_factors = match scaling {
+            None => None,
+            Some(v) => Some(llama3_freq_factors(v, head_dim, rope_theta)?),
         };
         let config = Config {
             arch,
@@ -217,7 +224,7 @@ impl HfConfig {
             n_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
             head_dim,
             rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
+            rope_theta,
             rope_layout: RopeLayout::HalfSplit,
             rope_freq_factors,
             context_length: self.max_position_embeddings,
@@ -295,5 +302,23 @@ mod tests {
         assert!((f[7] - 8.0).abs() < 1e-6);
         // In between the factor is interpolated, strictly between 1 and 8.
         assert!(f.iter().any(|&x| x > 1.0 && x < 8.0));
+    }
+
+    #[test]
+    fn transformers5_rope_parameters_give_theta_and_scaling() {
+        let base = serde_json::json!({"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 16,
+            "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2});
+        let with = |extra: serde_json::Value| {
+            let mut v = base.clone();
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<HfConfig>(v).unwrap().into_config().unwrap()
+        };
+        let c = with(serde_json::json!({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}));
+        assert_eq!((c.rope_theta, c.rope_freq_factors.is_none()), (100000.0, true));
+        assert_eq!(with(serde_json::json!({})).rope_theta, 10000.0);
+        assert_eq!(with(serde_json::json!({"rope_theta": 500.0, "rope_parameters": {"rope_theta": 7.0}})).rope_theta, 500.0);
+        let l3 = with(serde_json::json!({"rope_parameters": {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}));
+        assert!(l3.rope_freq_factors.is_some());
     }
 }
