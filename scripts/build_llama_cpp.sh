@@ -10,7 +10,9 @@
 # Idempotent: does nothing when all binaries are already in tools/llama.cpp/bin/.
 # Works from any cwd. Environment: JOBS (default 2) = parallel compile jobs; LLAMA_TARGETS =
 # the binaries to build (default all four; the test suite needs only llama-perplexity).
-# cmake comes from PyPI into tools/llama.cpp/venv when the machine has none.
+# cmake comes from PyPI into tools/llama.cpp/venv when the machine has none. SOURCE_ONLY=1 only
+# fetches and unpacks the sdist and prints the llama.cpp source folder as the last line (for
+# convert_hf_to_gguf.py and its gguf-py).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,7 +41,7 @@ print_bins() {
   for t in "${TARGETS[@]}"; do echo "  $BIN/$t"; done
 }
 
-if have_all; then
+if [ "${SOURCE_ONLY:-0}" != 1 ] && have_all; then
   log "already built, nothing to do"
   print_bins
   exit 0
@@ -73,6 +75,10 @@ if [ ! -f "$LLAMA_SRC/CMakeLists.txt" ]; then
   mkdir -p "$SRC"
   tar -xzf "$DL/$SDIST" -C "$SRC"
   [ -f "$LLAMA_SRC/CMakeLists.txt" ] || die "vendor/llama.cpp missing from $SDIST"
+fi
+if [ "${SOURCE_ONLY:-0}" = 1 ]; then
+  echo "$LLAMA_SRC"
+  exit 0
 fi
 
 # ------------------------------------------------------------ cmake
