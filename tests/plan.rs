@@ -132,6 +132,7 @@ fn depth_budgets_remove_that_many_blocks() {
         assert!(std::fs::read_to_string(d.join(format!("{solver}.report.html"))).unwrap().contains("Measured quality"));
         let plan = read_json(&d.join(format!("{solver}.plan.json")));
         assert_eq!(plan["drop_blocks"].as_array().unwrap().len(), 1);
+        assert_eq!(plan["fitness"]["windows"], 2, "judged on exactly the hold-out windows");
         assert_eq!(plan["block_influence"].as_array().unwrap().len(), 3);
         let m = triage::model::Model::load(&out).unwrap();
         assert_eq!(m.blocks.len(), 2);

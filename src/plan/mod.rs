@@ -104,7 +104,7 @@ struct Split {
 }
 
 fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Result<Split> {
-    let need = db_windows.max(1) + search + holdout;
+    let need = db_windows + search + holdout;
     if all.len() < need {
         return Err(PlanError::Budget(format!(
             "the calibration text has {} windows of {} tokens; planning needs {need} ({db_windows} for the layer database, {search} to search on, {holdout} to judge the result): give a longer text or fewer --tokens",
