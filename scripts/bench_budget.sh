@@ -63,7 +63,7 @@ bpw_of() { # a GGUF's tensor bits per weight, as llama.cpp counts them
 
 echo "## $TAG: equal file size, llama.cpp's mixes vs triage plans"
 echo
-echo "| llama.cpp mix | file | bytes | BPW | PPL | mean KL | KL ratio | p99 KL | same top-1 % | plan time |"
+echo "| llama.cpp mix | file | bytes | BPW | PPL | mean KL | KL ratio | p99 KL | same top-1 % | compress time |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for T in $MIXES; do
   L="$OUT/llama-$T.gguf"
