@@ -8,8 +8,8 @@
 # speeches, 40 windows of 512 tokens) and prints that as one JSON object on stdout.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/fetch_assets.sh
-cargo build --release --locked
+scripts/fetch_assets.sh >&2
+cargo build --release --locked >&2
 mkdir -p out
 ./target/release/triage compress --model assets/SmolLM2-135M-Instruct.Q4_1.gguf \
   --calib assets/calib.txt --budget size=93510464 --eval-text assets/eval.txt --eval-windows 40 \
