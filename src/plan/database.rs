@@ -110,7 +110,8 @@ pub fn cache_key(model: &Path, calib: &Path, s: &DatabaseSettings) -> std::io::R
     Ok(format!("{:x}", Sha256::digest(settings.as_bytes()))[..24].to_string())
 }
 
-/// Builds the database: one forward per block on the original model's inputs, then every
+/// Builds the database (tensors whose rows fit no quantized type are left out: they keep their
+/// source bytes): one forward per block on the original model's inputs, then every
 /// linear at every level. `progress(done, total)` counts blocks.
 pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key: String, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
     let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None };
@@ -133,7 +134,7 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key:
         for h in &hidden {
             next.push(block.forward(h, &model.config, &positions, BlockOpts::default(), &mut moments)?);
         }
-        for l in block.linears() {
+        for l in block.linears().into_iter().filter(|l| !levels(l.in_features()).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;
@@ -152,7 +153,8 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key:
     }
     drop(hidden);
     progress(n, n + 1);
-    let unplanned: Vec<(String, (usize, usize))> = plannable_tensors(model).into_iter().filter(|(name, _)| !name.starts_with("blk.")).collect();
+    let unplanned: Vec<(String, (usize, usize))> =
+        plannable_tensors(model).into_iter().filter(|(name, (_, cols))| !name.starts_with("blk.") && !levels(*cols).is_empty()).collect();
     for (name, (rows, cols)) in unplanned {
         let t = if name == "token_embd.weight" { &model.embed } else { &model.lm_head.as_ref().expect("a separate output").weight };
         let w = with_f32(t, <[f32]>::to_vec)?;
@@ -250,7 +252,7 @@ pub fn load_or_build(
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     if let Some(db) = path.as_deref().and_then(|p| Database::load(p, &key)) {
-        if db.tensors.len() == plannable_tensors(model).len() {
+        if db.tensors.len() == plannable_tensors(model).values().filter(|&&(_, cols)| !levels(cols).is_empty()).count() {
             return Ok((db, true));
         }
     }
