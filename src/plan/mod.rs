@@ -21,14 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Tensor;
 use serde_json::{json, Value as Json};
 
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::compress::types::{QuantType, QUANTIZED_TYPES};
 use crate::data::Windows;
 use crate::export::gguf::{predicted_size, PredictedSize};
-use crate::model::kernels::with_f32;
+use crate::importance::block_signals::cosine_sum;
 use crate::model::{Format, Model};
 
 pub use budget::Budget;
@@ -343,24 +342,18 @@ fn kld_bisection(base: &Model, db: &Database, curves: &[Curve], probe: &Probe, h
 
 /// ShortGPT's block influence 1 − mean cos(h_i, h_{i+1}) of the original model on the pool.
 fn block_influence(probe: &Probe, pool: &[usize], n_blocks: usize) -> Result<Vec<f64>> {
-    let mut bi = vec![0.0; n_blocks];
-    for &w in pool {
-        let s = &probe.windows[w].states;
-        for (i, b) in bi.iter_mut().enumerate() {
-            let (x, y) = (&s[i], &s[i + 1]);
-            let cos = with_f32(&cosines(x, y)?, |c| c.iter().map(|&v| v as f64).sum::<f64>() / c.len() as f64)?;
-            *b += (1.0 - cos) / pool.len() as f64;
-        }
-    }
-    Ok(bi)
-}
-
-/// Per-token cosine similarity of two (…, hidden) tensors.
-fn cosines(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
-    let dot = (x * y)?.sum_keepdim(candle_core::D::Minus1)?;
-    let nx = x.sqr()?.sum_keepdim(candle_core::D::Minus1)?.sqrt()?;
-    let ny = y.sqr()?.sum_keepdim(candle_core::D::Minus1)?.sqrt()?;
-    dot / (nx * ny)?
+    (0..n_blocks)
+        .map(|i| {
+            let (mut sum, mut n) = (0.0, 0);
+            for &w in pool {
+                let s = &probe.windows[w].states;
+                let (c, k) = cosine_sum(&s[i], &s[i + 1])?;
+                sum += c;
+                n += k;
+            }
+            Ok(1.0 - sum / n.max(1) as f64)
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
