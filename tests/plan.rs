@@ -141,6 +141,44 @@ fn depth_budgets_remove_that_many_blocks() {
     std::fs::remove_dir_all(&d).ok();
 }
 
+#[test]
+fn sparsity_budgets_prune_that_share_of_the_blocks_weights() {
+    let d = tmp_dir("sparsity");
+    let text = long_text(&d);
+    for solver in ["uniform", "owl", "evo"] {
+        let out = d.join(format!("{solver}.gguf"));
+        let stdout = ok(run(&d, "compress", &out, "sparsity=60%", &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"]));
+        let quality: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
+        assert!(quality["kld_mean"].as_f64().unwrap() > 0.0, "{solver}: pruning changes the outputs");
+        let plan = read_json(&d.join(format!("{solver}.plan.json")));
+        let sp = &plan["sparsity"];
+        assert!(sp["kept_weights"].as_u64().unwrap() <= sp["budget_kept_weights"].as_u64().unwrap(), "{solver}: {sp}");
+        let planned = sp["planned"].as_f64().unwrap();
+        assert!((0.6..0.6 + 0.02).contains(&planned), "{solver}: planned sparsity {planned}");
+        // The file: every linear of the blocks in F16 with its planned share of exact zeros.
+        let m = triage::model::Model::load(&out).unwrap();
+        let (mut zeros, mut total) = (0usize, 0usize);
+        for b in &m.blocks {
+            for l in b.linears() {
+                let w: Vec<f32> = l.weight.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap().to_vec1().unwrap();
+                zeros += w.iter().filter(|&&x| x == 0.0).count();
+                total += w.len();
+                assert_eq!(plan["tensors"][&l.name]["type"], "F16");
+            }
+        }
+        let share = zeros as f64 / total as f64;
+        assert!((share - planned).abs() < 0.02, "{solver}: {share} of the weights are zero, {planned} planned");
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), plan["predicted"]["bytes"].as_u64().unwrap());
+        match solver {
+            "owl" => assert_eq!(plan["outlier_ratio"].as_array().unwrap().len(), 3),
+            "evo" => assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() > 0.0 && plan["start_kld"].as_f64().is_some()),
+            _ => {}
+        }
+        assert!(std::fs::read_to_string(d.join(format!("{solver}.report.html"))).unwrap().contains("F16 · "));
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
 /// One `error:` line naming the problem, exit status 1, and nothing written.
 fn fails(budget: &str, extra: &[&str], expect: &str) {
     let d = tmp_dir(&format!("bad-{}", expect.len()));
@@ -168,4 +206,7 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("kld<=0.0000000001", &["--solver", "lagrange"], "no plan meets kld<=");
     fails("drop-blocks=3", &["--solver", "shortgpt"], "cannot remove 3 blocks");
     fails("bpw=6", &["--search-windows", "1000"], "planning needs");
+    fails("sparsity=1.5", &[], "strictly between 0 and 1");
+    fails("sparsity=0.5", &["--solver", "lagrange"], "does not apply to budget sparsity");
+    fails("sparsity=0.95", &["--solver", "evo"], "evo searches shares up to 0.9");
 }

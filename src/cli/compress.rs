@@ -80,8 +80,8 @@ pub struct CompressArgs {
     #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp"])]
     pub plan: Option<PathBuf>,
     /// Plan under a budget first (as `triage plan` does), then apply the plan: bpw=B, size=N
-    /// (bytes of the GGUF; MB, MiB…), drop-blocks=K or kld<=T. The plan is written beside the
-    /// output as OUT.plan.json.
+    /// (bytes of the GGUF; MB, MiB…), sparsity=S, drop-blocks=K or kld<=T. The plan is written
+    /// beside the output as OUT.plan.json.
     #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp", "plan"])]
     pub budget: Option<String>,
     /// Also measure the compressed model against the original on this text (perplexity, KL,

@@ -18,8 +18,8 @@ use super::progress;
 /// How a budget is searched: shared by `triage plan` and `triage compress --budget`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Solver: uniform, lagrange, evo (quantization budgets); shortgpt, evo (drop-blocks);
-    /// lagrange (kld<=). Default: evo.
+    /// Solver: uniform, lagrange, evo (quantization budgets); uniform, owl, evo (sparsity);
+    /// shortgpt, evo (drop-blocks); lagrange (kld<=). Default: evo.
     #[arg(long, value_enum, default_value_t = Solver::Evo)]
     pub solver: Solver,
     /// EvoPress generations (each: --offspring children on one window, the best 2 and the
@@ -49,10 +49,12 @@ pub struct SearchArgs {
     pub no_cache: bool,
 }
 
-/// Plan under a budget: a GGUF type per tensor, or the blocks to remove, as plan.json
+/// Plan under a budget: a GGUF type per tensor, a share pruned per linear, or the blocks to
+/// remove, as plan.json
 ///
 /// Budgets: bpw=B (bits per weight over every tensor, as the file's tensors count them),
-/// size=N (the whole GGUF file; B, KB, MB, GB, KiB, MiB, GiB), drop-blocks=K, kld<=T (the
+/// size=N (the whole GGUF file; B, KB, MB, GB, KiB, MiB, GiB), sparsity=S (as many of the
+/// blocks' weights pruned as a share S of every linear; 0.6 or 60%), drop-blocks=K, kld<=T (the
 /// smallest plan whose KL on hold-out calibration windows is within T).
 ///
 /// Quantization budgets first build the layer database — every tensor at every GGUF type its
@@ -61,11 +63,19 @@ pub struct SearchArgs {
 /// (each tensor's sensitivity measured once, errors a·t², bisection on λ, leftover bytes spent
 /// greedily — the budget is met within one step), or evo (EvoPress, warm-started from lagrange).
 ///
+/// Sparsity budgets: uniform (S everywhere), owl (OWL: blocks with more outlier weights pruned
+/// less, λ = 0.08, M = 5) or evo (EvoPress over a database of every linear pruned by SparseGPT at
+/// 0, 10, …, 90%, started from uniform). Pruned linears are written in F16; compress prunes them
+/// with --pruner (SparseGPT by default), layer by layer.
+///
 /// plan.json holds the type of every tensor (or the removed blocks), the predicted file size and
 /// bits per weight, the solver and its settings, the KL on hold-out windows, and timings.
 ///
 /// Example: triage plan --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt
 /// --budget size=93510464 --out plan.json
+///
+/// Example (60% of the weights pruned, EvoPress): triage compress --model M.gguf --calib
+/// assets/calib.txt --budget sparsity=0.6 --out sparse.gguf
 ///
 /// Example (ShortGPT's choice of 8 blocks to remove): triage plan --model M.gguf --calib
 /// assets/calib.txt --budget drop-blocks=8 --solver shortgpt --out drop.json
@@ -77,7 +87,7 @@ pub struct PlanArgs {
     /// Calibration text (UTF-8), never the text you evaluate on.
     #[arg(long)]
     pub calib: PathBuf,
-    /// The budget: bpw=B, size=N, drop-blocks=K or kld<=T.
+    /// The budget: bpw=B, size=N, sparsity=S, drop-blocks=K or kld<=T.
     #[arg(long)]
     pub budget: String,
     /// Where to write plan.json.

@@ -2,8 +2,10 @@
 //!
 //! `bpw=B` — bits per weight over every tensor (all tensor bytes × 8 / all weights, as
 //! `triage.bits_per_weight` and llama.cpp's "BPW" count them); `size=N` — the whole GGUF file in
-//! bytes (suffixes B, KB, MB, GB, KiB, MiB, GiB); `drop-blocks=K` — K whole blocks removed;
-//! `kld<=T` — the smallest plan whose KL on calibration text stays within T.
+//! bytes (suffixes B, KB, MB, GB, KiB, MiB, GiB); `sparsity=S` — as many weights of the blocks'
+//! linears pruned as pruning a share S of every row would remove (`0.6` or `60%`);
+//! `drop-blocks=K` — K whole blocks removed; `kld<=T` — the smallest plan whose KL on
+//! calibration text stays within T.
 
 use std::fmt;
 
@@ -11,6 +13,7 @@ use std::fmt;
 pub enum Budget {
     Bpw(f64),
     Size(u64),
+    Sparsity(f64),
     DropBlocks(usize),
     Kld(f64),
 }
@@ -24,7 +27,7 @@ impl Budget {
                 _ => Err(format!("budget '{s}': kld<= needs a positive number, e.g. kld<=0.05")),
             };
         }
-        let (key, value) = s.split_once('=').ok_or_else(|| format!("budget '{s}' is not KEY=VALUE (bpw=4.5, size=90MiB, drop-blocks=6, kld<=0.05)"))?;
+        let (key, value) = s.split_once('=').ok_or_else(|| format!("budget '{s}' is not KEY=VALUE (bpw=4.5, size=90MiB, sparsity=0.6, drop-blocks=6, kld<=0.05)"))?;
         let value = value.trim();
         match key.trim() {
             "bpw" => match value.parse::<f64>() {
@@ -36,8 +39,18 @@ impl Budget {
                 Ok(k) if k > 0 => Ok(Budget::DropBlocks(k)),
                 _ => Err(format!("budget '{s}': drop-blocks needs a positive whole number of blocks")),
             },
-            "sparsity" | "drop-sublayers" => Err(format!("budget '{s}': {} budgets are not searched yet; use --sparsity or --drop-attention/--drop-mlp of triage compress", key.trim())),
-            k => Err(format!("unknown budget '{k}' (bpw=, size=, drop-blocks=, kld<=)")),
+            "sparsity" => {
+                let share = match value.strip_suffix('%') {
+                    Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+                    None => value.parse::<f64>(),
+                };
+                match share {
+                    Ok(p) if p > 0.0 && p < 1.0 => Ok(Budget::Sparsity(p)),
+                    _ => Err(format!("budget '{s}': sparsity needs a share of weights strictly between 0 and 1, e.g. sparsity=0.6 or sparsity=60%")),
+                }
+            }
+            "drop-sublayers" => Err(format!("budget '{s}': drop-sublayers budgets are not searched yet; use --drop-attention/--drop-mlp of triage compress")),
+            k => Err(format!("unknown budget '{k}' (bpw=, size=, sparsity=, drop-blocks=, kld<=)")),
         }
     }
 
@@ -52,6 +65,7 @@ impl fmt::Display for Budget {
         match self {
             Budget::Bpw(b) => write!(f, "bpw={b}"),
             Budget::Size(n) => write!(f, "size={n}"),
+            Budget::Sparsity(p) => write!(f, "sparsity={p}"),
             Budget::DropBlocks(k) => write!(f, "drop-blocks={k}"),
             Budget::Kld(t) => write!(f, "kld<={t}"),
         }
@@ -91,7 +105,9 @@ mod tests {
         assert_eq!(Budget::parse("size=1.5 GB"), Ok(Budget::Size(1_500_000_000)));
         assert_eq!(Budget::parse("drop-blocks=6"), Ok(Budget::DropBlocks(6)));
         assert_eq!(Budget::parse("kld<=0.05"), Ok(Budget::Kld(0.05)));
-        for bad in ["bpw=-1", "bpw=x", "size=12 parsecs", "size=0", "drop-blocks=0", "kld<=0", "speed=3", "4.5"] {
+        assert_eq!(Budget::parse("sparsity=0.6"), Ok(Budget::Sparsity(0.6)));
+        assert_eq!(Budget::parse("sparsity=70%"), Ok(Budget::Sparsity(0.7)));
+        for bad in ["sparsity=0", "sparsity=1", "sparsity=150%", "sparsity=half", "bpw=-1", "bpw=x", "size=12 parsecs", "size=0", "drop-blocks=0", "kld<=0", "speed=3", "4.5"] {
             assert!(Budget::parse(bad).is_err(), "{bad}");
         }
     }

@@ -1,15 +1,18 @@
 //! EvoPress's layer database: every plannable tensor compressed once at every level it may
 //! take, so that a search only swaps finished variants in and out.
 //!
-//! Levels are the GGUF types the tensor's row width allows (k-quants only where rows are a
-//! multiple of 256). Q4_0 is left out: IQ4_NL costs the same bytes with a non-uniform grid and
-//! lower error. Linears are quantized by GPTQ onto their GGUF grid (imatrix-weighted grids, as
-//! `triage compress --method gptq`) on the original model's inputs (one forward per block, not
-//! sequential: the variants must not depend on each other). The token embedding and a separate
-//! output matrix have no calibrated rounding, as in `triage compress`.
+//! Two kinds of level ([`Kind`]). Types: the GGUF types the tensor's row width allows (k-quants
+//! only where rows are a multiple of 256); Q4_0 is left out, as IQ4_NL costs the same bytes with
+//! a non-uniform grid and lower error. Sparsity: the blocks' linears pruned by SparseGPT at every
+//! share of [`SPARSITY_LEVELS`], kept in F16. Linears are compressed on the original model's
+//! inputs (one forward per block, not sequential: the variants must not depend on each other);
+//! types by GPTQ onto their GGUF grid (imatrix-weighted grids, as `triage compress --method
+//! gptq`). The token embedding and a separate output matrix take types too, without calibrated
+//! rounding, as in `triage compress`.
 //!
 //! The database is cached on disk as a GGUF file keyed by the model's and the calibration
-//! text's sha256 and the settings, so a second budget on the same model costs only the search.
+//! text's sha256, the kind and the settings, so a second budget on the same model costs only
+//! the search.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,7 +23,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::compress::codec::{dequantize, quantize};
-use crate::compress::gptq::GptqOptions;
+use crate::compress::gptq::{GptqOptions, Sparsity};
 use crate::compress::pipeline::{compress_linear, importance, relative_output_error, CompressOptions, Method, Pruner};
 use crate::compress::plan::{plannable_tensors, TensorSpec};
 use crate::compress::types::{allowed_types, QuantType};
@@ -33,6 +36,38 @@ use crate::model::{BlockOpts, Model, ModelError, Result};
 /// Bumped whenever the way variants are made changes, so old cache files are not reused.
 const DATABASE_VERSION: u32 = 1;
 
+/// What a database's levels are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every GGUF type a tensor's rows allow, for every plannable tensor.
+    Types,
+    /// The blocks' linears at every share of [`SPARSITY_LEVELS`] (SparseGPT), in F16.
+    Sparsity,
+}
+
+/// The shares of a sparsity database, sparsest (cheapest) first. 0.9 is the sparsest a tensor
+/// may go in a searched plan.
+pub const SPARSITY_LEVELS: [f32; 10] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0];
+
+/// The variants a linear with rows of `cols` gets in a database of `kind`, cheapest first.
+fn specs(kind: Kind, cols: usize) -> Vec<TensorSpec> {
+    match kind {
+        Kind::Types => levels(cols).into_iter().map(|t| TensorSpec { qtype: t, sparsity: None }).collect(),
+        Kind::Sparsity => SPARSITY_LEVELS.iter().map(|&p| TensorSpec { qtype: QuantType::F16, sparsity: (p > 0.0).then_some(Sparsity::Unstructured(p)) }).collect(),
+    }
+}
+
+/// The tensors a database of `kind` holds, with their (rows, cols).
+pub fn database_tensors(model: &Model, kind: Kind) -> BTreeMap<String, (usize, usize)> {
+    plannable_tensors(model)
+        .into_iter()
+        .filter(|(name, (_, cols))| match kind {
+            Kind::Types => !levels(*cols).is_empty(),
+            Kind::Sparsity => name.starts_with("blk."),
+        })
+        .collect()
+}
+
 /// The levels a tensor with rows of `cols` may take, cheapest first.
 pub fn levels(cols: usize) -> Vec<QuantType> {
     let mut l: Vec<QuantType> = allowed_types(cols).into_iter().filter(|&t| t != QuantType::Q4_0).collect();
@@ -44,6 +79,8 @@ pub fn levels(cols: usize) -> Vec<QuantType> {
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub qtype: QuantType,
+    /// The share of each row pruned (0 in a types database).
+    pub sparsity: f32,
     pub bytes: Vec<u8>,
     /// ‖(W − Ŵ)X‖/‖WX‖ on the calibration inputs (linears); ‖W − Ŵ‖/‖W‖ (embedding, output).
     pub rel_error: f64,
@@ -95,8 +132,8 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-/// The cache key: model bytes, calibration text and settings.
-pub fn cache_key(model: &Path, calib: &Path, s: &DatabaseSettings) -> std::io::Result<String> {
+/// The cache key: model bytes, calibration text, kind and settings.
+pub fn cache_key(model: &Path, calib: &Path, s: &DatabaseSettings, kind: Kind) -> std::io::Result<String> {
     let m = if model.is_dir() {
         // A Hugging Face folder: its weights and config.
         let mut names: Vec<PathBuf> = std::fs::read_dir(model)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "json")).collect();
@@ -106,14 +143,18 @@ pub fn cache_key(model: &Path, calib: &Path, s: &DatabaseSettings) -> std::io::R
         sha256_file(model)?
     };
     let c = sha256_file(calib)?;
-    let settings = format!("v{DATABASE_VERSION} model {m} calib {c} tokens {} ctx {} damp {} act_order {} block {}", s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block);
+    let kind = match kind {
+        Kind::Types => String::new(),
+        Kind::Sparsity => format!(" sparsity {SPARSITY_LEVELS:?}"),
+    };
+    let settings = format!("v{DATABASE_VERSION}{kind} model {m} calib {c} tokens {} ctx {} damp {} act_order {} block {}", s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block);
     Ok(format!("{:x}", Sha256::digest(settings.as_bytes()))[..24].to_string())
 }
 
-/// Builds the database (tensors whose rows fit no quantized type are left out: they keep their
-/// source bytes): one forward per block on the original model's inputs, then every
-/// linear at every level. `progress(done, total)` counts blocks.
-pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key: String, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
+/// Builds the database of `kind` (tensors whose rows fit no quantized type are left out of a
+/// types database: they keep their source bytes): one forward per block on the original
+/// model's inputs, then every linear at every level. `progress(done, total)` counts blocks.
+pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
     let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None };
     let ctx = windows.ctx;
     let positions = model.positions(ctx)?;
@@ -134,17 +175,20 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key:
         for h in &hidden {
             next.push(block.forward(h, &model.config, &positions, BlockOpts::default(), &mut moments)?);
         }
-        for l in block.linears().into_iter().filter(|l| !levels(l.in_features()).is_empty()) {
+        for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;
             let imp = importance(m, None, &l.name);
-            let variants = levels(cols)
+            let variants = specs(kind, cols)
                 .into_par_iter()
-                .map(|t| {
-                    let spec = TensorSpec { qtype: t, sparsity: None };
+                .map(|spec| {
                     let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, &imp, &opts, &l.name)?;
-                    Ok(Variant { qtype: t, bytes, rel_error: relative_output_error(m, &w, &new_w) })
+                    let sparsity = match spec.sparsity {
+                        Some(Sparsity::Unstructured(p)) => p,
+                        _ => 0.0,
+                    };
+                    Ok(Variant { qtype: spec.qtype, sparsity, bytes, rel_error: relative_output_error(m, &w, &new_w) })
                 })
                 .collect::<Result<Vec<_>>>()?;
             tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
@@ -153,8 +197,7 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key:
     }
     drop(hidden);
     progress(n, n + 1);
-    let unplanned: Vec<(String, (usize, usize))> =
-        plannable_tensors(model).into_iter().filter(|(name, (_, cols))| !name.starts_with("blk.") && !levels(*cols).is_empty()).collect();
+    let unplanned: Vec<(String, (usize, usize))> = database_tensors(model, kind).into_iter().filter(|(name, _)| !name.starts_with("blk.")).collect();
     for (name, (rows, cols)) in unplanned {
         let t = if name == "token_embd.weight" { &model.embed } else { &model.lm_head.as_ref().expect("a separate output").weight };
         let w = with_f32(t, <[f32]>::to_vec)?;
@@ -165,7 +208,7 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key:
                 let bytes = quantize(t, &w, cols, None);
                 let d = dequantize(t, &bytes, w.len());
                 let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
-                Variant { qtype: t, bytes, rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() }
+                Variant { qtype: t, sparsity: 0.0, bytes, rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() }
             })
             .collect();
         tensors.insert(name, TensorVariants { rows, cols, variants });
@@ -175,9 +218,12 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, key:
 }
 
 const VARIANT_SEP: char = '#';
+/// Separates a sparse variant's type from its share: `name#F16@0.6`.
+const SHARE_SEP: char = '@';
 
 impl Database {
-    /// Writes the database as a GGUF file (one tensor per variant, `name#TYPE`), atomically.
+    /// Writes the database as a GGUF file (one tensor per variant, `name#TYPE` or
+    /// `name#TYPE@share`), atomically.
     pub fn save(&self, path: &Path) -> std::result::Result<(), crate::export::gguf::ExportError> {
         let mut metadata = vec![
             ("general.architecture".to_string(), Value::String("triage-database".into())),
@@ -187,8 +233,9 @@ impl Database {
         for (name, tv) in &self.tensors {
             metadata.push((format!("triage.rel_error.{name}"), Value::Array(tv.variants.iter().map(|v| Value::F64(v.rel_error)).collect())));
             for v in &tv.variants {
+                let share = if v.sparsity > 0.0 { format!("{SHARE_SEP}{}", v.sparsity) } else { String::new() };
                 out.push(OutTensor {
-                    name: format!("{name}{VARIANT_SEP}{}", v.qtype.name()),
+                    name: format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name()),
                     ne: vec![tv.cols as u64, tv.rows as u64],
                     qtype: v.qtype,
                     data: std::borrow::Cow::Borrowed(&v.bytes),
@@ -207,12 +254,16 @@ impl Database {
         }
         let mut tensors: BTreeMap<String, TensorVariants> = BTreeMap::new();
         for info in &g.tensors {
-            let (name, _) = info.name.split_once(VARIANT_SEP)?;
+            let (name, tag) = info.name.split_once(VARIANT_SEP)?;
+            let sparsity = match tag.split_once(SHARE_SEP) {
+                Some((_, p)) => p.parse().ok()?,
+                None => 0.0,
+            };
             let qtype = info.qtype()?;
             let bytes = g.read_data(&mut file, info).ok()?;
             let (cols, rows) = (info.ne[0] as usize, *info.ne.get(1)? as usize);
             let tv = tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows, cols, variants: Vec::new() });
-            tv.variants.push(Variant { qtype, bytes, rel_error: 0.0 });
+            tv.variants.push(Variant { qtype, sparsity, bytes, rel_error: 0.0 });
         }
         for (name, tv) in &mut tensors {
             let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return None };
@@ -246,17 +297,18 @@ pub fn load_or_build(
     model: &Model,
     windows: &Windows,
     settings: &DatabaseSettings,
+    kind: Kind,
     key: String,
     dir: Option<&Path>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     if let Some(db) = path.as_deref().and_then(|p| Database::load(p, &key)) {
-        if db.tensors.len() == plannable_tensors(model).values().filter(|&&(_, cols)| !levels(cols).is_empty()).count() {
+        if db.tensors.len() == database_tensors(model, kind).len() {
             return Ok((db, true));
         }
     }
-    let db = build(model, windows, settings, key, progress)?;
+    let db = build(model, windows, settings, kind, key, progress)?;
     if let (Some(d), Some(p)) = (dir, &path) {
         // A cache that cannot be written only costs time next run.
         if std::fs::create_dir_all(d).is_ok() {

@@ -6,16 +6,20 @@
 //! bytes and relative error; `uniform` takes the largest single type that fits; `lagrange`
 //! solves Σ a_l·t_l² under the budget with measured sensitivities a_l; `evo` (EvoPress)
 //! starts from lagrange's plan and searches on end-to-end KL. `kld<=T` bisects the budget with
-//! lagrange plans until the measured KL is within T. Depth budgets (`drop-blocks=K`):
-//! `shortgpt` removes the K blocks of lowest block influence; `evo` searches from there.
+//! lagrange plans until the measured KL is within T. Sparsity budgets (`sparsity=S`, see
+//! [`sparsity`]): `uniform`, `owl`, or `evo` over a database of SparseGPT levels. Depth budgets
+//! (`drop-blocks=K`): `shortgpt` removes the K blocks of lowest block influence; `evo` searches
+//! from there.
 
 pub mod budget;
 pub mod database;
 pub mod evo;
 pub mod fitness;
 pub mod lagrange;
+pub mod owl;
 pub mod search;
 pub mod sensitivity;
+pub mod sparsity;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +35,7 @@ use crate::importance::block_signals::cosine_sum;
 use crate::model::{Format, Model};
 
 pub use budget::Budget;
-use database::{Database, DatabaseSettings};
+use database::{Database, DatabaseSettings, Kind};
 use evo::{evolve, EvoSettings};
 use fitness::{full_layout, Probe};
 use lagrange::Curve;
@@ -40,11 +44,13 @@ use search::{DepthGenome, QuantGenome, QuantSpace};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Solver {
-    /// One type everywhere: the largest that fits (quantization budgets).
+    /// One type everywhere: the largest that fits (quantization budgets); one share everywhere (sparsity).
     Uniform,
+    /// OWL: each block's share pruned by its outlier ratio (sparsity budgets).
+    Owl,
     /// Bisection on λ over measured per-tensor error curves; exact budget (quantization budgets).
     Lagrange,
-    /// EvoPress: evolutionary search on end-to-end KL, warm-started from lagrange (or shortgpt).
+    /// EvoPress: evolutionary search on end-to-end KL, warm-started from lagrange (or uniform, shortgpt).
     Evo,
     /// ShortGPT: remove the blocks of lowest block influence (depth budgets).
     Shortgpt,
@@ -126,20 +132,32 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
         Budget::Kld(_) => matches!(opts.solver, Solver::Lagrange),
+        Budget::Sparsity(_) => matches!(opts.solver, Solver::Uniform | Solver::Owl | Solver::Evo),
         _ => matches!(opts.solver, Solver::Uniform | Solver::Lagrange | Solver::Evo),
     };
     if !solver_ok {
         let allowed = match opts.budget {
             Budget::DropBlocks(_) => "shortgpt or evo",
             Budget::Kld(_) => "lagrange",
+            Budget::Sparsity(_) => "uniform, owl or evo",
             _ => "uniform, lagrange or evo",
         };
         return Err(PlanError::Budget(format!("solver {:?} does not apply to budget {}; use {allowed}", opts.solver, opts.budget).to_lowercase()));
     }
+    if let Budget::Sparsity(s) = opts.budget {
+        if opts.solver == Solver::Evo && s > sparsity::max_share() {
+            return Err(PlanError::Budget(format!("budget {}: evo searches shares up to {} per tensor, so the mean cannot exceed it; use uniform or owl", opts.budget, sparsity::max_share())));
+        }
+    }
     let db_windows = (opts.database.tokens / windows.ctx).max(1);
-    let needs_db = opts.budget.is_quantization();
+    let kind = match opts.budget {
+        Budget::Sparsity(_) if opts.solver == Solver::Evo => Some(Kind::Sparsity),
+        _ if opts.budget.is_quantization() => Some(Kind::Types),
+        _ => None,
+    };
+    let needs_db = kind.is_some();
     let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, opts.holdout_windows)?;
-    let limits = if needs_db { Some(quant_limits(model, model_path, opts.budget)?) } else { None };
+    let limits = if opts.budget.is_quantization() { Some(quant_limits(model, model_path, opts.budget)?) } else { None };
     let mut base = model.clone();
     base.tokenizer = None;
     let mut timings = serde_json::Map::new();
@@ -147,16 +165,24 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
     let pool: Vec<usize> = (0..sp.n_search).collect();
     let holdout: Vec<usize> = (sp.n_search..sp.probe.len()).collect();
     timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
-    let mut out = match opts.budget {
-        Budget::DropBlocks(k) => plan_depth(&base, model_path, &probe, &pool, &holdout, k, opts, progress)?,
-        _ => {
+    let db = match kind {
+        Some(kind) => {
             let t = Instant::now();
-            let key = database::cache_key(model_path, calib_path, &opts.database)?;
-            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database", d, n, None))?;
+            let key = database::cache_key(model_path, calib_path, &opts.database, kind)?;
+            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database", d, n, None))?;
             timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("database_cached".into(), json!(cached));
+            Some(db)
+        }
+        None => None,
+    };
+    let mut out = match opts.budget {
+        Budget::DropBlocks(k) => plan_depth(&base, model_path, &probe, &pool, &holdout, k, opts, progress)?,
+        Budget::Sparsity(s) => sparsity::plan_sparsity(&base, model_path, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
+        _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
-            plan_quant(&base, model_path, &db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
+            let db = db.as_ref().expect("built for quantization budgets");
+            plan_quant(&base, model_path, db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
         }
     };
     timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));

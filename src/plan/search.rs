@@ -106,7 +106,7 @@ impl PartialEq for QuantGenome<'_> {
 
 impl QuantGenome<'_> {
     /// Steps tensors up one level, in random order, while a step fits the budget.
-    fn fill(&mut self, rng: &mut Rng) {
+    pub fn fill(&mut self, rng: &mut Rng) {
         let s = self.space;
         let mut used = s.cost(&self.levels);
         loop {

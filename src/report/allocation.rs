@@ -74,20 +74,25 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     let tensors = plan.get("tensors").and_then(Value::as_object).cloned().unwrap_or_default();
     let dropped: Vec<usize> = plan.get("drop_blocks").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_u64().map(|i| i as usize)).collect()).unwrap_or_default();
     let type_of = |name: &str| tensors.get(name).and_then(|s| s.get("type")).and_then(Value::as_str).and_then(QuantType::from_name);
-    let bpws: Vec<f64> = tensors.keys().filter_map(|n| type_of(n)).map(QuantType::bits_per_weight).collect();
+    // The share pruned, when the plan prunes (a number; N:M patterns are shown by their type only).
+    let share_of = |name: &str| tensors.get(name).and_then(|s| s.get("sparsity")).and_then(Value::as_f64);
+    // Bits per weight kept: a pruned tensor's type costs only on the weights it keeps.
+    let bits = |name: &str| type_of(name).map(|t| t.bits_per_weight() * (1.0 - share_of(name).unwrap_or(0.0)));
+    let bpws: Vec<f64> = tensors.keys().filter_map(|n| bits(n)).collect();
     let (lo, hi) = bpws.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor, by block; darker cells spend more bits per weight. Removed blocks are marked.</p>\n<table>\n<tr><th>block</th>");
+    h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor (and the share of its weights pruned), by block; darker cells keep more bits per weight. Removed blocks are marked.</p>\n<table>\n<tr><th>block</th>");
     for k in KINDS {
         let _ = write!(h, "<th>{k}</th>");
     }
     h.push_str("</tr>\n");
-    let cell = |h: &mut String, t: Option<QuantType>| match t {
-        Some(t) => {
-            let x = (t.bits_per_weight() - lo) / span;
-            let _ = write!(h, "<td class=\"c\" style=\"background:{};color:{}\">{}</td>", shade(x), text_colour(x), t.name());
+    let cell = |h: &mut String, name: &str| match (type_of(name), bits(name)) {
+        (Some(t), Some(b)) => {
+            let x = (b - lo) / span;
+            let pruned = share_of(name).map_or(String::new(), |p| format!(" · {:.0}%", 100.0 * p));
+            let _ = write!(h, "<td class=\"c\" style=\"background:{};color:{}\">{}{pruned}</td>", shade(x), text_colour(x), t.name());
         }
-        None => h.push_str("<td class=\"c\">source</td>"),
+        _ => h.push_str("<td class=\"c\">source</td>"),
     };
     for b in 0..n_blocks {
         let _ = write!(h, "<tr><th>{b}</th>");
@@ -95,7 +100,7 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
             let _ = write!(h, "<td class=\"c\" colspan=\"{}\" style=\"background:#eee\">removed</td>", KINDS.len());
         } else {
             for k in KINDS {
-                cell(&mut h, type_of(&format!("blk.{b}.{k}.weight")));
+                cell(&mut h, &format!("blk.{b}.{k}.weight"));
             }
         }
         h.push_str("</tr>\n");
@@ -103,7 +108,7 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     for name in ["token_embd.weight", "output.weight"] {
         if tensors.contains_key(name) {
             let _ = write!(h, "<tr><th>{}</th>", name.trim_end_matches(".weight"));
-            cell(&mut h, type_of(name));
+            cell(&mut h, name);
             h.push_str("</tr>\n");
         }
     }
@@ -168,12 +173,12 @@ mod tests {
         let plan = serde_json::json!({
             "budget": "size=<1>", "solver": "evo",
             "predicted": {"bytes": 2048, "bits_per_weight": 5.5},
-            "tensors": {"blk.0.attn_q.weight": {"type": "Q8_0"}, "blk.0.ffn_down.weight": {"type": "Q2_K"}, "token_embd.weight": {"type": "IQ4_NL"}},
+            "tensors": {"blk.0.attn_q.weight": {"type": "Q8_0"}, "blk.0.ffn_down.weight": {"type": "Q2_K"}, "blk.0.ffn_up.weight": {"type": "F16", "sparsity": 0.7}, "token_embd.weight": {"type": "IQ4_NL"}},
             "drop_blocks": [1],
             "sensitivity": {"blk.0.attn_q.weight": 0.01},
         });
         let h = render("m<x>.gguf", &plan, 2, None);
-        for s in ["Q8_0", "Q2_K", "IQ4_NL", "removed", "size=&lt;1&gt;", "m&lt;x&gt;.gguf", "0.0100"] {
+        for s in ["Q8_0", "Q2_K", "IQ4_NL", "F16 · 70%", "removed", "size=&lt;1&gt;", "m&lt;x&gt;.gguf", "0.0100"] {
             assert!(h.contains(s), "{s} missing");
         }
         assert!(!h.contains("<x>"));
