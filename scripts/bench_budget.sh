@@ -3,14 +3,17 @@
 # (Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M) from the same base, `triage compress --budget
 # size=<that file's bytes>` with each solver; every file scored by llama-perplexity
 # --kl-divergence against the base on the evaluation text. Then depth: DROP blocks removed by
-# ShortGPT's block influence and by EvoPress, both scored the same way. Prints markdown tables.
+# ShortGPT's block influence and by EvoPress, both scored the same way. Then sparsity: a share
+# of the blocks' weights pruned (SparseGPT, F16) as uniform, OWL and EvoPress allocate it.
+# Prints markdown tables.
 #
 #   scripts/bench_budget.sh [BASE.gguf]        (default: the default model)
 #
 # Calibration: triage's layer database uses the first CALIB_TOKENS tokens of assets/calib.txt
 # and its search the next 12 windows of 512 (8 to search on, 4 to judge); llama-imatrix gets the
 # same CALIB_TOKENS + 6144 tokens. Environment: MIXES ("Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"),
-# SOLVERS ("lagrange evo"), DROP (8; 0 skips depth), CALIB_TOKENS (16384), EVAL_CHUNKS (40),
+# SOLVERS ("lagrange evo"), DROP (8; 0 skips depth), SPARSITY ("0.5 0.6 0.7"; empty skips),
+# SPARSE_SOLVERS ("uniform owl evo"), CALIB_TOKENS (16384), EVAL_CHUNKS (40),
 # THREADS (2), WORK (/tmp/triage-bench), TRIAGE_ARGS (extra flags for triage compress).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,8 @@ cd "$REPO"
 MIXES="${MIXES:-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}"
 SOLVERS="${SOLVERS:-lagrange evo}"
 DROP="${DROP:-8}"
+SPARSITY="${SPARSITY-0.5 0.6 0.7}"
+SPARSE_SOLVERS="${SPARSE_SOLVERS:-uniform owl evo}"
 CALIB_TOKENS="${CALIB_TOKENS:-16384}"
 EVAL_CHUNKS="${EVAL_CHUNKS:-40}"
 THREADS="${THREADS:-2}"
@@ -96,5 +101,25 @@ if [ "$DROP" -gt 0 ]; then
     read -r ppl kld p99 top <<<"$(score "$F")"
     blocks=$(python3 -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['drop_blocks'])))" "${F%.gguf}.plan.json")
     echo "| $S | $blocks | $ppl | $kld | $p99 | $top |"
+  done
+fi
+
+if [ -n "$SPARSITY" ]; then
+  echo
+  echo "## $TAG: sparsity (SparseGPT, F16; share of the blocks' linear weights pruned)"
+  echo
+  echo "| sparsity | solver | planned | PPL | mean KL | p99 KL | same top-1 % | compress time |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+  for P in $SPARSITY; do
+    for S in $SPARSE_SOLVERS; do
+      F="$OUT/sparsity$P-$S.gguf"
+      if [ ! -f "$F" ]; then
+        /usr/bin/time -f "%e" -o "$F.time" "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --tokens "$CALIB_TOKENS" \
+          --budget "sparsity=$P" --solver "$S" $TRIAGE_ARGS --out "$F" >"$F.log" 2>&1
+      fi
+      read -r ppl kld p99 top <<<"$(score "$F")"
+      planned=$(python3 -c "import json,sys; print('%.4f' % json.load(open(sys.argv[1]))['sparsity']['planned'])" "${F%.gguf}.plan.json")
+      echo "| $P | $S | $planned | $ppl | $kld | $p99 | $top | $(cat "$F.time") s |"
+    done
   done
 fi

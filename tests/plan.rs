@@ -179,6 +179,27 @@ fn sparsity_budgets_prune_that_share_of_the_blocks_weights() {
     std::fs::remove_dir_all(&d).ok();
 }
 
+#[test]
+fn sublayer_budgets_remove_that_many_attention_or_mlp_sublayers() {
+    let d = tmp_dir("sublayers");
+    let text = long_text(&d);
+    for solver in ["shortgpt", "evo"] {
+        let out = d.join(format!("{solver}.gguf"));
+        let stdout = ok(run(&d, "compress", &out, "drop-sublayers=3", &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"]));
+        let quality: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
+        assert!(quality["kld_mean"].as_f64().unwrap() > 0.0);
+        let plan = read_json(&d.join(format!("{solver}.plan.json")));
+        let len = |k: &str| plan[k].as_array().unwrap().len();
+        assert_eq!(2 * len("drop_blocks") + len("drop_attention") + len("drop_mlp"), 3, "{solver}: {plan}");
+        assert_eq!(plan["sublayer_influence"]["attention"].as_array().unwrap().len(), 3);
+        assert_eq!(plan["sublayer_influence"]["mlp"].as_array().unwrap().len(), 3);
+        let m = triage::model::Model::load(&out).unwrap();
+        assert_eq!(m.blocks.len(), 3 - len("drop_blocks"));
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), plan["predicted"]["bytes"].as_u64().unwrap(), "{solver}: the prediction is the file");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
 /// One `error:` line naming the problem, exit status 1, and nothing written.
 fn fails(budget: &str, extra: &[&str], expect: &str) {
     let d = tmp_dir(&format!("bad-{}", expect.len()));
@@ -207,6 +228,7 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("drop-blocks=3", &["--solver", "shortgpt"], "cannot remove 3 blocks");
     fails("bpw=6", &["--search-windows", "1000"], "planning needs");
     fails("sparsity=1.5", &[], "strictly between 0 and 1");
+    fails("drop-sublayers=6", &["--solver", "shortgpt"], "cannot remove 6 sublayers");
     fails("sparsity=0.5", &["--solver", "lagrange"], "does not apply to budget sparsity");
     fails("sparsity=0.95", &["--solver", "evo"], "evo searches shares up to 0.9");
 }

@@ -4,7 +4,8 @@
 //! `triage.bits_per_weight` and llama.cpp's "BPW" count them); `size=N` — the whole GGUF file in
 //! bytes (suffixes B, KB, MB, GB, KiB, MiB, GiB); `sparsity=S` — as many weights of the blocks'
 //! linears pruned as pruning a share S of every row would remove (`0.6` or `60%`);
-//! `drop-blocks=K` — K whole blocks removed; `kld<=T` — the smallest plan whose KL on
+//! `drop-blocks=K` — K whole blocks removed; `drop-sublayers=K` — K attention or MLP sublayers
+//! removed; `kld<=T` — the smallest plan whose KL on
 //! calibration text stays within T.
 
 use std::fmt;
@@ -15,6 +16,7 @@ pub enum Budget {
     Size(u64),
     Sparsity(f64),
     DropBlocks(usize),
+    DropSublayers(usize),
     Kld(f64),
 }
 
@@ -27,7 +29,7 @@ impl Budget {
                 _ => Err(format!("budget '{s}': kld<= needs a positive number, e.g. kld<=0.05")),
             };
         }
-        let (key, value) = s.split_once('=').ok_or_else(|| format!("budget '{s}' is not KEY=VALUE (bpw=4.5, size=90MiB, sparsity=0.6, drop-blocks=6, kld<=0.05)"))?;
+        let (key, value) = s.split_once('=').ok_or_else(|| format!("budget '{s}' is not KEY=VALUE (bpw=4.5, size=90MiB, sparsity=0.6, drop-blocks=6, drop-sublayers=8, kld<=0.05)"))?;
         let value = value.trim();
         match key.trim() {
             "bpw" => match value.parse::<f64>() {
@@ -39,6 +41,10 @@ impl Budget {
                 Ok(k) if k > 0 => Ok(Budget::DropBlocks(k)),
                 _ => Err(format!("budget '{s}': drop-blocks needs a positive whole number of blocks")),
             },
+            "drop-sublayers" => match value.parse::<usize>() {
+                Ok(k) if k > 0 => Ok(Budget::DropSublayers(k)),
+                _ => Err(format!("budget '{s}': drop-sublayers needs a positive whole number of sublayers")),
+            },
             "sparsity" => {
                 let share = match value.strip_suffix('%') {
                     Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
@@ -49,8 +55,7 @@ impl Budget {
                     _ => Err(format!("budget '{s}': sparsity needs a share of weights strictly between 0 and 1, e.g. sparsity=0.6 or sparsity=60%")),
                 }
             }
-            "drop-sublayers" => Err(format!("budget '{s}': drop-sublayers budgets are not searched yet; use --drop-attention/--drop-mlp of triage compress")),
-            k => Err(format!("unknown budget '{k}' (bpw=, size=, sparsity=, drop-blocks=, kld<=)")),
+            k => Err(format!("unknown budget '{k}' (bpw=, size=, sparsity=, drop-blocks=, drop-sublayers=, kld<=)")),
         }
     }
 
@@ -67,6 +72,7 @@ impl fmt::Display for Budget {
             Budget::Size(n) => write!(f, "size={n}"),
             Budget::Sparsity(p) => write!(f, "sparsity={p}"),
             Budget::DropBlocks(k) => write!(f, "drop-blocks={k}"),
+            Budget::DropSublayers(k) => write!(f, "drop-sublayers={k}"),
             Budget::Kld(t) => write!(f, "kld<={t}"),
         }
     }
@@ -104,10 +110,11 @@ mod tests {
         assert_eq!(Budget::parse("size=88202048"), Ok(Budget::Size(88_202_048)));
         assert_eq!(Budget::parse("size=1.5 GB"), Ok(Budget::Size(1_500_000_000)));
         assert_eq!(Budget::parse("drop-blocks=6"), Ok(Budget::DropBlocks(6)));
+        assert_eq!(Budget::parse("drop-sublayers=9"), Ok(Budget::DropSublayers(9)));
         assert_eq!(Budget::parse("kld<=0.05"), Ok(Budget::Kld(0.05)));
         assert_eq!(Budget::parse("sparsity=0.6"), Ok(Budget::Sparsity(0.6)));
         assert_eq!(Budget::parse("sparsity=70%"), Ok(Budget::Sparsity(0.7)));
-        for bad in ["sparsity=0", "sparsity=1", "sparsity=150%", "sparsity=half", "bpw=-1", "bpw=x", "size=12 parsecs", "size=0", "drop-blocks=0", "kld<=0", "speed=3", "4.5"] {
+        for bad in ["sparsity=0", "sparsity=1", "sparsity=150%", "sparsity=half", "bpw=-1", "bpw=x", "size=12 parsecs", "size=0", "drop-blocks=0", "drop-sublayers=x", "kld<=0", "speed=3", "4.5"] {
             assert!(Budget::parse(bad).is_err(), "{bad}");
         }
     }

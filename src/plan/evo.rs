@@ -9,11 +9,10 @@
 //! 6 offspring on one 512-token window, then 2 survivors and the parent on two more. Offspring
 //! run only from the first block where they differ from the parent, on the parent's states.
 
-use std::collections::BTreeSet;
-
 use crate::model::{BlockOpts, Model, Result};
 use crate::stats::Rng;
 
+use super::depth::Removal;
 use super::fitness::Probe;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,15 +31,16 @@ impl Default for EvoSettings {
     }
 }
 
-/// A genome made runnable: the model with its variants swapped in and the blocks it removes.
+/// A genome made runnable: the model with its variants swapped in and the blocks or
+/// sublayers it removes.
 pub struct Candidate {
     pub model: Model,
-    pub dropped: BTreeSet<usize>,
+    pub removal: Removal,
 }
 
 impl Candidate {
     pub fn layout(&self) -> impl Fn(usize) -> Option<BlockOpts> + '_ {
-        |i| (!self.dropped.contains(&i)).then_some(BlockOpts::default())
+        |i| self.removal.layout(i)
     }
 }
 

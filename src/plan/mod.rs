@@ -8,11 +8,12 @@
 //! starts from lagrange's plan and searches on end-to-end KL. `kld<=T` bisects the budget with
 //! lagrange plans until the measured KL is within T. Sparsity budgets (`sparsity=S`, see
 //! [`sparsity`]): `uniform`, `owl`, or `evo` over a database of SparseGPT levels. Depth budgets
-//! (`drop-blocks=K`): `shortgpt` removes the K blocks of lowest block influence; `evo` searches
-//! from there.
+//! (`drop-blocks=K`, `drop-sublayers=K`, see [`depth`]): `shortgpt` removes the K units of
+//! lowest influence; `evo` searches from there.
 
 pub mod budget;
 pub mod database;
+pub mod depth;
 pub mod evo;
 pub mod fitness;
 pub mod lagrange;
@@ -21,7 +22,7 @@ pub mod search;
 pub mod sensitivity;
 pub mod sparsity;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,7 +32,6 @@ use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::compress::types::{QuantType, QUANTIZED_TYPES};
 use crate::data::Windows;
 use crate::export::gguf::{predicted_size, PredictedSize};
-use crate::importance::block_signals::cosine_sum;
 use crate::model::{Format, Model};
 
 pub use budget::Budget;
@@ -39,7 +39,7 @@ use database::{Database, DatabaseSettings, Kind};
 use evo::{evolve, EvoSettings};
 use fitness::{full_layout, Probe};
 use lagrange::Curve;
-use search::{DepthGenome, QuantGenome, QuantSpace};
+use search::{QuantGenome, QuantSpace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,14 +130,14 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
         return Err(PlanError::Budget("planning needs a GGUF source model (the plan's sizes are those of the GGUF file it makes)".into()));
     }
     let solver_ok = match opts.budget {
-        Budget::DropBlocks(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
+        Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
         Budget::Kld(_) => matches!(opts.solver, Solver::Lagrange),
         Budget::Sparsity(_) => matches!(opts.solver, Solver::Uniform | Solver::Owl | Solver::Evo),
         _ => matches!(opts.solver, Solver::Uniform | Solver::Lagrange | Solver::Evo),
     };
     if !solver_ok {
         let allowed = match opts.budget {
-            Budget::DropBlocks(_) => "shortgpt or evo",
+            Budget::DropBlocks(_) | Budget::DropSublayers(_) => "shortgpt or evo",
             Budget::Kld(_) => "lagrange",
             Budget::Sparsity(_) => "uniform, owl or evo",
             _ => "uniform, lagrange or evo",
@@ -177,7 +177,8 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
         None => None,
     };
     let mut out = match opts.budget {
-        Budget::DropBlocks(k) => plan_depth(&base, model_path, &probe, &pool, &holdout, k, opts, progress)?,
+        Budget::DropBlocks(k) => depth::plan_depth(&base, model_path, &probe, &pool, &holdout, k, false, opts, progress)?,
+        Budget::DropSublayers(k) => depth::plan_depth(&base, model_path, &probe, &pool, &holdout, k, true, opts, progress)?,
         Budget::Sparsity(s) => sparsity::plan_sparsity(&base, model_path, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
         _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
@@ -364,51 +365,4 @@ fn kld_bisection(base: &Model, db: &Database, curves: &[Curve], probe: &Probe, h
     }
     progress("kld bisection", STEPS, STEPS, None);
     Ok(best)
-}
-
-/// ShortGPT's block influence 1 − mean cos(h_i, h_{i+1}) of the original model on the pool.
-fn block_influence(probe: &Probe, pool: &[usize], n_blocks: usize) -> Result<Vec<f64>> {
-    (0..n_blocks)
-        .map(|i| {
-            let (mut sum, mut n) = (0.0, 0);
-            for &w in pool {
-                let s = &probe.windows[w].states;
-                let (c, k) = cosine_sum(&s[i], &s[i + 1])?;
-                sum += c;
-                n += k;
-            }
-            Ok(1.0 - sum / n.max(1) as f64)
-        })
-        .collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
-    let n = base.blocks.len();
-    if k >= n {
-        return Err(PlanError::Budget(format!("cannot remove {k} blocks of a model that has {n}")));
-    }
-    let bi = block_influence(probe, pool, n)?;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| bi[a].total_cmp(&bi[b]));
-    let shortgpt: BTreeSet<usize> = order[..k].iter().copied().collect();
-    let mut extra = serde_json::Map::new();
-    extra.insert("block_influence".into(), json!(bi));
-    let dropped = match opts.solver {
-        Solver::Evo => {
-            let g = opts.evo.generations;
-            let (best, fit) = evolve(probe, pool, DepthGenome { base, dropped: shortgpt }, &opts.evo, &mut |gen, f| progress("search", gen, g, Some(f)))?;
-            extra.insert("search_fitness".into(), json!(fit));
-            best.dropped
-        }
-        _ => shortgpt,
-    };
-    let c = evo::Candidate { model: base.clone(), dropped: dropped.clone() };
-    let kld = probe.kl(&c.model, holdout, 0, &c.layout(), None)?;
-    let kept: Vec<usize> = (0..n).filter(|i| !dropped.contains(i)).collect();
-    let predicted = predicted_size(model_path, &kept, &BTreeMap::new())?;
-    let plan = Plan { drop_blocks: dropped, ..Plan::default() };
-    let mut json = plan.to_json();
-    json.as_object_mut().expect("an object").extend(extra);
-    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json })
 }

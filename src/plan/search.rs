@@ -1,12 +1,13 @@
-//! The two genomes the searches run on: a level per tensor (quantization budgets) and a set of
-//! removed blocks (depth budgets), with their budget-preserving mutations.
+//! The genome of quantization and sparsity budgets — a level per tensor of a layer database —
+//! with its budget-preserving mutations (the depth genome is in [`super::depth`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use candle_core::Tensor;
 
 use super::database::Database;
+use super::depth::Removal;
 use super::evo::{Candidate, Genome};
 use super::lagrange::Curve;
 use crate::model::{Model, Result};
@@ -173,50 +174,10 @@ impl Genome for QuantGenome<'_> {
     }
 
     fn realize(&self) -> Result<Candidate> {
-        Ok(Candidate { model: self.space.model(&self.levels)?, dropped: BTreeSet::new() })
+        Ok(Candidate { model: self.space.model(&self.levels)?, removal: Removal::default() })
     }
 
     fn first_change(&self, other: &Self) -> usize {
         (0..self.levels.len()).filter(|&t| self.levels[t] != other.levels[t]).map(|t| self.space.block_of(t)).min().unwrap_or(self.space.base.blocks.len())
-    }
-}
-
-/// A set of removed blocks.
-#[derive(Clone)]
-pub struct DepthGenome<'a> {
-    pub base: &'a Model,
-    pub dropped: BTreeSet<usize>,
-}
-
-impl PartialEq for DepthGenome<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.dropped == other.dropped
-    }
-}
-
-impl Genome for DepthGenome<'_> {
-    /// k = min(U{1..3}, U{1..3}) swaps of a removed block with a kept one: the count is kept.
-    fn mutate(&self, rng: &mut Rng) -> Self {
-        let n = self.base.blocks.len();
-        let mut child = self.clone();
-        let k = (1 + rng.below(3)).min(1 + rng.below(3));
-        for _ in 0..k {
-            let removed: Vec<usize> = child.dropped.iter().copied().collect();
-            let kept: Vec<usize> = (0..n).filter(|i| !child.dropped.contains(i)).collect();
-            if removed.is_empty() || kept.is_empty() {
-                break;
-            }
-            child.dropped.remove(&removed[rng.below(removed.len())]);
-            child.dropped.insert(kept[rng.below(kept.len())]);
-        }
-        child
-    }
-
-    fn realize(&self) -> Result<Candidate> {
-        Ok(Candidate { model: self.base.clone(), dropped: self.dropped.clone() })
-    }
-
-    fn first_change(&self, other: &Self) -> usize {
-        self.dropped.symmetric_difference(&other.dropped).copied().min().unwrap_or(self.base.blocks.len())
     }
 }

@@ -72,7 +72,8 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         h.push_str("</table>\n");
     }
     let tensors = plan.get("tensors").and_then(Value::as_object).cloned().unwrap_or_default();
-    let dropped: Vec<usize> = plan.get("drop_blocks").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_u64().map(|i| i as usize)).collect()).unwrap_or_default();
+    let blocks = |key: &str| -> Vec<usize> { plan.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_u64().map(|i| i as usize)).collect()).unwrap_or_default() };
+    let (dropped, no_attention, no_mlp) = (blocks("drop_blocks"), blocks("drop_attention"), blocks("drop_mlp"));
     let type_of = |name: &str| tensors.get(name).and_then(|s| s.get("type")).and_then(Value::as_str).and_then(QuantType::from_name);
     // The share pruned, when the plan prunes (a number; N:M patterns are shown by their type only).
     let share_of = |name: &str| tensors.get(name).and_then(|s| s.get("sparsity")).and_then(Value::as_f64);
@@ -100,7 +101,11 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
             let _ = write!(h, "<td class=\"c\" colspan=\"{}\" style=\"background:#eee\">removed</td>", KINDS.len());
         } else {
             for k in KINDS {
-                cell(&mut h, &format!("blk.{b}.{k}.weight"));
+                if (k.starts_with("attn") && no_attention.contains(&b)) || (k.starts_with("ffn") && no_mlp.contains(&b)) {
+                    h.push_str("<td class=\"c\" style=\"background:#eee\">removed</td>");
+                } else {
+                    cell(&mut h, &format!("blk.{b}.{k}.weight"));
+                }
             }
         }
         h.push_str("</tr>\n");
@@ -160,6 +165,15 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         }
         h.push_str("</table>\n");
     }
+    if let Some(Value::Object(si)) = plan.get("sublayer_influence") {
+        h.push_str("<h2>Sublayer influence</h2>\n<p class=\"note\">1 − cos(input, input + branch) of each block's attention and MLP on the search windows; ShortGPT's rule removes the lowest.</p>\n<table>\n<tr><th>block</th><th>attention</th><th>MLP</th><th>removed</th></tr>\n");
+        let col = |k: &str, b: usize| si.get(k).and_then(|v| v.get(b)).and_then(Value::as_f64).map_or("–".into(), sig);
+        for b in 0..n_blocks {
+            let gone = if dropped.contains(&b) { "block" } else if no_attention.contains(&b) { "attention" } else if no_mlp.contains(&b) { "MLP" } else { "" };
+            let _ = writeln!(h, "<tr><td>{b}</td><td>{}</td><td>{}</td><td>{gone}</td></tr>", col("attention", b), col("mlp", b));
+        }
+        h.push_str("</table>\n");
+    }
     h.push_str("</body>\n</html>\n");
     h
 }
@@ -174,7 +188,7 @@ mod tests {
             "budget": "size=<1>", "solver": "evo",
             "predicted": {"bytes": 2048, "bits_per_weight": 5.5},
             "tensors": {"blk.0.attn_q.weight": {"type": "Q8_0"}, "blk.0.ffn_down.weight": {"type": "Q2_K"}, "blk.0.ffn_up.weight": {"type": "F16", "sparsity": 0.7}, "token_embd.weight": {"type": "IQ4_NL"}},
-            "drop_blocks": [1],
+            "drop_blocks": [1], "drop_mlp": [0],
             "sensitivity": {"blk.0.attn_q.weight": 0.01},
         });
         let h = render("m<x>.gguf", &plan, 2, None);
