@@ -188,7 +188,7 @@ mod tests {
             "budget": "size=<1>", "solver": "evo",
             "predicted": {"bytes": 2048, "bits_per_weight": 5.5},
             "tensors": {"blk.0.attn_q.weight": {"type": "Q8_0"}, "blk.0.ffn_down.weight": {"type": "Q2_K"}, "blk.0.ffn_up.weight": {"type": "F16", "sparsity": 0.7}, "token_embd.weight": {"type": "IQ4_NL"}},
-            "drop_blocks": [1], "drop_mlp": [0],
+            "drop_blocks": [1], "drop_attention": [0],
             "sensitivity": {"blk.0.attn_q.weight": 0.01},
         });
         let h = render("m<x>.gguf", &plan, 2, None);
