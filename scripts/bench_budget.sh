@@ -2,8 +2,9 @@
 # Budgeted allocation against llama.cpp's own mixes: for each llama-quantize --imatrix type
 # (Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M) from the same base, `triage compress --budget
 # size=<that file's bytes>` with each solver; every file scored by llama-perplexity
-# --kl-divergence against the base on the evaluation text. Then depth: DROP blocks removed by
-# ShortGPT's block influence and by EvoPress, both scored the same way. Then sparsity: a share
+# --kl-divergence against the base on the evaluation text. Then depth: DROP blocks (and
+# DROP_SUBLAYERS attention/MLP sublayers) removed by ShortGPT's influence and by EvoPress, both
+# scored the same way. Then sparsity: a share
 # of the blocks' weights pruned (SparseGPT, F16) as uniform, OWL and EvoPress allocate it.
 # Prints markdown tables.
 #
@@ -12,7 +13,7 @@
 # Calibration: triage's layer database uses the first CALIB_TOKENS tokens of assets/calib.txt
 # and its search the next 12 windows of 512 (8 to search on, 4 to judge); llama-imatrix gets the
 # same CALIB_TOKENS + 6144 tokens. Environment: MIXES ("Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"),
-# SOLVERS ("lagrange evo"), DROP (8; 0 skips depth), SPARSITY ("0.5 0.6 0.7"; empty skips),
+# SOLVERS ("lagrange evo"), DROP (8; 0 skips), DROP_SUBLAYERS (16; 0 skips), SPARSITY ("0.5 0.6 0.7"; empty skips),
 # SPARSE_SOLVERS ("uniform owl evo"), CALIB_TOKENS (16384), EVAL_CHUNKS (40),
 # THREADS (2), WORK (/tmp/triage-bench), TRIAGE_ARGS (extra flags for triage compress).
 set -euo pipefail
@@ -21,6 +22,7 @@ cd "$REPO"
 MIXES="${MIXES:-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}"
 SOLVERS="${SOLVERS:-lagrange evo}"
 DROP="${DROP:-8}"
+DROP_SUBLAYERS="${DROP_SUBLAYERS:-16}"
 SPARSITY="${SPARSITY-0.5 0.6 0.7}"
 SPARSE_SOLVERS="${SPARSE_SOLVERS:-uniform owl evo}"
 CALIB_TOKENS="${CALIB_TOKENS:-16384}"
@@ -88,21 +90,29 @@ for T in $MIXES; do
   done
 done
 
-if [ "$DROP" -gt 0 ]; then
+depth() { # file prefix, budget key, count, unit → a table of shortgpt against evo
   echo
-  echo "## $TAG: $DROP blocks removed (no quantization)"
+  echo "## $TAG: $3 $4 removed (no quantization)"
   echo
-  echo "| solver | blocks removed | PPL | mean KL | p99 KL | same top-1 % |"
+  echo "| solver | removed | PPL | mean KL | p99 KL | same top-1 % |"
   echo "|---|---|---:|---:|---:|---:|"
   for S in shortgpt evo; do
-    F="$OUT/drop$DROP-$S.gguf"
+    F="$OUT/$1$3-$S.gguf"
     [ -f "$F" ] || "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --tokens "$CALIB_TOKENS" \
-      --budget "drop-blocks=$DROP" --solver "$S" $TRIAGE_ARGS --out "$F" >"$F.log" 2>&1
+      --budget "$2=$3" --solver "$S" $TRIAGE_ARGS --out "$F" >"$F.log" 2>&1
     read -r ppl kld p99 top <<<"$(score "$F")"
-    blocks=$(python3 -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['drop_blocks'])))" "${F%.gguf}.plan.json")
-    echo "| $S | $blocks | $ppl | $kld | $p99 | $top |"
+    removed=$(python3 -c "
+import json, sys
+p = json.load(open(sys.argv[1]))
+parts = [('block %s' if p['drop_attention'] or p['drop_mlp'] else '%s') % ','.join(map(str, p['drop_blocks']))] if p['drop_blocks'] else []
+parts += ['attention ' + ','.join(map(str, p['drop_attention']))] if p['drop_attention'] else []
+parts += ['MLP ' + ','.join(map(str, p['drop_mlp']))] if p['drop_mlp'] else []
+print('; '.join(parts))" "${F%.gguf}.plan.json")
+    echo "| $S | $removed | $ppl | $kld | $p99 | $top |"
   done
-fi
+}
+if [ "$DROP" -gt 0 ]; then depth drop drop-blocks "$DROP" blocks; fi
+if [ "$DROP_SUBLAYERS" -gt 0 ]; then depth sublayers drop-sublayers "$DROP_SUBLAYERS" sublayers; fi
 
 if [ -n "$SPARSITY" ]; then
   echo
