@@ -159,7 +159,8 @@ impl Plan {
                 let mut o = serde_json::Map::new();
                 o.insert("type".into(), Json::from(s.qtype.name()));
                 match s.sparsity {
-                    Some(Sparsity::Unstructured(p)) => o.insert("sparsity".into(), Json::from(p as f64)),
+                    // f32 shares written as the decimals they were given (0.6, not 0.6000000238).
+                    Some(Sparsity::Unstructured(p)) => o.insert("sparsity".into(), Json::from((p as f64 * 1e6).round() / 1e6)),
                     Some(Sparsity::NofM(a, b)) => o.insert("sparsity".into(), Json::from(format!("{a}:{b}"))),
                     None => None,
                 };
