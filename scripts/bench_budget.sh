@@ -12,14 +12,14 @@
 #
 # Calibration: triage's layer database uses the first CALIB_TOKENS tokens of assets/calib.txt
 # and its search the next 12 windows of 512 (8 to search on, 4 to judge); llama-imatrix gets the
-# same CALIB_TOKENS + 6144 tokens. Environment: MIXES ("Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"),
+# same CALIB_TOKENS + 6144 tokens. Environment: MIXES ("Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"; empty skips),
 # SOLVERS ("lagrange evo"), DROP (8; 0 skips), DROP_SUBLAYERS (16; 0 skips), SPARSITY ("0.5 0.6 0.7"; empty skips),
 # SPARSE_SOLVERS ("uniform owl evo"), CALIB_TOKENS (16384), EVAL_CHUNKS (40),
 # THREADS (2), WORK (/tmp/triage-bench), TRIAGE_ARGS (extra flags for triage compress).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-MIXES="${MIXES:-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}"
+MIXES="${MIXES-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}"
 SOLVERS="${SOLVERS:-lagrange evo}"
 DROP="${DROP:-8}"
 DROP_SUBLAYERS="${DROP_SUBLAYERS:-16}"
