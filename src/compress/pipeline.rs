@@ -124,12 +124,10 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
             }
         }
         for (k, l) in block.linears_mut().into_iter().enumerate() {
-            // q, k, v, o belong to the attention (k < 4), gate, up, down to the MLP.
-            if (k < 4 && block_opts.skip_attention) || (k >= 4 && block_opts.skip_mlp) {
-                // A removed sublayer adds nothing: its linears become zeros (the file keeps
-                // the tensors llama.cpp requires, at the planned type or the small Q4_0).
+            if plan.removes_linear(i, k) {
+                // A removed sublayer adds nothing: its linears become zeros.
                 let (rows, cols) = (l.out_features(), l.in_features());
-                let t = plan.tensors.get(&l.name).map(|s| s.qtype).or(Some(QuantType::Q4_0)).filter(|t| t.fits(cols)).unwrap_or(QuantType::F16);
+                let t = plan.zeroed_type(&l.name, cols);
                 let zeros = vec![0f32; rows * cols];
                 let bytes = if t.is_quantized() { quantize(t, &zeros, cols, None) } else { encode_plain(t, &zeros) };
                 l.weight = l.weight.zeros_like()?;

@@ -129,6 +129,22 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Whether linear `k` of block `block` (q, k, v, o: 0–3; gate, up, down: 4–6) belongs to a
+    /// removed sublayer.
+    pub fn removes_linear(&self, block: usize, k: usize) -> bool {
+        if k < 4 {
+            self.drop_attention.contains(&block)
+        } else {
+            self.drop_mlp.contains(&block)
+        }
+    }
+
+    /// The type a removed sublayer's linear is written in as zeros (the file keeps the tensors
+    /// llama.cpp requires): its planned type, else the small Q4_0; F16 where rows fit neither.
+    pub fn zeroed_type(&self, name: &str, cols: usize) -> QuantType {
+        self.tensors.get(name).map(|s| s.qtype).or(Some(QuantType::Q4_0)).filter(|t| t.fits(cols)).unwrap_or(QuantType::F16)
+    }
+
     /// Every named tensor exists and its rows fit its type; every block index exists; at least
     /// one block is left.
     pub fn validate(&self, model: &Model) -> Result<(), String> {

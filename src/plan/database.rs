@@ -304,7 +304,7 @@ pub fn load_or_build(
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     if let Some(db) = path.as_deref().and_then(|p| Database::load(p, &key)) {
-        if db.tensors.len() == database_tensors(model, kind).len() {
+        if db.tensors.keys().eq(database_tensors(model, kind).keys()) {
             return Ok((db, true));
         }
     }

@@ -13,7 +13,6 @@ use super::evo::{evolve, Candidate, Genome};
 use super::fitness::Probe;
 use super::{PlanError, PlanOptions, PlanOutcome, Progress, Result, Solver};
 use crate::compress::plan::Plan;
-use crate::compress::types::QuantType;
 use crate::export::gguf::predicted_size;
 use crate::importance::block_signals::cosine_sum;
 use crate::model::{BlockOpts, Model};
@@ -165,14 +164,11 @@ pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &
     let kld = probe.kl(base, holdout, 0, &|i| removal.layout(i), None)?;
     let plan = removal.to_plan(n);
     let kept: Vec<usize> = (0..n).filter(|i| !plan.drop_blocks.contains(i)).collect();
-    // A removed sublayer's linears stay in the file as zeros, at Q4_0 (F16 where rows do not fit it).
+    // A removed sublayer's linears stay in the file as zeros, in the type compress writes them in.
     let mut types = BTreeMap::new();
     for &i in plan.drop_attention.iter().chain(&plan.drop_mlp) {
-        let linears = base.blocks[i].linears();
-        let (attention, mlp) = linears.split_at(4);
-        let gone = if plan.drop_attention.contains(&i) { attention.iter() } else { [].iter() }.chain(if plan.drop_mlp.contains(&i) { mlp.iter() } else { [].iter() });
-        for l in gone {
-            types.insert(l.name.clone(), Some(QuantType::Q4_0).filter(|t| t.fits(l.in_features())).unwrap_or(QuantType::F16));
+        for (_, l) in base.blocks[i].linears().into_iter().enumerate().filter(|&(k, _)| plan.removes_linear(i, k)) {
+            types.insert(l.name.clone(), plan.zeroed_type(&l.name, l.in_features()));
         }
     }
     let predicted = predicted_size(model_path, &kept, &types)?;
