@@ -26,18 +26,28 @@ PKG_VERSION="0.3.36"
 SDIST="llama_cpp_python-${PKG_VERSION}.tar.gz"
 SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 read -r -a TARGETS <<<"${LLAMA_TARGETS:-llama-quantize llama-imatrix llama-perplexity llama-tokenize}"
+# Portable x86-64 instruction set, never a native build (GGML_NATIVE off): on the Intel Xeon hosts,
+# whose CPUs report AVX-512 and AMX, a native build dies with "Illegal instruction", and a native
+# build's binaries would not run on the AVX2-only AMD EPYC hosts either. AVX2+FMA+F16C+BMI2 runs on
+# every host we get. The flags are stamped beside the binaries; binaries built with other flags (an
+# older native build) are rebuilt.
+ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+  -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
+  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_AVX_VNNI=OFF)
+STAMP="$OUT/bin/BUILD_FLAGS"
 
 die() { echo "build_llama_cpp: ERROR: $*" >&2; exit 1; }
 log() { echo "build_llama_cpp: $*"; }
 
 have_all() {
   local t
+  [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "${ISA_FLAGS[*]}" ] || return 1
   for t in "${TARGETS[@]}"; do [ -x "$BIN/$t" ] || return 1; done
 }
 
 print_bins() {
   local t
-  log "binaries:"
+  log "binaries (built with ${ISA_FLAGS[*]}):"
   for t in "${TARGETS[@]}"; do echo "  $BIN/$t"; done
 }
 
@@ -102,7 +112,7 @@ cmake -S "$LLAMA_SRC" -B "$BUILD" \
   -DLLAMA_BUILD_APP=OFF \
   -DLLAMA_BUILD_UI=OFF \
   -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_RPC=OFF \
-  -DGGML_NATIVE=ON >"$OUT/cmake-configure.log" 2>&1 \
+  "${ISA_FLAGS[@]}" >"$OUT/cmake-configure.log" 2>&1 \
   || { tail -40 "$OUT/cmake-configure.log" >&2; die "cmake configure failed (see $OUT/cmake-configure.log)"; }
 
 log "building ${TARGETS[*]} with -j$JOBS"
@@ -113,4 +123,5 @@ for t in "${TARGETS[@]}"; do
   [ -x "$BUILD/bin/$t" ] || die "$BUILD/bin/$t not built"
   cp -f "$BUILD/bin/$t" "$BIN/$t"
 done
+echo "${ISA_FLAGS[*]}" >"$STAMP"
 print_bins

@@ -4,6 +4,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = triage::cli::Cli::parse();
+    if let Err(e) = triage::export::temp::remove_on_interrupt() {
+        eprintln!("warning: no handler for interruptions ({e}): an interrupted run may leave temporary files");
+    }
     match triage::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -139,7 +139,9 @@ fn sparsegpt_and_wanda_keep_the_output_closer_than_magnitude() {
 fn llama_perplexity(gguf: &Path, chunks: usize) -> f64 {
     let bin = root().join("tools/llama.cpp/bin/llama-perplexity");
     assert!(bin.exists(), "{} is missing: scripts/test.sh builds it (scripts/build_llama_cpp.sh)", bin.display());
-    let out = Command::new(bin)
+    let flags = std::fs::read_to_string(root().join("tools/llama.cpp/bin/BUILD_FLAGS")).unwrap_or_else(|_| "unknown flags".into());
+    eprintln!("llama.cpp peer: {} (built with {})", bin.display(), flags.trim());
+    let out = Command::new(&bin)
         .arg("-m")
         .arg(gguf)
         .arg("-f")
@@ -148,7 +150,7 @@ fn llama_perplexity(gguf: &Path, chunks: usize) -> f64 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "llama-perplexity failed on {}: {text}", gguf.display());
+    assert!(out.status.success(), "{} (built with {}) failed on {}: {text}", bin.display(), flags.trim(), gguf.display());
     let line = text.lines().find(|l| l.contains("Final estimate: PPL =")).unwrap_or_else(|| panic!("no PPL in: {text}"));
     line.split("PPL =").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }

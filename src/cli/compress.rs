@@ -12,6 +12,7 @@ use crate::compress::plan::{parse_sparsity, Plan};
 use crate::compress::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
+use crate::export::temp::check_writable;
 use crate::model::Model;
 
 use super::progress;
@@ -148,6 +149,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if !to_gguf && args.out.is_dir() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) {
         bail!("output folder {} exists and is not empty", args.out.display());
     }
+    if !to_gguf && args.out.exists() && !args.out.is_dir() {
+        bail!("--out {} is a file; Hugging Face output is a folder (or give an --out ending in .gguf)", args.out.display());
+    }
+    if to_gguf && args.out.is_dir() {
+        bail!("--out {} is a folder; GGUF output is a file", args.out.display());
+    }
     if let Some(t) = args.eval_text.as_ref().filter(|t| !t.is_file()) {
         bail!("--eval-text {}: no such file", t.display());
     }
@@ -159,6 +166,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if !parent.is_dir() {
         bail!("the folder of --out, {}, does not exist", parent.display());
     }
+    check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     let model = Model::load(&args.model)?;
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf && model.source.format != crate::model::Format::Gguf {
@@ -218,7 +226,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     if to_gguf {
-        let s = crate::export::gguf::write_gguf(&args.out, &compressed)?;
+        let s = crate::export::gguf::write_gguf(&args.out, &compressed).with_context(|| format!("writing {}", args.out.display()))?;
         println!(
             "wrote {}: {} bytes, {:.3} bits per weight over all tensors ({} blocks, {} calibration tokens, {secs:.0} s)",
             args.out.display(),
@@ -233,7 +241,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
         }
     } else {
-        crate::export::hf::write_folder(&args.out, &compressed.model)?;
+        crate::export::hf::write_folder(&args.out, &compressed.model).with_context(|| format!("writing {}", args.out.display()))?;
         println!("wrote {} (Hugging Face folder, f16; {} blocks, {secs:.0} s)", args.out.display(), compressed.model.blocks.len());
     }
     let quality = match &args.eval_text {

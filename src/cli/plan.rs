@@ -47,6 +47,12 @@ pub struct SearchArgs {
     /// Neither read nor write the layer-database cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Continue an interrupted EvoPress search from the state it saved after its last
+    /// generation (in the cache folder, keyed by model, text, budget and settings): the same plan
+    /// as a run never stopped. --generations may be raised to search on. The layer database and
+    /// the sensitivities resume by themselves, block by block and tensor by tensor.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Plan under a budget: a GGUF type per tensor, a share pruned per linear, or the blocks to
@@ -131,14 +137,15 @@ pub fn run_planner(model: &Model, model_path: &Path, calib: &Path, budget: &str,
         search_windows: s.search_windows,
         holdout_windows: s.holdout_windows,
         sensitivity_windows: s.sensitivity_windows,
+        resume: s.resume,
+        checkpoint: None,
     };
     let pb = progress::bar(1, "plan");
     let mut stage = String::new();
     let outcome = plan(model, model_path, calib, &windows, &opts, &mut |what, done, total, best| {
         if what != stage {
             stage = what.to_string();
-            pb.set_length(total as u64);
-            pb.reset();
+            pb.set_stage(total as u64);
         }
         pb.set_position(done as u64);
         match best {
@@ -152,6 +159,7 @@ pub fn run_planner(model: &Model, model_path: &Path, calib: &Path, budget: &str,
 
 pub fn write_plan_json(path: &Path, o: &PlanOutcome) -> Result<()> {
     crate::export::write_atomic(path, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&o.json)?.as_bytes()).map_err(anyhow::Error::from))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn summary(o: &PlanOutcome) -> String {
@@ -170,6 +178,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if !parent.is_dir() {
         bail!("the folder of --out, {}, does not exist", parent.display());
     }
+    crate::export::temp::check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
     let model = Model::load(&args.model)?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };

@@ -103,15 +103,16 @@ pub fn evaluate(
             .enumerate()
             .flat_map(|(w, win)| (first..ctx - 1).map(move |p| (w * ctx + p, win[p + 1])))
             .collect();
-        let part: Scored = rows
+        let positions: Vec<Scored> = rows
             .par_iter()
             .map(|&(row, next)| {
                 let q = &logits[row * vocab..(row + 1) * vocab];
                 let p = ref_logits.as_ref().map(|r| &r[row * vocab..(row + 1) * vocab]);
                 Scored::position(q, next, p)
             })
-            .reduce(Scored::default, Scored::merge);
-        scored = scored.merge(part);
+            .collect();
+        // Merged in position order: the same sums at any thread count.
+        scored = positions.into_iter().fold(scored, Scored::merge);
         done += chunk.len();
         progress(done);
     }

@@ -12,6 +12,8 @@ use crate::model::hf::hf_name;
 use crate::model::kernels::with_f32;
 use crate::model::Model;
 
+use super::temp::TempPath;
+
 /// GGUF llama files store q and k rows interleaved per head (pairs 2i, 2i+1 rotate together);
 /// Hugging Face's layout pairs i with i + head_dim/2. Reorders the rows of a (heads·hd, in) matrix.
 fn interleaved_to_half_split(w: &Tensor, n_heads: usize, head_dim: usize) -> candle_core::Result<Tensor> {
@@ -95,22 +97,15 @@ pub fn write_folder(path: &Path, model: &Model) -> anyhow::Result<()> {
             }
         }
     }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> anyhow::Result<()> {
-        std::fs::create_dir_all(&tmp)?;
-        std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config_json(model))?)?;
-        std::fs::write(tmp.join("tokenizer.json"), &tokenizer)?;
-        candle_core::safetensors::save(&tensors, tmp.join("model.safetensors"))?;
-        if path.exists() {
-            std::fs::remove_dir(path)?; // empty: checked before compressing
-        }
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = TempPath::new(path);
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config_json(model))?)?;
+    std::fs::write(dir.join("tokenizer.json"), &tokenizer)?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    if path.exists() {
+        std::fs::remove_dir(path)?; // empty: checked before compressing
     }
-    result
+    tmp.persist(path)?;
+    Ok(())
 }

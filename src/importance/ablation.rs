@@ -3,9 +3,8 @@
 //! not additive, so this is the ground truth the cheap proxies are compared with.
 
 use candle_core::Tensor;
-use rayon::prelude::*;
 
-use crate::model::kernels::{kl_divergence, with_f32};
+use crate::model::kernels::{kl_divergence_rows, with_f32};
 use crate::model::{Block, BlockOpts, Model, Positions, Result};
 
 /// What to remove.
@@ -66,9 +65,7 @@ impl AblationSet {
     fn kld_of_output(&self, model: &Model, x: &Tensor) -> Result<f64> {
         let logits = model.head(x)?;
         let vocab = model.config.vocab_size;
-        let total: f64 = with_f32(&logits, |q| {
-            q.par_chunks(vocab).zip(self.reference.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).sum()
-        })?;
+        let total = with_f32(&logits, |q| kl_divergence_rows(&self.reference, q, vocab))?;
         Ok(total / (self.reference.len() / vocab) as f64)
     }
 }

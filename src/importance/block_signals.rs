@@ -18,7 +18,7 @@ pub fn cosine_sum(a: &Tensor, b: &Tensor) -> Result<(f64, usize)> {
     let d = *a.dims().last().expect("hidden dimension");
     with_f32(a, |xa| {
         with_f32(b, |xb| {
-            let s: f64 = xa
+            let per_token: Vec<f64> = xa
                 .par_chunks(d)
                 .zip(xb.par_chunks(d))
                 .map(|(u, v)| {
@@ -30,8 +30,9 @@ pub fn cosine_sum(a: &Tensor, b: &Tensor) -> Result<(f64, usize)> {
                     }
                     if uu == 0.0 || vv == 0.0 { 1.0 } else { uv / (uu.sqrt() * vv.sqrt()) }
                 })
-                .sum();
-            (s, xa.len() / d)
+                .collect();
+            // Summed in token order: the same bits at any thread count.
+            (per_token.iter().sum(), xa.len() / d)
         })
     })?
 }

@@ -29,6 +29,9 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     Ok(f(&data[start..end]))
 }
 
+/// Rows of `x` per task of [`matmul_nt`]: a 512-token window makes 8 tasks, a batch of 4 makes 32.
+const MATMUL_ROW_BLOCK: usize = 64;
+
 /// `x Wᵀ` for `x` (rows, in) and `w` (out, in), giving (rows, out).
 pub fn matmul_nt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (rows, k) = x.dims2()?;
@@ -46,8 +49,9 @@ pub fn matmul_nt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             let rhs = MatRef::from_row_major_slice(ws, out, k).transpose();
             // Row blocks on rayon's pool, each a sequential faer product: faer's own parallel
             // mode spins up a second pool whose busy-waiting workers steal the two cores from
-            // rayon's (measured: ~40% slower forward passes).
-            let block = rows.div_ceil(2 * rayon::current_num_threads()).clamp(16, 256);
+            // rayon's (measured: ~40% slower forward passes). The block size depends on the
+            // shapes only, never on the thread count, so every thread count gives the same bits.
+            let block = MATMUL_ROW_BLOCK;
             y.par_chunks_mut(block * out).zip(xs.par_chunks(block * k)).for_each(|(yb, xb)| {
                 let r = xb.len() / k;
                 let lhs = MatRef::from_row_major_slice(xb, r, k);
@@ -113,6 +117,14 @@ pub fn kl_divergence_lse(p: &[f32], q: &[f32], lse_q: f64) -> f64 {
     }
     let lse_p = m as f64 + z.ln();
     (dot / z - lse_p + lse_q).max(0.0)
+}
+
+/// Σ over rows of KL(P ‖ Q) for row-major logits `q` and reference logits `p` with rows of
+/// `vocab`: rows in parallel, summed in row order, so the total does not depend on the number
+/// of threads (rayon's own `sum` splits by thread count).
+pub fn kl_divergence_rows(p: &[f32], q: &[f32], vocab: usize) -> f64 {
+    let per_row: Vec<f64> = q.par_chunks(vocab).zip(p.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).collect();
+    per_row.iter().sum()
 }
 
 /// KL(P ‖ Q) between the distributions of two rows of logits (natural log).

@@ -57,6 +57,14 @@ fn specs(kind: Kind, cols: usize) -> Vec<TensorSpec> {
     }
 }
 
+/// The share of each row a level prunes (0 for a quantized level).
+fn share(spec: &TensorSpec) -> f32 {
+    match spec.sparsity {
+        Some(Sparsity::Unstructured(p)) => p,
+        _ => 0.0,
+    }
+}
+
 /// The tensors a database of `kind` holds, with their (rows, cols).
 pub fn database_tensors(model: &Model, kind: Kind) -> BTreeMap<String, (usize, usize)> {
     plannable_tensors(model)
@@ -132,8 +140,8 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-/// The cache key: model bytes, calibration text, kind and settings.
-pub fn cache_key(model: &Path, calib: &Path, s: &DatabaseSettings, kind: Kind) -> std::io::Result<String> {
+/// The sha256 of the model's bytes and of the calibration text: what every cache key starts from.
+pub fn inputs_digest(model: &Path, calib: &Path) -> std::io::Result<String> {
     let m = if model.is_dir() {
         // A Hugging Face folder: its weights and config.
         let mut names: Vec<PathBuf> = std::fs::read_dir(model)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "json")).collect();
@@ -142,19 +150,33 @@ pub fn cache_key(model: &Path, calib: &Path, s: &DatabaseSettings, kind: Kind) -
     } else {
         sha256_file(model)?
     };
-    let c = sha256_file(calib)?;
+    Ok(format!("model {m} calib {}", sha256_file(calib)?))
+}
+
+/// A key of 24 hex digits for what `text` describes.
+pub fn short_key(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))[..24].to_string()
+}
+
+/// The cache key: the program's and the format's versions, model bytes and calibration text
+/// ([`inputs_digest`]), kind and settings.
+pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
     let kind = match kind {
         Kind::Types => String::new(),
         Kind::Sparsity => format!(" sparsity {SPARSITY_LEVELS:?}"),
     };
-    let settings = format!("v{DATABASE_VERSION}{kind} model {m} calib {c} tokens {} ctx {} damp {} act_order {} block {}", s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block);
-    Ok(format!("{:x}", Sha256::digest(settings.as_bytes()))[..24].to_string())
+    short_key(&format!("v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}", env!("CARGO_PKG_VERSION"), s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block))
 }
 
 /// Builds the database of `kind` (tensors whose rows fit no quantized type are left out of a
 /// types database: they keep their source bytes): one forward per block on the original
 /// model's inputs, then every linear at every level. `progress(done, total)` counts blocks.
-pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
+///
+/// With a `partial` folder, each block's variants are saved there as the block finishes
+/// (`block-N.gguf`), and blocks found there — made for the same key, with the expected
+/// tensors and levels — are taken instead of compressed again: an interrupted build resumes
+/// where it stopped.
+pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
     let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None };
     let ctx = windows.ctx;
     let positions = model.positions(ctx)?;
@@ -170,11 +192,20 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
     let n = model.blocks.len();
     for (i, block) in model.blocks.iter().enumerate() {
         progress(i, n + 1);
+        let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
+        let expected: BTreeMap<String, (usize, usize)> = block.linears().iter().filter(|l| !specs(kind, l.in_features()).is_empty()).map(|l| (l.name.clone(), (l.out_features(), l.in_features()))).collect();
+        let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind).is_none());
+        if let Some(db) = resumed {
+            tensors.extend(db.tensors);
+            hidden = hidden.iter().map(|h| block.forward(h, &model.config, &positions, BlockOpts::default(), &mut ())).collect::<Result<_>>()?;
+            continue;
+        }
         let mut moments = BlockMoments::new(block);
         let mut next = Vec::with_capacity(hidden.len());
         for h in &hidden {
             next.push(block.forward(h, &model.config, &positions, BlockOpts::default(), &mut moments)?);
         }
+        let mut done = Database { key: key.clone(), tensors: BTreeMap::new() };
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
@@ -184,15 +215,18 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
                 .into_par_iter()
                 .map(|spec| {
                     let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, &imp, &opts, &l.name)?;
-                    let sparsity = match spec.sparsity {
-                        Some(Sparsity::Unstructured(p)) => p,
-                        _ => 0.0,
-                    };
-                    Ok(Variant { qtype: spec.qtype, sparsity, bytes, rel_error: relative_output_error(m, &w, &new_w) })
+                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes, rel_error: relative_output_error(m, &w, &new_w) })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
+            done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
         }
+        if let Some(p) = &saved {
+            if let Err(e) = done.save(p) {
+                eprintln!("warning: could not save block {i} of the layer database at {}: {e}", p.display());
+            }
+            crate::failpoint::hit("database-block", i + 1);
+        }
+        tensors.extend(done.tensors);
         hidden = next;
     }
     drop(hidden);
@@ -245,40 +279,78 @@ impl Database {
         crate::export::write_atomic(path, |w| gguf_file::write(w, &metadata, &out).map_err(crate::export::gguf::ExportError::Io))
     }
 
-    /// Reads a cached database; None when the file is missing, unreadable or made for another key.
-    pub fn load(path: &Path, key: &str) -> Option<Database> {
-        let (g, mut file) = GgufFile::read(path).ok()?;
+    /// Reads a cached database: `Ok(None)` when there is none, `Err(why)` when the file cannot
+    /// be trusted (unreadable, made for another key, a malformed variant, a non-finite error).
+    pub fn load(path: &Path, key: &str) -> std::result::Result<Option<Database>, String> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let (g, mut file) = GgufFile::read(path).map_err(|e| e.to_string())?;
         match g.get("triage.database.key") {
             Some(Value::String(k)) if k == key => {}
-            _ => return None,
+            _ => return Err(format!("it was not made for key {key}")),
         }
         let mut tensors: BTreeMap<String, TensorVariants> = BTreeMap::new();
         for info in &g.tensors {
-            let (name, tag) = info.name.split_once(VARIANT_SEP)?;
+            let bad = |what: &str| format!("variant '{}': {what}", info.name);
+            let (name, tag) = info.name.split_once(VARIANT_SEP).ok_or_else(|| bad("no type tag"))?;
             let sparsity = match tag.split_once(SHARE_SEP) {
-                Some((_, p)) => p.parse().ok()?,
+                Some((_, p)) => p.parse().map_err(|_| bad("a share that is not a number"))?,
                 None => 0.0,
             };
-            let qtype = info.qtype()?;
-            let bytes = g.read_data(&mut file, info).ok()?;
-            let (cols, rows) = (info.ne[0] as usize, *info.ne.get(1)? as usize);
+            let qtype = info.qtype().ok_or_else(|| bad("an unknown type"))?;
+            let bytes = g.read_data(&mut file, info).map_err(|e| bad(&e.to_string()))?;
+            let [cols, rows] = info.ne[..] else { return Err(bad("not two-dimensional")) };
+            let (cols, rows) = (cols as usize, rows as usize);
             let tv = tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows, cols, variants: Vec::new() });
+            if (tv.rows, tv.cols) != (rows, cols) {
+                return Err(bad("a shape unlike the tensor's other variants"));
+            }
             tv.variants.push(Variant { qtype, sparsity, bytes, rel_error: 0.0 });
         }
         for (name, tv) in &mut tensors {
-            let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return None };
+            let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return Err(format!("no errors for '{name}'")) };
             if errs.len() != tv.variants.len() {
-                return None;
+                return Err(format!("{} errors for the {} variants of '{name}'", errs.len(), tv.variants.len()));
             }
             for (v, e) in tv.variants.iter_mut().zip(errs) {
                 v.rel_error = match e {
-                    Value::F64(x) => *x,
-                    _ => return None,
+                    Value::F64(x) if x.is_finite() && *x >= 0.0 => *x,
+                    _ => return Err(format!("an error of '{name}' is not a finite non-negative F64")),
                 };
             }
         }
-        Some(Database { key: key.to_string(), tensors })
+        Ok(Some(Database { key: key.to_string(), tensors }))
     }
+
+}
+
+/// Why `tensors` are not a database of `kind` for the `expected` tensors and shapes (None:
+/// they are): every expected tensor, with its shape and exactly the levels the code makes, in
+/// order, each variant of its type's size.
+fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<String, (usize, usize)>, kind: Kind) -> Option<String> {
+    if !tensors.keys().eq(expected.keys()) {
+        return Some(format!("it holds {} tensors, {} are expected", tensors.len(), expected.len()));
+    }
+    for (name, &(rows, cols)) in expected {
+        let tv = &tensors[name];
+        if (tv.rows, tv.cols) != (rows, cols) {
+            return Some(format!("'{name}' is {}×{}, the model's is {rows}×{cols}", tv.rows, tv.cols));
+        }
+        let want: Vec<(QuantType, f32)> = if name.starts_with("blk.") {
+            specs(kind, cols).iter().map(|s| (s.qtype, share(s))).collect()
+        } else {
+            levels(cols).into_iter().map(|t| (t, 0.0)).collect()
+        };
+        let have: Vec<(QuantType, f32)> = tv.variants.iter().map(|v| (v.qtype, v.sparsity)).collect();
+        if have != want {
+            return Some(format!("'{name}' has levels {have:?}, the code makes {want:?}"));
+        }
+        if let Some(v) = tv.variants.iter().find(|v| v.bytes.len() != v.qtype.bytes(rows * cols)) {
+            return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.bytes.len()));
+        }
+    }
+    None
 }
 
 /// Where cached databases live: $TRIAGE_CACHE, else $XDG_CACHE_HOME/triage, else ~/.cache/triage.
@@ -303,18 +375,30 @@ pub fn load_or_build(
     progress: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
-    if let Some(db) = path.as_deref().and_then(|p| Database::load(p, &key)) {
-        if db.tensors.keys().eq(database_tensors(model, kind).keys()) {
-            return Ok((db, true));
+    let expected = database_tensors(model, kind);
+    if let Some(p) = path.as_deref() {
+        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| mismatch(&db.tensors, &expected, kind)) {
+            Some(why) => Err(why),
+            None => Ok(db),
+        });
+        match checked {
+            Ok(Some(db)) => return Ok((db, true)),
+            Ok(None) => {}
+            Err(why) => eprintln!("warning: the cached layer database {} is not used ({why}); rebuilding it", p.display()),
         }
     }
-    let db = build(model, windows, settings, kind, key, progress)?;
-    if let (Some(d), Some(p)) = (dir, &path) {
-        // A cache that cannot be written only costs time next run.
-        if std::fs::create_dir_all(d).is_ok() {
-            if let Err(e) = db.save(p) {
-                eprintln!("warning: could not cache the layer database at {}: {e}", p.display());
+    // Blocks finished by an interrupted build of the same key wait in the partial folder.
+    // A cache that cannot be written only costs time next run.
+    let partial = dir.map(|d| d.join(format!("database-{key}.partial"))).filter(|p| std::fs::create_dir_all(p).is_ok());
+    let db = build(model, windows, settings, kind, key, partial.as_deref(), progress)?;
+    if let Some(p) = &path {
+        match db.save(p) {
+            Ok(()) => {
+                if let Some(d) = &partial {
+                    let _ = std::fs::remove_dir_all(d);
+                }
             }
+            Err(e) => eprintln!("warning: could not cache the layer database at {}: {e}", p.display()),
         }
     }
     Ok((db, false))

@@ -105,6 +105,17 @@ impl Genome for DepthGenome<'_> {
     fn first_change(&self, other: &Self) -> usize {
         self.removal.units.symmetric_difference(&other.removal.units).map(|&u| self.removal.block_of(u)).min().unwrap_or(self.base.blocks.len())
     }
+
+    fn genes(&self) -> Vec<usize> {
+        self.removal.units.iter().copied().collect()
+    }
+
+    fn with_genes(&self, genes: &[usize]) -> Option<Self> {
+        let n = self.base.blocks.len() * if self.removal.sublayers { 2 } else { 1 };
+        let units: BTreeSet<usize> = genes.iter().copied().collect();
+        let fits = units.len() == genes.len() && units.len() == self.removal.units.len() && units.iter().all(|&u| u < n);
+        fits.then_some(DepthGenome { base: self.base, removal: Removal { sublayers: self.removal.sublayers, units } })
+    }
 }
 
 /// 1 − mean cos(input, output) of every unit of the original model on windows `pool`: blocks,
@@ -155,7 +166,7 @@ pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &
     let removal = match opts.solver {
         Solver::Evo => {
             let g = opts.evo.generations;
-            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, &mut |gen, f| progress("search", gen, g, Some(f)))?;
+            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
             extra.insert("search_fitness".into(), json!(fit));
             best.removal
         }

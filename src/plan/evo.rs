@@ -9,7 +9,9 @@
 //! 6 offspring on one 512-token window, then 2 survivors and the parent on two more. Offspring
 //! run only from the first block where they differ from the parent, on the parent's states.
 
-use crate::model::{BlockOpts, Model, Result};
+use std::path::PathBuf;
+
+use crate::model::{BlockOpts, Model, ModelError, Result};
 use crate::stats::Rng;
 
 use super::depth::Removal;
@@ -53,17 +55,78 @@ pub trait Genome: Clone + PartialEq {
     /// The first block whose computation differs between two genomes (0: the embedding; the
     /// block count: only the head).
     fn first_change(&self, other: &Self) -> usize;
+    /// The genome as numbers (levels per tensor, or removed units), for the saved state.
+    fn genes(&self) -> Vec<usize>;
+    /// A genome of the same space as `self` from [`Genome::genes`]; None when they cannot be
+    /// one (another length, a level or unit out of range, another budget).
+    fn with_genes(&self, genes: &[usize]) -> Option<Self>;
+}
+
+/// The search's state after a generation: enough to continue exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchState {
+    /// Generations done.
+    generation: usize,
+    /// The random generator's state.
+    rng: u64,
+    parent: Vec<usize>,
+    parent_fit: f64,
+}
+
+/// Where the search saves its state after every generation (atomically), and whether a run
+/// continues from the state found there.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub resume: bool,
+}
+
+impl Checkpoint {
+    /// The saved state when resuming (None when there is none); without `resume`, a note
+    /// that an unfinished search of `generations` could be continued.
+    fn load(&self, generations: usize) -> Result<Option<SearchState>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let bad = |why: String| ModelError::InvalidConfig(format!("--resume: {}: {why}", self.path.display()));
+        let read = std::fs::read_to_string(&self.path).map_err(|e| bad(e.to_string())).and_then(|t| serde_json::from_str::<SearchState>(&t).map_err(|e| bad(e.to_string())));
+        if self.resume {
+            return read.map(Some);
+        }
+        if read.is_ok_and(|s| s.generation < generations) {
+            eprintln!("note: {} holds an interrupted search with these settings; --resume continues it", self.path.display());
+        }
+        Ok(None)
+    }
+
+    fn save(&self, s: &SearchState) {
+        let text = serde_json::to_string(s).expect("serializable");
+        if let Err(e) = crate::export::write_atomic(&self.path, |w| std::io::Write::write_all(w, text.as_bytes())) {
+            eprintln!("warning: could not save the search's state at {}: {e}", self.path.display());
+        }
+    }
 }
 
 /// Runs the search from `start`; windows are drawn from `pool` (indices into `probe`).
-/// `progress(generation, best fitness)` after every generation. Returns the last parent and its
-/// fitness on its final-stage windows.
-pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSettings, progress: &mut dyn FnMut(usize, f64)) -> Result<(G, f64)> {
+/// `progress(generation, best fitness)` after every generation. With a `checkpoint`, the state
+/// is saved after every generation, and a resumed run continues from the saved one: the same
+/// result as a run that was never stopped. Returns the last parent and its fitness on its
+/// final-stage windows.
+pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSettings, checkpoint: Option<&Checkpoint>, progress: &mut dyn FnMut(usize, f64)) -> Result<(G, f64)> {
     let mut rng = Rng::new(s.seed);
     let mut parent = start;
-    let mut parent_c = parent.realize()?;
     let mut parent_fit = f64::INFINITY;
-    for g in 0..s.generations {
+    let mut first = 0;
+    if let Some(state) = checkpoint.map(|c| c.load(s.generations)).transpose()?.flatten() {
+        let mismatch = || ModelError::InvalidConfig(format!("--resume: {} was saved by a search of another space", checkpoint.expect("loaded").path.display()));
+        parent = parent.with_genes(&state.parent).ok_or_else(mismatch)?;
+        (rng, parent_fit, first) = (Rng::new(state.rng), state.parent_fit, state.generation.min(s.generations));
+        eprintln!("resuming the search after generation {first} of {}", s.generations);
+        progress(first, parent_fit);
+    }
+    let mut parent_c = parent.realize()?;
+    for g in first..s.generations {
         let stage1 = sample(&mut rng, pool, s.stage_windows.0);
         let states1 = probe.states(&parent_c.model, &stage1, &parent_c.layout())?;
         let mut scored: Vec<(f64, G)> = Vec::with_capacity(s.offspring);
@@ -98,6 +161,10 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
             parent_c = c;
         }
         parent_fit = best_fit;
+        if let Some(c) = checkpoint {
+            c.save(&SearchState { generation: g + 1, rng: rng.state(), parent: parent.genes(), parent_fit });
+            crate::failpoint::hit("search-generation", g + 1);
+        }
         progress(g + 1, parent_fit);
     }
     Ok((parent, parent_fit))

@@ -6,9 +6,8 @@
 //! from block b on is run from block b.
 
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
 
-use crate::model::kernels::{kl_divergence, with_f32};
+use crate::model::kernels::{kl_divergence_rows, with_f32};
 use crate::model::{BlockOpts, Model, Positions, Result};
 
 /// One calibration window and what the original model made of it.
@@ -94,6 +93,6 @@ fn states_of(model: &Model, tokens: &Tensor, positions: &Positions, layout: Layo
 fn kl_sum(model: &Model, x: &Tensor, reference: &[f32]) -> Result<(f64, usize)> {
     let logits = model.head(x)?;
     let vocab = model.config.vocab_size;
-    let total: f64 = with_f32(&logits, |q| q.par_chunks(vocab).zip(reference.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).sum())?;
+    let total = with_f32(&logits, |q| kl_divergence_rows(reference, q, vocab))?;
     Ok((total, reference.len() / vocab))
 }

@@ -36,7 +36,7 @@ use crate::model::{Format, Model};
 
 pub use budget::Budget;
 use database::{Database, DatabaseSettings, Kind};
-use evo::{evolve, EvoSettings};
+use evo::{evolve, Checkpoint, EvoSettings};
 use fitness::{full_layout, Probe};
 use lagrange::Curve;
 use search::{QuantGenome, QuantSpace};
@@ -86,6 +86,10 @@ pub struct PlanOptions {
     pub holdout_windows: usize,
     /// Windows of the search pool on which each tensor's sensitivity is measured.
     pub sensitivity_windows: usize,
+    /// Continue an interrupted search from the state it saved in the cache folder.
+    pub resume: bool,
+    /// Where the search saves its state (set by [`plan`] in the cache folder).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// A plan with what it is predicted to cost and how it was found.
@@ -165,10 +169,27 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
     let pool: Vec<usize> = (0..sp.n_search).collect();
     let holdout: Vec<usize> = (sp.n_search..sp.probe.len()).collect();
     timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
+    let inputs = match (&opts.cache_dir, kind) {
+        (None, None) => String::new(),
+        _ => database::inputs_digest(model_path, calib_path)?,
+    };
+    if opts.resume && opts.cache_dir.is_none() {
+        return Err(PlanError::Budget("--resume continues a search saved in the cache folder; it cannot go with --no-cache".into()));
+    }
+    // The search's state lives beside the caches, keyed by everything the search depends on.
+    let search_key = database::short_key(&format!(
+        "search v1 triage {} {inputs} budget {} solver {:?} evo {} {} {:?} {} database {:?} windows {} {} {} {}",
+        env!("CARGO_PKG_VERSION"), opts.budget, opts.solver, opts.evo.offspring, opts.evo.survivors, opts.evo.stage_windows, opts.evo.seed, opts.database, windows.ctx, opts.search_windows, opts.holdout_windows, opts.sensitivity_windows
+    ));
+    let checkpoint = opts.cache_dir.as_ref().map(|d| Checkpoint { path: d.join(format!("search-{search_key}.json")), resume: opts.resume });
+    if let Some(d) = opts.cache_dir.as_ref().filter(|_| opts.solver == Solver::Evo) {
+        std::fs::create_dir_all(d)?;
+    }
+    let opts = &PlanOptions { checkpoint, ..opts.clone() };
     let db = match kind {
         Some(kind) => {
             let t = Instant::now();
-            let key = database::cache_key(model_path, calib_path, &opts.database, kind)?;
+            let key = database::cache_key(&inputs, &opts.database, kind);
             let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database", d, n, None))?;
             timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("database_cached".into(), json!(cached));
@@ -294,7 +315,7 @@ fn plan_quant(
                         let start = QuantGenome { space: &space, levels: warm };
                         let t = Instant::now();
                         let g = opts.evo.generations;
-                        let (best, fit) = evolve(probe, pool, start, &opts.evo, &mut |gen, f| progress("search", gen, g, Some(f)))?;
+                        let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
                         timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
                         result_json.insert("search_fitness".into(), json!(fit));
                         best.levels

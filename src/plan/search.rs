@@ -180,4 +180,14 @@ impl Genome for QuantGenome<'_> {
     fn first_change(&self, other: &Self) -> usize {
         (0..self.levels.len()).filter(|&t| self.levels[t] != other.levels[t]).map(|t| self.space.block_of(t)).min().unwrap_or(self.space.base.blocks.len())
     }
+
+    fn genes(&self) -> Vec<usize> {
+        self.levels.clone()
+    }
+
+    fn with_genes(&self, genes: &[usize]) -> Option<Self> {
+        let s = self.space;
+        let fits = genes.len() == s.curves.len() && genes.iter().zip(&s.curves).all(|(&l, c)| l < c.cost.len()) && s.cost(genes) <= s.budget;
+        fits.then(|| QuantGenome { space: s, levels: genes.to_vec() })
+    }
 }

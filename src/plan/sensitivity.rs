@@ -20,8 +20,9 @@ pub fn block_of(name: &str, n_blocks: usize) -> usize {
 }
 
 /// [`error_curves`], or its measured ΔKL read back from `cache` (a JSON file of name → ΔKL made
-/// for this database and these windows) and written there when measured. Returns whether it
-/// came from the cache.
+/// for this database and these windows) and written there when measured. While measuring,
+/// the ΔKL found so far are kept beside it (`….partial.json`, rewritten after every tensor),
+/// and an interrupted run's are taken from there. Returns whether it came from the cache.
 pub fn load_or_measure(
     base: &Model,
     db: &Database,
@@ -31,20 +32,61 @@ pub fn load_or_measure(
     cache: Option<&std::path::Path>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Curve>, Vec<f64>, bool)> {
-    let read = cache.and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| serde_json::from_str::<std::collections::BTreeMap<String, f64>>(&t).ok());
-    if let Some(m) = read.filter(|m| m.len() == db.tensors.len() && db.tensors.keys().all(|k| m.contains_key(k))) {
-        let dkl: Vec<f64> = db.tensors.keys().map(|k| m[k]).collect();
-        return Ok((curves_from(db, &dkl, cost), dkl, true));
+    if let Some(p) = cache.filter(|p| p.exists()) {
+        match read_cache(p, db) {
+            Ok(dkl) => return Ok((curves_from(db, &dkl, cost), dkl, true)),
+            Err(why) => eprintln!("warning: the cached sensitivities {} are not used ({why}); measuring them again", p.display()),
+        }
     }
-    let (curves, dkl) = error_curves(base, db, probe, windows, cost, progress)?;
+    let partial = cache.map(|p| p.with_extension("partial.json"));
+    let (curves, dkl) = error_curves(base, db, probe, windows, cost, partial.as_deref(), progress)?;
     if let Some(p) = cache {
-        let m: std::collections::BTreeMap<&String, f64> = db.tensors.keys().zip(dkl.iter().copied()).collect();
-        let written = p.parent().map(std::fs::create_dir_all).transpose().ok().and_then(|_| serde_json::to_string(&m).ok()).map(|t| crate::export::write_atomic(p, |w| std::io::Write::write_all(w, t.as_bytes())));
-        if !matches!(written, Some(Ok(()))) {
-            eprintln!("warning: could not cache the sensitivities at {}", p.display());
+        let m: Measured = db.tensors.keys().cloned().zip(dkl.iter().copied()).collect();
+        match write_map(p, &m) {
+            Ok(()) => {
+                if let Some(partial) = &partial {
+                    let _ = std::fs::remove_file(partial);
+                }
+            }
+            Err(e) => eprintln!("warning: could not cache the sensitivities at {}: {e}", p.display()),
         }
     }
     Ok((curves, dkl, false))
+}
+
+/// ΔKL by tensor name.
+type Measured = std::collections::BTreeMap<String, f64>;
+
+fn write_map(path: &std::path::Path, m: &Measured) -> std::io::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let text = serde_json::to_string(m).map_err(std::io::Error::other)?;
+    crate::export::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+}
+
+/// The ΔKL an interrupted measurement saved at `path`, where they belong to `db` (else none).
+fn read_partial(path: &std::path::Path, db: &Database) -> Measured {
+    let m: Measured = std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    if m.iter().all(|(k, v)| db.tensors.contains_key(k) && v.is_finite() && *v >= 0.0) {
+        m
+    } else {
+        Measured::new()
+    }
+}
+
+/// The ΔKL of every database tensor (in name order) from a cache file: exactly the database's
+/// tensors, each a finite non-negative number.
+fn read_cache(path: &std::path::Path, db: &Database) -> std::result::Result<Vec<f64>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let m: std::collections::BTreeMap<String, f64> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    if !m.keys().eq(db.tensors.keys()) {
+        return Err(format!("{} tensors for a database of {}", m.len(), db.tensors.len()));
+    }
+    match m.iter().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        Some((k, v)) => Err(format!("'{k}' has ΔKL {v}")),
+        None => Ok(m.into_values().collect()),
+    }
 }
 
 /// The curves a·t² from each tensor's ΔKL at its worst level.
@@ -61,24 +103,37 @@ fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Cur
 }
 
 /// One curve per database tensor (in name order): cost of every level by `cost(bytes)`, error
-/// a_l·t_l². Also returns the measured ΔKL of every tensor at its worst level.
+/// a_l·t_l². Also returns the measured ΔKL of every tensor at its worst level. With a
+/// `partial` file, the ΔKL measured so far are saved there after every tensor, and those
+/// found there are not measured again.
 pub fn error_curves(
     base: &Model,
     db: &Database,
     probe: &Probe,
     windows: &[usize],
     cost: &dyn Fn(u64) -> u64,
+    partial: Option<&std::path::Path>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Curve>, Vec<f64>)> {
     let n = db.tensors.len();
-    let mut dkl = Vec::with_capacity(n);
+    let mut measured = partial.map(|p| read_partial(p, db)).unwrap_or_default();
     for (k, (name, tv)) in db.tensors.iter().enumerate() {
         progress(k, n);
+        if measured.contains_key(name) {
+            continue;
+        }
         let worst = (0..tv.variants.len()).max_by(|&a, &b| tv.variants[a].rel_error.total_cmp(&tv.variants[b].rel_error)).expect("a level");
         let mut m = base.clone();
         set_weight(&mut m, name, tv.decoded(worst)?);
-        dkl.push(probe.kl(&m, windows, block_of(name, base.blocks.len()), &full_layout, None)?);
+        measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.blocks.len()), &full_layout, None)?);
+        if let Some(p) = partial {
+            if let Err(e) = write_map(p, &measured) {
+                eprintln!("warning: could not save the sensitivities measured so far at {}: {e}", p.display());
+            }
+            crate::failpoint::hit("sensitivity", measured.len());
+        }
     }
     progress(n, n);
+    let dkl: Vec<f64> = db.tensors.keys().map(|k| measured[k]).collect();
     Ok((curves_from(db, &dkl, cost), dkl))
 }

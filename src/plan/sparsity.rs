@@ -97,7 +97,7 @@ pub(super) fn plan_sparsity(
             extra.insert("start_kld".into(), json!(probe.kl(&space.model(&start.levels)?, holdout, 0, &full_layout, None)?));
             let t = Instant::now();
             let g = opts.evo.generations;
-            let (best, fit) = evolve(probe, pool, start, &opts.evo, &mut |gen, f| progress("search", gen, g, Some(f)))?;
+            let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
             timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
             extra.insert("search_fitness".into(), json!(fit));
             let t = Instant::now();

@@ -1,0 +1,154 @@
+//! Temporary outputs: every file or folder triage writes is first written under a temporary
+//! name beside its final path (`.NAME.tmp-PID`) and renamed into place when complete. A
+//! temporary is removed when the work fails, when the process is interrupted (SIGINT, SIGTERM,
+//! SIGHUP: the handler removes every live temporary and exits 130), and — for one left by a
+//! process that was killed outright — by the next run that writes the same output.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The temporaries this process has open.
+static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// The exit status of an interrupted run (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
+
+/// A temporary path, registered for removal until it is [`TempPath::persist`]ed; dropping it
+/// removes what was written there.
+#[derive(Debug)]
+pub struct TempPath {
+    path: PathBuf,
+    done: bool,
+}
+
+fn tag(name: &str) -> String {
+    format!(".{name}.tmp-")
+}
+
+/// The name part of `path` and its folder ("." for a bare file name).
+fn split(path: &Path) -> (PathBuf, String) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (dir, name)
+}
+
+fn alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn remove(p: &Path) {
+    if p.is_dir() {
+        let _ = std::fs::remove_dir_all(p);
+    } else {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Removes the temporaries of `path` that processes no longer running left behind (a killed
+/// run). Returns how many were removed.
+pub fn clean_stale(path: &Path) -> usize {
+    let (dir, name) = split(path);
+    let prefix = tag(&name);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !alive(pid) {
+            remove(&e.path());
+            n += 1;
+        }
+    }
+    n
+}
+
+impl TempPath {
+    /// The temporary name for the final `path`, registered for removal; stale temporaries of
+    /// the same output are removed first.
+    pub fn new(path: &Path) -> TempPath {
+        let removed = clean_stale(path);
+        if removed > 0 {
+            eprintln!("note: removed {removed} temporary file(s) of {} left by an interrupted run", path.display());
+        }
+        let (dir, name) = split(path);
+        let tmp = dir.join(format!("{}{}", tag(&name), std::process::id()));
+        if let Ok(mut live) = LIVE.lock() {
+            live.insert(tmp.clone());
+        }
+        TempPath { path: tmp, done: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the temporary to `path` (the final name given to [`TempPath::new`]).
+    pub fn persist(mut self, path: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.path, path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if !self.done {
+            remove(&self.path);
+        }
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&self.path);
+        }
+    }
+}
+
+/// Checks that a file can be made beside `path` (its folder takes a new file), so that an
+/// unwritable output fails before the work rather than after it.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    let t = TempPath::new(path);
+    std::fs::File::create(t.path()).map(drop)
+}
+
+/// Installs the handler of SIGINT, SIGTERM and SIGHUP: remove every live temporary, say so in
+/// one line, exit 130. Called once by the program's `main`.
+pub fn remove_on_interrupt() -> Result<(), ctrlc::Error> {
+    ctrlc::set_handler(|| {
+        let paths: Vec<PathBuf> = LIVE.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default();
+        for p in &paths {
+            remove(p);
+        }
+        eprintln!("interrupted: removed {} temporary file(s)", paths.len());
+        std::process::exit(INTERRUPTED);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed_live_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("triage-temp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("x.gguf");
+        // PID 0 is never a process of ours; /proc/0 does not exist.
+        let dead = dir.join(".x.gguf.tmp-0");
+        std::fs::write(&dead, b"partial").unwrap();
+        let other = dir.join(".y.gguf.tmp-0");
+        std::fs::write(&other, b"another output's").unwrap();
+        let t = TempPath::new(&out);
+        std::fs::write(t.path(), b"ours").unwrap();
+        assert!(!dead.exists(), "the dead process's temporary is removed");
+        assert!(other.exists(), "another output's temporaries are not touched");
+        assert_eq!(clean_stale(&out), 0, "our own live temporary is kept");
+        assert!(t.path().exists());
+        let tp = t.path().to_path_buf();
+        drop(t);
+        assert!(!tp.exists(), "an unpersisted temporary is removed when dropped");
+        let t = TempPath::new(&out);
+        std::fs::write(t.path(), b"done").unwrap();
+        t.persist(&out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"done");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
