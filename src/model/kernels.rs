@@ -29,9 +29,6 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     Ok(f(&data[start..end]))
 }
 
-/// Rows of `x` per task of [`matmul_nt`]: a 512-token window makes 8 tasks, a batch of 4 makes 32.
-const MATMUL_ROW_BLOCK: usize = 64;
-
 /// `x Wᵀ` for `x` (rows, in) and `w` (out, in), giving (rows, out).
 pub fn matmul_nt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (rows, k) = x.dims2()?;
@@ -50,8 +47,11 @@ pub fn matmul_nt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             // Row blocks on rayon's pool, each a sequential faer product: faer's own parallel
             // mode spins up a second pool whose busy-waiting workers steal the two cores from
             // rayon's (measured: ~40% slower forward passes). The block size depends on the
-            // shapes only, never on the thread count, so every thread count gives the same bits.
-            let block = MATMUL_ROW_BLOCK;
+            // shapes only, never on the thread count, so every thread count gives the same bits:
+            // a quarter of the rows within 16..=256 (a 512-token window: 4 blocks of 128; a batch
+            // of 4 windows: 8 of 256), which is what 2 threads used to get. Blocks of 64 measured
+            // 10–25% slower at the forward's shapes (faer packs Wᵀ once per block).
+            let block = rows.div_ceil(4).clamp(16, 256);
             y.par_chunks_mut(block * out).zip(xs.par_chunks(block * k)).for_each(|(yb, xb)| {
                 let r = xb.len() / k;
                 let lhs = MatRef::from_row_major_slice(xb, r, k);
