@@ -213,6 +213,7 @@ fn a_full_disk_gives_one_line_and_leaves_no_file() {
     let disk = d.join("disk");
     std::fs::create_dir_all(&disk).unwrap();
     let text = long_text(&d);
+    let source = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
     let script = format!(
         "mount -t tmpfs -o size=64k tmpfs '{disk}' && '{bin}' compress --model '{model}' --calib '{text}' --ctx 32 --tokens 128 --type F32 --out '{disk}/x.gguf'; rc=$?; ls -A '{disk}' >&2; exit $rc",
         disk = disk.display(),
@@ -225,6 +226,7 @@ fn a_full_disk_gives_one_line_and_leaves_no_file() {
     assert!(!stderr.contains("mount:") && !stderr.contains("unshare:"), "this machine cannot make a private tmpfs: {stderr}");
     one_line_error(&o, "No space left on device");
     assert!(stderr.contains("x.gguf"), "the line names the output: {stderr}");
+    assert_eq!(std::fs::read(fixture("tiny-llama.gguf")).unwrap(), source, "the source is untouched");
     std::fs::remove_dir_all(&d).ok();
 }
 

@@ -100,6 +100,13 @@ impl Checkpoint {
         Ok(None)
     }
 
+    /// The saved search's parent, generator, fitness and generations done, when resuming.
+    fn resume<G: Genome>(&self, start: &G, generations: usize) -> Result<Option<(G, Rng, f64, usize)>> {
+        let Some(state) = self.load(generations)? else { return Ok(None) };
+        let parent = start.with_genes(&state.parent).ok_or_else(|| ModelError::InvalidConfig(format!("--resume: {} was saved by a search of another space", self.path.display())))?;
+        Ok(Some((parent, Rng::new(state.rng), state.parent_fit, state.generation.min(generations))))
+    }
+
     fn save(&self, s: &SearchState) {
         let text = serde_json::to_string(s).expect("serializable");
         if let Err(e) = crate::export::write_atomic(&self.path, |w| std::io::Write::write_all(w, text.as_bytes())) {
@@ -118,10 +125,12 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
     let mut parent = start;
     let mut parent_fit = f64::INFINITY;
     let mut first = 0;
-    if let Some(state) = checkpoint.map(|c| c.load(s.generations)).transpose()?.flatten() {
-        let mismatch = || ModelError::InvalidConfig(format!("--resume: {} was saved by a search of another space", checkpoint.expect("loaded").path.display()));
-        parent = parent.with_genes(&state.parent).ok_or_else(mismatch)?;
-        (rng, parent_fit, first) = (Rng::new(state.rng), state.parent_fit, state.generation.min(s.generations));
+    let resumed = match checkpoint {
+        Some(c) => c.resume(&parent, s.generations)?,
+        None => None,
+    };
+    if let Some(r) = resumed {
+        (parent, rng, parent_fit, first) = r;
         eprintln!("resuming the search after generation {first} of {}", s.generations);
         progress(first, parent_fit);
     }
