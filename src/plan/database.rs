@@ -15,12 +15,10 @@
 //! the search.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use crate::compress::codec::{dequantize, quantize};
 use crate::compress::gptq::{GptqOptions, Sparsity};
@@ -126,46 +124,14 @@ pub struct DatabaseSettings {
     pub gptq: GptqOptions,
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
-}
-
-/// The sha256 of the model's bytes and of the calibration text: what every cache key starts from.
-pub fn inputs_digest(model: &Path, calib: &Path) -> std::io::Result<String> {
-    let m = if model.is_dir() {
-        // A Hugging Face folder: its weights and config.
-        let mut names: Vec<PathBuf> = std::fs::read_dir(model)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "json")).collect();
-        names.sort();
-        names.iter().map(|p| sha256_file(p)).collect::<std::io::Result<Vec<_>>>()?.join("")
-    } else {
-        sha256_file(model)?
-    };
-    Ok(format!("model {m} calib {}", sha256_file(calib)?))
-}
-
-/// A key of 24 hex digits for what `text` describes.
-pub fn short_key(text: &str) -> String {
-    format!("{:x}", Sha256::digest(text.as_bytes()))[..24].to_string()
-}
-
 /// The cache key: the program's and the format's versions, model bytes and calibration text
-/// ([`inputs_digest`]), kind and settings.
+/// ([`super::digest::inputs_digest`]), kind and settings.
 pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
     let kind = match kind {
         Kind::Types => String::new(),
         Kind::Sparsity => format!(" sparsity {SPARSITY_LEVELS:?}"),
     };
-    short_key(&format!("v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}", env!("CARGO_PKG_VERSION"), s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block))
+    super::digest::short_key(&format!("v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}", env!("CARGO_PKG_VERSION"), s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block))
 }
 
 /// Builds the database of `kind` (tensors whose rows fit no quantized type are left out of a

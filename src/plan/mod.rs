@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod database;
 pub mod depth;
+pub mod digest;
 pub mod evo;
 pub mod fitness;
 pub mod lagrange;
@@ -171,13 +172,13 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
     timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
     let inputs = match (&opts.cache_dir, kind) {
         (None, None) => String::new(),
-        _ => database::inputs_digest(model_path, calib_path)?,
+        _ => digest::inputs_digest(model_path, calib_path, opts.cache_dir.as_deref())?,
     };
     if opts.resume && opts.cache_dir.is_none() {
         return Err(PlanError::Budget("--resume continues a search saved in the cache folder; it cannot go with --no-cache".into()));
     }
     // The search's state lives beside the caches, keyed by everything the search depends on.
-    let search_key = database::short_key(&format!(
+    let search_key = digest::short_key(&format!(
         "search v1 triage {} {inputs} budget {} solver {:?} evo {} {} {:?} {} database {:?} windows {} {} {} {}",
         env!("CARGO_PKG_VERSION"), opts.budget, opts.solver, opts.evo.offspring, opts.evo.survivors, opts.evo.stage_windows, opts.evo.seed, opts.database, windows.ctx, opts.search_windows, opts.holdout_windows, opts.sensitivity_windows
     ));
