@@ -96,7 +96,8 @@ fn an_interrupted_database_build_resumes_block_by_block_to_the_same_plan() {
     let partial: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".partial")).collect();
     assert_eq!(partial.len(), 1, "one partial database");
     assert!(partial[0].join("block-0.gguf").exists() && !partial[0].join("block-1.gguf").exists(), "block 0 was saved, block 1 not yet");
-    ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[]));
+    let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[]));
+    assert!(log.contains("resuming the layer database: block 0 was built") && !log.contains("block 1 was built"), "{log}");
     assert_eq!(without_timings(&out), without_timings(&whole), "the resumed build gives the same plan");
     assert!(!partial[0].exists(), "the partial database is removed once the whole one is saved");
     std::fs::remove_dir_all(&d).ok();
@@ -109,7 +110,9 @@ fn interrupted_sensitivities_and_search_resume_to_the_same_plan() {
     ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5"], &[]));
     let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
     interrupted(&d, &cache, &out, "sensitivity:3", &["--budget", "bpw=5"]);
-    interrupted(&d, &cache, &out, "search-generation:2", &["--budget", "bpw=5"]);
+    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[("TRIAGE_FAILPOINT", "search-generation:2")]);
+    assert_eq!(fresh.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&fresh.stderr).contains("resuming the sensitivities: 3 of "), "{}", String::from_utf8_lossy(&fresh.stderr));
     // Without --resume the search starts again, and says that it could continue.
     let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[("TRIAGE_FAILPOINT", "search-generation:1")]);
     assert!(String::from_utf8_lossy(&fresh.stderr).contains("--resume continues it"), "{}", String::from_utf8_lossy(&fresh.stderr));

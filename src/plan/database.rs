@@ -156,12 +156,15 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
         .collect::<Result<_>>()?;
     let mut tensors = BTreeMap::new();
     let n = model.blocks.len();
+    let all = database_tensors(model, kind);
     for (i, block) in model.blocks.iter().enumerate() {
         progress(i, n + 1);
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
-        let expected: BTreeMap<String, (usize, usize)> = block.linears().iter().filter(|l| !specs(kind, l.in_features()).is_empty()).map(|l| (l.name.clone(), (l.out_features(), l.in_features()))).collect();
+        let prefix = format!("blk.{i}.");
+        let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(name, &shape)| (name.clone(), shape)).collect();
         let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind).is_none());
         if let Some(db) = resumed {
+            eprintln!("resuming the layer database: block {i} was built by an interrupted run");
             tensors.extend(db.tensors);
             hidden = hidden.iter().map(|h| block.forward(h, &model.config, &positions, BlockOpts::default(), &mut ())).collect::<Result<_>>()?;
             continue;

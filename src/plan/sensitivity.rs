@@ -117,6 +117,9 @@ pub fn error_curves(
 ) -> Result<(Vec<Curve>, Vec<f64>)> {
     let n = db.tensors.len();
     let mut measured = partial.map(|p| read_partial(p, db)).unwrap_or_default();
+    if !measured.is_empty() {
+        eprintln!("resuming the sensitivities: {} of {n} were measured by an interrupted run", measured.len());
+    }
     for (k, (name, tv)) in db.tensors.iter().enumerate() {
         progress(k, n);
         if measured.contains_key(name) {
