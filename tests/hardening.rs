@@ -259,3 +259,27 @@ fn an_unwritable_or_wrong_kind_of_output_fails_before_any_work() {
     one_line_error(&compress(&folder), "is a folder; GGUF output is a file");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn sigterm_is_an_interruption_too() {
+    // The text is a FIFO nobody writes: the run waits on it until the signal comes.
+    let d = tmp_dir("sigterm");
+    let fifo = d.join("text.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let child = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["eval", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--text")
+        .arg(&fifo)
+        .args(["--ctx", "32"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: removed 0 temporary file(s)"), "{stderr}");
+    std::fs::remove_dir_all(&d).ok();
+}
