@@ -14,7 +14,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use super::codec::{dequantize, encode_plain, quantize};
-use super::gptq::{gptq, GptqOptions, Sparsity};
+use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, GptqOptions, Sparsity};
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
 use super::prune::{prune, wanda_norms};
@@ -123,6 +123,7 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
                 }
             }
         }
+        let mut factors = Factors::default();
         for (k, l) in block.linears_mut().into_iter().enumerate() {
             if plan.removes_linear(i, k) {
                 // A removed sublayer adds nothing: its linears become zeros.
@@ -140,7 +141,8 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
             let (rows, cols) = (l.out_features(), l.in_features());
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;
             let imp = importance(m, opts.imatrix.as_ref(), &l.name);
-            let (new_w, bytes) = compress_linear(&w, rows, cols, spec, m, &imp, opts, &l.name)?;
+            let factor = if opts.method == Method::Gptq || sparsegpt_of(spec, opts).is_some() { Some(factors.of(m, opts.gptq, sparsegpt_of(spec, opts))?) } else { None };
+            let (new_w, bytes) = compress_linear(&w, rows, cols, spec, m, factor, &imp, opts, &l.name)?;
             let rel_error = relative_output_error(m, &w, &new_w);
             report.push(TensorReport {
                 name: l.name.clone(),
@@ -214,7 +216,34 @@ pub(crate) fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) 
     }
 }
 
-/// Prunes and/or quantizes one linear; returns its new weights and their encoding.
+/// GPTQ's factorizations of a block's inputs, one per input and act-order setting, each made
+/// on first use: q/k/v and gate/up share theirs, and so do all levels of one linear.
+#[derive(Default)]
+pub(crate) struct Factors(Vec<(String, bool, Factor)>);
+
+impl Factors {
+    /// The factorization GPTQ needs for the input `m` with these options and this sparsity.
+    pub fn of(&mut self, m: &InputMoments, gptq: GptqOptions, sparsity: Option<Sparsity>) -> Result<&Factor> {
+        let (key, act_order) = (&m.linears[0], uses_act_order(gptq, sparsity));
+        let at = match self.0.iter().position(|(k, a, f)| k == key && *a == act_order && f.serves(m.dim, gptq, sparsity)) {
+            Some(i) => i,
+            None => {
+                let f = Factor::new(&m.xxt, m.dim, m.n_tokens, gptq.damp, act_order, key).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
+                self.0.push((key.clone(), act_order, f));
+                self.0.len() - 1
+            }
+        };
+        Ok(&self.0[at].2)
+    }
+}
+
+/// The sparsity SparseGPT applies inside GPTQ for `spec` (None when another pruner prunes).
+pub(crate) fn sparsegpt_of(spec: &TensorSpec, opts: &CompressOptions) -> Option<Sparsity> {
+    spec.sparsity.filter(|s| *s != Sparsity::Unstructured(0.0) && opts.pruner == Pruner::Sparsegpt)
+}
+
+/// Prunes and/or quantizes one linear; returns its new weights and their encoding. GPTQ and
+/// SparseGPT use `factor` when it serves them (see [`Factors`]), else factorize H themselves.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compress_linear(
     w: &[f32],
@@ -222,30 +251,35 @@ pub(crate) fn compress_linear(
     cols: usize,
     spec: &TensorSpec,
     m: &InputMoments,
+    factor: Option<&Factor>,
     imp: &[f32],
     opts: &CompressOptions,
     name: &str,
 ) -> Result<(Vec<f32>, Vec<u8>)> {
     let mut w = w.to_vec();
     let t = spec.qtype;
-    let mut sparsegpt = None;
     if let Some(sp) = spec.sparsity.filter(|s| *s != Sparsity::Unstructured(0.0)) {
         match opts.pruner {
             Pruner::Magnitude => prune(&mut w, cols, None, sp),
             Pruner::Wanda => prune(&mut w, cols, Some(&wanda_norms(&m.sum_sq())), sp),
-            Pruner::Sparsegpt => sparsegpt = Some(sp),
+            Pruner::Sparsegpt => {} // inside GPTQ, below
         }
     }
+    let sparsegpt = sparsegpt_of(spec, opts);
     let not_pd = |e: super::gptq::GptqError| ModelError::InvalidConfig(e.to_string());
+    let run = |w: &mut [f32], grid: Option<&mut dyn ColumnQuantizer>| match factor.filter(|f| f.serves(cols, opts.gptq, sparsegpt)) {
+        Some(f) => gptq_factored(w, rows, cols, f, grid, sparsegpt, opts.gptq, name),
+        None => gptq(w, rows, cols, &m.xxt, m.n_tokens, grid, sparsegpt, opts.gptq, name),
+    };
     if t.is_quantized() && opts.method == Method::Gptq {
         let mut grid = GgufColumns::new(t, &w, rows, cols, Some(imp));
-        gptq(&mut w, rows, cols, &m.xxt, m.n_tokens, Some(&mut grid), sparsegpt, opts.gptq, name).map_err(not_pd)?;
+        run(&mut w, Some(&mut grid)).map_err(not_pd)?;
         let bytes = grid.into_bytes();
         let w = dequantize(t, &bytes, rows * cols);
         return Ok((w, bytes));
     }
     if sparsegpt.is_some() {
-        gptq(&mut w, rows, cols, &m.xxt, m.n_tokens, None, sparsegpt, opts.gptq, name).map_err(not_pd)?;
+        run(&mut w, None).map_err(not_pd)?;
     }
     let bytes = if t.is_quantized() {
         quantize(t, &w, cols, (opts.method == Method::Imatrix).then_some(imp))

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::compress::codec::{dequantize, quantize};
 use crate::compress::gptq::{GptqOptions, Sparsity};
-use crate::compress::pipeline::{compress_linear, importance, relative_output_error, CompressOptions, Method, Pruner};
+use crate::compress::pipeline::{compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Factors, Method, Pruner};
 use crate::compress::plan::{plannable_tensors, TensorSpec};
 use crate::compress::types::{allowed_types, QuantType};
 use crate::data::Windows;
@@ -175,15 +175,20 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
             next.push(block.forward(h, &model.config, &positions, BlockOpts::default(), &mut moments)?);
         }
         let mut done = Database { key: key.clone(), tensors: BTreeMap::new() };
+        let mut factors = Factors::default();
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;
             let imp = importance(m, None, &l.name);
-            let variants = specs(kind, cols)
+            // Every level's GPTQ (or SparseGPT) runs on the same factorization of H: the
+            // database's levels share their act-order setting.
+            let specs = specs(kind, cols);
+            let factor = factors.of(m, opts.gptq, sparsegpt_of(&specs[0], &opts))?;
+            let variants = specs
                 .into_par_iter()
                 .map(|spec| {
-                    let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, &imp, &opts, &l.name)?;
+                    let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, Some(factor), &imp, &opts, &l.name)?;
                     Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes, rel_error: relative_output_error(m, &w, &new_w) })
                 })
                 .collect::<Result<Vec<_>>>()?;
