@@ -267,6 +267,9 @@ pub(crate) fn assemble(
     source: Source,
 ) -> Result<Model> {
     config.validate()?;
+    if let Some(t) = &tokenizer {
+        t.check_ids(config.vocab_size)?;
+    }
     let h = config.hidden_size;
     let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
     let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
