@@ -9,6 +9,7 @@ pub mod compress;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod fuzz;
 pub mod importance;
 pub mod model;
 pub mod plan;
