@@ -528,3 +528,13 @@ fn dat_imatrix_naming_a_tensor_twice_is_refused() {
     let e = Imatrix::read(&p).unwrap_err().to_string();
     assert!(e.contains("tensor 'blk.0.attn_q.weight' appears twice"), "{e}");
 }
+
+#[test]
+fn tokenizer_json_with_a_syntax_error_inside_the_decoder() {
+    let d = qwen2_copy("tok-decoder");
+    let p = d.join("tokenizer.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    // tokenizers' decoder deserializer panics ("Helper") on a syntax error within its object.
+    std::fs::write(&p, text.replacen("\"decoder\": {", "\"decoder\": {\"type\": \"Byte\u{1}Level\",", 1)).unwrap();
+    eval_fails(&d, &long_text(&d), &[], "tokenizer.json: control character (\\u0000-\\u001F) found while parsing a string");
+}
