@@ -40,7 +40,7 @@ pub struct Seed {
     pub name: String,
     pub bytes: Vec<u8>,
     pub layout: Layout,
-    /// Integer fields (GGUF, `.dat`): where huge counts and wrong types are written.
+    /// Integer fields (GGUF, `.dat`): where huge counts, negative sizes and wrong types are written.
     pub fields: Vec<Field>,
     /// Byte ranges of GGUF key/value pairs: duplicated to make duplicated keys.
     pub records: Vec<(usize, usize)>,
@@ -311,6 +311,17 @@ fn gguf_fields(b: &[u8]) -> (Vec<Field>, Vec<(usize, usize)>) {
             let n = w.int(8, false)?;
             w.skip(n)?;
             let vtype = w.int(4, true)?;
+            // Scalar integers (block_count, head counts, …) take huge and negative values too.
+            let width = match vtype {
+                0 | 1 => 1,
+                2 | 3 => 2,
+                4 | 5 => 4,
+                10 | 11 => 8,
+                _ => 0,
+            };
+            if width > 0 {
+                w.fields.push(Field { at: w.at, width, value_type: false });
+            }
             w.gguf_value(vtype)?;
             records.push((start, w.at));
         }
