@@ -25,8 +25,8 @@ fn every_seed_file_is_valid() {
 /// Cases per family: fewer where one case loads a whole model.
 fn cases(family: &str) -> u64 {
     match family {
-        "gguf-model" | "hf-folder" => 1_000,
-        _ => 3_000,
+        "gguf-model" | "hf-folder" => 2_000,
+        _ => 5_000,
     }
 }
 

@@ -9,6 +9,7 @@
 mod families;
 pub mod mutate;
 
+use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -70,6 +71,11 @@ impl Tally {
     }
 }
 
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the run's panic hook.
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
 /// Runs one case: its input made from one seed file, fed to the family's parser.
 fn run_case(family: &Family, seed: u64, case: u64) -> Tally {
     let mut rng = case_rng(seed, family.name, case);
@@ -83,23 +89,30 @@ fn run_case(family: &Family, seed: u64, case: u64) -> Tally {
             tally.silent_errors = m.trim().is_empty() as u64;
         }
         Err(payload) => {
-            let message = payload
+            let what = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
+            let message = match PANIC_AT.with(|at| at.borrow_mut().take()) {
+                Some(at) => format!("{what} (at {at})"),
+                None => what,
+            };
             tally.panics.push(Panic { case, seed_file: family.seeds[s].name.clone(), message });
         }
     }
     tally
 }
 
-/// Runs cases `start..start + cases` of `family`, in parallel, with panics caught and counted
-/// (the default panic message is silenced for the run).
+/// Runs cases `start..start + cases` of `family`, in parallel, with panics caught and counted:
+/// for the run, the panic hook records where a panic happened instead of printing it.
 pub fn run_family(family: &Family, cases: u64, seed: u64, start: u64) -> Tally {
     let t0 = Instant::now();
     let hook = panic::take_hook();
-    panic::set_hook(Box::new(|_| {}));
+    panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+        PANIC_AT.with(|cell| *cell.borrow_mut() = at);
+    }));
     let mut tally = (start..start + cases)
         .into_par_iter()
         .map(|case| run_case(family, seed, case))
@@ -108,4 +121,27 @@ pub fn run_family(family: &Family, cases: u64, seed: u64, start: u64) -> Tally {
     tally.panics.sort_by_key(|p| p.case);
     tally.seconds = t0.elapsed().as_secs_f64();
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_caught_counted_and_located() {
+        let family = Family {
+            name: "test",
+            seeds: vec![Seed::new("x", vec![1, 2, 3], mutate::Layout::Raw)],
+            input: mutate::mutate,
+            check: Box::new(|_, b| if b.len() > 3 { panic!("too long: {}", b.len()) } else { Ok(()) }),
+        };
+        let t = run_family(&family, 200, 1, 0);
+        assert_eq!(t.cases, 200);
+        assert_eq!(t.ok + t.err + t.panics.len() as u64, 200);
+        assert!(!t.panics.is_empty() && t.ok > 0, "{t:?}");
+        let p = &t.panics[0];
+        assert!(p.message.starts_with("too long: ") && p.message.contains("src/fuzz/mod.rs:"), "{}", p.message);
+        // The case reproduces alone.
+        assert_eq!(run_family(&family, 1, 1, p.case).panics.len(), 1);
+    }
 }
