@@ -384,14 +384,14 @@ fn gguf_with(dir: &Path, key: &str, value: Value) -> PathBuf {
 fn negative_block_count() {
     let d = tmp_dir("block-count-negative");
     let p = gguf_with(&d, "llama.block_count", Value::I32(-1));
-    eval_fails(&p, &long_text(&d), &[], "metadata 'llama.block_count' is -1, a size cannot be negative");
+    eval_fails(&p, &long_text(&d), &[], "edited.gguf: invalid model configuration: metadata 'llama.block_count' is -1, a size cannot be negative");
 }
 
 #[test]
 fn block_count_beyond_the_tensors() {
     let d = tmp_dir("block-count-huge");
     let p = gguf_with(&d, "llama.block_count", Value::U64(1 << 40));
-    eval_fails(&p, &long_text(&d), &[], "llama.block_count is 1099511627776, but the file holds only 31 tensors");
+    eval_fails(&p, &long_text(&d), &[], "edited.gguf: invalid model configuration: llama.block_count is 1099511627776, but the file holds only 31 tensors");
 }
 
 #[test]
@@ -443,7 +443,7 @@ fn gguf_tokenizer_with_ids_beyond_the_vocabulary() {
             }
         }
     });
-    eval_fails(&p, &long_text(&d), &[], "has id 303, beyond the model's vocabulary of 300");
+    eval_fails(&p, &long_text(&d), &[], "edited.gguf: tokenizer: token \"<extra3>\" has id 303, beyond the model's vocabulary of 300");
 }
 
 /// A copy of the sharded tiny llama whose index names `shard` for every tensor of the first

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::{Arch, Config, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
-use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
+use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 use crate::compress::codec::dequantize;
 
 /// The model error for a GGUF header that `path` could not give.
@@ -122,12 +122,12 @@ pub fn load(path: &Path) -> Result<Model> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    load_from(path, &mut BufReader::new(file), len)
+    load_from(path, &mut BufReader::new(file), len).map_err(in_file(path))
 }
 
 /// Loads a GGUF file held in memory; `path` names it in errors and in the model's source.
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
-    load_from(path, &mut Cursor::new(bytes), bytes.len() as u64)
+    load_from(path, &mut Cursor::new(bytes), bytes.len() as u64).map_err(in_file(path))
 }
 
 /// Loads the `len`-byte GGUF that `file` reads from its start.

@@ -218,7 +218,8 @@ impl GgufFile {
         let n = self.tensor_bytes(t)?;
         let start = self.data_offset.checked_add(t.offset).ok_or_else(|| bad(format!("tensor '{}' starts past 2^64", t.name)))?;
         r.seek(SeekFrom::Start(start))?;
-        let mut b = Vec::new();
+        // The header reader checked `n` against the file's length.
+        let mut b = Vec::with_capacity(n as usize);
         r.take(n).read_to_end(&mut b)?;
         if b.len() as u64 != n {
             return Err(bad(format!("truncated: tensor '{}' needs {n} bytes at byte {start}", t.name)));

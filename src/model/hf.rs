@@ -8,7 +8,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::HfConfig;
-use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
+use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 
 /// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
 /// (`blk.N.<gguf>.<suffix>` ↔ `model.layers.N.<hf>.<suffix>`).
@@ -100,7 +100,12 @@ fn shard_path(dir: &Path, index: &Path, name: &serde_json::Value) -> Result<Path
     }
 }
 
+/// Loads a Hugging Face folder; errors name the folder (or the file within it).
 pub fn load(dir: &Path) -> Result<Model> {
+    load_folder(dir).map_err(in_file(dir))
+}
+
+fn load_folder(dir: &Path) -> Result<Model> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(ModelError::NotAModel {
