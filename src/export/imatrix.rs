@@ -134,8 +134,7 @@ impl Imatrix {
             Ok(dequantize(qtype, &data, t.n_elements() as usize))
         };
         let mut entries = BTreeMap::new();
-        for t in g.tensors.iter().filter(|t| t.name.ends_with(".in_sum2")) {
-            let name = t.name.trim_end_matches(".in_sum2");
+        for (t, name) in g.tensors.iter().filter_map(|t| Some((t, t.name.strip_suffix(".in_sum2")?))) {
             let in_sum2 = read(&t.name)?;
             let counts = read(&format!("{name}.counts"))?;
             if counts.len() != 1 {
