@@ -10,6 +10,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod failpoint;
+pub mod fuzz;
 pub mod importance;
 pub mod model;
 pub mod plan;

@@ -371,3 +371,170 @@ fn compress_to_outputs_that_cannot_be_written() {
     // GGUF output copies the tokenizer and metadata of a GGUF source.
     compress_fails_with(&fixture("tiny-qwen2"), "o.gguf", &["--type", "Q8_0"], "GGUF output needs a GGUF source model");
 }
+
+/// Sets metadata `key` of the tiny llama to `value` (adding it if absent).
+fn gguf_with(dir: &Path, key: &str, value: Value) -> PathBuf {
+    edited_gguf(dir, |md, _| match md.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => md.push((key.to_string(), value)),
+    })
+}
+
+#[test]
+fn negative_block_count() {
+    let d = tmp_dir("block-count-negative");
+    let p = gguf_with(&d, "llama.block_count", Value::I32(-1));
+    eval_fails(&p, &long_text(&d), &[], "edited.gguf: invalid model configuration: metadata 'llama.block_count' is -1, a size cannot be negative");
+}
+
+#[test]
+fn block_count_beyond_the_tensors() {
+    let d = tmp_dir("block-count-huge");
+    let p = gguf_with(&d, "llama.block_count", Value::U64(1 << 40));
+    eval_fails(&p, &long_text(&d), &[], "edited.gguf: invalid model configuration: llama.block_count is 1099511627776, but the file holds only 31 tensors");
+}
+
+#[test]
+fn head_dimension_whose_products_overflow() {
+    let d = tmp_dir("head-dim");
+    let p = gguf_with(&d, "llama.attention.key_length", Value::U64(1 << 62));
+    eval_fails(&p, &long_text(&d), &[], "head dimension 4611686018427387904 is outside 1..=16777216");
+}
+
+#[test]
+fn duplicated_metadata_key() {
+    let d = tmp_dir("dup-key");
+    let p = edited_gguf(&d, |md, _| md.push(("llama.block_count".into(), Value::U32(2))));
+    eval_fails(&p, &long_text(&d), &[], "invalid GGUF: metadata key 'llama.block_count' appears twice");
+}
+
+#[test]
+fn tensor_with_more_than_2_40_elements() {
+    let d = tmp_dir("ne");
+    let bytes = std::fs::read(fixture("tiny-llama.gguf")).unwrap();
+    let g = triage::model::gguf_file::GgufFile::from_bytes(&bytes).unwrap();
+    // A matrix's info: name length (8), name, n_dims (4), then ne[0], ne[1].
+    let name = &g.tensors.iter().find(|t| t.ne.len() == 2).unwrap().name;
+    let key = [&(name.len() as u64).to_le_bytes()[..], name.as_bytes()].concat();
+    let at = find(&bytes, &key) + key.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2, "{name} is a matrix");
+    let mut b = bytes.clone();
+    b[at + 4..at + 12].copy_from_slice(&0u64.to_le_bytes());
+    b[at + 12..at + 20].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    let p = d.join("t.gguf");
+    std::fs::write(&p, b).unwrap();
+    eval_fails(&p, &long_text(&d), &[], &format!("tensor '{name}' has dimensions [0, 1125899906842624], more than 2^40 elements"));
+}
+
+/// The position of the last occurrence of `needle` in `b` (tensor infos follow the metadata,
+/// which may hold the same text).
+fn find(b: &[u8], needle: &[u8]) -> usize {
+    b.windows(needle.len()).rposition(|w| w == needle).unwrap()
+}
+
+#[test]
+fn gguf_tokenizer_with_ids_beyond_the_vocabulary() {
+    let d = tmp_dir("tok-ids");
+    let p = edited_gguf(&d, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "tokenizer.ggml.tokens" {
+                let Value::Array(a) = v else { panic!("tokens are an array") };
+                a.extend((0..4).map(|i| Value::String(format!("<extra{i}>"))));
+            }
+        }
+    });
+    eval_fails(&p, &long_text(&d), &[], "edited.gguf: tokenizer: token \"<extra3>\" has id 303, beyond the model's vocabulary of 300");
+}
+
+/// A copy of the sharded tiny llama whose index names `shard` for every tensor of the first
+/// shard, with that shard's file also placed one folder up.
+fn sharded_copy_naming(tag: &str, shard: impl Fn(&Path) -> String) -> PathBuf {
+    let root = tmp_dir(tag);
+    let d = root.join("model");
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(fixture("tiny-llama-sharded")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+    }
+    let first = "model-00001-of-00003.safetensors";
+    std::fs::copy(d.join(first), root.join(first)).unwrap();
+    let index = std::fs::read_to_string(d.join("model.safetensors.index.json")).unwrap();
+    std::fs::write(d.join("model.safetensors.index.json"), index.replace(&format!("\"{first}\""), &format!("{:?}", shard(&root)))).unwrap();
+    d
+}
+
+#[test]
+fn shard_paths_that_leave_the_model_folder() {
+    let d = sharded_copy_naming("shard-up", |_| "../model-00001-of-00003.safetensors".into());
+    eval_fails(&d, &long_text(&d), &["--ctx", "64"], "shard '../model-00001-of-00003.safetensors' is not a file name inside the model folder");
+    let d = sharded_copy_naming("shard-abs", |root| root.join("model-00001-of-00003.safetensors").display().to_string());
+    eval_fails(&d, &long_text(&d), &["--ctx", "64"], "is not a file name inside the model folder");
+}
+
+#[test]
+fn compress_with_a_plan_holding_unknown_keys() {
+    let d = tmp_dir("plan-keys");
+    let plan = d.join("plan.json");
+    std::fs::write(&plan, r#"{"tensors": {}, "drop_block": [1]}"#).unwrap();
+    compress_fails(&["--plan", plan.to_str().unwrap()], r#"unknown key "drop_block" in the plan (it holds tensors, drop_blocks, drop_attention, drop_mlp)"#);
+    std::fs::write(&plan, r#"{"tensors": {"blk.0.attn_q.weight": {"type": "Q8_0", "sparsty": 0.5}}}"#).unwrap();
+    compress_fails(&["--plan", plan.to_str().unwrap()], r#"unknown key "sparsty" in blk.0.attn_q.weight (it holds type, sparsity)"#);
+}
+
+/// A legacy `.dat` imatrix with one entry of `values`.
+fn dat_imatrix(path: &Path, name: &str, values: &[f32]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&1i32.to_le_bytes());
+    b.extend_from_slice(&(name.len() as i32).to_le_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(&1i32.to_le_bytes());
+    b.extend_from_slice(&(values.len() as i32).to_le_bytes());
+    values.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
+    b.extend_from_slice(&[0; 8]);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn profile_with_an_imatrix_holding_nan() {
+    let d = tmp_dir("imatrix-nan");
+    let p = d.join("nan.dat");
+    dat_imatrix(&p, "blk.0.attn_q.weight", &[1.0, f32::NAN, 2.0]);
+    profile_fails(&["--imatrix-in", p.to_str().unwrap()], "invalid imatrix: tensor 'blk.0.attn_q.weight' holds the value NaN");
+}
+
+#[test]
+fn gguf_imatrix_with_infinite_values_is_refused() {
+    use triage::export::imatrix::{Imatrix, ImatrixEntry};
+    let d = tmp_dir("imatrix-inf");
+    let p = d.join("inf.gguf");
+    let mut m = Imatrix { chunk_count: 1, chunk_size: 64, ..Imatrix::default() };
+    m.entries.insert("blk.1.ffn_up.weight".into(), ImatrixEntry { in_sum2: vec![0.5, f32::INFINITY], count: 64.0 });
+    m.write_gguf(&p).unwrap();
+    let e = Imatrix::read(&p).unwrap_err().to_string();
+    assert!(e.contains("inf.gguf: invalid imatrix: tensor 'blk.1.ffn_up.weight' holds the value inf"), "{e}");
+}
+
+#[test]
+fn dat_imatrix_naming_a_tensor_twice_is_refused() {
+    use triage::export::imatrix::Imatrix;
+    let d = tmp_dir("imatrix-dup");
+    let p = d.join("dup.dat");
+    dat_imatrix(&p, "blk.0.attn_q.weight", &[1.0]);
+    let mut b = std::fs::read(&p).unwrap();
+    let entry = b[4..b.len() - 8].to_vec();
+    b.splice(4..4, entry);
+    b[..4].copy_from_slice(&2i32.to_le_bytes());
+    std::fs::write(&p, b).unwrap();
+    let e = Imatrix::read(&p).unwrap_err().to_string();
+    assert!(e.contains("tensor 'blk.0.attn_q.weight' appears twice"), "{e}");
+}
+
+#[test]
+fn tokenizer_json_with_a_syntax_error_inside_the_decoder() {
+    let d = qwen2_copy("tok-decoder");
+    let p = d.join("tokenizer.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    // tokenizers' decoder deserializer panics ("Helper") on a syntax error within its object.
+    std::fs::write(&p, text.replacen("\"decoder\": {", "\"decoder\": {\"type\": \"Byte\u{1}Level\",", 1)).unwrap();
+    eval_fails(&d, &long_text(&d), &[], "tokenizer.json: control character (\\u0000-\\u001F) found while parsing a string");
+}

@@ -51,8 +51,13 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A plan.json written by triage, checked to load as `triage compress --plan` reads it (every
+/// key triage writes is one the reader knows).
 fn read_json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    let text = std::fs::read_to_string(p).unwrap();
+    let model = triage::model::Model::load(&tiny()).unwrap();
+    triage::compress::plan::Plan::from_json(&text, &model).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 #[test]

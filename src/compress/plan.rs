@@ -32,6 +32,28 @@ pub struct Plan {
     pub drop_mlp: BTreeSet<usize>,
 }
 
+/// The keys of a plan that say what to do.
+const PLAN_KEYS: [&str; 4] = ["tensors", "drop_blocks", "drop_attention", "drop_mlp"];
+/// The keys `triage plan` adds to describe how the plan was found (`src/plan`: budget,
+/// solver, settings, prediction, measurements); reading a plan accepts and ignores them.
+const REPORT_KEYS: [&str; 15] = [
+    "budget", "solver", "settings", "predicted", "fitness", "timings", "sensitivity", "lagrange_kld", "search_fitness",
+    "block_influence", "sublayer_influence", "outlier_ratio", "owl", "start_kld", "sparsity",
+];
+/// The keys of one tensor's entry.
+const TENSOR_KEYS: [&str; 2] = ["type", "sparsity"];
+
+/// Refuses keys of `obj` outside `known`, naming them and the keys `what` holds: a misspelt
+/// key must not be ignored.
+fn refuse_unknown_keys(obj: &serde_json::Map<String, Json>, known: &[&str], what: &str, holds: &[&str]) -> Result<(), String> {
+    let unknown: Vec<String> = obj.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("\"{k}\"")).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let s = if unknown.len() > 1 { "s" } else { "" };
+    Err(format!("unknown key{s} {} in {what} (it holds {})", unknown.join(", "), holds.join(", ")))
+}
+
 /// Parses "0.5" (unstructured share) or "2:4" (N of every M pruned).
 pub fn parse_sparsity(s: &str) -> Result<Sparsity, String> {
     let s = s.trim();
@@ -89,6 +111,7 @@ impl Plan {
     pub fn from_json(text: &str, model: &Model) -> Result<Plan, String> {
         let j: Json = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = j.as_object().ok_or("the plan must be a JSON object")?;
+        refuse_unknown_keys(obj, &[&PLAN_KEYS[..], &REPORT_KEYS[..]].concat(), "the plan", &PLAN_KEYS)?;
         let mut plan = Plan::default();
         if let Some(tensors) = obj.get("tensors") {
             let tensors = tensors.as_object().ok_or("\"tensors\" must map tensor names to types")?;
@@ -96,6 +119,7 @@ impl Plan {
                 let (t, sp) = match spec {
                     Json::String(t) => (t.as_str(), None),
                     Json::Object(o) => {
+                        refuse_unknown_keys(o, &TENSOR_KEYS, name, &TENSOR_KEYS)?;
                         let t = o.get("type").and_then(Json::as_str).ok_or(format!("{name}: no \"type\""))?;
                         let sp = match o.get("sparsity") {
                             None | Some(Json::Null) => None,

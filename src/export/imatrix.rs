@@ -11,7 +11,7 @@
 //! llama.cpp collects only `blk.*` matrices (token embeddings are looked up, not multiplied).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -19,6 +19,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::write_atomic;
+use crate::compress::codec::dequantize;
+use crate::model::gguf_file::GgufFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImatrixError {
@@ -26,6 +28,8 @@ pub enum ImatrixError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not an imatrix file: {reason}")]
     Format { path: PathBuf, reason: String },
+    #[error("{path}: invalid imatrix: {reason}")]
+    Invalid { path: PathBuf, reason: String },
     #[error("writing imatrix: {0}")]
     Write(String),
 }
@@ -87,40 +91,51 @@ impl Imatrix {
 
     /// Reads a GGUF or legacy `.dat` imatrix file, recognised by its first bytes.
     pub fn read(path: &Path) -> Result<Imatrix, ImatrixError> {
-        let io = |source| ImatrixError::Io { path: path.to_path_buf(), source };
-        let bytes = std::fs::read(path).map_err(io)?;
-        if bytes.starts_with(b"GGUF") {
-            Self::read_gguf(path)
-        } else {
-            Self::read_dat(path, &bytes)
-        }
+        let bytes = std::fs::read(path).map_err(|source| ImatrixError::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(path, &bytes)
     }
 
-    fn read_gguf(path: &Path) -> Result<Imatrix, ImatrixError> {
+    /// Parses an imatrix file held in memory; `path` names it in errors. Every value must be a
+    /// finite, non-negative sum of squares over a finite, non-negative token count.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imatrix, ImatrixError> {
+        let m = if bytes.starts_with(b"GGUF") { Self::read_gguf(path, bytes) } else { Self::read_dat(path, bytes) }?;
+        m.check_values().map_err(|reason| ImatrixError::Invalid { path: path.to_path_buf(), reason })?;
+        Ok(m)
+    }
+
+    fn check_values(&self) -> Result<(), String> {
+        for (name, e) in &self.entries {
+            if !(e.count.is_finite() && e.count >= 0.0) {
+                return Err(format!("tensor '{name}' has a token count of {}", e.count));
+            }
+            if let Some(x) = e.in_sum2.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+                return Err(format!("tensor '{name}' holds the value {x}, not a finite non-negative sum of squares"));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_gguf(path: &Path, bytes: &[u8]) -> Result<Imatrix, ImatrixError> {
         let fmt = |reason: String| ImatrixError::Format { path: path.to_path_buf(), reason };
-        let mut f = std::fs::File::open(path).map_err(|source| ImatrixError::Io { path: path.to_path_buf(), source })?;
-        let content = gguf_file::Content::read(&mut f).map_err(|e| fmt(crate::model::candle_message(&e)))?;
-        let md = &content.metadata;
-        if md.get("general.type").and_then(|v| v.to_string().ok()).map(String::as_str) != Some("imatrix") {
+        let g = GgufFile::from_bytes(bytes).map_err(|e| fmt(e.to_string()))?;
+        if g.get("general.type").and_then(|v| v.to_string().ok()).map(String::as_str) != Some("imatrix") {
             return Err(fmt("general.type is not 'imatrix'".into()));
         }
-        let u = |k: &str| md.get(k).and_then(|v| v.to_u32().ok()).unwrap_or(0);
-        let datasets = md
+        let u = |k: &str| g.get(k).and_then(|v| v.to_u32().ok()).unwrap_or(0);
+        let datasets = g
             .get("imatrix.datasets")
             .and_then(|v| v.to_vec().ok())
             .map(|v| v.iter().filter_map(|s| s.to_string().ok().cloned()).collect())
             .unwrap_or_default();
-        let mut read = |name: &str| -> Result<Vec<f32>, ImatrixError> {
-            let q = content.tensor(&mut f, name, &Device::Cpu).map_err(|e| fmt(crate::model::candle_message(&e)))?;
-            let t = q.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>());
-            t.map_err(|e| fmt(crate::model::candle_message(&e)))
+        let read = |name: &str| -> Result<Vec<f32>, ImatrixError> {
+            let t = g.tensor(name).ok_or_else(|| fmt(format!("no tensor '{name}'")))?;
+            let data = g.read_data(&mut Cursor::new(bytes), t).map_err(|e| fmt(e.to_string()))?;
+            let qtype = t.qtype().expect("the header reader checked every type");
+            Ok(dequantize(qtype, &data, t.n_elements() as usize))
         };
         let mut entries = BTreeMap::new();
-        let mut names: Vec<&String> = content.tensor_infos.keys().filter(|n| n.ends_with(".in_sum2")).collect();
-        names.sort();
-        for t in names {
-            let name = t.trim_end_matches(".in_sum2");
-            let in_sum2 = read(t)?;
+        for (t, name) in g.tensors.iter().filter_map(|t| Some((t, t.name.strip_suffix(".in_sum2")?))) {
+            let in_sum2 = read(&t.name)?;
             let counts = read(&format!("{name}.counts"))?;
             if counts.len() != 1 {
                 return Err(fmt(format!("'{name}' has {} matrices (mixture-of-experts imatrices are not supported)", counts.len())));
@@ -166,13 +181,13 @@ impl Imatrix {
             .map(|l| String::from_utf8_lossy(&r[..l as usize]).into_owned());
         // Values are means × ncall; with ncall calls of chunk_size tokens the sums follow. The
         // chunk size is not stored: take 1 token per call, which keeps the means exact.
-        let entries = raw
-            .into_iter()
-            .map(|(name, ncall, vals)| {
-                let ncall = ncall.max(1) as f64;
-                (name, ImatrixEntry { in_sum2: vals, count: ncall })
-            })
-            .collect();
+        let mut entries = BTreeMap::new();
+        for (name, ncall, vals) in raw {
+            let entry = ImatrixEntry { in_sum2: vals, count: ncall.max(1) as f64 };
+            if entries.insert(name.clone(), entry).is_some() {
+                return Err(fmt(&format!("tensor '{name}' appears twice")));
+            }
+        }
         Ok(Imatrix { entries, datasets: dataset.into_iter().collect(), chunk_count, chunk_size: 0 })
     }
 

@@ -82,8 +82,15 @@ pub struct Config {
     pub tie_word_embeddings: bool,
 }
 
+/// The largest size of any one dimension (vocabulary, hidden, intermediate, heads, head
+/// dimension): far beyond any model, small enough that products of two stay exact.
+pub const MAX_DIM: usize = 1 << 24;
+/// The most blocks a model may have.
+pub const MAX_LAYERS: usize = 1 << 12;
+
 impl Config {
-    /// Checks the relations between sizes that the forward pass relies on.
+    /// Checks every size against its bounds, the weight shapes for overflow, and the relations
+    /// between sizes that the forward pass relies on.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
         if self.n_layers == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
@@ -92,14 +99,24 @@ impl Config {
                 self.n_layers, self.hidden_size, self.vocab_size
             ));
         }
+        if self.n_layers > MAX_LAYERS {
+            return bad(format!("{} layers (at most {MAX_LAYERS} are supported)", self.n_layers));
+        }
+        self.check_dims()?;
         if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} attention heads cannot share {} key/value heads",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if !self.head_dim.is_multiple_of(2) {
-            return bad(format!("head dimension {} is odd; RoPE needs pairs", self.head_dim));
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return bad(format!("head dimension {} is zero or odd; RoPE needs pairs", self.head_dim));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            return bad(format!("RMSNorm epsilon {} is not a finite non-negative number", self.rms_norm_eps));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad(format!("RoPE base {} is not a finite positive number", self.rope_theta));
         }
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim / 2 {
@@ -108,6 +125,38 @@ impl Config {
                     f.len(),
                     self.head_dim
                 ));
+            }
+            if let Some(x) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+                return bad(format!("RoPE frequency factor {x} is not a finite positive number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every dimension at most [`MAX_DIM`], every weight shape's product without overflow.
+    fn check_dims(&self) -> Result<(), ModelError> {
+        let dims = [
+            ("vocabulary size", self.vocab_size),
+            ("hidden size", self.hidden_size),
+            ("intermediate size", self.intermediate_size),
+            ("attention heads", self.n_heads),
+            ("key/value heads", self.n_kv_heads),
+            ("head dimension", self.head_dim),
+            ("context length", self.context_length),
+        ];
+        for (what, n) in dims {
+            if n == 0 || n > MAX_DIM {
+                return Err(ModelError::InvalidConfig(format!("{what} {n} is outside 1..={MAX_DIM}")));
+            }
+        }
+        let products = [
+            ("vocabulary × hidden size", self.vocab_size, self.hidden_size),
+            ("intermediate × hidden size", self.intermediate_size, self.hidden_size),
+            ("attention heads × head dimension", self.n_heads, self.head_dim),
+        ];
+        for (what, a, b) in products {
+            if a.checked_mul(b).is_none_or(|n| n as u64 > super::gguf_file::MAX_TENSOR_ELEMENTS) {
+                return Err(ModelError::InvalidConfig(format!("{what} = {a} × {b} is too large")));
             }
         }
         Ok(())
@@ -210,11 +259,7 @@ impl HfConfig {
         let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or_else(|| {
             params.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
         });
-        let rope_freq_factors = match scaling {
-            None => None,
-            Some(v) => Some(llama3_freq_factors(v, head_dim, rope_theta)?),
-        };
-        let config = Config {
+        let mut config = Config {
             arch,
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
@@ -226,11 +271,16 @@ impl HfConfig {
             rms_norm_eps: self.rms_norm_eps,
             rope_theta,
             rope_layout: RopeLayout::HalfSplit,
-            rope_freq_factors,
+            rope_freq_factors: None,
             context_length: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
         };
+        // The sizes are checked before the factors, whose count the head dimension sets.
         config.validate()?;
+        if let Some(v) = scaling {
+            config.rope_freq_factors = Some(llama3_freq_factors(v, head_dim, rope_theta)?);
+            config.validate()?;
+        }
         Ok(config)
     }
 }

@@ -2,36 +2,47 @@
 //! the tokenizer rebuilt from `tokenizer.ggml.*`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
 use super::config::{Arch, Config, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
-use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
+use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 use crate::compress::codec::dequantize;
 
-/// Reads the header of a GGUF file; every tensor's data must lie inside the file.
-pub fn read_header(path: &Path) -> Result<(GgufFile, std::fs::File)> {
-    GgufFile::read(path).map_err(|e| match e {
+/// The model error for a GGUF header that `path` could not give.
+fn header_error(path: &Path, e: GgufError) -> ModelError {
+    match e {
         GgufError::Format(reason) if reason.starts_with("no 'GGUF' magic") => ModelError::NotAModel {
             path: path.to_path_buf(),
             reason: "neither a GGUF file (no 'GGUF' magic) nor a Hugging Face model folder".into(),
         },
         GgufError::Format(reason) => ModelError::Gguf { path: path.to_path_buf(), reason },
         GgufError::Io(source) => ModelError::Io { path: path.to_path_buf(), source },
-    })
+    }
 }
 
+/// A metadata integer of any integer type; negative values are errors, not huge sizes.
 fn md_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>> {
-    md.get(key)
-        .map(|v| {
-            v.to_u64()
-                .or_else(|_| v.to_u32().map(u64::from))
-                .or_else(|_| v.to_i32().map(|x| x as u64))
-                .map_err(|e| ModelError::InvalidConfig(format!("metadata '{key}': {e}")))
-        })
-        .transpose()
+    let Some(v) = md.get(key) else { return Ok(None) };
+    let signed = |x: i64| {
+        u64::try_from(x).map_err(|_| ModelError::InvalidConfig(format!("metadata '{key}' is {x}, a size cannot be negative")))
+    };
+    match *v {
+        Value::U8(x) => Ok(x.into()),
+        Value::U16(x) => Ok(x.into()),
+        Value::U32(x) => Ok(x.into()),
+        Value::U64(x) => Ok(x),
+        Value::I8(x) => signed(x.into()),
+        Value::I16(x) => signed(x.into()),
+        Value::I32(x) => signed(x.into()),
+        Value::I64(x) => signed(x),
+        _ => Err(ModelError::InvalidConfig(format!("metadata '{key}' is not an integer"))),
+    }
+    .map(Some)
 }
 
 fn md_f64(md: &HashMap<String, Value>, key: &str) -> Result<Option<f64>> {
@@ -57,6 +68,14 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
     let arch = Arch::from_gguf_name(arch_name)?;
     let key = |k: &str| format!("{arch_name}.{k}");
     let u = |k: &str| -> Result<usize> { Ok(require(md_u64(md, &key(k))?, &key(k))? as usize) };
+    let n_layers = u("block_count")?;
+    if n_layers > gguf.tensors.len() {
+        return Err(ModelError::InvalidConfig(format!(
+            "{} is {n_layers}, but the file holds only {} tensors",
+            key("block_count"),
+            gguf.tensors.len()
+        )));
+    }
     let hidden_size = u("embedding_length")?;
     let n_heads = u("attention.head_count")?;
     let n_kv_heads = md_u64(md, &key("attention.head_count_kv"))?.map_or(n_heads, |v| v as usize);
@@ -79,7 +98,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         vocab_size,
         hidden_size,
         intermediate_size: u("feed_forward_length")?,
-        n_layers: u("block_count")?,
+        n_layers,
         n_heads,
         n_kv_heads,
         head_dim,
@@ -100,14 +119,27 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
 
 /// Loads a GGUF file, dequantizing every tensor to f32.
 pub fn load(path: &Path) -> Result<Model> {
-    let (gguf, mut file) = read_header(path)?;
+    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    load_from(path, &mut BufReader::new(file), len).map_err(in_file(path))
+}
+
+/// Loads a GGUF file held in memory; `path` names it in errors and in the model's source.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
+    load_from(path, &mut Cursor::new(bytes), bytes.len() as u64).map_err(in_file(path))
+}
+
+/// Loads the `len`-byte GGUF that `file` reads from its start.
+fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Model> {
+    let gguf = GgufFile::parse(file, len).map_err(|e| header_error(path, e))?;
     let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
     let mut config = config_from_metadata(&gguf, &md)?;
     let gguf_err = |reason: String| ModelError::Gguf { path: path.to_path_buf(), reason };
     let mut read = |name: &str| -> Result<Option<Tensor>> {
         let Some(info) = gguf.tensor(name) else { return Ok(None) };
-        let bytes = gguf.read_data(&mut file, info).map_err(|e| gguf_err(format!("tensor '{name}': {e}")))?;
-        let qtype = info.qtype().expect("read_header checked every type");
+        let bytes = gguf.read_data(file, info).map_err(|e| gguf_err(format!("tensor '{name}': {e}")))?;
+        let qtype = info.qtype().expect("the header reader checked every type");
         let values = dequantize(qtype, &bytes, info.n_elements() as usize);
         Ok(Some(Tensor::from_vec(values, info.shape(), &Device::Cpu)?))
     };
@@ -122,7 +154,7 @@ pub fn load(path: &Path) -> Result<Model> {
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0;
     for info in &gguf.tensors {
-        let qtype = info.qtype().expect("read_header checked every type");
+        let qtype = info.qtype().expect("the header reader checked every type");
         tensor_types.insert(info.name.clone(), qtype.name().to_string());
         weight_bytes += qtype.bytes(info.n_elements() as usize) as u64;
     }

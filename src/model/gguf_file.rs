@@ -2,8 +2,9 @@
 //! aligned tensor data. Read and written here so that every tensor type we encode — IQ4_NL
 //! included — can be read back, and raw tensor bytes can be copied from one file to another.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Cursor, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 pub use candle_core::quantized::gguf_file::Value;
@@ -11,6 +12,10 @@ pub use candle_core::quantized::gguf_file::Value;
 use crate::compress::types::QuantType;
 
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// The most elements a tensor may claim (2⁴⁰, 4 TiB as f32): a bound that keeps every size
+/// computed from a shape inside u64 and usize.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 40;
 
 /// One tensor's entry in the header.
 #[derive(Debug, Clone)]
@@ -25,8 +30,20 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// The number of elements; [`GgufFile::read`] has checked that it is at most
+    /// [`MAX_TENSOR_ELEMENTS`].
     pub fn n_elements(&self) -> u64 {
         self.ne.iter().fold(1u64, |a, &d| a.saturating_mul(d))
+    }
+
+    /// The element count, or an error when a dimension or the product exceeds
+    /// [`MAX_TENSOR_ELEMENTS`] (a product that wraps included).
+    fn checked_elements(&self) -> Result<u64, GgufError> {
+        self.ne
+            .iter()
+            .try_fold(1u64, |a, &d| (d <= MAX_TENSOR_ELEMENTS).then(|| a.checked_mul(d)).flatten())
+            .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
+            .ok_or_else(|| bad(format!("tensor '{}' has dimensions {:?}, more than 2^40 elements", self.name, self.ne)))
     }
 
     /// (rows, …, cols): the shape in row-major order, ggml's ne reversed.
@@ -62,12 +79,12 @@ fn bad(msg: impl Into<String>) -> GgufError {
     GgufError::Format(msg.into())
 }
 
-struct Reader<R> {
-    r: R,
+struct Reader<'a, R> {
+    r: &'a mut R,
     len: u64,
 }
 
-impl<R: Read + Seek> Reader<R> {
+impl<R: Read + Seek> Reader<'_, R> {
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, GgufError> {
         let pos = self.r.stream_position()?;
         if pos.checked_add(n).is_none_or(|end| end > self.len) {
@@ -77,27 +94,31 @@ impl<R: Read + Seek> Reader<R> {
         self.r.read_exact(&mut b)?;
         Ok(b)
     }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], GgufError> {
+        let mut b = [0u8; N];
+        b.copy_from_slice(&self.bytes(N as u64)?);
+        Ok(b)
+    }
     fn u32(&mut self) -> Result<u32, GgufError> {
-        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(self.array()?))
     }
     fn u64(&mut self) -> Result<u64, GgufError> {
-        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(self.array()?))
     }
     fn string(&mut self) -> Result<String, GgufError> {
         let n = self.u64()?;
         String::from_utf8(self.bytes(n)?).map_err(|_| bad("a metadata string is not UTF-8"))
     }
     fn value(&mut self, vtype: u32, depth: usize) -> Result<Value, GgufError> {
-        let b = |s: &mut Self, n| s.bytes(n);
         Ok(match vtype {
-            0 => Value::U8(b(self, 1)?[0]),
-            1 => Value::I8(b(self, 1)?[0] as i8),
-            2 => Value::U16(u16::from_le_bytes(b(self, 2)?.try_into().expect("2"))),
-            3 => Value::I16(i16::from_le_bytes(b(self, 2)?.try_into().expect("2"))),
+            0 => Value::U8(self.array::<1>()?[0]),
+            1 => Value::I8(self.array::<1>()?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array()?)),
+            3 => Value::I16(i16::from_le_bytes(self.array()?)),
             4 => Value::U32(self.u32()?),
             5 => Value::I32(self.u32()? as i32),
             6 => Value::F32(f32::from_bits(self.u32()?)),
-            7 => Value::Bool(b(self, 1)?[0] != 0),
+            7 => Value::Bool(self.array::<1>()?[0] != 0),
             8 => Value::String(self.string()?),
             9 if depth == 0 => {
                 let et = self.u32()?;
@@ -124,7 +145,22 @@ impl GgufFile {
     pub fn read(path: &Path) -> Result<(GgufFile, File), GgufError> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        let mut rd = Reader { r: BufReader::new(file), len };
+        let mut r = BufReader::new(file);
+        let gguf = Self::parse(&mut r, len)?;
+        Ok((gguf, r.into_inner()))
+    }
+
+    /// Reads the header of a GGUF file held in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<GgufFile, GgufError> {
+        Self::parse(&mut Cursor::new(bytes), bytes.len() as u64)
+    }
+
+    /// Reads the header of the `len`-byte GGUF that `r` is positioned at the start of. Every
+    /// count, length and offset is checked against `len` before anything is allocated from it;
+    /// keys and tensor names are unique; every tensor has a type we read, a size that fits in
+    /// 2^40 elements, an aligned offset, and data inside the file.
+    pub fn parse<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgufFile, GgufError> {
+        let mut rd = Reader { r, len };
         if rd.bytes(4).ok().as_deref() != Some(b"GGUF") {
             return Err(bad("no 'GGUF' magic"));
         }
@@ -137,24 +173,8 @@ impl GgufFile {
         if n_tensors > len || n_kv > len {
             return Err(bad("tensor or metadata count larger than the file"));
         }
-        let mut metadata = Vec::with_capacity(n_kv.min(1 << 12) as usize);
-        for _ in 0..n_kv {
-            let key = rd.string()?;
-            let vtype = rd.u32()?;
-            metadata.push((key, rd.value(vtype, 0)?));
-        }
-        let mut tensors = Vec::with_capacity(n_tensors.min(1 << 12) as usize);
-        for _ in 0..n_tensors {
-            let name = rd.string()?;
-            let n_dims = rd.u32()?;
-            if n_dims > 4 {
-                return Err(bad(format!("tensor '{name}' has {n_dims} dimensions")));
-            }
-            let ne = (0..n_dims).map(|_| rd.u64()).collect::<Result<Vec<_>, _>>()?;
-            let type_id = rd.u32()?;
-            let offset = rd.u64()?;
-            tensors.push(TensorInfo { name, ne, type_id, offset });
-        }
+        let metadata = read_metadata(&mut rd, n_kv)?;
+        let tensors = read_tensor_infos(&mut rd, n_tensors)?;
         let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
             Some((_, Value::U32(a))) if a.is_power_of_two() => *a as u64,
             Some(_) => return Err(bad("general.alignment is not a power of two u32")),
@@ -164,25 +184,25 @@ impl GgufFile {
         let data_offset = pos.div_ceil(alignment) * alignment;
         let gguf = GgufFile { version, metadata, tensors, data_offset };
         for t in &gguf.tensors {
+            if !t.offset.is_multiple_of(alignment) {
+                return Err(bad(format!("tensor '{}' starts at offset {}, not a multiple of the alignment {alignment}", t.name, t.offset)));
+            }
             let end = data_offset.saturating_add(t.offset).saturating_add(gguf.tensor_bytes(t)?);
             if end > len {
                 return Err(bad(format!("truncated: tensor '{}' ends at byte {end} but the file has {len} bytes", t.name)));
             }
         }
-        Ok((gguf, rd.r.into_inner()))
+        Ok(gguf)
     }
 
     /// Bytes of a tensor's data (for the types we know).
     pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<u64, GgufError> {
         let q = t.qtype().ok_or_else(|| bad(format!("tensor '{}' has ggml type {}, which triage does not read", t.name, t.type_id)))?;
-        if t.ne.first().is_some_and(|&c| !(c as usize).is_multiple_of(q.block_size())) {
-            return Err(bad(format!("tensor '{}': rows of {} do not tile {q} blocks", t.name, t.ne[0])));
+        let row = t.ne.first().copied().unwrap_or(1);
+        if !row.is_multiple_of(q.block_size() as u64) {
+            return Err(bad(format!("tensor '{}': rows of {row} do not tile {q} blocks", t.name)));
         }
-        let n = t.n_elements();
-        if n > (1 << 40) {
-            return Err(bad(format!("tensor '{}' claims {n} elements", t.name)));
-        }
-        Ok(q.bytes(n as usize) as u64)
+        Ok(q.bytes(t.checked_elements()? as usize) as u64)
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
@@ -193,14 +213,59 @@ impl GgufFile {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Reads the raw bytes of tensor `t` from `file`.
-    pub fn read_data(&self, file: &mut File, t: &TensorInfo) -> Result<Vec<u8>, GgufError> {
+    /// Reads the raw bytes of tensor `t` from `r` (the file or bytes the header came from).
+    pub fn read_data<R: Read + Seek>(&self, r: &mut R, t: &TensorInfo) -> Result<Vec<u8>, GgufError> {
         let n = self.tensor_bytes(t)?;
-        file.seek(SeekFrom::Start(self.data_offset + t.offset))?;
-        let mut b = vec![0u8; n as usize];
-        file.read_exact(&mut b)?;
+        let start = self.data_offset.checked_add(t.offset).ok_or_else(|| bad(format!("tensor '{}' starts past 2^64", t.name)))?;
+        r.seek(SeekFrom::Start(start))?;
+        // The header reader checked `n` against the file's length.
+        let mut b = Vec::with_capacity(n as usize);
+        r.take(n).read_to_end(&mut b)?;
+        if b.len() as u64 != n {
+            return Err(bad(format!("truncated: tensor '{}' needs {n} bytes at byte {start}", t.name)));
+        }
         Ok(b)
     }
+}
+
+/// `n_kv` metadata pairs, each key once.
+fn read_metadata<R: Read + Seek>(rd: &mut Reader<'_, R>, n_kv: u64) -> Result<Vec<(String, Value)>, GgufError> {
+    let mut metadata = Vec::with_capacity(n_kv.min(1 << 12) as usize);
+    let mut seen = HashSet::new();
+    for _ in 0..n_kv {
+        let key = rd.string()?;
+        if !seen.insert(key.clone()) {
+            return Err(bad(format!("metadata key '{key}' appears twice")));
+        }
+        let vtype = rd.u32()?;
+        let value = rd.value(vtype, 0).map_err(|e| match e {
+            GgufError::Format(m) => bad(format!("metadata '{key}': {m}")),
+            io => io,
+        })?;
+        metadata.push((key, value));
+    }
+    Ok(metadata)
+}
+
+/// `n_tensors` tensor infos, each name once.
+fn read_tensor_infos<R: Read + Seek>(rd: &mut Reader<'_, R>, n_tensors: u64) -> Result<Vec<TensorInfo>, GgufError> {
+    let mut tensors = Vec::with_capacity(n_tensors.min(1 << 12) as usize);
+    let mut seen = HashSet::new();
+    for _ in 0..n_tensors {
+        let name = rd.string()?;
+        if !seen.insert(name.clone()) {
+            return Err(bad(format!("tensor '{name}' appears twice")));
+        }
+        let n_dims = rd.u32()?;
+        if n_dims > 4 {
+            return Err(bad(format!("tensor '{name}' has {n_dims} dimensions")));
+        }
+        let ne = (0..n_dims).map(|_| rd.u64()).collect::<Result<Vec<_>, _>>()?;
+        let type_id = rd.u32()?;
+        let offset = rd.u64()?;
+        tensors.push(TensorInfo { name, ne, type_id, offset });
+    }
+    Ok(tensors)
 }
 
 /// A tensor to write: its name, ggml-order dims, type and encoded bytes.

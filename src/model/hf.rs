@@ -8,7 +8,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::HfConfig;
-use super::{assemble, Format, Model, ModelError, Result, Source, Tokenizer};
+use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 
 /// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
 /// (`blk.N.<gguf>.<suffix>` ↔ `model.layers.N.<hf>.<suffix>`).
@@ -67,8 +67,13 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
             ModelError::NotAModel { path: index.clone(), reason: "no 'weight_map' object".into() }
         })?;
-        let mut files: Vec<PathBuf> =
-            map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+        let mut files = map
+            .values()
+            .map(|v| shard_path(dir, &index, v))
+            .collect::<Result<Vec<PathBuf>>>()?;
+        if files.is_empty() {
+            return Err(ModelError::NotAModel { path: index, reason: "the weight map lists no shards".into() });
+        }
         files.sort();
         files.dedup();
         return Ok(files);
@@ -83,7 +88,24 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// The path of a shard named in the index: a plain file name inside the folder, never a path
+/// that leaves it (`../x`, `/abs`, `sub/x`).
+fn shard_path(dir: &Path, index: &Path, name: &serde_json::Value) -> Result<PathBuf> {
+    let bad = |reason: String| ModelError::NotAModel { path: index.to_path_buf(), reason };
+    let name = name.as_str().ok_or_else(|| bad(format!("the weight map gives a shard as {name}, not a file name")))?;
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(f)), None) if f == name => Ok(dir.join(f)),
+        _ => Err(bad(format!("shard '{name}' is not a file name inside the model folder"))),
+    }
+}
+
+/// Loads a Hugging Face folder; errors name the folder (or the file within it).
 pub fn load(dir: &Path) -> Result<Model> {
+    load_folder(dir).map_err(in_file(dir))
+}
+
+fn load_folder(dir: &Path) -> Result<Model> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(ModelError::NotAModel {
@@ -111,6 +133,13 @@ pub fn load(dir: &Path) -> Result<Model> {
         path: dir.to_path_buf(),
         reason: format!("cannot read safetensors ({}); a file may be truncated", super::candle_message(&e)),
     })?;
+    let n_tensors = st.tensors().len();
+    if config.n_layers > n_tensors {
+        return Err(ModelError::InvalidConfig(format!(
+            "num_hidden_layers is {}, but the safetensors hold only {n_tensors} tensors",
+            config.n_layers
+        )));
+    }
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0u64;
     for (name, view) in st.tensors() {

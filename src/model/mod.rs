@@ -60,6 +60,17 @@ pub enum ModelError {
     Tokenizer(String),
     #[error("{}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
+    /// An error of the model loaded from `path`.
+    #[error("{path}: {source}")]
+    InFile { path: PathBuf, source: Box<ModelError> },
+}
+
+/// Names the model file or folder an error came from, unless it already does.
+pub(crate) fn in_file(path: &Path) -> impl Fn(ModelError) -> ModelError + '_ {
+    move |e| match e {
+        ModelError::Io { .. } | ModelError::NotAModel { .. } | ModelError::Gguf { .. } | ModelError::InFile { .. } => e,
+        other => ModelError::InFile { path: path.to_path_buf(), source: Box::new(other) },
+    }
 }
 
 /// A candle error's message without the backtrace candle attaches when RUST_BACKTRACE is set.
@@ -267,6 +278,9 @@ pub(crate) fn assemble(
     source: Source,
 ) -> Result<Model> {
     config.validate()?;
+    if let Some(t) = &tokenizer {
+        t.check_ids(config.vocab_size)?;
+    }
     let h = config.hidden_size;
     let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
     let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {

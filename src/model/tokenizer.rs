@@ -45,9 +45,28 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
 impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let json = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        Self::from_json(path, &json)
+    }
+
+    /// Parses the text of a `tokenizer.json`; `path` names it in errors. The text is parsed as
+    /// JSON first: `tokenizers` panics on a syntax error inside the decoder's object, never on a
+    /// parsed value.
+    pub fn from_json(path: &Path, json: &[u8]) -> Result<Self> {
+        let err = |e: serde_json::Error| ModelError::Tokenizer(format!("{}: {e}", path.display()));
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(err)?;
+        let inner = serde_json::from_value(value).map_err(err)?;
         Ok(Tokenizer { inner })
+    }
+
+    /// Refuses a vocabulary with ids the model's embedding has no row for.
+    pub fn check_ids(&self, vocab_size: usize) -> Result<()> {
+        match self.inner.get_vocab(true).into_iter().max_by_key(|&(_, id)| id) {
+            Some((token, id)) if id as usize >= vocab_size => Err(ModelError::Tokenizer(format!(
+                "token {token:?} has id {id}, beyond the model's vocabulary of {vocab_size}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Rebuilds the tokenizer described by GGUF metadata. Only byte-level BPE (`gpt2`) vocabularies

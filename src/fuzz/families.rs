@@ -1,0 +1,203 @@
+//! The parser families and their seed files: the test fixtures, and imatrix files and plans made
+//! by our own writers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::mutate::{mutate, Layout, Rng, Seed};
+use super::Family;
+use crate::compress::codec::dequantize;
+use crate::compress::plan::Plan;
+use crate::compress::types::QuantType;
+use crate::export::imatrix::{Imatrix, ImatrixEntry};
+use crate::model::config::HfConfig;
+use crate::model::gguf_file::GgufFile;
+use crate::model::{gguf, hf, Model, Tokenizer};
+
+/// A short text to tokenize with every tokenizer that loads.
+const TEXT: &str = "The nation is at peace, 1861–1865; naïve café <|endoftext|> 12345.";
+
+const GGUF_FIXTURES: [&str; 2] = ["tiny-llama.gguf", "tiny-qwen2.gguf"];
+
+/// Files of the Hugging Face fixtures to damage, by folder.
+const HF_FILES: [(&str, &str); 7] = [
+    ("tiny-llama", "config.json"),
+    ("tiny-llama", "tokenizer.json"),
+    ("tiny-llama", "model.safetensors"),
+    ("tiny-qwen2", "model.safetensors"),
+    ("tiny-llama-sharded", "model.safetensors.index.json"),
+    ("tiny-llama-sharded", "model-00001-of-00003.safetensors"),
+    ("tiny-llama-sharded", "model-00003-of-00003.safetensors"),
+];
+
+/// Every family, seeded from the fixtures in `fixtures` (`tests/fixtures`); scratch files go
+/// under a fresh folder of `scratch`, removed when the families are dropped.
+pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> {
+    let scratch = Arc::new(Scratch::new(scratch)?);
+    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let gguf_seeds = GGUF_FIXTURES.iter().map(|f| Ok(Seed::new(f, read(fixtures.join(f))?, Layout::Gguf))).collect::<Result<Vec<_>, String>>()?;
+    let json_seeds = |file: &str| -> Result<Vec<Seed>, String> {
+        ["tiny-llama", "tiny-qwen2"].iter().map(|d| Ok(Seed::new(&format!("{d}/{file}"), read(fixtures.join(d).join(file))?, Layout::Json))).collect()
+    };
+    let model = Arc::new(Model::load(&fixtures.join("tiny-llama.gguf")).map_err(|e| e.to_string())?);
+    Ok(vec![
+        Family { name: "gguf-header", seeds: gguf_seeds.clone(), input: mutate, check: Box::new(|_, b| GgufFile::from_bytes(b).map(drop).map_err(|e| e.to_string())) },
+        Family { name: "gguf-model", seeds: gguf_seeds, input: mutate, check: Box::new(|_, b| load_gguf(b)) },
+        Family { name: "config-json", seeds: json_seeds("config.json")?, input: mutate, check: Box::new(|_, b| load_config(b)) },
+        Family { name: "tokenizer-json", seeds: json_seeds("tokenizer.json")?, input: mutate, check: Box::new(|_, b| load_tokenizer(b)) },
+        hf_folder(fixtures, scratch.clone())?,
+        Family { name: "plan-json", seeds: vec![plan_seed()], input: mutate, check: Box::new(move |_, b| read_plan(&model, b)) },
+        imatrix_family("imatrix-dat", &scratch, false)?,
+        imatrix_family("imatrix-gguf", &scratch, true)?,
+        Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(decode) },
+    ])
+}
+
+/// A scratch folder, removed with everything in it when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(parent: &Path) -> Result<Scratch, String> {
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let dir = parent.join(format!("triage-fuzz-{}-{}", std::process::id(), MADE.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn load_gguf(b: &[u8]) -> Result<(), String> {
+    let model = gguf::load_bytes(Path::new("fuzz.gguf"), b).map_err(|e| e.to_string())?;
+    model.tokenizer.as_ref().map_or(Ok(()), use_tokenizer)
+}
+
+fn use_tokenizer(t: &Tokenizer) -> Result<(), String> {
+    let ids = t.encode(TEXT).map_err(|e| e.to_string())?;
+    t.decode(&ids).map(drop).map_err(|e| e.to_string())
+}
+
+fn load_config(b: &[u8]) -> Result<(), String> {
+    let c: HfConfig = serde_json::from_slice(b).map_err(|e| format!("invalid config.json: {e}"))?;
+    c.into_config().map(drop).map_err(|e| e.to_string())
+}
+
+fn load_tokenizer(b: &[u8]) -> Result<(), String> {
+    let t = Tokenizer::from_json(Path::new("tokenizer.json"), b).map_err(|e| e.to_string())?;
+    t.check_ids(300).map_err(|e| e.to_string())?;
+    use_tokenizer(&t)
+}
+
+/// Whole Hugging Face folders, one file damaged: each worker thread loads from its own copy of
+/// the fixture folders, writing the damaged file in and the original back after the case.
+fn hf_folder(fixtures: &Path, scratch: Arc<Scratch>) -> Result<Family, String> {
+    let mut seeds = Vec::new();
+    for (dir, file) in HF_FILES {
+        let bytes = std::fs::read(fixtures.join(dir).join(file)).map_err(|e| format!("{dir}/{file}: {e}"))?;
+        let layout = if file.ends_with(".json") { Layout::Json } else { Layout::Safetensors };
+        seeds.push(Seed::new(&format!("{dir}/{file}"), bytes, layout));
+    }
+    let originals: Vec<Vec<u8>> = seeds.iter().map(|s| s.bytes.clone()).collect();
+    let fixtures = fixtures.to_path_buf();
+    let check = move |s: usize, b: &[u8]| -> Result<(), String> {
+        let (dir, file) = HF_FILES[s];
+        let worker = scratch.0.join(format!("hf-{}", rayon::current_thread_index().unwrap_or(usize::MAX)));
+        let folder = worker.join(dir);
+        if !folder.exists() {
+            copy_folder(&fixtures.join(dir), &folder).map_err(|e| format!("setting up {}: {e}", folder.display()))?;
+        }
+        std::fs::write(folder.join(file), b).map_err(|e| e.to_string())?;
+        let loaded = hf::load(&folder).map_err(|e| e.to_string()).and_then(|m| m.tokenizer.as_ref().map_or(Ok(()), use_tokenizer));
+        std::fs::write(folder.join(file), &originals[s]).map_err(|e| e.to_string())?;
+        loaded
+    };
+    Ok(Family { name: "hf-folder", seeds, input: mutate, check: Box::new(check) })
+}
+
+fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
+/// A plan for the tiny llama using every key a plan can hold, report keys included.
+fn plan_seed() -> Seed {
+    let plan = serde_json::json!({
+        "tensors": {
+            "blk.0.attn_q.weight": "Q8_0",
+            "blk.0.ffn_down.weight": {"type": "Q4_0", "sparsity": 0.5},
+            "blk.1.attn_k.weight": {"type": "Q8_0", "sparsity": "2:4"},
+            "token_embd.weight": {"type": "F16"}
+        },
+        "drop_blocks": [2], "drop_attention": [1], "drop_mlp": [0],
+        "budget": "bpw=6", "solver": "evo", "predicted": {"bytes": 1000, "bits_per_weight": 6.0},
+        "timings": {"total_s": 1.5}, "search_fitness": 0.01
+    });
+    Seed::new("plan.json", serde_json::to_vec_pretty(&plan).expect("serialisable"), Layout::Json)
+}
+
+fn read_plan(model: &Model, b: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+    Plan::from_json(text, model).map(drop)
+}
+
+/// Imatrix files written by our own writer (GGUF or `.dat`) for two of the tiny llama's linears.
+fn imatrix_family(name: &'static str, scratch: &Scratch, gguf: bool) -> Result<Family, String> {
+    let mut entries = BTreeMap::new();
+    entries.insert("blk.0.attn_q.weight".to_string(), ImatrixEntry { in_sum2: (0..64).map(|i| i as f32 * 0.25).collect(), count: 512.0 });
+    entries.insert("blk.0.ffn_down.weight".to_string(), ImatrixEntry { in_sum2: vec![1.5; 160], count: 512.0 });
+    let m = Imatrix { entries, datasets: vec!["calib.txt".into()], chunk_count: 2, chunk_size: 256 };
+    let path = scratch.0.join(if gguf { "imatrix.gguf" } else { "imatrix.dat" });
+    if gguf { m.write_gguf(&path) } else { m.write_dat(&path) }.map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let layout = if gguf { Layout::Gguf } else { Layout::ImatrixDat };
+    let check = |_: usize, b: &[u8]| Imatrix::from_bytes(Path::new("imatrix"), b).map(drop).map_err(|e| e.to_string());
+    Ok(Family { name, seeds: vec![Seed::new(name, bytes, layout)], input: mutate, check: Box::new(check) })
+}
+
+const DECODED_TYPES: [QuantType; 14] = [
+    QuantType::F32,
+    QuantType::F16,
+    QuantType::BF16,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::IQ4NL,
+    QuantType::Q2K,
+    QuantType::Q3K,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
+];
+
+/// One block of each type we decode; cases are random bytes of a whole number of such blocks.
+fn decode_seeds() -> Vec<Seed> {
+    DECODED_TYPES.iter().map(|t| Seed::new(t.name(), vec![0; t.block_bytes()], Layout::Raw)).collect()
+}
+
+fn random_blocks(seed: &Seed, rng: &mut Rng) -> Vec<u8> {
+    let n = seed.bytes.len() * (1 + rng.below(16));
+    (0..n).map(|_| rng.next_u64() as u8).collect()
+}
+
+fn decode(s: usize, b: &[u8]) -> Result<(), String> {
+    let t = DECODED_TYPES[s];
+    let n = b.len() / t.block_bytes() * t.block_size();
+    let y = dequantize(t, b, n);
+    if y.len() != n {
+        return Err(format!("{t}: decoded {} values of {n}", y.len()));
+    }
+    Ok(())
+}
