@@ -8,13 +8,16 @@ use std::sync::Arc;
 
 use super::mutate::{mutate, Layout, Rng, Seed};
 use super::Family;
-use crate::compress::codec::dequantize;
+use crate::compress::codec::{dequantize, quantize};
 use crate::compress::plan::Plan;
 use crate::compress::types::QuantType;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;
+use crate::model::kernels::with_f32;
 use crate::model::{gguf, hf, Model, Tokenizer};
+use crate::plan::database::{database_tensors, levels, Database, Kind, TensorVariants, Variant};
+use crate::plan::sensitivity::parse_cache;
 
 /// A short text to tokenize with every tokenizer that loads.
 const TEXT: &str = "The nation is at peace, 1861–1865; naïve café <|endoftext|> 12345.";
@@ -42,7 +45,8 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         ["tiny-llama", "tiny-qwen2"].iter().map(|d| Ok(Seed::new(&format!("{d}/{file}"), read(fixtures.join(d).join(file))?, Layout::Json))).collect()
     };
     let model = Arc::new(Model::load(&fixtures.join("tiny-llama.gguf")).map_err(|e| e.to_string())?);
-    Ok(vec![
+    let caches = [database_family(&model, &scratch)?, sensitivity_family(&model)?];
+    let mut all = vec![
         Family { name: "gguf-header", seeds: gguf_seeds.clone(), input: mutate, check: Box::new(|_, b| GgufFile::from_bytes(b).map(drop).map_err(|e| e.to_string())) },
         Family { name: "gguf-model", seeds: gguf_seeds, input: mutate, check: Box::new(|_, b| load_gguf(b)) },
         Family { name: "config-json", seeds: json_seeds("config.json")?, input: mutate, check: Box::new(|_, b| load_config(b)) },
@@ -52,7 +56,56 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         imatrix_family("imatrix-dat", &scratch, false)?,
         imatrix_family("imatrix-gguf", &scratch, true)?,
         Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(decode) },
-    ])
+    ];
+    all.extend(caches);
+    Ok(all)
+}
+
+/// The key the cache families' seeds are made and read with.
+const CACHE_KEY: &str = "fuzz";
+
+/// A layer database of the tiny llama (every tensor at every level its rows allow, by
+/// round-to-nearest) in the format `triage plan` caches.
+fn tiny_database(model: &Model) -> Result<Database, String> {
+    let mut tensors = BTreeMap::new();
+    for (name, (rows, cols)) in database_tensors(model, Kind::Types) {
+        let w = tensor_of(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
+        let w = with_f32(w, <[f32]>::to_vec).map_err(|e| e.to_string())?;
+        let variants = levels(cols).into_iter().map(|t| Variant { qtype: t, sparsity: 0.0, bytes: quantize(t, &w, cols, None), rel_error: 0.1 }).collect();
+        tensors.insert(name, TensorVariants { rows, cols, variants });
+    }
+    Ok(Database { key: CACHE_KEY.into(), tensors })
+}
+
+fn tensor_of<'a>(model: &'a Model, name: &str) -> Option<&'a candle_core::Tensor> {
+    match name {
+        "token_embd.weight" => return Some(&model.embed),
+        "output.weight" => return model.lm_head.as_ref().map(|l| &l.weight),
+        _ => {}
+    }
+    model.blocks.iter().flat_map(|b| b.linears()).find(|l| l.name == name).map(|l| &l.weight)
+}
+
+/// The layer-database cache: read, then checked against the model's tensors and levels, as
+/// `triage plan` does before it trusts a cached database.
+fn database_family(model: &Arc<Model>, scratch: &Scratch) -> Result<Family, String> {
+    let path = scratch.0.join("database.gguf");
+    tiny_database(model)?.save(&path).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let model = Arc::clone(model);
+    let check = move |_: usize, b: &[u8]| {
+        let db = Database::parse(&mut std::io::Cursor::new(b), b.len() as u64, CACHE_KEY)?;
+        db.mismatch(&model, Kind::Types).map_or(Ok(()), Err)
+    };
+    Ok(Family { name: "database-cache", seeds: vec![Seed::new("database.gguf", bytes, Layout::Gguf)], input: mutate, check: Box::new(check) })
+}
+
+/// The sensitivity cache (tensor name → ΔKL) of the tiny llama's database.
+fn sensitivity_family(model: &Model) -> Result<Family, String> {
+    let db = tiny_database(model)?;
+    let text = serde_json::to_vec(&db.tensors.keys().map(|k| (k.clone(), 0.01)).collect::<BTreeMap<String, f64>>()).map_err(|e| e.to_string())?;
+    let check = move |_: usize, b: &[u8]| parse_cache(std::str::from_utf8(b).map_err(|e| e.to_string())?, &db).map(drop);
+    Ok(Family { name: "sensitivity-cache", seeds: vec![Seed::new("sensitivity.json", text, Layout::Json)], input: mutate, check: Box::new(check) })
 }
 
 /// A scratch folder, removed with everything in it when dropped.

@@ -259,7 +259,15 @@ impl Database {
         if !path.exists() {
             return Ok(None);
         }
-        let (g, mut file) = GgufFile::read(path).map_err(|e| e.to_string())?;
+        let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
+        let len = file.get_ref().metadata().map_err(|e| e.to_string())?.len();
+        Database::parse(&mut file, len, key).map(Some)
+    }
+
+    /// Reads a database of `len` bytes from `r` (see [`Database::load`]).
+    pub fn parse<R: std::io::Read + std::io::Seek>(r: &mut R, len: u64, key: &str) -> std::result::Result<Database, String> {
+        let g = GgufFile::parse(r, len).map_err(|e| e.to_string())?;
+        let file = r;
         match g.get("triage.database.key") {
             Some(Value::String(k)) if k == key => {}
             _ => return Err(format!("it was not made for key {key}")),
@@ -273,7 +281,7 @@ impl Database {
                 None => 0.0,
             };
             let qtype = info.qtype().ok_or_else(|| bad("an unknown type"))?;
-            let bytes = g.read_data(&mut file, info).map_err(|e| bad(&e.to_string()))?;
+            let bytes = g.read_data(file, info).map_err(|e| bad(&e.to_string()))?;
             let [cols, rows] = info.ne[..] else { return Err(bad("not two-dimensional")) };
             let (cols, rows) = (cols as usize, rows as usize);
             let tv = tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows, cols, variants: Vec::new() });
@@ -294,7 +302,12 @@ impl Database {
                 };
             }
         }
-        Ok(Some(Database { key: key.to_string(), tensors }))
+        Ok(Database { key: key.to_string(), tensors })
+    }
+
+    /// Why this database cannot serve `model` as a database of `kind` (None: it can).
+    pub fn mismatch(&self, model: &Model, kind: Kind) -> Option<String> {
+        mismatch(&self.tensors, &database_tensors(model, kind), kind)
     }
 
 }
@@ -349,9 +362,8 @@ pub fn load_or_build(
     progress: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
-    let expected = database_tensors(model, kind);
     if let Some(p) = path.as_deref() {
-        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| mismatch(&db.tensors, &expected, kind)) {
+        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model, kind)) {
             Some(why) => Err(why),
             None => Ok(db),
         });

@@ -75,11 +75,14 @@ fn read_partial(path: &std::path::Path, db: &Database) -> Measured {
     }
 }
 
-/// The ΔKL of every database tensor (in name order) from a cache file: exactly the database's
-/// tensors, each a finite non-negative number.
 fn read_cache(path: &std::path::Path, db: &Database) -> std::result::Result<Vec<f64>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let m: std::collections::BTreeMap<String, f64> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    parse_cache(&std::fs::read_to_string(path).map_err(|e| e.to_string())?, db)
+}
+
+/// The ΔKL of every database tensor (in name order) from a cache file's text: exactly the
+/// database's tensors, each a finite non-negative number.
+pub fn parse_cache(text: &str, db: &Database) -> std::result::Result<Vec<f64>, String> {
+    let m: std::collections::BTreeMap<String, f64> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if !m.keys().eq(db.tensors.keys()) {
         return Err(format!("{} tensors for a database of {}", m.len(), db.tensors.len()));
     }
