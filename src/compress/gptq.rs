@@ -204,7 +204,7 @@ pub fn gptq_factored(
     while b0 < cols {
         let b1 = (b0 + block).min(cols);
         if let Some(Sparsity::Unstructured(p)) = sparsity {
-            unstructured_mask(&wt[b0 * rows..b1 * rows], &u_diag(&u, cols, b0, b1), rows, p, &mut mask);
+            unstructured_mask(&wt[b0 * rows..b1 * rows], &u_diag(u, cols, b0, b1), rows, p, &mut mask);
         }
         for j in b0..b1 {
             if let Some(qz) = quantizer.as_deref_mut() {
@@ -217,7 +217,7 @@ pub fn gptq_factored(
             if let Some(Sparsity::NofM(n, m)) = sparsity {
                 if (j - b0) % m == 0 {
                     let j1 = (j + m).min(b1);
-                    n_of_m_mask(&wt[j * rows..j1 * rows], &u_diag(&u, cols, j, j1), rows, n, &mut mask[(j - b0) * rows..]);
+                    n_of_m_mask(&wt[j * rows..j1 * rows], &u_diag(u, cols, j, j1), rows, n, &mut mask[(j - b0) * rows..]);
                 }
             }
             let d = u[j * cols + j];
