@@ -10,7 +10,7 @@ use super::mutate::{mutate, Layout, Rng, Seed};
 use super::Family;
 use crate::compress::codec::{dequantize, quantize};
 use crate::compress::plan::Plan;
-use crate::compress::types::QuantType;
+use crate::compress::types::ALL_TYPES;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;
@@ -218,26 +218,9 @@ fn imatrix_family(name: &'static str, scratch: &Scratch, gguf: bool) -> Result<F
     Ok(Family { name, seeds: vec![Seed::new(name, bytes, layout)], input: mutate, check: Box::new(check) })
 }
 
-const DECODED_TYPES: [QuantType; 14] = [
-    QuantType::F32,
-    QuantType::F16,
-    QuantType::BF16,
-    QuantType::Q4_0,
-    QuantType::Q4_1,
-    QuantType::Q5_0,
-    QuantType::Q5_1,
-    QuantType::Q8_0,
-    QuantType::IQ4NL,
-    QuantType::Q2K,
-    QuantType::Q3K,
-    QuantType::Q4K,
-    QuantType::Q5K,
-    QuantType::Q6K,
-];
-
 /// One block of each type we decode; cases are random bytes of a whole number of such blocks.
 fn decode_seeds() -> Vec<Seed> {
-    DECODED_TYPES.iter().map(|t| Seed::new(t.name(), vec![0; t.block_bytes()], Layout::Raw)).collect()
+    ALL_TYPES.iter().map(|t| Seed::new(t.name(), vec![0; t.block_bytes()], Layout::Raw)).collect()
 }
 
 fn random_blocks(seed: &Seed, rng: &mut Rng) -> Vec<u8> {
@@ -246,7 +229,7 @@ fn random_blocks(seed: &Seed, rng: &mut Rng) -> Vec<u8> {
 }
 
 fn decode(s: usize, b: &[u8]) -> Result<(), String> {
-    let t = DECODED_TYPES[s];
+    let t = ALL_TYPES[s];
     let n = b.len() / t.block_bytes() * t.block_size();
     let y = dequantize(t, b, n);
     if y.len() != n {
