@@ -169,9 +169,6 @@ pub fn run(args: CompressArgs) -> Result<()> {
     check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     let model = Model::load(&args.model)?;
     crate::eval::check_ctx(&model, args.ctx)?;
-    if to_gguf && model.source.format != crate::model::Format::Gguf {
-        bail!("GGUF output needs a GGUF source model (its tokenizer and metadata are copied); give a folder as --out for Hugging Face output");
-    }
     if !to_gguf && model.config.rope_freq_factors.is_some() {
         bail!("this model uses llama3 RoPE scaling, which the Hugging Face export does not write yet; give a .gguf as --out");
     }

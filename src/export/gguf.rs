@@ -1,5 +1,6 @@
-//! Writing a compressed model as GGUF for llama.cpp: the source file's metadata (tokenizer,
-//! hyper-parameters) with the block count and file type updated and the file's real bits per
+//! Writing a compressed model as GGUF for llama.cpp: the source's metadata (tokenizer,
+//! hyper-parameters; a GGUF file's own, or for a Hugging Face folder what llama.cpp's converter
+//! would write) with the block count and file type updated and the file's real bits per
 //! weight added (`triage.bits_per_weight`: all tensor bytes over all weights), every changed
 //! tensor in its new type, every other tensor's bytes copied unchanged. Written atomically.
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use crate::compress::pipeline::{renumbered, Compressed};
 use crate::compress::types::QuantType;
 use crate::model::gguf_file::{self, GgufFile, OutTensor, TensorInfo, Value};
-use crate::model::Format;
+use crate::model::{Format, RopeLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -50,28 +51,73 @@ pub struct GgufSummary {
     pub type_bytes: std::collections::BTreeMap<String, u64>,
 }
 
+/// One tensor of the source: its name, ggml shape and type, and where its bytes are — in the
+/// source GGUF (`stored`), or, for a Hugging Face source, in the model (to be encoded in `qtype`).
+struct SourceTensor {
+    name: String,
+    ne: Vec<u64>,
+    qtype: QuantType,
+    stored: Option<TensorInfo>,
+}
+
+impl SourceTensor {
+    fn n_elements(&self) -> u64 {
+        self.ne.iter().product()
+    }
+}
+
+/// What a GGUF written from a source starts from: the source's metadata and tensors — a GGUF
+/// file's own, or those llama.cpp's converter would write for a Hugging Face folder.
+struct Skeleton {
+    metadata: Vec<(String, Value)>,
+    tensors: Vec<SourceTensor>,
+    /// The GGUF file the stored tensors are read from.
+    file: Option<std::fs::File>,
+    gguf: Option<GgufFile>,
+}
+
+fn skeleton(source: &Path) -> Result<Skeleton, ExportError> {
+    if source.is_dir() {
+        let config = crate::model::hf::read_config(source).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let tensors = super::hf_gguf::tensors(source, &config)?;
+        let metadata = super::hf_gguf::metadata(source, &config, &tensors)?;
+        let tensors = tensors.into_iter().map(|t| SourceTensor { name: t.name, ne: t.ne, qtype: t.qtype, stored: None }).collect();
+        return Ok(Skeleton { metadata, tensors, file: None, gguf: None });
+    }
+    let (src, file) = GgufFile::read(source).map_err(|e| ExportError::Invalid(format!("{}: {e}", source.display())))?;
+    let tensors = src
+        .tensors
+        .iter()
+        .map(|t| {
+            let qtype = t.qtype().ok_or_else(|| ExportError::Invalid(format!("{}: unknown type", t.name)))?;
+            Ok(SourceTensor { name: t.name.clone(), ne: t.ne.clone(), qtype, stored: Some(t.clone()) })
+        })
+        .collect::<Result<_, ExportError>>()?;
+    Ok(Skeleton { metadata: src.metadata.clone(), tensors, file: Some(file), gguf: Some(src) })
+}
+
 /// One tensor of the output: its name (blocks renumbered), shape, type and source tensor.
 struct OutInfo<'a> {
     name: String,
     ne: Vec<u64>,
     qtype: QuantType,
-    source: &'a TensorInfo,
+    source: &'a SourceTensor,
 }
 
 /// The output's metadata and its tensors.
 type Layout<'a> = (Vec<(String, Value)>, Vec<OutInfo<'a>>);
 
-/// The output's metadata (without the four keys `finish_metadata` adds) and tensors, for the
+/// The output's metadata (without the keys `finish_metadata` sets) and tensors, for the
 /// source `src`, the kept blocks, and the new type of every changed tensor (output numbering).
-fn layout<'a>(src: &'a GgufFile, kept_blocks: &[usize], new_type: &dyn Fn(&str) -> Option<QuantType>) -> Result<Layout<'a>, ExportError> {
-    let arch = match src.get("general.architecture") {
-        Some(Value::String(a)) => a.clone(),
+fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&str) -> Option<QuantType>) -> Result<Layout<'a>, ExportError> {
+    let arch = match src.metadata.iter().find(|(k, _)| k == "general.architecture") {
+        Some((_, Value::String(a))) => a.clone(),
         _ => return Err(ExportError::Invalid("the source has no general.architecture".into())),
     };
     let n_source_blocks = src.tensors.iter().filter_map(|t| t.name.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
     let mut metadata = Vec::with_capacity(src.metadata.len() + 4);
     for (k, v) in &src.metadata {
-        if ["general.file_type", "general.quantization_version", "general.quantized_by", "triage.bits_per_weight"].contains(&k.as_str()) {
+        if ["general.quantized_by", "triage.bits_per_weight"].contains(&k.as_str()) {
             continue;
         }
         let v = if *k == format!("{arch}.block_count") {
@@ -92,27 +138,30 @@ fn layout<'a>(src: &'a GgufFile, kept_blocks: &[usize], new_type: &dyn Fn(&str) 
         metadata.push((k.clone(), v));
     }
     let mut tensors = Vec::with_capacity(src.tensors.len());
-    for info in &src.tensors {
-        let name = if info.name.starts_with("blk.") {
-            match renumbered(&info.name, kept_blocks) {
+    for t in &src.tensors {
+        let name = if t.name.starts_with("blk.") {
+            match renumbered(&t.name, kept_blocks) {
                 Some(n) => n,
                 None => continue,
             }
         } else {
-            info.name.clone()
+            t.name.clone()
         };
-        let qtype = match new_type(&name) {
-            Some(t) => t,
-            None => info.qtype().ok_or_else(|| ExportError::Invalid(format!("{}: unknown type", info.name)))?,
-        };
-        tensors.push(OutInfo { name, ne: info.ne.clone(), qtype, source: info });
+        let qtype = new_type(&name).unwrap_or(t.qtype);
+        tensors.push(OutInfo { name, ne: t.ne.clone(), qtype, source: t });
     }
     Ok((metadata, tensors))
 }
 
+/// Sets the file type and quantization version (in place when the source has them, as the
+/// converter places them) and adds who quantized and the real bits per weight.
 fn finish_metadata(metadata: &mut Vec<(String, Value)>, main_type: QuantType, bits_per_weight: f64) {
-    metadata.push(("general.quantization_version".into(), Value::U32(2)));
-    metadata.push(("general.file_type".into(), Value::U32(llama_ftype(main_type))));
+    for (key, v) in [("general.quantization_version", Value::U32(2)), ("general.file_type", Value::U32(llama_ftype(main_type)))] {
+        match metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = v,
+            None => metadata.push((key.into(), v)),
+        }
+    }
     metadata.push(("general.quantized_by".into(), Value::String("triage".into())));
     metadata.push(("triage.bits_per_weight".into(), Value::F32(bits_per_weight as f32)));
 }
@@ -133,10 +182,11 @@ impl PredictedSize {
     }
 }
 
-/// The exact size of the GGUF `write_gguf` makes from the GGUF `source` with `kept_blocks`
+/// The exact size of the GGUF `write_gguf` makes from `source` (a GGUF file or a Hugging Face
+/// folder) with `kept_blocks`
 /// (source numbering) and tensors of `types` (source names) changed.
 pub fn predicted_size(source: &Path, kept_blocks: &[usize], types: &std::collections::BTreeMap<String, QuantType>) -> Result<PredictedSize, ExportError> {
-    let (src, _) = GgufFile::read(source).map_err(|e| ExportError::Invalid(format!("{}: {e}", source.display())))?;
+    let src = skeleton(source)?;
     let renamed: std::collections::BTreeMap<String, QuantType> =
         types.iter().map(|(n, &t)| (renumbered(n, kept_blocks).unwrap_or_else(|| n.clone()), t)).collect();
     let (mut metadata, tensors) = layout(&src, kept_blocks, &|n| renamed.get(n).copied())?;
@@ -148,23 +198,38 @@ pub fn predicted_size(source: &Path, kept_blocks: &[usize], types: &std::collect
     Ok(PredictedSize { bytes, tensor_bytes, n_weights })
 }
 
-/// Writes `c` to `path` as GGUF, copying metadata and unchanged tensors from the source GGUF.
+/// Writes `c` to `path` as GGUF: from a GGUF source its metadata and unchanged tensors are
+/// copied; from a Hugging Face folder they are what llama.cpp's converter writes (see
+/// [`super::hf_gguf`]), unchanged matrices in F16.
 pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportError> {
     let source = &c.model.source;
-    if source.format != Format::Gguf {
-        return Err(ExportError::Invalid(
-            "GGUF output needs a GGUF source model (its tokenizer and metadata are copied); write a Hugging Face folder instead (--out DIR)".into(),
-        ));
-    }
-    let (src, mut file) = GgufFile::read(&source.path).map_err(|e| ExportError::Invalid(format!("{}: {e}", source.path.display())))?;
+    let mut src = skeleton(&source.path)?;
+    let mut file = src.file.take();
     let (mut metadata, infos) = layout(&src, &c.kept_blocks, &|n| c.encoded.get(n).map(|(t, _)| *t))?;
+    // Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1.
+    let cfg = &c.model.config;
+    let permute = |name: &str| -> Option<usize> {
+        if source.format != Format::HuggingFace || cfg.arch != crate::model::Arch::Llama || cfg.rope_layout != RopeLayout::HalfSplit {
+            return None;
+        }
+        match name.split('.').nth(2) {
+            Some("attn_q") => Some(cfg.n_heads),
+            Some("attn_k") => Some(cfg.n_kv_heads),
+            _ => None,
+        }
+    };
     let mut tensors = Vec::with_capacity(infos.len());
     let mut summary = GgufSummary { bytes: 0, tensor_bytes: 0, n_weights: 0, bits_per_weight: 0.0, type_bytes: Default::default() };
     let mut linear_types: std::collections::BTreeMap<QuantType, u64> = Default::default();
     for o in infos {
-        let data = match c.encoded.get(&o.name) {
-            Some((_, bytes)) => std::borrow::Cow::Borrowed(bytes.as_slice()),
-            None => std::borrow::Cow::Owned(src.read_data(&mut file, o.source).map_err(|e| ExportError::Invalid(e.to_string()))?),
+        let data: std::borrow::Cow<[u8]> = match (c.encoded.get(&o.name), &o.source.stored, &mut file, &src.gguf) {
+            (Some((_, bytes)), _, _, _) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+            (None, Some(info), Some(f), Some(g)) => std::borrow::Cow::Owned(g.read_data(f, info).map_err(|e| ExportError::Invalid(e.to_string()))?),
+            _ => std::borrow::Cow::Owned(encode_from_model(c, &o.name, o.qtype)?),
+        };
+        let data = match permute(&o.name) {
+            Some(heads) => std::borrow::Cow::Owned(interleave_rope_rows(&data, o.ne[1] as usize, heads, cfg.head_dim)),
+            None => data,
         };
         summary.tensor_bytes += data.len() as u64;
         summary.n_weights += o.source.n_elements();
@@ -180,4 +245,39 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     super::write_atomic(path, |w| gguf_file::write(w, &metadata, &tensors).map_err(ExportError::Io))?;
     summary.bytes = std::fs::metadata(path)?.len();
     Ok(summary)
+}
+
+/// The model's tensor `name` (output numbering) encoded plainly as `qtype` (F32 or F16).
+fn encode_from_model(c: &Compressed, name: &str, qtype: QuantType) -> Result<Vec<u8>, ExportError> {
+    let m = &c.model;
+    let values: Vec<f32> = if name == "rope_freqs.weight" {
+        m.config.rope_freq_factors.clone().ok_or_else(|| ExportError::Invalid("rope_freqs.weight without llama3 RoPE scaling".into()))?
+    } else {
+        let t = crate::model::tensor_by_name(m, name).ok_or_else(|| ExportError::Invalid(format!("the model has no tensor {name}")))?;
+        t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| ExportError::Invalid(e.to_string()))?
+    };
+    if qtype.is_quantized() {
+        return Err(ExportError::Invalid(format!("{name}: an unchanged tensor cannot be written as {qtype}")));
+    }
+    Ok(crate::compress::codec::encode_plain(qtype, &values))
+}
+
+/// Reorders the rows of a (heads·head_dim, ·) matrix of `rows` rows, held as bytes, from the
+/// half-split RoPE layout (dimension i with i + d/2) to the interleaved one (2i with 2i + 1):
+/// llama.cpp's converter's `permute`. Rows are independent in every GGUF type, so encoded
+/// bytes permute as the weights do.
+pub fn interleave_rope_rows(bytes: &[u8], rows: usize, heads: usize, head_dim: usize) -> Vec<u8> {
+    let row_bytes = bytes.len() / rows.max(1);
+    let half = head_dim / 2;
+    let mut out = vec![0u8; bytes.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for t in 0..2 {
+                let to = h * head_dim + 2 * i + t;
+                let from = h * head_dim + t * half + i;
+                out[to * row_bytes..(to + 1) * row_bytes].copy_from_slice(&bytes[from * row_bytes..(from + 1) * row_bytes]);
+            }
+        }
+    }
+    out
 }

@@ -2,6 +2,7 @@
 
 pub mod gguf;
 pub mod hf;
+pub mod hf_gguf;
 pub mod imatrix;
 pub mod temp;
 

@@ -56,7 +56,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
 }
 
 /// The safetensors files of a folder: the shards of the index, or `model.safetensors`.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io_err(&index))?;
@@ -105,7 +105,8 @@ pub fn load(dir: &Path) -> Result<Model> {
     load_folder(dir).map_err(in_file(dir))
 }
 
-fn load_folder(dir: &Path) -> Result<Model> {
+/// The configuration of the folder `dir`, from its config.json.
+pub fn read_config(dir: &Path) -> Result<super::Config> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(ModelError::NotAModel {
@@ -118,7 +119,11 @@ fn load_folder(dir: &Path) -> Result<Model> {
         path: config_path.clone(),
         reason: format!("invalid config.json: {e}"),
     })?;
-    let config = hf.into_config()?;
+    hf.into_config().map_err(in_file(dir))
+}
+
+fn load_folder(dir: &Path) -> Result<Model> {
+    let config = read_config(dir)?;
     let files = weight_files(dir)?;
     for f in &files {
         if !f.exists() {

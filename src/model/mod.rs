@@ -248,6 +248,30 @@ impl Model {
     }
 }
 
+/// The model's tensor by its GGUF name (`token_embd.weight`, `blk.3.attn_q.bias`, …).
+pub fn tensor_by_name<'a>(m: &'a Model, name: &str) -> Option<&'a Tensor> {
+    match name {
+        "token_embd.weight" => return Some(&m.embed),
+        "output_norm.weight" => return Some(&m.final_norm),
+        "output.weight" => return m.lm_head.as_ref().map(|l| &l.weight),
+        _ => {}
+    }
+    let (block, rest) = name.strip_prefix("blk.")?.split_once('.')?;
+    let b = m.blocks.get(block.parse::<usize>().ok()?)?;
+    match rest {
+        "attn_norm.weight" => return Some(&b.attn_norm),
+        "ffn_norm.weight" => return Some(&b.mlp_norm),
+        _ => {}
+    }
+    let (kind, suffix) = rest.split_once('.')?;
+    let l = b.linears().into_iter().find(|l| l.name.split('.').nth(2) == Some(kind))?;
+    match suffix {
+        "weight" => Some(&l.weight),
+        "bias" => l.bias.as_ref(),
+        _ => None,
+    }
+}
+
 /// Checks that `t` has shape `expected`, naming the tensor otherwise.
 pub(crate) fn check_shape(name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
     if t.dims() != expected {

@@ -19,9 +19,9 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 use super::{ModelError, Result};
 
 /// Qwen2's pre-tokenizer pattern (single digits).
-const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Llama 3's pre-tokenizer pattern (digits in groups of up to three).
-const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// GGUF `tokenizer.ggml.token_type` values.
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -123,7 +123,7 @@ impl Tokenizer {
             Ok(s.into())
         };
         let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
-            "default" | "gpt2" => byte_level(true).into(),
+            "default" | "gpt-2" | "gpt2" => byte_level(true).into(),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
                 Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into()
             }
@@ -156,6 +156,13 @@ impl Tokenizer {
     /// Token ids of `text`, with no special tokens added (the perplexity protocol).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode_fast(text, false).map_err(tok_err)?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` with the special tokens the tokenizer's post-processor adds (what
+    /// `transformers`' `tokenizer.encode(text)` gives).
+    pub fn encode_with_special(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode_fast(text, true).map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
     }
 

@@ -33,7 +33,7 @@ use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::compress::types::{QuantType, QUANTIZED_TYPES};
 use crate::data::Windows;
 use crate::export::gguf::{predicted_size, PredictedSize};
-use crate::model::{Format, Model};
+use crate::model::Model;
 
 pub use budget::Budget;
 use database::{Database, DatabaseSettings, Kind};
@@ -131,9 +131,6 @@ fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Res
 /// of the text's windows; the first `database.tokens` make the database).
 pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
     let t0 = Instant::now();
-    if model.source.format != Format::Gguf {
-        return Err(PlanError::Budget("planning needs a GGUF source model (the plan's sizes are those of the GGUF file it makes)".into()));
-    }
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
         Budget::Kld(_) => matches!(opts.solver, Solver::Lagrange),

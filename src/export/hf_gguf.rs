@@ -1,0 +1,571 @@
+//! A Hugging Face folder as llama.cpp's `convert_hf_to_gguf.py` writes it, so that a folder
+//! becomes a GGUF in one step: the metadata (`general.*`, the architecture's hyper-parameters,
+//! the tokenizer from `tokenizer.json`, `tokenizer_config.json` and `config.json`) and the
+//! tensor list in the converter's order, names and layouts (llama's q/k rows permuted for
+//! llama.cpp's RoPE), each with the type the converter gives it at `--outtype f16`: F32 for
+//! vectors and norms, F16 for matrices.
+//!
+//! Intended differences from the converter: descriptive keys the converter takes from a model
+//! card or guesses from the folder name (`general.basename`, `finetune`, `version`,
+//! `organization`, `license`, `tags`, `languages`, `base_model.*`) are not written;
+//! `general.name` is the converter's title of the folder name (or of `_name_or_path`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use super::gguf::ExportError;
+use crate::compress::types::QuantType;
+use crate::model::config::{Arch, Config};
+use crate::model::gguf_file::Value;
+use crate::model::hf::{gguf_name, weight_files};
+use crate::model::Tokenizer;
+
+/// GGUF `tokenizer.ggml.token_type` values.
+const NORMAL: i32 = 1;
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+const UNUSED: i32 = 5;
+
+/// The text whose token ids identify a pre-tokenizer (`get_vocab_base_pre` in the converter).
+const CHKTXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u{200d}🌫️ (multiple emojis concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";
+
+/// sha256 of the ids of [`CHKTXT`] → llama.cpp's pre-tokenizer name, for the pre-tokenizers our
+/// GGUF loader runs (the converter's table, restricted to those).
+const KNOWN_PRE: [(&str, &str); 11] = [
+    ("0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5", "llama-bpe"), // Meta-Llama-3-8B
+    ("e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea", "qwen2"),     // Qwen1.5-7B
+    ("d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c", "qwen2"),     // Qwen3-Embedding-0.6B
+    ("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249", "smollm"),    // SmolLM-135M
+    ("35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34", "starcoder"), // starcoder2-3b
+    ("3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454", "gpt-2"),     // gpt2
+    ("0fe1cf6eda062318a1af7270f3331a85c539a01778ff948e24388e949c5282f4", "gpt-2"),     // ruGPT3XL
+    ("6221ad2852e85ce96f791f476e0b390cf9b474c9e3d1362f53a24a06dc8220ff", "refact"),
+    ("9c2227e4dd922002fb81bde4fc02b0483ca4f12911410dee2255e4987644e3f8", "command-r"),
+    ("7b3e7548e4308f52a76e8229e4e6cc831195d0d1df43aed21ac6c93da05fec5f", "codeshell"),
+    ("4e2b24cc4770243d65a2c9ec19770a72f08cffc161adbb73fcbb6b7dd45a0aae", "exaone"),
+];
+
+/// One tensor of the GGUF a folder becomes: its GGUF name, ggml shape (row width first) and the
+/// type the converter writes it in.
+#[derive(Debug, Clone)]
+pub struct HfTensor {
+    pub name: String,
+    pub ne: Vec<u64>,
+    pub qtype: QuantType,
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> ExportError {
+    ExportError::Invalid(format!("{}: {what}", path.display()))
+}
+
+fn read_json(path: &Path) -> Result<Json, ExportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e))?;
+    serde_json::from_str(&text).map_err(|e| invalid(path, format!("invalid JSON: {e}")))
+}
+
+fn read_json_opt(path: &Path) -> Result<Option<Json>, ExportError> {
+    if path.is_file() { read_json(path).map(Some) } else { Ok(None) }
+}
+
+/// The tensor names and shapes of the folder's safetensors, shard by shard (the shards sorted),
+/// each shard's tensors in the order of their data.
+fn safetensors_headers(dir: &Path) -> Result<Vec<(String, Vec<u64>)>, ExportError> {
+    let files: Vec<PathBuf> = weight_files(dir).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let mut out = Vec::new();
+    for f in files {
+        let mut file = std::fs::File::open(&f).map_err(|e| invalid(&f, e))?;
+        let mut n = [0u8; 8];
+        file.read_exact(&mut n).map_err(|e| invalid(&f, e))?;
+        let n = u64::from_le_bytes(n);
+        if n > 100 << 20 {
+            return Err(invalid(&f, format!("a safetensors header of {n} bytes")));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header).map_err(|e| invalid(&f, e))?;
+        let header: BTreeMap<String, Json> = serde_json::from_slice(&header).map_err(|e| invalid(&f, format!("safetensors header: {e}")))?;
+        let mut tensors: Vec<(u64, String, Vec<u64>)> = Vec::new();
+        for (name, info) in header {
+            if name == "__metadata__" {
+                continue;
+            }
+            let shape = info.get("shape").and_then(Json::as_array).map(|s| s.iter().map(Json::as_u64).collect::<Option<Vec<u64>>>());
+            let begin = info.get("data_offsets").and_then(|o| o.get(0)).and_then(Json::as_u64);
+            match (shape, begin) {
+                (Some(Some(shape)), Some(begin)) => tensors.push((begin, name, shape)),
+                _ => return Err(invalid(&f, format!("tensor '{name}' has no shape or data offsets"))),
+            }
+        }
+        tensors.sort();
+        out.extend(tensors.into_iter().map(|(_, name, shape)| (name, shape)));
+    }
+    Ok(out)
+}
+
+/// The GGUF's tensors: `rope_freqs.weight` first when the model has llama3 RoPE scaling, then
+/// every tensor the model uses in the order of the folder's safetensors.
+pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError> {
+    let mut out = Vec::new();
+    if let Some(f) = &config.rope_freq_factors {
+        out.push(HfTensor { name: "rope_freqs.weight".into(), ne: vec![f.len() as u64], qtype: QuantType::F32 });
+    }
+    for (hf, shape) in safetensors_headers(dir)? {
+        let Some(name) = gguf_name(&hf) else { continue };
+        if name == "output.weight" && config.tie_word_embeddings {
+            continue;
+        }
+        let ne: Vec<u64> = shape.iter().rev().copied().collect();
+        let qtype = if ne.len() <= 1 || name.ends_with("_norm.weight") { QuantType::F32 } else { QuantType::F16 };
+        out.push(HfTensor { name, ne, qtype });
+    }
+    Ok(out)
+}
+
+/// Python's `str.title()`: a cased character is upper-cased after an uncased one, lower-cased
+/// after a cased one.
+fn title(w: &str) -> String {
+    let mut out = String::new();
+    let mut prev_cased = false;
+    for c in w.chars() {
+        let cased = c.is_lowercase() || c.is_uppercase();
+        if cased && !prev_cased {
+            out.extend(c.to_uppercase());
+        } else if cased {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+        prev_cased = cased;
+    }
+    out
+}
+
+/// The converter's `Metadata.id_to_title`: words of all-lower-case letters titled, except
+/// version numbers and words starting with a digit.
+fn id_to_title(s: &str) -> String {
+    let is_version = |w: &str| {
+        w.starts_with(|c: char| c.is_ascii_digit())
+            || w.strip_prefix('v').is_some_and(|r| !r.is_empty() && r.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    };
+    let is_lower = |w: &str| w.chars().any(char::is_lowercase) && !w.chars().any(char::is_uppercase);
+    s.trim().replace('-', " ").split_whitespace().map(|w| if is_lower(w) && !is_version(w) { title(w) } else { w.to_string() }).collect::<Vec<_>>().join(" ")
+}
+
+/// `general.name`: `_name_or_path` from config.json when it is a model id (at most one '/'),
+/// else the folder's name, as the converter titles it.
+fn model_name(dir: &Path, config_json: &Json) -> String {
+    let id = config_json
+        .get("_name_or_path")
+        .and_then(Json::as_str)
+        .filter(|p| !p.is_empty() && p.matches('/').count() <= 1)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+    if id.contains(' ') {
+        return id;
+    }
+    let full = id.split_once('/').map_or(id.as_str(), |(_, n)| n);
+    id_to_title(full)
+}
+
+/// The converter's size label: parameters rounded to two significant digits at least.
+fn size_label(n: u64) -> String {
+    let n = n as f64;
+    let (scaled, suffix) = if n > 1e12 {
+        (n * 1e-12, "T")
+    } else if n > 1e9 {
+        (n * 1e-9, "B")
+    } else if n > 1e6 {
+        (n * 1e-6, "M")
+    } else {
+        (n * 1e-3, "K")
+    };
+    let digits = format!("{}", scaled.round_ties_even() as u64).trim_start_matches('0').len();
+    let fix = 2usize.saturating_sub(digits);
+    format!("{scaled:.fix$}{suffix}")
+}
+
+/// The metadata the converter writes for the folder `dir` (whose model is `config`);
+/// `general.file_type` is a place holder the writer fills.
+pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec<(String, Value)>, ExportError> {
+    let config_json = read_json(&dir.join("config.json"))?;
+    let arch = config.arch.gguf_name();
+    let n_params: u64 = tensors.iter().map(|t| t.ne.iter().product::<u64>()).sum();
+    let mut md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        ("general.type".into(), Value::String("model".into())),
+        ("general.name".into(), Value::String(model_name(dir, &config_json))),
+        ("general.size_label".into(), Value::String(size_label(n_params))),
+    ];
+    let mut put = |k: &str, v: Value| md.push((format!("{arch}.{k}"), v));
+    let u32v = |n: usize| Value::U32(n as u32);
+    put("block_count", u32v(config.n_layers));
+    put("context_length", u32v(config.context_length));
+    put("embedding_length", u32v(config.hidden_size));
+    put("feed_forward_length", u32v(config.intermediate_size));
+    put("attention.head_count", u32v(config.n_heads));
+    if config_json.get("num_key_value_heads").is_some_and(|v| !v.is_null()) {
+        put("attention.head_count_kv", u32v(config.n_kv_heads));
+    }
+    let rope_theta_given = config_json.get("rope_theta").and_then(Json::as_f64).is_some()
+        || config_json.get("rope_parameters").and_then(|p| p.get("rope_theta")).and_then(Json::as_f64).is_some();
+    if rope_theta_given {
+        put("rope.freq_base", Value::F32(config.rope_theta as f32));
+    }
+    if config_json.get("rms_norm_eps").is_some_and(|v| !v.is_null()) {
+        put("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32));
+    }
+    if config_json.get("head_dim").is_some_and(|v| !v.is_null()) {
+        put("attention.key_length", u32v(config.head_dim));
+        put("attention.value_length", u32v(config.head_dim));
+    }
+    // The writer sets the file type and quantization version where the converter puts them.
+    md.push(("general.file_type".into(), Value::U32(0)));
+    if config.arch == Arch::Llama {
+        md.push(("llama.vocab_size".into(), u32v(config.vocab_size)));
+        md.push(("llama.rope.dimension_count".into(), u32v(config.head_dim)));
+    }
+    md.push(("general.quantization_version".into(), Value::U32(2)));
+    tokenizer_metadata(dir, config, &config_json, &mut md)?;
+    Ok(md)
+}
+
+/// Sets `key` to `v`, in place when it is there already (as the converter's writer does).
+fn set(md: &mut Vec<(String, Value)>, key: &str, v: Value) {
+    match md.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = v,
+        None => md.push((key.to_string(), v)),
+    }
+}
+
+/// An added token of tokenizer.json.
+struct Added {
+    id: u32,
+    content: String,
+    special: bool,
+}
+
+/// The converter's `does_token_look_special`.
+fn looks_special(t: &str) -> bool {
+    matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (t.starts_with("<|") && t.ends_with("|>"))
+        || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
+}
+
+fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+    let tok_path = dir.join("tokenizer.json");
+    if dir.join("tokenizer.model").is_file() {
+        return Err(invalid(dir, "a SentencePiece tokenizer (tokenizer.model) cannot be written to GGUF yet; only byte-level BPE tokenizers (tokenizer.json) can"));
+    }
+    if !tok_path.is_file() {
+        return Err(invalid(dir, "GGUF output needs the tokenizer: the folder has no tokenizer.json"));
+    }
+    let tj = read_json(&tok_path)?;
+    let tc = read_json_opt(&dir.join("tokenizer_config.json"))?;
+    let model = tj.get("model").ok_or_else(|| invalid(&tok_path, "no \"model\""))?;
+    if model.get("type").and_then(Json::as_str) != Some("BPE") {
+        return Err(invalid(&tok_path, format!("tokenizer model {} is not supported for GGUF output (only byte-level BPE)", model.get("type").unwrap_or(&Json::Null))));
+    }
+    let byte_fallback = model.get("byte_fallback").and_then(Json::as_bool).unwrap_or(false);
+    if byte_fallback {
+        return Err(invalid(&tok_path, "a SentencePiece-style BPE tokenizer (byte_fallback) cannot be written to GGUF yet; only byte-level BPE tokenizers can"));
+    }
+    if config.arch == Arch::Llama {
+        if let Some(b) = tc.as_ref().and_then(|c| c.get("add_prefix_space")).and_then(Json::as_bool) {
+            md.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(b)));
+        }
+    }
+    // Tokens and their types, as the converter's get_vocab_base.
+    let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| invalid(&tok_path, "the BPE model has no vocab"))?;
+    let added: Vec<Added> = tj
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some(Added { id: t.get("id")?.as_u64()? as u32, content: t.get("content")?.as_str()?.to_string(), special: t.get("special").and_then(Json::as_bool).unwrap_or(false) })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut by_id: HashMap<u32, String> = vocab.iter().filter_map(|(t, id)| Some((id.as_u64()? as u32, t.clone()))).collect();
+    let mut added_by_id: HashMap<u32, &Added> = HashMap::new();
+    for a in &added {
+        by_id.insert(a.id, a.content.clone());
+        added_by_id.insert(a.id, a);
+    }
+    if let Some(max) = by_id.keys().max().filter(|&&m| m as usize >= config.vocab_size) {
+        return Err(invalid(&tok_path, format!("token id {max} is beyond the model's vocabulary of {}", config.vocab_size)));
+    }
+    let added_content: HashMap<&str, u32> = added.iter().map(|a| (a.content.as_str(), a.id)).collect();
+    let mut tokens = Vec::with_capacity(config.vocab_size);
+    let mut types = Vec::with_capacity(config.vocab_size);
+    for i in 0..config.vocab_size as u32 {
+        match by_id.get(&i) {
+            None => {
+                tokens.push(Value::String(format!("[PAD{i}]")));
+                types.push(Value::I32(UNUSED));
+            }
+            Some(t) if added_content.contains_key(t.as_str()) => {
+                if added_by_id.get(&i).is_some_and(|a| a.special) || looks_special(t) {
+                    tokens.push(Value::String(t.clone()));
+                    types.push(Value::I32(CONTROL));
+                } else {
+                    tokens.push(Value::String(t.replace('\u{2581}', " ")));
+                    types.push(Value::I32(USER_DEFINED));
+                }
+            }
+            Some(t) => {
+                tokens.push(Value::String(t.clone()));
+                types.push(Value::I32(NORMAL));
+            }
+        }
+    }
+    md.push(("tokenizer.ggml.model".into(), Value::String("gpt2".into())));
+    md.push(("tokenizer.ggml.pre".into(), Value::String(pre_tokenizer(&tok_path, &tj)?)));
+    md.push(("tokenizer.ggml.tokens".into(), Value::Array(tokens)));
+    md.push(("tokenizer.ggml.token_type".into(), Value::Array(types)));
+    special_vocab(dir, &tj, tc, config_json, md)?;
+    // The converter's llama class turns BOS off for 49152-token vocabularies (granite, SmolLM).
+    if config.arch == Arch::Llama && config.vocab_size == 49152 {
+        set(md, "tokenizer.ggml.add_bos_token", Value::Bool(false));
+    }
+    Ok(())
+}
+
+/// llama.cpp's name for the folder's pre-tokenizer: by the hash of the ids of [`CHKTXT`] as the
+/// converter finds it, else by the shape of tokenizer.json's pre-tokenizer.
+fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, ExportError> {
+    let tok = Tokenizer::from_file(tok_path).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let ids = tok.encode_with_special(CHKTXT).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let text = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+    let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
+    if let Some((_, name)) = KNOWN_PRE.iter().find(|(h, _)| *h == hash) {
+        return Ok(name.to_string());
+    }
+    let pre = tj.get("pre_tokenizer").unwrap_or(&Json::Null);
+    let kind = |p: &Json| p.get("type").and_then(Json::as_str).unwrap_or("").to_string();
+    let byte_level = |p: &Json, regex: bool| kind(p) == "ByteLevel" && p.get("use_regex").and_then(Json::as_bool).unwrap_or(true) == regex;
+    let split = |p: &Json, pattern: &str| kind(p) == "Split" && p.get("pattern").and_then(|x| x.get("Regex")).and_then(Json::as_str) == Some(pattern);
+    let seq: Vec<Json> = match kind(pre).as_str() {
+        "Sequence" => pre.get("pretokenizers").and_then(Json::as_array).cloned().unwrap_or_default(),
+        _ => vec![pre.clone()],
+    };
+    let name = match seq.as_slice() {
+        [b] if byte_level(b, true) => Some("gpt-2"),
+        [d, b] if kind(d) == "Digits" && d.get("individual_digits").and_then(Json::as_bool) == Some(true) && byte_level(b, true) => Some("smollm"),
+        [s, b] if split(s, crate::model::tokenizer::QWEN2_PATTERN) && byte_level(b, false) => Some("qwen2"),
+        [s, b] if split(s, crate::model::tokenizer::LLAMA3_PATTERN) && byte_level(b, false) => Some("llama-bpe"),
+        _ => None,
+    };
+    name.map(str::to_string).ok_or_else(|| {
+        invalid(tok_path, format!("unknown pre-tokenizer (its llama.cpp hash is {hash}); supported: llama-bpe, qwen2, smollm, starcoder, gpt-2 and their kin"))
+    })
+}
+
+/// The converter's `SpecialVocab`: merges, special token ids, add_*_token flags, chat template.
+fn special_vocab(dir: &Path, tj: &Json, tc: Option<Json>, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+    let tok_path = dir.join("tokenizer.json");
+    let merges: Vec<Value> = match tj.get("model").and_then(|m| m.get("merges")).and_then(Json::as_array) {
+        Some(m) => m
+            .iter()
+            .map(|x| match x {
+                Json::String(s) => Ok(Value::String(s.clone())),
+                Json::Array(p) if p.len() == 2 => {
+                    let part = |j: &Json| j.as_str().map(|s| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>());
+                    match (part(&p[0]), part(&p[1])) {
+                        (Some(a), Some(b)) => Ok(Value::String(format!("{a} {b}"))),
+                        _ => Err(invalid(&tok_path, "a merge that is not two strings")),
+                    }
+                }
+                _ => Err(invalid(&tok_path, "unknown merges format")),
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    if merges.is_empty() {
+        return Err(invalid(&tok_path, "the BPE model has no merges"));
+    }
+    md.push(("tokenizer.ggml.merges".into(), Value::Array(merges)));
+    let added: Vec<(String, u32)> = tj
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(|t| Some((t.get("content")?.as_str()?.to_string(), t.get("id")?.as_u64()? as u32))).collect())
+        .unwrap_or_default();
+    let mut types: Vec<&str> = vec!["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
+    let mut tc = tc;
+    let mut add: Vec<(String, bool)> = Vec::new();
+    let set_add = |add: &mut Vec<(String, bool)>, typ: &str, v: bool, overwrite: bool| match add.iter_mut().find(|(t, _)| t == typ) {
+        Some(slot) if overwrite => slot.1 = v,
+        Some(_) => {}
+        None => add.push((typ.to_string(), v)),
+    };
+    let tc_str = |tc: &Option<Json>, key: &str| -> Option<String> {
+        tc.as_ref()?.get(key).and_then(|e| match e {
+            Json::String(s) => Some(s.clone()),
+            Json::Object(o) => o.get("content").and_then(Json::as_str).map(str::to_string),
+            _ => None,
+        })
+    };
+    let mut special_bos = tc_str(&tc, "bos_token");
+    let mut special_cls = tc_str(&tc, "cls_token");
+    let mut special_eos = tc_str(&tc, "eos_token");
+    let special_sep = tc_str(&tc, "sep_token");
+    let tc_set = |tc: &mut Option<Json>, key: &str, v: &str| {
+        if let Some(Json::Object(o)) = tc.as_mut() {
+            o.insert(key.into(), Json::String(v.into()));
+        }
+    };
+    if special_bos.is_none() && special_cls.is_some() && tc.is_some() {
+        special_bos = special_cls.clone();
+        tc_set(&mut tc, "bos_token", special_bos.as_deref().unwrap_or_default());
+    }
+    if special_eos.is_none() && special_sep.is_some() && tc.is_some() {
+        special_eos = special_sep.clone();
+        tc_set(&mut tc, "eos_token", special_eos.as_deref().unwrap_or_default());
+    }
+    if let Some(pp) = tj.get("post_processor").filter(|p| !p.is_null()) {
+        let procs: Vec<Json> = match pp.get("processors").and_then(Json::as_array) {
+            Some(list) => list.clone(),
+            None => vec![pp.clone()],
+        };
+        for p in procs {
+            match p.get("type").and_then(Json::as_str) {
+                Some("ByteLevel") => {
+                    set_add(&mut add, "bos", false, false);
+                    set_add(&mut add, "eos", false, false);
+                }
+                Some("RobertaProcessing") => {
+                    for t in ["bos", "eos", "sep"] {
+                        set_add(&mut add, t, true, true);
+                    }
+                }
+                Some("TemplateProcessing") => {
+                    let id_of = |x: Option<&Json>| x.and_then(|e| e.get("SpecialToken")).and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
+                    let single = p.get("single").and_then(Json::as_array).cloned().unwrap_or_default();
+                    if single.len() > 1 {
+                        if let Some(first) = id_of(single.first()) {
+                            if tc.is_none() {
+                                special_bos = Some(first.clone());
+                            } else if Some(&first) != special_bos.as_ref() && Some(&first) != special_cls.as_ref() {
+                                if special_bos.is_none() {
+                                    special_bos = Some(first.clone());
+                                    tc_set(&mut tc, "bos_token", &first);
+                                }
+                                if special_cls.is_none() {
+                                    special_cls = Some(first.clone());
+                                    tc_set(&mut tc, "cls_token", &first);
+                                }
+                            }
+                            let is_bos = Some(&first) == special_bos.as_ref() || Some(&first) == special_cls.as_ref();
+                            set_add(&mut add, "bos", is_bos, true);
+                        }
+                        if let Some(last) = id_of(single.last()) {
+                            if tc.is_none() {
+                                special_eos = Some(last.clone());
+                            } else if Some(&last) != special_eos.as_ref() {
+                                if !types.contains(&"eot") {
+                                    types.push("eot");
+                                    if let Some(e) = special_eos.clone() {
+                                        tc_set(&mut tc, "eot_token", &e);
+                                    }
+                                }
+                                special_eos = Some(last.clone());
+                                tc_set(&mut tc, "eos_token", &last);
+                            }
+                            set_add(&mut add, "eos", true, true);
+                        }
+                    }
+                    if let Some(pair) = p.get("pair").and_then(Json::as_array).filter(|p| !p.is_empty()) {
+                        let first = id_of(single.first()).filter(|_| single.len() > 1);
+                        let last = id_of(single.last()).filter(|_| single.len() > 1);
+                        let start = usize::from(first.is_some() && id_of(pair.first()) == first);
+                        let stop = if last.is_some() && id_of(pair.last()) == last { pair.len() - 1 } else { pair.len() };
+                        let inner = if start < stop { &pair[start..stop] } else { &[][..] };
+                        let seq = |x: Option<&Json>| x.and_then(|e| e.get("Sequence")).and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
+                        if inner.len() > 2 && seq(inner.first()).as_deref() == Some("A") && seq(inner.last()).as_deref() == Some("B") {
+                            let middle = &inner[1..inner.len() - 1];
+                            let is_sep = |x: Option<String>| x.is_some() && (x == special_sep || x == special_eos);
+                            let mut add_sep = false;
+                            if let Some(e) = id_of(middle.first()) {
+                                add_sep = is_sep(Some(e)) && last.is_none();
+                            }
+                            if middle.len() == 2 && is_sep(id_of(middle.get(1))) {
+                                add_sep = true;
+                            }
+                            set_add(&mut add, "sep", add_sep, true);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut ids: Vec<(String, u32)> = Vec::new();
+    let mut set_id = |typ: &str, id: Option<u32>| {
+        if let Some(id) = id {
+            if !ids.iter().any(|(t, _)| t == typ) {
+                ids.push((typ.to_string(), id));
+            }
+        }
+    };
+    let mut chat_template: Option<String> = None;
+    if tc.is_some() {
+        let jinja = dir.join("chat_template.jinja");
+        let alt = if jinja.is_file() {
+            Some(std::fs::read_to_string(&jinja).map_err(|e| invalid(&jinja, e))?)
+        } else {
+            read_json_opt(&dir.join("chat_template.json"))?.and_then(|j| j.get("chat_template").and_then(Json::as_str).map(str::to_string))
+        };
+        chat_template = tc.as_ref().and_then(|c| c.get("chat_template")).and_then(Json::as_str).map(str::to_string).or(alt);
+        for typ in &types {
+            if let Some(b) = tc.as_ref().and_then(|c| c.get(format!("add_{typ}_token"))).and_then(Json::as_bool) {
+                set_add(&mut add, typ, b, false);
+            }
+            if let Some(content) = tc_str(&tc, &format!("{typ}_token")) {
+                set_id(typ, added.iter().find(|(c, _)| *c == content).map(|(_, id)| *id));
+            }
+        }
+    }
+    for typ in &types {
+        let v = config_json.get(format!("{typ}_token_id"));
+        set_id(typ, v.and_then(Json::as_u64).map(|x| x as u32));
+    }
+    for (typ, id) in ids {
+        md.push((format!("tokenizer.ggml.{typ}_token_id"), Value::U32(id)));
+    }
+    for (typ, b) in add {
+        md.push((format!("tokenizer.ggml.add_{typ}_token"), Value::Bool(b)));
+    }
+    if let Some(t) = chat_template {
+        md.push(("tokenizer.chat_template".into(), Value::String(t)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_titled_as_the_converter_titles_them() {
+        assert_eq!(id_to_title("tiny-llama"), "Tiny Llama");
+        assert_eq!(id_to_title("SmolLM2-135M-Instruct"), "SmolLM2 135M Instruct");
+        assert_eq!(id_to_title("llama-3b-v1.2"), "Llama 3b v1.2");
+        assert_eq!(title("qwen2b"), "Qwen2B");
+    }
+
+    #[test]
+    fn size_labels_round_as_the_converter_does() {
+        assert_eq!(size_label(167_880), "168K");
+        assert_eq!(size_label(134_515_008), "135M");
+        assert_eq!(size_label(1_235_814_400), "1.2B");
+        assert_eq!(size_label(8_030_261_248), "8.0B");
+    }
+}
