@@ -27,9 +27,15 @@ use super::progress;
 /// 256-wide blocks: Q2_K, Q3_K → Q4_0; Q4_K → Q5_0; Q5_K → Q5_1; Q6_K → Q8_0 (SmolLM2's
 /// 576-wide matrices). --plan gives a type and sparsity per tensor instead.
 ///
-/// Output: a path ending in .gguf is a GGUF file for llama.cpp (the source must be GGUF: its
-/// tokenizer and metadata are copied, unchanged tensors keep their bytes); anything else is a
-/// Hugging Face folder (model.safetensors in f16, config.json, tokenizer.json).
+/// Output: a path ending in .gguf is a GGUF file for llama.cpp. From a GGUF source its tokenizer
+/// and metadata are copied and unchanged tensors keep their bytes; from a Hugging Face folder
+/// the metadata, tokenizer and tensor layout are those llama.cpp's convert_hf_to_gguf.py writes,
+/// unchanged matrices in F16 (--type F16 gives the converter's --outtype f16 file, tensor for
+/// tensor). Anything else is a Hugging Face folder (model.safetensors in f16, config.json,
+/// tokenizer.json).
+///
+/// Example (a Hugging Face folder in bf16 to a 4 GB file for llama.cpp): triage compress
+/// --model Llama-3.2-1B-Instruct/ --calib assets/calib.txt --budget size=4GB --out m.gguf
 ///
 /// Example (uniform Q4_K with GPTQ): triage compress --model assets/SmolLM2-135M-Instruct.Q4_1.gguf
 /// --calib assets/calib.txt --type Q4_K --out q4k.gguf
@@ -169,6 +175,9 @@ pub fn run(args: CompressArgs) -> Result<()> {
     check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     let model = Model::load(&args.model)?;
     crate::eval::check_ctx(&model, args.ctx)?;
+    if to_gguf {
+        crate::export::gguf::check_source(&args.model)?;
+    }
     if !to_gguf && model.config.rope_freq_factors.is_some() {
         bail!("this model uses llama3 RoPE scaling, which the Hugging Face export does not write yet; give a .gguf as --out");
     }

@@ -96,6 +96,12 @@ fn skeleton(source: &Path) -> Result<Skeleton, ExportError> {
     Ok(Skeleton { metadata: src.metadata.clone(), tensors, file: Some(file), gguf: Some(src) })
 }
 
+/// Checks that a GGUF can be written from `source` (for a Hugging Face folder: that its
+/// configuration and tokenizer can be written), before any work is done.
+pub fn check_source(source: &Path) -> Result<(), ExportError> {
+    skeleton(source).map(|_| ())
+}
+
 /// One tensor of the output: its name (blocks renumbered), shape, type and source tensor.
 struct OutInfo<'a> {
     name: String,

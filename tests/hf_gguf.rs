@@ -1,0 +1,187 @@
+//! A Hugging Face folder straight to GGUF: with `--type F16` every tensor is byte for byte the
+//! one llama.cpp's own converter writes at `--outtype f16` (its outputs for the fixtures are
+//! committed: tests/fixtures/converter/, made by scripts/make_converter_fixtures.sh), every
+//! metadata key has the converter's value, and quantized files from a folder run in llama.cpp
+//! with the perplexity triage measures on the folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use triage::model::gguf_file::{GgufFile, Value};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("triage-hf-gguf-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn triage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_triage")).args(args).output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "triage failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `triage compress --model tests/fixtures/<model> … --out dir/<out>` on a short calibration text.
+fn compress(dir: &Path, model: &str, out: &str, extra: &[&str]) -> (PathBuf, String) {
+    let text = dir.join("calib.txt");
+    std::fs::write(&text, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200)).unwrap();
+    let out = dir.join(out);
+    let m = fixture(model);
+    let mut args = vec!["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out)];
+    args.extend(extra);
+    let log = ok(triage(&args));
+    (out, log)
+}
+
+/// The keys triage adds to every file it writes; the converter writes neither.
+const OURS_ONLY: [&str; 2] = ["general.quantized_by", "triage.bits_per_weight"];
+
+#[test]
+fn f16_from_a_folder_equals_the_converters_file() {
+    let dir = tmp_dir("f16");
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded"] {
+        let (out, _) = compress(&dir, name, &format!("{name}.gguf"), &["--type", "F16"]);
+        let (ours, mut f) = GgufFile::read(&out).unwrap();
+        let (theirs, mut g) = GgufFile::read(&fixture(&format!("converter/{name}.F16.gguf"))).unwrap();
+        let keys: Vec<&str> = ours.metadata.iter().map(|(k, _)| k.as_str()).filter(|k| !OURS_ONLY.contains(k)).collect();
+        let their_keys: Vec<&str> = theirs.metadata.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, their_keys, "{name}: the keys and their order");
+        for (k, v) in &theirs.metadata {
+            assert_eq!(format!("{:?}", ours.get(k).unwrap()), format!("{v:?}"), "{name}: {k}");
+        }
+        let names = |g: &GgufFile| g.tensors.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&ours), names(&theirs), "{name}: the tensors and their order");
+        for (a, b) in ours.tensors.iter().zip(&theirs.tensors) {
+            assert_eq!((&a.ne, a.type_id), (&b.ne, b.type_id), "{name}: {}", a.name);
+            assert!(ours.read_data(&mut f, a).unwrap() == theirs.read_data(&mut g, b).unwrap(), "{name}: {} differs", a.name);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// llama.cpp's perplexity of `gguf` on `chunks` windows of `ctx` tokens of the evaluation text.
+fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> f64 {
+    let bin = root().join("tools/llama.cpp/bin/llama-perplexity");
+    assert!(bin.exists(), "{} is missing: scripts/test.sh builds it (scripts/build_llama_cpp.sh)", bin.display());
+    let out = Command::new(&bin)
+        .arg("-m")
+        .arg(gguf)
+        .arg("-f")
+        .arg(root().join("assets/eval.txt"))
+        .args(["-c", &ctx.to_string(), "-b", &ctx.to_string(), "--chunks", &chunks.to_string(), "-t", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "llama-perplexity failed on {}: {text}", gguf.display());
+    let line = text.lines().find(|l| l.contains("Final estimate: PPL =")).unwrap_or_else(|| panic!("no PPL in: {text}"));
+    line.split("PPL =").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn triage_ppl(model: &Path, ctx: usize, windows: usize) -> f64 {
+    let eval = root().join("assets/eval.txt");
+    let (c, w) = (ctx.to_string(), windows.to_string());
+    let out = triage(&["eval", "--model", s(model), "--text", s(&eval), "--ctx", &c, "--max-windows", &w, "--llama-protocol", "--json"]);
+    let text = ok(out);
+    let j: serde_json::Value = serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    j["ppl"].as_f64().unwrap()
+}
+
+#[test]
+fn quantized_files_from_folders_run_in_llama_cpp_with_our_perplexity() {
+    let dir = tmp_dir("llama");
+    // tiny-llama: llama3 RoPE scaling and permuted q/k rows; tiny-qwen2: biases, tied output.
+    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16")] {
+        let (out, _) = compress(&dir, name, &format!("{name}-{t}.gguf"), &["--type", t]);
+        let (ours, theirs) = (triage_ppl(&out, 128, 8), llama_perplexity(&out, 128, 8));
+        let rel = (ours - theirs).abs() / theirs;
+        assert!(rel < 0.01, "{name} {t}: triage {ours} llama.cpp {theirs} ({:.3}%)", 100.0 * rel);
+        if t == "F16" {
+            // The folder itself scores what llama.cpp scores on its F16 file.
+            let folder = triage_ppl(&fixture(name), 128, 8);
+            assert!((folder - theirs).abs() / theirs < 0.01, "{name}: folder {folder}, F16 file in llama.cpp {theirs}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_budget_plans_a_folder_to_the_predicted_bytes() {
+    let dir = tmp_dir("budget");
+    let cache = dir.join("cache");
+    let (out, log) = compress(&dir, "tiny-llama", "b.gguf", &["--budget", "bpw=6", "--cache", s(&cache), "--solver", "lagrange", "--search-windows", "3", "--holdout-windows", "2"]);
+    assert!(!log.contains("the plan predicted"), "{log}");
+    let (g, _) = GgufFile::read(&out).unwrap();
+    let bpw = match g.get("triage.bits_per_weight") {
+        Some(Value::F32(b)) => *b,
+        other => panic!("{other:?}"),
+    };
+    assert!(bpw <= 6.0 && bpw > 4.5, "{bpw}");
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("b.plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["predicted"]["bytes"].as_u64().unwrap(), std::fs::metadata(&out).unwrap().len());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A copy of a fixture folder with `edit` applied to it.
+fn edited_copy(dir: &Path, name: &str, tag: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let to = dir.join(format!("{name}-{tag}"));
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(fixture(name)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    edit(&to);
+    to
+}
+
+#[test]
+fn tokenizers_that_cannot_be_written_are_refused_before_any_output() {
+    let dir = tmp_dir("refuse");
+    let text = dir.join("calib.txt");
+    std::fs::write(&text, "The nation is at peace. ".repeat(100)).unwrap();
+    let edit_json = |f: &Path, change: &dyn Fn(&mut serde_json::Value)| {
+        let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        change(&mut j);
+        std::fs::write(f, j.to_string()).unwrap();
+    };
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (edited_copy(&dir, "tiny-llama", "spm", |d| std::fs::write(d.join("tokenizer.model"), b"\x0a\x00").unwrap()), "SentencePiece tokenizer (tokenizer.model)"),
+        (edited_copy(&dir, "tiny-qwen2", "notok", |d| std::fs::remove_file(d.join("tokenizer.json")).unwrap()), "no tokenizer.json"),
+        (
+            edited_copy(&dir, "tiny-llama", "fallback", |d| edit_json(&d.join("tokenizer.json"), &|j| j["model"]["byte_fallback"] = true.into())),
+            "byte_fallback",
+        ),
+        (
+            edited_copy(&dir, "tiny-qwen2", "pre", |d| edit_json(&d.join("tokenizer.json"), &|j| j["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"}))),
+            "unknown pre-tokenizer",
+        ),
+    ];
+    for (i, (model, expect)) in cases.iter().enumerate() {
+        let out = dir.join(format!("{i}.gguf"));
+        let o = triage(&["compress", "--model", s(model), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--type", "Q8_0", "--out", s(&out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{expect}: {err}");
+        assert!(err.contains(expect) && err.lines().filter(|l| l.starts_with("error")).count() == 1, "{expect}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{expect}: an output was left");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+        assert!(left.is_empty(), "{expect}: temporaries left: {left:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
