@@ -33,20 +33,33 @@ const UNUSED: i32 = 5;
 /// The text whose token ids identify a pre-tokenizer (`get_vocab_base_pre` in the converter).
 const CHKTXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u{200d}🌫️ (multiple emojis concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";
 
-/// sha256 of the ids of [`CHKTXT`] → llama.cpp's pre-tokenizer name, for the pre-tokenizers our
-/// GGUF loader runs (the converter's table, restricted to those).
-const KNOWN_PRE: [(&str, &str); 11] = [
-    ("0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5", "llama-bpe"), // Meta-Llama-3-8B
-    ("e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea", "qwen2"),     // Qwen1.5-7B
-    ("d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c", "qwen2"),     // Qwen3-Embedding-0.6B
-    ("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249", "smollm"),    // SmolLM-135M
-    ("35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34", "starcoder"), // starcoder2-3b
-    ("3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454", "gpt-2"),     // gpt2
-    ("0fe1cf6eda062318a1af7270f3331a85c539a01778ff948e24388e949c5282f4", "gpt-2"),     // ruGPT3XL
-    ("6221ad2852e85ce96f791f476e0b390cf9b474c9e3d1362f53a24a06dc8220ff", "refact"),
-    ("9c2227e4dd922002fb81bde4fc02b0483ca4f12911410dee2255e4987644e3f8", "command-r"),
-    ("7b3e7548e4308f52a76e8229e4e6cc831195d0d1df43aed21ac6c93da05fec5f", "codeshell"),
-    ("4e2b24cc4770243d65a2c9ec19770a72f08cffc161adbb73fcbb6b7dd45a0aae", "exaone"),
+/// sha256 of the ids of [`CHKTXT`] → llama.cpp's pre-tokenizer name: the converter's table, in
+/// its order (where a hash appears twice the later name wins, as there), restricted to the names
+/// our GGUF loader runs ([`crate::model::tokenizer::PRE_TOKENIZERS`]).
+const KNOWN_PRE: [(&str, &str); 23] = [
+    ("1431a23e583c97432bc230bff598d103ddb5a1f89960c8f1d1051aaa944d0b35", "minerva-7b"), // sapienzanlp/Minerva-7B-base-v1.0
+    ("d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c", "qwen2"), // Qwen/Qwen3-Embedding-0.6B
+    ("0fe1cf6eda062318a1af7270f3331a85c539a01778ff948e24388e949c5282f4", "gpt-2"), // evilfreelancer/ruGPT3XL
+    ("9e454714343b69b99b71795c1d27a68c2a1d15dab111f4d353109f966af29da7", "lfm2"), // LiquidAI/LFM2.5-8B-A1B
+    ("0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5", "llama-bpe"), // meta-llama/Meta-Llama-3-8B
+    ("9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e", "falcon3"), // tiiuae/Falcon3-7B-Base
+    ("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166", "mpt"), // mosaicml/mpt-7b
+    ("35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34", "starcoder"), // bigcode/starcoder2-3b
+    ("3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454", "gpt-2"), // openai-community/gpt2
+    ("6221ad2852e85ce96f791f476e0b390cf9b474c9e3d1362f53a24a06dc8220ff", "refact"), // smallcloudai/Refact-1_6-base
+    ("9c2227e4dd922002fb81bde4fc02b0483ca4f12911410dee2255e4987644e3f8", "command-r"), // CohereForAI/c4ai-command-r-v01
+    ("e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea", "qwen2"), // Qwen/Qwen1.5-7B
+    ("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166", "olmo"), // allenai/OLMo-1.7-7B-hf
+    ("a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e", "dbrx"), // databricks/dbrx-base
+    ("c136ed14d01c2745d4f60a9596ae66800e2b61fa45643e72436041855ad4089d", "smaug-bpe"), // abacusai/Smaug-Llama-3-70B-Instruct
+    ("7b3e7548e4308f52a76e8229e4e6cc831195d0d1df43aed21ac6c93da05fec5f", "codeshell"), // WisdomShell/CodeShell-7B
+    ("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249", "smollm"), // HuggingFaceTB/SmolLM-135M
+    ("4e2b24cc4770243d65a2c9ec19770a72f08cffc161adbb73fcbb6b7dd45a0aae", "exaone"), // LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct
+    ("fcace8b9cac38ce847670c970cd5892031a753a1ef381abd1d9af00f713da085", "phi-2"), // microsoft/phi-2
+    ("8b5a93ed704057481f240da0be7e7dca721d7f8f4755263b6807227a2cbeae65", "roberta-bpe"), // sentence-transformers/stsb-roberta-base
+    ("b3f499bb4255f8ca19fccd664443283318f2fd2414d5e0b040fbdd0cc195d6c5", "deepseek-r1-qwen"), // deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B
+    ("0e9433cbbb161f89e264eb32e8e64bfe69e834973ffca5d41d3948a604a3e2a3", "pixtral"), // mistral-community/pixtral-12b
+    ("169bf0296a13c4d9b7672313f749eb36501d931022de052aad6e36f2bf34dd51", "lfm2"), // LiquidAI/LFM2.5-350M
 ];
 
 /// One tensor of the GGUF a folder becomes: its GGUF name, ggml shape (row width first) and the
@@ -190,6 +203,24 @@ fn size_label(n: u64) -> String {
     format!("{scaled:.fix$}{suffix}")
 }
 
+/// The sampling defaults the converter copies from generation_config.json: the GGUF key
+/// (`general.sampling.KEY`), the JSON keys it is read from (the first present wins), and whether
+/// it is an integer (else a float; `sequence` is a string).
+const SAMPLING: [(&str, &[&str], bool); 12] = [
+    ("sequence", &["sequence"], false),
+    ("top_k", &["top_k"], true),
+    ("top_p", &["top_p"], false),
+    ("min_p", &["min_p"], false),
+    ("xtc_probability", &["xtc_probability"], false),
+    ("xtc_threshold", &["xtc_threshold"], false),
+    ("temp", &["temperature"], false),
+    ("penalty_last_n", &["penalty_last_n"], true),
+    ("penalty_repeat", &["penalty_repeat", "repetition_penalty"], false),
+    ("mirostat", &["mirostat"], true),
+    ("mirostat_tau", &["mirostat_tau"], false),
+    ("mirostat_eta", &["mirostat_eta"], false),
+];
+
 /// The metadata the converter writes for the folder `dir` (whose model is `config`);
 /// `general.file_type` is a place holder the writer fills.
 pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec<(String, Value)>, ExportError> {
@@ -199,9 +230,28 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         ("general.type".into(), Value::String("model".into())),
-        ("general.name".into(), Value::String(model_name(dir, &config_json))),
-        ("general.size_label".into(), Value::String(size_label(n_params))),
     ];
+    // Sampling defaults from generation_config.json (an unreadable one is ignored, as there).
+    let generation = read_json_opt(&dir.join("generation_config.json")).ok().flatten().unwrap_or(Json::Null);
+    for (key, from, int) in SAMPLING {
+        let v = from.iter().find_map(|k| generation.get(k).filter(|v| !v.is_null()));
+        match (v, int) {
+            (Some(Json::String(s)), _) => md.push((format!("general.sampling.{key}"), Value::String(s.clone()))),
+            (Some(v), true) => {
+                if let Some(i) = v.as_i64() {
+                    md.push((format!("general.sampling.{key}"), Value::I32(i as i32)));
+                }
+            }
+            (Some(v), false) => {
+                if let Some(x) = v.as_f64() {
+                    md.push((format!("general.sampling.{key}"), Value::F32(x as f32)));
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    md.push(("general.name".into(), Value::String(model_name(dir, &config_json))));
+    md.push(("general.size_label".into(), Value::String(size_label(n_params))));
     let mut put = |k: &str, v: Value| md.push((format!("{arch}.{k}"), v));
     let u32v = |n: usize| Value::U32(n as u32);
     put("block_count", u32v(config.n_layers));
@@ -346,7 +396,7 @@ fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, ExportError> {
     let ids = tok.encode_with_special(CHKTXT).map_err(|e| ExportError::Invalid(e.to_string()))?;
     let text = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
     let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
-    if let Some((_, name)) = KNOWN_PRE.iter().find(|(h, _)| *h == hash) {
+    if let Some((_, name)) = KNOWN_PRE.iter().rev().find(|(h, _)| *h == hash) {
         return Ok(name.to_string());
     }
     let pre = tj.get("pre_tokenizer").unwrap_or(&Json::Null);
@@ -365,7 +415,7 @@ fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, ExportError> {
         _ => None,
     };
     name.map(str::to_string).ok_or_else(|| {
-        invalid(tok_path, format!("unknown pre-tokenizer (its llama.cpp hash is {hash}); supported: llama-bpe, qwen2, smollm, starcoder, gpt-2 and their kin"))
+        invalid(tok_path, format!("unknown pre-tokenizer (its llama.cpp hash is {hash}); supported: the published vocabularies of {}, and tokenizer.json pre-tokenizers shaped as theirs", crate::model::tokenizer::PRE_TOKENIZERS.map(|(n, _)| n).join(", ")))
     })
 }
 
@@ -537,10 +587,25 @@ fn special_vocab(dir: &Path, tj: &Json, tc: Option<Json>, config_json: &Json, md
         let v = config_json.get(format!("{typ}_token_id"));
         set_id(typ, v.and_then(Json::as_u64).map(|x| x as u32));
     }
+    // The GGUF keys of the special tokens (gguf-py's writer has none for cls, nor add_* flags
+    // beyond bos, eos and sep: those are skipped, as the converter skips them).
+    let id_key = |typ: &str| match typ {
+        "bos" => Some("tokenizer.ggml.bos_token_id"),
+        "eos" => Some("tokenizer.ggml.eos_token_id"),
+        "unk" => Some("tokenizer.ggml.unknown_token_id"),
+        "sep" => Some("tokenizer.ggml.seperator_token_id"),
+        "pad" => Some("tokenizer.ggml.padding_token_id"),
+        "mask" => Some("tokenizer.ggml.mask_token_id"),
+        "eot" => Some("tokenizer.ggml.eot_token_id"),
+        "eom" => Some("tokenizer.ggml.eom_token_id"),
+        _ => None,
+    };
     for (typ, id) in ids {
-        md.push((format!("tokenizer.ggml.{typ}_token_id"), Value::U32(id)));
+        if let Some(k) = id_key(&typ) {
+            md.push((k.into(), Value::U32(id)));
+        }
     }
-    for (typ, b) in add {
+    for (typ, b) in add.into_iter().filter(|(t, _)| matches!(t.as_str(), "bos" | "eos" | "sep")) {
         md.push((format!("tokenizer.ggml.add_{typ}_token"), Value::Bool(b)));
     }
     if let Some(t) = chat_template {
@@ -552,6 +617,13 @@ fn special_vocab(dir: &Path, tj: &Json, tc: Option<Json>, config_json: &Json, md
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_known_hash_names_a_pre_tokenizer_we_run() {
+        for (_, name) in KNOWN_PRE {
+            assert!(crate::model::tokenizer::pre_kind(name).is_some(), "{name}");
+        }
+    }
 
     #[test]
     fn names_are_titled_as_the_converter_titles_them() {

@@ -316,23 +316,25 @@ pub fn llama3_freq_factors(
         high_freq_factor: num("high_freq_factor")?,
         original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
     };
+    // In float32, step by step as llama.cpp's converter computes `rope_freqs.weight` (torch
+    // float32 tensors against Python floats), so that a folder's factors are the bytes the
+    // converter writes.
     let old_ctx = s.original_max_position_embeddings as f64;
     let low_freq_wavelen = old_ctx / s.low_freq_factor;
     let high_freq_wavelen = old_ctx / s.high_freq_factor;
+    let (factor, low, high) = (s.factor as f32, s.low_freq_factor as f32, s.high_freq_factor as f32);
     Ok((0..head_dim / 2)
         .map(|i| {
-            let inv_freq = theta.powf(-((2 * i) as f64) / head_dim as f64);
-            let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
-            let scaled = if wavelen < high_freq_wavelen {
-                inv_freq
-            } else if wavelen > low_freq_wavelen {
-                inv_freq / s.factor
+            let freq = 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32);
+            let wavelen = (2.0 * std::f64::consts::PI) as f32 / freq;
+            if f64::from(wavelen) < high_freq_wavelen {
+                1.0
+            } else if f64::from(wavelen) > low_freq_wavelen {
+                factor
             } else {
-                let smooth = (old_ctx / wavelen - s.low_freq_factor)
-                    / (s.high_freq_factor - s.low_freq_factor);
-                (1.0 - smooth) * inv_freq / s.factor + smooth * inv_freq
-            };
-            (inv_freq / scaled) as f32
+                let smooth = (old_ctx as f32 / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            }
         })
         .collect())
 }

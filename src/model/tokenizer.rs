@@ -23,6 +23,53 @@ pub(crate) const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L
 /// Llama 3's pre-tokenizer pattern (digits in groups of up to three).
 pub(crate) const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// How llama.cpp splits text before BPE, by the group its pre-tokenizer name belongs to
+/// (src/llama-vocab.cpp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pre {
+    /// GPT-2's regular expression.
+    Gpt2,
+    /// Every digit alone, then GPT-2's expression (StarCoder, SmolLM).
+    Digits,
+    /// Qwen2's expression (single digits).
+    Qwen2,
+    /// Llama 3's expression (digits by three), whole words looked up before merging.
+    Llama3,
+    /// Llama 3's expression with merges applied to every word (smaug-bpe, dbrx).
+    Llama3Merges,
+}
+
+/// The `tokenizer.ggml.pre` names we run and their groups, as llama.cpp groups them.
+pub(crate) const PRE_TOKENIZERS: [(&str, Pre); 22] = [
+    ("gpt-2", Pre::Gpt2),
+    ("phi-2", Pre::Gpt2),
+    ("mpt", Pre::Gpt2),
+    ("olmo", Pre::Gpt2),
+    ("roberta-bpe", Pre::Gpt2),
+    ("smollm", Pre::Digits),
+    ("starcoder", Pre::Digits),
+    ("refact", Pre::Digits),
+    ("command-r", Pre::Digits),
+    ("codeshell", Pre::Digits),
+    ("exaone", Pre::Digits),
+    ("minerva-7b", Pre::Digits),
+    ("qwen2", Pre::Qwen2),
+    ("deepseek-r1-qwen", Pre::Qwen2),
+    ("llama3", Pre::Llama3),
+    ("llama-v3", Pre::Llama3),
+    ("llama-bpe", Pre::Llama3),
+    ("falcon3", Pre::Llama3),
+    ("pixtral", Pre::Llama3),
+    ("lfm2", Pre::Llama3),
+    ("smaug-bpe", Pre::Llama3Merges),
+    ("dbrx", Pre::Llama3Merges),
+];
+
+/// The group of a `tokenizer.ggml.pre` name.
+pub(crate) fn pre_kind(name: &str) -> Option<Pre> {
+    PRE_TOKENIZERS.iter().find(|(n, _)| *n == name).map(|&(_, k)| k)
+}
+
 /// GGUF `tokenizer.ggml.token_type` values.
 const TOKEN_TYPE_CONTROL: i32 = 3;
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
@@ -110,10 +157,12 @@ impl Tokenizer {
         };
         let vocab: tokenizers::models::bpe::Vocab =
             tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let ignore_merges = matches!(pre.as_str(), "llama3" | "llama-bpe");
+        let kind = pre_kind(&pre).ok_or_else(|| {
+            ModelError::Tokenizer(format!("GGUF pre-tokenizer '{pre}' is not supported (supported: {})", PRE_TOKENIZERS.map(|(n, _)| n).join(", ")))
+        })?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
+            .ignore_merges(kind == Pre::Llama3)
             .build()
             .map_err(tok_err)?;
         let byte_level = |use_regex| ByteLevel::new(false, false, use_regex);
@@ -122,20 +171,11 @@ impl Tokenizer {
                 .map_err(tok_err)?;
             Ok(s.into())
         };
-        let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
-            "default" | "gpt-2" | "gpt2" => byte_level(true).into(),
-            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
-                Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into()
-            }
-            "qwen2" => Sequence::new(vec![split(QWEN2_PATTERN)?, byte_level(false).into()]).into(),
-            "llama3" | "llama-bpe" => {
-                Sequence::new(vec![split(LLAMA3_PATTERN)?, byte_level(false).into()]).into()
-            }
-            other => {
-                return Err(ModelError::Tokenizer(format!(
-                    "GGUF pre-tokenizer '{other}' is not supported (smollm, qwen2, llama-bpe, gpt2)"
-                )))
-            }
+        let pre_tokenizer: PreTokenizerWrapper = match kind {
+            Pre::Gpt2 => byte_level(true).into(),
+            Pre::Digits => Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
+            Pre::Qwen2 => Sequence::new(vec![split(QWEN2_PATTERN)?, byte_level(false).into()]).into(),
+            Pre::Llama3 | Pre::Llama3Merges => Sequence::new(vec![split(LLAMA3_PATTERN)?, byte_level(false).into()]).into(),
         };
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(pre_tokenizer));
