@@ -185,3 +185,30 @@ fn tokenizers_that_cannot_be_written_are_refused_before_any_output() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn every_pre_tokenizer_group_gives_llama_tokenizes_ids() {
+    // llama-tokenize's ids for a 2000-token vocabulary whose merges cross every split
+    // (scripts/make_tokenizer_expectations.py), under one name of each group we run.
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("tokenize-expected.json")).unwrap()).unwrap();
+    let (g, _) = GgufFile::read(&fixture("bpe2k.gguf")).unwrap();
+    let unicode = std::fs::read_to_string(fixture("unicode.txt")).unwrap();
+    let eval = std::fs::read_to_string(root().join("assets/eval.txt")).unwrap();
+    let mut distinct = std::collections::BTreeSet::new();
+    for (pre, e) in expected.as_object().unwrap() {
+        let mut md: std::collections::HashMap<String, Value> = g.metadata.iter().cloned().collect();
+        md.insert("tokenizer.ggml.pre".into(), Value::String(pre.clone()));
+        let tok = triage::model::Tokenizer::from_gguf(&md).unwrap();
+        let ids = tok.encode(&unicode).unwrap();
+        let want: Vec<u32> = e["unicode"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        if let Some(i) = (0..ids.len().max(want.len())).find(|&i| ids.get(i) != want.get(i)) {
+            panic!("{pre}: unicode.txt differs from llama-tokenize at token {i}: ours {:?}, llama.cpp {:?}", &ids[i.saturating_sub(2)..(i + 3).min(ids.len())], &want[i.saturating_sub(2)..(i + 3).min(want.len())]);
+        }
+        let ids = tok.encode(&eval).unwrap();
+        let printed = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+        let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(printed.as_bytes()));
+        assert_eq!((ids.len() as u64, sha.as_str()), (e["eval_tokens"].as_u64().unwrap(), e["eval_sha256"].as_str().unwrap()), "{pre}: eval.txt");
+        distinct.insert(sha);
+    }
+    assert!(distinct.len() >= 3, "the vocabulary tells the groups apart");
+}
