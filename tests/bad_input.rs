@@ -366,10 +366,9 @@ fn compress_with_nothing_to_do() {
 #[test]
 fn compress_to_outputs_that_cannot_be_written() {
     compress_fails_with(&fixture("tiny-llama.gguf"), "missing/x.gguf", &["--type", "Q8_0"], "missing, does not exist");
-    // The tiny llama uses llama3 RoPE scaling, which config.json output does not carry yet.
-    compress_fails_with(&fixture("tiny-llama.gguf"), "folder", &["--type", "Q8_0"], "llama3 RoPE scaling");
-    // GGUF output copies the tokenizer and metadata of a GGUF source.
-    compress_fails_with(&fixture("tiny-qwen2"), "o.gguf", &["--type", "Q8_0"], "GGUF output needs a GGUF source model");
+    // The tiny llama GGUF uses llama3 RoPE scaling, whose parameters a GGUF does not keep.
+    compress_fails_with(&fixture("tiny-llama.gguf"), "folder", &["--type", "Q8_0"], "llama3 RoPE scaling, whose parameters a GGUF does not keep");
+    compress_fails_with(&fixture("tiny-qwen2"), "folder", &["--type", "Q8_0", "--hf-shard-size", "5XB"], "--hf-shard-size: unknown size unit");
 }
 
 /// Sets metadata `key` of the tiny llama to `value` (adding it if absent).

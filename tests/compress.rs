@@ -219,12 +219,65 @@ fn hugging_face_folder_holds_the_same_model() {
         args.extend(common);
         ok(triage(&args));
     }
-    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+    for f in ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
         assert!(folder.join(f).exists(), "{f}");
     }
     // The folder (f16, Hugging Face q/k layout) and the GGUF (Q8_0) are the same model up to
     // the f16 rounding of the Q8_0 values.
     let (a, b) = (triage_ppl(&gguf, 2), triage_ppl(&folder, 2));
     assert!((a - b).abs() / a < 1e-3, "gguf {a} folder {b}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_gguf_goes_to_a_sharded_bf16_folder_and_back_with_its_tokenizer_and_chat_template() {
+    let dir = tmp_dir("round-trip");
+    let calib = root().join("assets/calib.txt");
+    let folder = dir.join("bf16");
+    let m = smollm();
+    ok(triage(&["compress", "--model", s(&m), "--calib", s(&calib), "--tokens", "512", "--type", "F32", "--method", "rtn", "--hf-dtype", "bf16", "--hf-shard-size", "100MB", "--out", s(&folder)]));
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("model.safetensors.index.json")).unwrap()).unwrap();
+    let shards: std::collections::BTreeSet<&str> = index["weight_map"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    assert!(shards.iter().all(|f| folder.join(f).exists()));
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    assert_eq!((config["torch_dtype"].as_str(), config["bos_token_id"].as_u64(), config["eos_token_id"].as_u64()), (Some("bfloat16"), Some(1), Some(2)));
+    let tc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("tokenizer_config.json")).unwrap()).unwrap();
+    assert_eq!((tc["bos_token"].as_str(), tc["eos_token"].as_str()), (Some("<|im_start|>"), Some("<|im_end|>")));
+    // Back to GGUF from the folder: what llama.cpp reads of the tokenizer is the original's.
+    let back = dir.join("back.gguf");
+    ok(triage(&["compress", "--model", s(&folder), "--calib", s(&calib), "--tokens", "512", "--type", "Q8_0", "--method", "rtn", "--out", s(&back)]));
+    let ((a, _), (b, _)) = (GgufFile::read(&m).unwrap(), GgufFile::read(&back).unwrap());
+    for k in [
+        "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix", "tokenizer.chat_template", "llama.context_length",
+        "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv",
+        "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "llama.rope.dimension_count",
+    ] {
+        assert_eq!(format!("{:?}", a.get(k)), format!("{:?}", b.get(k)), "{k}");
+    }
+    // The same model: bf16 rounding of the Q4_1 values, then Q8_0.
+    let (pa, pb) = (triage_ppl(&m, 2), triage_ppl(&back, 2));
+    assert!((pa - pb).abs() / pa < 0.01, "source {pa} round trip {pb}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_folder_with_llama3_rope_scaling_becomes_a_folder_again() {
+    let dir = tmp_dir("hf-hf");
+    let out = dir.join("out");
+    let text = long_text(&dir);
+    let m = fixture("tiny-llama");
+    ok(triage(&["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--type", "F16", "--drop-blocks", "1", "--out", s(&out)]));
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["rope_scaling"]["rope_type"], "llama3", "the source's RoPE scaling is carried over");
+    assert_eq!(config["num_hidden_layers"], 2);
+    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(m.join(f)).unwrap(), "{f} is the source's");
+    }
+    let back = triage::model::Model::load(&out).unwrap();
+    assert_eq!(back.blocks.len(), 2);
+    assert_eq!(back.config.rope_freq_factors, triage::model::Model::load(&m).unwrap().config.rope_freq_factors);
     std::fs::remove_dir_all(&dir).ok();
 }

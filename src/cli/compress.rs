@@ -31,8 +31,9 @@ use super::progress;
 /// and metadata are copied and unchanged tensors keep their bytes; from a Hugging Face folder
 /// the metadata, tokenizer and tensor layout are those llama.cpp's convert_hf_to_gguf.py writes,
 /// unchanged matrices in F16 (--type F16 gives the converter's --outtype f16 file, tensor for
-/// tensor). Anything else is a Hugging Face folder (model.safetensors in f16, config.json,
-/// tokenizer.json).
+/// tensor). Anything else is a Hugging Face folder (model.safetensors in f16 or bf16, sharded
+/// past --hf-shard-size; config.json, generation_config.json, tokenizer.json,
+/// tokenizer_config.json with the chat template).
 ///
 /// Example (a Hugging Face folder in bf16 to a 4 GB file for llama.cpp): triage compress
 /// --model Llama-3.2-1B-Instruct/ --calib assets/calib.txt --budget size=4GB --out m.gguf
@@ -125,9 +126,22 @@ pub struct CompressArgs {
     /// of those measured on --calib.
     #[arg(long)]
     pub imatrix: Option<PathBuf>,
+    /// Hugging Face output: the weights' type, f16 or bf16.
+    #[arg(long, value_enum, default_value_t = HfDtype::F16)]
+    pub hf_dtype: HfDtype,
+    /// Hugging Face output: the most bytes of weights in one safetensors file; larger models
+    /// are sharded with an index, as transformers' max_shard_size (B, KB, MB, GB, KiB, MiB, GiB).
+    #[arg(long, default_value = "5GB")]
+    pub hf_shard_size: String,
     /// Also write what was done to every tensor (type, zeros, relative output error) as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HfDtype {
+    F16,
+    Bf16,
 }
 
 fn parse_type(s: &str) -> Result<QuantType> {
@@ -178,9 +192,16 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
     }
-    if !to_gguf && model.config.rope_freq_factors.is_some() {
-        bail!("this model uses llama3 RoPE scaling, which the Hugging Face export does not write yet; give a .gguf as --out");
+    if !to_gguf && model.config.rope_freq_factors.is_some() && model.source.format == crate::model::Format::Gguf {
+        bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");
     }
+    let hf = crate::export::hf::HfOptions {
+        dtype: match args.hf_dtype {
+            HfDtype::F16 => candle_core::DType::F16,
+            HfDtype::Bf16 => candle_core::DType::BF16,
+        },
+        shard_bytes: crate::plan::budget::parse_bytes(&args.hf_shard_size).map_err(|e| anyhow::anyhow!("--hf-shard-size: {e}"))?.max(1),
+    };
     if args.budget.is_some() && !to_gguf {
         bail!("--budget plans the bytes of a GGUF file: give an --out ending in .gguf");
     }
@@ -247,8 +268,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
         }
     } else {
-        crate::export::hf::write_folder(&args.out, &compressed.model).with_context(|| format!("writing {}", args.out.display()))?;
-        println!("wrote {} (Hugging Face folder, f16; {} blocks, {secs:.0} s)", args.out.display(), compressed.model.blocks.len());
+        crate::export::hf::write_folder(&args.out, &compressed.model, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
+        println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.model.blocks.len());
     }
     let quality = match &args.eval_text {
         Some(text) => {

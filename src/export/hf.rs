@@ -1,18 +1,39 @@
 //! Writing a model as a Hugging Face folder that `transformers` loads: `config.json`,
-//! `model.safetensors` (f16) and `tokenizer.json`. The folder is assembled under a temporary
-//! name and renamed into place when complete.
+//! `generation_config.json`, the weights in f16 or bf16 (`model.safetensors`, or shards
+//! `model-0000K-of-0000N.safetensors` with `model.safetensors.index.json` past a size),
+//! `tokenizer.json` and `tokenizer_config.json` (chat template kept). From a Hugging Face source
+//! its config.json (RoPE scaling and all) and tokenizer files are carried over; from a GGUF
+//! source they are made from its metadata. The folder is assembled under a temporary name and
+//! renamed into place when complete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
+use serde_json::{json, Value as Json};
 
 use crate::model::config::{Arch, RopeLayout};
+use crate::model::gguf_file::{GgufFile, Value};
 use crate::model::hf::hf_name;
 use crate::model::kernels::with_f32;
-use crate::model::Model;
+use crate::model::{Format, Model};
 
 use super::temp::TempPath;
+
+/// How the folder is written.
+#[derive(Debug, Clone, Copy)]
+pub struct HfOptions {
+    /// F16 or BF16.
+    pub dtype: DType,
+    /// The most bytes of weights in one safetensors file (transformers' `max_shard_size`).
+    pub shard_bytes: u64,
+}
+
+impl Default for HfOptions {
+    fn default() -> Self {
+        HfOptions { dtype: DType::F16, shard_bytes: 5_000_000_000 }
+    }
+}
 
 /// GGUF llama files store q and k rows interleaved per head (pairs 2i, 2i+1 rotate together);
 /// Hugging Face's layout pairs i with i + head_dim/2. Reorders the rows of a (heads·hd, in) matrix.
@@ -31,47 +52,174 @@ fn interleaved_to_half_split(w: &Tensor, n_heads: usize, head_dim: usize) -> can
     Tensor::from_vec(dst, (rows, cols), w.device())
 }
 
-fn config_json(model: &Model) -> serde_json::Value {
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::BF16 => "bfloat16",
+        _ => "float16",
+    }
+}
+
+/// The special tokens of a GGUF source: key (bos, eos, unk, pad) → (id, text); add_bos/add_eos;
+/// the chat template; sampling defaults.
+struct GgufTokenizerFacts {
+    specials: BTreeMap<&'static str, (u32, String)>,
+    add_space_prefix: Option<bool>,
+    add_bos: Option<bool>,
+    add_eos: Option<bool>,
+    chat_template: Option<String>,
+    sampling: serde_json::Map<String, Json>,
+}
+
+fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
+    let (g, _) = GgufFile::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let md: HashMap<&str, &Value> = g.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tokens: Vec<String> = match md.get("tokenizer.ggml.tokens") {
+        Some(Value::Array(a)) => a.iter().map(|v| if let Value::String(s) = v { s.clone() } else { String::new() }).collect(),
+        _ => Vec::new(),
+    };
+    let id = |k: &str| match md.get(k) {
+        Some(Value::U32(x)) => Some(*x),
+        Some(Value::I32(x)) => u32::try_from(*x).ok(),
+        _ => None,
+    };
+    let mut specials = BTreeMap::new();
+    for (name, key) in [("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"), ("pad", "padding_token_id")] {
+        if let Some(i) = id(&format!("tokenizer.ggml.{key}")) {
+            if let Some(t) = tokens.get(i as usize) {
+                specials.insert(name, (i, t.clone()));
+            }
+        }
+    }
+    let flag = |k: &str| match md.get(k) {
+        Some(Value::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let chat_template = match md.get("tokenizer.chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut sampling = serde_json::Map::new();
+    for (gguf, hf) in [("top_k", "top_k"), ("top_p", "top_p"), ("min_p", "min_p"), ("temp", "temperature"), ("penalty_repeat", "repetition_penalty")] {
+        match md.get(format!("general.sampling.{gguf}").as_str()) {
+            Some(Value::F32(x)) => {
+                sampling.insert(hf.into(), json!(*x as f64));
+            }
+            Some(Value::I32(x)) => {
+                sampling.insert(hf.into(), json!(*x));
+            }
+            _ => {}
+        }
+    }
+    Ok(GgufTokenizerFacts { specials, add_space_prefix: flag("tokenizer.ggml.add_space_prefix"), add_bos: flag("tokenizer.ggml.add_bos_token"), add_eos: flag("tokenizer.ggml.add_eos_token"), chat_template, sampling })
+}
+
+/// config.json for `model`: the source's own (from a Hugging Face folder) with the sizes and
+/// dtype of the written model, or one made from the configuration (from a GGUF).
+fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&GgufTokenizerFacts>) -> anyhow::Result<Json> {
     let c = &model.config;
     let (arch, model_type) = match c.arch {
         Arch::Llama => ("LlamaForCausalLM", "llama"),
         Arch::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
     };
-    let mut j = serde_json::json!({
-        "architectures": [arch],
-        "model_type": model_type,
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size,
-        "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.n_layers,
-        "num_attention_heads": c.n_heads,
-        "num_key_value_heads": c.n_kv_heads,
-        "head_dim": c.head_dim,
-        "rms_norm_eps": c.rms_norm_eps,
-        "rope_theta": c.rope_theta,
-        "max_position_embeddings": c.context_length,
-        "tie_word_embeddings": c.tie_word_embeddings,
-        "hidden_act": "silu",
-        "torch_dtype": "float16",
-    });
+    let mut j = match model.source.format {
+        Format::HuggingFace => {
+            let p = model.source.path.join("config.json");
+            serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        // A GGUF keeps these in float32: written as their shortest float32 decimals.
+        Format::Gguf => json!({
+            "architectures": [arch],
+            "model_type": model_type,
+            "hidden_act": "silu",
+            "rope_theta": shortest_f32(c.rope_theta),
+            "rms_norm_eps": shortest_f32(c.rms_norm_eps),
+        }),
+    };
+    let obj = j.as_object_mut().ok_or_else(|| anyhow::anyhow!("config.json is not an object"))?;
+    // Per-layer lists (layer_types, …) follow the kept blocks.
+    let n_source = obj.get("num_hidden_layers").and_then(Json::as_u64).unwrap_or(0) as usize;
+    if n_source != c.n_layers {
+        for v in obj.values_mut() {
+            if let Json::Array(a) = v {
+                if a.len() == n_source {
+                    *a = kept.iter().filter_map(|&i| a.get(i).cloned()).collect();
+                }
+            }
+        }
+    }
+    for (k, v) in [
+        ("vocab_size", json!(c.vocab_size)),
+        ("hidden_size", json!(c.hidden_size)),
+        ("intermediate_size", json!(c.intermediate_size)),
+        ("num_hidden_layers", json!(c.n_layers)),
+        ("num_attention_heads", json!(c.n_heads)),
+        ("num_key_value_heads", json!(c.n_kv_heads)),
+        ("head_dim", json!(c.head_dim)),
+        ("max_position_embeddings", json!(c.context_length)),
+        ("tie_word_embeddings", json!(c.tie_word_embeddings)),
+        ("torch_dtype", json!(dtype_name(opts.dtype))),
+    ] {
+        obj.insert(k.into(), v);
+    }
+    obj.remove("dtype");
     if c.arch == Arch::Llama {
-        j["attention_bias"] = serde_json::Value::Bool(false);
-        j["mlp_bias"] = serde_json::Value::Bool(false);
+        obj.entry("attention_bias").or_insert(json!(false));
+        obj.entry("mlp_bias").or_insert(json!(false));
+    }
+    if let Some(f) = facts {
+        for k in ["bos", "eos", "pad"] {
+            if let Some((id, _)) = f.specials.get(k) {
+                obj.insert(format!("{k}_token_id"), json!(id));
+            }
+        }
+    }
+    Ok(j)
+}
+
+/// `x` rounded to float32, as the float64 of its shortest float32 decimal (1e-5, not
+/// 9.999999747378752e-6).
+fn shortest_f32(x: f64) -> f64 {
+    (x as f32).to_string().parse().unwrap_or(x)
+}
+
+/// tokenizer_config.json made from a GGUF source's metadata.
+fn tokenizer_config(model: &Model, f: &GgufTokenizerFacts) -> Json {
+    let mut j = json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": model.config.context_length,
+        "add_bos_token": f.add_bos.unwrap_or(false),
+        "add_eos_token": f.add_eos.unwrap_or(false),
+    });
+    for k in ["bos", "eos", "unk", "pad"] {
+        j[format!("{k}_token")] = f.specials.get(k).map_or(Json::Null, |(_, t)| json!(t));
+    }
+    if let Some(b) = f.add_space_prefix {
+        j["add_prefix_space"] = json!(b);
+    }
+    if let Some(t) = &f.chat_template {
+        j["chat_template"] = json!(t);
     }
     j
 }
 
-/// Writes `model` to the folder `path` (created; must not exist or be empty).
-pub fn write_folder(path: &Path, model: &Model) -> anyhow::Result<()> {
+/// The files of a Hugging Face source carried over as they are (besides config.json and the
+/// weights): the tokenizer and generation settings.
+const CARRIED: [&str; 6] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "generation_config.json"];
+
+/// Writes `model` to the folder `path` (created; must not exist or be empty); `kept` are the
+/// source's blocks it keeps (per-layer lists of a source config.json follow them).
+pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions) -> anyhow::Result<()> {
     let c = &model.config;
-    if c.rope_freq_factors.is_some() {
-        anyhow::bail!("this model uses llama3 RoPE scaling, which the Hugging Face export does not write yet; write a .gguf instead");
+    let from_hf = model.source.format == Format::HuggingFace;
+    if c.rope_freq_factors.is_some() && !from_hf {
+        anyhow::bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); write a .gguf instead");
     }
-    let tokenizer = model.tokenizer()?.to_json()?;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let facts = if from_hf { None } else { Some(gguf_facts(&model.source.path)?) };
+    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut put = |gguf: &str, t: &Tensor| -> anyhow::Result<()> {
         let name = hf_name(gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
-        tensors.insert(name, t.to_dtype(DType::F16)?);
+        tensors.insert(name, t.to_dtype(opts.dtype)?);
         Ok(())
     };
     put("token_embd.weight", &model.embed)?;
@@ -100,12 +248,72 @@ pub fn write_folder(path: &Path, model: &Model) -> anyhow::Result<()> {
     let tmp = TempPath::new(path);
     let dir = tmp.path();
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config_json(model))?)?;
-    std::fs::write(dir.join("tokenizer.json"), &tokenizer)?;
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    let write_json = |name: &str, j: &Json| std::fs::write(dir.join(name), serde_json::to_string_pretty(j)? + "\n");
+    write_json("config.json", &config_json(model, kept, opts, facts.as_ref())?)?;
+    match &facts {
+        None => {
+            for f in CARRIED {
+                let from = model.source.path.join(f);
+                if from.is_file() {
+                    std::fs::copy(&from, dir.join(f))?;
+                }
+            }
+        }
+        Some(f) => {
+            std::fs::write(dir.join("tokenizer.json"), model.tokenizer()?.to_json()?)?;
+            write_json("tokenizer_config.json", &tokenizer_config(model, f))?;
+            let mut g = serde_json::Map::new();
+            for k in ["bos", "eos", "pad"] {
+                if let Some((id, _)) = f.specials.get(k) {
+                    g.insert(format!("{k}_token_id"), json!(id));
+                }
+            }
+            g.extend(f.sampling.clone());
+            if f.sampling.contains_key("temperature") || f.sampling.contains_key("top_p") {
+                g.insert("do_sample".into(), json!(true));
+            }
+            write_json("generation_config.json", &Json::Object(g))?;
+        }
+    }
+    write_weights(dir, tensors, opts)?;
     if path.exists() {
         std::fs::remove_dir(path)?; // empty: checked before compressing
     }
     tmp.persist(path)?;
+    Ok(())
+}
+
+/// The weights as one `model.safetensors`, or, past `opts.shard_bytes`, as shards filled in name
+/// order with `model.safetensors.index.json` naming each tensor's shard.
+fn write_weights(dir: &Path, tensors: BTreeMap<String, Tensor>, opts: &HfOptions) -> anyhow::Result<()> {
+    let bytes = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+    let total: u64 = tensors.values().map(bytes).sum();
+    if total <= opts.shard_bytes {
+        let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+        candle_core::safetensors::save(&map, dir.join("model.safetensors"))?;
+        return Ok(());
+    }
+    let mut shards: Vec<HashMap<String, Tensor>> = vec![HashMap::new()];
+    let mut filled = 0u64;
+    for (name, t) in tensors {
+        let b = bytes(&t);
+        if filled > 0 && filled + b > opts.shard_bytes {
+            shards.push(HashMap::new());
+            filled = 0;
+        }
+        filled += b;
+        shards.last_mut().expect("one shard at least").insert(name, t);
+    }
+    let n = shards.len();
+    let mut weight_map = BTreeMap::new();
+    for (k, shard) in shards.into_iter().enumerate() {
+        let file = format!("model-{:05}-of-{n:05}.safetensors", k + 1);
+        for name in shard.keys() {
+            weight_map.insert(name.clone(), file.clone());
+        }
+        candle_core::safetensors::save(&shard, dir.join(&file))?;
+    }
+    let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index)? + "\n")?;
     Ok(())
 }
