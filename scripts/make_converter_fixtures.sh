@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p tests/fixtures/converter
-for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2; do
+for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2; do
   name=${case%%:*}
   pre=${case##*:}
   .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" --pre "$pre" \

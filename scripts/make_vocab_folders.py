@@ -7,8 +7,9 @@
 OUT_DIR/llama3  LlamaForCausalLM shaped like Llama-3.2-1B-Instruct (vocabulary 128256, llama3 RoPE
                 scaling, tied embeddings, bos 128000, eos [128001, 128008, 128009]) but 2 blocks
                 of width 64, in bfloat16, with Llama 3's tokenizer.json and tokenizer_config.json
-OUT_DIR/qwen3   Qwen2ForCausalLM shaped like Qwen2.5 (vocabulary 151936, tied embeddings, q/k/v
-                biases) with Qwen3's tokenizer files, 2 blocks of width 64, in bfloat16
+OUT_DIR/qwen3   Qwen3ForCausalLM shaped like Qwen3-0.6B (vocabulary 151936, tied embeddings,
+                per-head q/k norms, head_dim 16 ≠ width/heads) with Qwen3's tokenizer files,
+                2 blocks of width 64, in bfloat16
 
 The weights are random (seeded); what is checked is everything but the weights' values: the
 metadata, the tokenizer, the tensor layout.
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -51,10 +52,10 @@ def main():
                         **SMALL)
     save(LlamaForCausalLM(llama), out / "llama3", "llama3",
          {"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "do_sample": True, "temperature": 0.6, "top_p": 0.9})
-    qwen = Qwen2Config(vocab_size=151936, max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                       tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
-                       use_sliding_window=False, sliding_window=None, **SMALL)
-    save(Qwen2ForCausalLM(qwen), out / "qwen3", "qwen3",
+    qwen = Qwen3Config(vocab_size=151936, max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                       tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645, attention_bias=False,
+                       use_sliding_window=False, sliding_window=None, **{**SMALL, "num_attention_heads": 2, "num_key_value_heads": 1})
+    save(Qwen3ForCausalLM(qwen), out / "qwen3", "qwen3",
          {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643, "do_sample": True, "temperature": 0.7})
 
 

@@ -97,6 +97,16 @@ fn qwen2_gguf_matches_transformers() {
 }
 
 #[test]
+fn qwen3_hf_folder_matches_transformers() {
+    check("tiny-qwen3", "tiny-qwen3.expected.json");
+}
+
+#[test]
+fn qwen3_gguf_matches_transformers() {
+    check("tiny-qwen3.gguf", "tiny-qwen3.expected.json");
+}
+
+#[test]
 fn gguf_and_hf_folder_give_the_same_structure() {
     let a = Model::load(&fixture("tiny-llama.gguf")).unwrap();
     let b = Model::load(&fixture("tiny-llama")).unwrap();

@@ -215,7 +215,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     // Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1.
     let cfg = &c.model.config;
     let permute = |name: &str| -> Option<usize> {
-        if source.format != Format::HuggingFace || cfg.arch != crate::model::Arch::Llama || cfg.rope_layout != RopeLayout::HalfSplit {
+        if source.format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit {
             return None;
         }
         match name.split('.').nth(2) {

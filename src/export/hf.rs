@@ -117,10 +117,7 @@ fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
 /// dtype of the written model, or one made from the configuration (from a GGUF).
 fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&GgufTokenizerFacts>) -> anyhow::Result<Json> {
     let c = &model.config;
-    let (arch, model_type) = match c.arch {
-        Arch::Llama => ("LlamaForCausalLM", "llama"),
-        Arch::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
-    };
+    let (arch, model_type) = (c.arch.facts().hf_classes[0], c.arch.facts().model_types[0]);
     let mut j = match model.source.format {
         Format::HuggingFace => {
             let p = model.source.path.join("config.json");
@@ -232,6 +229,10 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
         let i = b.index;
         put(&format!("blk.{i}.attn_norm.weight"), &b.attn_norm)?;
         put(&format!("blk.{i}.ffn_norm.weight"), &b.mlp_norm)?;
+        if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
+            put(&format!("blk.{i}.attn_q_norm.weight"), qn)?;
+            put(&format!("blk.{i}.attn_k_norm.weight"), kn)?;
+        }
         for l in b.linears() {
             let kind = l.name.split('.').nth(2).unwrap_or_default();
             let w = match (permute, kind) {

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::gguf::ExportError;
 use crate::compress::types::QuantType;
-use crate::model::config::{Arch, Config};
+use crate::model::config::Config;
 use crate::model::gguf_file::Value;
 use crate::model::hf::{gguf_name, weight_files};
 use crate::model::Tokenizer;
@@ -276,9 +276,9 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     }
     // The writer sets the file type and quantization version where the converter puts them.
     md.push(("general.file_type".into(), Value::U32(0)));
-    if config.arch == Arch::Llama {
-        md.push(("llama.vocab_size".into(), u32v(config.vocab_size)));
-        md.push(("llama.rope.dimension_count".into(), u32v(config.head_dim)));
+    if config.arch.facts().llama_converter {
+        md.push((format!("{arch}.vocab_size"), u32v(config.vocab_size)));
+        md.push((format!("{arch}.rope.dimension_count"), u32v(config.head_dim)));
     }
     md.push(("general.quantization_version".into(), Value::U32(2)));
     tokenizer_metadata(dir, config, &config_json, &mut md)?;
@@ -326,7 +326,7 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
     if byte_fallback {
         return Err(invalid(&tok_path, "a SentencePiece-style BPE tokenizer (byte_fallback) cannot be written to GGUF yet; only byte-level BPE tokenizers can"));
     }
-    if config.arch == Arch::Llama {
+    if config.arch.facts().llama_converter {
         if let Some(b) = tc.as_ref().and_then(|c| c.get("add_prefix_space")).and_then(Json::as_bool) {
             md.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(b)));
         }
@@ -383,7 +383,7 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
     md.push(("tokenizer.ggml.token_type".into(), Value::Array(types)));
     special_vocab(dir, &tj, tc, config_json, md)?;
     // The converter's llama class turns BOS off for 49152-token vocabularies (granite, SmolLM).
-    if config.arch == Arch::Llama && config.vocab_size == 49152 {
+    if config.arch.facts().llama_converter && config.vocab_size == 49152 {
         set(md, "tokenizer.ggml.add_bos_token", Value::Bool(false));
     }
     Ok(())

@@ -8,36 +8,103 @@ use serde::Deserialize;
 
 use super::ModelError;
 
-/// The architectures we run. Both are pre-norm RMSNorm blocks with SwiGLU MLPs and RoPE;
-/// qwen2 adds biases to the q/k/v projections.
+/// The architectures we run. All are pre-norm RMSNorm blocks with SwiGLU MLPs and RoPE; what
+/// sets them apart is one row of [`ARCHS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen3,
 }
 
+/// Everything that distinguishes one architecture: names in each format, the block's extras,
+/// and how llama.cpp's converter treats it.
+#[derive(Debug)]
+pub struct ArchFacts {
+    pub arch: Arch,
+    /// `general.architecture` in GGUF.
+    pub gguf: &'static str,
+    /// config.json's `architectures` classes and `model_type`s loaded as this architecture; the
+    /// first of each is what we write.
+    pub hf_classes: &'static [&'static str],
+    pub model_types: &'static [&'static str],
+    /// Biases on the q/k/v projections.
+    pub qkv_bias: bool,
+    /// An RMSNorm over each query and key head before RoPE (`q_norm`, `k_norm`).
+    pub qk_norm: bool,
+    /// The converter permutes q/k rows so that llama.cpp's RoPE rotates adjacent pairs (else
+    /// llama.cpp rotates i with i + d/2, as Hugging Face does).
+    pub gguf_rope_interleaved: bool,
+    /// Converted by the converter's llama class: `vocab_size` and `rope.dimension_count` keys,
+    /// tokenizer_config.json's `add_prefix_space`, BOS off for 49152-token vocabularies.
+    pub llama_converter: bool,
+}
+
+pub const ARCHS: [ArchFacts; 3] = [
+    ArchFacts {
+        arch: Arch::Llama,
+        gguf: "llama",
+        hf_classes: &["LlamaForCausalLM", "MistralForCausalLM"],
+        model_types: &["llama", "mistral"],
+        qkv_bias: false,
+        qk_norm: false,
+        gguf_rope_interleaved: true,
+        llama_converter: true,
+    },
+    ArchFacts {
+        arch: Arch::Qwen2,
+        gguf: "qwen2",
+        hf_classes: &["Qwen2ForCausalLM"],
+        model_types: &["qwen2"],
+        qkv_bias: true,
+        qk_norm: false,
+        gguf_rope_interleaved: false,
+        llama_converter: false,
+    },
+    ArchFacts {
+        arch: Arch::Qwen3,
+        gguf: "qwen3",
+        hf_classes: &["Qwen3ForCausalLM"],
+        model_types: &["qwen3"],
+        qkv_bias: false,
+        qk_norm: true,
+        gguf_rope_interleaved: false,
+        llama_converter: false,
+    },
+];
+
 impl Arch {
+    pub fn facts(self) -> &'static ArchFacts {
+        ARCHS.iter().find(|f| f.arch == self).expect("every architecture has a row")
+    }
+
     /// The architecture name as GGUF's `general.architecture` spells it.
     pub fn gguf_name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-        }
+        self.facts().gguf
     }
 
     pub fn from_gguf_name(name: &str) -> Result<Self, ModelError> {
-        match name {
-            "llama" => Ok(Arch::Llama),
-            "qwen2" => Ok(Arch::Qwen2),
-            other => Err(ModelError::UnsupportedArchitecture(format!(
-                "GGUF architecture '{other}' (supported: llama, qwen2)"
-            ))),
-        }
+        ARCHS.iter().find(|f| f.gguf == name).map(|f| f.arch).ok_or_else(|| {
+            ModelError::UnsupportedArchitecture(format!(
+                "GGUF architecture '{name}' (supported: {})",
+                ARCHS.iter().map(|f| f.gguf).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// The architecture of a config.json `architectures` class or `model_type`.
+    pub fn from_hf_name(name: &str) -> Result<Self, ModelError> {
+        ARCHS.iter().find(|f| f.hf_classes.contains(&name) || f.model_types.contains(&name)).map(|f| f.arch).ok_or_else(|| {
+            ModelError::UnsupportedArchitecture(format!(
+                "config.json architecture '{name}' (supported: {})",
+                ARCHS.iter().flat_map(|f| f.hf_classes.iter().copied()).collect::<Vec<_>>().join(", ")
+            ))
+        })
     }
 
     /// Whether q/k/v projections carry biases.
     pub fn qkv_bias(self) -> bool {
-        matches!(self, Arch::Qwen2)
+        self.facts().qkv_bias
     }
 }
 
@@ -220,15 +287,7 @@ impl HfConfig {
             .cloned()
             .or_else(|| self.model_type.clone())
             .unwrap_or_default();
-        let arch = match arch_name.as_str() {
-            "LlamaForCausalLM" | "MistralForCausalLM" | "llama" | "mistral" => Arch::Llama,
-            "Qwen2ForCausalLM" | "qwen2" => Arch::Qwen2,
-            other => {
-                return Err(ModelError::UnsupportedArchitecture(format!(
-                    "config.json architecture '{other}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"
-                )))
-            }
-        };
+        let arch = Arch::from_hf_name(&arch_name)?;
         if let Some(act) = &self.hidden_act {
             if act != "silu" {
                 return Err(ModelError::UnsupportedArchitecture(format!(
@@ -236,15 +295,13 @@ impl HfConfig {
                 )));
             }
         }
-        if self.attention_bias || self.mlp_bias {
-            return Err(ModelError::UnsupportedArchitecture(
-                "llama with attention_bias or mlp_bias".into(),
-            ));
+        if (self.attention_bias && !arch.qkv_bias()) || self.mlp_bias {
+            return Err(ModelError::UnsupportedArchitecture(format!("{} with attention_bias or mlp_bias", arch.gguf_name())));
         }
         // Mistral's sliding window only matters past its length; refuse it where it is active.
         let window = self.sliding_window.as_ref().and_then(|v| v.as_u64());
         let sliding = match arch {
-            Arch::Qwen2 => self.use_sliding_window && window.is_some(),
+            Arch::Qwen2 | Arch::Qwen3 => self.use_sliding_window && window.is_some(),
             Arch::Llama => window.is_some_and(|w| (w as usize) < self.max_position_embeddings),
         };
         if sliding {

@@ -107,10 +107,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
             &key("attention.layer_norm_rms_epsilon"),
         )?,
         rope_theta: md_f64(md, &key("rope.freq_base"))?.unwrap_or(10000.0),
-        rope_layout: match arch {
-            Arch::Llama => RopeLayout::Interleaved,
-            Arch::Qwen2 => RopeLayout::HalfSplit,
-        },
+        rope_layout: if arch.facts().gguf_rope_interleaved { RopeLayout::Interleaved } else { RopeLayout::HalfSplit },
         rope_freq_factors,
         context_length: u("context_length")?,
         tie_word_embeddings: gguf.tensor("output.weight").is_none(),

@@ -17,7 +17,7 @@ const WHOLE_NAMES: [(&str, &str); 3] = [
     ("output_norm.weight", "model.norm.weight"),
     ("output.weight", "lm_head.weight"),
 ];
-const BLOCK_PARTS: [(&str, &str); 9] = [
+const BLOCK_PARTS: [(&str, &str); 11] = [
     ("attn_q", "self_attn.q_proj"),
     ("attn_k", "self_attn.k_proj"),
     ("attn_v", "self_attn.v_proj"),
@@ -27,6 +27,8 @@ const BLOCK_PARTS: [(&str, &str); 9] = [
     ("ffn_down", "mlp.down_proj"),
     ("attn_norm", "input_layernorm"),
     ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
 ];
 
 /// The Hugging Face name of a tensor given its GGUF name.

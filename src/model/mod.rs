@@ -129,6 +129,9 @@ pub struct Attention {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
+    /// RMSNorm weights over each query / key head before RoPE, (head_dim,) (qwen3).
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
 }
 
 /// SwiGLU: `down(silu(gate(x)) ⊙ up(x))`.
@@ -236,7 +239,8 @@ impl Model {
             .blocks
             .iter()
             .map(|b| {
-                b.linears().iter().map(|l| l.weight.elem_count()).sum::<usize>()
+                b.linears().iter().map(|l| l.weight.elem_count() + l.bias.as_ref().map_or(0, Tensor::elem_count)).sum::<usize>()
+                    + [&b.attn.q_norm, &b.attn.k_norm].iter().filter_map(|t| t.as_ref()).map(Tensor::elem_count).sum::<usize>()
                     + b.attn_norm.elem_count()
                     + b.mlp_norm.elem_count()
             })
@@ -261,6 +265,8 @@ pub fn tensor_by_name<'a>(m: &'a Model, name: &str) -> Option<&'a Tensor> {
     match rest {
         "attn_norm.weight" => return Some(&b.attn_norm),
         "ffn_norm.weight" => return Some(&b.mlp_norm),
+        "attn_q_norm.weight" => return b.attn.q_norm.as_ref(),
+        "attn_k_norm.weight" => return b.attn.k_norm.as_ref(),
         _ => {}
     }
     let (kind, suffix) = rest.split_once('.')?;
@@ -323,18 +329,24 @@ pub(crate) fn assemble(
             Ok(Linear { name, weight, bias })
         };
         let qkv_bias = config.arch.qkv_bias();
-        let attn = Attention {
-            q: linear("attn_q", nh * hd, h, qkv_bias)?,
-            k: linear("attn_k", nkv * hd, h, qkv_bias)?,
-            v: linear("attn_v", nkv * hd, h, qkv_bias)?,
-            o: linear("attn_output", h, nh * hd, false)?,
-        };
+        let (q, k, v, o) = (
+            linear("attn_q", nh * hd, h, qkv_bias)?,
+            linear("attn_k", nkv * hd, h, qkv_bias)?,
+            linear("attn_v", nkv * hd, h, qkv_bias)?,
+            linear("attn_output", h, nh * hd, false)?,
+        );
         let f = config.intermediate_size;
         let mlp = Mlp {
             gate: linear("ffn_gate", f, h, false)?,
             up: linear("ffn_up", f, h, false)?,
             down: linear("ffn_down", h, f, false)?,
         };
+        let (q_norm, k_norm) = if config.arch.facts().qk_norm {
+            (Some(take(&format!("blk.{i}.attn_q_norm.weight"), &[hd])?), Some(take(&format!("blk.{i}.attn_k_norm.weight"), &[hd])?))
+        } else {
+            (None, None)
+        };
+        let attn = Attention { q, k, v, o, q_norm, k_norm };
         blocks.push(Block {
             index: i,
             attn_norm: take(&format!("blk.{i}.attn_norm.weight"), &[h])?,

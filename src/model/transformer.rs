@@ -1,6 +1,6 @@
 //! The forward pass of llama-family decoders (Llama 2/3, SmolLM2, Mistral without sliding window,
-//! Qwen2), written after `transformers`' `modeling_llama.py` / `modeling_qwen2.py`, which are the
-//! numerical reference (see tests/conformance.rs).
+//! Qwen2, Qwen3), written after `transformers`' `modeling_llama.py` / `modeling_qwen2.py` /
+//! `modeling_qwen3.py`, which are the numerical reference (see tests/conformance.rs).
 //!
 //! A full forward is `embed → blocks → head`; callers may run any range of blocks on cached hidden
 //! states, skip a block or one of its sublayers, and observe everything through a [`Capture`].
@@ -82,8 +82,15 @@ impl Block {
         };
         let cos = pos.cos.narrow(0, 0, t)?;
         let sin = pos.sin.narrow(0, 0, t)?;
-        let q = rope::apply(&heads(a.q.forward(h)?, nh)?, &cos, &sin, config.rope_layout)?;
-        let k = rope::apply(&heads(a.k.forward(h)?, nkv)?, &cos, &sin, config.rope_layout)?;
+        // qwen3: each head RMS-normed before RoPE.
+        let head_norm = |y: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
+            match w {
+                Some(w) => rms_norm(&y, w, config.rms_norm_eps),
+                None => Ok(y),
+            }
+        };
+        let q = rope::apply(&head_norm(heads(a.q.forward(h)?, nh)?, &a.q_norm)?, &cos, &sin, config.rope_layout)?;
+        let k = rope::apply(&head_norm(heads(a.k.forward(h)?, nkv)?, &a.k_norm)?, &cos, &sin, config.rope_layout)?;
         let v = heads(a.v.forward(h)?, nkv)?;
         let (out, probs) = kernels::causal_attention(&q, &k, &v, cap.wants_attention(self.index))?;
         if let Some(p) = probs {
