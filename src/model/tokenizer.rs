@@ -8,7 +8,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::Value;
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::NormalizerWrapper;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
@@ -71,6 +78,8 @@ pub(crate) fn pre_kind(name: &str) -> Option<Pre> {
 }
 
 /// GGUF `tokenizer.ggml.token_type` values.
+const TOKEN_TYPE_NORMAL: i32 = 1;
+const TOKEN_TYPE_UNKNOWN: i32 = 2;
 const TOKEN_TYPE_CONTROL: i32 = 3;
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 
@@ -116,15 +125,84 @@ impl Tokenizer {
         }
     }
 
-    /// Rebuilds the tokenizer described by GGUF metadata. Only byte-level BPE (`gpt2`) vocabularies
-    /// are supported, with the pre-tokenizers of the architectures we run.
+    /// Rebuilds the tokenizer described by GGUF metadata: byte-level BPE (`gpt2`) with the
+    /// pre-tokenizers of [`PRE_TOKENIZERS`], or SentencePiece (`llama`).
     pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let model = get_str(md, "tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(ModelError::Tokenizer(format!(
-                "GGUF tokenizer model '{model}' is not supported (only byte-level BPE, 'gpt2')"
-            )));
+        match model.as_str() {
+            "gpt2" => Self::bpe_from_gguf(md),
+            "llama" => Self::spm_from_gguf(md),
+            _ => Err(ModelError::Tokenizer(format!(
+                "GGUF tokenizer model '{model}' is not supported (byte-level BPE 'gpt2', SentencePiece 'llama')"
+            ))),
         }
+    }
+
+    /// llama.cpp's SentencePiece tokenizer (Llama 2, Mistral, Phi-3): a space before the text
+    /// (unless `add_space_prefix` is false) and spaces as '▁', then the adjacent pair whose
+    /// concatenation is the vocabulary's highest-scored token merged first, again and again;
+    /// characters that end up outside the vocabulary fall back to their bytes (`<0xXX>`).
+    /// Built as `transformers` builds it from a SentencePiece model: BPE whose merges are every
+    /// split of every token into two tokens, ranked by the token's score.
+    fn spm_from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
+        let tokens = get_array(md, "tokenizer.ggml.tokens")?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(tok_err))
+            .collect::<Result<Vec<String>>>()?;
+        let scores: Vec<f32> = get_array(md, "tokenizer.ggml.scores")?
+            .iter()
+            .map(|v| v.to_f32().map_err(tok_err))
+            .collect::<Result<_>>()?;
+        if scores.len() != tokens.len() {
+            return Err(ModelError::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
+        }
+        let types = token_types(md, tokens.len())?;
+        let ids: HashMap<&str, u32> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
+        // Every split of every token into two tokens; by the token's score, highest first (the
+        // sort is stable, so equal scores keep the order of the token's id, then the halves').
+        let mut merges: Vec<(f32, u32, u32, u32)> = Vec::new();
+        for (id, t) in tokens.iter().enumerate() {
+            let mut local: Vec<(u32, u32)> = t
+                .char_indices()
+                .skip(1)
+                .filter_map(|(at, _)| Some((*ids.get(&t[..at])?, *ids.get(&t[at..])?)))
+                .collect();
+            local.sort();
+            merges.extend(local.into_iter().map(|(l, r)| (scores[id], id as u32, l, r)));
+        }
+        merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (tokens[l as usize].clone(), tokens[r as usize].clone())).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
+        if let Some(unk) = types.iter().position(|&t| t == TOKEN_TYPE_UNKNOWN) {
+            builder = builder.unk_token(tokens[unk].clone());
+        }
+        let bpe = builder.build().map_err(tok_err)?;
+        let add_space_prefix = match md.get("tokenizer.ggml.add_space_prefix") {
+            Some(v) => v.to_bool().map_err(tok_err)?,
+            None => true,
+        };
+        let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
+        if add_space_prefix {
+            normalizers.push(Prepend::new("\u{2581}".into()).into());
+        }
+        normalizers.push(Replace::new(" ", "\u{2581}").map_err(tok_err)?.into());
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(tok_err)?;
+        let mut decoders: Vec<DecoderWrapper> = vec![
+            Replace::new("\u{2581}", " ").map_err(tok_err)?.into(),
+            ByteFallback::new().into(),
+            Fuse::new().into(),
+        ];
+        if add_space_prefix {
+            decoders.push(Strip::new(' ', 1, 0).into());
+        }
+        inner.with_decoder(Some(DecoderSequence::new(decoders)));
+        add_typed_tokens(&mut inner, &tokens, &types)?;
+        Ok(Tokenizer { inner })
+    }
+
+    fn bpe_from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let pre = match md.get("tokenizer.ggml.pre") {
             Some(v) => v.to_string().map_err(tok_err)?.clone(),
             None => "default".to_string(),
@@ -146,15 +224,7 @@ impl Tokenizer {
                 }
             })
             .collect::<Result<Vec<(String, String)>>>()?;
-        let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
-            Some(v) => v
-                .to_vec()
-                .map_err(tok_err)?
-                .iter()
-                .map(|t| t.to_i32().map_err(tok_err))
-                .collect::<Result<_>>()?,
-            None => vec![1; tokens.len()],
-        };
+        let types = token_types(md, tokens.len())?;
         let vocab: tokenizers::models::bpe::Vocab =
             tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let kind = pre_kind(&pre).ok_or_else(|| {
@@ -180,16 +250,7 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let added = |ty: i32, special: bool| {
-            tokens
-                .iter()
-                .zip(&types)
-                .filter(move |(_, &t)| t == ty)
-                .map(move |(tok, _)| AddedToken::from(tok.clone(), special))
-                .collect::<Vec<_>>()
-        };
-        inner.add_special_tokens(added(TOKEN_TYPE_CONTROL, true)).map_err(tok_err)?;
-        inner.add_tokens(added(TOKEN_TYPE_USER_DEFINED, false)).map_err(tok_err)?;
+        add_typed_tokens(&mut inner, &tokens, &types)?;
         Ok(Tokenizer { inner })
     }
 
@@ -218,6 +279,29 @@ impl Tokenizer {
     pub fn to_json(&self) -> Result<String> {
         self.inner.to_string(true).map_err(tok_err)
     }
+}
+
+/// `tokenizer.ggml.token_type`, every token normal when absent.
+fn token_types(md: &HashMap<String, Value>, n: usize) -> Result<Vec<i32>> {
+    let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
+        Some(v) => v.to_vec().map_err(tok_err)?.iter().map(|t| t.to_i32().map_err(tok_err)).collect::<Result<_>>()?,
+        None => vec![TOKEN_TYPE_NORMAL; n],
+    };
+    if types.len() != n {
+        return Err(ModelError::Tokenizer(format!("{} token types for {n} tokens", types.len())));
+    }
+    Ok(types)
+}
+
+/// Control tokens as special added tokens, user-defined ones as plain added tokens: matched
+/// whole in the text before the model splits it, as llama.cpp does.
+fn add_typed_tokens(inner: &mut tokenizers::Tokenizer, tokens: &[String], types: &[i32]) -> Result<()> {
+    let added = |ty: i32, special: bool| {
+        tokens.iter().zip(types).filter(move |(_, &t)| t == ty).map(move |(tok, _)| AddedToken::from(tok.clone(), special)).collect::<Vec<_>>()
+    };
+    inner.add_special_tokens(added(TOKEN_TYPE_CONTROL, true)).map_err(tok_err)?;
+    inner.add_tokens(added(TOKEN_TYPE_USER_DEFINED, false)).map_err(tok_err)?;
+    Ok(())
 }
 
 fn get_str<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a String> {

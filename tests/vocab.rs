@@ -1,0 +1,106 @@
+//! llama.cpp's own tokenizer tests on real vocabularies: the `models/ggml-vocab-NAME.gguf` files
+//! of the sdist our llama.cpp is built from (scripts/build_llama_cpp.sh unpacks it), each with
+//! inputs (`.inp`, cases separated by `\n__ggml_vocab_test__\n`) and the ids the model's own
+//! tokenizer gives (`.out`, one line of ids per case), as llama.cpp's test-tokenizer-0 reads
+//! them. triage's tokenizer, rebuilt from each file's metadata, must give the same ids.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use triage::model::gguf_file::GgufFile;
+use triage::model::Tokenizer;
+
+fn models_dir() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/llama.cpp/src");
+    let found = std::fs::read_dir(&src)
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh unpacks llama.cpp's sources (scripts/build_llama_cpp.sh)", src.display()))
+        .flatten()
+        .map(|e| e.path().join("vendor/llama.cpp/models"))
+        .find(|p| p.is_dir());
+    found.unwrap_or_else(|| panic!("no vendor/llama.cpp/models under {}", src.display()))
+}
+
+/// The cases of `ggml-vocab-NAME.gguf.inp/.out`: (text, ids).
+fn cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
+    let inp = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.inp"))).unwrap();
+    let out = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.out"))).unwrap();
+    let sep = "\n__ggml_vocab_test__\n";
+    let mut texts = Vec::new();
+    let mut pos = 0;
+    while pos < inp.len() {
+        match inp[pos..].find(sep) {
+            Some(n) => {
+                texts.push(inp[pos..pos + n].to_string());
+                pos += n + sep.len();
+            }
+            None => {
+                texts.push(inp[pos..].to_string());
+                break;
+            }
+        }
+    }
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
+    assert_eq!(texts.len(), ids.len(), "{name}: cases");
+    texts.into_iter().zip(ids).collect()
+}
+
+fn check(name: &str) {
+    let dir = models_dir();
+    let (g, _) = GgufFile::read(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
+    let md: HashMap<_, _> = g.metadata.into_iter().collect();
+    let tok = Tokenizer::from_gguf(&md).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut bad = Vec::new();
+    let all = cases(&dir, name);
+    for (text, want) in &all {
+        let got = tok.encode(text).unwrap();
+        if &got != want {
+            bad.push(format!("{text:?}: ours {got:?}, llama.cpp {want:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{name}: {} of {} cases differ:\n{}", bad.len(), all.len(), bad.join("\n"));
+}
+
+#[test]
+fn gpt2() {
+    check("gpt-2");
+}
+
+#[test]
+fn llama3() {
+    check("llama-bpe");
+}
+
+#[test]
+fn qwen2() {
+    check("qwen2");
+}
+
+#[test]
+fn starcoder() {
+    check("starcoder");
+}
+
+#[test]
+fn refact() {
+    check("refact");
+}
+
+#[test]
+fn command_r() {
+    check("command-r");
+}
+
+#[test]
+fn mpt() {
+    check("mpt");
+}
+
+#[test]
+fn llama_sentencepiece() {
+    check("llama-spm");
+}
+
+#[test]
+fn phi3_sentencepiece() {
+    check("phi-3");
+}
