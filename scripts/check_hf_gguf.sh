@@ -17,7 +17,7 @@ scripts/fetch_assets.sh >/dev/null
 scripts/fetch_tokenizers.sh >/dev/null
 LLAMA_TARGETS="llama-perplexity llama-tokenize" scripts/build_llama_cpp.sh >/dev/null
 cargo build --release --quiet --bin triage --example tokenize
-[ -d "$WORK/llama3" ] && [ -d "$WORK/qwen3" ] || .venv/bin/python scripts/make_vocab_folders.py "$WORK" >/dev/null 2>&1
+[ -d "$WORK/llama3" ] && [ -d "$WORK/qwen3" ] && [ -d "$WORK/mistral" ] || .venv/bin/python scripts/make_vocab_folders.py "$WORK" >/dev/null 2>&1
 TOKENIZE=tools/llama.cpp/bin/llama-tokenize
 cmp_py='
 import sys, glob, numpy as np
@@ -32,7 +32,7 @@ ours = {"general.quantized_by", "triage.bits_per_weight"}
 same_k = sum(1 for k in kb if k in ka and ka[k] == kb[k])
 extra = sorted(set(ka) - set(kb) - ours)
 same_t = sum(1 for k in tb if k in ta and ta[k] == tb[k])
-print(f"{same_k}/{len(kb)}" + (f" (+{extra})" if extra else ""), f"{same_t}/{len(tb)}", ka.get("tokenizer.ggml.pre", "-"), sep="\t")
+print(f"{same_k}/{len(kb)}" + (f" (+{extra})" if extra else ""), f"{same_t}/{len(tb)}", ka.get("tokenizer.ggml.model", "-") + " " + ka.get("tokenizer.ggml.pre", "-"), len(ka.get("tokenizer.ggml.tokens", [])), sep="\t")
 '
 # llama.cpp logs from a thread whose last lines are sometimes lost at exit (one tiny-model run in ten): up to eight tries.
 ppl() {
@@ -43,8 +43,8 @@ ppl() {
   done
   echo "$p"
 }
-printf '| folder | vocabulary | keys equal to the converter'"'"'s | tensors byte-identical | pre-tokenizer | llama-perplexity: ours / converter'"'"'s | ids = llama-tokenize (unicode.txt) | ids = llama-tokenize (eval.txt) |\n|---|---|---|---|---|---|---|---|\n'
-for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 "$WORK/llama3:" "$WORK/qwen3:"; do
+printf '| folder | vocabulary | keys equal to the converter'"'"'s | tensors byte-identical | tokenizer, pre-tokenizer | llama-perplexity: ours / converter'"'"'s | ids = llama-tokenize (unicode.txt) | ids = llama-tokenize (eval.txt) |\n|---|---|---|---|---|---|---|---|\n'
+for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:"; do
   dir=${case%%:*}
   pre=${case##*:}
   name=$(basename "$dir")
@@ -52,8 +52,7 @@ for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:s
   ours="$WORK/$name.triage.F16.gguf"
   .venv/bin/python scripts/convert_reference.py --model "$dir" --out "$conv" ${pre:+--pre "$pre"} > "$WORK/$name.converter.log" 2>&1
   ./target/release/triage compress --model "$dir" --calib assets/calib.txt --tokens 1024 --ctx 128 --type F16 --out "$ours" > "$WORK/$name.triage.log" 2>&1
-  read -r keys tensors pre_name < <(.venv/bin/python -c "$cmp_py" "$ours" "$conv")
-  vocab=$(.venv/bin/python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['model']['vocab']))" "$dir/tokenizer.json")
+  IFS=$'\t' read -r keys tensors pre_name vocab < <(.venv/bin/python -c "$cmp_py" "$ours" "$conv")
   row="| $name | $vocab | $keys | $tensors | $pre_name | $(ppl "$ours") / $(ppl "$conv") |"
   for text in tests/fixtures/unicode.txt assets/eval.txt; do
     a=$("$TOKENIZE" -m "$ours" -f "$text" --ids --log-disable --no-bos --no-escape 2>/dev/null | tail -1)

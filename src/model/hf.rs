@@ -1,5 +1,6 @@
 //! Loading Hugging Face folders: `config.json`, `model.safetensors` (or shards listed in
-//! `model.safetensors.index.json`) in f32/f16/bf16, and `tokenizer.json`.
+//! `model.safetensors.index.json`) in f32/f16/bf16, and `tokenizer.json` (or, without one, the
+//! SentencePiece `tokenizer.model`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -163,7 +164,14 @@ fn load_folder(dir: &Path) -> Result<Model> {
         }
     };
     let tok_path = dir.join("tokenizer.json");
-    let tokenizer = if tok_path.exists() { Some(Tokenizer::from_file(&tok_path)?) } else { None };
+    let spm_path = dir.join("tokenizer.model");
+    let tokenizer = if tok_path.exists() {
+        Some(Tokenizer::from_file(&tok_path)?)
+    } else if spm_path.exists() {
+        Some(Tokenizer::from_sentencepiece_file(&spm_path)?)
+    } else {
+        None
+    };
     let source =
         Source { path: dir.to_path_buf(), format: Format::HuggingFace, tensor_types, weight_bytes };
     assemble(config, get, tokenizer, source)

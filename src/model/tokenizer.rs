@@ -157,6 +157,25 @@ impl Tokenizer {
             return Err(ModelError::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
         }
         let types = token_types(md, tokens.len())?;
+        let add_space_prefix = match md.get("tokenizer.ggml.add_space_prefix") {
+            Some(v) => v.to_bool().map_err(tok_err)?,
+            None => true,
+        };
+        Self::sentencepiece(&tokens, &scores, &types, add_space_prefix)
+    }
+
+    /// The tokenizer of a SentencePiece model file (`tokenizer.model`), as llama.cpp runs it
+    /// once converted (a space before the text).
+    pub fn from_sentencepiece_file(path: &Path) -> Result<Self> {
+        let pieces = super::sentencepiece::read(path)?;
+        let tokens: Vec<String> = pieces.iter().map(|p| p.text.clone()).collect();
+        let scores: Vec<f32> = pieces.iter().map(|p| p.score).collect();
+        let types: Vec<i32> = pieces.iter().map(|p| p.kind).collect();
+        Self::sentencepiece(&tokens, &scores, &types, true)
+    }
+
+    /// SentencePiece from its tokens, scores and GGUF token types.
+    fn sentencepiece(tokens: &[String], scores: &[f32], types: &[i32], add_space_prefix: bool) -> Result<Self> {
         let ids: HashMap<&str, u32> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
         // Every split of every token into two tokens; by the token's score, highest first (the
         // sort is stable, so equal scores keep the order of the token's id, then the halves').
@@ -178,10 +197,6 @@ impl Tokenizer {
             builder = builder.unk_token(tokens[unk].clone());
         }
         let bpe = builder.build().map_err(tok_err)?;
-        let add_space_prefix = match md.get("tokenizer.ggml.add_space_prefix") {
-            Some(v) => v.to_bool().map_err(tok_err)?,
-            None => true,
-        };
         let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
         if add_space_prefix {
             normalizers.push(Prepend::new("\u{2581}".into()).into());
@@ -198,7 +213,7 @@ impl Tokenizer {
             decoders.push(Strip::new(' ', 1, 0).into());
         }
         inner.with_decoder(Some(DecoderSequence::new(decoders)));
-        add_typed_tokens(&mut inner, &tokens, &types)?;
+        add_typed_tokens(&mut inner, tokens, types)?;
         Ok(Tokenizer { inner })
     }
 
