@@ -43,6 +43,7 @@ SENTENCES = {
     "tiny-llama": "It's 1801: the nation is at peace.",
     "tiny-qwen2": "It's 1801: the nation is at peace.",
     "tiny-qwen3": "It's 1801: the nation is at peace.",
+    "tiny-mistral": "It's 1801: the nation is at peace.",
 }
 
 LLAMA3_ROPE = {
@@ -126,7 +127,7 @@ def save_tokenizer(tok, out: Path, bos: str | None, eos: str):
 
 # ----------------------------------------------------------------------------- models
 def make_config(kind: str):
-    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
     common = dict(
         vocab_size=VOCAB_SIZE,
@@ -149,6 +150,15 @@ def make_config(kind: str):
             rope_parameters={"rope_theta": 10000.0, **LLAMA3_ROPE},
             attention_bias=False,
             mlp_bias=False,
+        )
+    if kind == "mistral":  # a sliding window of 8 tokens, shorter than the 24-token test sentence
+        return MistralConfig(
+            **common,
+            bos_token_id=1,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            sliding_window=8,
         )
     if kind == "qwen3":  # per-head q/k RMSNorm, no biases, untied output
         return Qwen3Config(
@@ -462,7 +472,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
 
     name = f"tiny-{kind}"
     arch = kind
-    pre = "smollm" if kind == "llama" else "qwen2"
+    pre = "smollm" if kind in ("llama", "mistral") else "qwen2"
     out = FIX / name
     if out.exists():
         shutil.rmtree(out)
@@ -476,7 +486,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     classic_config_json(out / "config.json", "float32")
-    tok = tokenizer_for(base_tok, kind)
+    tok = tokenizer_for(base_tok, "llama" if kind == "mistral" else kind)
     save_tokenizer(tok, out, SPECIAL_TOKENS[cfg.bos_token_id], SPECIAL_TOKENS[cfg.eos_token_id])
 
     # reload exactly what is on disk
@@ -484,6 +494,8 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
     if kind == "llama":
         rp = model.config.rope_parameters
         assert rp["rope_type"] == "llama3" and rp["factor"] == 8.0 and rp["original_max_position_embeddings"] == 64, rp
+    elif kind == "mistral":
+        assert model.config.sliding_window == 8
     elif kind == "qwen3":
         assert model.model.layers[0].self_attn.q_norm.weight.shape == (16,)
         assert not model.config.tie_word_embeddings
@@ -505,6 +517,9 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
                    {"pieces": hf_tok.convert_ids_to_tokens(ids)})
     log(f"{name}: {n_params} params, tokens={ids}")
     log(f"  pieces={hf_tok.convert_ids_to_tokens(ids)}")
+
+    if kind == "mistral":  # llama.cpp's llama architecture has no sliding window: no GGUF
+        return
 
     # GGUF
     gpath = FIX / f"{name}.gguf"
@@ -561,6 +576,7 @@ def main():
     build("llama", base, args.llama_cpp, seed=1234)
     build("qwen2", base, args.llama_cpp, seed=5678)
     build("qwen3", base, args.llama_cpp, seed=9012)
+    build("mistral", base, args.llama_cpp, seed=3456)
     total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file())
     log(f"fixtures total: {total} bytes")
 

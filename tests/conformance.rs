@@ -107,6 +107,19 @@ fn qwen3_gguf_matches_transformers() {
 }
 
 #[test]
+fn mistral_sliding_window_matches_transformers() {
+    check("tiny-mistral", "tiny-mistral.expected.json");
+    // The window (8 tokens of the 24) is what makes the match: without it the logits differ.
+    let mut model = Model::load(&fixture("tiny-mistral")).unwrap();
+    assert_eq!(model.config.sliding_window, Some(8));
+    model.config.sliding_window = None;
+    let exp = expected("tiny-mistral.expected.json");
+    let tokens = Tensor::from_vec(exp.tokens.clone(), (1, exp.tokens.len()), &Device::Cpu).unwrap();
+    let logits: Vec<f32> = model.forward(&tokens, &mut BlockOutputs::default()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(rel_err(&logits, &exp.logits.concat()) > 1e-2);
+}
+
+#[test]
 fn gguf_and_hf_folder_give_the_same_structure() {
     let a = Model::load(&fixture("tiny-llama.gguf")).unwrap();
     let b = Model::load(&fixture("tiny-llama")).unwrap();

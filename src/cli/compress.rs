@@ -191,6 +191,9 @@ pub fn run(args: CompressArgs) -> Result<()> {
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
+        if let Some(w) = model.config.sliding_window {
+            eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp's llama architecture (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
+        }
     }
     if !to_gguf && model.config.rope_freq_factors.is_some() && model.source.format == crate::model::Format::Gguf {
         bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");

@@ -147,6 +147,8 @@ pub struct Config {
     /// The longest context the model was trained for.
     pub context_length: usize,
     pub tie_word_embeddings: bool,
+    /// Mistral's sliding window: each token attends to this many tokens (itself included).
+    pub sliding_window: Option<usize>,
 }
 
 /// The largest size of any one dimension (vocabulary, hidden, intermediate, heads, head
@@ -298,16 +300,18 @@ impl HfConfig {
         if (self.attention_bias && !arch.qkv_bias()) || self.mlp_bias {
             return Err(ModelError::UnsupportedArchitecture(format!("{} with attention_bias or mlp_bias", arch.gguf_name())));
         }
-        // Mistral's sliding window only matters past its length; refuse it where it is active.
-        let window = self.sliding_window.as_ref().and_then(|v| v.as_u64());
-        let sliding = match arch {
-            Arch::Qwen2 | Arch::Qwen3 => self.use_sliding_window && window.is_some(),
-            Arch::Llama => window.is_some_and(|w| (w as usize) < self.max_position_embeddings),
+        // Mistral's sliding window is run (it matters past its length); Qwen's, which covers
+        // only some layers, is refused.
+        let window = self.sliding_window.as_ref().and_then(|v| v.as_u64()).map(|w| w as usize);
+        let sliding_window = match arch {
+            Arch::Qwen2 | Arch::Qwen3 if self.use_sliding_window && window.is_some() => {
+                return Err(ModelError::UnsupportedArchitecture(format!("{} with sliding-window attention", arch.gguf_name())));
+            }
+            Arch::Llama => window.filter(|&w| w < self.max_position_embeddings),
+            _ => None,
         };
-        if sliding {
-            return Err(ModelError::UnsupportedArchitecture(
-                "sliding-window attention".into(),
-            ));
+        if sliding_window == Some(0) {
+            return Err(ModelError::InvalidConfig("sliding_window is 0".into()));
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1));
         let params = self.rope_parameters.as_ref().filter(|p| p.is_object());
@@ -331,6 +335,7 @@ impl HfConfig {
             rope_freq_factors: None,
             context_length: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
+            sliding_window,
         };
         // The sizes are checked before the factors, whose count the head dimension sets.
         config.validate()?;

@@ -111,6 +111,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         rope_freq_factors,
         context_length: u("context_length")?,
         tie_word_embeddings: gguf.tensor("output.weight").is_none(),
+        sliding_window: None,
     })
 }
 

@@ -136,20 +136,22 @@ pub fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
 const ROW_BLOCK: usize = 64;
 
 /// Softmax of `s[..live]` in place; the masked tail `s[live..]` becomes zero.
-fn causal_softmax_row(s: &mut [f32], live: usize) {
-    let max = s[..live].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+fn causal_softmax_row(s: &mut [f32], first: usize, live: usize) {
+    let max = s[first..live].iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
-    for x in &mut s[..live] {
+    for x in &mut s[first..live] {
         *x = fast_exp(*x - max);
         sum += *x;
     }
     let inv = 1.0 / sum;
-    s[..live].iter_mut().for_each(|x| *x *= inv);
+    s[first..live].iter_mut().for_each(|x| *x *= inv);
+    s[..first].iter_mut().for_each(|x| *x = 0.0);
     s[live..].iter_mut().for_each(|x| *x = 0.0);
 }
 
 /// One head: `o = softmax(q kᵀ · scale + causal mask) v`; the probabilities are copied into `p`
-/// (tokens × tokens) when given.
+/// (tokens × tokens) when given. With a `window`, token i attends only to the `window` tokens
+/// up to and including itself (Mistral's sliding window).
 ///
 /// Scores go through a contiguous scratch block: faer 0.24's x86 kernels crashed on a row-major
 /// destination whose row stride exceeds its width.
@@ -163,6 +165,7 @@ fn attention_head(
     t: usize,
     d: usize,
     scale: f32,
+    window: Option<usize>,
 ) {
     let qh = MatRef::from_row_major_slice(qs, t, d);
     let kh = MatRef::from_row_major_slice(ks, t, d);
@@ -176,7 +179,8 @@ fn attention_head(
         let sm = MatMut::from_row_major_slice_mut(block, rows, r1);
         matmul(sm, Accum::Replace, qh.submatrix(r0, 0, rows, d), kh.submatrix(0, 0, r1, d).transpose(), scale, Par::Seq);
         for (i, row) in block.chunks_mut(r1).enumerate() {
-            causal_softmax_row(row, r0 + i + 1);
+            let live = r0 + i + 1;
+            causal_softmax_row(row, window.map_or(0, |w| live.saturating_sub(w)), live);
         }
         let om = MatMut::from_row_major_slice_mut(&mut o[r0 * d..r1 * d], rows, d);
         let pm = MatRef::from_row_major_slice(block, rows, r1);
@@ -199,7 +203,7 @@ fn attention_head(
 /// Query head `h` reads key/value head `h / (heads / kv_heads)`, as `transformers`' `repeat_kv`.
 /// Heads run in parallel; each takes its query rows in blocks of 64 against only the keys up to
 /// the block's last row, so most of the masked half of q kᵀ is never computed.
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool, window: Option<usize>) -> Result<(Tensor, Option<Tensor>)> {
     let (b, nh, t, d) = q.dims4()?;
     let nkv = k.dims4()?.1;
     let rep = nh / nkv;
@@ -212,7 +216,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool) ->
                 let head = |bh: usize, o: &mut [f32], p: Option<&mut [f32]>| {
                     let kv = (bh / nh * nkv + bh % nh / rep) * t * d;
                     let (kh, vh) = (&ks[kv..kv + t * d], &vs[kv..kv + t * d]);
-                    attention_head(&qs[bh * t * d..(bh + 1) * t * d], kh, vh, p, o, t, d, scale);
+                    attention_head(&qs[bh * t * d..(bh + 1) * t * d], kh, vh, p, o, t, d, scale, window);
                 };
                 let outs = out.par_chunks_mut(t * d).enumerate();
                 if keep_probs {
@@ -270,7 +274,7 @@ mod tests {
         let q = Tensor::randn(0f32, 1., (2, 6, 150, 8), &dev).unwrap();
         let k = Tensor::randn(0f32, 1., (2, 2, 150, 8), &dev).unwrap();
         let v = Tensor::randn(0f32, 1., (2, 2, 150, 8), &dev).unwrap();
-        let (out, probs) = causal_attention(&q, &k, &v, true).unwrap();
+        let (out, probs) = causal_attention(&q, &k, &v, true, None).unwrap();
         let want = naive_attention(&q, &k, &v);
         let diff = (out - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "max difference {diff}");

@@ -92,7 +92,7 @@ impl Block {
         let q = rope::apply(&head_norm(heads(a.q.forward(h)?, nh)?, &a.q_norm)?, &cos, &sin, config.rope_layout)?;
         let k = rope::apply(&head_norm(heads(a.k.forward(h)?, nkv)?, &a.k_norm)?, &cos, &sin, config.rope_layout)?;
         let v = heads(a.v.forward(h)?, nkv)?;
-        let (out, probs) = kernels::causal_attention(&q, &k, &v, cap.wants_attention(self.index))?;
+        let (out, probs) = kernels::causal_attention(&q, &k, &v, cap.wants_attention(self.index), config.sliding_window)?;
         if let Some(p) = probs {
             cap.attention_probs(self.index, &p)?;
         }
