@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod failpoint;
 pub mod fuzz;
+pub mod ggml;
 pub mod importance;
 pub mod model;
 pub mod plan;

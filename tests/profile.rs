@@ -29,7 +29,7 @@ fn an_identity_block_is_recognised_by_every_signal() {
     let b = &mut model.blocks[1];
     b.attn.o.weight = b.attn.o.weight.zeros_like().unwrap();
     b.mlp.down.weight = b.mlp.down.weight.zeros_like().unwrap();
-    let full = ProfileOptions { full_types: vec![triage::compress::types::QuantType::Q4_0], ..opts() };
+    let full = ProfileOptions { full_types: vec![triage::ggml::types::QuantType::Q4_0], ..opts() };
     let (p, imatrix) = profile(&model, &windows(&model), &full, &mut |_, _, _| {}).unwrap();
 
     let blk = &p.blocks[1];

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::compress::gptq::GptqOptions;
 use crate::compress::pipeline::{compress, CompressOptions, Method, Pruner};
 use crate::compress::plan::{parse_sparsity, Plan};
-use crate::compress::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::temp::check_writable;

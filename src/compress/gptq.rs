@@ -349,7 +349,7 @@ impl ColumnQuantizer for RtnGrid {
                 (lo, hi) = (-1.0, 1.0);
             }
             self.scale[r] = (hi - lo) / maxq;
-            self.zero[r] = if self.symmetric { (maxq + 1.0) / 2.0 } else { super::rtn::round_half_even(-lo / self.scale[r]) };
+            self.zero[r] = if self.symmetric { (maxq + 1.0) / 2.0 } else { crate::ggml::grid::round_half_even(-lo / self.scale[r]) };
         }
     }
 
@@ -357,7 +357,7 @@ impl ColumnQuantizer for RtnGrid {
         let maxq = ((1u32 << self.bits) - 1) as f32;
         for (r, (o, &x)) in out.iter_mut().zip(col).enumerate() {
             let (s, z) = (self.scale[r], self.zero[r]);
-            *o = s * ((super::rtn::round_half_even(x / s) + z).clamp(0.0, maxq) - z);
+            *o = s * ((crate::ggml::grid::round_half_even(x / s) + z).clamp(0.0, maxq) - z);
         }
     }
 }

@@ -6,10 +6,10 @@
 
 use rayon::prelude::*;
 
-use super::codec::{choose, pack};
+use crate::ggml::codec::{choose, pack};
 use super::gptq::ColumnQuantizer;
-use super::grid::{row_sigma2, weights_of, Grid};
-use super::types::QuantType;
+use crate::ggml::grid::{row_sigma2, weights_of, Grid};
+use crate::ggml::types::QuantType;
 
 pub struct GgufColumns<'a> {
     t: QuantType,
@@ -88,7 +88,7 @@ impl ColumnQuantizer for GgufColumns<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::dequantize;
+    use crate::ggml::codec::dequantize;
     use super::super::gptq::{gptq, GptqOptions};
     use super::*;
 
@@ -141,7 +141,7 @@ mod tests {
             for (a, b) in q.iter().zip(&decoded) {
                 assert!((a - b).abs() <= 1e-6 * a.abs().max(1e-4), "{t}: {a} vs {b}");
             }
-            let nearest = dequantize(t, &super::super::codec::quantize(t, &w, cols, Some(&imp)), rows * cols);
+            let nearest = dequantize(t, &crate::ggml::codec::quantize(t, &w, cols, Some(&imp)), rows * cols);
             let (e_gptq, e_near) = (energy(&decoded), energy(&nearest));
             assert!(e_gptq < 0.9 * e_near, "{t}: gptq {e_gptq} nearest {e_near}");
         }

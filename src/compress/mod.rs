@@ -1,11 +1,10 @@
-//! Compression primitives: GGUF types and their encoders, quantizers, pruners, depth removal.
+//! Compression: quantizers onto the GGUF grids (GPTQ, imatrix-weighted, RTN), pruners, depth
+//! removal, plans, the layer-sequential pipeline. The GGUF types and their codecs are
+//! `crate::ggml`'s.
 
-pub mod codec;
 pub mod gptq;
-pub mod prune;
-pub mod grid;
 pub mod grid_columns;
 pub mod pipeline;
 pub mod plan;
+pub mod prune;
 pub mod rtn;
-pub mod types;

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use super::codec::{dequantize, encode_plain, quantize};
+use crate::ggml::codec::{dequantize, encode_plain, quantize};
 use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, GptqOptions, Sparsity};
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
 use super::prune::{prune, wanda_norms};
-use super::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::importance::hessian::{BlockMoments, InputMoments};

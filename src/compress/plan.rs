@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value as Json;
 
 use super::gptq::Sparsity;
-use super::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::model::Model;
 
 /// What happens to one weight tensor.

@@ -1,5 +1,7 @@
 //! Round-to-nearest quantization: the baseline every other quantizer is compared with.
 
+use crate::ggml::grid::round_half_even;
+
 /// Asymmetric round-to-nearest of a row-major (rows, cols) matrix in groups of `group` consecutive
 /// columns of a row, to `bits` bits: each group gets scale = (max − min)/(2^bits − 1) and
 /// zero point min, and every weight becomes min + scale · round((w − min)/scale).
@@ -20,14 +22,6 @@ pub fn rtn_asymmetric(w: &[f32], cols: usize, bits: u32, group: usize) -> Vec<f3
         }
     }
     out
-}
-
-/// Round to nearest (ties to even) without a libm call: adding and subtracting 1.5·2²³ leaves
-/// the nearest integer for |x| < 2²². Keeps the quantization loops vectorisable.
-#[inline(always)]
-pub fn round_half_even(x: f32) -> f32 {
-    const SHIFTER: f32 = 12_582_912.0;
-    (x + SHIFTER) - SHIFTER
 }
 
 #[cfg(test)]

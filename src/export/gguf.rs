@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::compress::pipeline::{renumbered, Compressed};
-use crate::compress::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::model::gguf_file::{self, GgufFile, OutTensor, TensorInfo, Value};
 use crate::model::{Format, RopeLayout};
 
@@ -265,7 +265,7 @@ fn encode_from_model(c: &Compressed, name: &str, qtype: QuantType) -> Result<Vec
     if qtype.is_quantized() {
         return Err(ExportError::Invalid(format!("{name}: an unchanged tensor cannot be written as {qtype}")));
     }
-    Ok(crate::compress::codec::encode_plain(qtype, &values))
+    Ok(crate::ggml::codec::encode_plain(qtype, &values))
 }
 
 /// Reorders the rows of a (heads·head_dim, ·) matrix of `rows` rows, held as bytes, from the

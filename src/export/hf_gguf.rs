@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use super::gguf::ExportError;
-use crate::compress::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::model::config::Config;
 use crate::model::gguf_file::Value;
 use crate::model::hf::{gguf_name, weight_files};

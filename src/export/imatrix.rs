@@ -19,7 +19,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::write_atomic;
-use crate::compress::codec::dequantize;
+use crate::ggml::codec::dequantize;
 use crate::model::gguf_file::GgufFile;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::mutate::{mutate, Layout, Rng, Seed};
 use super::Family;
-use crate::compress::codec::{dequantize, quantize};
+use crate::ggml::codec::{dequantize, quantize};
 use crate::compress::plan::Plan;
-use crate::compress::types::ALL_TYPES;
+use crate::ggml::types::ALL_TYPES;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::compress::codec::round_trip;
+use crate::ggml::codec::round_trip;
 use crate::compress::rtn::rtn_asymmetric;
-use crate::compress::types::allowed_types;
+use crate::ggml::types::allowed_types;
 use crate::model::Result;
 
 use super::hessian::InputMoments;

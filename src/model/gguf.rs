@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use super::config::{Arch, Config, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
-use crate::compress::codec::dequantize;
+use crate::ggml::codec::dequantize;
 
 /// The model error for a GGUF header that `path` could not give.
 fn header_error(path: &Path, e: GgufError) -> ModelError {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub use candle_core::quantized::gguf_file::Value;
 
-use crate::compress::types::QuantType;
+use crate::ggml::types::QuantType;
 
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 
@@ -388,9 +388,9 @@ mod tests {
             ("x.f".to_string(), Value::F32(0.5)),
         ];
         let w: Vec<f32> = (0..64).map(|i| i as f32 * 0.01).collect();
-        let q = crate::compress::codec::quantize(QuantType::Q4_0, &w, 32, None);
+        let q = crate::ggml::codec::quantize(QuantType::Q4_0, &w, 32, None);
         let tensors = vec![
-            OutTensor { name: "a".into(), ne: vec![3], qtype: QuantType::F32, data: crate::compress::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]).into() },
+            OutTensor { name: "a".into(), ne: vec![3], qtype: QuantType::F32, data: crate::ggml::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]).into() },
             OutTensor { name: "b".into(), ne: vec![32, 2], qtype: QuantType::Q4_0, data: q.clone().into() },
         ];
         write(File::create(&path).unwrap(), &md, &tensors).unwrap();

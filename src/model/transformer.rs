@@ -1,4 +1,4 @@
-//! The forward pass of llama-family decoders (Llama 2/3, SmolLM2, Mistral without sliding window,
+//! The forward pass of llama-family decoders (Llama 2/3, SmolLM2, Mistral with its sliding window,
 //! Qwen2, Qwen3), written after `transformers`' `modeling_llama.py` / `modeling_qwen2.py` /
 //! `modeling_qwen3.py`, which are the numerical reference (see tests/conformance.rs).
 //!

@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use crate::compress::codec::{dequantize, quantize};
+use crate::ggml::codec::{dequantize, quantize};
 use crate::compress::gptq::{GptqOptions, Sparsity};
 use crate::compress::pipeline::{compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Factors, Method, Pruner};
 use crate::compress::plan::{plannable_tensors, TensorSpec};
-use crate::compress::types::{allowed_types, QuantType};
+use crate::ggml::types::{allowed_types, QuantType};
 use crate::data::Windows;
 use crate::importance::hessian::BlockMoments;
 use crate::model::gguf_file::{self, GgufFile, OutTensor, Value};

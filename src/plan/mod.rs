@@ -30,7 +30,7 @@ use std::time::Instant;
 use serde_json::{json, Value as Json};
 
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::compress::types::{QuantType, QUANTIZED_TYPES};
+use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::data::Windows;
 use crate::export::gguf::{predicted_size, PredictedSize};
 use crate::model::Model;

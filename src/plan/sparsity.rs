@@ -19,7 +19,7 @@ use super::search::{QuantGenome, QuantSpace};
 use super::{owl, PlanError, PlanOptions, PlanOutcome, Progress, Result, Solver};
 use crate::compress::gptq::Sparsity;
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::compress::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::export::gguf::predicted_size;
 use crate::model::Model;
 use crate::stats::Rng;

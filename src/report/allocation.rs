@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::fmt::{esc, seconds, sig};
-use crate::compress::types::QuantType;
+use crate::ggml::types::QuantType;
 use crate::eval::EvalReport;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#222;\

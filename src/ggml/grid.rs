@@ -6,7 +6,13 @@
 //! `make_qkx2_quants` do), then any rounding — nearest, or GPTQ's column-by-column rounding with
 //! error feedback — snaps each weight to the grid with those scales fixed.
 
-use super::rtn::round_half_even;
+/// Round to nearest (ties to even) without a libm call: adding and subtracting 1.5·2²³ leaves
+/// the nearest integer for |x| < 2²². Keeps the quantization loops vectorisable.
+#[inline(always)]
+pub fn round_half_even(x: f32) -> f32 {
+    const SHIFTER: f32 = 12_582_912.0;
+    (x + SHIFTER) - SHIFTER
+}
 
 /// Sub-blocks per block at most (Q3_K, Q6_K, Q2_K: 256 weights in 16 sub-blocks of 16).
 pub const MAX_SUB: usize = 16;
