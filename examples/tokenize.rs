@@ -4,7 +4,7 @@
 //!     cargo run --release --example tokenize -- MODEL TEXT_FILE
 //!
 //! MODEL is a GGUF file (its `tokenizer.ggml.*` metadata; no tensor is read) or a Hugging Face
-//! folder (its tokenizer.json). No special tokens are added, as in the perplexity protocol.
+//! folder (its tokenizer.json, else its SentencePiece tokenizer.model). No special tokens are added, as in the perplexity protocol.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,8 +15,10 @@ use triage::model::Tokenizer;
 
 fn run(model: PathBuf, text: PathBuf) -> Result<Vec<u32>, String> {
     let text = std::fs::read_to_string(&text).map_err(|e| format!("{}: {e}", text.display()))?;
-    let tokenizer = if model.is_dir() {
+    let tokenizer = if model.is_dir() && model.join("tokenizer.json").exists() {
         Tokenizer::from_file(&model.join("tokenizer.json")).map_err(|e| e.to_string())?
+    } else if model.is_dir() {
+        Tokenizer::from_sentencepiece_file(&model.join("tokenizer.model")).map_err(|e| e.to_string())?
     } else {
         let (g, _) = GgufFile::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
         let md: HashMap<_, _> = g.metadata.into_iter().collect();

@@ -202,7 +202,16 @@ fn tokenizer_config(model: &Model, f: &GgufTokenizerFacts) -> Json {
 
 /// The files of a Hugging Face source carried over as they are (besides config.json and the
 /// weights): the tokenizer and generation settings.
-const CARRIED: [&str; 6] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "generation_config.json"];
+const CARRIED: [&str; 8] = [
+    "tokenizer.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+];
 
 /// Writes `model` to the folder `path` (created; must not exist or be empty); `kept` are the
 /// source's blocks it keeps (per-layer lists of a source config.json follow them).

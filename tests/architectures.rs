@@ -1,0 +1,85 @@
+//! Every command on every architecture's fixture: qwen3 (folder and GGUF), Mistral with its
+//! sliding window, a SentencePiece folder — eval, profile with an imatrix, plan, compress by
+//! the plan to GGUF, compress to a Hugging Face folder that loads back as the same model.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn triage(args: &[&str]) -> String {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_triage")).args(args).output().unwrap();
+    assert!(out.status.success(), "triage {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn ppl(model: &Path) -> f64 {
+    let eval = root().join("assets/eval.txt");
+    let out = triage(&["eval", "--model", model.to_str().unwrap(), "--text", eval.to_str().unwrap(), "--ctx", "128", "--max-windows", "4", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    j["ppl"].as_f64().unwrap()
+}
+
+fn every_command(name: &str) {
+    let dir = std::env::temp_dir().join(format!("triage-arch-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = root().join("tests/fixtures").join(name);
+    let (m, calib, d) = (m.to_str().unwrap(), root().join("assets/calib.txt"), |f: &str| -> PathBuf { dir.join(f) });
+    let calib = calib.to_str().unwrap();
+    let original = ppl(Path::new(m));
+    assert!(original.is_finite() && original > 1.0, "{name}: {original}");
+    let imatrix = d("imatrix.gguf");
+    triage(&["profile", "--model", m, "--calib", calib, "--tokens", "512", "--ctx", "128", "--ablation-tokens", "128", "--attention-tokens", "128", "--out", d("profile").to_str().unwrap(), "--imatrix-out", imatrix.to_str().unwrap()]);
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("profile/profile.json")).unwrap()).unwrap();
+    assert!(profile.to_string().contains("blk.0.attn_q.weight"), "{name}: the profile names the linears");
+    assert!(imatrix.exists());
+    let plan = d("plan.json");
+    let common = ["--calib", calib, "--tokens", "256", "--ctx", "32"];
+    let mut args = vec!["plan", "--model", m, "--budget", "bpw=6", "--solver", "lagrange", "--search-windows", "3", "--holdout-windows", "2", "--no-cache", "--out", plan.to_str().unwrap()];
+    args.extend(common);
+    triage(&args);
+    let gguf = d("planned.gguf");
+    let mut args = vec!["compress", "--model", m, "--plan", plan.to_str().unwrap(), "--out", gguf.to_str().unwrap()];
+    args.extend(common);
+    triage(&args);
+    let planned: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(planned["predicted"]["bytes"].as_u64().unwrap(), std::fs::metadata(&gguf).unwrap().len(), "{name}: the plan's size is the file's");
+    let q8 = d("q8.gguf");
+    let folder = d("q8-hf");
+    for out in [&q8, &folder] {
+        let mut args = vec!["compress", "--model", m, "--type", "Q8_0", "--method", "rtn", "--out", out.to_str().unwrap()];
+        args.extend(common);
+        triage(&args);
+    }
+    // The folder (f16 of the Q8_0 values) is the GGUF's model; both are close to the original.
+    // A sliding window is kept by the folder only: a GGUF (llama architecture, as llama.cpp's
+    // converter writes Mistral) attends to the whole context.
+    let (a, b) = (ppl(&q8), ppl(&folder));
+    let windowed = name == "tiny-mistral";
+    assert_eq!((a - b).abs() / a < 1e-3, !windowed, "{name}: Q8_0 GGUF {a}, its folder {b}");
+    assert!((b - original).abs() / original < 0.02, "{name}: Q8_0 folder {b}, original {original}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn qwen3_folder() {
+    every_command("tiny-qwen3");
+}
+
+#[test]
+fn qwen3_gguf() {
+    every_command("tiny-qwen3.gguf");
+}
+
+#[test]
+fn mistral_with_a_sliding_window() {
+    every_command("tiny-mistral");
+}
+
+#[test]
+fn sentencepiece_folder() {
+    every_command("tiny-spm");
+}
