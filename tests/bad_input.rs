@@ -537,3 +537,27 @@ fn tokenizer_json_with_a_syntax_error_inside_the_decoder() {
     std::fs::write(&p, text.replacen("\"decoder\": {", "\"decoder\": {\"type\": \"Byte\u{1}Level\",", 1)).unwrap();
     eval_fails(&d, &long_text(&d), &[], "tokenizer.json: control character (\\u0000-\\u001F) found while parsing a string");
 }
+
+#[test]
+fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
+    let d = qwen2_copy("hf-moe");
+    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+    for (from, to, expect) in [
+        ("\"Qwen2ForCausalLM\"", "\"MixtralForCausalLM\"", "unsupported model: config.json architecture 'MixtralForCausalLM'"),
+        ("\"Qwen2ForCausalLM\"", "\"Qwen3MoeForCausalLM\"", "unsupported model: config.json architecture 'Qwen3MoeForCausalLM'"),
+        ("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling type 'yarn' (only llama3 is supported)"),
+    ] {
+        assert!(cfg.contains(from), "{from}");
+        std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
+        eval_fails(&d, &long_text(&d), &[], expect);
+    }
+    let g = tmp_dir("gguf-moe");
+    let p = edited_gguf(&g, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "general.architecture" {
+                *v = Value::String("qwen3moe".into());
+            }
+        }
+    });
+    eval_fails(&p, &long_text(&g), &[], "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3)");
+}
