@@ -25,7 +25,7 @@ fn every_seed_file_is_valid() {
 /// Cases per family: fewer where one case loads a whole model.
 fn cases(family: &str) -> u64 {
     match family {
-        "gguf-model" | "hf-folder" => 2_000,
+        "gguf-model" | "hf-folder" | "hf-gguf-metadata" => 2_000,
         _ => 5_000,
     }
 }

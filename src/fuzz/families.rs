@@ -35,6 +35,18 @@ const HF_FILES: [(&str, &str); 7] = [
     ("tiny-llama-sharded", "model-00003-of-00003.safetensors"),
 ];
 
+/// Files of the Hugging Face fixtures to damage before writing a GGUF from the folder (the
+/// metadata and tokenizer as llama.cpp's converter writes them).
+const HF_GGUF_FILES: [(&str, &str); 7] = [
+    ("tiny-llama", "tokenizer.json"),
+    ("tiny-llama", "tokenizer_config.json"),
+    ("tiny-llama", "generation_config.json"),
+    ("tiny-qwen3", "config.json"),
+    ("tiny-spm", "tokenizer.model"),
+    ("tiny-spm", "tokenizer_config.json"),
+    ("tiny-llama-sharded", "model-00002-of-00003.safetensors"),
+];
+
 /// Every family, seeded from the fixtures in `fixtures` (`tests/fixtures`); scratch files go
 /// under a fresh folder of `scratch`, removed when the families are dropped.
 pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> {
@@ -51,7 +63,9 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         Family { name: "gguf-model", seeds: gguf_seeds, input: mutate, check: Box::new(|_, b| load_gguf(b)) },
         Family { name: "config-json", seeds: json_seeds("config.json")?, input: mutate, check: Box::new(|_, b| load_config(b)) },
         Family { name: "tokenizer-json", seeds: json_seeds("tokenizer.json")?, input: mutate, check: Box::new(|_, b| load_tokenizer(b)) },
-        hf_folder(fixtures, scratch.clone())?,
+        hf_folder("hf-folder", &HF_FILES, load_folder, fixtures, scratch.clone())?,
+        hf_folder("hf-gguf-metadata", &HF_GGUF_FILES, gguf_metadata, fixtures, scratch.clone())?,
+        Family { name: "sentencepiece-model", seeds: vec![Seed::new("tiny-spm/tokenizer.model", read(fixtures.join("tiny-spm/tokenizer.model"))?, Layout::Raw)], input: mutate, check: Box::new(|_, b| load_sentencepiece(b)) },
         Family { name: "plan-json", seeds: vec![plan_seed()], input: mutate, check: Box::new(move |_, b| read_plan(&model, b)) },
         imatrix_family("imatrix-dat", &scratch, false)?,
         imatrix_family("imatrix-gguf", &scratch, true)?,
@@ -148,30 +162,51 @@ fn load_tokenizer(b: &[u8]) -> Result<(), String> {
     use_tokenizer(&t)
 }
 
-/// Whole Hugging Face folders, one file damaged: each worker thread loads from its own copy of
-/// the fixture folders, writing the damaged file in and the original back after the case.
-fn hf_folder(fixtures: &Path, scratch: Arc<Scratch>) -> Result<Family, String> {
+fn load_folder(folder: &Path) -> Result<(), String> {
+    hf::load(folder).map_err(|e| e.to_string()).and_then(|m| m.tokenizer.as_ref().map_or(Ok(()), use_tokenizer))
+}
+
+/// What a GGUF written from the folder starts from: its metadata, tokenizer and tensor list.
+fn gguf_metadata(folder: &Path) -> Result<(), String> {
+    crate::export::gguf::check_source(folder).map_err(|e| e.to_string())
+}
+
+fn load_sentencepiece(b: &[u8]) -> Result<(), String> {
+    let t = Tokenizer::from_sentencepiece_bytes(Path::new("tokenizer.model"), b).map_err(|e| e.to_string())?;
+    use_tokenizer(&t)
+}
+
+/// Whole Hugging Face folders, one of `files` damaged, then `check`ed: each worker thread works
+/// on its own copy of the fixture folders, writing the damaged file in and the original back
+/// after the case.
+fn hf_folder(name: &'static str, files: &'static [(&'static str, &'static str)], check: fn(&Path) -> Result<(), String>, fixtures: &Path, scratch: Arc<Scratch>) -> Result<Family, String> {
     let mut seeds = Vec::new();
-    for (dir, file) in HF_FILES {
+    for &(dir, file) in files {
         let bytes = std::fs::read(fixtures.join(dir).join(file)).map_err(|e| format!("{dir}/{file}: {e}"))?;
-        let layout = if file.ends_with(".json") { Layout::Json } else { Layout::Safetensors };
+        let layout = if file.ends_with(".json") {
+            Layout::Json
+        } else if file.ends_with(".safetensors") {
+            Layout::Safetensors
+        } else {
+            Layout::Raw
+        };
         seeds.push(Seed::new(&format!("{dir}/{file}"), bytes, layout));
     }
     let originals: Vec<Vec<u8>> = seeds.iter().map(|s| s.bytes.clone()).collect();
     let fixtures = fixtures.to_path_buf();
-    let check = move |s: usize, b: &[u8]| -> Result<(), String> {
-        let (dir, file) = HF_FILES[s];
-        let worker = scratch.0.join(format!("hf-{}", rayon::current_thread_index().unwrap_or(usize::MAX)));
+    let run = move |s: usize, b: &[u8]| -> Result<(), String> {
+        let (dir, file) = files[s];
+        let worker = scratch.0.join(format!("{name}-{}", rayon::current_thread_index().unwrap_or(usize::MAX)));
         let folder = worker.join(dir);
         if !folder.exists() {
             copy_folder(&fixtures.join(dir), &folder).map_err(|e| format!("setting up {}: {e}", folder.display()))?;
         }
         std::fs::write(folder.join(file), b).map_err(|e| e.to_string())?;
-        let loaded = hf::load(&folder).map_err(|e| e.to_string()).and_then(|m| m.tokenizer.as_ref().map_or(Ok(()), use_tokenizer));
+        let result = check(&folder);
         std::fs::write(folder.join(file), &originals[s]).map_err(|e| e.to_string())?;
-        loaded
+        result
     };
-    Ok(Family { name: "hf-folder", seeds, input: mutate, check: Box::new(check) })
+    Ok(Family { name, seeds, input: mutate, check: Box::new(run) })
 }
 
 fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -167,7 +167,13 @@ impl Tokenizer {
     /// The tokenizer of a SentencePiece model file (`tokenizer.model`), as llama.cpp runs it
     /// once converted (a space before the text).
     pub fn from_sentencepiece_file(path: &Path) -> Result<Self> {
-        let pieces = super::sentencepiece::read(path)?;
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        Self::from_sentencepiece_bytes(path, &bytes)
+    }
+
+    /// The tokenizer of the SentencePiece model `bytes`; `path` names it in errors.
+    pub fn from_sentencepiece_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let pieces = super::sentencepiece::parse(path, bytes)?;
         let tokens: Vec<String> = pieces.iter().map(|p| p.text.clone()).collect();
         let scores: Vec<f32> = pieces.iter().map(|p| p.score).collect();
         let types: Vec<i32> = pieces.iter().map(|p| p.kind).collect();
