@@ -3,16 +3,13 @@
 //! the plan to GGUF, compress to a Hugging Face folder that loads back as the same model.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::root;
 
+/// The output of a triage run that must succeed.
 fn triage(args: &[&str]) -> String {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_triage")).args(args).output().unwrap();
-    assert!(out.status.success(), "triage {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    common::ok(common::triage(args))
 }
 
 fn ppl(model: &Path) -> f64 {

@@ -3,17 +3,22 @@
 //! same model back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use triage::model::gguf_file::GgufFile;
 use triage::model::Model;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+mod common;
+use common::{fixture, ok, root, s, triage};
+
+/// llama.cpp's and triage's perplexity of `gguf` on the same windows (up to `chunks`).
+fn both_perplexities(gguf: &Path, chunks: usize) -> (f64, f64) {
+    let (k, theirs) = common::llama_perplexity(gguf, 512, chunks);
+    (common::triage_ppl(gguf, 512, k), theirs)
 }
 
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
+fn triage_ppl(model: &Path, windows: usize) -> f64 {
+    common::triage_ppl(model, 512, windows)
 }
 
 fn smollm() -> PathBuf {
@@ -21,24 +26,7 @@ fn smollm() -> PathBuf {
 }
 
 fn tmp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("triage-compress-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn triage(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_triage")).args(args).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "triage failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::tmp_dir("compress", tag)
 }
 
 /// A text long enough for a few windows of the tiny models.
@@ -135,41 +123,6 @@ fn sparsegpt_and_wanda_keep_the_output_closer_than_magnitude() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// llama.cpp's perplexity (second half of each window) of `gguf` on the first `chunks` windows.
-/// llama.cpp logs from a thread whose last lines are sometimes lost at exit (the final estimate
-/// with them), so a run that printed none is repeated (here one tiny-model run in ten loses it), up to eight times.
-fn llama_perplexity(gguf: &Path, chunks: usize) -> f64 {
-    let bin = root().join("tools/llama.cpp/bin/llama-perplexity");
-    assert!(bin.exists(), "{} is missing: scripts/test.sh builds it (scripts/build_llama_cpp.sh)", bin.display());
-    let flags = std::fs::read_to_string(root().join("tools/llama.cpp/bin/BUILD_FLAGS")).unwrap_or_else(|_| "unknown flags".into());
-    eprintln!("llama.cpp peer: {} (built with {})", bin.display(), flags.trim());
-    let mut text = String::new();
-    for _ in 0..8 {
-        let out = Command::new(&bin)
-            .arg("-m")
-            .arg(gguf)
-            .arg("-f")
-            .arg(root().join("assets/eval.txt"))
-            .args(["-c", "512", "--chunks", &chunks.to_string(), "-t", "2"])
-            .output()
-            .unwrap();
-        text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{} (built with {}) failed on {}: {text}", bin.display(), flags.trim(), gguf.display());
-        if let Some(line) = text.lines().find(|l| l.contains("Final estimate: PPL =")) {
-            return line.split("PPL =").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-        }
-    }
-    panic!("no PPL in eight runs; the last printed: {text}")
-}
-
-fn triage_ppl(model: &Path, windows: usize) -> f64 {
-    let eval = root().join("assets/eval.txt");
-    let w = windows.to_string();
-    let out = ok(triage(&["eval", "--model", s(model), "--text", s(&eval), "--max-windows", &w, "--llama-protocol", "--json"]));
-    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    j["ppl"].as_f64().unwrap()
-}
-
 /// Python `gguf` (tools/pyenv, made by scripts/test.sh) reads the file: tensor count and types.
 fn python_gguf_types(gguf: &Path) -> String {
     let py = root().join("tools/pyenv/bin/python");
@@ -199,7 +152,7 @@ fn smollm2_files_run_in_llama_cpp_with_the_same_perplexity() {
         args.extend([s(&m), "--calib", s(&calib), "--tokens", "1024", "--out", s(&out)]);
         args.extend(extra);
         ok(triage(&args));
-        let (ours, theirs) = (triage_ppl(&out, 4), llama_perplexity(&out, 4));
+        let (ours, theirs) = both_perplexities(&out, 4);
         let rel = (ours - theirs).abs() / theirs;
         assert!(rel < 0.01, "{name}: triage {ours} llama.cpp {theirs} ({:.3}%)", 100.0 * rel);
         let types = python_gguf_types(&out);

@@ -5,37 +5,14 @@
 //! with the perplexity triage measures on the folder.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use triage::model::gguf_file::{GgufFile, Value};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
+mod common;
+use common::{fixture, llama_perplexity, ok, root, s, triage, triage_ppl};
 
 fn tmp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("triage-hf-gguf-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn triage(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_triage")).args(args).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "triage failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::tmp_dir("hf-gguf", tag)
 }
 
 /// `triage compress --model tests/fixtures/<model> … --out dir/<out>` on a short calibration text.
@@ -76,52 +53,19 @@ fn f16_from_a_folder_equals_the_converters_file() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// llama.cpp's perplexity of `gguf` on `chunks` windows of `ctx` tokens of the evaluation text.
-/// llama.cpp logs from a thread whose last lines are sometimes lost at exit (the final estimate
-/// with them), so a run that printed none is repeated (here one tiny-model run in ten loses it), up to eight times.
-fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> f64 {
-    let bin = root().join("tools/llama.cpp/bin/llama-perplexity");
-    assert!(bin.exists(), "{} is missing: scripts/test.sh builds it (scripts/build_llama_cpp.sh)", bin.display());
-    let mut text = String::new();
-    for _ in 0..8 {
-        let out = Command::new(&bin)
-            .arg("-m")
-            .arg(gguf)
-            .arg("-f")
-            .arg(root().join("assets/eval.txt"))
-            .args(["-c", &ctx.to_string(), "-b", &ctx.to_string(), "--chunks", &chunks.to_string(), "-t", "2"])
-            .output()
-            .unwrap();
-        text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "llama-perplexity failed on {}: {text}", gguf.display());
-        if let Some(line) = text.lines().find(|l| l.contains("Final estimate: PPL =")) {
-            return line.split("PPL =").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-        }
-    }
-    panic!("no PPL in eight runs; the last printed: {text}")
-}
-
-fn triage_ppl(model: &Path, ctx: usize, windows: usize) -> f64 {
-    let eval = root().join("assets/eval.txt");
-    let (c, w) = (ctx.to_string(), windows.to_string());
-    let out = triage(&["eval", "--model", s(model), "--text", s(&eval), "--ctx", &c, "--max-windows", &w, "--llama-protocol", "--json"]);
-    let text = ok(out);
-    let j: serde_json::Value = serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
-    j["ppl"].as_f64().unwrap()
-}
-
 #[test]
 fn quantized_files_from_folders_run_in_llama_cpp_with_our_perplexity() {
     let dir = tmp_dir("llama");
     // tiny-llama: llama3 RoPE scaling and permuted q/k rows; tiny-qwen2: biases, tied output.
     for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0")] {
         let (out, _) = compress(&dir, name, &format!("{name}-{t}.gguf"), &["--type", t]);
-        let (ours, theirs) = (triage_ppl(&out, 128, 8), llama_perplexity(&out, 128, 8));
+        let (k, theirs) = llama_perplexity(&out, 128, 8);
+        let ours = triage_ppl(&out, 128, k);
         let rel = (ours - theirs).abs() / theirs;
         assert!(rel < 0.01, "{name} {t}: triage {ours} llama.cpp {theirs} ({:.3}%)", 100.0 * rel);
         if t == "F16" {
             // The folder itself scores what llama.cpp scores on its F16 file.
-            let folder = triage_ppl(&fixture(name), 128, 8);
+            let folder = triage_ppl(&fixture(name), 128, k);
             assert!((folder - theirs).abs() / theirs < 0.01, "{name}: folder {folder}, F16 file in llama.cpp {theirs}");
         }
     }
