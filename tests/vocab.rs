@@ -104,3 +104,28 @@ fn llama_sentencepiece() {
 fn phi3_sentencepiece() {
     check("phi-3");
 }
+
+#[test]
+fn whole_texts_give_llama_tokenizes_ids() {
+    // llama-tokenize's ids on a Unicode-heavy text and the evaluation text, by their count and
+    // sha256 as it prints them (scripts/make_vocab_expectations.py).
+    let dir = models_dir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap()).unwrap();
+    let texts = [("unicode", root.join("tests/fixtures/unicode.txt")), ("eval", root.join("assets/eval.txt"))];
+    let mut bad = Vec::new();
+    for (name, want) in expected.as_object().unwrap() {
+        let (g, _) = GgufFile::read(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
+        let md: HashMap<_, _> = g.metadata.into_iter().collect();
+        let tok = Tokenizer::from_gguf(&md).unwrap();
+        for (key, path) in &texts {
+            let ids = tok.encode(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let printed = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+            let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(printed.as_bytes()));
+            if (ids.len() as u64, sha.as_str()) != (want[key]["tokens"].as_u64().unwrap(), want[key]["sha256"].as_str().unwrap()) {
+                bad.push(format!("{name} {key}: {} tokens, llama.cpp {}", ids.len(), want[key]["tokens"]));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
