@@ -87,7 +87,8 @@ pub struct SearchArgs {
 /// assets/calib.txt --budget drop-blocks=8 --solver shortgpt --out drop.json
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The model: a GGUF file.
+    /// The model: a GGUF file or a Hugging Face folder (sizes are those of the GGUF that
+    /// `triage compress` writes from it).
     #[arg(long)]
     pub model: PathBuf,
     /// Calibration text (UTF-8), never the text you evaluate on.
