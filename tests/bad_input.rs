@@ -440,9 +440,23 @@ fn gguf_tokenizer_with_ids_beyond_the_vocabulary() {
                 let Value::Array(a) = v else { panic!("tokens are an array") };
                 a.extend((0..4).map(|i| Value::String(format!("<extra{i}>"))));
             }
+            if k == "tokenizer.ggml.token_type" {
+                let Value::Array(a) = v else { panic!("token types are an array") };
+                a.extend((0..4).map(|_| Value::I32(1)));
+            }
         }
     });
     eval_fails(&p, &long_text(&d), &[], "edited.gguf: tokenizer: token \"<extra3>\" has id 303, beyond the model's vocabulary of 300");
+    // Tokens without their types.
+    let p = edited_gguf(&d, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "tokenizer.ggml.tokens" {
+                let Value::Array(a) = v else { panic!("tokens are an array") };
+                a.push(Value::String("<extra>".into()));
+            }
+        }
+    });
+    eval_fails(&p, &long_text(&d), &[], "300 token types for 301 tokens");
 }
 
 /// A copy of the sharded tiny llama whose index names `shard` for every tensor of the first
