@@ -234,7 +234,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             _ => std::borrow::Cow::Owned(encode_from_model(c, &o.name, o.qtype)?),
         };
         let data = match permute(&o.name) {
-            Some(heads) => std::borrow::Cow::Owned(interleave_rope_rows(&data, o.ne[1] as usize, heads, cfg.head_dim)),
+            Some(heads) => std::borrow::Cow::Owned(crate::model::rope::permute_rows(&data, &crate::model::rope::interleaved_order(heads, cfg.head_dim))),
             None => data,
         };
         summary.tensor_bytes += data.len() as u64;
@@ -266,24 +266,4 @@ fn encode_from_model(c: &Compressed, name: &str, qtype: QuantType) -> Result<Vec
         return Err(ExportError::Invalid(format!("{name}: an unchanged tensor cannot be written as {qtype}")));
     }
     Ok(crate::ggml::codec::encode_plain(qtype, &values))
-}
-
-/// Reorders the rows of a (heads·head_dim, ·) matrix of `rows` rows, held as bytes, from the
-/// half-split RoPE layout (dimension i with i + d/2) to the interleaved one (2i with 2i + 1):
-/// llama.cpp's converter's `permute`. Rows are independent in every GGUF type, so encoded
-/// bytes permute as the weights do.
-pub fn interleave_rope_rows(bytes: &[u8], rows: usize, heads: usize, head_dim: usize) -> Vec<u8> {
-    let row_bytes = bytes.len() / rows.max(1);
-    let half = head_dim / 2;
-    let mut out = vec![0u8; bytes.len()];
-    for h in 0..heads {
-        for i in 0..half {
-            for t in 0..2 {
-                let to = h * head_dim + 2 * i + t;
-                let from = h * head_dim + t * half + i;
-                out[to * row_bytes..(to + 1) * row_bytes].copy_from_slice(&bytes[from * row_bytes..(from + 1) * row_bytes]);
-            }
-        }
-    }
-    out
 }

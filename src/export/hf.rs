@@ -16,6 +16,7 @@ use crate::model::config::{Arch, RopeLayout};
 use crate::model::gguf_file::{GgufFile, Value};
 use crate::model::hf::hf_name;
 use crate::model::kernels::with_f32;
+use crate::model::rope;
 use crate::model::{Format, Model};
 
 use super::temp::TempPath;
@@ -38,18 +39,9 @@ impl Default for HfOptions {
 /// GGUF llama files store q and k rows interleaved per head (pairs 2i, 2i+1 rotate together);
 /// Hugging Face's layout pairs i with i + head_dim/2. Reorders the rows of a (heads·hd, in) matrix.
 fn interleaved_to_half_split(w: &Tensor, n_heads: usize, head_dim: usize) -> candle_core::Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
     let src = with_f32(w, <[f32]>::to_vec).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    let mut dst = vec![0f32; rows * cols];
-    let half = head_dim / 2;
-    for h in 0..n_heads {
-        for j in 0..head_dim {
-            let from = h * head_dim + if j < half { 2 * j } else { 2 * (j - half) + 1 };
-            let to = h * head_dim + j;
-            dst[to * cols..(to + 1) * cols].copy_from_slice(&src[from * cols..(from + 1) * cols]);
-        }
-    }
-    Tensor::from_vec(dst, (rows, cols), w.device())
+    let order = rope::invert(&rope::interleaved_order(n_heads, head_dim));
+    Tensor::from_vec(rope::permute_rows(&src, &order), w.dims2()?, w.device())
 }
 
 fn dtype_name(d: DType) -> &'static str {

@@ -41,3 +41,41 @@ pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor, layout: RopeLayout) -> Resu
         RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, cos, sin)?,
     })
 }
+
+/// The row order that takes a (heads·head_dim, ·) q or k matrix from Hugging Face's half-split
+/// RoPE layout (dimension i rotates with i + d/2) to llama.cpp's interleaved one (2i with
+/// 2i + 1), as its converter's `permute` does: row `to` of the result is row `order[to]` of the
+/// source. [`invert`] gives the way back.
+pub fn interleaved_order(heads: usize, head_dim: usize) -> Vec<usize> {
+    let half = head_dim / 2;
+    (0..heads * head_dim).map(|to| to - to % head_dim + (to % head_dim % 2) * half + to % head_dim / 2).collect()
+}
+
+/// The order that undoes `order`.
+pub fn invert(order: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; order.len()];
+    for (to, &from) in order.iter().enumerate() {
+        inv[from] = to;
+    }
+    inv
+}
+
+/// The rows of `data` (as many as `order` has, equally long) in `order`. Rows are independent
+/// in every GGUF type, so encoded bytes permute as the weights do.
+pub fn permute_rows<T: Copy>(data: &[T], order: &[usize]) -> Vec<T> {
+    let row = data.len() / order.len().max(1);
+    order.iter().flat_map(|&from| data[from * row..(from + 1) * row].iter().copied()).collect()
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_pairs_i_with_i_plus_half() {
+        // One head of 4: half-split rows [a0 a1 b0 b1] (a rotates with b) → [a0 b0 a1 b1].
+        assert_eq!(interleaved_order(2, 4), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+        let o = interleaved_order(3, 8);
+        assert_eq!(permute_rows(&permute_rows(&(0..48).collect::<Vec<u32>>(), &o), &invert(&o)), (0..48).collect::<Vec<u32>>());
+    }
+}
