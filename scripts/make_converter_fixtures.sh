@@ -9,11 +9,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p tests/fixtures/converter
-for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm:; do
+for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm: tiny-gemma3:qwen2 tiny-gemma2:; do
   name=${case%%:*}
   pre=${case##*:}
   .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" ${pre:+--pre "$pre"} \
     --out "tests/fixtures/converter/$name.F16.gguf" > "/tmp/convert-$name.log" 2>&1 \
     || { tail -20 "/tmp/convert-$name.log"; exit 1; }
   echo "tests/fixtures/converter/$name.F16.gguf: $(sha256sum < "tests/fixtures/converter/$name.F16.gguf" | cut -c1-16)…"
+done
+# The Gemma fixtures' GGUF files are the converter's too, in float32 (tests/conformance.rs).
+for case in tiny-gemma3:qwen2 tiny-gemma2:; do
+  name=${case%%:*}
+  pre=${case##*:}
+  .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" ${pre:+--pre "$pre"} --outtype f32 \
+    --out "tests/fixtures/$name.gguf" > "/tmp/convert-$name-f32.log" 2>&1 \
+    || { tail -20 "/tmp/convert-$name-f32.log"; exit 1; }
 done

@@ -44,6 +44,7 @@ SENTENCES = {
     "tiny-qwen2": "It's 1801: the nation is at peace.",
     "tiny-qwen3": "It's 1801: the nation is at peace.",
     "tiny-mistral": "It's 1801: the nation is at peace.",
+    "tiny-gemma3": "It's 1801: the nation is at peace.",
 }
 
 LLAMA3_ROPE = {
@@ -127,7 +128,7 @@ def save_tokenizer(tok, out: Path, bos: str | None, eos: str):
 
 # ----------------------------------------------------------------------------- models
 def make_config(kind: str):
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
     common = dict(
         vocab_size=VOCAB_SIZE,
@@ -160,6 +161,25 @@ def make_config(kind: str):
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
             sliding_window=8,
         )
+    if kind == "gemma3":
+        # Six blocks: five windowed (8 tokens, local RoPE base 10 000), the sixth global (base
+        # 1e6, linear scaling 2), as llama.cpp's default pattern; (1 + w) norms, GELU-tanh.
+        # query_pre_attn_scalar equals head_dim: llama.cpp ignores it outside the 27B model.
+        c = {k: v for k, v in common.items() if k not in ("hidden_act", "num_hidden_layers")}
+        return Gemma3TextConfig(
+            **c,
+            num_hidden_layers=6,
+            hidden_activation="gelu_pytorch_tanh",
+            bos_token_id=0,
+            pad_token_id=None,
+            rms_norm_eps=1e-6,
+            query_pre_attn_scalar=16,
+            sliding_window=8,
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+        )
     if kind == "qwen3":  # per-head q/k RMSNorm, no biases, untied output
         return Qwen3Config(
             **common,
@@ -184,10 +204,12 @@ def make_config(kind: str):
 
 def randomize(model, seed: int):
     g = torch.Generator().manual_seed(seed)
+    # Gemma scales by 1 + w: its stored norm weights are around 0.
+    centre = 0.0 if model.config.model_type.startswith("gemma") else 1.0
     with torch.no_grad():
         for name, p in model.named_parameters():  # tied params appear once
             if "norm" in name:
-                p.copy_(1.0 + 0.25 * torch.randn(p.shape, generator=g))  # around 1
+                p.copy_(centre + 0.25 * torch.randn(p.shape, generator=g))  # around 1
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             else:
@@ -196,9 +218,15 @@ def randomize(model, seed: int):
 
 def classic_config_json(path: Path, dtype: str):
     """Rewrite config.json the way real hub checkpoints spell it (rope_theta + rope_scaling at
-    top level, torch_dtype) instead of transformers-5's `rope_parameters`."""
+    top level, torch_dtype) instead of transformers-5's `rope_parameters`; Gemma 3's as
+    google/gemma-3-1b-it's (rope_local_base_freq, sliding_window_pattern, no layer_types)."""
     cfg = json.loads(path.read_text())
     rp = cfg.pop("rope_parameters")
+    if "full_attention" in rp:
+        cfg["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
+        cfg["sliding_window_pattern"] = cfg.pop("_sliding_window_pattern", 6)
+        cfg.pop("layer_types", None)
+        rp = rp["full_attention"]
     cfg["rope_theta"] = rp["rope_theta"]
     if rp.get("rope_type", "default") != "default":
         cfg["rope_scaling"] = {k: v for k, v in rp.items() if k != "rope_theta"}
@@ -496,6 +524,9 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
         assert rp["rope_type"] == "llama3" and rp["factor"] == 8.0 and rp["original_max_position_embeddings"] == 64, rp
     elif kind == "mistral":
         assert model.config.sliding_window == 8
+    elif kind == "gemma3":
+        assert model.config.layer_types == ["sliding_attention"] * 5 + ["full_attention"], model.config.layer_types
+        assert model.config.tie_word_embeddings
     elif kind == "qwen3":
         assert model.model.layers[0].self_attn.q_norm.weight.shape == (16,)
         assert not model.config.tie_word_embeddings
@@ -518,7 +549,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
     log(f"{name}: {n_params} params, tokens={ids}")
     log(f"  pieces={hf_tok.convert_ids_to_tokens(ids)}")
 
-    if kind == "mistral":  # llama.cpp's llama architecture has no sliding window: no GGUF
+    if kind in ("mistral", "gemma3"):  # Mistral: llama.cpp runs no window; Gemma 3: the converter's file is the GGUF fixture
         return
 
     # GGUF
@@ -565,6 +596,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-cpp", type=Path, help="vendor/llama.cpp dir to cross-check GGUFs with its converter")
+    ap.add_argument("--only", help="build only this fixture kind (llama, qwen2, qwen3, mistral, gemma3)")
     args = ap.parse_args()
     if not CALIB.exists():
         raise SystemExit(f"{CALIB} missing: run scripts/fetch_assets.sh first")
@@ -573,10 +605,9 @@ def main():
     torch.set_num_threads(1)
     FIX.mkdir(parents=True, exist_ok=True)
     base = train_tokenizer()
-    build("llama", base, args.llama_cpp, seed=1234)
-    build("qwen2", base, args.llama_cpp, seed=5678)
-    build("qwen3", base, args.llama_cpp, seed=9012)
-    build("mistral", base, args.llama_cpp, seed=3456)
+    for kind, seed in [("llama", 1234), ("qwen2", 5678), ("qwen3", 9012), ("mistral", 3456), ("gemma3", 7890)]:
+        if args.only in (None, kind):
+            build(kind, base, args.llama_cpp, seed=seed)
     total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file())
     log(f"fixtures total: {total} bytes")
 

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""tests/fixtures/tiny-spm/: a tiny LlamaForCausalLM whose tokenizer is a SentencePiece BPE model
+"""tests/fixtures/tiny-spm/ and tests/fixtures/tiny-gemma2/.
+
+tiny-spm: a tiny LlamaForCausalLM whose tokenizer is a SentencePiece BPE model
 (tokenizer.model, trained here on the first 200 000 bytes of assets/calib.txt, 400 pieces, byte
 fallback, identity normalization, as Llama 2's) with no tokenizer.json, as Llama 2 and Mistral folders
 are converted:
 
     .venv/bin/python scripts/make_spm_fixture.py
+
+tiny-gemma2: a tiny Gemma2ForCausalLM in bf16 with a SentencePiece model trained the same way but
+with no dummy prefix, as Gemma's; four blocks alternating windowed (8 tokens) and global, soft caps
+small enough to bite (attention 1.0, logits 2.0), and tiny-gemma2.expected.json: transformers'
+logits and hidden states on a sentence, in float32.
 
 Deterministic (one training thread, fixed seeds). llama.cpp's converter's output for it is made
 by scripts/make_converter_fixtures.sh.
@@ -22,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests/fixtures/tiny-spm"
 
 
-def main():
+def train(add_dummy_prefix: bool) -> io.BytesIO:
     text = (REPO / "assets/calib.txt").read_bytes()[:200_000].decode("utf-8", errors="ignore")
     words = text.split()
     sentences = [" ".join(words[i:i + 30]) for i in range(0, len(words), 30)]  # speeches are one line each
@@ -30,7 +37,53 @@ def main():
     spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=model, vocab_size=400,
                                    model_type="bpe", byte_fallback=True, character_coverage=1.0, num_threads=1,
                                    bos_id=1, eos_id=2, unk_id=0, pad_id=-1, normalization_rule_name="identity",
-                                   minloglevel=2)
+                                   minloglevel=2, **({} if add_dummy_prefix else {"add_dummy_prefix": False}))
+    return model
+
+
+GEMMA2_TEXT = "It was the best of times, it was the worst of times."
+
+
+def gemma2():
+    import sys
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_fixtures import check_hidden_state_layout, forward, write_expected
+
+    out = REPO / "tests/fixtures/tiny-gemma2"
+    model = train(add_dummy_prefix=False)
+    if out.exists():
+        shutil.rmtree(out)
+    torch.manual_seed(2468)
+    cfg = Gemma2Config(vocab_size=400, hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-6,
+                       query_pre_attn_scalar=16, sliding_window=8, attn_logit_softcapping=1.0, final_logit_softcapping=2.0,
+                       hidden_activation="gelu_pytorch_tanh", bos_token_id=1, eos_token_id=2, pad_token_id=None)
+    m = Gemma2ForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.copy_(0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
+    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+               for i, t in enumerate(["<unk>", "<s>", "</s>"])}
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "tokenizer_class": "GemmaTokenizer"}, indent=2) + "\n")
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    ids = sp.encode(GEMMA2_TEXT)
+    assert sp.id_to_piece(ids[0]) != "\u2581", "no dummy prefix"
+    hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    assert hf.config.layer_types == ["sliding_attention", "full_attention"] * 2, hf.config.layer_types
+    logits, hidden = forward(hf, ids)
+    check_hidden_state_layout(hf, ids, hidden)
+    write_expected(REPO / "tests/fixtures/tiny-gemma2.expected.json", GEMMA2_TEXT, ids, logits, hidden,
+                   {"pieces": [sp.id_to_piece(i) for i in ids]})
+    print(out, len(ids), "tokens;", sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
+def main():
+    model = train(add_dummy_prefix=True)
     if OUT.exists():
         shutil.rmtree(OUT)
     torch.manual_seed(4321)
@@ -54,3 +107,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    gemma2()

@@ -107,6 +107,26 @@ fn qwen3_gguf_matches_transformers() {
 }
 
 #[test]
+fn gemma3_hf_folder_matches_transformers() {
+    check("tiny-gemma3", "tiny-gemma3.expected.json");
+}
+
+#[test]
+fn gemma3_gguf_matches_transformers() {
+    check("tiny-gemma3.gguf", "tiny-gemma3.expected.json");
+}
+
+#[test]
+fn gemma2_hf_folder_matches_transformers() {
+    check("tiny-gemma2", "tiny-gemma2.expected.json");
+}
+
+#[test]
+fn gemma2_gguf_matches_transformers() {
+    check("tiny-gemma2.gguf", "tiny-gemma2.expected.json");
+}
+
+#[test]
 fn mistral_sliding_window_matches_transformers() {
     check("tiny-mistral", "tiny-mistral.expected.json");
     // The window (8 tokens of the 24) is what makes the match: without it the logits differ.

@@ -33,7 +33,7 @@ const OURS_ONLY: [&str; 2] = ["general.quantized_by", "triage.bits_per_weight"];
 #[test]
 fn f16_from_a_folder_equals_the_converters_file() {
     let dir = tmp_dir("f16");
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm"] {
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm", "tiny-gemma3", "tiny-gemma2"] {
         let (out, _) = compress(&dir, name, &format!("{name}.gguf"), &["--type", "F16"]);
         let (ours, mut f) = GgufFile::read(&out).unwrap();
         let (theirs, mut g) = GgufFile::read(&fixture(&format!("converter/{name}.F16.gguf"))).unwrap();

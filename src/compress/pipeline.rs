@@ -312,7 +312,7 @@ fn remove_blocks(
         b.index = model.blocks.len();
         model.blocks.push(b);
     }
-    model.config.n_layers = model.blocks.len();
+    model.config.keep_blocks(kept);
     encoded
         .into_iter()
         .filter_map(|(n, v)| match n.starts_with("blk.") {

@@ -237,6 +237,17 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             Some(heads) => std::borrow::Cow::Owned(crate::model::rope::permute_rows(&data, &crate::model::rope::interleaved_order(heads, cfg.head_dim))),
             None => data,
         };
+        // The converter drops Gemma 3's embedding rows beyond its vocabulary: rows are
+        // independent in every type, so the leading bytes are the kept rows.
+        let want = o.qtype.bytes(o.source.n_elements() as usize);
+        let data = match data {
+            std::borrow::Cow::Borrowed(d) if d.len() > want => std::borrow::Cow::Borrowed(&d[..want]),
+            std::borrow::Cow::Owned(mut d) if d.len() > want => {
+                d.truncate(want);
+                std::borrow::Cow::Owned(d)
+            }
+            d => d,
+        };
         summary.tensor_bytes += data.len() as u64;
         summary.n_weights += o.source.n_elements();
         *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += data.len() as u64;
@@ -265,5 +276,6 @@ fn encode_from_model(c: &Compressed, name: &str, qtype: QuantType) -> Result<Vec
     if qtype.is_quantized() {
         return Err(ExportError::Invalid(format!("{name}: an unchanged tensor cannot be written as {qtype}")));
     }
+
     Ok(crate::ggml::codec::encode_plain(qtype, &values))
 }

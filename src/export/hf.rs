@@ -215,8 +215,11 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
     }
     let facts = if from_hf { None } else { Some(gguf_facts(&model.source.path)?) };
     let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
+    // Gemma's checkpoints store each norm weight less one.
+    let shift = if c.arch.facts().norm_plus_one { 1.0 } else { 0.0 };
     let mut put = |gguf: &str, t: &Tensor| -> anyhow::Result<()> {
-        let name = hf_name(gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
+        let name = hf_name(c.arch, gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
+        let t = if gguf.ends_with("norm.weight") { (t - shift)? } else { t.clone() };
         tensors.insert(name, t.to_dtype(opts.dtype)?);
         Ok(())
     };
@@ -228,11 +231,8 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
     let permute = c.rope_layout == RopeLayout::Interleaved;
     for b in &model.blocks {
         let i = b.index;
-        put(&format!("blk.{i}.attn_norm.weight"), &b.attn_norm)?;
-        put(&format!("blk.{i}.ffn_norm.weight"), &b.mlp_norm)?;
-        if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
-            put(&format!("blk.{i}.attn_q_norm.weight"), qn)?;
-            put(&format!("blk.{i}.attn_k_norm.weight"), kn)?;
+        for (kind, t) in b.norms() {
+            put(&format!("blk.{i}.{kind}.weight"), t)?;
         }
         for l in b.linears() {
             let kind = l.name.split('.').nth(2).unwrap_or_default();

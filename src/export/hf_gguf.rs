@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::gguf::ExportError;
 use crate::ggml::types::QuantType;
-use crate::model::config::Config;
+use crate::model::config::{Arch, Config};
 use crate::model::gguf_file::Value;
 use crate::model::hf::{gguf_name, weight_files};
 use crate::model::Tokenizer;
@@ -126,7 +126,7 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError
         out.push(HfTensor { name: "rope_freqs.weight".into(), ne: vec![f.len() as u64], qtype: QuantType::F32 });
     }
     for (hf, shape) in safetensors_headers(dir)? {
-        let Some(name) = gguf_name(&hf) else { continue };
+        let Some(name) = gguf_name(config.arch, &hf) else { continue };
         if name == "output.weight" && config.tie_word_embeddings {
             continue;
         }
@@ -252,30 +252,76 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     }
     md.push(("general.name".into(), Value::String(model_name(dir, &config_json))));
     md.push(("general.size_label".into(), Value::String(size_label(n_params))));
-    let mut put = |k: &str, v: Value| md.push((format!("{arch}.{k}"), v));
     let u32v = |n: usize| Value::U32(n as u32);
-    put("block_count", u32v(config.n_layers));
-    put("context_length", u32v(config.context_length));
-    put("embedding_length", u32v(config.hidden_size));
-    put("feed_forward_length", u32v(config.intermediate_size));
-    put("attention.head_count", u32v(config.n_heads));
-    if config_json.get("num_key_value_heads").is_some_and(|v| !v.is_null()) {
-        put("attention.head_count_kv", u32v(config.n_kv_heads));
+    let given = |k: &str| config_json.get(k).is_some_and(|v| !v.is_null());
+    let mut hp: Vec<(&str, Value)> = Vec::new();
+    if config.arch == Arch::Gemma2 {
+        // The converter's Gemma 2 class writes its own list, in its own order.
+        hp.extend([
+            ("context_length", u32v(config.context_length)),
+            ("embedding_length", u32v(config.hidden_size)),
+            ("block_count", u32v(config.n_layers)),
+            ("feed_forward_length", u32v(config.intermediate_size)),
+            ("attention.head_count", u32v(config.n_heads)),
+            ("attention.head_count_kv", u32v(config.n_kv_heads)),
+            ("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)),
+            ("attention.key_length", u32v(config.head_dim)),
+            ("attention.value_length", u32v(config.head_dim)),
+            ("", Value::U32(0)),
+            ("attn_logit_softcapping", Value::F32(config.attn_softcap.unwrap_or(0.0) as f32)),
+            ("final_logit_softcapping", Value::F32(config.final_softcap.unwrap_or(0.0) as f32)),
+            ("attention.sliding_window", u32v(config.sliding_window.unwrap_or(0))),
+        ]);
+    } else {
+        hp.extend([
+            ("block_count", u32v(config.n_layers)),
+            ("context_length", u32v(config.context_length)),
+            ("embedding_length", u32v(config.hidden_size)),
+            ("feed_forward_length", u32v(config.intermediate_size)),
+            ("attention.head_count", u32v(config.n_heads)),
+        ]);
+        if given("num_key_value_heads") {
+            hp.push(("attention.head_count_kv", u32v(config.n_kv_heads)));
+        }
+        if config.rope_linear_factor != 1.0 {
+            hp.push(("rope.scaling.type", Value::String("linear".into())));
+            hp.push(("rope.scaling.factor", Value::F32(config.rope_linear_factor as f32)));
+        }
+        let rope_theta_given = config_json.get("rope_theta").and_then(Json::as_f64).is_some()
+            || config_json.get("rope_parameters").and_then(|p| p.get("full_attention").unwrap_or(p).get("rope_theta")).and_then(Json::as_f64).is_some();
+        if rope_theta_given {
+            hp.push(("rope.freq_base", Value::F32(config.rope_theta as f32)));
+        }
+        if let Some(t) = config.rope_theta_swa {
+            hp.push(("rope.freq_base_swa", Value::F32(t as f32)));
+        }
+        if given("rms_norm_eps") {
+            hp.push(("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)));
+        }
+        if given("head_dim") {
+            hp.push(("attention.key_length", u32v(config.head_dim)));
+            hp.push(("attention.value_length", u32v(config.head_dim)));
+        }
+        // The file type's place; the writer sets its value.
+        hp.push(("", Value::U32(0)));
+        if config.arch == Arch::Gemma3 {
+            if let Some(c) = config.final_softcap {
+                hp.push(("final_logit_softcapping", Value::F32(c as f32)));
+            }
+            if config_json.get("sliding_window_pattern").and_then(Json::as_u64) != Some(1) {
+                hp.push(("attention.sliding_window", u32v(config.sliding_window.unwrap_or(0))));
+            }
+            if !given("num_key_value_heads") {
+                hp.push(("attention.head_count_kv", u32v(config.n_kv_heads)));
+            }
+        }
     }
-    let rope_theta_given = config_json.get("rope_theta").and_then(Json::as_f64).is_some()
-        || config_json.get("rope_parameters").and_then(|p| p.get("rope_theta")).and_then(Json::as_f64).is_some();
-    if rope_theta_given {
-        put("rope.freq_base", Value::F32(config.rope_theta as f32));
+    for (k, v) in hp {
+        match k {
+            "" => md.push(("general.file_type".into(), v)),
+            k => set(&mut md, &format!("{arch}.{k}"), v),
+        }
     }
-    if config_json.get("rms_norm_eps").is_some_and(|v| !v.is_null()) {
-        put("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32));
-    }
-    if config_json.get("head_dim").is_some_and(|v| !v.is_null()) {
-        put("attention.key_length", u32v(config.head_dim));
-        put("attention.value_length", u32v(config.head_dim));
-    }
-    // The writer sets the file type and quantization version where the converter puts them.
-    md.push(("general.file_type".into(), Value::U32(0)));
     if config.arch.facts().llama_converter {
         md.push((format!("{arch}.vocab_size"), u32v(config.vocab_size)));
         md.push((format!("{arch}.rope.dimension_count"), u32v(config.head_dim)));
@@ -322,6 +368,10 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
         let tj = read_json_opt(&tok_path)?;
         sentencepiece_vocab(dir, config, tc.as_ref(), md)?;
         special_vocab(dir, tj.as_ref(), tc, config_json, Some(config.vocab_size), md)?;
+        if config.arch.facts().norm_plus_one {
+            // Gemma's SentencePiece prepends no space.
+            set(md, "tokenizer.ggml.add_space_prefix", Value::Bool(false));
+        }
         return finish_vocab(config, md);
     }
     if !tok_path.is_file() {

@@ -8,13 +8,34 @@ use serde::Deserialize;
 
 use super::ModelError;
 
-/// The architectures we run. All are pre-norm RMSNorm blocks with SwiGLU MLPs and RoPE; what
+/// The architectures we run. All are pre-norm RMSNorm blocks with gated MLPs and RoPE; what
 /// sets them apart is one row of [`ARCHS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Gemma2,
+    Gemma3,
+}
+
+/// The activation of the MLP's gate: `down(act(gate(x)) ⊙ up(x))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// SwiGLU (`silu` in config.json).
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (`gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+impl Activation {
+    /// config.json's `hidden_act` / `hidden_activation` name.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Activation::Silu => "silu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+        }
+    }
 }
 
 /// Everything that distinguishes one architecture: names in each format, the block's extras,
@@ -38,18 +59,55 @@ pub struct ArchFacts {
     /// Converted by the converter's llama class: `vocab_size` and `rope.dimension_count` keys,
     /// tokenizer_config.json's `add_prefix_space`, BOS off for 49152-token vocabularies.
     pub llama_converter: bool,
+    pub activation: Activation,
+    /// Gemma: Hugging Face stores each RMSNorm weight as `w` and scales by `1 + w`; GGUF files
+    /// (and our models) hold `1 + w`.
+    pub norm_plus_one: bool,
+    /// Gemma: token embeddings are multiplied by √hidden before the first block.
+    pub embed_scale: bool,
+    /// Gemma 2/3: an RMSNorm on the attention's and the MLP's outputs before each residual add
+    /// (`post_attention_norm`, `post_ffw_norm`).
+    pub post_norms: bool,
+    /// Block parts whose Hugging Face names differ from llama's: (GGUF part, HF part).
+    pub hf_parts: &'static [(&'static str, &'static str)],
+    /// The sliding-window layers of llama.cpp's default pattern: every `n`-th block is global,
+    /// the others windowed (0: llama.cpp runs no window for this architecture).
+    pub swa_pattern: usize,
+    /// config.json's `tie_word_embeddings` when it does not say.
+    pub tied_by_default: bool,
 }
 
-pub const ARCHS: [ArchFacts; 3] = [
+const GEMMA_PARTS: &[(&str, &str)] = &[
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("ffn_norm", "pre_feedforward_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+];
+
+const LLAMA_LIKE: ArchFacts = ArchFacts {
+    arch: Arch::Llama,
+    gguf: "llama",
+    hf_classes: &[],
+    model_types: &[],
+    qkv_bias: false,
+    qk_norm: false,
+    gguf_rope_interleaved: false,
+    llama_converter: false,
+    activation: Activation::Silu,
+    norm_plus_one: false,
+    embed_scale: false,
+    post_norms: false,
+    hf_parts: &[],
+    swa_pattern: 0,
+    tied_by_default: false,
+};
+
+pub const ARCHS: [ArchFacts; 5] = [
     ArchFacts {
-        arch: Arch::Llama,
-        gguf: "llama",
         hf_classes: &["LlamaForCausalLM", "MistralForCausalLM"],
         model_types: &["llama", "mistral"],
-        qkv_bias: false,
-        qk_norm: false,
         gguf_rope_interleaved: true,
         llama_converter: true,
+        ..LLAMA_LIKE
     },
     ArchFacts {
         arch: Arch::Qwen2,
@@ -57,19 +115,44 @@ pub const ARCHS: [ArchFacts; 3] = [
         hf_classes: &["Qwen2ForCausalLM"],
         model_types: &["qwen2"],
         qkv_bias: true,
-        qk_norm: false,
-        gguf_rope_interleaved: false,
-        llama_converter: false,
+        ..LLAMA_LIKE
     },
     ArchFacts {
         arch: Arch::Qwen3,
         gguf: "qwen3",
         hf_classes: &["Qwen3ForCausalLM"],
         model_types: &["qwen3"],
-        qkv_bias: false,
         qk_norm: true,
-        gguf_rope_interleaved: false,
-        llama_converter: false,
+        ..LLAMA_LIKE
+    },
+    ArchFacts {
+        arch: Arch::Gemma2,
+        gguf: "gemma2",
+        hf_classes: &["Gemma2ForCausalLM"],
+        model_types: &["gemma2"],
+        activation: Activation::GeluTanh,
+        norm_plus_one: true,
+        embed_scale: true,
+        post_norms: true,
+        hf_parts: GEMMA_PARTS,
+        swa_pattern: 2,
+        tied_by_default: true,
+        ..LLAMA_LIKE
+    },
+    ArchFacts {
+        arch: Arch::Gemma3,
+        gguf: "gemma3",
+        hf_classes: &["Gemma3ForCausalLM"],
+        model_types: &["gemma3_text"],
+        qk_norm: true,
+        activation: Activation::GeluTanh,
+        norm_plus_one: true,
+        embed_scale: true,
+        post_norms: true,
+        hf_parts: GEMMA_PARTS,
+        swa_pattern: 6,
+        tied_by_default: true,
+        ..LLAMA_LIKE
     },
 ];
 
@@ -147,8 +230,21 @@ pub struct Config {
     /// The longest context the model was trained for.
     pub context_length: usize,
     pub tie_word_embeddings: bool,
-    /// Mistral's sliding window: each token attends to this many tokens (itself included).
+    /// The sliding window (Mistral, Gemma): in a windowed block each token attends to this many
+    /// tokens, itself included.
     pub sliding_window: Option<usize>,
+    /// Which blocks are windowed (Gemma's interleaving); empty: every block (Mistral).
+    pub sliding_layers: Vec<bool>,
+    /// The RoPE base of the windowed blocks where it differs from `rope_theta` (Gemma 3).
+    pub rope_theta_swa: Option<f64>,
+    /// Linear RoPE scaling of the global blocks: positions are divided by it (1: none).
+    pub rope_linear_factor: f64,
+    /// The factor on q·kᵀ before the softmax: 1/√head_dim unless the model sets its own
+    /// (Gemma's `query_pre_attn_scalar`).
+    pub attention_scale: f64,
+    /// Gemma 2's soft caps, `c · tanh(x / c)`, on the attention scores and on the logits.
+    pub attn_softcap: Option<f64>,
+    pub final_softcap: Option<f64>,
 }
 
 /// The largest size of any one dimension (vocabulary, hidden, intermediate, heads, head
@@ -158,6 +254,31 @@ pub const MAX_DIM: usize = 1 << 24;
 pub const MAX_LAYERS: usize = 1 << 12;
 
 impl Config {
+    /// Whether block `i` attends through the sliding window.
+    pub fn is_sliding(&self, i: usize) -> bool {
+        self.sliding_window.is_some() && self.sliding_layers.get(i).copied().unwrap_or(self.sliding_layers.is_empty())
+    }
+
+    /// The window of block `i`, if it has one.
+    pub fn window(&self, i: usize) -> Option<usize> {
+        self.sliding_window.filter(|_| self.is_sliding(i))
+    }
+
+    /// Keeps the per-block facts of the blocks in `kept` (after depth pruning).
+    pub fn keep_blocks(&mut self, kept: &[usize]) {
+        if !self.sliding_layers.is_empty() {
+            self.sliding_layers = kept.iter().map(|&i| self.sliding_layers[i]).collect();
+        }
+        self.n_layers = kept.len();
+    }
+
+    /// The sliding-window flags of llama.cpp's default pattern for this architecture (every
+    /// `swa_pattern`-th block global), for `n` blocks.
+    pub fn default_sliding_layers(arch: Arch, n: usize) -> Vec<bool> {
+        let p = arch.facts().swa_pattern;
+        (0..n).map(|i| p == 0 || i % p < p - 1).collect()
+    }
+
     /// Checks every size against its bounds, the weight shapes for overflow, and the relations
     /// between sizes that the forward pass relies on.
     pub fn validate(&self) -> Result<(), ModelError> {
@@ -186,6 +307,24 @@ impl Config {
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return bad(format!("RoPE base {} is not a finite positive number", self.rope_theta));
+        }
+        if !self.sliding_layers.is_empty() && self.sliding_layers.len() != self.n_layers {
+            return bad(format!("{} sliding-window flags for {} layers", self.sliding_layers.len(), self.n_layers));
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding window of 0 tokens".into());
+        }
+        let positive = [
+            ("RoPE base of the windowed layers", self.rope_theta_swa),
+            ("linear RoPE factor", Some(self.rope_linear_factor)),
+            ("attention scale", Some(self.attention_scale)),
+            ("attention soft cap", self.attn_softcap),
+            ("final logit soft cap", self.final_softcap),
+        ];
+        for (what, v) in positive {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return bad(format!("{what} {v} is not a finite positive number"));
+            }
         }
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim / 2 {
@@ -261,13 +400,31 @@ pub struct HfConfig {
     #[serde(default = "default_ctx")]
     pub max_position_embeddings: usize,
     #[serde(default)]
-    pub tie_word_embeddings: bool,
+    pub tie_word_embeddings: Option<bool>,
     #[serde(default)]
     pub use_sliding_window: bool,
     #[serde(default)]
     pub sliding_window: Option<serde_json::Value>,
     #[serde(default)]
     pub hidden_act: Option<String>,
+    /// Gemma's name for `hidden_act`.
+    #[serde(default)]
+    pub hidden_activation: Option<String>,
+    #[serde(default)]
+    pub query_pre_attn_scalar: Option<f64>,
+    #[serde(default)]
+    pub attn_logit_softcapping: Option<f64>,
+    #[serde(default)]
+    pub final_logit_softcapping: Option<f64>,
+    /// transformers 5: `"sliding_attention"` or `"full_attention"` per block.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma 3 before transformers 5: every n-th block global.
+    #[serde(default)]
+    pub sliding_window_pattern: Option<usize>,
+    /// Gemma 3 before transformers 5: the RoPE base of the windowed blocks.
+    #[serde(default)]
+    pub rope_local_base_freq: Option<f64>,
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default)]
@@ -290,42 +447,80 @@ impl HfConfig {
             .or_else(|| self.model_type.clone())
             .unwrap_or_default();
         let arch = Arch::from_hf_name(&arch_name)?;
-        if let Some(act) = &self.hidden_act {
-            if act != "silu" {
+        let facts = arch.facts();
+        if let Some(act) = self.hidden_activation.as_ref().or(self.hidden_act.as_ref()) {
+            if act != facts.activation.hf_name() {
                 return Err(ModelError::UnsupportedArchitecture(format!(
-                    "hidden_act '{act}' (only silu is supported)"
+                    "{} with activation '{act}' (only {} is supported)",
+                    arch.gguf_name(),
+                    facts.activation.hf_name()
                 )));
             }
         }
         if (self.attention_bias && !arch.qkv_bias()) || self.mlp_bias {
             return Err(ModelError::UnsupportedArchitecture(format!("{} with attention_bias or mlp_bias", arch.gguf_name())));
         }
-        // Mistral's sliding window is run (it matters past its length); Qwen's, which covers
-        // only some layers, is refused.
+        let n = self.num_hidden_layers;
+        // Mistral's sliding window covers every block; Gemma's the blocks of its pattern; Qwen's,
+        // which covers some blocks by another rule, is refused.
         let window = self.sliding_window.as_ref().and_then(|v| v.as_u64()).map(|w| w as usize);
-        let sliding_window = match arch {
+        let (sliding_window, sliding_layers) = match arch {
             Arch::Qwen2 | Arch::Qwen3 if self.use_sliding_window && window.is_some() => {
                 return Err(ModelError::UnsupportedArchitecture(format!("{} with sliding-window attention", arch.gguf_name())));
             }
-            Arch::Llama => window.filter(|&w| w < self.max_position_embeddings),
-            _ => None,
+            Arch::Llama => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
+            Arch::Gemma2 | Arch::Gemma3 => {
+                let layers = match (&self.layer_types, self.sliding_window_pattern) {
+                    (Some(types), _) => {
+                        if types.len() != n {
+                            return Err(ModelError::InvalidConfig(format!("{} layer_types for {n} layers", types.len())));
+                        }
+                        types
+                            .iter()
+                            .map(|t| match t.as_str() {
+                                "sliding_attention" => Ok(true),
+                                "full_attention" => Ok(false),
+                                other => Err(ModelError::UnsupportedArchitecture(format!("layer type '{other}'"))),
+                            })
+                            .collect::<Result<Vec<bool>, _>>()?
+                    }
+                    (None, Some(p)) if p > 0 => (0..n).map(|i| (i + 1) % p != 0).collect(),
+                    (None, _) => Config::default_sliding_layers(arch, n),
+                };
+                (window, layers)
+            }
+            _ => (None, Vec::new()),
         };
         if sliding_window == Some(0) {
             return Err(ModelError::InvalidConfig("sliding_window is 0".into()));
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1));
+        // transformers 5 keeps RoPE in `rope_parameters`, per layer type where they differ.
         let params = self.rope_parameters.as_ref().filter(|p| p.is_object());
-        let rope_theta = self.rope_theta.or_else(|| params.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64)).unwrap_or(10000.0);
+        let global = params.map(|p| p.get("full_attention").unwrap_or(p));
+        let theta_of = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64);
+        let rope_theta = self.rope_theta.or_else(|| theta_of(global)).unwrap_or(10000.0);
+        let rope_theta_swa = match arch {
+            Arch::Gemma3 => Some(self.rope_local_base_freq.or_else(|| theta_of(params.and_then(|p| p.get("sliding_attention")))).unwrap_or(10000.0)),
+            _ => None,
+        };
         // transformers 5 states "rope_type": "default" for plain RoPE; anything else is scaling.
         let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or_else(|| {
-            params.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
+            global.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
         });
+        let scaling_kind = scaling.and_then(|v| v.get("rope_type").or_else(|| v.get("type"))).and_then(serde_json::Value::as_str);
+        let rope_linear_factor = match scaling_kind {
+            Some("linear") => scaling.and_then(|v| v.get("factor")).and_then(serde_json::Value::as_f64).ok_or_else(|| {
+                ModelError::InvalidConfig("linear rope scaling without a numeric 'factor'".into())
+            })?,
+            _ => 1.0,
+        };
         let mut config = Config {
             arch,
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
             intermediate_size: self.intermediate_size,
-            n_layers: self.num_hidden_layers,
+            n_layers: n,
             n_heads: self.num_attention_heads,
             n_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
             head_dim,
@@ -334,9 +529,19 @@ impl HfConfig {
             rope_layout: RopeLayout::HalfSplit,
             rope_freq_factors: None,
             context_length: self.max_position_embeddings,
-            tie_word_embeddings: self.tie_word_embeddings,
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(facts.tied_by_default),
             sliding_window,
+            sliding_layers,
+            rope_theta_swa,
+            rope_linear_factor,
+            attention_scale: self.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5),
+            attn_softcap: self.attn_logit_softcapping.filter(|_| arch == Arch::Gemma2),
+            final_softcap: self.final_logit_softcapping,
         };
+        if self.attn_logit_softcapping.is_some() && arch != Arch::Gemma2 {
+            return Err(ModelError::UnsupportedArchitecture(format!("{} with attn_logit_softcapping", arch.gguf_name())));
+        }
+        let scaling = scaling.filter(|_| scaling_kind != Some("linear"));
         // The sizes are checked before the factors, whose count the head dimension sets.
         config.validate()?;
         if let Some(v) = scaling {

@@ -93,6 +93,38 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
     } else {
         None
     };
+    // Gemma's sliding window covers llama.cpp's default pattern of blocks unless the file
+    // lists its own (`attention.sliding_window_pattern`, an array of booleans).
+    // Gemma 2 always has one, 4096 tokens unless the file says.
+    let sliding_window = match arch {
+        Arch::Gemma2 => Some(md_u64(md, &key("attention.sliding_window"))?.unwrap_or(4096) as usize),
+        Arch::Gemma3 => md_u64(md, &key("attention.sliding_window"))?.filter(|&w| w > 0).map(|w| w as usize),
+        _ => None,
+    };
+    let sliding_layers = match md.get(&key("attention.sliding_window_pattern")) {
+        Some(Value::Array(flags)) if sliding_window.is_some() => flags
+            .iter()
+            .map(|f| match f {
+                Value::Bool(b) => Ok(*b),
+                _ => Err(ModelError::InvalidConfig(format!("{} holds a non-boolean", key("attention.sliding_window_pattern")))),
+            })
+            .collect::<Result<Vec<bool>>>()?,
+        _ if sliding_window.is_some() => Config::default_sliding_layers(arch, n_layers),
+        _ => Vec::new(),
+    };
+    let rope_linear_factor = match md.get(&key("rope.scaling.type")).map(|v| v.to_string().map(String::as_str)) {
+        Some(Ok("linear")) => require(md_f64(md, &key("rope.scaling.factor"))?, &key("rope.scaling.factor"))?,
+        Some(Ok("none")) | None => 1.0,
+        Some(Ok(other)) => return Err(ModelError::UnsupportedArchitecture(format!("RoPE scaling type '{other}'"))),
+        Some(Err(e)) => return Err(ModelError::InvalidConfig(format!("{}: {e}", key("rope.scaling.type")))),
+    };
+    // llama.cpp's Gemma scales queries by 1/√head_dim, except in its 27B models (62 blocks)
+    // by 1/√(hidden/heads), as their `query_pre_attn_scalar` says.
+    let attention_scale = match arch {
+        Arch::Gemma2 | Arch::Gemma3 if n_layers == if arch == Arch::Gemma2 { 46 } else { 62 } => (hidden_size / n_heads.max(1)) as f64,
+        _ => head_dim as f64,
+    }
+    .powf(-0.5);
     Ok(Config {
         arch,
         vocab_size,
@@ -111,7 +143,22 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         rope_freq_factors,
         context_length: u("context_length")?,
         tie_word_embeddings: gguf.tensor("output.weight").is_none(),
-        sliding_window: None,
+        sliding_window,
+        sliding_layers,
+        rope_theta_swa: if arch == Arch::Gemma3 && sliding_window.is_some() {
+            Some(md_f64(md, &key("rope.freq_base_swa"))?.unwrap_or(10000.0))
+        } else {
+            None
+        },
+        rope_linear_factor,
+        attention_scale,
+        // llama.cpp's defaults: Gemma 2 caps at 50 and 30 unless told, Gemma 3 not at all.
+        attn_softcap: if arch == Arch::Gemma2 { Some(md_f64(md, &key("attn_logit_softcapping"))?.unwrap_or(50.0)) } else { None },
+        final_softcap: match arch {
+            Arch::Gemma2 => Some(md_f64(md, &key("final_logit_softcapping"))?.unwrap_or(30.0)),
+            Arch::Gemma3 => md_f64(md, &key("final_logit_softcapping"))?.filter(|&c| c != 0.0),
+            _ => None,
+        },
     })
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use super::config::HfConfig;
+use super::config::{Arch, HfConfig};
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 
 /// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
@@ -32,25 +32,30 @@ const BLOCK_PARTS: [(&str, &str); 11] = [
     ("attn_k_norm", "self_attn.k_norm"),
 ];
 
-/// The Hugging Face name of a tensor given its GGUF name.
-pub fn hf_name(gguf: &str) -> Option<String> {
+/// The block parts of `arch`: its own names first (Gemma's norms), then llama's.
+fn block_parts(arch: Arch) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    arch.facts().hf_parts.iter().chain(BLOCK_PARTS.iter())
+}
+
+/// The Hugging Face name of a tensor of `arch` given its GGUF name.
+pub fn hf_name(arch: Arch, gguf: &str) -> Option<String> {
     if let Some((_, hf)) = WHOLE_NAMES.iter().find(|(g, _)| *g == gguf) {
         return Some(hf.to_string());
     }
     let (block, rest) = gguf.strip_prefix("blk.")?.split_once('.')?;
     let (kind, suffix) = rest.split_once('.')?;
-    let (_, hf) = BLOCK_PARTS.iter().find(|(g, _)| *g == kind)?;
+    let (_, hf) = block_parts(arch).find(|(g, _)| *g == kind)?;
     Some(format!("model.layers.{block}.{hf}.{suffix}"))
 }
 
-/// The GGUF name of a Hugging Face tensor name (inverse of [`hf_name`]).
-pub fn gguf_name(hf: &str) -> Option<String> {
+/// The GGUF name of a Hugging Face tensor name of `arch` (inverse of [`hf_name`]).
+pub fn gguf_name(arch: Arch, hf: &str) -> Option<String> {
     if let Some((g, _)) = WHOLE_NAMES.iter().find(|(_, h)| *h == hf) {
         return Some(g.to_string());
     }
     let (block, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
     let (kind, suffix) = rest.rsplit_once('.')?;
-    let (g, _) = BLOCK_PARTS.iter().find(|(_, h)| *h == kind)?;
+    let (g, _) = block_parts(arch).find(|(_, h)| *h == kind)?;
     Some(format!("blk.{block}.{g}.{suffix}"))
 }
 
@@ -151,15 +156,21 @@ fn load_folder(dir: &Path) -> Result<Model> {
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0u64;
     for (name, view) in st.tensors() {
-        let gguf = gguf_name(&name).unwrap_or(name.clone());
+        let gguf = gguf_name(config.arch, &name).unwrap_or(name.clone());
         tensor_types.insert(gguf, format!("{:?}", view.dtype()).to_uppercase());
         weight_bytes += view.data().len() as u64;
     }
     let device = Device::Cpu;
+    // Gemma's norms scale by 1 + w; we hold 1 + w, as llama.cpp's files do.
+    let arch = config.arch;
+    let plus_one = arch.facts().norm_plus_one;
     let get = |name: &str| -> Result<Option<Tensor>> {
-        let Some(hf) = hf_name(name) else { return Ok(None) };
+        let Some(hf) = hf_name(arch, name) else { return Ok(None) };
         match st.get(&hf) {
-            Ok(_) => Ok(Some(st.load(&hf, &device)?.to_dtype(DType::F32)?)),
+            Ok(_) => {
+                let t = st.load(&hf, &device)?.to_dtype(DType::F32)?;
+                Ok(Some(if plus_one && name.ends_with("norm.weight") { (t + 1.0)? } else { t }))
+            }
             Err(_) => Ok(None),
         }
     };
@@ -184,8 +195,12 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for g in ["token_embd.weight", "output.weight", "blk.12.attn_q.bias", "blk.0.ffn_norm.weight"] {
-            assert_eq!(gguf_name(&hf_name(g).unwrap()).unwrap(), g);
+            assert_eq!(gguf_name(Arch::Llama, &hf_name(Arch::Llama, g).unwrap()).unwrap(), g);
         }
-        assert_eq!(hf_name("blk.3.ffn_down.weight").unwrap(), "model.layers.3.mlp.down_proj.weight");
+        assert_eq!(hf_name(Arch::Llama, "blk.3.ffn_down.weight").unwrap(), "model.layers.3.mlp.down_proj.weight");
+        // Gemma's post-attention norm is its own; its pre-MLP norm is llama's ffn_norm.
+        assert_eq!(hf_name(Arch::Llama, "blk.1.ffn_norm.weight").unwrap(), "model.layers.1.post_attention_layernorm.weight");
+        assert_eq!(hf_name(Arch::Gemma3, "blk.1.ffn_norm.weight").unwrap(), "model.layers.1.pre_feedforward_layernorm.weight");
+        assert_eq!(gguf_name(Arch::Gemma3, "model.layers.1.post_attention_layernorm.weight").unwrap(), "blk.1.post_attention_norm.weight");
     }
 }

@@ -149,9 +149,26 @@ fn causal_softmax_row(s: &mut [f32], first: usize, live: usize) {
     s[live..].iter_mut().for_each(|x| *x = 0.0);
 }
 
+/// How a block's attention scores are formed, beyond the causal mask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionOpts {
+    /// The factor on q·kᵀ (1/√head_dim unless the model sets its own).
+    pub scale: f32,
+    /// Token i attends only to the `window` tokens up to and including itself (sliding window).
+    pub window: Option<usize>,
+    /// Scores become `c · tanh(s / c)` before the softmax (Gemma 2).
+    pub softcap: Option<f32>,
+}
+
+impl AttentionOpts {
+    /// Plain scaled dot-product attention over heads of `head_dim`.
+    pub fn plain(head_dim: usize) -> Self {
+        AttentionOpts { scale: 1.0 / (head_dim as f32).sqrt(), window: None, softcap: None }
+    }
+}
+
 /// One head: `o = softmax(q kᵀ · scale + causal mask) v`; the probabilities are copied into `p`
-/// (tokens × tokens) when given. With a `window`, token i attends only to the `window` tokens
-/// up to and including itself (Mistral's sliding window).
+/// (tokens × tokens) when given. The window and the soft cap are those of `opts`.
 ///
 /// Scores go through a contiguous scratch block: faer 0.24's x86 kernels crashed on a row-major
 /// destination whose row stride exceeds its width.
@@ -164,8 +181,7 @@ fn attention_head(
     o: &mut [f32],
     t: usize,
     d: usize,
-    scale: f32,
-    window: Option<usize>,
+    opts: AttentionOpts,
 ) {
     let qh = MatRef::from_row_major_slice(qs, t, d);
     let kh = MatRef::from_row_major_slice(ks, t, d);
@@ -177,10 +193,13 @@ fn attention_head(
         // Scores of rows r0..r1 against keys 0..r1; keys after r1 are masked for all of them.
         let block = &mut scratch[..rows * r1];
         let sm = MatMut::from_row_major_slice_mut(block, rows, r1);
-        matmul(sm, Accum::Replace, qh.submatrix(r0, 0, rows, d), kh.submatrix(0, 0, r1, d).transpose(), scale, Par::Seq);
+        matmul(sm, Accum::Replace, qh.submatrix(r0, 0, rows, d), kh.submatrix(0, 0, r1, d).transpose(), opts.scale, Par::Seq);
         for (i, row) in block.chunks_mut(r1).enumerate() {
             let live = r0 + i + 1;
-            causal_softmax_row(row, window.map_or(0, |w| live.saturating_sub(w)), live);
+            if let Some(c) = opts.softcap {
+                row[..live].iter_mut().for_each(|s| *s = c * (*s / c).tanh());
+            }
+            causal_softmax_row(row, opts.window.map_or(0, |w| live.saturating_sub(w)), live);
         }
         let om = MatMut::from_row_major_slice_mut(&mut o[r0 * d..r1 * d], rows, d);
         let pm = MatRef::from_row_major_slice(block, rows, r1);
@@ -203,11 +222,10 @@ fn attention_head(
 /// Query head `h` reads key/value head `h / (heads / kv_heads)`, as `transformers`' `repeat_kv`.
 /// Heads run in parallel; each takes its query rows in blocks of 64 against only the keys up to
 /// the block's last row, so most of the masked half of q kᵀ is never computed.
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool, window: Option<usize>) -> Result<(Tensor, Option<Tensor>)> {
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool, opts: AttentionOpts) -> Result<(Tensor, Option<Tensor>)> {
     let (b, nh, t, d) = q.dims4()?;
     let nkv = k.dims4()?.1;
     let rep = nh / nkv;
-    let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0f32; b * nh * t * d];
     let mut probs = if keep_probs { vec![0f32; b * nh * t * t] } else { Vec::new() };
     with_f32(q, |qs| {
@@ -216,7 +234,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool, wi
                 let head = |bh: usize, o: &mut [f32], p: Option<&mut [f32]>| {
                     let kv = (bh / nh * nkv + bh % nh / rep) * t * d;
                     let (kh, vh) = (&ks[kv..kv + t * d], &vs[kv..kv + t * d]);
-                    attention_head(&qs[bh * t * d..(bh + 1) * t * d], kh, vh, p, o, t, d, scale, window);
+                    attention_head(&qs[bh * t * d..(bh + 1) * t * d], kh, vh, p, o, t, d, opts);
                 };
                 let outs = out.par_chunks_mut(t * d).enumerate();
                 if keep_probs {
@@ -274,7 +292,7 @@ mod tests {
         let q = Tensor::randn(0f32, 1., (2, 6, 150, 8), &dev).unwrap();
         let k = Tensor::randn(0f32, 1., (2, 2, 150, 8), &dev).unwrap();
         let v = Tensor::randn(0f32, 1., (2, 2, 150, 8), &dev).unwrap();
-        let (out, probs) = causal_attention(&q, &k, &v, true, None).unwrap();
+        let (out, probs) = causal_attention(&q, &k, &v, true, AttentionOpts::plain(8)).unwrap();
         let want = naive_attention(&q, &k, &v);
         let diff = (out - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "max difference {diff}");

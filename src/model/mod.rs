@@ -143,19 +143,40 @@ pub struct Mlp {
     pub down: Linear,
 }
 
-/// A pre-norm transformer block: `h = x + attn(norm(x)); out = h + mlp(norm(h))`.
+/// A pre-norm transformer block: `h = x + attn(norm(x)); out = h + mlp(norm(h))`, Gemma's
+/// with a norm on each branch's output too: `h = x + norm(attn(norm(x)))`.
 #[derive(Debug, Clone)]
 pub struct Block {
     pub index: usize,
     /// RMSNorm weight before attention, (hidden,).
     pub attn_norm: Tensor,
     pub attn: Attention,
+    /// RMSNorm weight on the attention's output (Gemma 2/3), (hidden,).
+    pub post_attn_norm: Option<Tensor>,
     /// RMSNorm weight before the MLP, (hidden,).
     pub mlp_norm: Tensor,
     pub mlp: Mlp,
+    /// RMSNorm weight on the MLP's output (Gemma 2/3), (hidden,).
+    pub post_mlp_norm: Option<Tensor>,
 }
 
+/// The norms of a block by GGUF name part, in the order llama.cpp's converter writes them.
+pub const BLOCK_NORMS: [&str; 6] = ["attn_norm", "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"];
+
 impl Block {
+    /// The block's norm weights that it has, as (GGUF name part, weight).
+    pub fn norms(&self) -> Vec<(&'static str, &Tensor)> {
+        let all = [
+            Some(&self.attn_norm),
+            self.attn.q_norm.as_ref(),
+            self.attn.k_norm.as_ref(),
+            self.post_attn_norm.as_ref(),
+            Some(&self.mlp_norm),
+            self.post_mlp_norm.as_ref(),
+        ];
+        BLOCK_NORMS.iter().zip(all).filter_map(|(n, t)| t.map(|t| (*n, t))).collect()
+    }
+
     /// The block's linears in the order q, k, v, o, gate, up, down.
     pub fn linears(&self) -> [&Linear; 7] {
         [
@@ -241,9 +262,7 @@ impl Model {
             .iter()
             .map(|b| {
                 b.linears().iter().map(|l| l.weight.elem_count() + l.bias.as_ref().map_or(0, Tensor::elem_count)).sum::<usize>()
-                    + [&b.attn.q_norm, &b.attn.k_norm].iter().filter_map(|t| t.as_ref()).map(Tensor::elem_count).sum::<usize>()
-                    + b.attn_norm.elem_count()
-                    + b.mlp_norm.elem_count()
+                    + b.norms().iter().map(|(_, t)| t.elem_count()).sum::<usize>()
             })
             .sum();
         per_block
@@ -263,14 +282,10 @@ pub fn tensor_by_name<'a>(m: &'a Model, name: &str) -> Option<&'a Tensor> {
     }
     let (block, rest) = name.strip_prefix("blk.")?.split_once('.')?;
     let b = m.blocks.get(block.parse::<usize>().ok()?)?;
-    match rest {
-        "attn_norm.weight" => return Some(&b.attn_norm),
-        "ffn_norm.weight" => return Some(&b.mlp_norm),
-        "attn_q_norm.weight" => return b.attn.q_norm.as_ref(),
-        "attn_k_norm.weight" => return b.attn.k_norm.as_ref(),
-        _ => {}
-    }
     let (kind, suffix) = rest.split_once('.')?;
+    if let Some((_, t)) = b.norms().into_iter().find(|(n, _)| *n == kind) {
+        return (suffix == "weight").then_some(t);
+    }
     let l = b.linears().into_iter().find(|l| l.name.split('.').nth(2) == Some(kind))?;
     match suffix {
         "weight" => Some(&l.weight),
@@ -348,12 +363,19 @@ pub(crate) fn assemble(
             (None, None)
         };
         let attn = Attention { q, k, v, o, q_norm, k_norm };
+        let post_norms = config.arch.facts().post_norms;
+        let mut post = |kind: &str| -> Result<Option<Tensor>> {
+            if post_norms { Ok(Some(take(&format!("blk.{i}.{kind}.weight"), &[h])?)) } else { Ok(None) }
+        };
+        let (post_attn_norm, post_mlp_norm) = (post("post_attention_norm")?, post("post_ffw_norm")?);
         blocks.push(Block {
             index: i,
             attn_norm: take(&format!("blk.{i}.attn_norm.weight"), &[h])?,
             attn,
+            post_attn_norm,
             mlp_norm: take(&format!("blk.{i}.ffn_norm.weight"), &[h])?,
             mlp,
+            post_mlp_norm,
         });
     }
     let final_norm = take("output_norm.weight", &[h])?;

@@ -5,18 +5,24 @@ use candle_core::{Device, Tensor};
 use super::config::{Config, RopeLayout};
 use super::Result;
 
-/// cos/sin tables for positions `0..n_tokens`, each (n_tokens, head_dim/2).
+/// cos/sin tables for positions `0..n_tokens`, each (n_tokens, head_dim/2), of the global blocks
+/// or (`sliding`) of the windowed ones where their RoPE differs (Gemma 3's local base, unscaled).
 ///
-/// The angle of pair `i` at position `p` is `p · θ^(−2i/d) / f_i` where `f_i` are the optional
-/// llama3 frequency factors. Computed in f64, stored in f32.
-pub fn tables(config: &Config, n_tokens: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+/// The angle of pair `i` at position `p` is `p · θ^(−2i/d) / (f_i · s)` where `f_i` are the
+/// optional llama3 frequency factors and `s` the linear scaling factor. Computed in f64, stored
+/// in f32.
+pub fn tables(config: &Config, n_tokens: usize, sliding: bool, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
     let mut cos = Vec::with_capacity(n_tokens * half);
     let mut sin = Vec::with_capacity(n_tokens * half);
+    let (theta, linear) = match config.rope_theta_swa {
+        Some(t) if sliding => (t, 1.0),
+        _ => (config.rope_theta, config.rope_linear_factor),
+    };
     let inv_freq: Vec<f64> = (0..half)
         .map(|i| {
             let f = config.rope_freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
-            config.rope_theta.powf(-((2 * i) as f64) / config.head_dim as f64) / f
+            theta.powf(-((2 * i) as f64) / config.head_dim as f64) / f / linear
         })
         .collect();
     for p in 0..n_tokens {

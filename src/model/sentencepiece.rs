@@ -105,6 +105,26 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Piece>> {
     Ok(pieces)
 }
 
+/// Whether the model's normalizer prepends a space to the text (`NormalizerSpec` is field 3,
+/// its `add_dummy_prefix` field 3, true unless set): Llama 2 and Mistral do, Gemma does not.
+pub fn add_dummy_prefix(bytes: &[u8]) -> bool {
+    let mut r = Reader { buf: bytes, at: 0 };
+    let mut prefix = true;
+    while r.at < bytes.len() {
+        let Some((number, field)) = r.field() else { break };
+        let (3, Field::Bytes(body)) = (number, field) else { continue };
+        let mut n = Reader { buf: body, at: 0 };
+        while n.at < body.len() {
+            match n.field() {
+                Some((3, Field::Varint(v))) => prefix = v != 0,
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    prefix
+}
+
 /// Reads and parses `path`.
 pub fn read(path: &Path) -> Result<Vec<Piece>> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
@@ -138,5 +158,9 @@ mod tests {
         assert_eq!(got, vec![Piece { text: "<unk>".into(), score: 0.0, kind: UNKNOWN }, Piece { text: "\u{2581}a".into(), score: -1.5, kind: NORMAL }]);
         assert!(parse(Path::new("t.model"), &m[..m.len() - 3]).is_err());
         assert!(parse(Path::new("t.model"), b"{\"not\": \"protobuf\"}").is_err());
+        // No normalizer spec: a space is prepended; Gemma's spec { add_dummy_prefix: false }.
+        assert!(add_dummy_prefix(&m));
+        m.extend([0x1a, 0x02, 0x18, 0x00]);
+        assert!(!add_dummy_prefix(&m));
     }
 }

@@ -177,7 +177,7 @@ impl Tokenizer {
         let tokens: Vec<String> = pieces.iter().map(|p| p.text.clone()).collect();
         let scores: Vec<f32> = pieces.iter().map(|p| p.score).collect();
         let types: Vec<i32> = pieces.iter().map(|p| p.kind).collect();
-        Self::sentencepiece(&tokens, &scores, &types, true)
+        Self::sentencepiece(&tokens, &scores, &types, super::sentencepiece::add_dummy_prefix(bytes))
     }
 
     /// SentencePiece from its tokens, scores and GGUF token types.

@@ -9,20 +9,38 @@ use candle_core::{Device, Tensor};
 
 use super::capture::{Capture, Sublayer};
 use super::{kernels, rope, Block, Model, Result};
-use crate::model::config::Config;
+use crate::model::config::{Activation, Config};
 
-/// Per-sequence-length tables shared by every block: RoPE cos/sin.
+/// Per-sequence-length tables shared by every block: RoPE cos/sin, and those of the windowed
+/// blocks where their RoPE differs (Gemma 3).
 pub struct Positions {
     pub n_tokens: usize,
     cos: Tensor,
     sin: Tensor,
+    sliding: Option<(Tensor, Tensor)>,
 }
 
 impl Positions {
     pub fn new(config: &Config, n_tokens: usize, device: &Device) -> Result<Self> {
-        let (cos, sin) = rope::tables(config, n_tokens, device)?;
-        Ok(Positions { n_tokens, cos, sin })
+        let (cos, sin) = rope::tables(config, n_tokens, false, device)?;
+        let differs = config.rope_theta_swa.is_some() && config.sliding_window.is_some();
+        let sliding = if differs { Some(rope::tables(config, n_tokens, true, device)?) } else { None };
+        Ok(Positions { n_tokens, cos, sin, sliding })
     }
+
+    /// The cos/sin tables of block `i`'s first `t` positions.
+    fn of_block(&self, config: &Config, i: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let (cos, sin) = match &self.sliding {
+            Some((c, s)) if config.is_sliding(i) => (c, s),
+            _ => (&self.cos, &self.sin),
+        };
+        Ok((cos.narrow(0, 0, t)?, sin.narrow(0, 0, t)?))
+    }
+}
+
+/// Gemma 2's soft cap `c · tanh(x / c)`.
+pub(crate) fn softcap(x: &Tensor, c: f64) -> Result<Tensor> {
+    Ok(((x / c)?.tanh()? * c)?)
 }
 
 /// What to leave out of one block's forward.
@@ -49,15 +67,22 @@ impl Block {
         let i = self.index;
         cap.block_input(i, x)?;
         let mut x = x.clone();
+        // Gemma's norms on each branch's output, before the residual add.
+        let post = |y: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
+            match w {
+                Some(w) => rms_norm(&y, w, config.rms_norm_eps),
+                None => Ok(y),
+            }
+        };
         if !opts.skip_attention {
             let h = rms_norm(&x, &self.attn_norm, config.rms_norm_eps)?;
-            let a = self.attention(&h, config, pos, cap)?;
+            let a = post(self.attention(&h, config, pos, cap)?, &self.post_attn_norm)?;
             cap.sublayer_output(i, Sublayer::Attention, &a)?;
             x = (x + a)?;
         }
         if !opts.skip_mlp {
             let h = rms_norm(&x, &self.mlp_norm, config.rms_norm_eps)?;
-            let m = self.mlp_forward(&h, cap)?;
+            let m = post(self.mlp_forward(&h, config, cap)?, &self.post_mlp_norm)?;
             cap.sublayer_output(i, Sublayer::Mlp, &m)?;
             x = (x + m)?;
         }
@@ -80,9 +105,8 @@ impl Block {
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let cos = pos.cos.narrow(0, 0, t)?;
-        let sin = pos.sin.narrow(0, 0, t)?;
-        // qwen3: each head RMS-normed before RoPE.
+        let (cos, sin) = pos.of_block(config, self.index, t)?;
+        // qwen3, Gemma 3: each head RMS-normed before RoPE.
         let head_norm = |y: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
             match w {
                 Some(w) => rms_norm(&y, w, config.rms_norm_eps),
@@ -92,7 +116,12 @@ impl Block {
         let q = rope::apply(&head_norm(heads(a.q.forward(h)?, nh)?, &a.q_norm)?, &cos, &sin, config.rope_layout)?;
         let k = rope::apply(&head_norm(heads(a.k.forward(h)?, nkv)?, &a.k_norm)?, &cos, &sin, config.rope_layout)?;
         let v = heads(a.v.forward(h)?, nkv)?;
-        let (out, probs) = kernels::causal_attention(&q, &k, &v, cap.wants_attention(self.index), config.sliding_window)?;
+        let opts = kernels::AttentionOpts {
+            scale: config.attention_scale as f32,
+            window: config.window(self.index),
+            softcap: config.attn_softcap.map(|c| c as f32),
+        };
+        let (out, probs) = kernels::causal_attention(&q, &k, &v, cap.wants_attention(self.index), opts)?;
         if let Some(p) = probs {
             cap.attention_probs(self.index, &p)?;
         }
@@ -101,11 +130,16 @@ impl Block {
         a.o.forward(&out)
     }
 
-    /// SwiGLU MLP.
-    fn mlp_forward(&self, h: &Tensor, cap: &mut dyn Capture) -> Result<Tensor> {
+    /// The gated MLP: SwiGLU, or GeGLU (Gemma).
+    fn mlp_forward(&self, h: &Tensor, config: &Config, cap: &mut dyn Capture) -> Result<Tensor> {
         let m = &self.mlp;
         cap.linear_input(self.index, &[&m.gate, &m.up], h)?;
-        let act = (candle_nn::ops::silu(&m.gate.forward(h)?)? * m.up.forward(h)?)?;
+        let g = m.gate.forward(h)?;
+        let g = match config.arch.facts().activation {
+            Activation::Silu => candle_nn::ops::silu(&g)?,
+            Activation::GeluTanh => g.gelu()?,
+        };
+        let act = (g * m.up.forward(h)?)?;
         cap.linear_input(self.index, &[&m.down], &act)?;
         m.down.forward(&act)
     }
@@ -116,7 +150,12 @@ impl Model {
     pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let flat = tokens.flatten_all()?;
-        Ok(self.embed.index_select(&flat, 0)?.reshape((b, t, self.config.hidden_size))?)
+        let x = self.embed.index_select(&flat, 0)?.reshape((b, t, self.config.hidden_size))?;
+        if self.config.arch.facts().embed_scale {
+            // Gemma: × √hidden, rounded to f32 first as transformers and llama.cpp do.
+            return Ok((x * f64::from((self.config.hidden_size as f32).sqrt()))?);
+        }
+        Ok(x)
     }
 
     /// Final norm and output projection: (batch, tokens, hidden) → (batch, tokens, vocab) logits.
@@ -128,7 +167,11 @@ impl Model {
             Some(l) => &l.weight,
             None => &self.embed,
         };
-        Ok(kernels::matmul_nt(&h2, w)?.reshape((b, t, self.config.vocab_size))?)
+        let logits = kernels::matmul_nt(&h2, w)?.reshape((b, t, self.config.vocab_size))?;
+        match self.config.final_softcap {
+            Some(c) => softcap(&logits, c),
+            None => Ok(logits),
+        }
     }
 
     pub fn positions(&self, n_tokens: usize) -> Result<Positions> {
