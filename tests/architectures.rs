@@ -1,4 +1,4 @@
-//! Every command on every architecture's fixture: qwen3 (folder and GGUF), Mistral with its
+//! Every command on every architecture's fixture: qwen3 and Gemma 3 (folder and GGUF), Gemma 2, Mistral with its
 //! sliding window, a SentencePiece folder — eval, profile with an imatrix, plan, compress by
 //! the plan to GGUF, compress to a Hugging Face folder that loads back as the same model.
 
@@ -79,4 +79,19 @@ fn mistral_with_a_sliding_window() {
 #[test]
 fn sentencepiece_folder() {
     every_command("tiny-spm");
+}
+
+#[test]
+fn gemma3_folder() {
+    every_command("tiny-gemma3");
+}
+
+#[test]
+fn gemma3_gguf() {
+    every_command("tiny-gemma3.gguf");
+}
+
+#[test]
+fn gemma2_sentencepiece_folder() {
+    every_command("tiny-gemma2");
 }

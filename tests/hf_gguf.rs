@@ -57,7 +57,7 @@ fn f16_from_a_folder_equals_the_converters_file() {
 fn quantized_files_from_folders_run_in_llama_cpp_with_our_perplexity() {
     let dir = tmp_dir("llama");
     // tiny-llama: llama3 RoPE scaling and permuted q/k rows; tiny-qwen2: biases, tied output.
-    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0")] {
+    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0"), ("tiny-gemma3", "F16"), ("tiny-gemma3", "Q4_0"), ("tiny-gemma2", "F16"), ("tiny-gemma2", "Q8_0")] {
         let (out, _) = compress(&dir, name, &format!("{name}-{t}.gguf"), &["--type", t]);
         let (k, theirs) = llama_perplexity(&out, 128, 8);
         let ours = triage_ppl(&out, 128, k);
@@ -162,4 +162,28 @@ fn every_pre_tokenizer_group_gives_llama_tokenizes_ids() {
         distinct.insert(sha);
     }
     assert!(distinct.len() >= 3, "the vocabulary tells the groups apart");
+}
+
+#[test]
+fn gemma3_without_a_block_keeps_its_windowed_blocks_in_llama_cpp() {
+    // Removing block 1 of six moves the global block from 5 to 4, off llama.cpp's default
+    // pattern: the file must list the kept blocks' windows, and llama.cpp then scores it as we do.
+    let dir = tmp_dir("gemma3-drop");
+    let (_, _) = compress(&dir, "tiny-gemma3", "shortgpt.gguf", &["--budget", "drop-blocks=2", "--solver", "shortgpt"]);
+    let plan_path = dir.join("shortgpt.plan.json");
+    let mut plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
+    plan["drop_blocks"] = serde_json::json!([1]);
+    let edited = dir.join("drop1.json");
+    std::fs::write(&edited, plan.to_string()).unwrap();
+    let (out, _) = compress(&dir, "tiny-gemma3", "drop1.gguf", &["--plan", s(&edited)]);
+    let (g, _) = GgufFile::read(&out).unwrap();
+    let flags = match g.get("gemma3.attention.sliding_window_pattern") {
+        Some(Value::Array(a)) => a.iter().map(|v| matches!(v, Value::Bool(true))).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(flags, [true, true, true, true, false]);
+    let (k, theirs) = llama_perplexity(&out, 128, 8);
+    let ours = triage_ppl(&out, 128, k);
+    assert!((ours - theirs).abs() / theirs < 0.01, "triage {ours} llama.cpp {theirs}");
+    std::fs::remove_dir_all(&dir).ok();
 }

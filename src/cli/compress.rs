@@ -191,7 +191,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
-        if let Some(w) = model.config.sliding_window {
+        if let Some(w) = model.config.sliding_window.filter(|_| model.config.arch.facts().swa_pattern == 0) {
             eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp's llama architecture (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
         }
     }

@@ -143,6 +143,17 @@ fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&str) 
         };
         metadata.push((k.clone(), v));
     }
+    // Gemma's windowed blocks follow a pattern by block number; once blocks are removed the
+    // kept blocks' own flags are written, which llama.cpp reads in place of the pattern.
+    let pattern_key = format!("{arch}.attention.sliding_window_pattern");
+    let swa_pattern = crate::model::Arch::from_gguf_name(&arch).map_or(0, |a| a.facts().swa_pattern);
+    if swa_pattern > 0 && kept_blocks.len() != n_source_blocks && !metadata.iter().any(|(k, _)| *k == pattern_key) {
+        let sliding = |i: usize| i % swa_pattern < swa_pattern - 1;
+        let flags: Vec<bool> = kept_blocks.iter().map(|&i| sliding(i)).collect();
+        if flags.iter().enumerate().any(|(i, &f)| f != sliding(i)) {
+            metadata.push((pattern_key, Value::Array(flags.into_iter().map(Value::Bool).collect())));
+        }
+    }
     let mut tensors = Vec::with_capacity(src.tensors.len());
     for t in &src.tensors {
         let name = if t.name.starts_with("blk.") {

@@ -116,13 +116,32 @@ fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&G
             serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         // A GGUF keeps these in float32: written as their shortest float32 decimals.
-        Format::Gguf => json!({
-            "architectures": [arch],
-            "model_type": model_type,
-            "hidden_act": "silu",
-            "rope_theta": shortest_f32(c.rope_theta),
-            "rms_norm_eps": shortest_f32(c.rms_norm_eps),
-        }),
+        Format::Gguf => {
+            let mut j = json!({
+                "architectures": [arch],
+                "model_type": model_type,
+                "rope_theta": shortest_f32(c.rope_theta),
+                "rms_norm_eps": shortest_f32(c.rms_norm_eps),
+            });
+            let act = c.arch.facts().activation.hf_name();
+            j[if c.arch.facts().norm_plus_one { "hidden_activation" } else { "hidden_act" }] = json!(act);
+            if c.rope_linear_factor != 1.0 {
+                j["rope_scaling"] = json!({"rope_type": "linear", "factor": shortest_f32(c.rope_linear_factor)});
+            }
+            if let Some(t) = c.rope_theta_swa {
+                j["rope_local_base_freq"] = json!(shortest_f32(t));
+            }
+            if c.arch.facts().norm_plus_one {
+                let scalar = shortest_f32(c.attention_scale.powi(-2));
+                j["query_pre_attn_scalar"] = if scalar.fract() == 0.0 { json!(scalar as u64) } else { json!(scalar) };
+                j["attn_logit_softcapping"] = json!(c.attn_softcap);
+                j["final_logit_softcapping"] = json!(c.final_softcap);
+            }
+            if let Some(w) = c.sliding_window {
+                j["sliding_window"] = json!(w);
+            }
+            j
+        }
     };
     let obj = j.as_object_mut().ok_or_else(|| anyhow::anyhow!("config.json is not an object"))?;
     // Per-layer lists (layer_types, …) follow the kept blocks.
@@ -151,6 +170,15 @@ fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&G
         obj.insert(k.into(), v);
     }
     obj.remove("dtype");
+    // Gemma's windowed blocks by name, which also holds after depth pruning.
+    if c.arch.facts().swa_pattern > 0 && c.sliding_window.is_some() {
+        let types: Vec<&str> = (0..c.n_layers).map(|i| if c.is_sliding(i) { "sliding_attention" } else { "full_attention" }).collect();
+        obj.insert("layer_types".into(), json!(types));
+        if n_source != c.n_layers {
+            obj.remove("sliding_window_pattern");
+            obj.remove("_sliding_window_pattern");
+        }
+    }
     if c.arch == Arch::Llama {
         obj.entry("attention_bias").or_insert(json!(false));
         obj.entry("mlp_bias").or_insert(json!(false));

@@ -109,6 +109,11 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
                 _ => Err(ModelError::InvalidConfig(format!("{} holds a non-boolean", key("attention.sliding_window_pattern")))),
             })
             .collect::<Result<Vec<bool>>>()?,
+        Some(_) if sliding_window.is_some() => {
+            // A number: every n-th block global (0: all windowed).
+            let p = require(md_u64(md, &key("attention.sliding_window_pattern"))?, &key("attention.sliding_window_pattern"))? as usize;
+            (0..n_layers).map(|i| p == 0 || i % p < p - 1).collect()
+        }
         _ if sliding_window.is_some() => Config::default_sliding_layers(arch, n_layers),
         _ => Vec::new(),
     };
