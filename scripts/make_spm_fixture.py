@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/fixtures/tiny-spm/ and tests/fixtures/tiny-gemma2/.
+"""tests/fixtures/tiny-spm/, tests/fixtures/tiny-gemma2/ and tests/fixtures/tiny-phi3/.
 
 tiny-spm: a tiny LlamaForCausalLM whose tokenizer is a SentencePiece BPE model
 (tokenizer.model, trained here on the first 200 000 bytes of assets/calib.txt, 400 pieces, byte
@@ -82,6 +82,69 @@ def gemma2():
     print(out, len(ids), "tokens;", sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+PHI3_TEXT = "It was the age of wisdom, it was the age of foolishness."
+
+
+def phi3():
+    """tiny-phi3: Phi3ForCausalLM in bf16 with the Llama-style SentencePiece model and two added
+    tokens past it (<|endoftext|> and <|end|>, as Phi-3's); fused qkv_proj and gate_up_proj;
+    LongRoPE with short and long factors (original context 64 of 256: 128-token windows take the
+    long ones)."""
+    import sys
+    from transformers import AutoModelForCausalLM, Phi3Config, Phi3ForCausalLM
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_fixtures import check_hidden_state_layout, forward, write_expected
+
+    out = REPO / "tests/fixtures/tiny-phi3"
+    model = train(add_dummy_prefix=True)
+    if out.exists():
+        shutil.rmtree(out)
+    torch.manual_seed(1357)
+    g = torch.Generator().manual_seed(1357)
+    short = [round(1.0 + 0.5 * i + 0.1 * float(torch.rand(1, generator=g)), 4) for i in range(8)]
+    long = [round(f * 2.0, 4) for f in short]
+    cfg = Phi3Config(vocab_size=402, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, max_position_embeddings=256, original_max_position_embeddings=64,
+                     rms_norm_eps=1e-5, sliding_window=None, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+                     pad_token_id=None,
+                     rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": short, "long_factor": long,
+                                      "original_max_position_embeddings": 64})
+    m = Phi3ForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.copy_(1.0 + 0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
+    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    # config.json as Phi-3.5-mini-instruct's spells it: rope_theta and rope_scaling {"type": "longrope"}.
+    c = json.loads((out / "config.json").read_text())
+    rp = c.pop("rope_parameters")
+    c["rope_theta"] = rp["rope_theta"]
+    c["rope_scaling"] = {"long_factor": rp["long_factor"], "short_factor": rp["short_factor"], "type": "longrope"}
+    c["torch_dtype"] = c.pop("dtype")
+    (out / "config.json").write_text(json.dumps(dict(sorted(c.items())), indent=2) + "\n")
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    # llama.cpp marks Phi-3's <|endoftext|> by name (a model named phi3 must have it).
+    tokens = ["<unk>", "<s>", "</s>"] + [None] * 397 + ["<|endoftext|>", "<|end|>"]
+    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": i >= 400, "single_word": False, "special": True}
+               for i, t in enumerate(tokens) if t}
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": False, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "<|end|>",
+        "unk_token": "<unk>", "legacy": False, "tokenizer_class": "LlamaTokenizer",
+        "chat_template": "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"}, indent=2) + "\n")
+    (out / "added_tokens.json").write_text(json.dumps({"<|endoftext|>": 400, "<|end|>": 401}, indent=2) + "\n")
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    ids = sp.encode(PHI3_TEXT)
+    hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    assert hf.config.rope_parameters["rope_type"] == "longrope", hf.config.rope_parameters
+    logits, hidden = forward(hf, ids)
+    check_hidden_state_layout(hf, ids, hidden)
+    # Past the original context (64) LongRoPE takes the long factors.
+    long_ids = ids * 3
+    long_logits, _ = forward(hf, long_ids)
+    write_expected(REPO / "tests/fixtures/tiny-phi3.expected.json", PHI3_TEXT, ids, logits, hidden,
+                   {"pieces": [sp.id_to_piece(i) for i in ids], "long_tokens": long_ids, "long_logits": [[float(x) for x in r] for r in long_logits.tolist()]})
+    print(out, len(ids), "tokens;", sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 def main():
     model = train(add_dummy_prefix=True)
     if OUT.exists():
@@ -108,3 +171,4 @@ def main():
 if __name__ == "__main__":
     main()
     gemma2()
+    phi3()

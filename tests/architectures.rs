@@ -1,4 +1,4 @@
-//! Every command on every architecture's fixture: qwen3 and Gemma 3 (folder and GGUF), Gemma 2, Mistral with its
+//! Every command on every architecture's fixture: qwen3, Gemma 3 and Phi-3 (folder and GGUF), Gemma 2, Mistral with its
 //! sliding window, a SentencePiece folder — eval, profile with an imatrix, plan, compress by
 //! the plan to GGUF, compress to a Hugging Face folder that loads back as the same model.
 
@@ -31,7 +31,7 @@ fn every_command(name: &str) {
     let imatrix = d("imatrix.gguf");
     triage(&["profile", "--model", m, "--calib", calib, "--tokens", "512", "--ctx", "128", "--ablation-tokens", "128", "--attention-tokens", "128", "--out", d("profile").to_str().unwrap(), "--imatrix-out", imatrix.to_str().unwrap()]);
     let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("profile/profile.json")).unwrap()).unwrap();
-    assert!(profile.to_string().contains("blk.0.attn_q.weight"), "{name}: the profile names the linears");
+    assert!(profile.to_string().contains("blk.0.attn_output.weight"), "{name}: the profile names the linears");
     assert!(imatrix.exists());
     let plan = d("plan.json");
     let common = ["--calib", calib, "--tokens", "256", "--ctx", "32"];
@@ -94,4 +94,14 @@ fn gemma3_gguf() {
 #[test]
 fn gemma2_sentencepiece_folder() {
     every_command("tiny-gemma2");
+}
+
+#[test]
+fn phi3_folder() {
+    every_command("tiny-phi3");
+}
+
+#[test]
+fn phi3_gguf() {
+    every_command("tiny-phi3.gguf");
 }

@@ -192,10 +192,10 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
         if let Some(w) = model.config.sliding_window.filter(|_| model.config.arch.facts().swa_pattern == 0) {
-            eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp's llama architecture (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
+            eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
         }
     }
-    if !to_gguf && model.config.rope_freq_factors.is_some() && model.source.format == crate::model::Format::Gguf {
+    if !to_gguf && model.config.rope_freq_factors.is_some() && model.config.rope_long_factors.is_none() && model.source.format == crate::model::Format::Gguf {
         bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");
     }
     let hf = crate::export::hf::HfOptions {

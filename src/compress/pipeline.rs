@@ -124,8 +124,8 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
             }
         }
         let mut factors = Factors::default();
-        for (k, l) in block.linears_mut().into_iter().enumerate() {
-            if plan.removes_linear(i, k) {
+        for l in block.linears_mut() {
+            if plan.removes_linear(i, &l.name) {
                 // A removed sublayer adds nothing: its linears become zeros.
                 let (rows, cols) = (l.out_features(), l.in_features());
                 let t = plan.zeroed_type(&l.name, cols);

@@ -155,8 +155,8 @@ impl Plan {
 
     /// Whether linear `k` of block `block` (q, k, v, o: 0–3; gate, up, down: 4–6) belongs to a
     /// removed sublayer.
-    pub fn removes_linear(&self, block: usize, k: usize) -> bool {
-        if k < 4 {
+    pub fn removes_linear(&self, block: usize, name: &str) -> bool {
+        if crate::model::is_attention_linear(name) {
             self.drop_attention.contains(&block)
         } else {
             self.drop_mlp.contains(&block)

@@ -278,8 +278,11 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
 /// The model's tensor `name` (output numbering) encoded plainly as `qtype` (F32 or F16).
 fn encode_from_model(c: &Compressed, name: &str, qtype: QuantType) -> Result<Vec<u8>, ExportError> {
     let m = &c.model;
-    let values: Vec<f32> = if name == "rope_freqs.weight" {
-        m.config.rope_freq_factors.clone().ok_or_else(|| ExportError::Invalid("rope_freqs.weight without llama3 RoPE scaling".into()))?
+    let factors = |f: &Option<Vec<f32>>| f.clone().ok_or_else(|| ExportError::Invalid(format!("{name} without the RoPE scaling that holds it")));
+    let values: Vec<f32> = if name == "rope_freqs.weight" || name == "rope_factors_short.weight" {
+        factors(&m.config.rope_freq_factors)?
+    } else if name == "rope_factors_long.weight" {
+        factors(&m.config.rope_long_factors)?
     } else {
         let t = crate::model::tensor_by_name(m, name).ok_or_else(|| ExportError::Invalid(format!("the model has no tensor {name}")))?;
         t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| ExportError::Invalid(e.to_string()))?

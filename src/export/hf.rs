@@ -131,6 +131,12 @@ fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&G
             if let Some(t) = c.rope_theta_swa {
                 j["rope_local_base_freq"] = json!(shortest_f32(t));
             }
+            if let (Some(short), Some(long)) = (&c.rope_freq_factors, &c.rope_long_factors) {
+                let list = |f: &[f32]| f.iter().map(|&x| shortest_f32(x as f64)).collect::<Vec<_>>();
+                j["rope_scaling"] = json!({"type": "longrope", "short_factor": list(short), "long_factor": list(long),
+                    "attention_factor": shortest_f32(c.rope_attn_factor)});
+                j["original_max_position_embeddings"] = json!(c.rope_original_context);
+            }
             if c.arch.facts().norm_plus_one {
                 let scalar = shortest_f32(c.attention_scale.powi(-2));
                 j["query_pre_attn_scalar"] = if scalar.fract() == 0.0 { json!(scalar as u64) } else { json!(scalar) };
@@ -185,8 +191,15 @@ fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&G
     }
     if let Some(f) = facts {
         for k in ["bos", "eos", "pad"] {
-            if let Some((id, _)) = f.specials.get(k) {
-                obj.insert(format!("{k}_token_id"), json!(id));
+            match f.specials.get(k) {
+                Some((id, _)) => {
+                    obj.insert(format!("{k}_token_id"), json!(id));
+                }
+                // No padding token: said, so that a class default (Phi-3's 32000) is not taken.
+                None if k == "pad" => {
+                    obj.insert("pad_token_id".into(), Json::Null);
+                }
+                None => {}
             }
         }
     }
@@ -238,7 +251,7 @@ const CARRIED: [&str; 8] = [
 pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions) -> anyhow::Result<()> {
     let c = &model.config;
     let from_hf = model.source.format == Format::HuggingFace;
-    if c.rope_freq_factors.is_some() && !from_hf {
+    if c.rope_freq_factors.is_some() && c.rope_long_factors.is_none() && !from_hf {
         anyhow::bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); write a .gguf instead");
     }
     let facts = if from_hf { None } else { Some(gguf_facts(&model.source.path)?) };

@@ -122,8 +122,13 @@ fn safetensors_headers(dir: &Path) -> Result<Vec<(String, Vec<u64>)>, ExportErro
 /// every tensor the model uses in the order of the folder's safetensors.
 pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError> {
     let mut out = Vec::new();
-    if let Some(f) = &config.rope_freq_factors {
-        out.push(HfTensor { name: "rope_freqs.weight".into(), ne: vec![f.len() as u64], qtype: QuantType::F32 });
+    match (&config.rope_freq_factors, &config.rope_long_factors) {
+        (Some(short), Some(long)) => {
+            out.push(HfTensor { name: "rope_factors_long.weight".into(), ne: vec![long.len() as u64], qtype: QuantType::F32 });
+            out.push(HfTensor { name: "rope_factors_short.weight".into(), ne: vec![short.len() as u64], qtype: QuantType::F32 });
+        }
+        (Some(f), None) => out.push(HfTensor { name: "rope_freqs.weight".into(), ne: vec![f.len() as u64], qtype: QuantType::F32 }),
+        _ => {}
     }
     for (hf, shape) in safetensors_headers(dir)? {
         let Some(name) = gguf_name(config.arch, &hf) else { continue };
@@ -227,10 +232,12 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     let config_json = read_json(&dir.join("config.json"))?;
     let arch = config.arch.gguf_name();
     let n_params: u64 = tensors.iter().map(|t| t.ne.iter().product::<u64>()).sum();
-    let mut md: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String(arch.into())),
-        ("general.type".into(), Value::String("model".into())),
-    ];
+    let mut md: Vec<(String, Value)> = vec![("general.architecture".into(), Value::String(arch.into()))];
+    if config.rope_long_factors.is_some() {
+        // Written with the LongRoPE factor tensors, before the rest of the metadata.
+        md.push((format!("{arch}.rope.scaling.attn_factor"), Value::F32(config.rope_attn_factor as f32)));
+    }
+    md.push(("general.type".into(), Value::String("model".into())));
     // Sampling defaults from generation_config.json (an unreadable one is ignored, as there).
     let generation = read_json_opt(&dir.join("generation_config.json")).ok().flatten().unwrap_or(Json::Null);
     for (key, from, int) in SAMPLING {
@@ -255,7 +262,23 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     let u32v = |n: usize| Value::U32(n as u32);
     let given = |k: &str| config_json.get(k).is_some_and(|v| !v.is_null());
     let mut hp: Vec<(&str, Value)> = Vec::new();
-    if config.arch == Arch::Gemma2 {
+    if config.arch == Arch::Phi3 {
+        // The converter's Phi-3 class writes its own list, in its own order.
+        hp.extend([
+            ("context_length", u32v(config.context_length)),
+            ("rope.scaling.original_context_length", u32v(config_json.get("original_max_position_embeddings").and_then(Json::as_u64).map_or(config.rope_original_context, |n| n as usize))),
+            ("embedding_length", u32v(config.hidden_size)),
+            ("feed_forward_length", u32v(config.intermediate_size)),
+            ("block_count", u32v(config.n_layers)),
+            ("attention.head_count", u32v(config.n_heads)),
+            ("attention.head_count_kv", u32v(config.n_kv_heads)),
+            ("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)),
+            ("rope.dimension_count", u32v(config.head_dim)),
+            ("rope.freq_base", Value::F32(config.rope_theta as f32)),
+            ("", Value::U32(0)),
+            ("attention.sliding_window", u32v(config_json.get("sliding_window").and_then(Json::as_u64).unwrap_or(0) as usize)),
+        ]);
+    } else if config.arch == Arch::Gemma2 {
         // The converter's Gemma 2 class writes its own list, in its own order.
         hp.extend([
             ("context_length", u32v(config.context_length)),
@@ -477,17 +500,34 @@ fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut 
             }
         }
     }
+    // The converter's Phi-3 class: added tokens kept as written, CONTROL only when special, and
+    // tokenizer.json's added tokens too.
+    let phi3 = config.arch == Arch::Phi3;
+    let mut add = |id: usize, data: &Json| {
+        let Some(content) = data.get("content").and_then(Json::as_str).filter(|_| id < n) else { return };
+        let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
+        if special || (!phi3 && looks_special(content)) {
+            types[id] = sp::CONTROL;
+            tokens[id] = content.to_string();
+        } else {
+            types[id] = sp::USER_DEFINED;
+            tokens[id] = if phi3 { content.to_string() } else { content.replace('\u{2581}', " ") };
+        }
+        scores[id] = -1000.0;
+    };
     if let Some(decoder) = tc.and_then(|c| c.get("added_tokens_decoder")).and_then(Json::as_object) {
         for (id, data) in decoder {
-            let (Some(id), Some(content)) = (id.parse::<usize>().ok().filter(|&i| i < n), data.get("content").and_then(Json::as_str)) else { continue };
-            if data.get("special").and_then(Json::as_bool).unwrap_or(false) || looks_special(content) {
-                types[id] = sp::CONTROL;
-                tokens[id] = content.to_string();
-            } else {
-                types[id] = sp::USER_DEFINED;
-                tokens[id] = content.replace('\u{2581}', " ");
+            if let Ok(id) = id.parse::<usize>() {
+                add(id, data);
             }
-            scores[id] = -1000.0;
+        }
+    }
+    if phi3 {
+        let tj = read_json_opt(&dir.join("tokenizer.json"))?;
+        for data in tj.as_ref().and_then(|t| t.get("added_tokens")).and_then(Json::as_array).into_iter().flatten() {
+            if let Some(id) = data.get("id").and_then(Json::as_u64) {
+                add(id as usize, data);
+            }
         }
     }
     md.push(("tokenizer.ggml.model".into(), Value::String("llama".into())));

@@ -79,7 +79,10 @@ impl BlockMoments {
     pub fn new(block: &Block) -> Self {
         let group = |ls: &[&Linear]| InputMoments::new(ls.iter().map(|l| l.name.clone()).collect(), ls[0].in_features());
         let (a, m) = (&block.attn, &block.mlp);
-        BlockMoments { groups: vec![group(&[&a.q, &a.k, &a.v]), group(&[&a.o]), group(&[&m.gate, &m.up]), group(&[&m.down])] }
+        fn all(ls: &[Linear]) -> Vec<&Linear> {
+            ls.iter().collect()
+        }
+        BlockMoments { groups: vec![group(&all(&a.qkv)), group(&[&a.o]), group(&all(&m.gate_up)), group(&[&m.down])] }
     }
 
     /// The moments of the input of linear `name`.

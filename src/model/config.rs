@@ -17,6 +17,7 @@ pub enum Arch {
     Qwen3,
     Gemma2,
     Gemma3,
+    Phi3,
 }
 
 /// The activation of the MLP's gate: `down(act(gate(x)) ⊙ up(x))`.
@@ -75,6 +76,9 @@ pub struct ArchFacts {
     pub swa_pattern: usize,
     /// config.json's `tie_word_embeddings` when it does not say.
     pub tied_by_default: bool,
+    /// Phi-3: q, k and v are one linear (`attn_qkv`), gate and up one (`ffn_up`, gate's rows
+    /// first), in both formats.
+    pub fused: bool,
 }
 
 const GEMMA_PARTS: &[(&str, &str)] = &[
@@ -99,9 +103,10 @@ const LLAMA_LIKE: ArchFacts = ArchFacts {
     hf_parts: &[],
     swa_pattern: 0,
     tied_by_default: false,
+    fused: false,
 };
 
-pub const ARCHS: [ArchFacts; 5] = [
+pub const ARCHS: [ArchFacts; 6] = [
     ArchFacts {
         hf_classes: &["LlamaForCausalLM", "MistralForCausalLM"],
         model_types: &["llama", "mistral"],
@@ -152,6 +157,15 @@ pub const ARCHS: [ArchFacts; 5] = [
         hf_parts: GEMMA_PARTS,
         swa_pattern: 6,
         tied_by_default: true,
+        ..LLAMA_LIKE
+    },
+    ArchFacts {
+        arch: Arch::Phi3,
+        gguf: "phi3",
+        hf_classes: &["Phi3ForCausalLM"],
+        model_types: &["phi3"],
+        hf_parts: &[("attn_qkv", "self_attn.qkv_proj"), ("ffn_up", "mlp.gate_up_proj")],
+        fused: true,
         ..LLAMA_LIKE
     },
 ];
@@ -225,8 +239,14 @@ pub struct Config {
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
     pub rope_layout: RopeLayout,
-    /// Per-frequency divisors of the RoPE angle (llama3 scaling; GGUF `rope_freqs.weight`).
+    /// Per-frequency divisors of the RoPE angle (llama3 scaling, GGUF `rope_freqs.weight`; or
+    /// LongRoPE's short factors, `rope_factors_short.weight`).
     pub rope_freq_factors: Option<Vec<f32>>,
+    /// LongRoPE (Phi-3): the divisors for sequences longer than `rope_original_context`
+    /// (`rope_factors_long.weight`), and the factor on cos and sin at every length.
+    pub rope_long_factors: Option<Vec<f32>>,
+    pub rope_original_context: usize,
+    pub rope_attn_factor: f64,
     /// The longest context the model was trained for.
     pub context_length: usize,
     pub tie_word_embeddings: bool,
@@ -325,6 +345,12 @@ impl Config {
             if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
                 return bad(format!("{what} {v} is not a finite positive number"));
             }
+        }
+        if let Some(f) = self.rope_long_factors.as_ref().filter(|f| f.len() != self.head_dim / 2) {
+            return bad(format!("{} long RoPE factors for head dimension {}", f.len(), self.head_dim));
+        }
+        if !(self.rope_attn_factor.is_finite() && self.rope_attn_factor > 0.0) {
+            return bad(format!("RoPE attention factor {} is not a finite positive number", self.rope_attn_factor));
         }
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim / 2 {
@@ -425,6 +451,11 @@ pub struct HfConfig {
     /// Gemma 3 before transformers 5: the RoPE base of the windowed blocks.
     #[serde(default)]
     pub rope_local_base_freq: Option<f64>,
+    /// Phi-3: the context LongRoPE's short factors were trained for.
+    #[serde(default)]
+    pub original_max_position_embeddings: Option<usize>,
+    #[serde(default)]
+    pub partial_rotary_factor: Option<f64>,
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default)]
@@ -468,7 +499,7 @@ impl HfConfig {
             Arch::Qwen2 | Arch::Qwen3 if self.use_sliding_window && window.is_some() => {
                 return Err(ModelError::UnsupportedArchitecture(format!("{} with sliding-window attention", arch.gguf_name())));
             }
-            Arch::Llama => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
+            Arch::Llama | Arch::Phi3 => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
             Arch::Gemma2 | Arch::Gemma3 => {
                 let layers = match (&self.layer_types, self.sliding_window_pattern) {
                     (Some(types), _) => {
@@ -509,6 +540,11 @@ impl HfConfig {
             global.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
         });
         let scaling_kind = scaling.and_then(|v| v.get("rope_type").or_else(|| v.get("type"))).and_then(serde_json::Value::as_str);
+        if let Some(p) = self.partial_rotary_factor.or_else(|| global.and_then(|g| g.get("partial_rotary_factor")).and_then(serde_json::Value::as_f64)) {
+            if p != 1.0 {
+                return Err(ModelError::UnsupportedArchitecture(format!("partial_rotary_factor {p} (RoPE over part of each head)")));
+            }
+        }
         let rope_linear_factor = match scaling_kind {
             Some("linear") => scaling.and_then(|v| v.get("factor")).and_then(serde_json::Value::as_f64).ok_or_else(|| {
                 ModelError::InvalidConfig("linear rope scaling without a numeric 'factor'".into())
@@ -528,6 +564,9 @@ impl HfConfig {
             rope_theta,
             rope_layout: RopeLayout::HalfSplit,
             rope_freq_factors: None,
+            rope_long_factors: None,
+            rope_original_context: 0,
+            rope_attn_factor: 1.0,
             context_length: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(facts.tied_by_default),
             sliding_window,
@@ -540,6 +579,30 @@ impl HfConfig {
         };
         if self.attn_logit_softcapping.is_some() && arch != Arch::Gemma2 {
             return Err(ModelError::UnsupportedArchitecture(format!("{} with attn_logit_softcapping", arch.gguf_name())));
+        }
+        if let (Some(v), Some("longrope" | "su")) = (scaling, scaling_kind) {
+            let original = self
+                .original_max_position_embeddings
+                .or_else(|| v.get("original_max_position_embeddings").and_then(serde_json::Value::as_u64).map(|n| n as usize))
+                .ok_or_else(|| ModelError::InvalidConfig("LongRoPE without original_max_position_embeddings".into()))?;
+            let factors = |k: &str| -> Result<Vec<f32>, ModelError> {
+                v.get(k)
+                    .and_then(serde_json::Value::as_array)
+                    .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect::<Option<Vec<f32>>>())
+                    .ok_or_else(|| ModelError::InvalidConfig(format!("LongRoPE without a numeric list '{k}'")))
+            };
+            // transformers' `_compute_longrope_parameters`, as llama.cpp's converter computes it.
+            let scale = self.max_position_embeddings as f64 / original as f64;
+            config.rope_attn_factor = match v.get("attention_factor").and_then(serde_json::Value::as_f64) {
+                Some(a) => a,
+                None if scale > 1.0 => (1.0 + scale.ln() / (original as f64).ln()).sqrt(),
+                None => 1.0,
+            };
+            config.rope_freq_factors = Some(factors("short_factor")?);
+            config.rope_long_factors = Some(factors("long_factor")?);
+            config.rope_original_context = original;
+            config.validate()?;
+            return Ok(config);
         }
         let scaling = scaling.filter(|_| scaling_kind != Some("linear"));
         // The sizes are checked before the factors, whose count the head dimension sets.

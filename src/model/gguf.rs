@@ -88,11 +88,9 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         Some(info) => return Err(ModelError::InvalidConfig(format!("token_embd.weight has {} dimensions, not 2", info.ne.len()))),
         None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
     };
-    let rope_freq_factors = if gguf.tensor("rope_freqs.weight").is_some() {
-        Some(Vec::new()) // filled by the loader once tensors are read
-    } else {
-        None
-    };
+    // Filled by the loader once tensors are read.
+    let rope_freq_factors = (gguf.tensor("rope_freqs.weight").is_some() || gguf.tensor("rope_factors_short.weight").is_some()).then(Vec::new);
+    let rope_long_factors = gguf.tensor("rope_factors_long.weight").is_some().then(Vec::new);
     // Gemma's sliding window covers llama.cpp's default pattern of blocks unless the file
     // lists its own (`attention.sliding_window_pattern`, an array of booleans).
     // Gemma 2 always has one, 4096 tokens unless the file says.
@@ -119,7 +117,8 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
     };
     let rope_linear_factor = match md.get(&key("rope.scaling.type")).map(|v| v.to_string().map(String::as_str)) {
         Some(Ok("linear")) => require(md_f64(md, &key("rope.scaling.factor"))?, &key("rope.scaling.factor"))?,
-        Some(Ok("none")) | None => 1.0,
+        // LongRoPE is given by its factor tensors.
+        Some(Ok("none" | "longrope")) | None => 1.0,
         Some(Ok(other)) => return Err(ModelError::UnsupportedArchitecture(format!("RoPE scaling type '{other}'"))),
         Some(Err(e)) => return Err(ModelError::InvalidConfig(format!("{}: {e}", key("rope.scaling.type")))),
     };
@@ -146,6 +145,9 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         rope_theta: md_f64(md, &key("rope.freq_base"))?.unwrap_or(10000.0),
         rope_layout: if arch.facts().gguf_rope_interleaved { RopeLayout::Interleaved } else { RopeLayout::HalfSplit },
         rope_freq_factors,
+        rope_long_factors,
+        rope_original_context: md_u64(md, &key("rope.scaling.original_context_length"))?.map_or(0, |n| n as usize),
+        rope_attn_factor: md_f64(md, &key("rope.scaling.attn_factor"))?.unwrap_or(1.0),
         context_length: u("context_length")?,
         tie_word_embeddings: gguf.tensor("output.weight").is_none(),
         sliding_window,
@@ -193,9 +195,12 @@ fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Mode
         let values = dequantize(qtype, &bytes, info.n_elements() as usize);
         Ok(Some(Tensor::from_vec(values, info.shape(), &Device::Cpu)?))
     };
+    let mut factors = |name: &str| -> Result<Option<Vec<f32>>> { read(name)?.map(|f| Ok(f.flatten_all()?.to_vec1::<f32>()?)).transpose() };
     if config.rope_freq_factors.is_some() {
-        let f = read("rope_freqs.weight")?.expect("checked above");
-        config.rope_freq_factors = Some(f.flatten_all()?.to_vec1::<f32>()?);
+        config.rope_freq_factors = factors("rope_freqs.weight")?.or(factors("rope_factors_short.weight")?);
+    }
+    if config.rope_long_factors.is_some() {
+        config.rope_long_factors = factors("rope_factors_long.weight")?;
     }
     let tokenizer = match md.get("tokenizer.ggml.model") {
         Some(_) => Some(Tokenizer::from_gguf(&md)?),

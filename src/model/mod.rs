@@ -126,20 +126,20 @@ impl Linear {
 
 #[derive(Debug, Clone)]
 pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// The input projections q, k and v — or one fused `attn_qkv` (Phi-3) whose rows are q's,
+    /// then k's, then v's.
+    pub qkv: Vec<Linear>,
     pub o: Linear,
     /// RMSNorm weights over each query / key head before RoPE, (head_dim,) (qwen3).
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
 }
 
-/// SwiGLU: `down(silu(gate(x)) ⊙ up(x))`.
+/// A gated MLP: `down(act(gate(x)) ⊙ up(x))`.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    pub gate: Linear,
-    pub up: Linear,
+    /// gate and up — or one fused `ffn_up` (Phi-3) whose rows are gate's, then up's.
+    pub gate_up: Vec<Linear>,
     pub down: Linear,
 }
 
@@ -177,30 +177,22 @@ impl Block {
         BLOCK_NORMS.iter().zip(all).filter_map(|(n, t)| t.map(|t| (*n, t))).collect()
     }
 
-    /// The block's linears in the order q, k, v, o, gate, up, down.
-    pub fn linears(&self) -> [&Linear; 7] {
-        [
-            &self.attn.q,
-            &self.attn.k,
-            &self.attn.v,
-            &self.attn.o,
-            &self.mlp.gate,
-            &self.mlp.up,
-            &self.mlp.down,
-        ]
+    /// The block's linears in the order q, k, v, o, gate, up, down (fused: qkv, o, gate_up,
+    /// down).
+    pub fn linears(&self) -> Vec<&Linear> {
+        let (a, m) = (&self.attn, &self.mlp);
+        a.qkv.iter().chain([&a.o]).chain(&m.gate_up).chain([&m.down]).collect()
     }
 
-    pub fn linears_mut(&mut self) -> [&mut Linear; 7] {
-        [
-            &mut self.attn.q,
-            &mut self.attn.k,
-            &mut self.attn.v,
-            &mut self.attn.o,
-            &mut self.mlp.gate,
-            &mut self.mlp.up,
-            &mut self.mlp.down,
-        ]
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let (a, m) = (&mut self.attn, &mut self.mlp);
+        a.qkv.iter_mut().chain([&mut a.o]).chain(&mut m.gate_up).chain([&mut m.down]).collect()
     }
+}
+
+/// Whether the linear `name` (`blk.N.attn_q.weight`, …) belongs to the attention (else the MLP).
+pub fn is_attention_linear(name: &str) -> bool {
+    name.split('.').nth(2).is_some_and(|k| k.starts_with("attn"))
 }
 
 /// Where a model came from.
@@ -345,24 +337,23 @@ pub(crate) fn assemble(
             Ok(Linear { name, weight, bias })
         };
         let qkv_bias = config.arch.qkv_bias();
-        let (q, k, v, o) = (
-            linear("attn_q", nh * hd, h, qkv_bias)?,
-            linear("attn_k", nkv * hd, h, qkv_bias)?,
-            linear("attn_v", nkv * hd, h, qkv_bias)?,
-            linear("attn_output", h, nh * hd, false)?,
-        );
         let f = config.intermediate_size;
-        let mlp = Mlp {
-            gate: linear("ffn_gate", f, h, false)?,
-            up: linear("ffn_up", f, h, false)?,
-            down: linear("ffn_down", h, f, false)?,
+        let (qkv, gate_up) = if config.arch.facts().fused {
+            (vec![linear("attn_qkv", (nh + 2 * nkv) * hd, h, qkv_bias)?], vec![linear("ffn_up", 2 * f, h, false)?])
+        } else {
+            (
+                vec![linear("attn_q", nh * hd, h, qkv_bias)?, linear("attn_k", nkv * hd, h, qkv_bias)?, linear("attn_v", nkv * hd, h, qkv_bias)?],
+                vec![linear("ffn_gate", f, h, false)?, linear("ffn_up", f, h, false)?],
+            )
         };
+        let o = linear("attn_output", h, nh * hd, false)?;
+        let mlp = Mlp { gate_up, down: linear("ffn_down", h, f, false)? };
         let (q_norm, k_norm) = if config.arch.facts().qk_norm {
             (Some(take(&format!("blk.{i}.attn_q_norm.weight"), &[hd])?), Some(take(&format!("blk.{i}.attn_k_norm.weight"), &[hd])?))
         } else {
             (None, None)
         };
-        let attn = Attention { q, k, v, o, q_norm, k_norm };
+        let attn = Attention { qkv, o, q_norm, k_norm };
         let post_norms = config.arch.facts().post_norms;
         let mut post = |kind: &str| -> Result<Option<Tensor>> {
             if post_norms { Ok(Some(take(&format!("blk.{i}.{kind}.weight"), &[h])?)) } else { Ok(None) }

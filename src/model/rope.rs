@@ -19,9 +19,15 @@ pub fn tables(config: &Config, n_tokens: usize, sliding: bool, device: &Device) 
         Some(t) if sliding => (t, 1.0),
         _ => (config.rope_theta, config.rope_linear_factor),
     };
+    // LongRoPE: the long factors past the original context, as transformers and llama.cpp.
+    let factors = match &config.rope_long_factors {
+        Some(long) if n_tokens > config.rope_original_context => Some(long),
+        _ => config.rope_freq_factors.as_ref(),
+    };
+    let a = config.rope_attn_factor;
     let inv_freq: Vec<f64> = (0..half)
         .map(|i| {
-            let f = config.rope_freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
+            let f = factors.map_or(1.0, |f| f[i] as f64);
             theta.powf(-((2 * i) as f64) / config.head_dim as f64) / f / linear
         })
         .collect();
@@ -29,8 +35,8 @@ pub fn tables(config: &Config, n_tokens: usize, sliding: bool, device: &Device) 
         for &w in &inv_freq {
             // transformers computes the angle in f32; round it the same way.
             let angle = (p as f32 * w as f32) as f64;
-            cos.push(angle.cos() as f32);
-            sin.push(angle.sin() as f32);
+            cos.push((angle.cos() * a) as f32);
+            sin.push((angle.sin() * a) as f32);
         }
     }
     Ok((

@@ -101,7 +101,16 @@ impl Block {
         let (b, t, _) = h.dims3()?;
         let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
         let a = &self.attn;
-        cap.linear_input(self.index, &[&a.q, &a.k, &a.v], h)?;
+        cap.linear_input(self.index, &a.qkv.iter().collect::<Vec<_>>(), h)?;
+        let (q, k, v) = match a.qkv.as_slice() {
+            [q, k, v] => (q.forward(h)?, k.forward(h)?, v.forward(h)?),
+            [fused] => {
+                let y = fused.forward(h)?;
+                let part = |from: usize, n: usize| -> Result<Tensor> { Ok(y.narrow(2, from * hd, n * hd)?.contiguous()?) };
+                (part(0, nh)?, part(nh, nkv)?, part(nh + nkv, nkv)?)
+            }
+            _ => unreachable!("q, k and v, or one fused qkv"),
+        };
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
@@ -113,9 +122,9 @@ impl Block {
                 None => Ok(y),
             }
         };
-        let q = rope::apply(&head_norm(heads(a.q.forward(h)?, nh)?, &a.q_norm)?, &cos, &sin, config.rope_layout)?;
-        let k = rope::apply(&head_norm(heads(a.k.forward(h)?, nkv)?, &a.k_norm)?, &cos, &sin, config.rope_layout)?;
-        let v = heads(a.v.forward(h)?, nkv)?;
+        let q = rope::apply(&head_norm(heads(q, nh)?, &a.q_norm)?, &cos, &sin, config.rope_layout)?;
+        let k = rope::apply(&head_norm(heads(k, nkv)?, &a.k_norm)?, &cos, &sin, config.rope_layout)?;
+        let v = heads(v, nkv)?;
         let opts = kernels::AttentionOpts {
             scale: config.attention_scale as f32,
             window: config.window(self.index),
@@ -133,13 +142,21 @@ impl Block {
     /// The gated MLP: SwiGLU, or GeGLU (Gemma).
     fn mlp_forward(&self, h: &Tensor, config: &Config, cap: &mut dyn Capture) -> Result<Tensor> {
         let m = &self.mlp;
-        cap.linear_input(self.index, &[&m.gate, &m.up], h)?;
-        let g = m.gate.forward(h)?;
+        cap.linear_input(self.index, &m.gate_up.iter().collect::<Vec<_>>(), h)?;
+        let (g, u) = match m.gate_up.as_slice() {
+            [gate, up] => (gate.forward(h)?, up.forward(h)?),
+            [fused] => {
+                let y = fused.forward(h)?;
+                let f = config.intermediate_size;
+                (y.narrow(2, 0, f)?.contiguous()?, y.narrow(2, f, f)?.contiguous()?)
+            }
+            _ => unreachable!("gate and up, or one fused gate_up"),
+        };
         let g = match config.arch.facts().activation {
             Activation::Silu => candle_nn::ops::silu(&g)?,
             Activation::GeluTanh => g.gelu()?,
         };
-        let act = (g * m.up.forward(h)?)?;
+        let act = (g * u)?;
         cap.linear_input(self.index, &[&m.down], &act)?;
         m.down.forward(&act)
     }

@@ -178,7 +178,7 @@ pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &
     // A removed sublayer's linears stay in the file as zeros, in the type compress writes them in.
     let mut types = BTreeMap::new();
     for &i in plan.drop_attention.iter().chain(&plan.drop_mlp) {
-        for (_, l) in base.blocks[i].linears().into_iter().enumerate().filter(|&(k, _)| plan.removes_linear(i, k)) {
+        for l in base.blocks[i].linears().into_iter().filter(|l| plan.removes_linear(i, &l.name)) {
             types.insert(l.name.clone(), plan.zeroed_type(&l.name, l.in_features()));
         }
     }
