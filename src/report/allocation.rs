@@ -20,6 +20,13 @@ th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f0f0
 td.c{text-align:center;font-family:ui-monospace,monospace;font-size:12px}";
 
 const KINDS: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+/// The linears of a block whose q/k/v and gate/up are fused (Phi-3).
+const FUSED_KINDS: [&str; 4] = ["attn_qkv", "attn_output", "ffn_up", "ffn_down"];
+
+/// The columns of the per-block tables: fused when the plan names a fused linear.
+fn kinds<'a>(names: impl IntoIterator<Item = &'a String>) -> &'static [&'static str] {
+    if names.into_iter().any(|n| n.contains(".attn_qkv.")) { &FUSED_KINDS } else { &KINDS }
+}
 
 /// Background for a cell: light (few bits) to dark blue (many), `t` in [0, 1].
 fn shade(t: f64) -> String {
@@ -83,7 +90,8 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     let (lo, hi) = bpws.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let span = if hi > lo { hi - lo } else { 1.0 };
     h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor (and the share of its weights pruned), by block; darker cells keep more bits per weight. Removed blocks are marked.</p>\n<table>\n<tr><th>block</th>");
-    for k in KINDS {
+    let cols = kinds(tensors.keys());
+    for k in cols {
         let _ = write!(h, "<th>{k}</th>");
     }
     h.push_str("</tr>\n");
@@ -98,9 +106,9 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     for b in 0..n_blocks {
         let _ = write!(h, "<tr><th>{b}</th>");
         if dropped.contains(&b) {
-            let _ = write!(h, "<td class=\"c\" colspan=\"{}\" style=\"background:#eee\">removed</td>", KINDS.len());
+            let _ = write!(h, "<td class=\"c\" colspan=\"{}\" style=\"background:#eee\">removed</td>", cols.len());
         } else {
-            for k in KINDS {
+            for k in cols {
                 if (k.starts_with("attn") && no_attention.contains(&b)) || (k.starts_with("ffn") && no_mlp.contains(&b)) {
                     h.push_str("<td class=\"c\" style=\"background:#eee\">removed</td>");
                 } else {
@@ -133,7 +141,8 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     }
     if let Some(Value::Object(s)) = plan.get("sensitivity") {
         h.push_str("<h2>Sensitivity</h2>\n<p class=\"note\">KL(original ‖ model) when only this tensor is at its worst type (one calibration window): the a·t² curves the Lagrangian solver starts from. Darker is more sensitive.</p>\n<table>\n<tr><th>block</th>");
-        for k in KINDS {
+        let cols = kinds(s.keys());
+        for k in cols {
             let _ = write!(h, "<th>{k}</th>");
         }
         h.push_str("</tr>\n");
@@ -142,7 +151,7 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         let sspan = if shi > slo { shi - slo } else { 1.0 };
         for b in 0..n_blocks {
             let _ = write!(h, "<tr><th>{b}</th>");
-            for k in KINDS {
+            for k in cols {
                 match s.get(&format!("blk.{b}.{k}.weight")).and_then(Value::as_f64) {
                     Some(x) if x > 0.0 => {
                         let t = (x.log10() - slo) / sspan;
@@ -196,5 +205,14 @@ mod tests {
             assert!(h.contains(s), "{s} missing");
         }
         assert!(!h.contains("<x>"));
+        assert!(h.contains("<th>attn_q</th>") && !h.contains("<th>attn_qkv</th>"));
+    }
+
+    #[test]
+    fn fused_linears_get_their_own_columns() {
+        let plan = serde_json::json!({"tensors": {"blk.0.attn_qkv.weight": {"type": "Q6_K"}, "blk.0.ffn_up.weight": {"type": "Q4_K"}}});
+        let h = render("phi3.gguf", &plan, 1, None);
+        assert!(h.contains("<th>attn_qkv</th>") && !h.contains("<th>attn_q</th>") && !h.contains("<th>ffn_gate</th>"));
+        assert!(h.contains("Q6_K") && h.contains("Q4_K"));
     }
 }
