@@ -17,7 +17,7 @@ scripts/fetch_assets.sh >/dev/null
 scripts/fetch_tokenizers.sh >/dev/null
 LLAMA_TARGETS="llama-perplexity llama-tokenize" scripts/build_llama_cpp.sh >/dev/null
 cargo build --release --quiet --bin triage --example tokenize
-[ -d "$WORK/llama3" ] && [ -d "$WORK/qwen3" ] && [ -d "$WORK/mistral" ] || .venv/bin/python scripts/make_vocab_folders.py "$WORK" >/dev/null 2>&1
+[ -d "$WORK/llama3" ] && [ -d "$WORK/qwen3" ] && [ -d "$WORK/mistral" ] && [ -d "$WORK/phi3" ] || .venv/bin/python scripts/make_vocab_folders.py "$WORK" >/dev/null 2>&1
 TOKENIZE=tools/llama.cpp/bin/llama-tokenize
 cmp_py='
 import sys, glob, numpy as np
@@ -44,7 +44,7 @@ ppl() {
   echo "$p"
 }
 printf '| folder | vocabulary | keys equal to the converter'"'"'s | tensors byte-identical | tokenizer, pre-tokenizer | llama-perplexity: ours / converter'"'"'s | ids = llama-tokenize (unicode.txt) | ids = llama-tokenize (eval.txt) |\n|---|---|---|---|---|---|---|---|\n'
-for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:"; do
+for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 tests/fixtures/tiny-spm: tests/fixtures/tiny-gemma3:qwen2 tests/fixtures/tiny-gemma2: tests/fixtures/tiny-phi3: "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:" "$WORK/phi3:"; do
   dir=${case%%:*}
   pre=${case##*:}
   name=$(basename "$dir")

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p tests/fixtures/converter
-for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm: tiny-gemma3:qwen2 tiny-gemma2: tiny-phi3:; do
+for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm: tiny-gemma3:qwen2 tiny-gemma2: tiny-phi3: tiny-gemma3-vl:; do
   name=${case%%:*}
   pre=${case##*:}
   .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" ${pre:+--pre "$pre"} \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/fixtures/tiny-spm/, tests/fixtures/tiny-gemma2/ and tests/fixtures/tiny-phi3/.
+"""tests/fixtures/tiny-spm/, tiny-gemma2/, tiny-phi3/ and tiny-gemma3-vl/.
 
 tiny-spm: a tiny LlamaForCausalLM whose tokenizer is a SentencePiece BPE model
 (tokenizer.model, trained here on the first 200 000 bytes of assets/calib.txt, 400 pieces, byte
@@ -145,6 +145,60 @@ def phi3():
     print(out, len(ids), "tokens;", sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+def gemma3_vl():
+    """tiny-gemma3-vl: a Gemma3ForConditionalGeneration in bf16 (a one-layer SigLIP vision tower and
+    its projector beside a six-block text model, tensors named `language_model.model.…`), whose
+    config.json gives the text model's settings in `text_config` and, as google/gemma-3-4b-it's,
+    leaves out those at their defaults (RoPE bases, norm epsilon, window pattern); the SentencePiece
+    model without a leading space. triage reads and writes its text model."""
+    import sys
+    from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_fixtures import forward, write_expected
+
+    out = REPO / "tests/fixtures/tiny-gemma3-vl"
+    model = train(add_dummy_prefix=False)
+    if out.exists():
+        shutil.rmtree(out)
+    torch.manual_seed(8642)
+    text = dict(vocab_size=402, hidden_size=64, intermediate_size=160, num_hidden_layers=6, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=256, query_pre_attn_scalar=16, sliding_window=8)
+    tc = Gemma3TextConfig(**text, bos_token_id=1, eos_token_id=2, pad_token_id=None,
+                          rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                                           "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+    vc = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
+    m = Gemma3ForConditionalGeneration(Gemma3Config(text_config=tc, vision_config=vc, mm_tokens_per_image=4, image_token_index=401,
+                                                    boi_token_index=399, eoi_token_index=398))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.copy_(0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
+    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    c = json.loads((out / "config.json").read_text())
+    c["text_config"] = {**text, "model_type": "gemma3_text", "rope_scaling": {"factor": 2.0, "rope_type": "linear"}}
+    c["torch_dtype"] = c.pop("dtype", "bfloat16")
+    c["eos_token_id"] = [2, 400]
+    (out / "config.json").write_text(json.dumps(dict(sorted(c.items())), indent=2) + "\n")
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    tokens = ["<unk>", "<s>", "</s>"] + [None] * 395 + ["<eoi>", "<boi>", "<end_of_turn>", "<image_soft_token>"]
+    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+               for i, t in enumerate(tokens) if t}
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "<end_of_turn>",
+        "unk_token": "<unk>", "tokenizer_class": "GemmaTokenizer"}, indent=2) + "\n")
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    ids = sp.encode(GEMMA2_TEXT)
+    # The text model as transformers runs it from this very folder.
+    full = Gemma3ForConditionalGeneration.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    lm = full.model.language_model
+    assert lm.config.layer_types == ["sliding_attention"] * 5 + ["full_attention"], lm.config.layer_types
+    with torch.no_grad():
+        o = full(input_ids=torch.tensor([ids]), output_hidden_states=True, use_cache=False)
+    logits, hidden = o.logits[0].float(), [h[0].float() for h in o.hidden_states]
+    write_expected(REPO / "tests/fixtures/tiny-gemma3-vl.expected.json", GEMMA2_TEXT, ids, logits, hidden,
+                   {"pieces": [sp.id_to_piece(i) for i in ids]})
+    print(out, len(ids), "tokens;", sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 def main():
     model = train(add_dummy_prefix=True)
     if OUT.exists():
@@ -172,3 +226,4 @@ if __name__ == "__main__":
     main()
     gemma2()
     phi3()
+    gemma3_vl()

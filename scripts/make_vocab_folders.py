@@ -14,6 +14,10 @@ OUT_DIR/qwen3   Qwen3ForCausalLM shaped like Qwen3-0.6B (vocabulary 151936, tied
 OUT_DIR/mistral MistralForCausalLM shaped like Mistral-7B (vocabulary 32000, no sliding window, untied)
                 with Mistral 7B v0.1's SentencePiece tokenizer.model and its tokenizer_config.json
                 (written here), no tokenizer.json, 2 blocks of width 64, in bfloat16
+OUT_DIR/phi3    Phi3ForCausalLM shaped like Phi-3.5-mini-instruct (vocabulary 32064, LongRoPE over an
+                original 4096 of 131072 positions, sliding window 262144, untied) with a 32000-piece
+                SentencePiece model (Mistral 7B v0.1's, Phi-3's own is Llama 2's) and Phi-3's added
+                tokens <|endoftext|> … <|user|> (ids 32000–32010) and chat template, 2 blocks of width 64
 
 The weights are random (seeded); what is checked is everything but the weights' values: the
 metadata, the tokenizer, the tensor layout.
@@ -24,7 +28,8 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM)
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -72,6 +77,46 @@ def main():
         "clean_up_tokenization_spaces": False, "eos_token": "</s>", "legacy": True, "model_max_length": 1000000000000000019884624838656,
         "pad_token": None, "sp_model_kwargs": {}, "spaces_between_special_tokens": False, "tokenizer_class": "LlamaTokenizer",
         "unk_token": "<unk>", "use_default_system_prompt": False}, indent=2) + "\n")
+
+    phi3(out)
+
+
+PHI3_ADDED = ["<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
+              "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>"]
+PHI3_TEMPLATE = ("{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{'<|system|>\n' + "
+                 "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + "
+                 "'<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
+                 "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}")
+
+
+def phi3(out: Path):
+    g = torch.Generator().manual_seed(3)
+    short = [round(1.0 + 0.2 * i + 0.05 * float(torch.rand(1, generator=g)), 4) for i in range(8)]
+    long = [round(f * 1.5 + i, 4) for i, f in enumerate(short)]
+    cfg = Phi3Config(vocab_size=32064, max_position_embeddings=131072, original_max_position_embeddings=4096, rms_norm_eps=1e-5,
+                     tie_word_embeddings=False, bos_token_id=1, eos_token_id=32000, pad_token_id=32000, sliding_window=262144,
+                     rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": short, "long_factor": long,
+                                      "original_max_position_embeddings": 4096},
+                     **{k: v for k, v in SMALL.items() if k != "head_dim"})
+    d = out / "phi3"
+    save(Phi3ForCausalLM(cfg), d, "mistral", {"bos_token_id": 1, "eos_token_id": [32000, 32001, 32007], "pad_token_id": 32000},
+         files=("tokenizer.model",))
+    c = json.loads((d / "config.json").read_text())
+    rp = c.pop("rope_parameters")
+    c["rope_theta"] = rp["rope_theta"]
+    c["rope_scaling"] = {"long_factor": rp["long_factor"], "short_factor": rp["short_factor"], "type": "longrope"}
+    (d / "config.json").write_text(json.dumps(dict(sorted(c.items())), indent=2) + "\n")
+    decoder = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+               for i, t in enumerate(["<unk>", "<s>", "</s>"])}
+    for i, t in enumerate(PHI3_ADDED):
+        decoder[str(32000 + i)] = {"content": t, "lstrip": False, "normalized": False, "rstrip": t != "<|endoftext|>",
+                                   "single_word": False, "special": True}
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": False, "add_eos_token": False, "added_tokens_decoder": decoder, "bos_token": "<s>",
+        "chat_template": PHI3_TEMPLATE, "clean_up_tokenization_spaces": False, "eos_token": "<|endoftext|>", "legacy": False,
+        "model_max_length": 131072, "pad_token": "<|endoftext|>", "padding_side": "left", "sp_model_kwargs": {},
+        "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>", "use_default_system_prompt": False}, indent=2) + "\n")
+    (d / "added_tokens.json").write_text(json.dumps({t: 32000 + i for i, t in enumerate(PHI3_ADDED)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

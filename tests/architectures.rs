@@ -105,3 +105,8 @@ fn phi3_folder() {
 fn phi3_gguf() {
     every_command("tiny-phi3.gguf");
 }
+
+#[test]
+fn gemma3_vision_language_folder() {
+    every_command("tiny-gemma3-vl");
+}

@@ -559,7 +559,7 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
     for (from, to, expect) in [
         ("\"Qwen2ForCausalLM\"", "\"MixtralForCausalLM\"", "unsupported model: config.json architecture 'MixtralForCausalLM'"),
         ("\"Qwen2ForCausalLM\"", "\"Qwen3MoeForCausalLM\"", "unsupported model: config.json architecture 'Qwen3MoeForCausalLM'"),
-        ("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling type 'yarn' (only llama3 is supported)"),
+        ("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling type 'yarn' (supported: llama3, linear, longrope)"),
     ] {
         assert!(cfg.contains(from), "{from}");
         std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();

@@ -117,6 +117,11 @@ fn gemma3_gguf_matches_transformers() {
 }
 
 #[test]
+fn gemma3_vision_language_folder_runs_its_text_model_as_transformers() {
+    check("tiny-gemma3-vl", "tiny-gemma3-vl.expected.json");
+}
+
+#[test]
 fn gemma2_hf_folder_matches_transformers() {
     check("tiny-gemma2", "tiny-gemma2.expected.json");
 }

@@ -113,7 +113,19 @@ fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&G
     let mut j = match model.source.format {
         Format::HuggingFace => {
             let p = model.source.path.join("config.json");
-            serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            let j: Json = serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            if j.get("text_config").is_some() {
+                // A vision-language checkpoint: its text model is what is written, as a text class.
+                let mut t = crate::model::hf::config_json(&model.source.path)?;
+                if let Some(o) = t.as_object_mut() {
+                    o.retain(|k, _| !["text_config", "vision_config", "mm_tokens_per_image", "boi_token_index", "eoi_token_index", "image_token_index"].contains(&k.as_str()));
+                    o.insert("architectures".into(), json!([arch]));
+                    o.insert("model_type".into(), json!(model_type));
+                }
+                t
+            } else {
+                j
+            }
         }
         // A GGUF keeps these in float32: written as their shortest float32 decimals.
         Format::Gguf => {

@@ -135,11 +135,29 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError
         if name == "output.weight" && config.tie_word_embeddings {
             continue;
         }
-        let ne: Vec<u64> = shape.iter().rev().copied().collect();
+        let mut ne: Vec<u64> = shape.iter().rev().copied().collect();
+        if name == "token_embd.weight" && config.arch == Arch::Gemma3 && ne.len() == 2 {
+            // The converter drops Gemma 3's embedding rows beyond its vocabulary.
+            ne[1] = ne[1].min(gemma3_n_vocab(dir)? as u64);
+        }
         let qtype = if ne.len() <= 1 || name.ends_with("_norm.weight") { QuantType::F32 } else { QuantType::F16 };
         out.push(HfTensor { name, ne, qtype });
     }
     Ok(out)
+}
+
+/// The vocabulary the converter keeps of a Gemma 3 folder: that of its SentencePiece model as
+/// it writes it, else tokenizer.json's vocabulary and added tokens.
+fn gemma3_n_vocab(dir: &Path) -> Result<usize, ExportError> {
+    let spm = dir.join("tokenizer.model");
+    if spm.is_file() {
+        let pieces = crate::model::sentencepiece::read(&spm).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let config_json = crate::model::hf::config_json(dir).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        return Ok(sentencepiece_n_vocab(&config_json, pieces.len()));
+    }
+    let tj = read_json(&dir.join("tokenizer.json"))?;
+    let count = |v: Option<&Json>| v.map_or(0, |v| v.as_object().map_or_else(|| v.as_array().map_or(0, Vec::len), |o| o.len()));
+    Ok(count(tj.get("model").and_then(|m| m.get("vocab"))) + count(tj.get("added_tokens")))
 }
 
 /// Python's `str.title()`: a cased character is upper-cased after an uncased one, lower-cased
@@ -229,7 +247,7 @@ const SAMPLING: [(&str, &[&str], bool); 12] = [
 /// The metadata the converter writes for the folder `dir` (whose model is `config`);
 /// `general.file_type` is a place holder the writer fills.
 pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec<(String, Value)>, ExportError> {
-    let config_json = read_json(&dir.join("config.json"))?;
+    let config_json = crate::model::hf::config_json(dir).map_err(|e| ExportError::Invalid(e.to_string()))?;
     let arch = config.arch.gguf_name();
     let n_params: u64 = tensors.iter().map(|t| t.ne.iter().product::<u64>()).sum();
     let mut md: Vec<(String, Value)> = vec![("general.architecture".into(), Value::String(arch.into()))];
@@ -315,7 +333,8 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
         if rope_theta_given {
             hp.push(("rope.freq_base", Value::F32(config.rope_theta as f32)));
         }
-        if let Some(t) = config.rope_theta_swa {
+        let swa_given = given("rope_local_base_freq") || config_json.get("rope_parameters").and_then(|p| p.get("sliding_attention")).is_some();
+        if let Some(t) = config.rope_theta_swa.filter(|_| swa_given) {
             hp.push(("rope.freq_base_swa", Value::F32(t as f32)));
         }
         if given("rms_norm_eps") {
@@ -328,6 +347,16 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
         // The file type's place; the writer sets its value.
         hp.push(("", Value::U32(0)));
         if config.arch == Arch::Gemma3 {
+            // The converter's Gemma 3 class sets these again, with its defaults (in place when
+            // set above).
+            hp.extend([
+                ("context_length", u32v(config.context_length)),
+                ("attention.head_count", u32v(config.n_heads)),
+                ("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)),
+                ("attention.key_length", u32v(config.head_dim)),
+                ("attention.value_length", u32v(config.head_dim)),
+                ("rope.freq_base", Value::F32(config.rope_theta as f32)),
+            ]);
             if let Some(c) = config.final_softcap {
                 hp.push(("final_logit_softcapping", Value::F32(c as f32)));
             }
@@ -389,7 +418,7 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
     // The converter takes a SentencePiece model first, where there is one.
     if spm_path.is_file() {
         let tj = read_json_opt(&tok_path)?;
-        sentencepiece_vocab(dir, config, tc.as_ref(), md)?;
+        sentencepiece_vocab(dir, config, config_json, tc.as_ref(), md)?;
         special_vocab(dir, tj.as_ref(), tc, config_json, Some(config.vocab_size), md)?;
         if config.arch.facts().norm_plus_one {
             // Gemma's SentencePiece prepends no space.
@@ -476,10 +505,16 @@ fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), Ex
 /// The converter's `_create_vocab_sentencepiece`: the pieces of tokenizer.model with their
 /// scores and types (user-defined pieces stay normal, as there), `[PADn]` up to the model's
 /// vocabulary, then added_tokens.json and tokenizer_config.json's added_tokens_decoder over them.
-fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+/// The number of tokens the converter writes for a SentencePiece folder: config.json's
+/// vocabulary (Gemma 3's vision-language files give none: then the model's pieces).
+fn sentencepiece_n_vocab(config_json: &Json, n_pieces: usize) -> usize {
+    config_json.get("vocab_size").and_then(Json::as_u64).map_or(n_pieces, |n| n as usize)
+}
+
+fn sentencepiece_vocab(dir: &Path, config: &Config, config_json: &Json, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
     use crate::model::sentencepiece as sp;
     let pieces = sp::read(&dir.join("tokenizer.model")).map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let n = config.vocab_size;
+    let n = sentencepiece_n_vocab(config_json, pieces.len());
     let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
     let mut scores: Vec<f32> = vec![-10000.0; n];
     let mut types: Vec<i32> = vec![sp::UNUSED; n];

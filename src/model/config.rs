@@ -147,8 +147,9 @@ pub const ARCHS: [ArchFacts; 6] = [
     ArchFacts {
         arch: Arch::Gemma3,
         gguf: "gemma3",
-        hf_classes: &["Gemma3ForCausalLM"],
-        model_types: &["gemma3_text"],
+        // The vision-language class is read for its text model, which is what is written.
+        hf_classes: &["Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"],
+        model_types: &["gemma3_text", "gemma3"],
         qk_norm: true,
         activation: Activation::GeluTanh,
         norm_plus_one: true,
@@ -202,6 +203,63 @@ impl Arch {
     /// Whether q/k/v projections carry biases.
     pub fn qkv_bias(self) -> bool {
         self.facts().qkv_bias
+    }
+}
+
+/// Values of [`HF_DEFAULTS`] that transformers derives from others: `num_key_value_heads` from
+/// `num_attention_heads`, `head_dim` from `hidden_size / num_attention_heads`.
+pub const DERIVED: f64 = f64::NAN;
+
+/// What transformers' (5.24) configuration class of each `model_type` takes for the keys we read
+/// when config.json leaves them out — llama.cpp's converter reads config.json through it, so
+/// these also decide which keys it writes. (Gemma 3's vision-language checkpoints give only
+/// what differs from these.)
+pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 7] = [
+    ("llama", &[("vocab_size", 32000.0), ("hidden_size", 4096.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 32.0),
+        ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("head_dim", DERIVED), ("max_position_embeddings", 2048.0),
+        ("rms_norm_eps", 1e-6), ("rope_theta", 10000.0)]),
+    ("mistral", &[("vocab_size", 32000.0), ("hidden_size", 4096.0), ("intermediate_size", 14336.0), ("num_hidden_layers", 32.0),
+        ("num_attention_heads", 32.0), ("num_key_value_heads", 8.0), ("head_dim", DERIVED), ("max_position_embeddings", 131072.0),
+        ("rms_norm_eps", 1e-6), ("sliding_window", 4096.0), ("rope_theta", 10000.0)]),
+    ("qwen2", &[("vocab_size", 151936.0), ("hidden_size", 4096.0), ("intermediate_size", 22016.0), ("num_hidden_layers", 32.0),
+        ("num_attention_heads", 32.0), ("num_key_value_heads", 32.0), ("max_position_embeddings", 32768.0), ("rms_norm_eps", 1e-6),
+        ("rope_theta", 10000.0)]),
+    ("qwen3", &[("vocab_size", 151936.0), ("hidden_size", 4096.0), ("intermediate_size", 22016.0), ("num_hidden_layers", 32.0),
+        ("num_attention_heads", 32.0), ("num_key_value_heads", 32.0), ("head_dim", 128.0), ("max_position_embeddings", 32768.0),
+        ("rms_norm_eps", 1e-6), ("rope_theta", 10000.0)]),
+    ("gemma2", &[("vocab_size", 256000.0), ("hidden_size", 2304.0), ("intermediate_size", 9216.0), ("num_hidden_layers", 26.0),
+        ("num_attention_heads", 8.0), ("num_key_value_heads", 4.0), ("head_dim", 256.0), ("max_position_embeddings", 8192.0),
+        ("rms_norm_eps", 1e-6), ("sliding_window", 4096.0), ("query_pre_attn_scalar", 256.0), ("attn_logit_softcapping", 50.0),
+        ("final_logit_softcapping", 30.0), ("rope_theta", 10000.0)]),
+    ("gemma3_text", &[("vocab_size", 262208.0), ("hidden_size", 2304.0), ("intermediate_size", 9216.0), ("num_hidden_layers", 26.0),
+        ("num_attention_heads", 8.0), ("num_key_value_heads", 4.0), ("head_dim", 256.0), ("max_position_embeddings", 131072.0),
+        ("rms_norm_eps", 1e-6), ("sliding_window", 4096.0), ("query_pre_attn_scalar", 256.0), ("rope_theta", 1_000_000.0),
+        ("rope_local_base_freq", 10000.0)]),
+    ("phi3", &[("vocab_size", 32064.0), ("hidden_size", 3072.0), ("intermediate_size", 8192.0), ("num_hidden_layers", 32.0),
+        ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("max_position_embeddings", 4096.0), ("rms_norm_eps", 1e-5),
+        ("rope_theta", 10000.0)]),
+];
+
+/// `json` (a config.json) with the defaults of its `model_type` filled in where it says nothing.
+/// RoPE keys are filled only when the file keeps RoPE in neither form (`rope_parameters`).
+pub fn with_hf_defaults(json: &mut serde_json::Value) {
+    let model_type = json.get("model_type").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    let Some(defaults) = HF_DEFAULTS.iter().find(|(t, _)| *t == model_type).map(|(_, d)| *d) else { return };
+    let Some(obj) = json.as_object_mut() else { return };
+    let has_parameters = obj.get("rope_parameters").is_some_and(|p| p.is_object());
+    for &(k, v) in defaults {
+        if obj.contains_key(k) || (has_parameters && k.starts_with("rope_")) {
+            continue;
+        }
+        let n = |k: &str| obj.get(k).and_then(serde_json::Value::as_u64);
+        let v = match (k, v.is_nan()) {
+            ("num_key_value_heads", true) => n("num_attention_heads").map(|h| h as f64),
+            ("head_dim", true) => n("hidden_size").zip(n("num_attention_heads")).filter(|(_, h)| *h > 0).map(|(d, h)| (d / h) as f64),
+            _ => Some(v),
+        };
+        if let Some(v) = v {
+            obj.insert(k.into(), if v.fract() == 0.0 && v.abs() < 1e15 { serde_json::json!(v as u64) } else { serde_json::json!(v) });
+        }
     }
 }
 
@@ -632,7 +690,7 @@ pub fn llama3_freq_factors(
     }
     if kind != "llama3" {
         return Err(ModelError::UnsupportedArchitecture(format!(
-            "rope_scaling type '{kind}' (only llama3 is supported)"
+            "rope_scaling type '{kind}' (supported: llama3, linear, longrope)"
         )));
     }
     let num = |k: &str| {

@@ -48,8 +48,14 @@ pub fn hf_name(arch: Arch, gguf: &str) -> Option<String> {
     Some(format!("model.layers.{block}.{hf}.{suffix}"))
 }
 
-/// The GGUF name of a Hugging Face tensor name of `arch` (inverse of [`hf_name`]).
+/// The GGUF name of a Hugging Face tensor name of `arch` (inverse of [`hf_name`]). A
+/// vision-language checkpoint's text model (`language_model.model.…`, `model.language_model.…`)
+/// is named as a text model's.
 pub fn gguf_name(arch: Arch, hf: &str) -> Option<String> {
+    let text = [("language_model.model.", "model."), ("model.language_model.", "model."), ("language_model.lm_head.", "lm_head.")]
+        .iter()
+        .find_map(|(from, to)| hf.strip_prefix(from).map(|rest| format!("{to}{rest}")));
+    let hf = text.as_deref().unwrap_or(hf);
     if let Some((g, _)) = WHOLE_NAMES.iter().find(|(_, h)| *h == hf) {
         return Some(g.to_string());
     }
@@ -113,8 +119,10 @@ pub fn load(dir: &Path) -> Result<Model> {
     load_folder(dir).map_err(in_file(dir))
 }
 
-/// The configuration of the folder `dir`, from its config.json.
-pub fn read_config(dir: &Path) -> Result<super::Config> {
+/// The folder's config.json as transformers and llama.cpp's converter read it: a
+/// vision-language checkpoint's `text_config` merged over its top level (the text model is what
+/// we run and write), the configuration class's defaults where it says nothing.
+pub fn config_json(dir: &Path) -> Result<serde_json::Value> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(ModelError::NotAModel {
@@ -123,10 +131,24 @@ pub fn read_config(dir: &Path) -> Result<super::Config> {
         });
     }
     let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
-    let hf: HfConfig = serde_json::from_str(&text).map_err(|e| ModelError::NotAModel {
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::NotAModel {
         path: config_path.clone(),
         reason: format!("invalid config.json: {e}"),
     })?;
+    if let Some(obj) = json.as_object_mut() {
+        if let Some(serde_json::Value::Object(text)) = obj.get("text_config").cloned() {
+            obj.extend(text);
+        }
+    }
+    super::config::with_hf_defaults(&mut json);
+    Ok(json)
+}
+
+/// The configuration of the folder `dir`, from its config.json.
+pub fn read_config(dir: &Path) -> Result<super::Config> {
+    let json = config_json(dir)?;
+    let bad = |reason: String| ModelError::NotAModel { path: dir.join("config.json"), reason };
+    let hf: HfConfig = serde_json::from_value(json).map_err(|e| bad(format!("invalid config.json: {e}")))?;
     hf.into_config().map_err(in_file(dir))
 }
 
@@ -155,24 +177,22 @@ fn load_folder(dir: &Path) -> Result<Model> {
     }
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0u64;
+    // The file's name of every tensor we run, by its GGUF name.
+    let mut stored: BTreeMap<String, String> = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let gguf = gguf_name(config.arch, &name).unwrap_or(name.clone());
-        tensor_types.insert(gguf, format!("{:?}", view.dtype()).to_uppercase());
+        let Some(gguf) = gguf_name(config.arch, &name) else { continue };
+        tensor_types.insert(gguf.clone(), format!("{:?}", view.dtype()).to_uppercase());
         weight_bytes += view.data().len() as u64;
+        stored.insert(gguf, name);
     }
     let device = Device::Cpu;
     // Gemma's norms scale by 1 + w; we hold 1 + w, as llama.cpp's files do.
     let arch = config.arch;
     let plus_one = arch.facts().norm_plus_one;
     let get = |name: &str| -> Result<Option<Tensor>> {
-        let Some(hf) = hf_name(arch, name) else { return Ok(None) };
-        match st.get(&hf) {
-            Ok(_) => {
-                let t = st.load(&hf, &device)?.to_dtype(DType::F32)?;
-                Ok(Some(if plus_one && name.ends_with("norm.weight") { (t + 1.0)? } else { t }))
-            }
-            Err(_) => Ok(None),
-        }
+        let Some(hf) = stored.get(name) else { return Ok(None) };
+        let t = st.load(hf, &device)?.to_dtype(DType::F32)?;
+        Ok(Some(if plus_one && name.ends_with("norm.weight") { (t + 1.0)? } else { t }))
     };
     let tok_path = dir.join("tokenizer.json");
     let spm_path = dir.join("tokenizer.model");
