@@ -573,5 +573,5 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
             }
         }
     });
-    eval_fails(&p, &long_text(&g), &[], "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3)");
+    eval_fails(&p, &long_text(&g), &[], "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)");
 }

@@ -9,8 +9,8 @@ use crate::model::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{0}: not UTF-8 text")]
     NotUtf8(PathBuf),
     #[error("{0}: the text is empty")]
@@ -25,7 +25,7 @@ pub enum DataError {
 
 /// Reads a UTF-8 text file, refusing empty (or whitespace-only) ones.
 pub fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| DataError::Io { path: path.into(), error })?;
     let text = String::from_utf8(bytes).map_err(|_| DataError::NotUtf8(path.into()))?;
     if text.trim().is_empty() {
         return Err(DataError::Empty(path.into()));

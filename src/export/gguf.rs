@@ -13,7 +13,7 @@ use crate::model::{Format, RopeLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),

@@ -24,8 +24,8 @@ use crate::model::gguf_file::GgufFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImatrixError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not an imatrix file: {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("{path}: invalid imatrix: {reason}")]
@@ -91,7 +91,7 @@ impl Imatrix {
 
     /// Reads a GGUF or legacy `.dat` imatrix file, recognised by its first bytes.
     pub fn read(path: &Path) -> Result<Imatrix, ImatrixError> {
-        let bytes = std::fs::read(path).map_err(|source| ImatrixError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| ImatrixError::Io { path: path.to_path_buf(), error })?;
         Self::from_bytes(path, &bytes)
     }
 

@@ -21,7 +21,7 @@ fn header_error(path: &Path, e: GgufError) -> ModelError {
             reason: "neither a GGUF file (no 'GGUF' magic) nor a Hugging Face model folder".into(),
         },
         GgufError::Format(reason) => ModelError::Gguf { path: path.to_path_buf(), reason },
-        GgufError::Io(source) => ModelError::Io { path: path.to_path_buf(), source },
+        GgufError::Io(error) => ModelError::Io { path: path.to_path_buf(), error },
     }
 }
 
@@ -171,7 +171,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
 
 /// Loads a GGUF file, dequantizing every tensor to f32.
 pub fn load(path: &Path) -> Result<Model> {
-    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let io = |error| ModelError::Io { path: path.to_path_buf(), error };
     let file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     load_from(path, &mut BufReader::new(file), len).map_err(in_file(path))

@@ -69,7 +69,7 @@ pub struct GgufFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("{0}")]
     Format(String),

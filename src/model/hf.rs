@@ -66,7 +66,7 @@ pub fn gguf_name(arch: Arch, hf: &str) -> Option<String> {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io { path: path.to_path_buf(), source }
+    move |error| ModelError::Io { path: path.to_path_buf(), error }
 }
 
 /// The safetensors files of a folder: the shards of the index, or `model.safetensors`.
@@ -159,7 +159,7 @@ fn load_folder(dir: &Path) -> Result<Model> {
         if !f.exists() {
             return Err(ModelError::Io {
                 path: f.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in the index is missing"),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in the index is missing"),
             });
         }
     }

@@ -32,10 +32,12 @@ pub use transformer::{BlockOpts, Positions};
 /// Everything that can go wrong while loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    // Fields named `error`, not `source`: the message already says it, and a `source` would be
+    // printed a second time in the one-line error's chain.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not a model: {reason}")]
     NotAModel { path: PathBuf, reason: String },
@@ -62,15 +64,15 @@ pub enum ModelError {
     #[error("{}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
     /// An error of the model loaded from `path`.
-    #[error("{path}: {source}")]
-    InFile { path: PathBuf, source: Box<ModelError> },
+    #[error("{path}: {error}")]
+    InFile { path: PathBuf, error: Box<ModelError> },
 }
 
 /// Names the model file or folder an error came from, unless it already does.
 pub(crate) fn in_file(path: &Path) -> impl Fn(ModelError) -> ModelError + '_ {
     move |e| match e {
         ModelError::Io { .. } | ModelError::NotAModel { .. } | ModelError::Gguf { .. } | ModelError::InFile { .. } => e,
-        other => ModelError::InFile { path: path.to_path_buf(), source: Box::new(other) },
+        other => ModelError::InFile { path: path.to_path_buf(), error: Box::new(other) },
     }
 }
 
@@ -229,10 +231,7 @@ pub struct Model {
 impl Model {
     /// Loads a GGUF file or a Hugging Face folder (config.json + safetensors + tokenizer.json).
     pub fn load(path: &Path) -> Result<Model> {
-        let meta = std::fs::metadata(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let meta = std::fs::metadata(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
         if meta.is_dir() {
             hf::load(path)
         } else {

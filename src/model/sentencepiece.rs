@@ -127,7 +127,7 @@ pub fn add_dummy_prefix(bytes: &[u8]) -> bool {
 
 /// Reads and parses `path`.
 pub fn read(path: &Path) -> Result<Vec<Piece>> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
     parse(path, &bytes)
 }
 

@@ -101,7 +101,7 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
 impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let json = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let json = std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
         Self::from_json(path, &json)
     }
 
@@ -167,7 +167,7 @@ impl Tokenizer {
     /// The tokenizer of a SentencePiece model file (`tokenizer.model`), as llama.cpp runs it
     /// once converted (a space before the text).
     pub fn from_sentencepiece_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
         Self::from_sentencepiece_bytes(path, &bytes)
     }
 

@@ -74,8 +74,12 @@ pub fn sha256_remembered(path: &Path, cache: Option<&Path>) -> std::io::Result<S
 /// from. The model's (each file of a Hugging Face folder) is remembered in `cache`.
 pub fn inputs_digest(model: &Path, calib: &Path, cache: Option<&Path>) -> std::io::Result<String> {
     let m = if model.is_dir() {
-        // A Hugging Face folder: its weights and config.
-        let mut names: Vec<PathBuf> = std::fs::read_dir(model)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "json")).collect();
+        // A Hugging Face folder: its weights, config and tokenizer (tokenizer.json, or the
+        // SentencePiece tokenizer.model), which decide the calibration tokens.
+        let mut names: Vec<PathBuf> = std::fs::read_dir(model)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "json" || e == "model"))
+            .collect();
         names.sort();
         names.iter().map(|p| sha256_remembered(p, cache)).collect::<std::io::Result<Vec<_>>>()?.join("")
     } else {

@@ -67,7 +67,7 @@ pub enum PlanError {
     Export(#[from] crate::export::gguf::ExportError),
     #[error("{}", crate::model::candle_message(.0))]
     Tensor(#[from] candle_core::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
