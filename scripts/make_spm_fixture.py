@@ -19,6 +19,7 @@ by scripts/make_converter_fixtures.sh.
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import sentencepiece as spm
@@ -27,6 +28,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests/fixtures/tiny-spm"
+sys.path.insert(0, str(REPO / "scripts"))
+from make_fixtures import check_hidden_state_layout, forward, write_expected  # noqa: E402
 
 
 def train(add_dummy_prefix: bool) -> io.BytesIO:
@@ -44,32 +47,46 @@ def train(add_dummy_prefix: bool) -> io.BytesIO:
 GEMMA2_TEXT = "It was the best of times, it was the worst of times."
 
 
+def fresh(out: Path, seed: int):
+    """An empty place for the fixture `out`, and torch's seed for its weights."""
+    if out.exists():
+        shutil.rmtree(out)
+    torch.manual_seed(seed)
+
+
+def save_random(m, out: Path, norm_centre: float):
+    """`m` with weights ~N(0, 0.08²) and norm weights ~N(norm_centre, 0.25²), saved in bf16."""
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.copy_(norm_centre + 0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
+    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+
+
+def special_tokens(tokens, rstrip=lambda i: False) -> dict:
+    """tokenizer_config.json's `added_tokens_decoder` for the special tokens `tokens` (None: no entry)."""
+    return {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": rstrip(i), "single_word": False, "special": True}
+            for i, t in enumerate(tokens) if t}
+
+
+def save_tokenizer(out: Path, model: io.BytesIO, config: dict):
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def gemma2():
-    import sys
     from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
-    sys.path.insert(0, str(REPO / "scripts"))
-    from make_fixtures import check_hidden_state_layout, forward, write_expected
 
     out = REPO / "tests/fixtures/tiny-gemma2"
     model = train(add_dummy_prefix=False)
-    if out.exists():
-        shutil.rmtree(out)
-    torch.manual_seed(2468)
+    fresh(out, 2468)
     cfg = Gemma2Config(vocab_size=400, hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
                        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-6,
                        query_pre_attn_scalar=16, sliding_window=8, attn_logit_softcapping=1.0, final_logit_softcapping=2.0,
                        hidden_activation="gelu_pytorch_tanh", bos_token_id=1, eos_token_id=2, pad_token_id=None)
-    m = Gemma2ForCausalLM(cfg)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.copy_(0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
-    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
-    (out / "tokenizer.model").write_bytes(model.getvalue())
-    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
-               for i, t in enumerate(["<unk>", "<s>", "</s>"])}
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "tokenizer_class": "GemmaTokenizer"}, indent=2) + "\n")
+    save_random(Gemma2ForCausalLM(cfg), out, 0.0)
+    save_tokenizer(out, model, {
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special_tokens(["<unk>", "<s>", "</s>"]),
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "tokenizer_class": "GemmaTokenizer"})
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     ids = sp.encode(GEMMA2_TEXT)
     assert sp.id_to_piece(ids[0]) != "\u2581", "no dummy prefix"
@@ -90,16 +107,11 @@ def phi3():
     tokens past it (<|endoftext|> and <|end|>, as Phi-3's); fused qkv_proj and gate_up_proj;
     LongRoPE with short and long factors (original context 64 of 256: 128-token windows take the
     long ones)."""
-    import sys
     from transformers import AutoModelForCausalLM, Phi3Config, Phi3ForCausalLM
-    sys.path.insert(0, str(REPO / "scripts"))
-    from make_fixtures import check_hidden_state_layout, forward, write_expected
 
     out = REPO / "tests/fixtures/tiny-phi3"
     model = train(add_dummy_prefix=True)
-    if out.exists():
-        shutil.rmtree(out)
-    torch.manual_seed(1357)
+    fresh(out, 1357)
     g = torch.Generator().manual_seed(1357)
     short = [round(1.0 + 0.5 * i + 0.1 * float(torch.rand(1, generator=g)), 4) for i in range(8)]
     long = [round(f * 2.0, 4) for f in short]
@@ -109,11 +121,7 @@ def phi3():
                      pad_token_id=None,
                      rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": short, "long_factor": long,
                                       "original_max_position_embeddings": 64})
-    m = Phi3ForCausalLM(cfg)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.copy_(1.0 + 0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
-    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    save_random(Phi3ForCausalLM(cfg), out, 1.0)
     # config.json as Phi-3.5-mini-instruct's spells it: rope_theta and rope_scaling {"type": "longrope"}.
     c = json.loads((out / "config.json").read_text())
     rp = c.pop("rope_parameters")
@@ -121,15 +129,12 @@ def phi3():
     c["rope_scaling"] = {"long_factor": rp["long_factor"], "short_factor": rp["short_factor"], "type": "longrope"}
     c["torch_dtype"] = c.pop("dtype")
     (out / "config.json").write_text(json.dumps(dict(sorted(c.items())), indent=2) + "\n")
-    (out / "tokenizer.model").write_bytes(model.getvalue())
     # llama.cpp marks Phi-3's <|endoftext|> by name (a model named phi3 must have it).
     tokens = ["<unk>", "<s>", "</s>"] + [None] * 397 + ["<|endoftext|>", "<|end|>"]
-    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": i >= 400, "single_word": False, "special": True}
-               for i, t in enumerate(tokens) if t}
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": False, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "<|end|>",
-        "unk_token": "<unk>", "legacy": False, "tokenizer_class": "LlamaTokenizer",
-        "chat_template": "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"}, indent=2) + "\n")
+    save_tokenizer(out, model, {
+        "add_bos_token": False, "add_eos_token": False, "added_tokens_decoder": special_tokens(tokens, lambda i: i >= 400),
+        "bos_token": "<s>", "eos_token": "<|end|>", "unk_token": "<unk>", "legacy": False, "tokenizer_class": "LlamaTokenizer",
+        "chat_template": "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"})
     (out / "added_tokens.json").write_text(json.dumps({"<|endoftext|>": 400, "<|end|>": 401}, indent=2) + "\n")
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     ids = sp.encode(PHI3_TEXT)
@@ -151,16 +156,11 @@ def gemma3_vl():
     config.json gives the text model's settings in `text_config` and, as google/gemma-3-4b-it's,
     leaves out those at their defaults (RoPE bases, norm epsilon, window pattern); the SentencePiece
     model without a leading space. triage reads and writes its text model."""
-    import sys
-    from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
-    sys.path.insert(0, str(REPO / "scripts"))
-    from make_fixtures import forward, write_expected
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
 
     out = REPO / "tests/fixtures/tiny-gemma3-vl"
     model = train(add_dummy_prefix=False)
-    if out.exists():
-        shutil.rmtree(out)
-    torch.manual_seed(8642)
+    fresh(out, 8642)
     text = dict(vocab_size=402, hidden_size=64, intermediate_size=160, num_hidden_layers=6, num_attention_heads=4,
                 num_key_value_heads=2, head_dim=16, max_position_embeddings=256, query_pre_attn_scalar=16, sliding_window=8)
     tc = Gemma3TextConfig(**text, bos_token_id=1, eos_token_id=2, pad_token_id=None,
@@ -169,22 +169,16 @@ def gemma3_vl():
     vc = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
     m = Gemma3ForConditionalGeneration(Gemma3Config(text_config=tc, vision_config=vc, mm_tokens_per_image=4, image_token_index=401,
                                                     boi_token_index=399, eoi_token_index=398))
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.copy_(0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
-    m.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    save_random(m, out, 0.0)
     c = json.loads((out / "config.json").read_text())
     c["text_config"] = {**text, "model_type": "gemma3_text", "rope_scaling": {"factor": 2.0, "rope_type": "linear"}}
     c["torch_dtype"] = c.pop("dtype", "bfloat16")
     c["eos_token_id"] = [2, 400]
     (out / "config.json").write_text(json.dumps(dict(sorted(c.items())), indent=2) + "\n")
-    (out / "tokenizer.model").write_bytes(model.getvalue())
     tokens = ["<unk>", "<s>", "</s>"] + [None] * 395 + ["<eoi>", "<boi>", "<end_of_turn>", "<image_soft_token>"]
-    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
-               for i, t in enumerate(tokens) if t}
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "<end_of_turn>",
-        "unk_token": "<unk>", "tokenizer_class": "GemmaTokenizer"}, indent=2) + "\n")
+    save_tokenizer(out, model, {
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special_tokens(tokens), "bos_token": "<s>",
+        "eos_token": "<end_of_turn>", "unk_token": "<unk>", "tokenizer_class": "GemmaTokenizer"})
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     ids = sp.encode(GEMMA2_TEXT)
     # The text model as transformers runs it from this very folder.
@@ -201,23 +195,14 @@ def gemma3_vl():
 
 def main():
     model = train(add_dummy_prefix=True)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    torch.manual_seed(4321)
+    fresh(OUT, 4321)
     cfg = LlamaConfig(vocab_size=400, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-5,
                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
-    m = LlamaForCausalLM(cfg)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.copy_(1.0 + 0.25 * torch.randn(p.shape) if "norm" in name else 0.08 * torch.randn(p.shape))
-    m.to(torch.bfloat16).save_pretrained(OUT, safe_serialization=True)
-    (OUT / "tokenizer.model").write_bytes(model.getvalue())
-    special = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
-               for i, t in enumerate(["<unk>", "<s>", "</s>"])}
-    (OUT / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special, "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "legacy": True, "tokenizer_class": "LlamaTokenizer"}, indent=2) + "\n")
+    save_random(LlamaForCausalLM(cfg), OUT, 1.0)
+    save_tokenizer(OUT, model, {
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": special_tokens(["<unk>", "<s>", "</s>"]),
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": True, "tokenizer_class": "LlamaTokenizer"})
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     print(OUT, sp.vocab_size(), "pieces;", sum(f.stat().st_size for f in OUT.iterdir()), "bytes")
 
