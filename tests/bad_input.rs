@@ -133,12 +133,35 @@ fn tensor_shape_not_matching_config() {
 
 /// A copy of the tiny-qwen2 folder, to damage.
 fn qwen2_copy(tag: &str) -> PathBuf {
+    folder_copy("tiny-qwen2", tag)
+}
+
+fn folder_copy(fixture_name: &str, tag: &str) -> PathBuf {
     let d = tmp_dir(tag);
-    for e in std::fs::read_dir(fixture("tiny-qwen2")).unwrap() {
+    for e in std::fs::read_dir(fixture(fixture_name)).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
     }
     d
+}
+
+#[test]
+fn gemma_and_phi3_configurations_out_of_range_are_refused_in_one_line() {
+    // Each case once aborted or would: per-block window flags sized by a huge block count (the
+    // fuzzer's 1 TiB allocation), a zero query scalar, LongRoPE factors of the wrong length.
+    for (name, from, to, expect) in [
+        ("tiny-gemma3", "\"num_hidden_layers\": 6", "\"num_hidden_layers\": 1099511627776", "1099511627776 layers (at most 4096 are supported)"),
+        ("tiny-gemma3", "\"query_pre_attn_scalar\": 16", "\"query_pre_attn_scalar\": 0", "attention scale inf is not a finite positive number"),
+        ("tiny-gemma3", "\"sliding_window_pattern\": 6", "\"layer_types\": [\"sliding_attention\"]", "1 layer_types for 6 layers"),
+        ("tiny-phi3", "\"original_max_position_embeddings\": 64", "\"original_max_position_embeddings\": 0", "RoPE attention factor NaN is not a finite positive number"),
+        ("tiny-phi3", "\"rms_norm_eps\"", "\"partial_rotary_factor\": 0.75, \"rms_norm_eps\"", "partial_rotary_factor 0.75 (RoPE over part of each head)"),
+    ] {
+        let d = folder_copy(name, &format!("{name}-range"));
+        let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+        assert!(cfg.contains(from), "{name}: {from}");
+        std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
+        eval_fails(&d, &long_text(&d), &["--ctx", "64"], expect);
+    }
 }
 
 #[test]

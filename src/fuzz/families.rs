@@ -22,11 +22,14 @@ use crate::plan::sensitivity::parse_cache;
 /// A short text to tokenize with every tokenizer that loads.
 const TEXT: &str = "The nation is at peace, 1861–1865; naïve café <|endoftext|> 12345.";
 
-const GGUF_FIXTURES: [&str; 2] = ["tiny-llama.gguf", "tiny-qwen2.gguf"];
+const GGUF_FIXTURES: [&str; 4] = ["tiny-llama.gguf", "tiny-qwen2.gguf", "tiny-gemma3.gguf", "tiny-phi3.gguf"];
 
 /// Files of the Hugging Face fixtures to damage, by folder.
-const HF_FILES: [(&str, &str); 7] = [
+const HF_FILES: [(&str, &str); 10] = [
     ("tiny-llama", "config.json"),
+    ("tiny-gemma3", "config.json"),
+    ("tiny-phi3", "config.json"),
+    ("tiny-gemma3-vl", "config.json"),
     ("tiny-llama", "tokenizer.json"),
     ("tiny-llama", "model.safetensors"),
     ("tiny-qwen2", "model.safetensors"),
@@ -37,8 +40,11 @@ const HF_FILES: [(&str, &str); 7] = [
 
 /// Files of the Hugging Face fixtures to damage before writing a GGUF from the folder (the
 /// metadata and tokenizer as llama.cpp's converter writes them).
-const HF_GGUF_FILES: [(&str, &str); 7] = [
+const HF_GGUF_FILES: [(&str, &str); 10] = [
     ("tiny-llama", "tokenizer.json"),
+    ("tiny-gemma2", "config.json"),
+    ("tiny-phi3", "tokenizer_config.json"),
+    ("tiny-gemma3-vl", "config.json"),
     ("tiny-llama", "tokenizer_config.json"),
     ("tiny-llama", "generation_config.json"),
     ("tiny-qwen3", "config.json"),

@@ -550,6 +550,10 @@ impl HfConfig {
             return Err(ModelError::UnsupportedArchitecture(format!("{} with attention_bias or mlp_bias", arch.gguf_name())));
         }
         let n = self.num_hidden_layers;
+        // Per-block facts are sized by the block count: bounded before anything is.
+        if n > MAX_LAYERS {
+            return Err(ModelError::InvalidConfig(format!("{n} layers (at most {MAX_LAYERS} are supported)")));
+        }
         // Mistral's sliding window covers every block; Gemma's the blocks of its pattern; Qwen's,
         // which covers some blocks by another rule, is refused.
         let window = self.sliding_window.as_ref().and_then(|v| v.as_u64()).map(|w| w as usize);
