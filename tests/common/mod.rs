@@ -71,7 +71,7 @@ pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) 
                 let (k, v) = e.strip_prefix('[')?.split_once(']')?;
                 Some((k.parse::<usize>().ok()?, v.trim().parse::<f64>().ok()?))
             })
-            .last();
+            .next_back();
         if let Some((k, p)) = last.filter(|&(k, _)| k >= 2) {
             return (k, p);
         }
