@@ -148,9 +148,9 @@ fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&str) 
     let pattern_key = format!("{arch}.attention.sliding_window_pattern");
     let swa_pattern = crate::model::Arch::from_gguf_name(&arch).map_or(0, |a| a.facts().swa_pattern);
     if swa_pattern > 0 && kept_blocks.len() != n_source_blocks && !metadata.iter().any(|(k, _)| *k == pattern_key) {
-        let sliding = |i: usize| i % swa_pattern < swa_pattern - 1;
-        let flags: Vec<bool> = kept_blocks.iter().map(|&i| sliding(i)).collect();
-        if flags.iter().enumerate().any(|(i, &f)| f != sliding(i)) {
+        let source = crate::model::Config::sliding_pattern(swa_pattern, n_source_blocks);
+        let flags: Vec<bool> = kept_blocks.iter().map(|&i| source[i]).collect();
+        if flags != crate::model::Config::sliding_pattern(swa_pattern, flags.len()) {
             metadata.push((pattern_key, Value::Array(flags.into_iter().map(Value::Bool).collect())));
         }
     }
@@ -252,12 +252,11 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         // independent in every type, so the leading bytes are the kept rows.
         let want = o.qtype.bytes(o.source.n_elements() as usize);
         let data = match data {
-            std::borrow::Cow::Borrowed(d) if d.len() > want => std::borrow::Cow::Borrowed(&d[..want]),
-            std::borrow::Cow::Owned(mut d) if d.len() > want => {
+            std::borrow::Cow::Borrowed(d) => std::borrow::Cow::Borrowed(&d[..want.min(d.len())]),
+            std::borrow::Cow::Owned(mut d) => {
                 d.truncate(want);
                 std::borrow::Cow::Owned(d)
             }
-            d => d,
         };
         summary.tensor_bytes += data.len() as u64;
         summary.n_weights += o.source.n_elements();

@@ -269,10 +269,10 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
     let facts = if from_hf { None } else { Some(gguf_facts(&model.source.path)?) };
     let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
     // Gemma's checkpoints store each norm weight less one.
-    let shift = if c.arch.facts().norm_plus_one { 1.0 } else { 0.0 };
+    let plus_one = c.arch.facts().norm_plus_one;
     let mut put = |gguf: &str, t: &Tensor| -> anyhow::Result<()> {
         let name = hf_name(c.arch, gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
-        let t = if gguf.ends_with("norm.weight") { (t - shift)? } else { t.clone() };
+        let t = if plus_one && gguf.ends_with("norm.weight") { (t - 1.0)? } else { t.clone() };
         tensors.insert(name, t.to_dtype(opts.dtype)?);
         Ok(())
     };

@@ -138,7 +138,7 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError
         let mut ne: Vec<u64> = shape.iter().rev().copied().collect();
         if name == "token_embd.weight" && config.arch == Arch::Gemma3 && ne.len() == 2 {
             // The converter drops Gemma 3's embedding rows beyond its vocabulary.
-            ne[1] = ne[1].min(gemma3_n_vocab(dir)? as u64);
+            ne[1] = ne[1].min(gemma3_n_vocab(dir, config)? as u64);
         }
         let qtype = if ne.len() <= 1 || name.ends_with("_norm.weight") { QuantType::F32 } else { QuantType::F16 };
         out.push(HfTensor { name, ne, qtype });
@@ -146,14 +146,12 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError
     Ok(out)
 }
 
-/// The vocabulary the converter keeps of a Gemma 3 folder: that of its SentencePiece model as
-/// it writes it, else tokenizer.json's vocabulary and added tokens.
-fn gemma3_n_vocab(dir: &Path) -> Result<usize, ExportError> {
-    let spm = dir.join("tokenizer.model");
-    if spm.is_file() {
-        let pieces = crate::model::sentencepiece::read(&spm).map_err(|e| ExportError::Invalid(e.to_string()))?;
-        let config_json = crate::model::hf::config_json(dir).map_err(|e| ExportError::Invalid(e.to_string()))?;
-        return Ok(sentencepiece_n_vocab(&config_json, pieces.len()));
+/// The vocabulary the converter keeps of a Gemma 3 folder: with a SentencePiece model, the
+/// configuration's (config.json, its class's default where it says none), else tokenizer.json's
+/// vocabulary and added tokens.
+fn gemma3_n_vocab(dir: &Path, config: &Config) -> Result<usize, ExportError> {
+    if dir.join("tokenizer.model").is_file() {
+        return Ok(config.vocab_size);
     }
     let tj = read_json(&dir.join("tokenizer.json"))?;
     let count = |v: Option<&Json>| v.map_or(0, |v| v.as_object().map_or_else(|| v.as_array().map_or(0, Vec::len), |o| o.len()));
@@ -418,7 +416,7 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
     // The converter takes a SentencePiece model first, where there is one.
     if spm_path.is_file() {
         let tj = read_json_opt(&tok_path)?;
-        sentencepiece_vocab(dir, config, config_json, tc.as_ref(), md)?;
+        sentencepiece_vocab(dir, config, tc.as_ref(), md)?;
         special_vocab(dir, tj.as_ref(), tc, config_json, Some(config.vocab_size), md)?;
         if config.arch.facts().norm_plus_one {
             // Gemma's SentencePiece prepends no space.
@@ -505,16 +503,10 @@ fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), Ex
 /// The converter's `_create_vocab_sentencepiece`: the pieces of tokenizer.model with their
 /// scores and types (user-defined pieces stay normal, as there), `[PADn]` up to the model's
 /// vocabulary, then added_tokens.json and tokenizer_config.json's added_tokens_decoder over them.
-/// The number of tokens the converter writes for a SentencePiece folder: config.json's
-/// vocabulary (Gemma 3's vision-language files give none: then the model's pieces).
-fn sentencepiece_n_vocab(config_json: &Json, n_pieces: usize) -> usize {
-    config_json.get("vocab_size").and_then(Json::as_u64).map_or(n_pieces, |n| n as usize)
-}
-
-fn sentencepiece_vocab(dir: &Path, config: &Config, config_json: &Json, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
     use crate::model::sentencepiece as sp;
     let pieces = sp::read(&dir.join("tokenizer.model")).map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let n = sentencepiece_n_vocab(config_json, pieces.len());
+    let n = config.vocab_size;
     let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
     let mut scores: Vec<f32> = vec![-10000.0; n];
     let mut types: Vec<i32> = vec![sp::UNUSED; n];

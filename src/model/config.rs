@@ -350,11 +350,14 @@ impl Config {
         self.n_layers = kept.len();
     }
 
-    /// The sliding-window flags of llama.cpp's default pattern for this architecture (every
-    /// `swa_pattern`-th block global), for `n` blocks.
-    pub fn default_sliding_layers(arch: Arch, n: usize) -> Vec<bool> {
-        let p = arch.facts().swa_pattern;
+    /// The sliding-window flags of `n` blocks when every `p`-th block is global (0: none is).
+    pub fn sliding_pattern(p: usize, n: usize) -> Vec<bool> {
         (0..n).map(|i| p == 0 || i % p < p - 1).collect()
+    }
+
+    /// The flags of llama.cpp's default pattern for this architecture, for `n` blocks.
+    pub fn default_sliding_layers(arch: Arch, n: usize) -> Vec<bool> {
+        Config::sliding_pattern(arch.facts().swa_pattern, n)
     }
 
     /// Checks every size against its bounds, the weight shapes for overflow, and the relations
@@ -577,7 +580,7 @@ impl HfConfig {
                             })
                             .collect::<Result<Vec<bool>, _>>()?
                     }
-                    (None, Some(p)) if p > 0 => (0..n).map(|i| (i + 1) % p != 0).collect(),
+                    (None, Some(p)) if p > 0 => Config::sliding_pattern(p, n),
                     (None, _) => Config::default_sliding_layers(arch, n),
                 };
                 (window, layers)

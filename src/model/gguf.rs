@@ -110,7 +110,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         Some(_) if sliding_window.is_some() => {
             // A number: every n-th block global (0: all windowed).
             let p = require(md_u64(md, &key("attention.sliding_window_pattern"))?, &key("attention.sliding_window_pattern"))? as usize;
-            (0..n_layers).map(|i| p == 0 || i % p < p - 1).collect()
+            Config::sliding_pattern(p, n_layers)
         }
         _ if sliding_window.is_some() => Config::default_sliding_layers(arch, n_layers),
         _ => Vec::new(),
@@ -122,13 +122,10 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         Some(Ok(other)) => return Err(ModelError::UnsupportedArchitecture(format!("RoPE scaling type '{other}'"))),
         Some(Err(e)) => return Err(ModelError::InvalidConfig(format!("{}: {e}", key("rope.scaling.type")))),
     };
-    // llama.cpp's Gemma scales queries by 1/√head_dim, except in its 27B models (62 blocks)
+    // llama.cpp's Gemma scales queries by 1/√head_dim, except in its 27B models (46 blocks for Gemma 2, 62 for Gemma 3)
     // by 1/√(hidden/heads), as their `query_pre_attn_scalar` says.
-    let attention_scale = match arch {
-        Arch::Gemma2 | Arch::Gemma3 if n_layers == if arch == Arch::Gemma2 { 46 } else { 62 } => (hidden_size / n_heads.max(1)) as f64,
-        _ => head_dim as f64,
-    }
-    .powf(-0.5);
+    let gemma_27b = matches!((arch, n_layers), (Arch::Gemma2, 46) | (Arch::Gemma3, 62));
+    let attention_scale = if gemma_27b { (hidden_size / n_heads.max(1)) as f64 } else { head_dim as f64 }.powf(-0.5);
     Ok(Config {
         arch,
         vocab_size,

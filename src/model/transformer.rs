@@ -54,6 +54,14 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)?)
 }
 
+/// `x` RMS-normed by `weight` where the model has that norm, else `x`.
+fn optional_norm(x: Tensor, weight: &Option<Tensor>, eps: f64) -> Result<Tensor> {
+    match weight {
+        Some(w) => rms_norm(&x, w, eps),
+        None => Ok(x),
+    }
+}
+
 impl Block {
     /// Runs the block on `x` (batch, tokens, hidden) and returns the new residual stream.
     pub fn forward(
@@ -67,22 +75,16 @@ impl Block {
         let i = self.index;
         cap.block_input(i, x)?;
         let mut x = x.clone();
-        // Gemma's norms on each branch's output, before the residual add.
-        let post = |y: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
-            match w {
-                Some(w) => rms_norm(&y, w, config.rms_norm_eps),
-                None => Ok(y),
-            }
-        };
         if !opts.skip_attention {
             let h = rms_norm(&x, &self.attn_norm, config.rms_norm_eps)?;
-            let a = post(self.attention(&h, config, pos, cap)?, &self.post_attn_norm)?;
+            // Gemma's norm on the branch's output, before the residual add.
+            let a = optional_norm(self.attention(&h, config, pos, cap)?, &self.post_attn_norm, config.rms_norm_eps)?;
             cap.sublayer_output(i, Sublayer::Attention, &a)?;
             x = (x + a)?;
         }
         if !opts.skip_mlp {
             let h = rms_norm(&x, &self.mlp_norm, config.rms_norm_eps)?;
-            let m = post(self.mlp_forward(&h, config, cap)?, &self.post_mlp_norm)?;
+            let m = optional_norm(self.mlp_forward(&h, config, cap)?, &self.post_mlp_norm, config.rms_norm_eps)?;
             cap.sublayer_output(i, Sublayer::Mlp, &m)?;
             x = (x + m)?;
         }
@@ -116,14 +118,9 @@ impl Block {
         };
         let (cos, sin) = pos.of_block(config, self.index, t)?;
         // qwen3, Gemma 3: each head RMS-normed before RoPE.
-        let head_norm = |y: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
-            match w {
-                Some(w) => rms_norm(&y, w, config.rms_norm_eps),
-                None => Ok(y),
-            }
-        };
-        let q = rope::apply(&head_norm(heads(q, nh)?, &a.q_norm)?, &cos, &sin, config.rope_layout)?;
-        let k = rope::apply(&head_norm(heads(k, nkv)?, &a.k_norm)?, &cos, &sin, config.rope_layout)?;
+        let eps = config.rms_norm_eps;
+        let q = rope::apply(&optional_norm(heads(q, nh)?, &a.q_norm, eps)?, &cos, &sin, config.rope_layout)?;
+        let k = rope::apply(&optional_norm(heads(k, nkv)?, &a.k_norm, eps)?, &cos, &sin, config.rope_layout)?;
         let v = heads(v, nkv)?;
         let opts = kernels::AttentionOpts {
             scale: config.attention_scale as f32,
