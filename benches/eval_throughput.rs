@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             (batch * ctx) as f64 / m
         );
     }
-    for (name, reference) in [("eval 8 windows", None), ("eval 8 windows + reference", Some(&model))] {
+    for (name, reference) in [("eval 8 windows", None), ("eval 8 windows + reference", Some(&model as &dyn triage::model::Blocks))] {
         let times: Vec<f64> = (0..reps)
             .map(|_| {
                 let t = Instant::now();

@@ -56,7 +56,7 @@ fn ok(out: Output) -> String {
 fn read_json(p: &Path) -> Value {
     let text = std::fs::read_to_string(p).unwrap();
     let model = triage::model::Model::load(&tiny()).unwrap();
-    triage::compress::plan::Plan::from_json(&text, &model).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    triage::compress::plan::Plan::from_json(&text, &model.config).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
 

@@ -13,7 +13,7 @@ use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::temp::check_writable;
-use crate::model::Model;
+use crate::model::{Blocks, Streaming, Weights};
 
 use super::progress;
 
@@ -136,6 +136,13 @@ pub struct CompressArgs {
     /// Also write what was done to every tensor (type, zeros, relative output error) as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Stream the weights from the model's files, one block decoded at a time, the encoded
+    /// tensors kept in a temporary file until the GGUF is written (memory: about one block in
+    /// f32 and its statistics), instead of loading the whole model in f32. Auto streams models
+    /// of more than about a billion parameters. The file is the same either way. --budget
+    /// (its planner) and Hugging Face output need the model in memory.
+    #[arg(long, value_enum, default_value_t = Streaming::Auto)]
+    pub stream: Streaming,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -187,15 +194,21 @@ pub fn run(args: CompressArgs) -> Result<()> {
         bail!("the folder of --out, {}, does not exist", parent.display());
     }
     check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
-    let model = Model::load(&args.model)?;
+    let streaming = match args.stream {
+        Streaming::On if args.budget.is_some() => bail!("--budget plans with the whole model in memory; --stream on works with --type, --sparsity, --drop-* and --plan"),
+        Streaming::On if !to_gguf => bail!("Hugging Face output is written from the whole model in memory; --stream on needs an --out ending in .gguf"),
+        _ if args.budget.is_some() || !to_gguf => Streaming::Off,
+        s => s,
+    };
+    let model = Weights::open(&args.model, streaming)?;
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
-        if let Some(w) = model.config.sliding_window.filter(|_| model.config.arch.facts().swa_pattern == 0) {
+        if let Some(w) = model.config().sliding_window.filter(|_| model.config().arch.facts().swa_pattern == 0) {
             eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
         }
     }
-    if !to_gguf && model.config.rope_freq_factors.is_some() && model.config.rope_long_factors.is_none() && model.source.format == crate::model::Format::Gguf {
+    if !to_gguf && model.config().rope_freq_factors.is_some() && model.config().rope_long_factors.is_none() && model.source().format == crate::model::Format::Gguf {
         bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");
     }
     let hf = crate::export::hf::HfOptions {
@@ -215,7 +228,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let budget = args.budget.as_deref().expect("checked");
             crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?;
             let t = std::time::Instant::now();
-            let o = super::plan::run_planner(&model, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+            let Weights::Resident(resident) = &model else { unreachable!("--budget loads the model") };
+            let o = super::plan::run_planner(resident, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
             let path = args.out.with_extension("plan.json");
             super::plan::write_plan_json(&path, &o)?;
             println!("wrote {}: {} ({:.0} s)", path.display(), super::plan::summary(&o), t.elapsed().as_secs_f64());
@@ -225,14 +239,14 @@ pub fn run(args: CompressArgs) -> Result<()> {
         }
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-            Plan::from_json(&text, &model).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            Plan::from_json(&text, model.config()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => {
-            let mut plan = Plan::uniform(&model, qtype, sparsity, embeddings).map_err(anyhow::Error::msg)?;
+            let mut plan = Plan::uniform(model.config(), qtype, sparsity, embeddings).map_err(anyhow::Error::msg)?;
             plan.drop_blocks = args.drop_blocks.iter().copied().collect();
             plan.drop_attention = args.drop_attention.iter().copied().collect();
             plan.drop_mlp = args.drop_mlp.iter().copied().collect();
-            plan.validate(&model).map_err(anyhow::Error::msg)?;
+            plan.validate(model.config()).map_err(anyhow::Error::msg)?;
             plan
         }
     };
@@ -249,7 +263,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         batch: args.batch,
         imatrix,
     };
-    let n = model.blocks.len();
+    let n = model.n_blocks();
     let pb = progress::bar(n, "compress");
     let t0 = std::time::Instant::now();
     let compressed = compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?;
@@ -262,7 +276,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             args.out.display(),
             s.bytes,
             s.bits_per_weight,
-            compressed.model.blocks.len(),
+            compressed.config.n_layers,
             windows.len() * windows.ctx
         );
         if let Some(o) = &planned {
@@ -271,15 +285,26 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
         }
     } else {
-        crate::export::hf::write_folder(&args.out, &compressed.model, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
-        println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.model.blocks.len());
+        let m = compressed.model.as_ref().expect("Hugging Face output loads the model");
+        crate::export::hf::write_folder(&args.out, m, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
+        println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.config.n_layers);
     }
     let quality = match &args.eval_text {
         Some(text) => {
-            let original = Model::load(&args.model)?;
+            // A streamed model's compressed weights are read back from the file just written.
+            let original = Weights::open(&args.model, streaming)?;
+            let written = match &compressed.model {
+                Some(_) => None,
+                None => Some(Weights::open(&args.out, Streaming::On)?),
+            };
+            let model: &dyn Blocks = match (&compressed.model, &written) {
+                (Some(m), _) => m,
+                (None, Some(w)) => w,
+                (None, None) => unreachable!("a compressed model or its file"),
+            };
             let w = Windows::from_file(text, original.tokenizer()?, args.ctx, Some(args.eval_windows)).with_context(|| format!("{}", text.display()))?;
-            let pb = progress::bar(w.len(), "eval");
-            let r = crate::eval::evaluate(&compressed.model, Some(&original), &w, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
+            let pb = progress::bar(crate::eval::steps(model, Some(&original), &w, args.batch), "eval");
+            let r = crate::eval::evaluate(model, Some(&original), &w, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
             pb.finish_and_clear();
             println!("{}", serde_json::to_string(&r)?);
             Some(r)

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::data::Windows;
-use crate::eval::{check_ctx, evaluate};
-use crate::model::Model;
+use crate::eval::{check_ctx, evaluate, steps};
+use crate::model::{Blocks, Streaming, Weights};
 
 use super::progress;
 
@@ -49,6 +49,11 @@ pub struct EvalArgs {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Stream the weights from the model's files, one block decoded at a time (memory: about
+    /// one block in f32), instead of loading the whole model in f32. Auto streams models of
+    /// more than about a billion parameters; the numbers are the same either way.
+    #[arg(long, value_enum, default_value_t = Streaming::Auto)]
+    pub stream: Streaming,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -58,19 +63,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.max_windows == Some(0) {
         anyhow::bail!("--max-windows must be at least 1");
     }
-    let model = Model::load(&args.model)?;
-    let reference = args.reference.as_deref().map(Model::load).transpose()?;
+    let model = Weights::open(&args.model, args.stream)?;
+    let reference = args.reference.as_deref().map(|r| Weights::open(r, args.stream)).transpose()?;
     for m in std::iter::once(&model).chain(reference.as_ref()) {
         check_ctx(m, args.ctx)?;
     }
     let tokenizer = model.tokenizer()?;
     let windows = Windows::from_file(&args.text, tokenizer, args.ctx, args.max_windows)
         .with_context(|| format!("{}", args.text.display()))?;
-    let pb = progress::bar(windows.len(), "eval");
     let score_from = if args.llama_protocol { args.ctx / 2 } else { 0 };
-    let report = evaluate(&model, reference.as_ref(), &windows, args.batch, score_from, &mut |done| {
-        pb.set_position(done as u64)
-    })?;
+    let reference = reference.as_ref().map(|r| r as &dyn Blocks);
+    let pb = progress::bar(steps(&model, reference, &windows, args.batch), "eval");
+    let report = evaluate(&model, reference, &windows, args.batch, score_from, &mut |done| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

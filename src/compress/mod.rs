@@ -3,6 +3,7 @@
 //! `crate::ggml`'s.
 
 pub mod gptq;
+pub mod encoded;
 pub mod grid_columns;
 pub mod pipeline;
 pub mod plan;

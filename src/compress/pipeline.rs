@@ -8,7 +8,6 @@
 //! block's inputs. Removed blocks are skipped and the rest renumbered; a removed sublayer's
 //! linears become zeros, so the block adds nothing through it.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -18,12 +17,12 @@ use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, 
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
 use super::prune::{prune, wanda_norms};
-use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::importance::hessian::{BlockMoments, InputMoments};
 use crate::model::kernels::with_f32;
-use crate::model::{BlockOpts, Model, ModelError, Result};
+use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, Weights};
+use super::encoded::Encoded;
 
 /// How quantized weights are rounded onto their GGUF grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,10 +74,15 @@ pub struct TensorReport {
 }
 
 pub struct Compressed {
-    /// The model with its new weights (dequantized), removed blocks gone.
-    pub model: Model,
+    /// The model with its new weights (dequantized), removed blocks gone; None when the source
+    /// was streamed (the new weights are then only in `encoded`).
+    pub model: Option<Model>,
+    /// The configuration after compression (removed blocks gone).
+    pub config: Config,
+    /// The source model's description.
+    pub source: Source,
     /// GGUF name (output numbering) → type and encoded bytes, for every tensor that changed.
-    pub encoded: BTreeMap<String, (QuantType, Vec<u8>)>,
+    pub encoded: Encoded,
     /// Output block index → source block index.
     pub kept_blocks: Vec<usize>,
     pub report: Vec<TensorReport>,
@@ -87,33 +91,48 @@ pub struct Compressed {
 /// Stages reported to the progress callback: (stage, done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
-/// Compresses `model` by `plan` with calibration `windows`.
-pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: Progress) -> Result<Compressed> {
-    plan.validate(&model).map_err(ModelError::InvalidConfig)?;
+/// Rows of the token embedding or output quantized at a time from a streamed model.
+const EMBEDDING_ROWS: usize = 4096;
+
+/// Compresses `weights` by `plan` with calibration `windows`. A streamed model is read block by
+/// block and its encoded tensors kept in a temporary file, so only one block is in memory.
+pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: Progress) -> Result<Compressed> {
+    let config = weights.config().clone();
+    plan.validate(&config).map_err(ModelError::InvalidConfig)?;
     let ctx = windows.ctx;
     let batch = opts.batch.max(1);
-    let positions = model.positions(ctx)?;
+    let positions = crate::model::Positions::new(&config, ctx, &Device::Cpu)?;
     let mut hidden: Vec<Tensor> = windows
         .windows
         .chunks(batch)
         .map(|c| {
             let flat: Vec<u32> = c.iter().flatten().copied().collect();
-            model.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
+            weights.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
         })
         .collect::<Result<_>>()?;
-    let mut encoded = BTreeMap::new();
+    let io = |error| ModelError::Io { path: std::env::temp_dir(), error };
+    let (mut resident, streamed) = match weights {
+        Weights::Resident(m) => (Some(m), None),
+        Weights::Streamed(s) => (None, Some(s)),
+    };
+    let mut encoded = if streamed.is_some() { Encoded::spilled().map_err(io)? } else { Encoded::in_memory() };
+    let mut source_blocks = resident.as_mut().map(|m| std::mem::take(&mut m.blocks).into_iter());
+    let mut new_blocks = Vec::new();
     let mut report = Vec::new();
-    let n_blocks = model.blocks.len();
-    let config = model.config.clone();
+    let n_blocks = config.n_layers;
     for i in 0..n_blocks {
         progress("compress: blocks", i, n_blocks);
+        let mut block = match (&mut source_blocks, &streamed) {
+            (Some(blocks), _) => blocks.next().expect("one block per index"),
+            (None, Some(s)) if !plan.drop_blocks.contains(&i) => s.block(i)?,
+            _ => continue,
+        };
         if plan.drop_blocks.contains(&i) {
             continue;
         }
         let block_opts = BlockOpts { skip_attention: plan.drop_attention.contains(&i), skip_mlp: plan.drop_mlp.contains(&i) };
-        let block = &mut model.blocks[i];
         let planned = block.linears().iter().any(|l| plan.tensors.contains_key(&l.name));
-        let mut moments = BlockMoments::new(block);
+        let mut moments = BlockMoments::new(&block);
         let mut next = Vec::new();
         if planned {
             for h in &hidden {
@@ -132,7 +151,7 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
                 let zeros = vec![0f32; rows * cols];
                 let bytes = if t.is_quantized() { quantize(t, &zeros, cols, None) } else { encode_plain(t, &zeros) };
                 l.weight = l.weight.zeros_like()?;
-                encoded.insert(l.name.clone(), (t, bytes));
+                encoded.insert(l.name.clone(), t, bytes).map_err(io)?;
                 continue;
             }
             let Some(spec) = plan.tensors.get(&l.name) else { continue };
@@ -152,15 +171,19 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
                 seconds: t0.elapsed().as_secs_f64(),
             });
             l.weight = Tensor::from_vec(new_w, (rows, cols), &Device::Cpu)?;
-            encoded.insert(l.name.clone(), (spec.qtype, bytes));
+            encoded.insert(l.name.clone(), spec.qtype, bytes).map_err(io)?;
         }
-        let block = &model.blocks[i];
+        drop(factors);
+        drop(moments);
         if i + 1 < n_blocks {
             hidden = if opts.sequential || !planned {
                 hidden.iter().map(|h| block.forward(h, &config, &positions, block_opts, &mut ())).collect::<Result<_>>()?
             } else {
                 next
             };
+        }
+        if resident.is_some() {
+            new_blocks.push(block);
         }
     }
     progress("compress: blocks", n_blocks, n_blocks);
@@ -170,27 +193,48 @@ pub fn compress(mut model: Model, windows: &Windows, plan: &Plan, opts: &Compres
     for name in ["token_embd.weight", "output.weight"] {
         let Some(spec) = plan.tensors.get(name) else { continue };
         let t0 = Instant::now();
-        let target = if name == "token_embd.weight" { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
-        let (rows, cols) = target.dims2()?;
-        let w = with_f32(target, <[f32]>::to_vec)?;
-        let bytes = quantize(spec.qtype, &w, cols, None);
-        let new_w = dequantize(spec.qtype, &bytes, w.len());
-        report.push(TensorReport {
-            name: name.into(),
-            qtype: spec.qtype.name().into(),
-            zeros: new_w.iter().filter(|&&x| x == 0.0).count() as f64 / new_w.len() as f64,
-            rel_error: None,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-        *target = Tensor::from_vec(new_w, (rows, cols), &Device::Cpu)?;
-        encoded.insert(name.to_string(), (spec.qtype, bytes));
+        let (bytes, zeros, n) = match (&mut resident, &streamed) {
+            (Some(model), _) => {
+                let target = if name == "token_embd.weight" { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
+                let (rows, cols) = target.dims2()?;
+                let w = with_f32(target, <[f32]>::to_vec)?;
+                let bytes = quantize(spec.qtype, &w, cols, None);
+                let new_w = dequantize(spec.qtype, &bytes, w.len());
+                let zeros = new_w.iter().filter(|&&x| x == 0.0).count();
+                *target = Tensor::from_vec(new_w, (rows, cols), &Device::Cpu)?;
+                (bytes, zeros, rows * cols)
+            }
+            (None, Some(s)) => {
+                // Rows are independent in every type: quantized a chunk of rows at a time.
+                let (rows, cols) = (config.vocab_size, config.hidden_size);
+                let (mut bytes, mut zeros) = (Vec::with_capacity(spec.qtype.bytes(rows * cols)), 0);
+                for start in (0..rows).step_by(EMBEDDING_ROWS) {
+                    let w = s.store.rows(name, start..(start + EMBEDDING_ROWS).min(rows))?;
+                    let b = with_f32(&w, |w| quantize(spec.qtype, w, cols, None))?;
+                    zeros += dequantize(spec.qtype, &b, w.elem_count()).iter().filter(|&&x| x == 0.0).count();
+                    bytes.extend(b);
+                }
+                (bytes, zeros, rows * cols)
+            }
+            (None, None) => unreachable!("a model is resident or streamed"),
+        };
+        report.push(TensorReport { name: name.into(), qtype: spec.qtype.name().into(), zeros: zeros as f64 / n as f64, rel_error: None, seconds: t0.elapsed().as_secs_f64() });
+        encoded.insert(name.to_string(), spec.qtype, bytes).map_err(io)?;
     }
     let kept_blocks: Vec<usize> = (0..n_blocks).filter(|i| !plan.drop_blocks.contains(i)).collect();
-    let encoded = remove_blocks(&mut model, &kept_blocks, encoded);
+    encoded.rename(|n| if n.starts_with("blk.") { renumbered(n, &kept_blocks) } else { Some(n.to_string()) });
     for r in &mut report {
         r.name = renumbered(&r.name, &kept_blocks).unwrap_or_else(|| r.name.clone());
     }
-    Ok(Compressed { model, encoded, kept_blocks, report })
+    let mut config = config;
+    config.keep_blocks(&kept_blocks);
+    let source = resident.as_ref().map(|m| m.source.clone()).or_else(|| streamed.as_ref().map(|s| s.source.clone())).expect("a model");
+    let model = resident.map(|mut m| {
+        m.blocks = renumber_blocks(new_blocks, &kept_blocks);
+        m.config = config.clone();
+        m
+    });
+    Ok(Compressed { model, config, source, encoded, kept_blocks, report })
 }
 
 /// Per-column importance for the grids: the given imatrix's means, else the calibration's.
@@ -298,26 +342,17 @@ pub fn renumbered(name: &str, kept: &[usize]) -> Option<String> {
     Some(format!("blk.{new}.{rest}"))
 }
 
-/// Drops the blocks not in `kept`, renumbering the rest (indices and tensor names).
-fn remove_blocks(
-    model: &mut Model,
-    kept: &[usize],
-    encoded: BTreeMap<String, (QuantType, Vec<u8>)>,
-) -> BTreeMap<String, (QuantType, Vec<u8>)> {
-    let blocks = std::mem::take(&mut model.blocks);
-    for mut b in blocks.into_iter().filter(|b| kept.contains(&b.index)) {
-        for l in b.linears_mut() {
-            l.name = renumbered(&l.name, kept).expect("a kept block's linear");
-        }
-        b.index = model.blocks.len();
-        model.blocks.push(b);
-    }
-    model.config.keep_blocks(kept);
-    encoded
+/// The kept blocks (source numbering) renumbered: indices and tensor names.
+fn renumber_blocks(blocks: Vec<Block>, kept: &[usize]) -> Vec<Block> {
+    blocks
         .into_iter()
-        .filter_map(|(n, v)| match n.starts_with("blk.") {
-            true => renumbered(&n, kept).map(|n| (n, v)),
-            false => Some((n, v)),
+        .enumerate()
+        .map(|(new, mut b)| {
+            for l in b.linears_mut() {
+                l.name = renumbered(&l.name, kept).expect("a kept block's linear");
+            }
+            b.index = new;
+            b
         })
         .collect()
 }

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use super::gptq::Sparsity;
 use crate::ggml::types::QuantType;
-use crate::model::Model;
+use crate::model::Config;
 
 /// What happens to one weight tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,16 +72,16 @@ pub fn parse_sparsity(s: &str) -> Result<Sparsity, String> {
 }
 
 /// The weight tensors a plan may name, with their (rows, cols).
-pub fn plannable_tensors(model: &Model) -> BTreeMap<String, (usize, usize)> {
+pub fn plannable_tensors(config: &Config) -> BTreeMap<String, (usize, usize)> {
     let mut t = BTreeMap::new();
-    let (v, h) = (model.config.vocab_size, model.config.hidden_size);
+    let (v, h) = (config.vocab_size, config.hidden_size);
     t.insert("token_embd.weight".to_string(), (v, h));
-    if let Some(l) = &model.lm_head {
-        t.insert(l.name.clone(), (l.out_features(), l.in_features()));
+    if !config.tie_word_embeddings {
+        t.insert("output.weight".to_string(), (v, h));
     }
-    for b in &model.blocks {
-        for l in b.linears() {
-            t.insert(l.name.clone(), (l.out_features(), l.in_features()));
+    for i in 0..config.n_layers {
+        for (kind, rows, cols) in crate::model::block_linears(config) {
+            t.insert(format!("blk.{i}.{kind}.weight"), (rows, cols));
         }
     }
     t
@@ -92,9 +92,9 @@ impl Plan {
     /// sparsity for every linear, and `embeddings` for the token embedding and output (as
     /// `llama-quantize --pure` does with the same type). Sparsity without a type keeps pruned
     /// tensors exact in F16.
-    pub fn uniform(model: &Model, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: Option<QuantType>) -> Result<Plan, String> {
+    pub fn uniform(config: &Config, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: Option<QuantType>) -> Result<Plan, String> {
         let mut plan = Plan::default();
-        for (name, (_, cols)) in plannable_tensors(model) {
+        for (name, (_, cols)) in plannable_tensors(config) {
             let is_linear = name.starts_with("blk.");
             let t = match (is_linear, qtype, embeddings) {
                 (true, Some(t), _) | (false, _, Some(t)) => t,
@@ -108,7 +108,7 @@ impl Plan {
     }
 
     /// Reads a plan from JSON and checks it against `model`.
-    pub fn from_json(text: &str, model: &Model) -> Result<Plan, String> {
+    pub fn from_json(text: &str, config: &Config) -> Result<Plan, String> {
         let j: Json = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = j.as_object().ok_or("the plan must be a JSON object")?;
         refuse_unknown_keys(obj, &[&PLAN_KEYS[..], &REPORT_KEYS[..]].concat(), "the plan", &PLAN_KEYS)?;
@@ -149,7 +149,7 @@ impl Plan {
         plan.drop_blocks = list("drop_blocks")?;
         plan.drop_attention = list("drop_attention")?;
         plan.drop_mlp = list("drop_mlp")?;
-        plan.validate(model)?;
+        plan.validate(config)?;
         Ok(plan)
     }
 
@@ -171,15 +171,15 @@ impl Plan {
 
     /// Every named tensor exists and its rows fit its type; every block index exists; at least
     /// one block is left.
-    pub fn validate(&self, model: &Model) -> Result<(), String> {
-        let known = plannable_tensors(model);
+    pub fn validate(&self, config: &Config) -> Result<(), String> {
+        let known = plannable_tensors(config);
         for (name, spec) in &self.tensors {
             let &(_, cols) = known.get(name).ok_or_else(|| format!("the plan names tensor '{name}', which the model does not have"))?;
             if !spec.qtype.fits(cols) {
                 return Err(format!("the plan gives {name} type {}, but its rows of {cols} are not a multiple of {}", spec.qtype, spec.qtype.block_size()));
             }
         }
-        let n = model.blocks.len();
+        let n = config.n_layers;
         for (key, set) in [("drop_blocks", &self.drop_blocks), ("drop_attention", &self.drop_attention), ("drop_mlp", &self.drop_mlp)] {
             if let Some(&i) = set.iter().find(|&&i| i >= n) {
                 return Err(format!("{key}: block {i} does not exist (the model has blocks 0–{})", n - 1));

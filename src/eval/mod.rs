@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::Windows;
-use crate::model::{Model, ModelError};
+use crate::model::{BlockOpts, Blocks, ModelError, Positions};
 
 pub use stats::Scored;
 
@@ -46,33 +46,49 @@ pub struct EvalReport {
 }
 
 /// Refuses windows longer than the model was trained for.
-pub fn check_ctx(model: &Model, ctx: usize) -> Result<(), EvalError> {
-    if ctx > model.config.context_length {
-        return Err(EvalError::CtxTooLong {
-            ctx,
-            max: model.config.context_length,
-            model: model.source.path.display().to_string(),
-        });
+pub fn check_ctx(model: &dyn Blocks, ctx: usize) -> Result<(), EvalError> {
+    let max = model.config().context_length;
+    if ctx > max {
+        return Err(EvalError::CtxTooLong { ctx, max, model: model.source().path.display().to_string() });
     }
     Ok(())
 }
 
-/// Logits of a batch of windows as one flat row-major vector (batch·ctx rows of vocab).
-fn batch_logits(model: &Model, batch: &[Vec<u32>]) -> Result<Vec<f32>, EvalError> {
-    let ctx = batch[0].len();
-    let flat: Vec<u32> = batch.iter().flatten().copied().collect();
-    let tokens = Tensor::from_vec(flat, (batch.len(), ctx), &Device::Cpu)?;
-    let logits = model.forward(&tokens, &mut ())?;
-    Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+/// The final hidden states of each batch of windows: every block in turn over all batches, so a
+/// streamed model decodes each block once. `progress` is called after each block.
+fn final_states(model: &dyn Blocks, batches: &[&[Vec<u32>]], progress: &mut dyn FnMut()) -> Result<Vec<Tensor>, EvalError> {
+    let ctx = batches[0][0].len();
+    let pos = Positions::new(model.config(), ctx, &Device::Cpu)?;
+    let mut hidden = batches
+        .iter()
+        .map(|b| {
+            let flat: Vec<u32> = b.iter().flatten().copied().collect();
+            model.embed(&Tensor::from_vec(flat, (b.len(), ctx), &Device::Cpu)?)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for i in 0..model.n_blocks() {
+        let block = model.block(i)?;
+        for h in &mut hidden {
+            *h = block.forward(h, model.config(), &pos, BlockOpts::default(), &mut ())?;
+        }
+        progress();
+    }
+    Ok(hidden)
+}
+
+/// The steps [`evaluate`] reports: one per block of each model, one per batch scored.
+pub fn steps(model: &dyn Blocks, reference: Option<&dyn Blocks>, windows: &Windows, batch: usize) -> usize {
+    model.n_blocks() + reference.map_or(0, |r| r.n_blocks()) + windows.len().div_ceil(batch.max(1))
 }
 
 /// Scores `model` on `windows`, `batch` windows per forward pass; with a `reference`, also the KL
 /// statistics. Predictions made at positions `score_from..ctx-1` of each window are scored (0:
-/// every position; ctx/2: llama-perplexity's protocol). `progress` is called with the number of
-/// windows done.
+/// every position; ctx/2: llama-perplexity's protocol). The two models run one after the other,
+/// block by block, and only the logits of one batch exist at a time. `progress` is called with
+/// the steps done of [`steps`].
 pub fn evaluate(
-    model: &Model,
-    reference: Option<&Model>,
+    model: &dyn Blocks,
+    reference: Option<&dyn Blocks>,
     windows: &Windows,
     batch: usize,
     score_from: usize,
@@ -81,21 +97,32 @@ pub fn evaluate(
     check_ctx(model, windows.ctx)?;
     if let Some(r) = reference {
         check_ctx(r, windows.ctx)?;
-        if r.config.vocab_size != model.config.vocab_size {
+        if r.config().vocab_size != model.config().vocab_size {
             return Err(EvalError::VocabMismatch {
-                reference: r.config.vocab_size,
-                model: model.config.vocab_size,
+                reference: r.config().vocab_size,
+                model: model.config().vocab_size,
             });
         }
     }
     let start = Instant::now();
-    let vocab = model.config.vocab_size;
+    let vocab = model.config().vocab_size;
     let ctx = windows.ctx;
-    let mut scored = Scored::default();
+    let batches: Vec<&[Vec<u32>]> = windows.windows.chunks(batch.max(1)).collect();
     let mut done = 0;
-    for chunk in windows.windows.chunks(batch.max(1)) {
-        let logits = batch_logits(model, chunk)?;
-        let ref_logits = reference.map(|r| batch_logits(r, chunk)).transpose()?;
+    let mut step = || {
+        done += 1;
+        progress(done);
+    };
+    let hidden = final_states(model, &batches, &mut step)?;
+    let ref_hidden = reference.map(|r| final_states(r, &batches, &mut step)).transpose()?;
+    let mut scored = Scored::default();
+    for (b, chunk) in batches.iter().enumerate() {
+        let flat = |m: &dyn Blocks, h: &Tensor| -> Result<Vec<f32>, EvalError> { Ok(m.head(h)?.flatten_all()?.to_vec1::<f32>()?) };
+        let logits = flat(model, &hidden[b])?;
+        let ref_logits = match (reference, &ref_hidden) {
+            (Some(r), Some(h)) => Some(flat(r, &h[b])?),
+            _ => None,
+        };
         // Rows whose next token lies in the same window: positions score_from..ctx-1.
         let first = score_from.min(ctx - 2);
         let rows: Vec<(usize, u32)> = chunk
@@ -113,8 +140,7 @@ pub fn evaluate(
             .collect();
         // Merged in position order: the same sums at any thread count.
         scored = positions.into_iter().fold(scored, Scored::merge);
-        done += chunk.len();
-        progress(done);
+        step();
     }
     let elapsed = start.elapsed().as_secs_f64();
     let nll_mean = scored.nll_sum / scored.n as f64;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::compress::pipeline::{renumbered, Compressed};
 use crate::ggml::types::QuantType;
-use crate::model::gguf_file::{self, GgufFile, OutTensor, TensorInfo, Value};
+use crate::model::gguf_file::{self, GgufFile, TensorInfo, Value};
 use crate::model::{Format, RopeLayout};
 
 #[derive(Debug, thiserror::Error)]
@@ -217,14 +217,15 @@ pub fn predicted_size(source: &Path, kept_blocks: &[usize], types: &std::collect
 
 /// Writes `c` to `path` as GGUF: from a GGUF source its metadata and unchanged tensors are
 /// copied; from a Hugging Face folder they are what llama.cpp's converter writes (see
-/// [`super::hf_gguf`]), unchanged matrices in F16.
+/// [`super::hf_gguf`]), unchanged matrices in F16. One tensor at a time: each is read (from the
+/// encoded tensors or the source's files), written, and dropped.
 pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportError> {
-    let source = &c.model.source;
+    let source = &c.source;
     let mut src = skeleton(&source.path)?;
     let mut file = src.file.take();
-    let (mut metadata, infos) = layout(&src, &c.kept_blocks, &|n| c.encoded.get(n).map(|(t, _)| *t))?;
+    let (mut metadata, infos) = layout(&src, &c.kept_blocks, &|n| c.encoded.qtype(n))?;
     // Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1.
-    let cfg = &c.model.config;
+    let cfg = &c.config;
     let permute = |name: &str| -> Option<usize> {
         if source.format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit {
             return None;
@@ -235,14 +236,32 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             _ => None,
         }
     };
-    let mut tensors = Vec::with_capacity(infos.len());
     let mut summary = GgufSummary { bytes: 0, tensor_bytes: 0, n_weights: 0, bits_per_weight: 0.0, type_bytes: Default::default() };
     let mut linear_types: std::collections::BTreeMap<QuantType, u64> = Default::default();
-    for o in infos {
-        let data: std::borrow::Cow<[u8]> = match (c.encoded.get(&o.name), &o.source.stored, &mut file, &src.gguf) {
-            (Some((_, bytes)), _, _, _) => std::borrow::Cow::Borrowed(bytes.as_slice()),
-            (None, Some(info), Some(f), Some(g)) => std::borrow::Cow::Owned(g.read_data(f, info).map_err(|e| ExportError::Invalid(e.to_string()))?),
-            _ => std::borrow::Cow::Owned(encode_from_model(c, &o.name, o.qtype)?),
+    for o in &infos {
+        let n = o.qtype.bytes(o.source.n_elements() as usize) as u64;
+        summary.tensor_bytes += n;
+        summary.n_weights += o.source.n_elements();
+        *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += n;
+        if o.name.starts_with("blk.") && o.ne.len() == 2 {
+            *linear_types.entry(o.qtype).or_default() += n;
+        }
+    }
+    let main_type = linear_types.iter().max_by_key(|(_, &b)| b).map_or(QuantType::F32, |(&t, _)| t);
+    summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
+    finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
+    // A Hugging Face source's unchanged tensors are read from its files.
+    let folder = match source.format {
+        Format::HuggingFace => Some(crate::model::hf::open(&source.path).map_err(|e| ExportError::Invalid(e.to_string()))?),
+        Format::Gguf => None,
+    };
+    let invalid = |e: ExportError| std::io::Error::other(e.to_string());
+    let data = |k: usize| -> std::io::Result<std::borrow::Cow<[u8]>> {
+        let o = &infos[k];
+        let data = match (c.encoded.bytes(&o.name)?, &o.source.stored, &mut file, &src.gguf) {
+            (Some(bytes), _, _, _) => bytes,
+            (None, Some(info), Some(f), Some(g)) => std::borrow::Cow::Owned(g.read_data(f, info).map_err(|e| std::io::Error::other(e.to_string()))?),
+            _ => std::borrow::Cow::Owned(encode_unchanged(folder.as_ref(), cfg, &o.source.name, o.qtype).map_err(invalid)?),
         };
         let data = match permute(&o.name) {
             Some(heads) => std::borrow::Cow::Owned(crate::model::rope::permute_rows(&data, &crate::model::rope::interleaved_order(heads, cfg.head_dim))),
@@ -251,44 +270,35 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         // The converter drops Gemma 3's embedding rows beyond its vocabulary: rows are
         // independent in every type, so the leading bytes are the kept rows.
         let want = o.qtype.bytes(o.source.n_elements() as usize);
-        let data = match data {
+        Ok(match data {
             std::borrow::Cow::Borrowed(d) => std::borrow::Cow::Borrowed(&d[..want.min(d.len())]),
             std::borrow::Cow::Owned(mut d) => {
                 d.truncate(want);
                 std::borrow::Cow::Owned(d)
             }
-        };
-        summary.tensor_bytes += data.len() as u64;
-        summary.n_weights += o.source.n_elements();
-        *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += data.len() as u64;
-        if o.name.starts_with("blk.") && o.ne.len() == 2 {
-            *linear_types.entry(o.qtype).or_default() += data.len() as u64;
-        }
-        tensors.push(OutTensor { name: o.name, ne: o.ne, qtype: o.qtype, data });
-    }
-    let main_type = linear_types.iter().max_by_key(|(_, &b)| b).map_or(QuantType::F32, |(&t, _)| t);
-    summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
-    finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
-    super::write_atomic(path, |w| gguf_file::write(w, &metadata, &tensors).map_err(ExportError::Io))?;
+        })
+    };
+    let shapes: Vec<(&str, &[u64], QuantType)> = infos.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
+    super::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &shapes, data).map_err(ExportError::Io))?;
     summary.bytes = std::fs::metadata(path)?.len();
     Ok(summary)
 }
 
-/// The model's tensor `name` (output numbering) encoded plainly as `qtype` (F32 or F16).
-fn encode_from_model(c: &Compressed, name: &str, qtype: QuantType) -> Result<Vec<u8>, ExportError> {
-    let m = &c.model;
+/// An unchanged tensor of a Hugging Face source (`name` in the source's numbering), read from
+/// its folder and encoded plainly as `qtype` (F32 or F16); RoPE factors from the configuration.
+fn encode_unchanged(folder: Option<&crate::model::Streamed>, cfg: &crate::model::Config, name: &str, qtype: QuantType) -> Result<Vec<u8>, ExportError> {
     let factors = |f: &Option<Vec<f32>>| f.clone().ok_or_else(|| ExportError::Invalid(format!("{name} without the RoPE scaling that holds it")));
     let values: Vec<f32> = if name == "rope_freqs.weight" || name == "rope_factors_short.weight" {
-        factors(&m.config.rope_freq_factors)?
+        factors(&cfg.rope_freq_factors)?
     } else if name == "rope_factors_long.weight" {
-        factors(&m.config.rope_long_factors)?
+        factors(&cfg.rope_long_factors)?
     } else {
-        let t = crate::model::tensor_by_name(m, name).ok_or_else(|| ExportError::Invalid(format!("the model has no tensor {name}")))?;
+        let folder = folder.ok_or_else(|| ExportError::Invalid(format!("no source for tensor {name}")))?;
+        let t = folder.store.tensor(name).map_err(|e| ExportError::Invalid(e.to_string()))?.ok_or_else(|| ExportError::Invalid(format!("the model has no tensor {name}")))?;
         t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| ExportError::Invalid(e.to_string()))?
     };
     if qtype.is_quantized() {
         return Err(ExportError::Invalid(format!("{name}: an unchanged tensor cannot be written as {qtype}")));
     }
-
     Ok(crate::ggml::codec::encode_plain(qtype, &values))
 }

@@ -242,7 +242,7 @@ fn plan_seed() -> Seed {
 
 fn read_plan(model: &Model, b: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
-    Plan::from_json(text, model).map(drop)
+    Plan::from_json(text, &model.config).map(drop)
 }
 
 /// Imatrix files written by our own writer (GGUF or `.dat`) for two of the tiny llama's linears.

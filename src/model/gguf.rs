@@ -10,6 +10,8 @@ use candle_core::{Device, Tensor};
 
 use super::config::{Arch, Config, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
+use super::store::Store;
+use super::stream::Streamed;
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 use crate::ggml::codec::dequantize;
 
@@ -182,8 +184,6 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
 /// Loads the `len`-byte GGUF that `file` reads from its start.
 fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Model> {
     let gguf = GgufFile::parse(file, len).map_err(|e| header_error(path, e))?;
-    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
-    let mut config = config_from_metadata(&gguf, &md)?;
     let gguf_err = |reason: String| ModelError::Gguf { path: path.to_path_buf(), reason };
     let mut read = |name: &str| -> Result<Option<Tensor>> {
         let Some(info) = gguf.tensor(name) else { return Ok(None) };
@@ -192,6 +192,23 @@ fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Mode
         let values = dequantize(qtype, &bytes, info.n_elements() as usize);
         Ok(Some(Tensor::from_vec(values, info.shape(), &Device::Cpu)?))
     };
+    let (config, tokenizer, source) = describe(path, &gguf, &mut read)?;
+    assemble(config, read, tokenizer, source)
+}
+
+/// Opens a GGUF file for streaming: its header read, its tensors left in the file.
+pub fn open(path: &Path) -> Result<Streamed> {
+    let (gguf, file) = GgufFile::read(path).map_err(|e| header_error(path, e)).map_err(in_file(path))?;
+    let store = Store::gguf(path, &file, gguf.clone())?;
+    let (config, tokenizer, source) = describe(path, &gguf, |name| store.tensor(name)).map_err(in_file(path))?;
+    Streamed::new(config, tokenizer, source, store).map_err(in_file(path))
+}
+
+/// What a GGUF header says besides its tensors: the configuration (its RoPE factors read with
+/// `read`), the tokenizer, and the source's description.
+fn describe(path: &Path, gguf: &GgufFile, mut read: impl FnMut(&str) -> Result<Option<Tensor>>) -> Result<(Config, Option<Tokenizer>, Source)> {
+    let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
+    let mut config = config_from_metadata(gguf, &md)?;
     let mut factors = |name: &str| -> Result<Option<Vec<f32>>> { read(name)?.map(|f| Ok(f.flatten_all()?.to_vec1::<f32>()?)).transpose() };
     if config.rope_freq_factors.is_some() {
         config.rope_freq_factors = factors("rope_freqs.weight")?.or(factors("rope_factors_short.weight")?);
@@ -211,5 +228,5 @@ fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Mode
         weight_bytes += qtype.bytes(info.n_elements() as usize) as u64;
     }
     let source = Source { path: path.to_path_buf(), format: Format::Gguf, tensor_types, weight_bytes };
-    assemble(config, read, tokenizer, source)
+    Ok((config, tokenizer, source))
 }

@@ -359,14 +359,30 @@ pub fn file_len(metadata: &[(String, Value)], tensors: &[(&str, &[u64], QuantTyp
 
 /// Writes a GGUF v3 file (alignment 32) to `w`.
 pub fn write(w: impl Write, metadata: &[(String, Value)], tensors: &[OutTensor<'_>]) -> io::Result<()> {
-    let mut w = BufWriter::new(w);
     let infos: Vec<(&str, &[u64], QuantType)> = tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
-    w.write_all(&header(metadata, &infos)?)?;
+    write_with(w, metadata, &infos, |i| Ok(std::borrow::Cow::Borrowed(&tensors[i].data)))
+}
+
+/// Writes a GGUF v3 file (alignment 32) to `w` whose tensors, given as (name, ne, type), have
+/// their bytes made by `data(i)` one at a time, in order: no more than one tensor's bytes need
+/// exist at once.
+pub fn write_with<'a>(
+    w: impl Write,
+    metadata: &[(String, Value)],
+    tensors: &[(&str, &[u64], QuantType)],
+    mut data: impl FnMut(usize) -> io::Result<std::borrow::Cow<'a, [u8]>>,
+) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, w);
+    w.write_all(&header(metadata, tensors)?)?;
     let zeros = [0u8; DEFAULT_ALIGNMENT as usize];
-    for t in tensors {
-        debug_assert_eq!(t.data.len(), t.qtype.bytes(t.ne.iter().product::<u64>() as usize));
-        w.write_all(&t.data)?;
-        let n = t.data.len() as u64;
+    for (i, &(name, ne, qtype)) in tensors.iter().enumerate() {
+        let d = data(i)?;
+        let want = qtype.bytes(ne.iter().product::<u64>() as usize);
+        if d.len() != want {
+            return Err(io::Error::other(format!("tensor '{name}' has {} bytes, its shape and type need {want}", d.len())));
+        }
+        w.write_all(&d)?;
+        let n = d.len() as u64;
         w.write_all(&zeros[..(pad(n) - n) as usize])?;
     }
     w.flush()

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Tensor};
 
 use super::config::{Arch, HfConfig};
+use super::store::Store;
+use super::stream::Streamed;
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 
 /// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
@@ -153,6 +154,19 @@ pub fn read_config(dir: &Path) -> Result<super::Config> {
 }
 
 fn load_folder(dir: &Path) -> Result<Model> {
+    let (config, store, tokenizer, source) = open_folder(dir)?;
+    assemble(config, |name| store.tensor(name), tokenizer, source)
+}
+
+/// Opens a Hugging Face folder for streaming: its configuration and tokenizer read, its
+/// tensors left in the memory-mapped safetensors files.
+pub fn open(dir: &Path) -> Result<Streamed> {
+    let (config, store, tokenizer, source) = open_folder(dir).map_err(in_file(dir))?;
+    Streamed::new(config, tokenizer, source, store).map_err(in_file(dir))
+}
+
+/// The folder's configuration, its tensors' store, its tokenizer and its description.
+fn open_folder(dir: &Path) -> Result<(super::Config, Store, Option<Tokenizer>, Source)> {
     let config = read_config(dir)?;
     let files = weight_files(dir)?;
     for f in &files {
@@ -185,15 +199,8 @@ fn load_folder(dir: &Path) -> Result<Model> {
         weight_bytes += view.data().len() as u64;
         stored.insert(gguf, name);
     }
-    let device = Device::Cpu;
     // Gemma's norms scale by 1 + w; we hold 1 + w, as llama.cpp's files do.
-    let arch = config.arch;
-    let plus_one = arch.facts().norm_plus_one;
-    let get = |name: &str| -> Result<Option<Tensor>> {
-        let Some(hf) = stored.get(name) else { return Ok(None) };
-        let t = st.load(hf, &device)?.to_dtype(DType::F32)?;
-        Ok(Some(if plus_one && name.ends_with("norm.weight") { (t + 1.0)? } else { t }))
-    };
+    let store = Store::safetensors(dir, st, stored, config.arch.facts().norm_plus_one);
     let tok_path = dir.join("tokenizer.json");
     let spm_path = dir.join("tokenizer.model");
     let tokenizer = if tok_path.exists() {
@@ -203,9 +210,8 @@ fn load_folder(dir: &Path) -> Result<Model> {
     } else {
         None
     };
-    let source =
-        Source { path: dir.to_path_buf(), format: Format::HuggingFace, tensor_types, weight_bytes };
-    assemble(config, get, tokenizer, source)
+    let source = Source { path: dir.to_path_buf(), format: Format::HuggingFace, tensor_types, weight_bytes };
+    Ok((config, store, tokenizer, source))
 }
 
 #[cfg(test)]

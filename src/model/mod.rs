@@ -16,6 +16,8 @@ pub mod hf;
 pub mod kernels;
 pub mod rope;
 pub mod sentencepiece;
+pub mod store;
+pub mod stream;
 pub mod tokenizer;
 pub mod transformer;
 
@@ -27,6 +29,7 @@ use candle_core::Tensor;
 pub use capture::{Capture, Sublayer};
 pub use config::{Arch, Config, RopeLayout};
 pub use tokenizer::Tokenizer;
+pub use stream::{Blocks, Streamed, Streaming, Weights};
 pub use transformer::{BlockOpts, Positions};
 
 /// Everything that can go wrong while loading or running a model.
@@ -319,64 +322,81 @@ pub(crate) fn assemble(
         t.check_ids(config.vocab_size)?;
     }
     let h = config.hidden_size;
-    let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
-    let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
-        let t = get(name)?.ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-        check_shape(name, &t, shape)?;
-        check_finite(name, &t)?;
-        Ok(t)
-    };
-    let embed = take("token_embd.weight", &[config.vocab_size, h])?;
-    let mut blocks = Vec::with_capacity(config.n_layers);
-    for i in 0..config.n_layers {
-        let mut linear = |kind: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
-            let name = format!("blk.{i}.{kind}.weight");
-            let weight = take(&name, &[out, inp])?;
-            let bias = if bias { Some(take(&format!("blk.{i}.{kind}.bias"), &[out])?) } else { None };
-            Ok(Linear { name, weight, bias })
-        };
-        let qkv_bias = config.arch.qkv_bias();
-        let f = config.intermediate_size;
-        let (qkv, gate_up) = if config.arch.facts().fused {
-            (vec![linear("attn_qkv", (nh + 2 * nkv) * hd, h, qkv_bias)?], vec![linear("ffn_up", 2 * f, h, false)?])
-        } else {
-            (
-                vec![linear("attn_q", nh * hd, h, qkv_bias)?, linear("attn_k", nkv * hd, h, qkv_bias)?, linear("attn_v", nkv * hd, h, qkv_bias)?],
-                vec![linear("ffn_gate", f, h, false)?, linear("ffn_up", f, h, false)?],
-            )
-        };
-        let o = linear("attn_output", h, nh * hd, false)?;
-        let mlp = Mlp { gate_up, down: linear("ffn_down", h, f, false)? };
-        let (q_norm, k_norm) = if config.arch.facts().qk_norm {
-            (Some(take(&format!("blk.{i}.attn_q_norm.weight"), &[hd])?), Some(take(&format!("blk.{i}.attn_k_norm.weight"), &[hd])?))
-        } else {
-            (None, None)
-        };
-        let attn = Attention { qkv, o, q_norm, k_norm };
-        let post_norms = config.arch.facts().post_norms;
-        let mut post = |kind: &str| -> Result<Option<Tensor>> {
-            if post_norms { Ok(Some(take(&format!("blk.{i}.{kind}.weight"), &[h])?)) } else { Ok(None) }
-        };
-        let (post_attn_norm, post_mlp_norm) = (post("post_attention_norm")?, post("post_ffw_norm")?);
-        blocks.push(Block {
-            index: i,
-            attn_norm: take(&format!("blk.{i}.attn_norm.weight"), &[h])?,
-            attn,
-            post_attn_norm,
-            mlp_norm: take(&format!("blk.{i}.ffn_norm.weight"), &[h])?,
-            mlp,
-            post_mlp_norm,
-        });
-    }
-    let final_norm = take("output_norm.weight", &[h])?;
+    let embed = take(&mut get, "token_embd.weight", &[config.vocab_size, h])?;
+    let blocks = (0..config.n_layers).map(|i| assemble_block(&config, i, &mut get)).collect::<Result<Vec<_>>>()?;
+    let final_norm = take(&mut get, "output_norm.weight", &[h])?;
     let lm_head = if config.tie_word_embeddings {
         None
     } else {
-        Some(Linear {
-            name: "output.weight".into(),
-            weight: take("output.weight", &[config.vocab_size, h])?,
-            bias: None,
-        })
+        Some(Linear { name: "output.weight".into(), weight: take(&mut get, "output.weight", &[config.vocab_size, h])?, bias: None })
     };
     Ok(Model { config, embed, blocks, final_norm, lm_head, tokenizer, source })
+}
+
+/// Tensor `name` from `get`, checked for shape `shape` and finite values.
+pub(crate) fn take(get: &mut impl FnMut(&str) -> Result<Option<Tensor>>, name: &str, shape: &[usize]) -> Result<Tensor> {
+    let t = get(name)?.ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    check_shape(name, &t, shape)?;
+    check_finite(name, &t)?;
+    Ok(t)
+}
+
+/// The linears of every block of a model of `config` in the order q, k, v, o, gate, up, down
+/// (fused: qkv, o, gate_up, down), as (GGUF name part, rows, cols).
+pub fn block_linears(config: &Config) -> Vec<(&'static str, usize, usize)> {
+    let (h, f) = (config.hidden_size, config.intermediate_size);
+    let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
+    let mut l = if config.arch.facts().fused {
+        vec![("attn_qkv", (nh + 2 * nkv) * hd, h)]
+    } else {
+        vec![("attn_q", nh * hd, h), ("attn_k", nkv * hd, h), ("attn_v", nkv * hd, h)]
+    };
+    l.push(("attn_output", h, nh * hd));
+    if config.arch.facts().fused {
+        l.push(("ffn_up", 2 * f, h));
+    } else {
+        l.extend([("ffn_gate", f, h), ("ffn_up", f, h)]);
+    }
+    l.push(("ffn_down", h, f));
+    l
+}
+
+/// Block `i` of a model of `config` from named f32 tensors, every shape checked.
+pub(crate) fn assemble_block(config: &Config, i: usize, mut get: impl FnMut(&str) -> Result<Option<Tensor>>) -> Result<Block> {
+    let h = config.hidden_size;
+    let hd = config.head_dim;
+    let mut take = |name: &str, shape: &[usize]| take(&mut get, name, shape);
+    let qkv_bias = config.arch.qkv_bias();
+    let mut linears = block_linears(config).into_iter().map(|(kind, out, inp)| {
+        let name = format!("blk.{i}.{kind}.weight");
+        let weight = take(&name, &[out, inp])?;
+        let bias = if qkv_bias && kind != "attn_output" && kind.starts_with("attn_") { Some(take(&format!("blk.{i}.{kind}.bias"), &[out])?) } else { None };
+        Ok(Linear { name, weight, bias })
+    }).collect::<Result<Vec<_>>>()?;
+    let down = linears.pop().expect("a block has linears");
+    let fused = config.arch.facts().fused;
+    let gate_up = linears.split_off(linears.len() - if fused { 1 } else { 2 });
+    let o = linears.pop().expect("attn_output");
+    let qkv = linears;
+    let mlp = Mlp { gate_up, down };
+    let (q_norm, k_norm) = if config.arch.facts().qk_norm {
+        (Some(take(&format!("blk.{i}.attn_q_norm.weight"), &[hd])?), Some(take(&format!("blk.{i}.attn_k_norm.weight"), &[hd])?))
+    } else {
+        (None, None)
+    };
+    let attn = Attention { qkv, o, q_norm, k_norm };
+    let post_norms = config.arch.facts().post_norms;
+    let mut post = |kind: &str| -> Result<Option<Tensor>> {
+        if post_norms { Ok(Some(take(&format!("blk.{i}.{kind}.weight"), &[h])?)) } else { Ok(None) }
+    };
+    let (post_attn_norm, post_mlp_norm) = (post("post_attention_norm")?, post("post_ffw_norm")?);
+    Ok(Block {
+        index: i,
+        attn_norm: take(&format!("blk.{i}.attn_norm.weight"), &[h])?,
+        attn,
+        post_attn_norm,
+        mlp_norm: take(&format!("blk.{i}.ffn_norm.weight"), &[h])?,
+        mlp,
+        post_mlp_norm,
+    })
 }

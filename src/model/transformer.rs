@@ -50,7 +50,7 @@ pub struct BlockOpts {
     pub skip_mlp: bool,
 }
 
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)?)
 }
 
@@ -159,17 +159,22 @@ impl Block {
     }
 }
 
+/// Gemma's embeddings are scaled by √hidden, rounded to f32 first as transformers and
+/// llama.cpp do; other models' are used as they are.
+pub(crate) fn scale_embedding(config: &Config, x: Tensor) -> Result<Tensor> {
+    if config.arch.facts().embed_scale {
+        return Ok((x * f64::from((config.hidden_size as f32).sqrt()))?);
+    }
+    Ok(x)
+}
+
 impl Model {
     /// Token embeddings of `tokens` (batch, tokens) u32 → (batch, tokens, hidden).
     pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let flat = tokens.flatten_all()?;
         let x = self.embed.index_select(&flat, 0)?.reshape((b, t, self.config.hidden_size))?;
-        if self.config.arch.facts().embed_scale {
-            // Gemma: × √hidden, rounded to f32 first as transformers and llama.cpp do.
-            return Ok((x * f64::from((self.config.hidden_size as f32).sqrt()))?);
-        }
-        Ok(x)
+        scale_embedding(&self.config, x)
     }
 
     /// Final norm and output projection: (batch, tokens, hidden) → (batch, tokens, vocab) logits.

@@ -65,7 +65,7 @@ fn share(spec: &TensorSpec) -> f32 {
 
 /// The tensors a database of `kind` holds, with their (rows, cols).
 pub fn database_tensors(model: &Model, kind: Kind) -> BTreeMap<String, (usize, usize)> {
-    plannable_tensors(model)
+    plannable_tensors(&model.config)
         .into_iter()
         .filter(|(name, (_, cols))| match kind {
             Kind::Types => !levels(*cols).is_empty(),

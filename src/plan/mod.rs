@@ -237,7 +237,7 @@ fn unit_cost(budget: Budget) -> impl Fn(u64) -> u64 {
 
 /// The planned tensors' cheapest and dearest levels, as types by name.
 fn extreme_types(model: &Model, dearest: bool) -> BTreeMap<String, QuantType> {
-    plannable_tensors(model)
+    plannable_tensors(&model.config)
         .into_iter()
         .filter_map(|(n, (_, cols))| {
             let l = database::levels(cols);
@@ -252,7 +252,7 @@ fn extreme_types(model: &Model, dearest: bool) -> BTreeMap<String, QuantType> {
 /// largest possible plans.
 fn quant_limits(model: &Model, model_path: &Path, budget: Budget) -> Result<(u64, u64)> {
     let all_blocks: Vec<usize> = (0..model.blocks.len()).collect();
-    let known = plannable_tensors(model);
+    let known = plannable_tensors(&model.config);
     let cost = unit_cost(budget);
     let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 { types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum() };
     let (floor, top) = (extreme_types(model, false), extreme_types(model, true));

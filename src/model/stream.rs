@@ -1,0 +1,254 @@
+//! Streaming: a model whose tensors stay in their memory-mapped files, in their stored encoding,
+//! and are decoded to f32 one block at a time, the token embedding row by row and the output head
+//! in chunks of the vocabulary — so that peak memory is about one block in f32 whatever the
+//! model's size — and [`Weights`], either kind of model behind one interface.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::store::Store;
+use super::transformer::{rms_norm, softcap};
+use super::{assemble_block, check_finite, kernels, take, Block, Config, Model, ModelError, Result, Source, Tokenizer};
+
+/// Bytes of f32 weights decoded at once for one chunk of the output head.
+const HEAD_CHUNK_BYTES: usize = 64 << 20;
+
+/// A model read from its files block by block.
+pub struct Streamed {
+    pub config: Config,
+    pub tokenizer: Option<Tokenizer>,
+    pub source: Source,
+    pub store: Store,
+    /// Final RMSNorm weight, (hidden,): small, so held.
+    final_norm: Tensor,
+}
+
+impl Streamed {
+    /// Checks what can be checked without decoding the weights: the configuration, the tokenizer's
+    /// ids, every tensor's presence and shape.
+    pub(crate) fn new(config: Config, tokenizer: Option<Tokenizer>, source: Source, store: Store) -> Result<Streamed> {
+        config.validate()?;
+        if let Some(t) = &tokenizer {
+            t.check_ids(config.vocab_size)?;
+        }
+        let h = config.hidden_size;
+        let expect = |name: &str, shape: &[usize]| -> Result<()> {
+            match store.shape(name) {
+                None => Err(ModelError::MissingTensor(name.to_string())),
+                Some(s) if s != shape => Err(ModelError::ShapeMismatch { name: name.to_string(), expected: shape.to_vec(), found: s }),
+                Some(_) => Ok(()),
+            }
+        };
+        expect("token_embd.weight", &[config.vocab_size, h])?;
+        if !config.tie_word_embeddings {
+            expect("output.weight", &[config.vocab_size, h])?;
+        }
+        let final_norm = take(&mut |n: &str| store.tensor(n), "output_norm.weight", &[h])?;
+        Ok(Streamed { config, tokenizer, source, store, final_norm })
+    }
+
+    /// Block `i`, decoded to f32 and checked (shapes, finite values).
+    pub fn block(&self, i: usize) -> Result<Block> {
+        assemble_block(&self.config, i, |name| self.store.tensor(name))
+    }
+
+    /// The matrix that makes the logits: the output head, or the embedding when tied.
+    fn head_name(&self) -> &'static str {
+        if self.config.tie_word_embeddings { "token_embd.weight" } else { "output.weight" }
+    }
+
+    /// Token embeddings of `tokens` (batch, tokens) u32 → (batch, tokens, hidden), each row read
+    /// from the file.
+    pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let ids = tokens.flatten_all()?.to_vec1::<u32>()?;
+        let h = self.config.hidden_size;
+        let mut rows = Vec::with_capacity(ids.len() * h);
+        for &id in &ids {
+            let id = id as usize;
+            if id >= self.config.vocab_size {
+                return Err(ModelError::InvalidConfig(format!("token id {id} is beyond the vocabulary of {}", self.config.vocab_size)));
+            }
+            let row = self.store.rows("token_embd.weight", id..id + 1)?;
+            check_finite("token_embd.weight", &row)?;
+            rows.extend(row.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let x = Tensor::from_vec(rows, (b, t, h), &Device::Cpu)?;
+        super::transformer::scale_embedding(&self.config, x)
+    }
+
+    /// Final norm and output projection, the projection's rows decoded a chunk at a time:
+    /// (batch, tokens, hidden) → (batch, tokens, vocab) logits.
+    pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let h = rms_norm(x, &self.final_norm, self.config.rms_norm_eps)?;
+        let (b, t, d) = h.dims3()?;
+        let h2 = h.reshape((b * t, d))?;
+        let vocab = self.config.vocab_size;
+        let chunk = (HEAD_CHUNK_BYTES / (4 * d)).max(1);
+        let name = self.head_name();
+        let mut logits = vec![0f32; b * t * vocab];
+        for start in (0..vocab).step_by(chunk) {
+            let end = (start + chunk).min(vocab);
+            let w = self.store.rows(name, start..end)?;
+            check_finite(name, &w)?;
+            let y = kernels::matmul_nt(&h2, &w)?.flatten_all()?.to_vec1::<f32>()?;
+            for (row, part) in logits.chunks_mut(vocab).zip(y.chunks(end - start)) {
+                row[start..end].copy_from_slice(part);
+            }
+        }
+        let logits = Tensor::from_vec(logits, (b, t, vocab), &Device::Cpu)?;
+        match self.config.final_softcap {
+            Some(c) => softcap(&logits, c),
+            None => Ok(logits),
+        }
+    }
+}
+
+/// A model's weights: whole in memory, or streamed from its files.
+pub enum Weights {
+    Resident(Model),
+    Streamed(Streamed),
+}
+
+/// When to stream a model's weights from its files instead of holding them in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Streaming {
+    /// Stream models whose weights take more than 4 GiB in f32 (about a billion parameters).
+    Auto,
+    On,
+    Off,
+}
+
+/// Models larger than this in f32 are streamed under [`Streaming::Auto`].
+const AUTO_STREAM_BYTES: u64 = 4 << 30;
+
+impl Weights {
+    /// Opens a GGUF file or a Hugging Face folder, streamed or loaded as `streaming` says.
+    pub fn open(path: &Path, streaming: Streaming) -> Result<Weights> {
+        let meta = std::fs::metadata(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
+        let streamed = || if meta.is_dir() { super::hf::open(path) } else { super::gguf::open(path) };
+        Ok(match streaming {
+            Streaming::Off => Weights::Resident(Model::load(path)?),
+            Streaming::On => Weights::Streamed(streamed()?),
+            Streaming::Auto => {
+                let s = streamed()?;
+                if n_params(&s.config) * 4 > AUTO_STREAM_BYTES {
+                    Weights::Streamed(s)
+                } else {
+                    drop(s);
+                    Weights::Resident(Model::load(path)?)
+                }
+            }
+        })
+    }
+
+    pub fn is_streamed(&self) -> bool {
+        matches!(self, Weights::Streamed(_))
+    }
+
+    /// The tokenizer, or an error naming the model that lacks one.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        let t = match self {
+            Weights::Resident(m) => m.tokenizer.as_ref(),
+            Weights::Streamed(s) => s.tokenizer.as_ref(),
+        };
+        t.ok_or_else(|| ModelError::Tokenizer(format!("{} carries no tokenizer", self.source().path.display())))
+    }
+}
+
+/// What a forward pass reads of a model, block by block: whole models and streamed ones alike.
+pub trait Blocks {
+    fn config(&self) -> &Config;
+    fn source(&self) -> &Source;
+    fn n_blocks(&self) -> usize;
+    /// Block `i`: borrowed when resident, decoded from the files when streamed.
+    fn block(&self, i: usize) -> Result<Cow<'_, Block>>;
+    /// Token ids (batch, tokens) → embeddings (batch, tokens, hidden).
+    fn embed(&self, tokens: &Tensor) -> Result<Tensor>;
+    /// Final norm and output projection → logits (batch, tokens, vocab).
+    fn head(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+impl Blocks for Model {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn source(&self) -> &Source {
+        &self.source
+    }
+    fn n_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+    fn block(&self, i: usize) -> Result<Cow<'_, Block>> {
+        Ok(Cow::Borrowed(&self.blocks[i]))
+    }
+    fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        Model::embed(self, tokens)
+    }
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        Model::head(self, x)
+    }
+}
+
+impl Blocks for Streamed {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn source(&self) -> &Source {
+        &self.source
+    }
+    fn n_blocks(&self) -> usize {
+        self.config.n_layers
+    }
+    fn block(&self, i: usize) -> Result<Cow<'_, Block>> {
+        Ok(Cow::Owned(Streamed::block(self, i)?))
+    }
+    fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        Streamed::embed(self, tokens)
+    }
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        Streamed::head(self, x)
+    }
+}
+
+impl Weights {
+    fn inner(&self) -> &dyn Blocks {
+        match self {
+            Weights::Resident(m) => m,
+            Weights::Streamed(s) => s,
+        }
+    }
+}
+
+impl Blocks for Weights {
+    fn config(&self) -> &Config {
+        self.inner().config()
+    }
+    fn source(&self) -> &Source {
+        self.inner().source()
+    }
+    fn n_blocks(&self) -> usize {
+        self.inner().n_blocks()
+    }
+    fn block(&self, i: usize) -> Result<Cow<'_, Block>> {
+        self.inner().block(i)
+    }
+    fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.inner().embed(tokens)
+    }
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        self.inner().head(x)
+    }
+}
+
+/// The number of weights of a model of `config` (the linears, the embedding and a separate head;
+/// norms are negligible).
+fn n_params(c: &Config) -> u64 {
+    let (h, f) = (c.hidden_size as u64, c.intermediate_size as u64);
+    let (q, kv) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
+    let block = h * (2 * q + 2 * kv) + 3 * h * f;
+    let embeddings = c.vocab_size as u64 * h * if c.tie_word_embeddings { 1 } else { 2 };
+    c.n_layers as u64 * block + embeddings
+}
