@@ -199,7 +199,7 @@ fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Mode
 /// Opens a GGUF file for streaming: its header read, its tensors left in the file.
 pub fn open(path: &Path) -> Result<Streamed> {
     let (gguf, file) = GgufFile::read(path).map_err(|e| header_error(path, e)).map_err(in_file(path))?;
-    let store = Store::gguf(path, &file, gguf.clone())?;
+    let store = Store::gguf(path, file, gguf.clone());
     let (config, tokenizer, source) = describe(path, &gguf, |name| store.tensor(name)).map_err(in_file(path))?;
     Streamed::new(config, tokenizer, source, store).map_err(in_file(path))
 }

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::MmapedSafetensors;
 
 use super::config::{Arch, HfConfig};
-use super::store::Store;
+use super::store::{Safetensors, Store};
 use super::stream::Streamed;
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 
@@ -177,12 +176,8 @@ fn open_folder(dir: &Path) -> Result<(super::Config, Store, Option<Tokenizer>, S
             });
         }
     }
-    // Memory-mapping is sound as long as nobody rewrites the files while we read them.
-    let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::NotAModel {
-        path: dir.to_path_buf(),
-        reason: format!("cannot read safetensors ({}); a file may be truncated", super::candle_message(&e)),
-    })?;
-    let n_tensors = st.tensors().len();
+    let st = Safetensors::open(&files)?;
+    let n_tensors = st.entries.len();
     if config.n_layers > n_tensors {
         return Err(ModelError::InvalidConfig(format!(
             "num_hidden_layers is {}, but the safetensors hold only {n_tensors} tensors",
@@ -191,13 +186,13 @@ fn open_folder(dir: &Path) -> Result<(super::Config, Store, Option<Tokenizer>, S
     }
     let mut tensor_types = BTreeMap::new();
     let mut weight_bytes = 0u64;
-    // The file's name of every tensor we run, by its GGUF name.
+    // The files' name of every tensor we run, by its GGUF name.
     let mut stored: BTreeMap<String, String> = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let Some(gguf) = gguf_name(config.arch, &name) else { continue };
-        tensor_types.insert(gguf.clone(), format!("{:?}", view.dtype()).to_uppercase());
-        weight_bytes += view.data().len() as u64;
-        stored.insert(gguf, name);
+    for (name, e) in &st.entries {
+        let Some(gguf) = gguf_name(config.arch, name) else { continue };
+        tensor_types.insert(gguf.clone(), e.dtype.clone());
+        weight_bytes += e.len;
+        stored.insert(gguf, name.clone());
     }
     // Gemma's norms scale by 1 + w; we hold 1 + w, as llama.cpp's files do.
     let store = Store::safetensors(dir, st, stored, config.arch.facts().norm_plus_one);

@@ -1,0 +1,123 @@
+//! Streaming (`--stream on`): a model read block by block from its files gives the same numbers
+//! and the same files as the model loaded whole, from Hugging Face folders (bf16, sharded,
+//! Gemma's shifted norms, Phi-3's fused tensors) and GGUF files alike.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+mod common;
+use common::{fixture, ok, s, triage};
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    common::tmp_dir("stream", tag)
+}
+
+fn long_text(dir: &Path) -> PathBuf {
+    let p = dir.join("long.txt");
+    std::fs::write(&p, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200)).unwrap();
+    p
+}
+
+/// The eval JSON without its timing.
+fn eval_json(model: &Path, text: &Path, stream: &str, reference: Option<&Path>) -> serde_json::Value {
+    let mut args = vec!["eval", "--model", s(model), "--text", s(text), "--ctx", "32", "--max-windows", "5", "--batch", "2", "--json", "--stream", stream];
+    if let Some(r) = reference {
+        args.extend(["--reference", s(r)]);
+    }
+    let out = ok(triage(&args));
+    let mut j: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    j.as_object_mut().unwrap().remove("tokens_per_s");
+    j
+}
+
+#[test]
+fn streamed_eval_equals_loaded_eval() {
+    let d = tmp_dir("eval");
+    let text = long_text(&d);
+    for name in ["tiny-llama-sharded", "tiny-gemma2", "tiny-phi3", "tiny-qwen2.gguf", "tiny-gemma3.gguf"] {
+        let m = fixture(name);
+        let r = fixture("tiny-llama");
+        let reference = name.starts_with("tiny-llama").then_some(r.as_path());
+        let (on, off) = (eval_json(&m, &text, "on", reference), eval_json(&m, &text, "off", reference));
+        assert_eq!(on, off, "{name}");
+    }
+}
+
+#[test]
+fn streamed_compress_writes_the_same_file() {
+    let d = tmp_dir("compress");
+    let text = long_text(&d);
+    let cases: [(&str, &[&str]); 4] = [
+        ("tiny-llama-sharded", &["--type", "Q4_K", "--drop-blocks", "1"]),
+        ("tiny-phi3", &["--type", "Q8_0", "--drop-mlp", "0"]),
+        ("tiny-gemma3", &["--type", "Q6_K", "--sparsity", "2:4"]),
+        ("tiny-qwen2.gguf", &["--type", "Q3_K", "--embeddings-type", "keep"]),
+    ];
+    for (name, extra) in cases {
+        let m = fixture(name);
+        let mut files = Vec::new();
+        for stream in ["on", "off"] {
+            let out = d.join(format!("{name}.{stream}.gguf"));
+            let mut args = vec!["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out), "--stream", stream];
+            args.extend(extra);
+            args.extend(["--eval-text", s(&text), "--eval-windows", "3"]);
+            let log = ok(triage(&args));
+            assert!(log.contains("\"kld_mean\""), "{log}");
+            files.push(std::fs::read(&out).unwrap());
+        }
+        assert!(files[0] == files[1], "{name}: the streamed file differs");
+    }
+    // Nothing of the spilled tensors is left in the temporary folder.
+    let prefix = ".triage-encoded-";
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn one_line_error(o: &Output, expect: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
+}
+
+#[test]
+fn streaming_refuses_what_needs_the_whole_model() {
+    let d = tmp_dir("refuse");
+    let text = long_text(&d);
+    let m = fixture("tiny-llama");
+    let base = ["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--stream", "on"];
+    let budget = d.join("b.gguf");
+    let mut args = base.to_vec();
+    args.extend(["--budget", "bpw=5", "--out", s(&budget)]);
+    one_line_error(&triage(&args), "--budget plans with the whole model in memory");
+    let folder = d.join("hf");
+    let mut args = base.to_vec();
+    args.extend(["--type", "Q8_0", "--out", s(&folder)]);
+    one_line_error(&triage(&args), "needs an --out ending in .gguf");
+    assert!(!budget.exists() && !folder.exists());
+}
+
+#[test]
+fn a_streamed_model_with_a_nan_weight_stops_with_one_line() {
+    // The weights are checked as each block is decoded: the error comes mid-run, names the
+    // tensor, and leaves no output.
+    let d = tmp_dir("nan");
+    let text = long_text(&d);
+    let src = fixture("tiny-qwen2.gguf");
+    let (g, mut f) = triage::model::gguf_file::GgufFile::read(&src).unwrap();
+    let info = g.tensor("blk.1.ffn_down.weight").unwrap();
+    assert_eq!(info.qtype(), Some(triage::ggml::types::QuantType::F32));
+    let mut bytes = std::fs::read(&src).unwrap();
+    let at = (g.data_offset + info.offset) as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let _ = &mut f;
+    let bad = d.join("nan.gguf");
+    std::fs::write(&bad, bytes).unwrap();
+    let out = d.join("o.gguf");
+    let o = triage(&["compress", "--model", s(&bad), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--type", "Q8_0", "--stream", "on", "--out", s(&out)]);
+    one_line_error(&o, "blk.1.ffn_down.weight");
+    assert!(!out.exists());
+    let o = triage(&["eval", "--model", s(&bad), "--text", s(&text), "--ctx", "32", "--stream", "on"]);
+    one_line_error(&o, "blk.1.ffn_down.weight");
+}
