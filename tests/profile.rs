@@ -20,7 +20,7 @@ fn windows(model: &Model) -> Windows {
 }
 
 fn opts() -> ProfileOptions {
-    ProfileOptions { batch: 2, ablation_windows: 2, attention_windows: 2, calib_name: "test".into(), full_types: vec![] }
+    ProfileOptions { batch: 2, ablation_windows: 2, attention_windows: 2, calib_name: "test".into(), full_types: vec![], state_limits: triage::model::runner::StateLimits::UNLIMITED }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::temp::check_writable;
+use crate::model::runner::StateLimits;
 use crate::model::{Blocks, Streaming, Weights};
 
 use super::progress;
@@ -126,6 +127,12 @@ pub struct CompressArgs {
     /// of those measured on --calib.
     #[arg(long)]
     pub imatrix: Option<PathBuf>,
+    /// Memory the calibration states between blocks may take: kept in f32 up to a quarter of
+    /// it, in f16 up to half (a rounding of 2^-11 relative; each batch is widened to f32 when
+    /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
+    /// the machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// Hugging Face output: the weights' type, f16 or bf16.
     #[arg(long, value_enum, default_value_t = HfDtype::F16)]
     pub hf_dtype: HfDtype,
@@ -155,6 +162,15 @@ fn parse_type(s: &str) -> Result<QuantType> {
     QuantType::parse(s).map_err(anyhow::Error::msg)
 }
 
+/// The calibration states' limits for `--memory-limit`.
+pub(crate) fn state_limits(arg: Option<&str>) -> Result<StateLimits> {
+    let bytes = match arg {
+        Some(s) => crate::plan::budget::parse_bytes(s).map_err(|e| anyhow::anyhow!("--memory-limit: {e}"))?,
+        None => StateLimits::machine_memory(),
+    };
+    Ok(StateLimits::for_memory(bytes))
+}
+
 pub fn run(args: CompressArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -165,6 +181,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if !(0.0..1.0).contains(&args.damp) {
         bail!("--damp {} is outside [0, 1)", args.damp);
     }
+    let limits = state_limits(args.memory_limit.as_deref())?;
     let qtype = args.qtype.as_deref().map(parse_type).transpose()?;
     let embeddings = match args.embeddings_type.as_deref() {
         None => qtype,
@@ -262,6 +279,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         gptq,
         batch: args.batch,
         imatrix,
+        state_limits: limits,
     };
     let n = model.n_blocks();
     let pb = progress::bar(n, "compress");

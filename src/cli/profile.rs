@@ -58,6 +58,12 @@ pub struct ProfileArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// Memory the calibration states between blocks may take: kept in f32 up to a quarter of
+    /// it, in f16 up to half (a rounding of 2^-11 relative; each batch is widened to f32 when
+    /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
+    /// the machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// Also write the imatrix in llama.cpp's GGUF format (llama-quantize --imatrix reads it);
     /// a name ending in .dat writes the legacy format.
     #[arg(long)]
@@ -75,6 +81,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
+    let limits = super::compress::state_limits(args.memory_limit.as_deref())?;
     let full_types = args.full.iter().map(|t| QuantType::parse(t).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
     let model = Model::load(&args.model)?;
@@ -93,6 +100,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         attention_windows: args.attention_tokens / args.ctx,
         calib_name: args.calib.display().to_string(),
         full_types,
+        state_limits: limits,
     };
     let (profile, imatrix) = profile(&model, &windows, &opts, &mut |stage, done, _| {
         pb.set_message(stage.to_string());

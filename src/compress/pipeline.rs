@@ -21,6 +21,7 @@ use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::importance::hessian::{BlockMoments, InputMoments};
 use crate::model::kernels::with_f32;
+use crate::model::runner::{Runner, StateLimits};
 use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, Weights};
 use super::encoded::Encoded;
 
@@ -57,6 +58,8 @@ pub struct CompressOptions {
     pub batch: usize,
     /// Column importances to use instead of those measured on the calibration windows.
     pub imatrix: Option<Imatrix>,
+    /// Where the calibration states between blocks may live.
+    pub state_limits: StateLimits,
 }
 
 /// What was done to one tensor and how far its outputs moved.
@@ -99,17 +102,7 @@ const EMBEDDING_ROWS: usize = 4096;
 pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: Progress) -> Result<Compressed> {
     let config = weights.config().clone();
     plan.validate(&config).map_err(ModelError::InvalidConfig)?;
-    let ctx = windows.ctx;
-    let batch = opts.batch.max(1);
-    let positions = crate::model::Positions::new(&config, ctx, &Device::Cpu)?;
-    let mut hidden: Vec<Tensor> = windows
-        .windows
-        .chunks(batch)
-        .map(|c| {
-            let flat: Vec<u32> = c.iter().flatten().copied().collect();
-            weights.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
-        })
-        .collect::<Result<_>>()?;
+    let mut runner = Runner::new(&weights, windows, opts.batch, opts.state_limits)?;
     let io = |error| ModelError::Io { path: std::env::temp_dir(), error };
     let (mut resident, streamed) = match weights {
         Weights::Resident(m) => (Some(m), None),
@@ -133,15 +126,11 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
         let block_opts = BlockOpts { skip_attention: plan.drop_attention.contains(&i), skip_mlp: plan.drop_mlp.contains(&i) };
         let planned = block.linears().iter().any(|l| plan.tensors.contains_key(&l.name));
         let mut moments = BlockMoments::new(&block);
-        let mut next = Vec::new();
-        if planned {
-            for h in &hidden {
-                let out = block.forward(h, &config, &positions, block_opts, &mut moments)?;
-                if !opts.sequential {
-                    next.push(out);
-                }
-            }
-        }
+        // The original block's outputs: the next block's inputs unless compressing sequentially.
+        let original = match planned {
+            true => Some(runner.run(&block, block_opts, &mut moments, |_, _| {})?).filter(|_| !opts.sequential).unwrap_or_default(),
+            false => Vec::new(),
+        };
         let mut factors = Factors::default();
         for l in block.linears_mut() {
             if plan.removes_linear(i, &l.name) {
@@ -176,18 +165,18 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
         drop(factors);
         drop(moments);
         if i + 1 < n_blocks {
-            hidden = if opts.sequential || !planned {
-                hidden.iter().map(|h| block.forward(h, &config, &positions, block_opts, &mut ())).collect::<Result<_>>()?
+            if opts.sequential || !planned {
+                runner.step(&block, block_opts)?;
             } else {
-                next
-            };
+                runner.advance(original)?;
+            }
         }
         if resident.is_some() {
             new_blocks.push(block);
         }
     }
     progress("compress: blocks", n_blocks, n_blocks);
-    drop(hidden);
+    drop(runner);
     // Token embedding and a separate output matrix: no calibrated rounding (llama-imatrix has
     // no entries for them either).
     for name in ["token_embd.weight", "output.weight"] {

@@ -18,6 +18,7 @@ use crate::ggml::types::{allowed_types, QuantType};
 use crate::data::Windows;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::kernels::with_f32;
+use crate::model::runner::{Runner, StateLimits};
 use crate::model::{BlockOpts, Model, Result, Sublayer};
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct ProfileOptions {
     /// GGUF types for the end-to-end ΔKL of each linear quantized alone (empty: skipped; it
     /// costs one partial forward per linear and type).
     pub full_types: Vec<QuantType>,
+    /// Where the calibration states between blocks may live.
+    pub state_limits: StateLimits,
 }
 
 /// Stages reported to the progress callback: (stage, done, total).
@@ -47,21 +50,16 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
 
     // Hidden states of every batch of windows, advanced one block at a time.
     let t0 = Instant::now();
-    let mut hidden: Vec<Tensor> = windows
-        .windows
-        .chunks(batch)
-        .map(|c| {
-            let flat: Vec<u32> = c.iter().flatten().copied().collect();
-            model.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
-        })
-        .collect::<Result<_>>()?;
+    let mut runner = Runner::new(model, windows, batch, opts.state_limits)?;
     let n_abl = opts.ablation_windows.clamp(1, windows.len());
     let abl_batches = n_abl.div_ceil(batch);
-    let att_batches = opts.attention_windows.div_ceil(batch).min(hidden.len());
+    let att_batches = opts.attention_windows.div_ceil(batch).min(runner.n_batches());
     // The first n_abl windows at a block boundary.
-    let boundary = |h: &[Tensor]| Tensor::cat(&h[..abl_batches], 0)?.narrow(0, 0, n_abl);
-    let mut ablation_inputs = vec![boundary(&hidden)?];
-    let positions = model.positions(ctx)?;
+    let boundary = |r: &Runner| -> Result<Tensor> {
+        let h = (0..abl_batches).map(|j| r.state(j)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&h, 0)?.narrow(0, 0, n_abl)?)
+    };
+    let mut ablation_inputs = vec![boundary(&runner)?];
 
     let mut blocks = Vec::with_capacity(n_blocks);
     let mut sublayers = Vec::with_capacity(2 * n_blocks);
@@ -75,11 +73,9 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
     let mut stats_secs = 0.0;
     for block in &model.blocks {
         let mut cap = BlockCapture::new(block);
-        for (j, h) in hidden.iter_mut().enumerate() {
-            cap.attention_enabled = j < att_batches;
-            *h = block.forward(h, &model.config, &positions, BlockOpts::default(), &mut cap)?;
-        }
-        ablation_inputs.push(boundary(&hidden)?);
+        let out = runner.run(block, BlockOpts::default(), &mut cap, |j, cap| cap.attention_enabled = j < att_batches)?;
+        runner.advance(out)?;
+        ablation_inputs.push(boundary(&runner)?);
         let ts = Instant::now();
         let mut pooled: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
         let mut block_sq = 0.0;
@@ -121,7 +117,7 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
     }
     timings.insert("statistics_pass".into(), t0.elapsed().as_secs_f64() - stats_secs);
     timings.insert("quant_error_curves".into(), stats_secs);
-    drop(hidden);
+    drop(runner);
 
     let t1 = Instant::now();
     let set = AblationSet::new(model, ablation_inputs)?;

@@ -15,6 +15,7 @@ pub mod gguf_file;
 pub mod hf;
 pub mod kernels;
 pub mod rope;
+pub mod runner;
 pub mod sentencepiece;
 pub mod store;
 pub mod stream;

@@ -29,6 +29,7 @@ use crate::data::Windows;
 use crate::importance::hessian::BlockMoments;
 use crate::model::gguf_file::{self, GgufFile, OutTensor, Value};
 use crate::model::kernels::with_f32;
+use crate::model::runner::{Runner, StateLimits};
 use crate::model::{BlockOpts, Model, ModelError, Result};
 
 /// Bumped whenever the way variants are made changes, so old cache files are not reused.
@@ -143,17 +144,9 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
 /// tensors and levels — are taken instead of compressed again: an interrupted build resumes
 /// where it stopped.
 pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
-    let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None };
-    let ctx = windows.ctx;
-    let positions = model.positions(ctx)?;
-    let mut hidden: Vec<Tensor> = windows
-        .windows
-        .chunks(opts.batch)
-        .map(|c| {
-            let flat: Vec<u32> = c.iter().flatten().copied().collect();
-            model.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
-        })
-        .collect::<Result<_>>()?;
+    let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None, state_limits: StateLimits::UNLIMITED };
+    // Always f32: the database is cached under a key that says nothing of the machine's memory.
+    let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
     let mut tensors = BTreeMap::new();
     let n = model.blocks.len();
     let all = database_tensors(model, kind);
@@ -166,14 +159,11 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
         if let Some(db) = resumed {
             eprintln!("resuming the layer database: block {i} was built by an interrupted run");
             tensors.extend(db.tensors);
-            hidden = hidden.iter().map(|h| block.forward(h, &model.config, &positions, BlockOpts::default(), &mut ())).collect::<Result<_>>()?;
+            runner.step(block, BlockOpts::default())?;
             continue;
         }
         let mut moments = BlockMoments::new(block);
-        let mut next = Vec::with_capacity(hidden.len());
-        for h in &hidden {
-            next.push(block.forward(h, &model.config, &positions, BlockOpts::default(), &mut moments)?);
-        }
+        let next = runner.run(block, BlockOpts::default(), &mut moments, |_, _| {})?;
         let mut done = Database { key: key.clone(), tensors: BTreeMap::new() };
         let mut factors = Factors::default();
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
@@ -201,9 +191,9 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
             crate::failpoint::hit("database-block", i + 1);
         }
         tensors.extend(done.tensors);
-        hidden = next;
+        runner.advance(next)?;
     }
-    drop(hidden);
+    drop(runner);
     progress(n, n + 1);
     let unplanned: Vec<(String, (usize, usize))> = database_tensors(model, kind).into_iter().filter(|(name, _)| !name.starts_with("blk.")).collect();
     for (name, (rows, cols)) in unplanned {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Time and peak memory of streamed commands on a synthetic Llama-3.1-8B-shaped model (random bf16
+# weights, the real Llama-3 tokenizer; scripts/make_scale_model.py). For time and memory only:
+# never read quality from it. Prints one Markdown table.
+#   SCALE_DIR=/tmp/scale scripts/bench_scale.sh          # the whole 32-block model (16 GB on disk)
+#   SCALE_BLOCKS=4 scripts/bench_scale.sh                # a cut: 4 blocks, each the 8B's size
+# Needs .venv (scripts/setup_python.sh; numpy only), the tokenizers (scripts/fetch_tokenizers.sh),
+# a release build, and llama.cpp (scripts/build_llama_cpp.sh) to load the file written.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BLOCKS="${SCALE_BLOCKS:-32}"
+DIR="${SCALE_DIR:-/tmp/triage-scale}/llama-3.1-8b-shape-$BLOCKS"
+RUNS="${SCALE_DIR:-/tmp/triage-scale}/runs-$BLOCKS"
+mkdir -p "$RUNS"
+[ -f "$DIR/config.json" ] || .venv/bin/python scripts/make_scale_model.py --out "$DIR" --blocks "$BLOCKS" >&2
+cargo build --release --locked >&2
+T=target/release/triage
+run() { # name, then the command
+    local name=$1; shift
+    TRIAGE_PROGRESS_SECONDS=60 /usr/bin/time -v "$@" >"$RUNS/$name.out" 2>"$RUNS/$name.log"
+}
+run eval "$T" eval --model "$DIR" --text assets/eval.txt --max-windows 2 --ctx 512 --json
+run compress "$T" compress --model "$DIR" --calib assets/calib.txt --type Q4_K --tokens 2048 --out "$RUNS/q4k.gguf"
+loads=no
+if [ -x tools/llama.cpp/bin/llama-perplexity ]; then
+    tools/llama.cpp/bin/llama-perplexity -m "$RUNS/q4k.gguf" -f assets/eval.txt -c 128 --chunks 1 -t 2 >"$RUNS/llama.log" 2>&1 && loads=yes
+fi
+python3 - "$RUNS" "$BLOCKS" "$loads" <<'PY'
+import re, sys
+runs, blocks, loads = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def stat(name):
+    log = open(f"{runs}/{name}.log").read()
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log).group(1)
+    parts = [float(p) for p in wall.split(":")]
+    secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024 / 1024
+    return secs, rss
+print(f"| command (Llama-3.1-8B shape, {blocks} blocks, streamed) | wall s | s per block | peak RSS GB |")
+print("|---|---:|---:|---:|")
+for name, what in [("eval", "eval, 2 windows of 512"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)")]:
+    s, r = stat(name)
+    print(f"| {what} | {s:.0f} | {s / blocks:.1f} | {r:.2f} |")
+print(f"\nllama.cpp loads and runs the Q4_K file: {loads}")
+PY

@@ -1,0 +1,210 @@
+//! The calibration runner: the windows embedded once, then advanced through the model one block
+//! at a time, each block observed by a [`Capture`] on the way. Compression, the profile and the
+//! layer database all walk a model this way; with a streamed model ([`super::Blocks`]) only the
+//! block being run is in memory.
+//!
+//! The states between blocks are the other thing that grows with the calibration set (128
+//! windows of 2048 tokens of an 8B model: 4.3 GB in f32). They are kept in f32 while they fit
+//! [`StateLimits::f32_bytes`], in f16 past it (half the memory; each batch is widened to f32 when
+//! it runs), and in f16 in an unlinked temporary file past [`StateLimits::memory_bytes`].
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::{Block, BlockOpts, Blocks, Capture, Config, ModelError, Positions, Result};
+use crate::data::Windows;
+
+/// Where the states between blocks may live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLimits {
+    /// Above this many bytes in f32 the states are kept in f16.
+    pub f32_bytes: u64,
+    /// Above this many bytes (in f16) they go to a temporary file.
+    pub memory_bytes: u64,
+}
+
+impl StateLimits {
+    /// Always f32 in memory.
+    pub const UNLIMITED: StateLimits = StateLimits { f32_bytes: u64::MAX, memory_bytes: u64::MAX };
+
+    /// For a memory limit of `bytes`: f32 up to a quarter of it, f16 in memory up to half.
+    pub fn for_memory(bytes: u64) -> StateLimits {
+        StateLimits { f32_bytes: bytes / 4, memory_bytes: bytes / 2 }
+    }
+
+    /// The default memory limit: the machine's physical memory (`/proc/meminfo`), or 16 GiB
+    /// where it cannot be read.
+    pub fn machine_memory() -> u64 {
+        let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        total.map_or(16 << 30, |kb| kb * 1024)
+    }
+}
+
+/// How the states are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    F16,
+    /// f16 in a temporary file.
+    File,
+}
+
+enum State {
+    Memory(Tensor),
+    /// f16 values at `offset` of the spill file, of shape `dims`.
+    Spilled { offset: u64, dims: Vec<usize> },
+}
+
+pub struct Runner {
+    pub config: Config,
+    pub positions: Positions,
+    storage: Storage,
+    states: Vec<State>,
+    spill: Option<File>,
+}
+
+impl Runner {
+    /// Embeds `windows`, `batch` windows to a batch, the states held as `limits` allow.
+    pub fn new(model: &dyn Blocks, windows: &Windows, batch: usize, limits: StateLimits) -> Result<Runner> {
+        let ctx = windows.ctx;
+        let f32_bytes = (windows.len() * ctx * model.config().hidden_size * 4) as u64;
+        let storage = if f32_bytes <= limits.f32_bytes {
+            Storage::F32
+        } else if f32_bytes / 2 <= limits.memory_bytes {
+            Storage::F16
+        } else {
+            Storage::File
+        };
+        let spill = match storage {
+            Storage::File => Some(spill_file().map_err(|error| ModelError::Io { path: std::env::temp_dir(), error })?),
+            _ => None,
+        };
+        let positions = Positions::new(model.config(), ctx, &Device::Cpu)?;
+        let mut runner = Runner { config: model.config().clone(), positions, storage, states: Vec::new(), spill };
+        let states = windows
+            .windows
+            .chunks(batch.max(1))
+            .map(|c| {
+                let flat: Vec<u32> = c.iter().flatten().copied().collect();
+                model.embed(&Tensor::from_vec(flat, (c.len(), ctx), &Device::Cpu)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        runner.advance(states)?;
+        Ok(runner)
+    }
+
+    pub fn storage(&self) -> Storage {
+        self.storage
+    }
+
+    pub fn n_batches(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Batch `j`'s states in f32.
+    pub fn state(&self, j: usize) -> Result<Tensor> {
+        match &self.states[j] {
+            State::Memory(t) => Ok(t.to_dtype(DType::F32)?),
+            State::Spilled { offset, dims } => {
+                let n: usize = dims.iter().product();
+                let mut b = vec![0u8; 2 * n];
+                let file = self.spill.as_ref().expect("spilled states have a file");
+                file.read_exact_at(&mut b, *offset).map_err(|error| ModelError::Io { path: std::env::temp_dir(), error })?;
+                let v: Vec<f32> = b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+                Ok(Tensor::from_vec(v, dims.as_slice(), &Device::Cpu)?)
+            }
+        }
+    }
+
+    /// Every batch's states in f32.
+    pub fn states(&self) -> Result<Vec<Tensor>> {
+        (0..self.states.len()).map(|j| self.state(j)).collect()
+    }
+
+    /// Runs `block` (with `opts`) on every batch's states, observed by `cap`; `before(j, cap)` is
+    /// called before batch j. Returns the outputs; the states are not advanced.
+    pub fn run<C: Capture>(&self, block: &Block, opts: BlockOpts, cap: &mut C, mut before: impl FnMut(usize, &mut C)) -> Result<Vec<Tensor>> {
+        (0..self.states.len())
+            .map(|j| {
+                before(j, cap);
+                block.forward(&self.state(j)?, &self.config, &self.positions, opts, cap)
+            })
+            .collect()
+    }
+
+    /// Makes `outputs` (of [`Runner::run`]) the states, stored as the runner stores them.
+    pub fn advance(&mut self, outputs: Vec<Tensor>) -> Result<()> {
+        let io = |error| ModelError::Io { path: std::env::temp_dir(), error };
+        let mut offset = 0u64;
+        self.states = outputs
+            .into_iter()
+            .map(|t| match self.storage {
+                Storage::F32 => Ok(State::Memory(t)),
+                Storage::F16 => Ok(State::Memory(t.to_dtype(DType::F16)?)),
+                Storage::File => {
+                    let dims = t.dims().to_vec();
+                    let bytes: Vec<u8> = t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
+                    self.spill.as_ref().expect("a spill file").write_all_at(&bytes, offset).map_err(io)?;
+                    let s = State::Spilled { offset, dims };
+                    offset += bytes.len() as u64;
+                    Ok(s)
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// Runs `block` on every batch, unobserved, and advances the states.
+    pub fn step(&mut self, block: &Block, opts: BlockOpts) -> Result<()> {
+        let out = self.run(block, opts, &mut (), |_, _| {})?;
+        self.advance(out)
+    }
+}
+
+/// An unlinked temporary file: nothing is left behind however the process ends.
+fn spill_file() -> io::Result<File> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let path = std::env::temp_dir().join(format!(".triage-states-{}-{nanos:x}", std::process::id()));
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_choose_the_storage_and_states_read_back() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let model = crate::model::Model::load(&dir).unwrap();
+        let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 100) as u32).collect();
+        let windows = Windows::new(&ids, 16, None).unwrap();
+        let bytes = (96 * model.config.hidden_size * 4) as u64;
+        let f32_runner = Runner::new(&model, &windows, 2, StateLimits::UNLIMITED).unwrap();
+        assert_eq!(f32_runner.storage(), Storage::F32);
+        let exact = f32_runner.states().unwrap();
+        for (limits, storage) in [
+            (StateLimits { f32_bytes: bytes - 1, memory_bytes: bytes }, Storage::F16),
+            (StateLimits { f32_bytes: bytes - 1, memory_bytes: bytes / 2 - 1 }, Storage::File),
+        ] {
+            let mut r = Runner::new(&model, &windows, 2, limits).unwrap();
+            assert_eq!(r.storage(), storage);
+            // Every value within f16's half-ulp of the f32 state.
+            for (a, b) in exact.iter().zip(r.states().unwrap()) {
+                let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= x.abs() * 4.9e-4 + 1e-7), "{storage:?}");
+            }
+            // A block's outputs go back to the same storage.
+            r.step(&model.blocks[0], BlockOpts::default()).unwrap();
+            assert_eq!(r.n_batches(), 3);
+            assert_eq!(r.state(2).unwrap().dims(), &[2, 16, model.config.hidden_size]);
+        }
+    }
+}
