@@ -121,3 +121,39 @@ fn a_streamed_model_with_a_nan_weight_stops_with_one_line() {
     let o = triage(&["eval", "--model", s(&bad), "--text", s(&text), "--ctx", "32", "--stream", "on"]);
     one_line_error(&o, "blk.1.ffn_down.weight");
 }
+
+#[test]
+fn streamed_profile_equals_loaded_profile() {
+    let d = tmp_dir("profile");
+    let text = long_text(&d);
+    for name in ["tiny-llama-sharded", "tiny-phi3.gguf"] {
+        let m = fixture(name);
+        let mut outs = Vec::new();
+        for stream in ["on", "off"] {
+            let out = d.join(format!("{name}.{stream}"));
+            let imatrix = out.join("imatrix.gguf");
+            ok(triage(&[
+                "profile", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--ablation-tokens", "64",
+                "--attention-tokens", "64", "--full", "Q8_0", "--out", s(&out), "--imatrix-out", s(&imatrix), "--stream", stream,
+            ]));
+            let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
+            j.as_object_mut().unwrap().remove("timings");
+            outs.push((j, std::fs::read(&imatrix).unwrap()));
+        }
+        assert_eq!(outs[0].0, outs[1].0, "{name}: profile.json");
+        assert!(outs[0].1 == outs[1].1, "{name}: imatrix");
+    }
+}
+
+#[test]
+fn the_configuration_counts_the_parameters_of_every_tensor() {
+    for name in ["tiny-llama", "tiny-qwen2.gguf", "tiny-qwen3.gguf", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"] {
+        let m = triage::model::Model::load(&fixture(name)).unwrap();
+        let mut n = m.embed.elem_count() + m.final_norm.elem_count() + m.lm_head.as_ref().map_or(0, |l| l.weight.elem_count());
+        for b in &m.blocks {
+            n += b.linears().iter().map(|l| l.weight.elem_count() + l.bias.as_ref().map_or(0, |b| b.elem_count())).sum::<usize>();
+            n += b.norms().iter().map(|(_, t)| t.elem_count()).sum::<usize>();
+        }
+        assert_eq!(m.config.n_params(), n, "{name}");
+    }
+}

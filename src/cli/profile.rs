@@ -11,7 +11,7 @@ use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::write_atomic;
 use crate::importance::{profile, ProfileOptions};
-use crate::model::Model;
+use crate::model::{Blocks, Streaming, Weights};
 
 use super::progress;
 
@@ -64,6 +64,12 @@ pub struct ProfileArgs {
     /// the machine's memory).
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
+    /// Stream the weights from the model's files, one block decoded at a time, instead of
+    /// loading the whole model in f32 (the ablations then decode the blocks after the ablated
+    /// one again for each ablation). Auto streams models of more than about a billion
+    /// parameters; the profile is the same either way.
+    #[arg(long, value_enum, default_value_t = Streaming::Auto)]
+    pub stream: Streaming,
     /// Also write the imatrix in llama.cpp's GGUF format (llama-quantize --imatrix reads it);
     /// a name ending in .dat writes the legacy format.
     #[arg(long)]
@@ -84,13 +90,13 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let limits = super::compress::state_limits(args.memory_limit.as_deref())?;
     let full_types = args.full.iter().map(|t| QuantType::parse(t).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
-    let model = Model::load(&args.model)?;
+    let model = Weights::open(&args.model, args.stream)?;
     crate::eval::check_ctx(&model, args.ctx)?;
     let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
         .with_context(|| format!("{}", args.calib.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
-    let n = model.blocks.len();
+    let n = model.n_blocks();
     let n_linears = 7 * n;
     let full = !args.full.is_empty();
     let pb = progress::bar(2 * n + if full { n_linears } else { 0 }, "profile");

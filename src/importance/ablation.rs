@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::model::kernels::{kl_divergence_rows, with_f32};
-use crate::model::{Block, BlockOpts, Model, Positions, Result};
+use crate::model::{Block, BlockOpts, Blocks, Positions, Result};
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,21 +27,21 @@ pub struct AblationSet {
 
 impl AblationSet {
     /// Needs `inputs` for blocks 0..n and the output of the last block as `inputs[n]`.
-    pub fn new(model: &Model, inputs: Vec<Tensor>) -> Result<Self> {
+    pub fn new(model: &dyn Blocks, inputs: Vec<Tensor>) -> Result<Self> {
         let last = inputs.last().expect("at least the embeddings");
         let t = last.dims()[1];
         let reference = with_f32(&model.head(last)?, <[f32]>::to_vec)?;
-        Ok(AblationSet { inputs, reference, positions: model.positions(t)? })
+        Ok(AblationSet { inputs, reference, positions: Positions::new(model.config(), t, &candle_core::Device::Cpu)? })
     }
 
     /// Mean KL(full ‖ ablated) over every position of the ablation windows.
-    pub fn kld(&self, model: &Model, block: usize, what: Ablation) -> Result<f64> {
+    pub fn kld(&self, model: &dyn Blocks, block: usize, what: Ablation) -> Result<f64> {
         let opts = match what {
             Ablation::Block => None,
             Ablation::Attention => Some(BlockOpts { skip_attention: true, skip_mlp: false }),
             Ablation::Mlp => Some(BlockOpts { skip_attention: false, skip_mlp: true }),
         };
-        let n = model.blocks.len();
+        let n = model.n_blocks();
         let x = model.run_blocks(
             &self.inputs[block],
             block..n,
@@ -54,17 +54,17 @@ impl AblationSet {
 
     /// Mean KL(full ‖ model with `replacement` in place of its block) — e.g. one linear
     /// quantized — rerunning only the blocks from the replaced one on.
-    pub fn kld_replaced(&self, model: &Model, replacement: &Block) -> Result<f64> {
+    pub fn kld_replaced(&self, model: &dyn Blocks, replacement: &Block) -> Result<f64> {
         let i = replacement.index;
-        let x = replacement.forward(&self.inputs[i], &model.config, &self.positions, BlockOpts::default(), &mut ())?;
-        let x = model.run_blocks(&x, i + 1..model.blocks.len(), &self.positions, &|_| Some(BlockOpts::default()), &mut ())?;
+        let x = replacement.forward(&self.inputs[i], model.config(), &self.positions, BlockOpts::default(), &mut ())?;
+        let x = model.run_blocks(&x, i + 1..model.n_blocks(), &self.positions, &|_| Some(BlockOpts::default()), &mut ())?;
         self.kld_of_output(model, &x)
     }
 
     /// Mean KL between the reference logits and the head applied to last-block output `x`.
-    fn kld_of_output(&self, model: &Model, x: &Tensor) -> Result<f64> {
+    fn kld_of_output(&self, model: &dyn Blocks, x: &Tensor) -> Result<f64> {
         let logits = model.head(x)?;
-        let vocab = model.config.vocab_size;
+        let vocab = model.config().vocab_size;
         let total = with_f32(&logits, |q| kl_divergence_rows(&self.reference, q, vocab))?;
         Ok(total / (self.reference.len() / vocab) as f64)
     }

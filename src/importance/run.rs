@@ -19,7 +19,7 @@ use crate::data::Windows;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
-use crate::model::{BlockOpts, Model, Result, Sublayer};
+use crate::model::{BlockOpts, Blocks, Result, Sublayer};
 
 #[derive(Debug, Clone)]
 pub struct ProfileOptions {
@@ -42,8 +42,8 @@ pub struct ProfileOptions {
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
 /// Runs every signal on `windows`. Returns the profile and the imatrix gathered on the way.
-pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress: Progress) -> Result<(Profile, Imatrix)> {
-    let n_blocks = model.blocks.len();
+pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, progress: Progress) -> Result<(Profile, Imatrix)> {
+    let n_blocks = model.n_blocks();
     let ctx = windows.ctx;
     let batch = opts.batch.max(1);
     let mut timings = BTreeMap::new();
@@ -71,7 +71,9 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
         ..Default::default()
     };
     let mut stats_secs = 0.0;
-    for block in &model.blocks {
+    for i in 0..n_blocks {
+        let block = model.block(i)?;
+        let block = block.as_ref();
         let mut cap = BlockCapture::new(block);
         let out = runner.run(block, BlockOpts::default(), &mut cap, |j, cap| cap.attention_enabled = j < att_batches)?;
         runner.advance(out)?;
@@ -134,11 +136,11 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
         let total = linears.len();
         for (k, lp) in linears.iter_mut().enumerate() {
             let allowed = allowed_types(lp.cols);
-            let block = &model.blocks[lp.block];
+            let block = model.block(lp.block)?;
             let original = block.linears().into_iter().find(|l| l.name == lp.name).expect("linear of its block");
             let w = with_f32(&original.weight, <[f32]>::to_vec)?;
             for &t in opts.full_types.iter().filter(|t| allowed.contains(t)) {
-                let mut replacement = block.clone();
+                let mut replacement = block.as_ref().clone();
                 let l = replacement.linears_mut().into_iter().find(|l| l.name == lp.name).expect("linear of its block");
                 let q = round_trip(t, &w, lp.cols, None);
                 l.weight = Tensor::from_vec(q, (lp.rows, lp.cols), &Device::Cpu)?;
@@ -153,11 +155,11 @@ pub fn profile(model: &Model, windows: &Windows, opts: &ProfileOptions, progress
     let profile = Profile {
         schema_version: SCHEMA_VERSION,
         model: ModelInfo {
-            path: model.source.path.display().to_string(),
-            architecture: model.config.arch.gguf_name().into(),
+            path: model.source().path.display().to_string(),
+            architecture: model.config().arch.gguf_name().into(),
             n_blocks,
-            hidden_size: model.config.hidden_size,
-            n_params: model.n_params(),
+            hidden_size: model.config().hidden_size,
+            n_params: model.config().n_params(),
         },
         calibration: CalibrationInfo {
             path: opts.calib_name.clone(),

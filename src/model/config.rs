@@ -332,6 +332,23 @@ pub const MAX_DIM: usize = 1 << 24;
 pub const MAX_LAYERS: usize = 1 << 12;
 
 impl Config {
+    /// The number of parameters of every tensor a model of this configuration runs (the
+    /// embedding and head counted once when tied): what [`super::Model::n_params`] counts, without
+    /// the tensors.
+    pub fn n_params(&self) -> usize {
+        let (h, hd) = (self.hidden_size, self.head_dim);
+        let facts = self.arch.facts();
+        let block: usize = super::block_linears(self)
+            .iter()
+            .map(|&(kind, rows, cols)| rows * cols + if self.arch.qkv_bias() && kind != "attn_output" && kind.starts_with("attn_") { rows } else { 0 })
+            .sum::<usize>()
+            + 2 * h
+            + if facts.qk_norm { 2 * hd } else { 0 }
+            + if facts.post_norms { 2 * h } else { 0 };
+        let embeddings = self.vocab_size * h * if self.tie_word_embeddings { 1 } else { 2 };
+        self.n_layers * block + embeddings + h
+    }
+
     /// Whether block `i` attends through the sliding window.
     pub fn is_sliding(&self, i: usize) -> bool {
         self.sliding_window.is_some() && self.sliding_layers.get(i).copied().unwrap_or(self.sliding_layers.is_empty())

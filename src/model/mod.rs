@@ -252,18 +252,7 @@ impl Model {
 
     /// Number of parameters of every tensor (embedding and head counted once when tied).
     pub fn n_params(&self) -> usize {
-        let per_block: usize = self
-            .blocks
-            .iter()
-            .map(|b| {
-                b.linears().iter().map(|l| l.weight.elem_count() + l.bias.as_ref().map_or(0, Tensor::elem_count)).sum::<usize>()
-                    + b.norms().iter().map(|(_, t)| t.elem_count()).sum::<usize>()
-            })
-            .sum();
-        per_block
-            + self.embed.elem_count()
-            + self.final_norm.elem_count()
-            + self.lm_head.as_ref().map_or(0, |l| l.weight.elem_count())
+        self.config.n_params()
     }
 }
 

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 
 use super::store::Store;
 use super::transformer::{rms_norm, softcap};
-use super::{assemble_block, check_finite, kernels, take, Block, Config, Model, ModelError, Result, Source, Tokenizer};
+use super::{assemble_block, check_finite, kernels, take, Block, BlockOpts, Capture, Config, Model, ModelError, Positions, Result, Source, Tokenizer};
 
 /// Bytes of f32 weights decoded at once for one chunk of the output head.
 const HEAD_CHUNK_BYTES: usize = 64 << 20;
@@ -134,7 +134,7 @@ impl Weights {
             Streaming::On => Weights::Streamed(streamed()?),
             Streaming::Auto => {
                 let s = streamed()?;
-                if n_params(&s.config) * 4 > AUTO_STREAM_BYTES {
+                if s.config.n_params() as u64 * 4 > AUTO_STREAM_BYTES {
                     Weights::Streamed(s)
                 } else {
                     drop(s);
@@ -169,6 +169,18 @@ pub trait Blocks {
     fn embed(&self, tokens: &Tensor) -> Result<Tensor>;
     /// Final norm and output projection → logits (batch, tokens, vocab).
     fn head(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Runs blocks `range` on `x`, with `opts(i)` choosing what to skip in block `i` (None:
+    /// the whole block; it is then not even read).
+    fn run_blocks(&self, x: &Tensor, range: std::ops::Range<usize>, pos: &Positions, opts: &dyn Fn(usize) -> Option<BlockOpts>, cap: &mut dyn Capture) -> Result<Tensor> {
+        let mut x = x.clone();
+        for i in range {
+            if let Some(o) = opts(i) {
+                x = self.block(i)?.forward(&x, self.config(), pos, o, cap)?;
+            }
+        }
+        Ok(x)
+    }
 }
 
 impl Blocks for Model {
@@ -243,12 +255,3 @@ impl Blocks for Weights {
     }
 }
 
-/// The number of weights of a model of `config` (the linears, the embedding and a separate head;
-/// norms are negligible).
-fn n_params(c: &Config) -> u64 {
-    let (h, f) = (c.hidden_size as u64, c.intermediate_size as u64);
-    let (q, kv) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
-    let block = h * (2 * q + 2 * kv) + 3 * h * f;
-    let embeddings = c.vocab_size as u64 * h * if c.tie_word_embeddings { 1 } else { 2 };
-    c.n_layers as u64 * block + embeddings
-}
