@@ -20,6 +20,7 @@ run() { # name, then the command
     TRIAGE_PROGRESS_SECONDS=60 /usr/bin/time -v "$@" >"$RUNS/$name.out" 2>"$RUNS/$name.log"
 }
 run eval "$T" eval --model "$DIR" --text assets/eval.txt --max-windows 2 --ctx 512 --json
+run profile "$T" profile --model "$DIR" --calib assets/calib.txt --tokens 1024 --out "$RUNS/profile"
 run compress "$T" compress --model "$DIR" --calib assets/calib.txt --type Q4_K --tokens 2048 --out "$RUNS/q4k.gguf"
 loads=no
 if [ -x tools/llama.cpp/bin/llama-perplexity ]; then
@@ -33,11 +34,11 @@ def stat(name):
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log).group(1)
     parts = [float(p) for p in wall.split(":")]
     secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024 / 1024
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024 / 1024  # GiB
     return secs, rss
-print(f"| command (Llama-3.1-8B shape, {blocks} blocks, streamed) | wall s | s per block | peak RSS GB |")
+print(f"| command (Llama-3.1-8B shape, {blocks} blocks, streamed) | wall s | wall s / blocks | peak RSS GiB |")
 print("|---|---:|---:|---:|")
-for name, what in [("eval", "eval, 2 windows of 512"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)")]:
+for name, what in [("eval", "eval, 2 windows of 512"), ("profile", "profile --tokens 1024"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)")]:
     s, r = stat(name)
     print(f"| {what} | {s:.0f} | {s / blocks:.1f} | {r:.2f} |")
 print(f"\nllama.cpp loads and runs the Q4_K file: {loads}")
