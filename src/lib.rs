@@ -17,4 +17,5 @@ pub mod model;
 pub mod plan;
 pub mod cli;
 pub mod report;
+pub mod spill;
 pub mod stats;

@@ -1,16 +1,14 @@
 //! The encoded bytes of every tensor a compression changed, by GGUF name: held in memory, or, for
 //! a streamed model (whose encoded tensors can be larger than the memory), appended to a
 //! temporary file as each block finishes and read back one tensor at a time by the writer.
-//! The file is unlinked as soon as it is created, so nothing is left behind however the
-//! process ends.
+//! The file is a [`crate::spill::Spill`]: nothing is left behind however the process ends.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use crate::ggml::types::QuantType;
+use crate::spill::Spill;
 
 pub struct Encoded {
     entries: BTreeMap<String, (QuantType, Bytes)>,
@@ -22,11 +20,6 @@ enum Bytes {
     Spilled { offset: u64, len: usize },
 }
 
-struct Spill {
-    file: File,
-    len: u64,
-}
-
 impl Encoded {
     pub fn in_memory() -> Encoded {
         Encoded { entries: BTreeMap::new(), spill: None }
@@ -34,21 +27,13 @@ impl Encoded {
 
     /// Bytes kept in an unlinked temporary file in the system's temporary folder.
     pub fn spilled() -> io::Result<Encoded> {
-        let path = std::env::temp_dir().join(format!(".triage-encoded-{}-{:x}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        std::fs::remove_file(&path)?;
-        Ok(Encoded { entries: BTreeMap::new(), spill: Some(Spill { file, len: 0 }) })
+        Ok(Encoded { entries: BTreeMap::new(), spill: Some(Spill::new("encoded")?) })
     }
 
     pub fn insert(&mut self, name: String, qtype: QuantType, bytes: Vec<u8>) -> io::Result<()> {
         let b = match &mut self.spill {
             None => Bytes::Memory(bytes),
-            Some(s) => {
-                s.file.write_all_at(&bytes, s.len)?;
-                let b = Bytes::Spilled { offset: s.len, len: bytes.len() };
-                s.len += bytes.len() as u64;
-                b
-            }
+            Some(s) => Bytes::Spilled { offset: s.append(&bytes)?, len: bytes.len() },
         };
         self.entries.insert(name, (qtype, b));
         Ok(())
@@ -63,11 +48,7 @@ impl Encoded {
         let Some((_, b)) = self.entries.get(name) else { return Ok(None) };
         Ok(Some(match b {
             Bytes::Memory(v) => Cow::Borrowed(v.as_slice()),
-            Bytes::Spilled { offset, len } => {
-                let mut v = vec![0u8; *len];
-                self.spill.as_ref().expect("spilled bytes have a file").file.read_exact_at(&mut v, *offset)?;
-                Cow::Owned(v)
-            }
+            Bytes::Spilled { offset, len } => Cow::Owned(self.spill.as_ref().expect("spilled bytes have a file").read(*offset, *len)?),
         }))
     }
 

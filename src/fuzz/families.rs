@@ -16,7 +16,7 @@ use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;
 use crate::model::kernels::with_f32;
 use crate::model::{gguf, hf, Model, Tokenizer};
-use crate::plan::database::{database_tensors, levels, Database, Kind, TensorVariants, Variant};
+use crate::plan::database::{database_tensors, levels, Database, Kind, TensorVariants, Variant, VariantBytes};
 use crate::plan::sensitivity::parse_cache;
 
 /// A short text to tokenize with every tokenizer that loads.
@@ -91,10 +91,10 @@ fn tiny_database(model: &Model) -> Result<Database, String> {
     for (name, (rows, cols)) in database_tensors(model, Kind::Types) {
         let w = tensor_of(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
         let w = with_f32(w, <[f32]>::to_vec).map_err(|e| e.to_string())?;
-        let variants = levels(cols).into_iter().map(|t| Variant { qtype: t, sparsity: 0.0, bytes: quantize(t, &w, cols, None), rel_error: 0.1 }).collect();
+        let variants = levels(cols).into_iter().map(|t| Variant { qtype: t, sparsity: 0.0, bytes: VariantBytes::Memory(quantize(t, &w, cols, None)), rel_error: 0.1 }).collect();
         tensors.insert(name, TensorVariants { rows, cols, variants });
     }
-    Ok(Database { key: CACHE_KEY.into(), tensors })
+    Ok(Database::new(CACHE_KEY.into(), tensors))
 }
 
 fn tensor_of<'a>(model: &'a Model, name: &str) -> Option<&'a candle_core::Tensor> {

@@ -123,8 +123,12 @@ pub fn kl_divergence_lse(p: &[f32], q: &[f32], lse_q: f64) -> f64 {
 /// `vocab`: rows in parallel, summed in row order, so the total does not depend on the number
 /// of threads (rayon's own `sum` splits by thread count).
 pub fn kl_divergence_rows(p: &[f32], q: &[f32], vocab: usize) -> f64 {
-    let per_row: Vec<f64> = q.par_chunks(vocab).zip(p.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).collect();
-    per_row.iter().sum()
+    kl_divergence_per_row(p, q, vocab).iter().sum()
+}
+
+/// KL(P ‖ Q) of each row of `vocab` logits.
+pub fn kl_divergence_per_row(p: &[f32], q: &[f32], vocab: usize) -> Vec<f64> {
+    q.par_chunks(vocab).zip(p.par_chunks(vocab)).map(|(q, p)| kl_divergence(p, q)).collect()
 }
 
 /// KL(P ‖ Q) between the distributions of two rows of logits (natural log).

@@ -8,14 +8,11 @@
 //! [`StateLimits::f32_bytes`], in f16 past it (half the memory; each batch is widened to f32 when
 //! it runs), and in f16 in an unlinked temporary file past [`StateLimits::memory_bytes`].
 
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
-
 use candle_core::{DType, Device, Tensor};
 
 use super::{Block, BlockOpts, Blocks, Capture, Config, ModelError, Positions, Result};
 use crate::data::Windows;
+use crate::spill::Spill;
 
 /// Where the states between blocks may live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +63,7 @@ pub struct Runner {
     pub positions: Positions,
     storage: Storage,
     states: Vec<State>,
-    spill: Option<File>,
+    spill: Option<Spill>,
 }
 
 impl Runner {
@@ -82,7 +79,7 @@ impl Runner {
             Storage::File
         };
         let spill = match storage {
-            Storage::File => Some(spill_file().map_err(|error| ModelError::Io { path: std::env::temp_dir(), error })?),
+            Storage::File => Some(Spill::new("states").map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?),
             _ => None,
         };
         let positions = Positions::new(model.config(), ctx, &Device::Cpu)?;
@@ -113,9 +110,8 @@ impl Runner {
             State::Memory(t) => Ok(t.to_dtype(DType::F32)?),
             State::Spilled { offset, dims } => {
                 let n: usize = dims.iter().product();
-                let mut b = vec![0u8; 2 * n];
-                let file = self.spill.as_ref().expect("spilled states have a file");
-                file.read_exact_at(&mut b, *offset).map_err(|error| ModelError::Io { path: std::env::temp_dir(), error })?;
+                let spill = self.spill.as_ref().expect("spilled states have a file");
+                let b = spill.read(*offset, 2 * n).map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?;
                 let v: Vec<f32> = b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
                 Ok(Tensor::from_vec(v, dims.as_slice(), &Device::Cpu)?)
             }
@@ -140,20 +136,20 @@ impl Runner {
 
     /// Makes `outputs` (of [`Runner::run`]) the states, stored as the runner stores them.
     pub fn advance(&mut self, outputs: Vec<Tensor>) -> Result<()> {
-        let io = |error| ModelError::Io { path: std::env::temp_dir(), error };
-        let mut offset = 0u64;
+        let io = |error| ModelError::Io { path: crate::spill::folder(), error };
+        let storage = self.storage;
+        // The new states overwrite the old ones from the file's start.
+        let mut spill = self.spill.as_mut().map(Spill::rewind);
         self.states = outputs
             .into_iter()
-            .map(|t| match self.storage {
+            .map(|t| match storage {
                 Storage::F32 => Ok(State::Memory(t)),
                 Storage::F16 => Ok(State::Memory(t.to_dtype(DType::F16)?)),
                 Storage::File => {
                     let dims = t.dims().to_vec();
                     let bytes: Vec<u8> = t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
-                    self.spill.as_ref().expect("a spill file").write_all_at(&bytes, offset).map_err(io)?;
-                    let s = State::Spilled { offset, dims };
-                    offset += bytes.len() as u64;
-                    Ok(s)
+                    let offset = spill.as_mut().expect("a spill file").append(&bytes).map_err(io)?;
+                    Ok(State::Spilled { offset, dims })
                 }
             })
             .collect::<Result<_>>()?;
@@ -165,15 +161,6 @@ impl Runner {
         let out = self.run(block, opts, &mut (), |_, _| {})?;
         self.advance(out)
     }
-}
-
-/// An unlinked temporary file: nothing is left behind however the process ends.
-fn spill_file() -> io::Result<File> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let path = std::env::temp_dir().join(format!(".triage-states-{}-{nanos:x}", std::process::id()));
-    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
 }
 
 #[cfg(test)]

@@ -12,10 +12,17 @@
 //!
 //! The database is cached on disk as a GGUF file keyed by the model's and the calibration
 //! text's sha256, the kind and the settings, so a second budget on the same model costs only
-//! the search.
+//! the search. It is not held in memory: a loaded database is an index into its file, read
+//! one variant at a time; a database being built appends each block's variants to a spill
+//! file as the block finishes (SmolLM2-135M's types database is about 1 GB).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -27,10 +34,11 @@ use crate::compress::plan::{plannable_tensors, TensorSpec};
 use crate::ggml::types::{allowed_types, QuantType};
 use crate::data::Windows;
 use crate::importance::hessian::BlockMoments;
-use crate::model::gguf_file::{self, GgufFile, OutTensor, Value};
+use crate::model::gguf_file::{self, GgufFile, Value};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
 use crate::model::{BlockOpts, Model, ModelError, Result};
+use crate::spill::Spill;
 
 /// Bumped whenever the way variants are made changes, so old cache files are not reused.
 const DATABASE_VERSION: u32 = 1;
@@ -88,9 +96,27 @@ pub struct Variant {
     pub qtype: QuantType,
     /// The share of each row pruned (0 in a types database).
     pub sparsity: f32,
-    pub bytes: Vec<u8>,
+    pub bytes: VariantBytes,
     /// ‖(W − Ŵ)X‖/‖WX‖ on the calibration inputs (linears); ‖W − Ŵ‖/‖W‖ (embedding, output).
     pub rel_error: f64,
+}
+
+/// Where a variant's encoded bytes are.
+#[derive(Debug, Clone)]
+pub enum VariantBytes {
+    Memory(Vec<u8>),
+    /// `len` bytes at `offset` of the database's file.
+    At { offset: u64, len: usize },
+}
+
+impl Variant {
+    /// Its encoded size in bytes.
+    pub fn size(&self) -> usize {
+        match &self.bytes {
+            VariantBytes::Memory(b) => b.len(),
+            VariantBytes::At { len, .. } => *len,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,20 +127,14 @@ pub struct TensorVariants {
     pub variants: Vec<Variant>,
 }
 
-impl TensorVariants {
-    /// The variant's weights as a (rows, cols) f32 tensor.
-    pub fn decoded(&self, level: usize) -> Result<Tensor> {
-        let v = &self.variants[level];
-        let w = dequantize(v.qtype, &v.bytes, self.rows * self.cols);
-        Ok(Tensor::from_vec(w, (self.rows, self.cols), &Device::Cpu)?)
-    }
-}
-
 /// Every plannable tensor's variants, by GGUF name.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Database {
     pub key: String,
     pub tensors: BTreeMap<String, TensorVariants>,
+    /// The file variants stored [`VariantBytes::At`] an offset are read from: the cache file
+    /// it was loaded from, or the spill file it was built into.
+    file: Option<Arc<File>>,
 }
 
 /// What the database depends on besides the model: hashed into its cache key.
@@ -144,6 +164,8 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
 /// tensors and levels — are taken instead of compressed again: an interrupted build resumes
 /// where it stopped.
 pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
+    let spill_error = |error| ModelError::Io { path: crate::spill::folder(), error };
+    let mut spill = Spill::new("database").map_err(spill_error)?;
     let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None, state_limits: StateLimits::UNLIMITED };
     // Always f32: the database is cached under a key that says nothing of the machine's memory.
     let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
@@ -158,13 +180,13 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
         let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind).is_none());
         if let Some(db) = resumed {
             eprintln!("resuming the layer database: block {i} was built by an interrupted run");
-            tensors.extend(db.tensors);
+            db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             runner.step(block, BlockOpts::default())?;
             continue;
         }
         let mut moments = BlockMoments::new(block);
         let next = runner.run(block, BlockOpts::default(), &mut moments, |_, _| {})?;
-        let mut done = Database { key: key.clone(), tensors: BTreeMap::new() };
+        let mut done = Database::new(key.clone(), BTreeMap::new());
         let mut factors = Factors::default();
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
@@ -179,7 +201,7 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
                 .into_par_iter()
                 .map(|spec| {
                     let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, Some(factor), &imp, &opts, &l.name)?;
-                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes, rel_error: relative_output_error(m, &w, &new_w) })
+                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::Memory(bytes), rel_error: relative_output_error(m, &w, &new_w) })
                 })
                 .collect::<Result<Vec<_>>>()?;
             done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
@@ -190,7 +212,7 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
             }
             crate::failpoint::hit("database-block", i + 1);
         }
-        tensors.extend(done.tensors);
+        done.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
         runner.advance(next)?;
     }
     drop(runner);
@@ -206,13 +228,27 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
                 let bytes = quantize(t, &w, cols, None);
                 let d = dequantize(t, &bytes, w.len());
                 let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
-                Variant { qtype: t, sparsity: 0.0, bytes, rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() }
+                Variant { qtype: t, sparsity: 0.0, bytes: VariantBytes::Memory(bytes), rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() }
             })
             .collect();
-        tensors.insert(name, TensorVariants { rows, cols, variants });
+        let mut one = BTreeMap::new();
+        one.insert(name, TensorVariants { rows, cols, variants });
+        Database::new(key.clone(), one).move_into(&mut spill, &mut tensors).map_err(spill_error)?;
     }
     progress(n + 1, n + 1);
-    Ok(Database { key, tensors })
+    Ok(Database { key, tensors, file: Some(Arc::new(spill.into_file())) })
+}
+
+/// A variant's bytes, read from `file` when stored there.
+fn read_variant<'a>(file: Option<&File>, v: &'a Variant) -> io::Result<Cow<'a, [u8]>> {
+    Ok(match &v.bytes {
+        VariantBytes::Memory(b) => Cow::Borrowed(b.as_slice()),
+        VariantBytes::At { offset, len } => {
+            let mut b = vec![0u8; *len];
+            file.expect("a database with stored variants has a file").read_exact_at(&mut b, *offset)?;
+            Cow::Owned(b)
+        }
+    })
 }
 
 const VARIANT_SEP: char = '#';
@@ -220,86 +256,132 @@ const VARIANT_SEP: char = '#';
 const SHARE_SEP: char = '@';
 
 impl Database {
+    /// A database whose variants are all in memory.
+    pub fn new(key: String, tensors: BTreeMap<String, TensorVariants>) -> Database {
+        Database { key, tensors, file: None }
+    }
+
+    /// The encoded bytes of `name`'s variant `level`.
+    pub fn bytes(&self, name: &str, level: usize) -> io::Result<Cow<'_, [u8]>> {
+        read_variant(self.file.as_deref(), &self.tensors[name].variants[level])
+    }
+
+    /// `name`'s variant `level` as a (rows, cols) f32 tensor.
+    pub fn decoded(&self, name: &str, level: usize) -> Result<Tensor> {
+        let tv = &self.tensors[name];
+        let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: PathBuf::from(format!("the layer database's variant {name}#{level}")), error })?;
+        let w = dequantize(tv.variants[level].qtype, &bytes, tv.rows * tv.cols);
+        Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
+    }
+
+    /// Appends every variant to `spill` and adds the tensors, stored there, to `tensors`.
+    fn move_into(self, spill: &mut Spill, tensors: &mut BTreeMap<String, TensorVariants>) -> io::Result<()> {
+        for (name, mut tv) in self.tensors {
+            for v in &mut tv.variants {
+                let len = v.size();
+                let offset = spill.append(&read_variant(self.file.as_deref(), v)?)?;
+                v.bytes = VariantBytes::At { offset, len };
+            }
+            tensors.insert(name, tv);
+        }
+        Ok(())
+    }
+
     /// Writes the database as a GGUF file (one tensor per variant, `name#TYPE` or
-    /// `name#TYPE@share`), atomically.
+    /// `name#TYPE@share`), atomically, one variant's bytes in memory at a time.
     pub fn save(&self, path: &Path) -> std::result::Result<(), crate::export::gguf::ExportError> {
         let mut metadata = vec![
             ("general.architecture".to_string(), Value::String("triage-database".into())),
             ("triage.database.key".to_string(), Value::String(self.key.clone())),
         ];
-        let mut out = Vec::new();
+        let mut names = Vec::new();
+        let mut order = Vec::new();
         for (name, tv) in &self.tensors {
             metadata.push((format!("triage.rel_error.{name}"), Value::Array(tv.variants.iter().map(|v| Value::F64(v.rel_error)).collect())));
-            for v in &tv.variants {
+            for (level, v) in tv.variants.iter().enumerate() {
                 let share = if v.sparsity > 0.0 { format!("{SHARE_SEP}{}", v.sparsity) } else { String::new() };
-                out.push(OutTensor {
-                    name: format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name()),
-                    ne: vec![tv.cols as u64, tv.rows as u64],
-                    qtype: v.qtype,
-                    data: std::borrow::Cow::Borrowed(&v.bytes),
-                });
+                names.push((format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name()), vec![tv.cols as u64, tv.rows as u64], v.qtype));
+                order.push((name.as_str(), level));
             }
         }
-        crate::export::write_atomic(path, |w| gguf_file::write(w, &metadata, &out).map_err(crate::export::gguf::ExportError::Io))
+        let infos: Vec<(&str, &[u64], QuantType)> = names.iter().map(|(n, ne, t)| (n.as_str(), ne.as_slice(), *t)).collect();
+        crate::export::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1)).map_err(crate::export::gguf::ExportError::Io))
     }
 
-    /// Reads a cached database: `Ok(None)` when there is none, `Err(why)` when the file cannot
-    /// be trusted (unreadable, made for another key, a malformed variant, a non-finite error).
+    /// Opens a cached database — its index; the variants stay in the file until read —
+    /// `Ok(None)` when there is none, `Err(why)` when the file cannot be trusted (unreadable,
+    /// made for another key, a malformed variant, a non-finite error).
     pub fn load(path: &Path, key: &str) -> std::result::Result<Option<Database>, String> {
         if !path.exists() {
             return Ok(None);
         }
-        let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
+        let mut file = std::io::BufReader::new(File::open(path).map_err(|e| e.to_string())?);
         let len = file.get_ref().metadata().map_err(|e| e.to_string())?.len();
-        Database::parse(&mut file, len, key).map(Some)
+        let g = GgufFile::parse(&mut file, len).map_err(|e| e.to_string())?;
+        let tensors = index(&g, key)?;
+        Ok(Some(Database { key: key.to_string(), tensors, file: Some(Arc::new(file.into_inner())) }))
     }
 
-    /// Reads a database of `len` bytes from `r` (see [`Database::load`]).
+    /// Reads a database of `len` bytes from `r` into memory (see [`Database::load`]).
     pub fn parse<R: std::io::Read + std::io::Seek>(r: &mut R, len: u64, key: &str) -> std::result::Result<Database, String> {
         let g = GgufFile::parse(r, len).map_err(|e| e.to_string())?;
-        let file = r;
-        match g.get("triage.database.key") {
-            Some(Value::String(k)) if k == key => {}
-            _ => return Err(format!("it was not made for key {key}")),
-        }
-        let mut tensors: BTreeMap<String, TensorVariants> = BTreeMap::new();
-        for info in &g.tensors {
-            let bad = |what: &str| format!("variant '{}': {what}", info.name);
-            let (name, tag) = info.name.split_once(VARIANT_SEP).ok_or_else(|| bad("no type tag"))?;
-            let sparsity = match tag.split_once(SHARE_SEP) {
-                Some((_, p)) => p.parse().map_err(|_| bad("a share that is not a number"))?,
-                None => 0.0,
-            };
-            let qtype = info.qtype().ok_or_else(|| bad("an unknown type"))?;
-            let bytes = g.read_data(file, info).map_err(|e| bad(&e.to_string()))?;
-            let [cols, rows] = info.ne[..] else { return Err(bad("not two-dimensional")) };
-            let (cols, rows) = (cols as usize, rows as usize);
-            let tv = tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows, cols, variants: Vec::new() });
-            if (tv.rows, tv.cols) != (rows, cols) {
-                return Err(bad("a shape unlike the tensor's other variants"));
-            }
-            tv.variants.push(Variant { qtype, sparsity, bytes, rel_error: 0.0 });
-        }
-        for (name, tv) in &mut tensors {
-            let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return Err(format!("no errors for '{name}'")) };
-            if errs.len() != tv.variants.len() {
-                return Err(format!("{} errors for the {} variants of '{name}'", errs.len(), tv.variants.len()));
-            }
-            for (v, e) in tv.variants.iter_mut().zip(errs) {
-                v.rel_error = match e {
-                    Value::F64(x) if x.is_finite() && *x >= 0.0 => *x,
-                    _ => return Err(format!("an error of '{name}' is not a finite non-negative F64")),
-                };
+        let mut tensors = index(&g, key)?;
+        for v in tensors.values_mut().flat_map(|tv| tv.variants.iter_mut()) {
+            if let VariantBytes::At { offset, len } = v.bytes {
+                let mut b = vec![0u8; len];
+                r.seek(io::SeekFrom::Start(offset)).and_then(|_| r.read_exact(&mut b)).map_err(|e| e.to_string())?;
+                v.bytes = VariantBytes::Memory(b);
             }
         }
-        Ok(Database { key: key.to_string(), tensors })
+        Ok(Database::new(key.to_string(), tensors))
     }
 
     /// Why this database cannot serve `model` as a database of `kind` (None: it can).
     pub fn mismatch(&self, model: &Model, kind: Kind) -> Option<String> {
         mismatch(&self.tensors, &database_tensors(model, kind), kind)
     }
+}
 
+/// The variants a database file's header `g` lists, stored at their offsets in the file, with
+/// their errors; Err(why) when it was made for another key or does not read as a database.
+fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, TensorVariants>, String> {
+    match g.get("triage.database.key") {
+        Some(Value::String(k)) if k == key => {}
+        _ => return Err(format!("it was not made for key {key}")),
+    }
+    let mut tensors: BTreeMap<String, TensorVariants> = BTreeMap::new();
+    for info in &g.tensors {
+        let bad = |what: &str| format!("variant '{}': {what}", info.name);
+        let (name, tag) = info.name.split_once(VARIANT_SEP).ok_or_else(|| bad("no type tag"))?;
+        let sparsity = match tag.split_once(SHARE_SEP) {
+            Some((_, p)) => p.parse().map_err(|_| bad("a share that is not a number"))?,
+            None => 0.0,
+        };
+        let qtype = info.qtype().ok_or_else(|| bad("an unknown type"))?;
+        // The header reader checked that every tensor's bytes lie inside the file.
+        let len = g.tensor_bytes(info).map_err(|e| bad(&e.to_string()))? as usize;
+        let offset = g.data_offset.checked_add(info.offset).ok_or_else(|| bad("an offset past 2^64"))?;
+        let [cols, rows] = info.ne[..] else { return Err(bad("not two-dimensional")) };
+        let (cols, rows) = (cols as usize, rows as usize);
+        let tv = tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows, cols, variants: Vec::new() });
+        if (tv.rows, tv.cols) != (rows, cols) {
+            return Err(bad("a shape unlike the tensor's other variants"));
+        }
+        tv.variants.push(Variant { qtype, sparsity, bytes: VariantBytes::At { offset, len }, rel_error: 0.0 });
+    }
+    for (name, tv) in &mut tensors {
+        let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return Err(format!("no errors for '{name}'")) };
+        if errs.len() != tv.variants.len() {
+            return Err(format!("{} errors for the {} variants of '{name}'", errs.len(), tv.variants.len()));
+        }
+        for (v, e) in tv.variants.iter_mut().zip(errs) {
+            v.rel_error = match e {
+                Value::F64(x) if x.is_finite() && *x >= 0.0 => *x,
+                _ => return Err(format!("an error of '{name}' is not a finite non-negative F64")),
+            };
+        }
+    }
+    Ok(tensors)
 }
 
 /// Why `tensors` are not a database of `kind` for the `expected` tensors and shapes (None:
@@ -323,8 +405,8 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
         if have != want {
             return Some(format!("'{name}' has levels {have:?}, the code makes {want:?}"));
         }
-        if let Some(v) = tv.variants.iter().find(|v| v.bytes.len() != v.qtype.bytes(rows * cols)) {
-            return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.bytes.len()));
+        if let Some(v) = tv.variants.iter().find(|v| v.size() != v.qtype.bytes(rows * cols)) {
+            return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.size()));
         }
     }
     None

@@ -3,25 +3,35 @@
 //!
 //! The original model's logits and its hidden state at every block input are kept per window, so
 //! a candidate that differs from the original (or from a parent whose states are given) only
-//! from block b on is run from block b.
+//! from block b on is run from block b. The logits (ctx × vocab f32 a window: 100 MB for
+//! SmolLM2's 512 × 49 152) wait in a [`Spill`] file and are read back a few rows at a time.
 
 use candle_core::{Device, Tensor};
 
-use crate::model::kernels::{kl_divergence_rows, with_f32};
-use crate::model::{BlockOpts, Model, Positions, Result};
+use crate::model::kernels::{kl_divergence_per_row, with_f32};
+use crate::model::{BlockOpts, Model, ModelError, Positions, Result};
+use crate::spill::Spill;
+
+/// Rows of reference logits read back at once.
+const REFERENCE_ROWS: usize = 64;
 
 /// One calibration window and what the original model made of it.
 pub struct ProbeWindow {
     pub tokens: Tensor,
     /// `states[i]`: the residual stream entering block i (i = 0..=n; states[n] is the last output).
     pub states: Vec<Tensor>,
-    /// Original logits, row-major (ctx, vocab).
-    pub reference: Vec<f32>,
+    /// Where the original logits, row-major (ctx, vocab) f32, start in the probe's spill file.
+    reference: u64,
 }
 
 pub struct Probe {
     pub positions: Positions,
     pub windows: Vec<ProbeWindow>,
+    spill: Spill,
+}
+
+fn spill_error(error: std::io::Error) -> ModelError {
+    ModelError::Io { path: crate::spill::folder(), error }
 }
 
 /// Which blocks a candidate runs and how: None removes the block.
@@ -37,14 +47,16 @@ impl Probe {
         let ctx = windows.first().map_or(2, Vec::len);
         let positions = model.positions(ctx)?;
         let mut out = Vec::with_capacity(windows.len());
+        let mut spill = Spill::new("reference-logits").map_err(spill_error)?;
         for (k, w) in windows.iter().enumerate() {
             let tokens = Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)?;
             let states = states_of(model, &tokens, &positions, &full_layout)?;
-            let reference = with_f32(&model.head(states.last().expect("the output"))?, <[f32]>::to_vec)?;
+            let logits = model.head(states.last().expect("the output"))?;
+            let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
             out.push(ProbeWindow { tokens, states, reference });
             progress(k + 1);
         }
-        Ok(Probe { positions, windows: out })
+        Ok(Probe { positions, windows: out, spill })
     }
 
     /// Mean KL of `model` (with `layout`) over windows `which`, run from block `from` on the
@@ -64,7 +76,7 @@ impl Probe {
                 }
             };
             let x = model.run_blocks(&x, from..n, &self.positions, layout, &mut ())?;
-            let (s, c) = kl_sum(model, &x, &win.reference)?;
+            let (s, c) = self.kl_sum(model, &x, win.reference)?;
             total += s;
             count += c;
         }
@@ -89,10 +101,21 @@ fn states_of(model: &Model, tokens: &Tensor, positions: &Positions, layout: Layo
     Ok(states)
 }
 
-/// (Σ KL, positions) of the head applied to last-block output `x` against `reference` logits.
-fn kl_sum(model: &Model, x: &Tensor, reference: &[f32]) -> Result<(f64, usize)> {
-    let logits = model.head(x)?;
-    let vocab = model.config.vocab_size;
-    let total = with_f32(&logits, |q| kl_divergence_rows(reference, q, vocab))?;
-    Ok((total, reference.len() / vocab))
+impl Probe {
+    /// (Σ KL, positions) of the head applied to last-block output `x` against the reference
+    /// logits at `reference`: rows summed in order, as [`crate::model::kernels::kl_divergence_rows`].
+    fn kl_sum(&self, model: &Model, x: &Tensor, reference: u64) -> Result<(f64, usize)> {
+        let logits = model.head(x)?;
+        let vocab = model.config.vocab_size;
+        let per_row = with_f32(&logits, |q| {
+            let mut per_row = Vec::with_capacity(q.len() / vocab);
+            for (c, q) in q.chunks(REFERENCE_ROWS * vocab).enumerate() {
+                let p = self.spill.read_f32(reference + (4 * c * REFERENCE_ROWS * vocab) as u64, q.len())?;
+                per_row.extend(kl_divergence_per_row(&p, q, vocab));
+            }
+            Ok::<_, std::io::Error>(per_row)
+        })?
+        .map_err(spill_error)?;
+        Ok((per_row.iter().sum(), per_row.len()))
+    }
 }

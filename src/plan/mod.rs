@@ -351,7 +351,7 @@ fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, bu
                 })
                 .collect();
             let levels = levels?;
-            let c: u64 = names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].bytes.len() as u64)).sum();
+            let c: u64 = names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].size() as u64)).sum();
             (c <= budget).then_some((c, levels))
         })
         .max_by_key(|(c, _)| *c)

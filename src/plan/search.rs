@@ -49,7 +49,7 @@ impl<'a> QuantSpace<'a> {
         if let Some(w) = self.decoded.lock().expect("not poisoned").get(&(t, level)) {
             return Ok(w.clone());
         }
-        let w = self.db.tensors[&self.names[t]].decoded(level)?;
+        let w = self.db.decoded(&self.names[t], level)?;
         self.decoded.lock().expect("not poisoned").insert((t, level), w.clone());
         Ok(w)
     }

@@ -100,7 +100,7 @@ fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Cur
         .map(|(tv, &kl)| {
             let t = tv.variants.iter().map(|v| v.rel_error).fold(0.0, f64::max);
             let a = if t > 0.0 { kl / (t * t) } else { 0.0 };
-            Curve { cost: tv.variants.iter().map(|v| cost(v.bytes.len() as u64)).collect(), error: tv.variants.iter().map(|v| a * v.rel_error * v.rel_error).collect() }
+            Curve { cost: tv.variants.iter().map(|v| cost(v.size() as u64)).collect(), error: tv.variants.iter().map(|v| a * v.rel_error * v.rel_error).collect() }
         })
         .collect()
 }
@@ -130,7 +130,7 @@ pub fn error_curves(
         }
         let worst = (0..tv.variants.len()).max_by(|&a, &b| tv.variants[a].rel_error.total_cmp(&tv.variants[b].rel_error)).expect("a level");
         let mut m = base.clone();
-        set_weight(&mut m, name, tv.decoded(worst)?);
+        set_weight(&mut m, name, db.decoded(name, worst)?);
         measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.blocks.len()), &full_layout, None)?);
         if let Some(p) = partial {
             if let Err(e) = write_map(p, &measured) {
