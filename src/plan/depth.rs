@@ -125,7 +125,7 @@ fn influence(base: &Model, probe: &Probe, pool: &[usize], sublayers: bool) -> Re
     let units = if sublayers { 2 * n } else { n };
     let (mut sum, mut count) = (vec![0.0; units], vec![0usize; units]);
     for &w in pool {
-        let s = &probe.windows[w].states;
+        let s: Vec<candle_core::Tensor> = (0..=n).map(|i| probe.state(w, i)).collect::<crate::model::Result<_>>()?;
         for (i, block) in base.blocks.iter().enumerate() {
             let mut add = |u: usize, a: &candle_core::Tensor, b: &candle_core::Tensor| -> Result<()> {
                 let (c, k) = cosine_sum(a, b)?;

@@ -7,9 +7,13 @@
 //! Scaled for a 2-core machine: the paper's quantization search used 128 → 16 → 4 → 1
 //! candidates at 2k → 16k → 131k tokens on GPUs; our defaults (`EvoSettings::default`) use
 //! 6 offspring on one 512-token window, then 2 survivors and the parent on two more. Offspring
-//! run only from the first block where they differ from the parent, on the parent's states.
+//! run only from the first block where they differ from the parent, on the parent's states,
+//! which are computed once per parent and window (a parent often survives many generations).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use candle_core::Tensor;
 
 use crate::model::{BlockOpts, Model, ModelError, Result};
 use crate::stats::Rng;
@@ -135,9 +139,10 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         progress(first, parent_fit);
     }
     let mut parent_c = parent.realize()?;
+    let mut parent_states = ParentStates::default();
     for g in first..s.generations {
         let stage1 = sample(&mut rng, pool, s.stage_windows.0);
-        let states1 = probe.states(&parent_c.model, &stage1, &parent_c.layout())?;
+        let states1 = parent_states.on(probe, &parent_c, &stage1)?;
         let mut scored: Vec<(f64, G)> = Vec::with_capacity(s.offspring);
         for _ in 0..s.offspring {
             let child = parent.mutate(&mut rng);
@@ -152,7 +157,7 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         scored.sort_by(|a, b| a.0.total_cmp(&b.0));
         scored.truncate(s.survivors);
         let stage2 = sample(&mut rng, pool, s.stage_windows.1);
-        let states2 = probe.states(&parent_c.model, &stage2, &parent_c.layout())?;
+        let states2 = parent_states.on(probe, &parent_c, &stage2)?;
         // The parent is re-entered: its fitness on the final stage costs only the head.
         let n = parent_c.model.blocks.len();
         let mut best_fit = probe.kl(&parent_c.model, &stage2, n, &parent_c.layout(), Some(&states2))?;
@@ -168,6 +173,7 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         if let Some((child, c)) = best {
             parent = child;
             parent_c = c;
+            parent_states = ParentStates::default();
         }
         parent_fit = best_fit;
         if let Some(c) = checkpoint {
@@ -177,6 +183,23 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         progress(g + 1, parent_fit);
     }
     Ok((parent, parent_fit))
+}
+
+/// The current parent's states at every block input, by window.
+#[derive(Default)]
+struct ParentStates(BTreeMap<usize, Vec<Tensor>>);
+
+impl ParentStates {
+    /// The parent `c`'s states on windows `which`, computing those not yet known.
+    fn on(&mut self, probe: &Probe, c: &Candidate, which: &[usize]) -> Result<Vec<Vec<Tensor>>> {
+        for &w in which {
+            if !self.0.contains_key(&w) {
+                let states = probe.states(&c.model, &[w], &c.layout())?.pop().expect("one window");
+                self.0.insert(w, states);
+            }
+        }
+        Ok(which.iter().map(|w| self.0[w].clone()).collect())
+    }
 }
 
 /// `k` distinct windows from `pool` (all of them when it has no more).

@@ -3,8 +3,9 @@
 //!
 //! The original model's logits and its hidden state at every block input are kept per window, so
 //! a candidate that differs from the original (or from a parent whose states are given) only
-//! from block b on is run from block b. The logits (ctx × vocab f32 a window: 100 MB for
-//! SmolLM2's 512 × 49 152) wait in a [`Spill`] file and are read back a few rows at a time.
+//! from block b on is run from block b. Both wait in a [`Spill`] file, exactly (f32): the
+//! logits (ctx × vocab a window: 100 MB for SmolLM2's 512 × 49 152) are read back a few rows at
+//! a time, a state (1.2 MB) when a candidate starts from it.
 
 use candle_core::{Device, Tensor};
 
@@ -18,8 +19,9 @@ const REFERENCE_ROWS: usize = 64;
 /// One calibration window and what the original model made of it.
 pub struct ProbeWindow {
     pub tokens: Tensor,
-    /// `states[i]`: the residual stream entering block i (i = 0..=n; states[n] is the last output).
-    pub states: Vec<Tensor>,
+    /// Where the residual stream entering each block i = 0..=n (n: the last output), (1, ctx,
+    /// hidden) f32 each, starts in the probe's spill file.
+    states: u64,
     /// Where the original logits, row-major (ctx, vocab) f32, start in the probe's spill file.
     reference: u64,
 }
@@ -27,6 +29,8 @@ pub struct ProbeWindow {
 pub struct Probe {
     pub positions: Positions,
     pub windows: Vec<ProbeWindow>,
+    /// (1, ctx, hidden): the shape of a state.
+    state_dims: [usize; 3],
     spill: Spill,
 }
 
@@ -47,16 +51,29 @@ impl Probe {
         let ctx = windows.first().map_or(2, Vec::len);
         let positions = model.positions(ctx)?;
         let mut out = Vec::with_capacity(windows.len());
-        let mut spill = Spill::new("reference-logits").map_err(spill_error)?;
+        let mut spill = Spill::new("probe").map_err(spill_error)?;
         for (k, w) in windows.iter().enumerate() {
             let tokens = Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)?;
-            let states = states_of(model, &tokens, &positions, &full_layout)?;
-            let logits = model.head(states.last().expect("the output"))?;
+            let all = states_of(model, &tokens, &positions, &full_layout)?;
+            let logits = model.head(all.last().expect("the output"))?;
             let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
-            out.push(ProbeWindow { tokens, states, reference });
+            let mut states = None;
+            for s in &all {
+                let at = with_f32(s, |v| spill.append_f32(v))?.map_err(spill_error)?;
+                states.get_or_insert(at);
+            }
+            out.push(ProbeWindow { tokens, states: states.expect("the embedding's state"), reference });
             progress(k + 1);
         }
-        Ok(Probe { positions, windows: out, spill })
+        Ok(Probe { positions, windows: out, state_dims: [1, ctx, model.config.hidden_size], spill })
+    }
+
+    /// The original model's residual stream entering block `i` of window `w` (i = n: the last
+    /// block's output).
+    pub fn state(&self, w: usize, i: usize) -> Result<Tensor> {
+        let n: usize = self.state_dims.iter().product();
+        let v = self.spill.read_f32(self.windows[w].states + (4 * i * n) as u64, n).map_err(spill_error)?;
+        Ok(Tensor::from_vec(v, &self.state_dims, &Device::Cpu)?)
     }
 
     /// Mean KL of `model` (with `layout`) over windows `which`, run from block `from` on the
@@ -72,7 +89,7 @@ impl Probe {
             } else {
                 match start {
                     Some(s) => s[k][from].clone(),
-                    None => win.states[from].clone(),
+                    None => self.state(w, from)?,
                 }
             };
             let x = model.run_blocks(&x, from..n, &self.positions, layout, &mut ())?;

@@ -25,7 +25,7 @@ pub fn outlier_ratios(model: &Model, probe: &Probe, which: &[usize]) -> Result<V
         .map(|(i, block)| {
             let mut moments = BlockMoments::new(block);
             for &w in which {
-                block.forward(&probe.windows[w].states[i], &model.config, &probe.positions, BlockOpts::default(), &mut moments)?;
+                block.forward(&probe.state(w, i)?, &model.config, &probe.positions, BlockOpts::default(), &mut moments)?;
             }
             let linears = block.linears();
             let weights: Vec<Vec<f32>> = linears.iter().map(|l| with_f32(&l.weight, <[f32]>::to_vec)).collect::<Result<_>>()?;
