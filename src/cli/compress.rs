@@ -284,7 +284,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     let n = model.n_blocks();
     let pb = progress::bar(n, "compress");
     let t0 = std::time::Instant::now();
-    let compressed = compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?;
+    let mut compressed = compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     if to_gguf {
@@ -307,10 +307,14 @@ pub fn run(args: CompressArgs) -> Result<()> {
         crate::export::hf::write_folder(&args.out, m, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
         println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.config.n_layers);
     }
+    if to_gguf {
+        // The GGUF just written is what is judged, read back from the file block by block
+        // beside the original, also streamed: neither model is held whole.
+        compressed.model = None;
+    }
     let quality = match &args.eval_text {
         Some(text) => {
-            // A streamed model's compressed weights are read back from the file just written.
-            let original = Weights::open(&args.model, streaming)?;
+            let original = Weights::open(&args.model, if compressed.model.is_some() { streaming } else { Streaming::On })?;
             let written = match &compressed.model {
                 Some(_) => None,
                 None => Some(Weights::open(&args.out, Streaming::On)?),

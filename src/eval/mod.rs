@@ -84,7 +84,7 @@ pub fn steps(model: &dyn Blocks, reference: Option<&dyn Blocks>, windows: &Windo
 /// Scores `model` on `windows`, `batch` windows per forward pass; with a `reference`, also the KL
 /// statistics. Predictions made at positions `score_from..ctx-1` of each window are scored (0:
 /// every position; ctx/2: llama-perplexity's protocol). The two models run one after the other,
-/// block by block, and only the logits of one batch exist at a time. `progress` is called with
+/// block by block, and only the logits of one window exist at a time. `progress` is called with
 /// the steps done of [`steps`].
 pub fn evaluate(
     model: &dyn Blocks,
@@ -116,30 +116,28 @@ pub fn evaluate(
     let hidden = final_states(model, &batches, &mut step)?;
     let ref_hidden = reference.map(|r| final_states(r, &batches, &mut step)).transpose()?;
     let mut scored = Scored::default();
+    let flat = |m: &dyn Blocks, h: &Tensor| -> Result<Vec<f32>, EvalError> { Ok(m.head(h)?.flatten_all()?.to_vec1::<f32>()?) };
+    // Rows whose next token lies in the same window: positions score_from..ctx-1.
+    let first = score_from.min(ctx - 2);
     for (b, chunk) in batches.iter().enumerate() {
-        let flat = |m: &dyn Blocks, h: &Tensor| -> Result<Vec<f32>, EvalError> { Ok(m.head(h)?.flatten_all()?.to_vec1::<f32>()?) };
-        let logits = flat(model, &hidden[b])?;
-        let ref_logits = match (reference, &ref_hidden) {
-            (Some(r), Some(h)) => Some(flat(r, &h[b])?),
-            _ => None,
-        };
-        // Rows whose next token lies in the same window: positions score_from..ctx-1.
-        let first = score_from.min(ctx - 2);
-        let rows: Vec<(usize, u32)> = chunk
-            .iter()
-            .enumerate()
-            .flat_map(|(w, win)| (first..ctx - 1).map(move |p| (w * ctx + p, win[p + 1])))
-            .collect();
-        let positions: Vec<Scored> = rows
-            .par_iter()
-            .map(|&(row, next)| {
-                let q = &logits[row * vocab..(row + 1) * vocab];
-                let p = ref_logits.as_ref().map(|r| &r[row * vocab..(row + 1) * vocab]);
-                Scored::position(q, next, p)
-            })
-            .collect();
-        // Merged in position order: the same sums at any thread count.
-        scored = positions.into_iter().fold(scored, Scored::merge);
+        // One window's logits at a time (ctx × vocab: 100 MB for SmolLM2's 512 × 49 152).
+        for (w, win) in chunk.iter().enumerate() {
+            let logits = flat(model, &hidden[b].narrow(0, w, 1)?)?;
+            let ref_logits = match (reference, &ref_hidden) {
+                (Some(r), Some(h)) => Some(flat(r, &h[b].narrow(0, w, 1)?)?),
+                _ => None,
+            };
+            let positions: Vec<Scored> = (first..ctx - 1)
+                .into_par_iter()
+                .map(|p| {
+                    let q = &logits[p * vocab..(p + 1) * vocab];
+                    let r = ref_logits.as_ref().map(|r| &r[p * vocab..(p + 1) * vocab]);
+                    Scored::position(q, win[p + 1], r)
+                })
+                .collect();
+            // Merged in position order: the same sums at any thread count.
+            scored = positions.into_iter().fold(scored, Scored::merge);
+        }
         step();
     }
     let elapsed = start.elapsed().as_secs_f64();

@@ -15,6 +15,10 @@ use super::{assemble_block, check_finite, kernels, take, Block, BlockOpts, Captu
 /// Bytes of f32 weights decoded at once for one chunk of the output head.
 const HEAD_CHUNK_BYTES: usize = 64 << 20;
 
+/// An output head of at most this many bytes in f32 is decoded once and kept (SmolLM2-135M's:
+/// 113 MB): evaluation runs the head once per window.
+const HEAD_KEPT_BYTES: usize = 256 << 20;
+
 /// A model read from its files block by block.
 pub struct Streamed {
     pub config: Config,
@@ -23,6 +27,8 @@ pub struct Streamed {
     pub store: Store,
     /// Final RMSNorm weight, (hidden,): small, so held.
     final_norm: Tensor,
+    /// The output head's decoded chunks, when it is small enough to keep ([`HEAD_KEPT_BYTES`]).
+    head_chunks: std::sync::OnceLock<Vec<Tensor>>,
 }
 
 impl Streamed {
@@ -46,7 +52,7 @@ impl Streamed {
             expect("output.weight", &[config.vocab_size, h])?;
         }
         let final_norm = take(&mut |n: &str| store.tensor(n), "output_norm.weight", &[h])?;
-        Ok(Streamed { config, tokenizer, source, store, final_norm })
+        Ok(Streamed { config, tokenizer, source, store, final_norm, head_chunks: std::sync::OnceLock::new() })
     }
 
     /// Block `i`, decoded to f32 and checked (shapes, finite values).
@@ -88,11 +94,26 @@ impl Streamed {
         let vocab = self.config.vocab_size;
         let chunk = (HEAD_CHUNK_BYTES / (4 * d)).max(1);
         let name = self.head_name();
-        let mut logits = vec![0f32; b * t * vocab];
-        for start in (0..vocab).step_by(chunk) {
-            let end = (start + chunk).min(vocab);
-            let w = self.store.rows(name, start..end)?;
+        let decode = |start: usize| -> Result<Tensor> {
+            let w = self.store.rows(name, start..(start + chunk).min(vocab))?;
             check_finite(name, &w)?;
+            Ok(w)
+        };
+        let kept = match self.head_chunks.get() {
+            Some(k) => Some(k),
+            None if 4 * vocab * d <= HEAD_KEPT_BYTES => {
+                let k = (0..vocab).step_by(chunk).map(decode).collect::<Result<Vec<_>>>()?;
+                Some(self.head_chunks.get_or_init(|| k))
+            }
+            None => None,
+        };
+        let mut logits = vec![0f32; b * t * vocab];
+        for (c, start) in (0..vocab).step_by(chunk).enumerate() {
+            let end = (start + chunk).min(vocab);
+            let w = match kept {
+                Some(k) => k[c].clone(),
+                None => decode(start)?,
+            };
             let y = kernels::matmul_nt(&h2, &w)?.flatten_all()?.to_vec1::<f32>()?;
             for (row, part) in logits.chunks_mut(vocab).zip(y.chunks(end - start)) {
                 row[start..end].copy_from_slice(part);

@@ -14,7 +14,9 @@ use crate::model::{Model, Result};
 use crate::stats::Rng;
 
 /// The search's view of the database: tensors in a fixed order, their costs in budget units,
-/// and each variant's weights decoded once, on first use.
+/// and the variants' weights decoded on use and kept while they are among the most recently
+/// used — up to [`DECODED_SHARE`] times one whole model's worth: a candidate touches every
+/// tensor, and mostly the parent's levels, so those stay decoded.
 pub struct QuantSpace<'a> {
     pub base: &'a Model,
     pub db: &'a Database,
@@ -24,7 +26,42 @@ pub struct QuantSpace<'a> {
     /// keeps the budget exactly.
     pub group: Vec<usize>,
     pub budget: u64,
-    decoded: Mutex<HashMap<(usize, usize), Tensor>>,
+    decoded: Mutex<Decoded>,
+}
+
+/// How many times the f32 bytes of one variant of every tensor the decoded variants may take.
+const DECODED_SHARE: f64 = 1.25;
+
+/// Decoded variants by (tensor, level), least recently used dropped first past `capacity` bytes.
+struct Decoded {
+    map: HashMap<(usize, usize), (Tensor, u64)>,
+    bytes: usize,
+    capacity: usize,
+    tick: u64,
+}
+
+impl Decoded {
+    fn get(&mut self, key: (usize, usize)) -> Option<Tensor> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(&key).map(|(t, used)| {
+            *used = tick;
+            t.clone()
+        })
+    }
+
+    fn insert(&mut self, key: (usize, usize), t: Tensor) {
+        self.tick += 1;
+        self.bytes += 4 * t.elem_count();
+        if let Some((old, _)) = self.map.insert(key, (t, self.tick)) {
+            self.bytes -= 4 * old.elem_count();
+        }
+        while self.bytes > self.capacity && self.map.len() > 1 {
+            let oldest = *self.map.iter().min_by_key(|(_, (_, used))| *used).expect("not empty").0;
+            let (t, _) = self.map.remove(&oldest).expect("present");
+            self.bytes -= 4 * t.elem_count();
+        }
+    }
 }
 
 impl<'a> QuantSpace<'a> {
@@ -42,12 +79,14 @@ impl<'a> QuantSpace<'a> {
                 }
             })
             .collect();
-        QuantSpace { base, db, names, curves, group, budget, decoded: Mutex::new(HashMap::new()) }
+        let whole: usize = db.tensors.values().map(|t| 4 * t.rows * t.cols).sum();
+        let decoded = Decoded { map: HashMap::new(), bytes: 0, capacity: (DECODED_SHARE * whole as f64) as usize, tick: 0 };
+        QuantSpace { base, db, names, curves, group, budget, decoded: Mutex::new(decoded) }
     }
 
     fn weight(&self, t: usize, level: usize) -> Result<Tensor> {
-        if let Some(w) = self.decoded.lock().expect("not poisoned").get(&(t, level)) {
-            return Ok(w.clone());
+        if let Some(w) = self.decoded.lock().expect("not poisoned").get((t, level)) {
+            return Ok(w);
         }
         let w = self.db.decoded(&self.names[t], level)?;
         self.decoded.lock().expect("not poisoned").insert((t, level), w.clone());
@@ -189,5 +228,26 @@ impl Genome for QuantGenome<'_> {
         let s = self.space;
         let fits = genes.len() == s.curves.len() && genes.iter().zip(&s.curves).all(|(&l, c)| l < c.cost.len()) && s.cost(genes) <= s.budget;
         fits.then(|| QuantGenome { space: s, levels: genes.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_variants_drop_the_least_recently_used_past_capacity() {
+        let t = |v: f32| Tensor::from_vec(vec![v; 4], (2, 2), &candle_core::Device::Cpu).unwrap();
+        let mut d = Decoded { map: HashMap::new(), bytes: 0, capacity: 2 * 16, tick: 0 };
+        d.insert((0, 0), t(0.0));
+        d.insert((1, 0), t(1.0));
+        assert!(d.get((0, 0)).is_some());
+        d.insert((2, 0), t(2.0));
+        assert!(d.get((1, 0)).is_none(), "the least recently used goes");
+        assert_eq!(d.get((0, 0)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0; 4]);
+        assert!(d.get((2, 0)).is_some());
+        assert_eq!(d.bytes, 32);
+        d.insert((2, 0), t(3.0));
+        assert_eq!((d.bytes, d.map.len()), (32, 2));
     }
 }
