@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::one_line_error;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
@@ -197,15 +200,6 @@ fn a_log_shows_progress_lines_with_stage_count_and_estimate() {
     let quiet = ok(&triage("plan", &d, &d.join("cache"), &d.join("q.json"), &["--budget", "bpw=5"], &[("TRIAGE_PROGRESS_SECONDS", "0")]));
     assert!(!quiet.contains(", elapsed "), "{quiet}");
     std::fs::remove_dir_all(&d).ok();
-}
-
-/// One `error:` line containing `expect`, exit 1, no panic.
-fn one_line_error(o: &Output, expect: &str) {
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{fixture, ok, s, triage};
+use common::{fixture, ok, one_line_error, s, triage};
 
 fn tmp_dir(tag: &str) -> PathBuf {
     common::tmp_dir("stream", tag)
@@ -71,14 +71,6 @@ fn streamed_compress_writes_the_same_file() {
     let prefix = ".triage-encoded-";
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).collect();
     assert!(left.is_empty(), "{left:?}");
-}
-
-fn one_line_error(o: &Output, expect: &str) {
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
 }
 
 #[test]

@@ -66,8 +66,17 @@ impl InputMoments {
     /// scaled to all rows (rows are independent terms of the trace): an estimate, used where
     /// the energies serve as ratios. Below it (every linear of SmolLM2) the sum is exact.
     pub fn row_block_energies(&self, w: &[f32], block_rows: usize) -> Vec<f64> {
+        self.energies_with_stride(w, block_rows, self.sample_stride(w.len() / self.dim, block_rows))
+    }
+
+    /// [`InputMoments::row_block_energies`] of every row of `w`, however many multiply-adds
+    /// (for rows already sampled).
+    pub fn row_block_energies_exact(&self, w: &[f32], block_rows: usize) -> Vec<f64> {
+        self.energies_with_stride(w, block_rows, 1)
+    }
+
+    fn energies_with_stride(&self, w: &[f32], block_rows: usize, stride: usize) -> Vec<f64> {
         let n = self.dim;
-        let stride = (w.len() / n * n * n).div_ceil(EXACT_ENERGY_MACS).clamp(1, block_rows.max(1));
         let picked: Vec<usize> = (0..w.len() / n).filter(|r| r % block_rows % stride == 0).collect();
         let sampled: std::borrow::Cow<[f32]> = if stride == 1 {
             std::borrow::Cow::Borrowed(w)
@@ -84,6 +93,12 @@ impl InputMoments {
         let per_block = block_rows.div_ceil(stride);
         let scale = block_rows as f64 / per_block as f64;
         per_row.chunks(per_block).map(|c| c.iter().sum::<f64>() * if stride == 1 { 1.0 } else { scale }).collect()
+    }
+
+    /// The row stride [`InputMoments::row_block_energies`] samples `rows` rows, in matrices of
+    /// `block_rows`, with (1: every row).
+    pub fn sample_stride(&self, rows: usize, block_rows: usize) -> usize {
+        (rows * self.dim * self.dim).div_ceil(EXACT_ENERGY_MACS).clamp(1, block_rows.max(1))
     }
 }
 

@@ -16,8 +16,22 @@ pub const RTN_GROUP: usize = 32;
 
 /// Relative output errors of `w` (row-major, `moments.dim` columns) for every GGUF type its row
 /// width allows and for RTN at 2–8 bits.
+///
+/// Rows are quantized independently, so where the energies would sample rows (past
+/// [`super::hessian::EXACT_ENERGY_MACS`]: an 8B model's linears) only the sampled rows are
+/// quantized, and the stack holds only them: an 8B ffn_down's full stack would be 6 GB.
 pub fn quant_error_curve(w: &[f32], moments: &InputMoments) -> Result<BTreeMap<String, f64>> {
     let cols = moments.dim;
+    let all_rows = w.len() / cols;
+    let types = allowed_types(cols);
+    let stride = moments.sample_stride((1 + types.len() + 7) * all_rows, all_rows);
+    let sampled: Vec<f32>;
+    let w = if stride == 1 {
+        w
+    } else {
+        sampled = w.chunks(cols).step_by(stride).flatten().copied().collect();
+        &sampled
+    };
     let rows = w.len() / cols;
     let mut names = Vec::new();
     // W and every ΔW = W − Q(W) stacked, so that one product with H gives all the energies.
@@ -26,13 +40,14 @@ pub fn quant_error_curve(w: &[f32], moments: &InputMoments) -> Result<BTreeMap<S
         names.push(name);
         stacked.extend(w.iter().zip(&q).map(|(a, b)| a - b));
     };
-    for t in allowed_types(cols) {
+    for t in types {
         push(t.name().to_string(), round_trip(t, w, cols, None));
     }
     for bits in 2..=8 {
         push(format!("RTN{bits}"), rtn_asymmetric(w, cols, bits, RTN_GROUP));
     }
-    let energies = moments.row_block_energies(&stacked, rows);
+    // The rows kept are those row_block_energies would sample from the whole stack.
+    let energies = moments.row_block_energies_exact(&stacked, rows);
     let base = energies[0];
     Ok(names
         .into_iter()

@@ -32,6 +32,15 @@ pub fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
 }
 
+/// One `error:` line containing `expect`, exit 1, no panic.
+pub fn one_line_error(o: &Output, expect: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
