@@ -85,6 +85,15 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
         assert!(html.contains("Allocation") && html.contains(&format!("size={budget}")), "{solver}: the report shows the allocation");
         assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() >= 0.0);
         assert_eq!(plan["tensors"].as_object().unwrap().len(), 3 * 7 + 2, "every linear, the embedding and the output");
+        // The file holds the very variants the search scored: the layer database's bytes.
+        let (file, mut f) = triage::model::gguf_file::GgufFile::read(&out).unwrap();
+        let db_path = std::fs::read_dir(d.join("cache")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("database-")).unwrap();
+        let (db, mut dbf) = triage::model::gguf_file::GgufFile::read(&db_path).unwrap();
+        for (name, spec) in plan["tensors"].as_object().unwrap() {
+            let variant = db.tensor(&format!("{name}#{}", spec["type"].as_str().unwrap())).unwrap_or_else(|| panic!("{name}: {spec} is a database level"));
+            let written = file.tensor(name).unwrap();
+            assert_eq!(file.read_data(&mut f, written).unwrap(), db.read_data(&mut dbf, variant).unwrap(), "{solver}: {name}");
+        }
         if solver != "uniform" {
             // Within one step: the smallest upgrade of any tensor (IQ4_NL → Q4_1 of the
             // smallest, 32×64, matrix: 64 bytes) no longer fits.
@@ -236,4 +245,6 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("drop-sublayers=6", &["--solver", "shortgpt"], "cannot remove 6 sublayers");
     fails("sparsity=0.5", &["--solver", "lagrange"], "does not apply to budget sparsity");
     fails("sparsity=0.95", &["--solver", "evo"], "evo searches shares up to 0.9");
+    fails("bpw=6", &["--method", "rtn"], "--method rtn does not go with it");
+    fails("bpw=6", &["--imatrix", "any.imatrix"], "--imatrix does not go with it");
 }

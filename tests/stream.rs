@@ -3,7 +3,6 @@
 //! Gemma's shifted norms, Phi-3's fused tensors) and GGUF files alike.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 mod common;
 use common::{fixture, ok, one_line_error, s, triage};

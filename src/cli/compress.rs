@@ -90,7 +90,9 @@ pub struct CompressArgs {
     pub plan: Option<PathBuf>,
     /// Plan under a budget first (as `triage plan` does), then apply the plan: bpw=B, size=N
     /// (bytes of the GGUF; MB, MiB…), sparsity=S, drop-blocks=K or kld<=T. The plan is written
-    /// beside the output as OUT.plan.json.
+    /// beside the output as OUT.plan.json. A quantization budget's file holds exactly the
+    /// variants its search scored, taken from the layer database (GPTQ on the original model's
+    /// inputs, the first --tokens of --calib), so --method and --imatrix do not go with it.
     #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp", "plan"])]
     pub budget: Option<String>,
     /// Also measure the compressed model against the original on this text (perplexity, KL,
@@ -146,8 +148,9 @@ pub struct CompressArgs {
     /// Stream the weights from the model's files, one block decoded at a time, the encoded
     /// tensors kept in a temporary file until the GGUF is written (memory: about one block in
     /// f32 and its statistics), instead of loading the whole model in f32. Auto streams models
-    /// of more than about a billion parameters. The file is the same either way. --budget
-    /// (its planner) and Hugging Face output need the model in memory.
+    /// of more than about a billion parameters. The file is the same either way. --budget's
+    /// planner and Hugging Face output need the model in memory (a budget's file is then
+    /// written from the source streamed).
     #[arg(long, value_enum, default_value_t = Streaming::Auto)]
     pub stream: Streaming,
 }
@@ -205,6 +208,16 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if args.eval_windows == 0 {
         bail!("--eval-windows must be at least 1");
     }
+    if let Some(budget) = args.budget.as_deref() {
+        if crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?.is_quantization() {
+            if args.method != Method::Gptq {
+                bail!("--budget {budget} writes the layer database's GPTQ variants: --method {} does not go with it", format!("{:?}", args.method).to_lowercase());
+            }
+            if args.imatrix.is_some() {
+                bail!("--budget {budget} writes the layer database's GPTQ variants, made on --calib: --imatrix does not go with it");
+            }
+        }
+    }
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     if !parent.is_dir() {
@@ -217,7 +230,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         _ if args.budget.is_some() || !to_gguf => Streaming::Off,
         s => s,
     };
-    let model = Weights::open(&args.model, streaming)?;
+    let mut model = Weights::open(&args.model, streaming)?;
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
@@ -245,8 +258,11 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let budget = args.budget.as_deref().expect("checked");
             crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?;
             let t = std::time::Instant::now();
-            let Weights::Resident(resident) = &model else { unreachable!("--budget loads the model") };
+            let Weights::Resident(resident) = model else { unreachable!("--budget loads the model") };
+            // The planner takes the model (its search drops the original weights); the file is
+            // then written from the source streamed and the database's variants.
             let o = super::plan::run_planner(resident, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+            model = Weights::open(&args.model, Streaming::On)?;
             let path = args.out.with_extension("plan.json");
             super::plan::write_plan_json(&path, &o)?;
             println!("wrote {}: {} ({:.0} s)", path.display(), super::plan::summary(&o), t.elapsed().as_secs_f64());
@@ -284,7 +300,11 @@ pub fn run(args: CompressArgs) -> Result<()> {
     let n = model.n_blocks();
     let pb = progress::bar(n, "compress");
     let t0 = std::time::Instant::now();
-    let mut compressed = compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?;
+    // A budget's file is made of the variants its search scored, read from the layer database.
+    let mut compressed = match (planned.as_mut().and_then(|o| o.database.take()), &model) {
+        (Some(db), Weights::Streamed(source)) => db.compressed(source, &plan)?,
+        _ => compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?,
+    };
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     if to_gguf {

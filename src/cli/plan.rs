@@ -118,7 +118,7 @@ pub struct PlanArgs {
 
 /// Checks the arguments, runs the planner with progress bars, and returns the outcome.
 #[allow(clippy::too_many_arguments)]
-pub fn run_planner(model: &Model, model_path: &Path, calib: &Path, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
+pub fn run_planner(model: Model, model_path: &Path, calib: &Path, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
     let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
     if s.search_windows == 0 || s.holdout_windows == 0 {
         bail!("--search-windows and --holdout-windows must be at least 1");
@@ -126,7 +126,7 @@ pub fn run_planner(model: &Model, model_path: &Path, calib: &Path, budget: &str,
     if s.offspring == 0 {
         bail!("--offspring must be at least 1");
     }
-    crate::eval::check_ctx(model, ctx)?;
+    crate::eval::check_ctx(&model, ctx)?;
     let windows = Windows::from_file(calib, model.tokenizer()?, ctx, None).with_context(|| format!("{}", calib.display()))?;
     let cache_dir = if s.no_cache { None } else { s.cache.clone().or_else(default_cache_dir) };
     let opts = PlanOptions {
@@ -183,7 +183,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
     let model = Model::load(&args.model)?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
-    let o = run_planner(&model, &args.model, &args.calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+    let o = run_planner(model, &args.model, &args.calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
     write_plan_json(&args.out, &o)?;
     println!("wrote {}: {}", args.out.display(), summary(&o));
     Ok(())

@@ -77,7 +77,7 @@ impl InputMoments {
 
     fn energies_with_stride(&self, w: &[f32], block_rows: usize, stride: usize) -> Vec<f64> {
         let n = self.dim;
-        let picked: Vec<usize> = (0..w.len() / n).filter(|r| r % block_rows % stride == 0).collect();
+        let picked: Vec<usize> = (0..w.len() / n).filter(|r| (r % block_rows).is_multiple_of(stride)).collect();
         let sampled: std::borrow::Cow<[f32]> = if stride == 1 {
             std::borrow::Cow::Borrowed(w)
         } else {

@@ -29,14 +29,16 @@ use rayon::prelude::*;
 
 use crate::ggml::codec::{dequantize, quantize};
 use crate::compress::gptq::{GptqOptions, Sparsity};
-use crate::compress::pipeline::{compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Factors, Method, Pruner};
-use crate::compress::plan::{plannable_tensors, TensorSpec};
+use crate::compress::encoded::Encoded;
+use crate::compress::pipeline::{compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Compressed, Factors, Method, Pruner, TensorReport};
+use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::ggml::types::{allowed_types, QuantType};
 use crate::data::Windows;
 use crate::importance::hessian::BlockMoments;
 use crate::model::gguf_file::{self, GgufFile, Value};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
+use crate::model::stream::Streamed;
 use crate::model::{BlockOpts, Model, ModelError, Result};
 use crate::spill::Spill;
 
@@ -272,6 +274,36 @@ impl Database {
         let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: PathBuf::from(format!("the layer database's variant {name}#{level}")), error })?;
         let w = dequantize(tv.variants[level].qtype, &bytes, tv.rows * tv.cols);
         Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
+    }
+
+    /// The GGUF encoding of a quantization `plan` chosen from this database, exactly as the
+    /// search scored it: every planned tensor's variant as the database holds it (GPTQ on the
+    /// original model's inputs), nothing quantized again; every other tensor of `source` is
+    /// copied as it is by the writer. The variants wait in a temporary file, not in memory.
+    pub fn compressed(&self, source: &Streamed, plan: &Plan) -> Result<Compressed> {
+        let io = |error| ModelError::Io { path: crate::spill::folder(), error };
+        if !(plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty()) {
+            return Err(ModelError::InvalidConfig("a plan that removes blocks or sublayers is not made of database variants".into()));
+        }
+        let mut encoded = Encoded::spilled().map_err(io)?;
+        let mut report = Vec::with_capacity(plan.tensors.len());
+        for (name, spec) in &plan.tensors {
+            let missing = || ModelError::InvalidConfig(format!("the plan puts {name} at {}, which the layer database does not hold", spec.qtype.name()));
+            let tv = self.tensors.get(name).ok_or_else(missing)?;
+            let level = tv.variants.iter().position(|v| v.qtype == spec.qtype && v.sparsity == share(spec)).ok_or_else(missing)?;
+            let bytes = self.bytes(name, level).map_err(io)?;
+            let zeros = dequantize(spec.qtype, &bytes, tv.rows * tv.cols).iter().filter(|&&x| x == 0.0).count();
+            report.push(TensorReport {
+                name: name.clone(),
+                qtype: spec.qtype.name().into(),
+                zeros: zeros as f64 / (tv.rows * tv.cols) as f64,
+                // The output error of a linear; the embedding's is a weight error, not reported.
+                rel_error: name.starts_with("blk.").then_some(tv.variants[level].rel_error),
+                seconds: 0.0,
+            });
+            encoded.insert(name.clone(), spec.qtype, bytes.into_owned()).map_err(io)?;
+        }
+        Ok(Compressed { model: None, config: source.config.clone(), source: source.source.clone(), encoded, kept_blocks: (0..source.config.n_layers).collect(), report })
     }
 
     /// Appends every variant to `spill` and adds the tensors, stored there, to `tensors`.

@@ -185,7 +185,7 @@ pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &
     let predicted = predicted_size(model_path, &kept, &types)?;
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(extra);
-    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json })
+    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json, database: None })
 }
 
 #[cfg(test)]

@@ -8,18 +8,17 @@
 //! candidates at 2k → 16k → 131k tokens on GPUs; our defaults (`EvoSettings::default`) use
 //! 6 offspring on one 512-token window, then 2 survivors and the parent on two more. Offspring
 //! run only from the first block where they differ from the parent, on the parent's states,
-//! which are computed once per parent and window (a parent often survives many generations).
+//! which are computed once per parent and window (a parent often survives many generations)
+//! and wait in a spill file: a new parent brings its states on the final stage's windows, and
+//! on the windows its own parent knew it runs only from the first block where the two differ.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-use candle_core::Tensor;
 
 use crate::model::{BlockOpts, Model, ModelError, Result};
 use crate::stats::Rng;
 
 use super::depth::Removal;
-use super::fitness::Probe;
+use super::fitness::{Probe, States};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvoSettings {
@@ -56,6 +55,11 @@ pub trait Genome: Clone + PartialEq {
     fn mutate(&self, rng: &mut Rng) -> Self;
     /// The runnable candidate.
     fn realize(&self) -> Result<Candidate>;
+    /// The runnable candidate of `self`, a child of `parent` whose candidate is `parent_c`:
+    /// the same model as [`Genome::realize`], made by changing the parent's where that is cheaper.
+    fn realize_child(&self, _parent: &Self, _parent_c: &Candidate) -> Result<Candidate> {
+        self.realize()
+    }
     /// The first block whose computation differs between two genomes (0: the embedding; the
     /// block count: only the head).
     fn first_change(&self, other: &Self) -> usize;
@@ -139,41 +143,47 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         progress(first, parent_fit);
     }
     let mut parent_c = parent.realize()?;
-    let mut parent_states = ParentStates::default();
+    // The parent's states on the windows it has run on, until a child replaces it; then the
+    // child's on the final stage's windows (kept while it was scored), and those of its
+    // parent (the ancestor) from which it runs only from its first changed block.
+    let mut parent_states = States::new(probe)?;
+    let mut ancestor: Option<(States, usize)> = None;
     for g in first..s.generations {
         let stage1 = sample(&mut rng, pool, s.stage_windows.0);
-        let states1 = parent_states.on(probe, &parent_c, &stage1)?;
+        parent_states.ensure(probe, &parent_c.model, &parent_c.layout(), &stage1, ancestor.as_ref().map(|(a, f)| (a, *f)))?;
         let mut scored: Vec<(f64, G)> = Vec::with_capacity(s.offspring);
         for _ in 0..s.offspring {
             let child = parent.mutate(&mut rng);
             if child == parent || scored.iter().any(|(_, c)| *c == child) {
                 continue;
             }
-            let c = child.realize()?;
+            let c = child.realize_child(&parent, &parent_c)?;
             let from = child.first_change(&parent);
-            let f = probe.kl(&c.model, &stage1, from, &c.layout(), Some(&states1))?;
+            let f = probe.kl(&c.model, &stage1, from, &c.layout(), Some(&parent_states))?;
             scored.push((f, child));
         }
         scored.sort_by(|a, b| a.0.total_cmp(&b.0));
         scored.truncate(s.survivors);
         let stage2 = sample(&mut rng, pool, s.stage_windows.1);
-        let states2 = parent_states.on(probe, &parent_c, &stage2)?;
+        parent_states.ensure(probe, &parent_c.model, &parent_c.layout(), &stage2, ancestor.as_ref().map(|(a, f)| (a, *f)))?;
         // The parent is re-entered: its fitness on the final stage costs only the head.
         let n = parent_c.model.blocks.len();
-        let mut best_fit = probe.kl(&parent_c.model, &stage2, n, &parent_c.layout(), Some(&states2))?;
-        let mut best: Option<(G, Candidate)> = None;
+        let mut best_fit = probe.kl(&parent_c.model, &stage2, n, &parent_c.layout(), Some(&parent_states))?;
+        let mut best: Option<(G, Candidate, States, usize)> = None;
         for (_, child) in scored {
-            let c = child.realize()?;
-            let f = probe.kl(&c.model, &stage2, child.first_change(&parent), &c.layout(), Some(&states2))?;
+            let c = child.realize_child(&parent, &parent_c)?;
+            let from = child.first_change(&parent);
+            let mut states = States::new(probe)?;
+            let f = probe.kl_recorded(&c.model, &stage2, from, &c.layout(), &parent_states, &mut states)?;
             if f < best_fit {
                 best_fit = f;
-                best = Some((child, c));
+                best = Some((child, c, states, from));
             }
         }
-        if let Some((child, c)) = best {
+        if let Some((child, c, states, from)) = best {
             parent = child;
             parent_c = c;
-            parent_states = ParentStates::default();
+            ancestor = Some((std::mem::replace(&mut parent_states, states), from));
         }
         parent_fit = best_fit;
         if let Some(c) = checkpoint {
@@ -183,23 +193,6 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         progress(g + 1, parent_fit);
     }
     Ok((parent, parent_fit))
-}
-
-/// The current parent's states at every block input, by window.
-#[derive(Default)]
-struct ParentStates(BTreeMap<usize, Vec<Tensor>>);
-
-impl ParentStates {
-    /// The parent `c`'s states on windows `which`, computing those not yet known.
-    fn on(&mut self, probe: &Probe, c: &Candidate, which: &[usize]) -> Result<Vec<Vec<Tensor>>> {
-        for &w in which {
-            if !self.0.contains_key(&w) {
-                let states = probe.states(&c.model, &[w], &c.layout())?.pop().expect("one window");
-                self.0.insert(w, states);
-            }
-        }
-        Ok(which.iter().map(|w| self.0[w].clone()).collect())
-    }
 }
 
 /// `k` distinct windows from `pool` (all of them when it has no more).

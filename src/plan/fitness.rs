@@ -5,7 +5,10 @@
 //! a candidate that differs from the original (or from a parent whose states are given) only
 //! from block b on is run from block b. Both wait in a [`Spill`] file, exactly (f32): the
 //! logits (ctx × vocab a window: 100 MB for SmolLM2's 512 × 49 152) are read back a few rows at
-//! a time, a state (1.2 MB) when a candidate starts from it.
+//! a time, a state (1.2 MB) when a candidate starts from it. A search parent's states wait
+//! the same way ([`States`]).
+
+use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
@@ -16,21 +19,18 @@ use crate::spill::Spill;
 /// Rows of reference logits read back at once.
 const REFERENCE_ROWS: usize = 64;
 
-/// One calibration window and what the original model made of it.
+/// One calibration window and where the original's logits for it start in the probe's spill
+/// file, row-major (ctx, vocab) f32.
 pub struct ProbeWindow {
     pub tokens: Tensor,
-    /// Where the residual stream entering each block i = 0..=n (n: the last output), (1, ctx,
-    /// hidden) f32 each, starts in the probe's spill file.
-    states: u64,
-    /// Where the original logits, row-major (ctx, vocab) f32, start in the probe's spill file.
     reference: u64,
 }
 
 pub struct Probe {
     pub positions: Positions,
     pub windows: Vec<ProbeWindow>,
-    /// (1, ctx, hidden): the shape of a state.
-    state_dims: [usize; 3],
+    /// The original model's states on every window.
+    original: States,
     spill: Spill,
 }
 
@@ -45,6 +45,68 @@ pub fn full_layout(_: usize) -> Option<BlockOpts> {
     Some(BlockOpts::default())
 }
 
+/// A model's residual stream entering every block i = 0..=n (n: the last block's output) on
+/// some of the probe's windows, waiting in a spill file exactly (f32): a candidate that starts
+/// at block b reads only the state it starts from (1.2 MB for SmolLM2's 512 × 576).
+pub struct States {
+    spill: Spill,
+    /// Where each known window's states start.
+    at: BTreeMap<usize, u64>,
+    /// (1, ctx, hidden): the shape of a state.
+    dims: [usize; 3],
+}
+
+impl States {
+    pub fn new(probe: &Probe) -> Result<States> {
+        Self::with_dims(probe.original.dims)
+    }
+
+    fn with_dims(dims: [usize; 3]) -> Result<States> {
+        Ok(States { spill: Spill::new("states").map_err(spill_error)?, at: BTreeMap::new(), dims })
+    }
+
+    fn put(&mut self, w: usize, states: &[Tensor]) -> Result<()> {
+        let mut first = None;
+        for s in states {
+            let at = with_f32(s, |v| self.spill.append_f32(v))?.map_err(spill_error)?;
+            first.get_or_insert(at);
+        }
+        self.at.insert(w, first.expect("the embedding's state"));
+        Ok(())
+    }
+
+    /// Computes `model`'s states (with `layout`) on each of the probe's windows `which` not yet
+    /// known. With an `ancestor` — the states of a model whose blocks before `first` are
+    /// `model`'s own — a window it knows is run only from block `first` on, on its state there:
+    /// the same numbers as a run from the embedding.
+    pub fn ensure(&mut self, probe: &Probe, model: &Model, layout: Layout, which: &[usize], ancestor: Option<(&States, usize)>) -> Result<()> {
+        for &w in which {
+            if self.at.contains_key(&w) {
+                continue;
+            }
+            let states = match ancestor.filter(|(a, _)| a.at.contains_key(&w)) {
+                Some((a, first)) => {
+                    let mut states = (0..=first).map(|i| a.state(w, i)).collect::<Result<Vec<_>>>()?;
+                    let x = states.last().expect("the state at `first`").clone();
+                    states.extend(run_states(model, x, first, &probe.positions, layout)?);
+                    states
+                }
+                None => states_of(model, &probe.windows[w].tokens, &probe.positions, layout)?,
+            };
+            self.put(w, &states)?;
+        }
+        Ok(())
+    }
+
+    /// The state entering block `i` on window `w` (i = n: the last block's output).
+    pub fn state(&self, w: usize, i: usize) -> Result<Tensor> {
+        let n: usize = self.dims.iter().product();
+        let at = *self.at.get(&w).expect("the window's states were computed");
+        let v = self.spill.read_f32(at + (4 * i * n) as u64, n).map_err(spill_error)?;
+        Ok(Tensor::from_vec(v, &self.dims, &Device::Cpu)?)
+    }
+}
+
 impl Probe {
     /// Runs the original `model` on every window once.
     pub fn new(model: &Model, windows: &[Vec<u32>], progress: &mut dyn FnMut(usize)) -> Result<Probe> {
@@ -52,46 +114,35 @@ impl Probe {
         let positions = model.positions(ctx)?;
         let mut out = Vec::with_capacity(windows.len());
         let mut spill = Spill::new("probe").map_err(spill_error)?;
+        let mut original = States::with_dims([1, ctx, model.config.hidden_size])?;
         for (k, w) in windows.iter().enumerate() {
             let tokens = Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)?;
             let all = states_of(model, &tokens, &positions, &full_layout)?;
             let logits = model.head(all.last().expect("the output"))?;
             let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
-            let mut states = None;
-            for s in &all {
-                let at = with_f32(s, |v| spill.append_f32(v))?.map_err(spill_error)?;
-                states.get_or_insert(at);
-            }
-            out.push(ProbeWindow { tokens, states: states.expect("the embedding's state"), reference });
+            original.put(k, &all)?;
+            out.push(ProbeWindow { tokens, reference });
             progress(k + 1);
         }
-        Ok(Probe { positions, windows: out, state_dims: [1, ctx, model.config.hidden_size], spill })
+        Ok(Probe { positions, windows: out, original, spill })
     }
 
     /// The original model's residual stream entering block `i` of window `w` (i = n: the last
     /// block's output).
     pub fn state(&self, w: usize, i: usize) -> Result<Tensor> {
-        let n: usize = self.state_dims.iter().product();
-        let v = self.spill.read_f32(self.windows[w].states + (4 * i * n) as u64, n).map_err(spill_error)?;
-        Ok(Tensor::from_vec(v, &self.state_dims, &Device::Cpu)?)
+        self.original.state(w, i)
     }
 
     /// Mean KL of `model` (with `layout`) over windows `which`, run from block `from` on the
-    /// states `start` gives for each window (the original's when None; embeddings when from = 0).
-    pub fn kl(&self, model: &Model, which: &[usize], from: usize, layout: Layout, start: Option<&[Vec<Tensor>]>) -> Result<f64> {
+    /// states of `start` (the original's when None; embeddings when from = 0).
+    pub fn kl(&self, model: &Model, which: &[usize], from: usize, layout: Layout, start: Option<&States>) -> Result<f64> {
         let n = model.blocks.len();
+        let start = start.unwrap_or(&self.original);
         let mut total = 0.0;
         let mut count = 0usize;
-        for (k, &w) in which.iter().enumerate() {
+        for &w in which {
             let win = &self.windows[w];
-            let x = if from == 0 {
-                model.embed(&win.tokens)?
-            } else {
-                match start {
-                    Some(s) => s[k][from].clone(),
-                    None => self.state(w, from)?,
-                }
-            };
+            let x = if from == 0 { model.embed(&win.tokens)? } else { start.state(w, from)? };
             let x = model.run_blocks(&x, from..n, &self.positions, layout, &mut ())?;
             let (s, c) = self.kl_sum(model, &x, win.reference)?;
             total += s;
@@ -100,21 +151,43 @@ impl Probe {
         Ok(total / count.max(1) as f64)
     }
 
-    /// The states of `model` at every block input on windows `which` (for its children to start from).
-    pub fn states(&self, model: &Model, which: &[usize], layout: Layout) -> Result<Vec<Vec<Tensor>>> {
-        which.iter().map(|&w| states_of(model, &self.windows[w].tokens, &self.positions, layout)).collect()
+    /// [`Probe::kl`] from `start`'s states, also keeping `model`'s states on those windows in
+    /// `record` (`start`'s before block `from`), should it become the search's parent.
+    pub fn kl_recorded(&self, model: &Model, which: &[usize], from: usize, layout: Layout, start: &States, record: &mut States) -> Result<f64> {
+        let mut total = 0.0;
+        let mut count = 0usize;
+        for &w in which {
+            let win = &self.windows[w];
+            let mut states = (0..from).map(|i| start.state(w, i)).collect::<Result<Vec<_>>>()?;
+            states.push(if from == 0 { model.embed(&win.tokens)? } else { start.state(w, from)? });
+            let x = states.last().expect("the first state").clone();
+            states.extend(run_states(model, x, from, &self.positions, layout)?);
+            let (s, c) = self.kl_sum(model, states.last().expect("the output"), win.reference)?;
+            record.put(w, &states)?;
+            total += s;
+            count += c;
+        }
+        Ok(total / count.max(1) as f64)
     }
 }
 
-fn states_of(model: &Model, tokens: &Tensor, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
-    let mut x = model.embed(tokens)?;
-    let mut states = vec![x.clone()];
-    for b in &model.blocks {
+/// The states after every block from `from` on, starting from `x` entering block `from` (a
+/// removed block passes its input on).
+fn run_states(model: &Model, mut x: Tensor, from: usize, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
+    let mut states = Vec::with_capacity(model.blocks.len() - from);
+    for b in &model.blocks[from..] {
         if let Some(o) = layout(b.index) {
             x = b.forward(&x, &model.config, positions, o, &mut ())?;
         }
         states.push(x.clone());
     }
+    Ok(states)
+}
+
+fn states_of(model: &Model, tokens: &Tensor, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
+    let x = model.embed(tokens)?;
+    let mut states = vec![x.clone()];
+    states.extend(run_states(model, x, 0, positions, layout)?);
     Ok(states)
 }
 

@@ -101,6 +101,8 @@ pub struct PlanOutcome {
     pub kld: Option<f64>,
     /// plan.json: the plan plus budget, prediction, solver, settings, fitness and timings.
     pub json: Json,
+    /// A quantization plan's layer database: its tensors' variants, the plan's among them.
+    pub database: Option<Database>,
 }
 
 /// Stages reported to the progress callback: (stage, done, total, best fitness so far).
@@ -128,8 +130,10 @@ fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Res
 }
 
 /// Plans `model` (loaded from `model_path`) under `opts.budget` with calibration `windows` (all
-/// of the text's windows; the first `database.tokens` make the database).
-pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+/// of the text's windows; the first `database.tokens` make the database). The model is taken:
+/// a quantization search drops the original weights of every tensor it plans once the
+/// sensitivities are measured (every candidate replaces them all).
+pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
     let t0 = Instant::now();
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
@@ -159,8 +163,8 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
     };
     let needs_db = kind.is_some();
     let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, opts.holdout_windows)?;
-    let limits = if opts.budget.is_quantization() { Some(quant_limits(model, model_path, opts.budget)?) } else { None };
-    let mut base = model.clone();
+    let limits = if opts.budget.is_quantization() { Some(quant_limits(&model, model_path, opts.budget)?) } else { None };
+    let mut base = model;
     base.tokenizer = None;
     let mut timings = serde_json::Map::new();
     let probe = Probe::new(&base, &sp.probe, &mut |k| progress("original logits", k, sp.probe.len(), None))?;
@@ -202,9 +206,12 @@ pub fn plan(model: &Model, model_path: &Path, calib_path: &Path, windows: &Windo
         _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
             let db = db.as_ref().expect("built for quantization budgets");
-            plan_quant(&base, model_path, db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
+            plan_quant(base, model_path, db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
         }
     };
+    if opts.budget.is_quantization() {
+        out.database = db;
+    }
     timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
     let j = out.json.as_object_mut().expect("an object");
     j.insert("timings".into(), Json::Object(timings));
@@ -274,7 +281,7 @@ fn quant_limits(model: &Model, model_path: &Path, budget: Budget) -> Result<(u64
 
 #[allow(clippy::too_many_arguments)]
 fn plan_quant(
-    base: &Model,
+    mut base: Model,
     model_path: &Path,
     db: &Database,
     probe: &Probe,
@@ -298,16 +305,17 @@ fn plan_quant(
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
-            let (curves, dkl, cached) = sensitivity::load_or_measure(base, db, probe, &sens, &cost, cache.as_deref(), &mut |d, n| progress("sensitivity", d, n, None))?;
+            let (curves, dkl, cached) = sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), &mut |d, n| progress("sensitivity", d, n, None))?;
+            search::drop_planned_weights(&mut base, db);
             timings.insert("sensitivity_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("sensitivity_cached".into(), json!(cached));
             result_json.insert("sensitivity".into(), Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()));
             match opts.budget {
-                Budget::Kld(target) => kld_bisection(base, db, &curves, probe, holdout, target, progress)?,
+                Budget::Kld(target) => kld_bisection(&base, db, &curves, probe, holdout, target, progress)?,
                 _ => {
                     let warm = lagrange::solve(&curves, budget).expect("the budget is above the floor");
                     if opts.solver == Solver::Evo {
-                        let space = QuantSpace::new(base, db, curves, budget);
+                        let space = QuantSpace::new(&base, db, curves, budget);
                         // The warm start's KL on the hold-out windows, to show what the search added.
                         result_json.insert("lagrange_kld".into(), json!(probe.kl(&space.model(&warm)?, holdout, 0, &full_layout, None)?));
                         let start = QuantGenome { space: &space, levels: warm };
@@ -326,14 +334,14 @@ fn plan_quant(
     };
     let types = types_of(&levels);
     let predicted = predicted_size(model_path, &all_blocks, &types)?;
-    let space = QuantSpace::new(base, db, Vec::new(), 0);
+    let space = QuantSpace::new(&base, db, Vec::new(), 0);
     let t = Instant::now();
     let kld = probe.kl(&space.model(&levels)?, holdout, 0, &full_layout, None)?;
     timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
     let plan = Plan { tensors: types.into_iter().map(|(n, t)| (n, TensorSpec { qtype: t, sparsity: None })).collect(), ..Plan::default() };
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(result_json);
-    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json })
+    Ok(PlanOutcome { plan, predicted, kld: Some(kld), json, database: None })
 }
 
 /// The largest single type (llama-quantize's row-width fall-back; IQ4_NL standing in for Q4_0,

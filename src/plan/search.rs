@@ -15,8 +15,9 @@ use crate::stats::Rng;
 
 /// The search's view of the database: tensors in a fixed order, their costs in budget units,
 /// and the variants' weights decoded on use and kept while they are among the most recently
-/// used — up to [`DECODED_SHARE`] times one whole model's worth: a candidate touches every
-/// tensor, and mostly the parent's levels, so those stay decoded.
+/// used — up to [`DECODED_SHARE`] times one whole model's worth. A child shares its parent's
+/// decoded weights ([`Genome::realize_child`]) and decodes only the few tensors it changes,
+/// which are what the cache keeps (a mutation often moves a tensor back to a recent level).
 pub struct QuantSpace<'a> {
     pub base: &'a Model,
     pub db: &'a Database,
@@ -30,7 +31,7 @@ pub struct QuantSpace<'a> {
 }
 
 /// How many times the f32 bytes of one variant of every tensor the decoded variants may take.
-const DECODED_SHARE: f64 = 1.25;
+const DECODED_SHARE: f64 = 0.25;
 
 /// Decoded variants by (tensor, level), least recently used dropped first past `capacity` bytes.
 struct Decoded {
@@ -108,6 +109,16 @@ impl<'a> QuantSpace<'a> {
 
     pub fn cost(&self, levels: &[usize]) -> u64 {
         super::lagrange::total_cost(&self.curves, levels)
+    }
+}
+
+/// Drops `m`'s weights of every tensor of `db`, leaving empty tensors in their place: a
+/// candidate replaces them all ([`QuantSpace::model`]), so the search holds only the rest of
+/// the original (the norms) besides the variants. A dropped weight left in a model fails its
+/// first matmul on the shape.
+pub fn drop_planned_weights(m: &mut Model, db: &Database) {
+    for name in db.tensors.keys() {
+        set_weight(m, name, Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu).expect("an empty tensor"));
     }
 }
 
@@ -214,6 +225,18 @@ impl Genome for QuantGenome<'_> {
 
     fn realize(&self) -> Result<Candidate> {
         Ok(Candidate { model: self.space.model(&self.levels)?, removal: Removal::default() })
+    }
+
+    /// The parent's model with only the tensors whose level differs swapped: the rest of the
+    /// weights are the parent's own, shared, not decoded again.
+    fn realize_child(&self, parent: &Self, parent_c: &Candidate) -> Result<Candidate> {
+        let mut model = parent_c.model.clone();
+        for (t, (&l, &p)) in self.levels.iter().zip(&parent.levels).enumerate() {
+            if l != p {
+                set_weight(&mut model, &self.space.names[t], self.space.weight(t, l)?);
+            }
+        }
+        Ok(Candidate { model, removal: Removal::default() })
     }
 
     fn first_change(&self, other: &Self) -> usize {

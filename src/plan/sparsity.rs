@@ -119,7 +119,7 @@ pub(super) fn plan_sparsity(
     extra.insert("sparsity".into(), json!({"target": target, "planned": 1.0 - kept_total as f64 / total as f64, "kept_weights": kept_total, "budget_kept_weights": budget, "linear_weights": total}));
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(extra);
-    Ok(PlanOutcome { plan, predicted, kld, json })
+    Ok(PlanOutcome { plan, predicted, kld, json, database: None })
 }
 
 #[cfg(test)]
