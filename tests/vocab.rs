@@ -129,3 +129,25 @@ fn whole_texts_give_llama_tokenizes_ids() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[test]
+fn a_prefix_gives_the_whole_texts_first_tokens() {
+    // What the windows of a long text are cut from when only the first are wanted: the same ids
+    // as the whole text's encoding, for every tokenizer family, at cuts in and past the text.
+    let dir = models_dir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap()).unwrap();
+    let texts = [std::fs::read_to_string(root.join("tests/fixtures/unicode.txt")).unwrap(), std::fs::read_to_string(root.join("assets/eval.txt")).unwrap()];
+    for name in expected.as_object().unwrap().keys() {
+        let (g, _) = GgufFile::read(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
+        let md: HashMap<_, _> = g.metadata.into_iter().collect();
+        let tok = Tokenizer::from_gguf(&md).unwrap();
+        for text in &texts {
+            let whole = tok.encode(text).unwrap();
+            for n in [1, 700, 20_480, whole.len() - 1, whole.len() + 5] {
+                let prefix = tok.encode_prefix(text, n).unwrap();
+                assert_eq!(prefix, whole[..n.min(whole.len())], "{name}: the first {n} of {} tokens", whole.len());
+            }
+        }
+    }
+}

@@ -262,6 +262,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             // The planner takes the model (its search drops the original weights); the file is
             // then written from the source streamed and the database's variants.
             let o = super::plan::run_planner(resident, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+            crate::memory::release_freed();
             model = Weights::open(&args.model, Streaming::On)?;
             let path = args.out.with_extension("plan.json");
             super::plan::write_plan_json(&path, &o)?;

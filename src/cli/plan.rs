@@ -127,7 +127,9 @@ pub fn run_planner(model: Model, model_path: &Path, calib: &Path, budget: &str, 
         bail!("--offspring must be at least 1");
     }
     crate::eval::check_ctx(&model, ctx)?;
-    let windows = Windows::from_file(calib, model.tokenizer()?, ctx, None).with_context(|| format!("{}", calib.display()))?;
+    // The most windows a plan reads: the database's, then the search's and the hold-out's.
+    let need = (tokens / ctx).max(1) + s.search_windows + s.holdout_windows;
+    let windows = Windows::from_file(calib, model.tokenizer()?, ctx, Some(need)).with_context(|| format!("{}", calib.display()))?;
     let cache_dir = if s.no_cache { None } else { s.cache.clone().or_else(default_cache_dir) };
     let opts = PlanOptions {
         budget,

@@ -1,7 +1,9 @@
 //! Text → token windows: the calibration and evaluation sets.
 //!
 //! The perplexity protocol (PRODUCT.md): tokenize the whole file with no special tokens, cut it into
-//! non-overlapping windows of `ctx` tokens, drop the remainder, run each window on its own.
+//! non-overlapping windows of `ctx` tokens, drop the remainder, run each window on its own. When
+//! only the first windows are wanted, only as much of the text as they need is tokenized (the
+//! same tokens: [`Tokenizer::encode_prefix`]).
 
 use std::path::{Path, PathBuf};
 
@@ -37,8 +39,6 @@ pub fn read_text(path: &Path) -> Result<String, DataError> {
 #[derive(Debug, Clone)]
 pub struct Windows {
     pub ctx: usize,
-    /// Tokens in the whole text, before cutting.
-    pub n_tokens_total: usize,
     pub windows: Vec<Vec<u32>>,
 }
 
@@ -56,7 +56,7 @@ impl Windows {
             .take(max.unwrap_or(usize::MAX))
             .map(<[u32]>::to_vec)
             .collect();
-        Ok(Windows { ctx, n_tokens_total: tokens.len(), windows })
+        Ok(Windows { ctx, windows })
     }
 
     /// Reads, tokenizes and cuts a text file.
@@ -67,7 +67,10 @@ impl Windows {
         max: Option<usize>,
     ) -> Result<Self, DataError> {
         let text = read_text(path)?;
-        let tokens = tokenizer.encode(&text)?;
+        let tokens = match max {
+            Some(n) => tokenizer.encode_prefix(&text, n.saturating_mul(ctx))?,
+            None => tokenizer.encode(&text)?,
+        };
         Self::new(&tokens, ctx, max)
     }
 

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::Windows;
+use crate::model::kernels::with_f32;
 use crate::model::{BlockOpts, Blocks, ModelError, Positions};
 
 pub use stats::Scored;
@@ -116,25 +117,27 @@ pub fn evaluate(
     let hidden = final_states(model, &batches, &mut step)?;
     let ref_hidden = reference.map(|r| final_states(r, &batches, &mut step)).transpose()?;
     let mut scored = Scored::default();
-    let flat = |m: &dyn Blocks, h: &Tensor| -> Result<Vec<f32>, EvalError> { Ok(m.head(h)?.flatten_all()?.to_vec1::<f32>()?) };
     // Rows whose next token lies in the same window: positions score_from..ctx-1.
     let first = score_from.min(ctx - 2);
     for (b, chunk) in batches.iter().enumerate() {
-        // One window's logits at a time (ctx × vocab: 100 MB for SmolLM2's 512 × 49 152).
+        // One window's logits at a time (ctx × vocab: 100 MB for SmolLM2's 512 × 49 152),
+        // read in place.
         for (w, win) in chunk.iter().enumerate() {
-            let logits = flat(model, &hidden[b].narrow(0, w, 1)?)?;
+            let logits = model.head(&hidden[b].narrow(0, w, 1)?)?;
             let ref_logits = match (reference, &ref_hidden) {
-                (Some(r), Some(h)) => Some(flat(r, &h[b].narrow(0, w, 1)?)?),
+                (Some(r), Some(h)) => Some(r.head(&h[b].narrow(0, w, 1)?)?),
                 _ => None,
             };
-            let positions: Vec<Scored> = (first..ctx - 1)
-                .into_par_iter()
-                .map(|p| {
-                    let q = &logits[p * vocab..(p + 1) * vocab];
-                    let r = ref_logits.as_ref().map(|r| &r[p * vocab..(p + 1) * vocab]);
-                    Scored::position(q, win[p + 1], r)
-                })
-                .collect();
+            let score = |logits: &[f32], ref_logits: Option<&[f32]>| -> Vec<Scored> {
+                (first..ctx - 1)
+                    .into_par_iter()
+                    .map(|p| Scored::position(&logits[p * vocab..(p + 1) * vocab], win[p + 1], ref_logits.map(|r| &r[p * vocab..(p + 1) * vocab])))
+                    .collect()
+            };
+            let positions = with_f32(&logits, |q| match &ref_logits {
+                Some(r) => with_f32(r, |r| score(q, Some(r))),
+                None => Ok(score(q, None)),
+            })??;
             // Merged in position order: the same sums at any thread count.
             scored = positions.into_iter().fold(scored, Scored::merge);
         }

@@ -114,10 +114,11 @@ impl Streamed {
                 Some(k) => k[c].clone(),
                 None => decode(start)?,
             };
-            let y = kernels::matmul_nt(&h2, &w)?.flatten_all()?.to_vec1::<f32>()?;
-            for (row, part) in logits.chunks_mut(vocab).zip(y.chunks(end - start)) {
-                row[start..end].copy_from_slice(part);
-            }
+            kernels::with_f32(&kernels::matmul_nt(&h2, &w)?, |y| {
+                for (row, part) in logits.chunks_mut(vocab).zip(y.chunks(end - start)) {
+                    row[start..end].copy_from_slice(part);
+                }
+            })?;
         }
         let logits = Tensor::from_vec(logits, (b, t, vocab), &Device::Cpu)?;
         match self.config.final_softcap {

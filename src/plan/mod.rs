@@ -124,13 +124,13 @@ fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Res
             all.ctx
         )));
     }
-    let database = Windows { ctx: all.ctx, n_tokens_total: all.n_tokens_total, windows: all.windows[..db_windows].to_vec() };
+    let database = Windows { ctx: all.ctx, windows: all.windows[..db_windows].to_vec() };
     let probe = all.windows[db_windows..need].to_vec();
     Ok(Split { database, probe, n_search: search })
 }
 
-/// Plans `model` (loaded from `model_path`) under `opts.budget` with calibration `windows` (all
-/// of the text's windows; the first `database.tokens` make the database). The model is taken:
+/// Plans `model` (loaded from `model_path`) under `opts.budget` with calibration `windows` (the
+/// text's first: the database's `database.tokens`, then the search's and the hold-out's). The model is taken:
 /// a quantization search drops the original weights of every tensor it plans once the
 /// sensitivities are measured (every candidate replaces them all).
 pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
@@ -193,6 +193,7 @@ pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Window
             let t = Instant::now();
             let key = database::cache_key(&inputs, &opts.database, kind);
             let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database", d, n, None))?;
+            crate::memory::release_freed();
             timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("database_cached".into(), json!(cached));
             Some(db)
@@ -307,6 +308,7 @@ fn plan_quant(
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
             let (curves, dkl, cached) = sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), &mut |d, n| progress("sensitivity", d, n, None))?;
             search::drop_planned_weights(&mut base, db);
+            crate::memory::release_freed();
             timings.insert("sensitivity_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("sensitivity_cached".into(), json!(cached));
             result_json.insert("sensitivity".into(), Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()));
