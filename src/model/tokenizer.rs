@@ -284,12 +284,12 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// The first `n` token ids of `text` as [`Tokenizer::encode`] gives them, from a prefix of
-    /// the text only: a long text's whole encoding takes hundreds of megabytes (5 MB of text:
-    /// 0.4 GB) where a few windows need a few kilobytes of it. The prefix ends at a line break
-    /// and is grown until it gives [`PREFIX_MARGIN`] tokens past the `n`th: a tokenizer merges
-    /// within words, so the tokens near the cut may differ from the whole text's, never those
-    /// far before it.
+    /// The first `n` token ids of `text` (all, if it has fewer) as [`Tokenizer::encode`] gives
+    /// them, from a prefix of the text only: a long text's whole encoding takes hundreds of
+    /// megabytes (5 MB of text: 0.4 GB) where a few windows need a few kilobytes of it. The
+    /// prefix ends at a line break and is grown until it gives [`PREFIX_MARGIN`] tokens past the
+    /// `n`th: a tokenizer merges within words, so the tokens near the cut may differ from the
+    /// whole text's, never those far before it.
     pub fn encode_prefix(&self, text: &str, n: usize) -> Result<Vec<u32>> {
         // Bytes per token of English text are about 4; start at twice that.
         let mut len = n.saturating_add(PREFIX_MARGIN).saturating_mul(8);
@@ -298,12 +298,14 @@ impl Tokenizer {
             let cut = text.as_bytes()[len..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| len + i + 1);
             let mut ids = self.encode(&text[..cut])?;
             if ids.len() >= n + PREFIX_MARGIN || cut == text.len() {
-                ids.truncate(if cut == text.len() { ids.len() } else { n });
+                ids.truncate(n);
                 return Ok(ids);
             }
             len = len.saturating_mul(2);
         }
-        self.encode(text)
+        let mut ids = self.encode(text)?;
+        ids.truncate(n);
+        Ok(ids)
     }
 
     /// Token ids of `text` with the special tokens the tokenizer's post-processor adds (what
