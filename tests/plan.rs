@@ -131,6 +131,10 @@ fn a_bpw_plan_applies_with_compress_plan_and_searches_are_reproducible() {
         .unwrap();
     ok(o);
     assert_eq!(std::fs::metadata(&out).unwrap().len(), ja["predicted"]["bytes"].as_u64().unwrap());
+    // --requantize compresses by the plan as --plan does: the same file.
+    let r = d.join("r.gguf");
+    ok(run(&d, "compress", &r, "bpw=6", &["--seed", "5", "--requantize"]));
+    assert_eq!(std::fs::read(&r).unwrap(), std::fs::read(&out).unwrap(), "--budget --requantize is --plan");
     std::fs::remove_dir_all(&d).ok();
 }
 
@@ -245,6 +249,6 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("drop-sublayers=6", &["--solver", "shortgpt"], "cannot remove 6 sublayers");
     fails("sparsity=0.5", &["--solver", "lagrange"], "does not apply to budget sparsity");
     fails("sparsity=0.95", &["--solver", "evo"], "evo searches shares up to 0.9");
-    fails("bpw=6", &["--method", "rtn"], "--method rtn does not go with it");
-    fails("bpw=6", &["--imatrix", "any.imatrix"], "--imatrix does not go with it");
+    fails("bpw=6", &["--method", "rtn"], "--method rtn needs --requantize");
+    fails("bpw=6", &["--imatrix", "any.imatrix"], "--imatrix needs --requantize");
 }

@@ -92,9 +92,15 @@ pub struct CompressArgs {
     /// (bytes of the GGUF; MB, MiB…), sparsity=S, drop-blocks=K or kld<=T. The plan is written
     /// beside the output as OUT.plan.json. A quantization budget's file holds exactly the
     /// variants its search scored, taken from the layer database (GPTQ on the original model's
-    /// inputs, the first --tokens of --calib), so --method and --imatrix do not go with it.
+    /// inputs, the first --tokens of --calib), unless --requantize.
     #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp", "plan"])]
     pub budget: Option<String>,
+    /// With a quantization --budget: compress by the plan layer-sequentially (GPTQ on the
+    /// compressed blocks' outputs, as --plan does; --method and --imatrix apply) instead of
+    /// writing the layer database's variants: one more GPTQ pass, and a file that differs from
+    /// the one the search scored. Other budgets always compress by the plan.
+    #[arg(long, requires = "budget")]
+    pub requantize: bool,
     /// Also measure the compressed model against the original on this text (perplexity, KL,
     /// top-1; every position of --eval-windows windows of --ctx), printed as JSON and, with
     /// --budget, shown in the report.
@@ -208,13 +214,13 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if args.eval_windows == 0 {
         bail!("--eval-windows must be at least 1");
     }
-    if let Some(budget) = args.budget.as_deref() {
+    if let Some(budget) = args.budget.as_deref().filter(|_| !args.requantize) {
         if crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?.is_quantization() {
             if args.method != Method::Gptq {
-                bail!("--budget {budget} writes the layer database's GPTQ variants: --method {} does not go with it", format!("{:?}", args.method).to_lowercase());
+                bail!("--budget {budget} writes the layer database's GPTQ variants: --method {} needs --requantize", format!("{:?}", args.method).to_lowercase());
             }
             if args.imatrix.is_some() {
-                bail!("--budget {budget} writes the layer database's GPTQ variants, made on --calib: --imatrix does not go with it");
+                bail!("--budget {budget} writes the layer database's GPTQ variants, made on --calib: --imatrix needs --requantize");
             }
         }
     }
@@ -302,7 +308,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     let pb = progress::bar(n, "compress");
     let t0 = std::time::Instant::now();
     // A budget's file is made of the variants its search scored, read from the layer database.
-    let mut compressed = match (planned.as_mut().and_then(|o| o.database.take()), &model) {
+    let mut compressed = match (planned.as_mut().and_then(|o| o.database.take()).filter(|_| !args.requantize), &model) {
         (Some(db), Weights::Streamed(source)) => db.compressed(source, &plan)?,
         _ => compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?,
     };
