@@ -252,3 +252,23 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("bpw=6", &["--method", "rtn"], "--method rtn needs --requantize");
     fails("bpw=6", &["--imatrix", "any.imatrix"], "--imatrix needs --requantize");
 }
+
+#[test]
+fn requantize_without_a_budget_fails_with_one_line() {
+    let d = tmp_dir("requantize");
+    let out = d.join("o.gguf");
+    let o = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["compress", "--model"])
+        .arg(tiny())
+        .arg("--calib")
+        .arg(long_text(&d))
+        .args(["--ctx", "32", "--tokens", "128", "--type", "Q8_0", "--requantize", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: --requantize applies to a --budget's plan"), "{stderr}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -214,6 +214,10 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if args.eval_windows == 0 {
         bail!("--eval-windows must be at least 1");
     }
+    if args.requantize && args.budget.is_none() {
+        // clap drops `requires` when a flag that conflicts with --budget (--type, --plan…) is given.
+        bail!("--requantize applies to a --budget's plan; --type, --sparsity, --drop-* and --plan always compress layer-sequentially");
+    }
     if let Some(budget) = args.budget.as_deref().filter(|_| !args.requantize) {
         if crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?.is_quantization() {
             if args.method != Method::Gptq {
