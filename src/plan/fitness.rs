@@ -85,17 +85,24 @@ impl States {
                 continue;
             }
             let states = match ancestor.filter(|(a, _)| a.at.contains_key(&w)) {
-                Some((a, first)) => {
-                    let mut states = (0..=first).map(|i| a.state(w, i)).collect::<Result<Vec<_>>>()?;
-                    let x = states.last().expect("the state at `first`").clone();
-                    states.extend(run_states(model, x, first, &probe.positions, layout)?);
-                    states
-                }
+                Some((a, first)) => a.derived(probe, model, w, first, layout)?,
                 None => states_of(model, &probe.windows[w].tokens, &probe.positions, layout)?,
             };
             self.put(w, &states)?;
         }
         Ok(())
+    }
+
+    /// `model`'s states on window `w`, where its blocks before `from` are those of the model
+    /// whose states these are: theirs before block `from`, the state entering it (the token
+    /// embedding's own when `from` = 0: the embedding is what differs then), and `model` run
+    /// from there.
+    fn derived(&self, probe: &Probe, model: &Model, w: usize, from: usize, layout: Layout) -> Result<Vec<Tensor>> {
+        let mut states = (0..from).map(|i| self.state(w, i)).collect::<Result<Vec<_>>>()?;
+        states.push(if from == 0 { model.embed(&probe.windows[w].tokens)? } else { self.state(w, from)? });
+        let x = states.last().expect("the state entering block `from`").clone();
+        states.extend(run_states(model, x, from, &probe.positions, layout)?);
+        Ok(states)
     }
 
     /// The state entering block `i` on window `w` (i = n: the last block's output).
@@ -157,12 +164,8 @@ impl Probe {
         let mut total = 0.0;
         let mut count = 0usize;
         for &w in which {
-            let win = &self.windows[w];
-            let mut states = (0..from).map(|i| start.state(w, i)).collect::<Result<Vec<_>>>()?;
-            states.push(if from == 0 { model.embed(&win.tokens)? } else { start.state(w, from)? });
-            let x = states.last().expect("the first state").clone();
-            states.extend(run_states(model, x, from, &self.positions, layout)?);
-            let (s, c) = self.kl_sum(model, states.last().expect("the output"), win.reference)?;
+            let states = start.derived(self, model, w, from, layout)?;
+            let (s, c) = self.kl_sum(model, states.last().expect("the output"), self.windows[w].reference)?;
             record.put(w, &states)?;
             total += s;
             count += c;
