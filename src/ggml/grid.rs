@@ -133,6 +133,9 @@ pub fn fit_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
     if amax == 0.0 {
         return 0.0;
     }
+    let (lo, hi) = (qmin as f32, qmax as f32);
+    let mut buf = CodeBuf::new(x.len());
+    let q = buf.as_mut();
     let mut best = (f32::INFINITY, 0f32);
     for end in [qmin, qmax] {
         for k in -9..=9 {
@@ -140,9 +143,9 @@ pub fn fit_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
             if !s0.is_finite() || s0 == 0.0 {
                 continue;
             }
+            codes(x, s0, 0.0, lo, hi, q);
             let (mut sxq, mut sqq) = (0f32, 0f32);
-            for (&v, &wt) in x.iter().zip(w) {
-                let q = round_half_even(v / s0).clamp(qmin as f32, qmax as f32);
+            for ((&v, &wt), &q) in x.iter().zip(w).zip(&*q) {
                 sxq += wt * v * q;
                 sqq += wt * q * q;
             }
@@ -150,7 +153,8 @@ pub fn fit_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
                 continue;
             }
             let s = sxq / sqq;
-            let err = weighted_error(x, w, |v| s * round_half_even(v / s).clamp(qmin as f32, qmax as f32));
+            codes(x, s, 0.0, lo, hi, q);
+            let err = coded_error(x, w, q, s, 0.0);
             if err < best.0 {
                 best = (err, s);
             }
@@ -161,6 +165,47 @@ pub fn fit_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
     } else {
         amax / qmin as f32
     }
+}
+
+/// Room for one sub-block's codes: on the stack up to [`CodeBuf::STACK`] weights.
+enum CodeBuf {
+    Stack([f32; CodeBuf::STACK], usize),
+    Heap(Vec<f32>),
+}
+
+impl CodeBuf {
+    /// The longest sub-block a fit is run on (Q4_1, Q5_1 and the k-quants' 32-weight sub-blocks).
+    const STACK: usize = 32;
+
+    fn new(n: usize) -> Self {
+        if n <= Self::STACK {
+            CodeBuf::Stack([0.0; Self::STACK], n)
+        } else {
+            CodeBuf::Heap(vec![0.0; n])
+        }
+    }
+
+    fn as_mut(&mut self) -> &mut [f32] {
+        match self {
+            CodeBuf::Stack(b, n) => &mut b[..*n],
+            CodeBuf::Heap(v) => v,
+        }
+    }
+}
+
+/// The codes `round((x − b)/s)` clamped to [lo, hi], into `q`: computed apart from the sums
+/// that use them, so that this loop vectorises while the sums keep their order (and bits).
+#[inline(always)]
+fn codes(x: &[f32], s: f32, b: f32, lo: f32, hi: f32, q: &mut [f32]) {
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = round_half_even((v - b) / s).clamp(lo, hi);
+    }
+}
+
+/// Σ w (x − (s·q + b))² for codes `q`: [`weighted_error`] of the grid rounding that gave them.
+#[inline(always)]
+fn coded_error(x: &[f32], w: &[f32], q: &[f32], s: f32, b: f32) -> f32 {
+    x.iter().zip(w).zip(q).map(|((&v, &wt), &q)| wt * (v - (s * q + b)).powi(2)).sum()
 }
 
 /// Weighted least-squares asymmetric grid s·q + b, q in [0, qmax]: candidate ranges around
@@ -177,20 +222,25 @@ pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -
         return (0.0, lo);
     }
     let qm = qmax as f32;
-    let q_of = |v: f32, s: f32, b: f32| round_half_even((v - b) / s).clamp(0.0, qm);
-    let err_of = |s: f32, b: f32| weighted_error(x, w, |v| s * q_of(v, s, b) + b);
-    let mut best = (err_of((hi - lo) / qm, lo), (hi - lo) / qm, lo);
+    let mut buf = CodeBuf::new(x.len());
+    let q = buf.as_mut();
+    codes(x, (hi - lo) / qm, lo, 0.0, qm, q);
+    let mut best = (coded_error(x, w, q, (hi - lo) / qm, lo), (hi - lo) / qm, lo);
+    // The sums that do not depend on the codes.
+    let (mut sw, mut sx) = (0f32, 0f32);
+    for (&v, &wt) in x.iter().zip(w) {
+        sw += wt;
+        sx += wt * v;
+    }
     for k in -10..=10 {
         // Alternate rounding and the least-squares refit a few times from each candidate.
         let (mut s, mut b) = ((hi - lo) / (qm + 0.1 * k as f32), lo);
+        codes(x, s, b, 0.0, qm, q);
         for _ in 0..4 {
-            let (mut sw, mut sq, mut sqq, mut sx, mut sxq) = (0f32, 0f32, 0f32, 0f32, 0f32);
-            for (&v, &wt) in x.iter().zip(w) {
-                let q = q_of(v, s, b);
-                sw += wt;
+            let (mut sq, mut sqq, mut sxq) = (0f32, 0f32, 0f32);
+            for ((&v, &wt), &q) in x.iter().zip(w).zip(&*q) {
                 sq += wt * q;
                 sqq += wt * q * q;
-                sx += wt * v;
                 sxq += wt * v * q;
             }
             let det = sw * sqq - sq * sq;
@@ -206,7 +256,9 @@ pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -
                 break;
             }
             (s, b) = (s1, b1);
-            let err = err_of(s, b);
+            // These codes score (s, b) and are the next refit's.
+            codes(x, s, b, 0.0, qm, q);
+            let err = coded_error(x, w, q, s, b);
             if err < best.0 {
                 best = (err, s, b);
             }
@@ -229,6 +281,108 @@ pub fn codes_around(t: f32, lo: i32, hi: i32) -> [i32; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fits as first written, codes computed inside the sums: the restructured fits must
+    /// give their bits.
+    fn plain_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
+        let amax = x.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+        if amax == 0.0 {
+            return 0.0;
+        }
+        let mut best = (f32::INFINITY, 0f32);
+        for end in [qmin, qmax] {
+            for k in -9..=9 {
+                let s0 = amax / (end as f32 + 0.1 * k as f32 * end.signum() as f32);
+                if !s0.is_finite() || s0 == 0.0 {
+                    continue;
+                }
+                let (mut sxq, mut sqq) = (0f32, 0f32);
+                for (&v, &wt) in x.iter().zip(w) {
+                    let q = round_half_even(v / s0).clamp(qmin as f32, qmax as f32);
+                    sxq += wt * v * q;
+                    sqq += wt * q * q;
+                }
+                if sqq <= 0.0 {
+                    continue;
+                }
+                let s = sxq / sqq;
+                let err = weighted_error(x, w, |v| s * round_half_even(v / s).clamp(qmin as f32, qmax as f32));
+                if err < best.0 {
+                    best = (err, s);
+                }
+            }
+        }
+        if best.0.is_finite() {
+            best.1
+        } else {
+            amax / qmin as f32
+        }
+    }
+
+    fn plain_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -> (f32, f32) {
+        let mut lo = x.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if base_nonpositive {
+            lo = lo.min(0.0);
+        }
+        if hi <= lo {
+            return (0.0, lo);
+        }
+        let qm = qmax as f32;
+        let q_of = |v: f32, s: f32, b: f32| round_half_even((v - b) / s).clamp(0.0, qm);
+        let err_of = |s: f32, b: f32| weighted_error(x, w, |v| s * q_of(v, s, b) + b);
+        let mut best = (err_of((hi - lo) / qm, lo), (hi - lo) / qm, lo);
+        for k in -10..=10 {
+            let (mut s, mut b) = ((hi - lo) / (qm + 0.1 * k as f32), lo);
+            for _ in 0..4 {
+                let (mut sw, mut sq, mut sqq, mut sx, mut sxq) = (0f32, 0f32, 0f32, 0f32, 0f32);
+                for (&v, &wt) in x.iter().zip(w) {
+                    let q = q_of(v, s, b);
+                    sw += wt;
+                    sq += wt * q;
+                    sqq += wt * q * q;
+                    sx += wt * v;
+                    sxq += wt * v * q;
+                }
+                let det = sw * sqq - sq * sq;
+                if det <= 0.0 {
+                    break;
+                }
+                let (mut s1, mut b1) = ((sw * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
+                if base_nonpositive && b1 > 0.0 {
+                    b1 = 0.0;
+                    s1 = sxq / sqq;
+                }
+                if s1.is_nan() || s1 <= 0.0 || (s1 == s && b1 == b) {
+                    break;
+                }
+                (s, b) = (s1, b1);
+                let err = err_of(s, b);
+                if err < best.0 {
+                    best = (err, s, b);
+                }
+            }
+        }
+        (best.1, best.2)
+    }
+
+    #[test]
+    fn the_fits_give_the_plain_loops_bits() {
+        let mut rng = crate::stats::Rng::new(11);
+        for trial in 0..3000 {
+            let n = [16usize, 32, 40][trial % 3];
+            let spread = [1e-3f64, 0.05, 3.0][trial % 7 % 3];
+            let x: Vec<f32> = (0..n).map(|i| if i % 9 == trial % 9 { 0.0 } else { ((rng.uniform() - 0.4) * spread) as f32 }).collect();
+            let w: Vec<f32> = (0..n).map(|_| if trial % 2 == 0 { 1.0 } else { (rng.uniform() * 2.0) as f32 }).collect();
+            for (qmin, qmax) in [(-8, 7), (-16, 15), (-32, 31)] {
+                assert_eq!(fit_symmetric(&x, &w, qmin, qmax).to_bits(), plain_symmetric(&x, &w, qmin, qmax).to_bits(), "trial {trial}");
+            }
+            for (qmax, nonpos) in [(15, false), (31, false), (3, true), (15, true), (31, true)] {
+                let (a, b) = (fit_asymmetric(&x, &w, qmax, nonpos), plain_asymmetric(&x, &w, qmax, nonpos));
+                assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "trial {trial}");
+            }
+        }
+    }
 
     #[test]
     fn symmetric_fit_recovers_a_grid() {
