@@ -18,5 +18,6 @@ pub mod model;
 pub mod plan;
 pub mod cli;
 pub mod report;
+mod simd;
 pub mod spill;
 pub mod stats;

@@ -125,6 +125,7 @@ pub fn weights_of(x: &[f32], imp: &[f32], sigma2: f32) -> Vec<f32> {
     x.iter().zip(imp).map(|(&v, &q)| q.max(0.0) * (sigma2 + v * v).sqrt()).collect()
 }
 
+crate::simd::avx2_dispatch! {
 /// Weighted least-squares symmetric scale: the grid s·q for integer q in [qmin, qmax] that
 /// minimises Σ w (x − s·q)², searched over candidate scales around max|x| mapped to either end.
 /// Returns s (possibly negative; 0 for an all-zero block).
@@ -165,6 +166,7 @@ pub fn fit_symmetric(x: &[f32], w: &[f32], qmin: i32, qmax: i32) -> f32 {
     } else {
         amax / qmin as f32
     }
+}
 }
 
 /// Room for one sub-block's codes: on the stack up to [`CodeBuf::STACK`] weights.
@@ -208,6 +210,7 @@ fn coded_error(x: &[f32], w: &[f32], q: &[f32], s: f32, b: f32) -> f32 {
     x.iter().zip(w).zip(q).map(|((&v, &wt), &q)| wt * (v - (s * q + b)).powi(2)).sum()
 }
 
+crate::simd::avx2_dispatch! {
 /// Weighted least-squares asymmetric grid s·q + b, q in [0, qmax]: candidate ranges around
 /// [min, max] (llama.cpp's `make_qkx2_quants` search), each refitted by solving the 2×2 normal
 /// equations. With `base_nonpositive` (k-quants store −b as an unsigned min) b is kept ≤ 0.
@@ -265,6 +268,7 @@ pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -
         }
     }
     (best.1, best.2)
+}
 }
 
 /// Σ w (x − f(x))².

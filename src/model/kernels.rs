@@ -111,6 +111,7 @@ fn exp_shifted(xs: &[f32], m: f32, out: &mut [f32]) {
     }
 }
 
+crate::simd::avx2_dispatch! {
 /// log Σ exp(logits): `logits[i] − log_sum_exp` is a log-probability. f32 lanes are folded
 /// into an f64 sum every 64 elements.
 pub fn log_sum_exp(logits: &[f32]) -> f64 {
@@ -125,7 +126,9 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
     }
     m as f64 + total.ln()
 }
+}
 
+crate::simd::avx2_dispatch! {
 /// KL(P ‖ Q) from logits `p`, `q` and log Σ exp(q), in one pass over the vocabulary:
 /// KL = Σ P_i (p_i − q_i) − lse(p) + lse(q), with P_i = e^(p_i − lse(p)).
 pub fn kl_divergence_lse(p: &[f32], q: &[f32], lse_q: f64) -> f64 {
@@ -149,6 +152,7 @@ pub fn kl_divergence_lse(p: &[f32], q: &[f32], lse_q: f64) -> f64 {
     let lse_p = m as f64 + z.ln();
     (dot / z - lse_p + lse_q).max(0.0)
 }
+}
 
 /// Σ over rows of KL(P ‖ Q) for row-major logits `q` and reference logits `p` with rows of
 /// `vocab`: rows in parallel, summed in row order, so the total does not depend on the number
@@ -170,6 +174,7 @@ pub fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
 /// Query rows handled together: a block of rows only needs the keys up to its last row.
 const ROW_BLOCK: usize = 64;
 
+crate::simd::avx2_dispatch! {
 /// Softmax of `s[..live]` in place; the masked tail `s[live..]` becomes zero.
 fn causal_softmax_row(s: &mut [f32], first: usize, live: usize) {
     let m = max(&s[first..live]);
@@ -184,6 +189,7 @@ fn causal_softmax_row(s: &mut [f32], first: usize, live: usize) {
     s[first..live].iter_mut().for_each(|x| *x *= inv);
     s[..first].iter_mut().for_each(|x| *x = 0.0);
     s[live..].iter_mut().for_each(|x| *x = 0.0);
+}
 }
 
 /// How a block's attention scores are formed, beyond the causal mask.
