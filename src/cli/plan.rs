@@ -23,7 +23,7 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value_t = Solver::Evo)]
     pub solver: Solver,
     /// EvoPress generations (each: --offspring children on one window, the best 2 and the
-    /// parent on 2 more windows; about 15 s a generation for SmolLM2-135M on 2 cores).
+    /// parent on 2 more windows; about 10 s a generation for SmolLM2-135M on 2 cores).
     #[arg(long, default_value_t = 30)]
     pub generations: usize,
     /// EvoPress offspring per generation.
