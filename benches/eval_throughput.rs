@@ -3,18 +3,16 @@
 //! Prints a table of the median time of each stage (load, tokenize, forward per batch size,
 //! scoring) and tokens per second. Needs `scripts/fetch_assets.sh` to have run.
 
+mod common;
+
 use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use common::median;
 use triage::data::Windows;
 use triage::eval::evaluate;
 use triage::model::Model;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

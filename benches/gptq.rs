@@ -7,21 +7,19 @@
 //! paper's quantizer — 4-bit asymmetric RTN in groups of 32, blocks of 128, damp 0.01 — and
 //! prints a table of median seconds and relative output errors tr(ΔW H ΔWᵀ)/tr(W H Wᵀ).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use common::median;
 use triage::compress::gptq::{gptq, GptqOptions, RtnGrid};
 use triage::data::Windows;
 use triage::importance::hessian::BlockMoments;
 use triage::model::kernels::with_f32;
 use triage::model::{BlockOpts, Model};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -7,27 +7,15 @@
 //! it (`simd` in the crate). Before that, on the same host, the KL of one window took as long
 //! as half a forward pass; the plan phases it speeds up are in the README.
 
-use std::time::Instant;
+mod common;
 
 use candle_core::{Device, Tensor};
+use common::median_secs;
 use triage::ggml::codec::choose;
 use triage::ggml::grid::{fit_asymmetric, fit_symmetric};
 use triage::ggml::types::QuantType;
 use triage::model::kernels::{causal_attention, kl_divergence_rows, AttentionOpts};
 use triage::stats::Rng;
-
-fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let mut rng = Rng::new(1);

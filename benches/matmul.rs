@@ -1,23 +1,11 @@
 //! `x Wᵀ` at the forward pass's shapes, candle's CPU matmul against our faer kernel, side by side:
 //! `cargo bench --bench matmul`. This is the measurement behind `model::kernels::matmul_nt`.
 
-use std::time::Instant;
+mod common;
 
 use candle_core::{Device, Tensor};
+use common::median_secs;
 use triage::model::kernels::matmul_nt;
-
-fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let d = Device::Cpu;

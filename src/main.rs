@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = triage::cli::Cli::parse();
+    triage::memory::keep_large_buffers();
     if let Err(e) = triage::export::temp::remove_on_interrupt() {
         eprintln!("warning: no handler for interruptions ({e}): an interrupted run may leave temporary files");
     }

@@ -86,6 +86,7 @@ pub fn fast_exp(x: f32) -> f32 {
 
 /// The largest of `xs` (NaN ignored), in 16 lanes: a maximum does not depend on the order it is
 /// taken in, so this is the plain fold's value, and it vectorises.
+#[inline(always)]
 fn max(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let mut chunks = xs.chunks_exact(16);
