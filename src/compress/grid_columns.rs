@@ -2,13 +2,17 @@
 //! 256 input columns of each row). When GPTQ reaches a block's first column, each row's grid is
 //! chosen from the block's current, error-updated weights with imatrix-weighted scale searches;
 //! every column is then rounded onto it and the codes are kept, so the result packs into exactly
-//! the bytes llama.cpp reads.
+//! the bytes llama.cpp reads. IQ3_S rounds groups of four columns onto its grid's points one
+//! column at a time, in GPTQ's order: each weight among the points that agree with its group's
+//! weights already rounded ([`iq3s::constrained_magnitude`]); the group's weights not yet
+//! rounded are scored at the codes round to nearest gave them when the grid was chosen.
 
 use rayon::prelude::*;
 
-use crate::ggml::codec::{choose, pack};
+use crate::ggml::codec::{block_codes, choose, pack};
 use super::gptq::ColumnQuantizer;
 use crate::ggml::grid::{row_sigma2, weights_of, Grid};
+use crate::ggml::iq3s;
 use crate::ggml::types::QuantType;
 
 pub struct GgufColumns<'a> {
@@ -21,9 +25,13 @@ pub struct GgufColumns<'a> {
     sigma2: Vec<f32>,
     /// Per row and block, the chosen grid: rows × (cols / block).
     grids: Vec<Grid>,
-    /// Per row and column, the code: row-major (rows, cols).
+    /// Per row and column, the code: row-major (rows, cols). IQ3_S marks a code not yet
+    /// rounded by GPTQ — round to nearest's, from when the grid was chosen — with [`TENTATIVE`].
     codes: Vec<u8>,
 }
+
+/// IQ3_S: the flag of a tentative code.
+const TENTATIVE: u8 = 0x80;
 
 impl<'a> GgufColumns<'a> {
     /// For a row-major (rows, cols) weight `w` (read once for σ²).
@@ -58,7 +66,8 @@ impl ColumnQuantizer for GgufColumns<'_> {
         let b = c0 / bs;
         let imp = self.imp.map(|m| &m[c0..c0 + bs]);
         let sigma2 = &self.sigma2;
-        let chosen: Vec<Grid> = (0..self.rows)
+        let grouped = t == QuantType::IQ3S;
+        let chosen: Vec<(Grid, Vec<u8>)> = (0..self.rows)
             .into_par_iter()
             .map(|r| {
                 let x: Vec<f32> = cols.iter().map(|c| c[r]).collect();
@@ -66,17 +75,36 @@ impl ColumnQuantizer for GgufColumns<'_> {
                     None => vec![1.0; bs],
                     Some(m) => weights_of(&x, m, sigma2[r]),
                 };
-                choose(t, &x, &w)
+                let g = choose(t, &x, &w);
+                let mut tentative = Vec::new();
+                if grouped {
+                    tentative.resize(bs, 0);
+                    block_codes(t, &g, &x, &w, &mut tentative);
+                }
+                (g, tentative)
             })
             .collect();
-        for (r, g) in chosen.into_iter().enumerate() {
+        for (r, (g, tentative)) in chosen.into_iter().enumerate() {
             self.grids[r * nb + b] = g;
+            for (k, code) in tentative.into_iter().enumerate() {
+                self.codes[r * self.cols + c0 + k] = code | TENTATIVE;
+            }
         }
     }
 
     fn round(&mut self, c: usize, col: &[f32], out: &mut [f32]) {
         let (nb, bs) = (self.cols / self.t.block_size(), self.t.block_size());
         let (b, i) = (c / bs, c % bs);
+        if self.t == QuantType::IQ3S {
+            let (imp, grids, sigma2) = (self.imp, &self.grids, &self.sigma2);
+            out.par_iter_mut().zip(col).zip(self.codes.par_chunks_mut(self.cols)).enumerate().for_each(|(r, ((o, &x), codes))| {
+                let g = &grids[r * nb + b];
+                let code = grouped_code(codes, c, x, g.step[i / g.sub], imp, sigma2[r]);
+                codes[c] = code;
+                *o = g.value(i, code);
+            });
+            return;
+        }
         for (r, (o, &x)) in out.iter_mut().zip(col).enumerate() {
             let g = &self.grids[r * nb + b];
             let code = g.code(i, x);
@@ -84,6 +112,29 @@ impl ColumnQuantizer for GgufColumns<'_> {
             *o = g.value(i, code);
         }
     }
+}
+
+/// IQ3_S: the code of column `c` of a row whose codes are `codes` (value `x` now, step `s`): its
+/// group's rounded weights fixed, the others scored at their tentative codes' values, all
+/// weighted as the grid's scale search weights them.
+fn grouped_code(codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> u8 {
+    if s <= 0.0 {
+        return iq3s::code(x, 0);
+    }
+    let (p, g0) = (c % iq3s::GROUP, c - c % iq3s::GROUP);
+    let (mut known, mut m, mut xa, mut w) = (0usize, [0u8; iq3s::GROUP], [0f32; iq3s::GROUP], [1f32; iq3s::GROUP]);
+    for k in 0..iq3s::GROUP {
+        let code = codes[g0 + k];
+        m[k] = iq3s::magnitude(code & !TENTATIVE).0;
+        if k != p && code & TENTATIVE == 0 {
+            known |= 1 << k;
+        }
+        xa[k] = if k == p { x.abs() } else { s * (2 * m[k] + 1) as f32 };
+        if let Some(imp) = imp {
+            w[k] = imp[g0 + k].max(0.0) * (sigma2 + xa[k] * xa[k]).sqrt();
+        }
+    }
+    iq3s::code(x, iq3s::constrained_magnitude(known, &m, &xa, &w, p, s))
 }
 
 #[cfg(test)]
@@ -132,10 +183,11 @@ mod tests {
             }
             e
         };
-        for t in [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL] {
+        let types = [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S];
+        for (t, act_order) in types.into_iter().flat_map(|t| [(t, false), (t, true)]) {
             let mut q = w.clone();
             let mut cq = GgufColumns::new(t, &w, rows, cols, Some(&imp));
-            gptq(&mut q, rows, cols, &xxt, n, Some(&mut cq), None, GptqOptions::default(), "t").unwrap();
+            gptq(&mut q, rows, cols, &xxt, n, Some(&mut cq), None, GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
             let bytes = cq.into_bytes();
             let decoded = dequantize(t, &bytes, rows * cols);
             for (a, b) in q.iter().zip(&decoded) {

@@ -36,6 +36,8 @@ pub fn llama_ftype(t: QuantType) -> u32 {
         Q5K => 17,
         Q6K => 18,
         IQ4NL => 25,
+        IQ4XS => 30,
+        IQ3S => 26,
         BF16 => 32,
     }
 }

@@ -12,8 +12,9 @@ use rayon::prelude::*;
 
 use super::grid::{
     codes_around, fit_asymmetric, fit_symmetric, level_value, nearest_code, row_weights, weighted_error, Grid,
-    IQ4NL_LEVELS, MAX_SUB,
+    Lut, IQ4NL_LEVELS, MAX_SUB, ODD_LEVELS,
 };
+use super::iq3s;
 use super::types::QuantType;
 
 fn h(x: f32) -> f16 {
@@ -21,7 +22,7 @@ fn h(x: f32) -> f16 {
 }
 
 /// Error of sub-block `x` (weights `w`) once rounded on the grid (step, base).
-fn sub_error(x: &[f32], w: &[f32], step: f32, base: f32, levels: u32, lut: bool) -> f32 {
+fn sub_error(x: &[f32], w: &[f32], step: f32, base: f32, levels: u32, lut: Option<Lut>) -> f32 {
     weighted_error(x, w, |v| level_value(nearest_code(v, step, base, levels, lut), step, base, lut))
 }
 
@@ -49,11 +50,13 @@ pub fn choose(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
         }
         IQ4NL => {
             let mut g = Grid::new(32, 16);
-            g.lut = true;
+            g.lut = Some(&IQ4NL_LEVELS);
             g.d = h(fit_lut(x, w));
             g.step[0] = g.d.to_f32();
             g
         }
+        IQ4XS => iq4_xs(x, w),
+        IQ3S => iq3_s(x, w),
         Q2K | Q4K | Q5K => kquant_asymmetric(t, x, w),
         Q3K | Q6K => kquant_symmetric(t, x, w),
         F32 | F16 | BF16 => unreachable!("{t} is not a block type"),
@@ -80,7 +83,7 @@ fn fit_lut(x: &[f32], w: &[f32]) -> f32 {
         let s0 = amax / (-127.0 + k as f32);
         let (mut sxl, mut sll) = (0f32, 0f32);
         for (&v, &wt) in x.iter().zip(w) {
-            let l = IQ4NL_LEVELS[nearest_code(v, s0, 0.0, 16, true) as usize] as f32;
+            let l = IQ4NL_LEVELS[nearest_code(v, s0, 0.0, 16, Some(&IQ4NL_LEVELS)) as usize] as f32;
             sxl += wt * v * l;
             sll += wt * l * l;
         }
@@ -88,12 +91,87 @@ fn fit_lut(x: &[f32], w: &[f32]) -> f32 {
             continue;
         }
         let s = sxl / sll;
-        let err = sub_error(x, w, s, 0.0, 16, true);
+        let err = sub_error(x, w, s, 0.0, 16, Some(&IQ4NL_LEVELS));
         if err < best.0 {
             best = (err, s);
         }
     }
     best.1
+}
+
+/// IQ4_XS: IQ4_NL's levels on eight sub-blocks of 32, each with a signed 6-bit scale code
+/// (stored offset by 32) times the block's f16 `d` (ggml's `quantize_row_iq4_nl_impl` with
+/// super-blocks of 256): each sub-block's scale is fitted alone, `d` maps the largest to −32,
+/// and each code is the better of the two around the fitted scale.
+fn iq4_xs(x: &[f32], w: &[f32]) -> Grid {
+    let mut g = Grid::new(32, 16);
+    g.lut = Some(&IQ4NL_LEVELS);
+    let mut s = [0f32; 8];
+    for j in 0..8 {
+        let r = j * 32..(j + 1) * 32;
+        s[j] = fit_lut(&x[r.clone()], &w[r]);
+    }
+    let smax = s.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+    g.d = h(smax / -32.0);
+    let d = g.d.to_f32();
+    for j in 0..8 {
+        let r = j * 32..(j + 1) * 32;
+        let opts = if d != 0.0 { codes_around(s[j] / d, -32, 31) } else { [0, 0] };
+        let mut best = (f32::INFINITY, 0);
+        for c in opts {
+            let e = sub_error(&x[r.clone()], &w[r.clone()], d * c as f32, 0.0, 16, Some(&IQ4NL_LEVELS));
+            if e < best.0 {
+                best = (e, c);
+            }
+        }
+        g.sc[j] = (best.1 + 32) as u8;
+        g.step[j] = d * best.1 as f32;
+    }
+    g
+}
+
+/// IQ3_S: each sub-block's step fitted alone over its grid points ([`iq3s::fit_step`]); `d`
+/// maps the largest to the top scale code 15 (step 31·d), and each sub-block takes the better of
+/// the two codes around its step, scored after rounding at that step.
+fn iq3_s(x: &[f32], w: &[f32]) -> Grid {
+    let mut g = Grid::new(32, 16);
+    g.lut = Some(&ODD_LEVELS);
+    let mut s = [0f32; 8];
+    for j in 0..8 {
+        let r = j * 32..(j + 1) * 32;
+        s[j] = iq3s::fit_step(&x[r.clone()], &w[r]);
+    }
+    g.d = h(s.iter().copied().fold(0f32, f32::max) / 31.0);
+    let d = g.d.to_f32();
+    for j in 0..8 {
+        let r = j * 32..(j + 1) * 32;
+        let opts = if d > 0.0 { codes_around(0.5 * (s[j] / d - 1.0), 0, 15) } else { [0, 0] };
+        let mut best = (f32::INFINITY, 0);
+        for c in opts {
+            let e = iq3s::sub_error(&x[r.clone()], &w[r.clone()], d * (1 + 2 * c) as f32);
+            if e < best.0 {
+                best = (e, c);
+            }
+        }
+        g.sc[j] = best.1 as u8;
+        g.step[j] = d * (1 + 2 * best.1) as f32;
+    }
+    g
+}
+
+/// The codes of one block on grid `g`: each weight's nearest level, except on IQ3_S, whose
+/// groups of four round to a grid point together.
+pub fn block_codes(t: QuantType, g: &Grid, x: &[f32], w: &[f32], codes: &mut [u8]) {
+    if t == QuantType::IQ3S {
+        for j in 0..8 {
+            let r = j * 32..(j + 1) * 32;
+            iq3s::round_sub_block(&x[r.clone()], &w[r.clone()], g.step[j], &mut codes[r]);
+        }
+    } else {
+        for (i, (c, &v)) in codes.iter_mut().zip(x).enumerate() {
+            *c = g.code(i, v);
+        }
+    }
 }
 
 /// Q2_K, Q4_K, Q5_K: sub-blocks s·q − m with unsigned scale and min codes (4 bits for Q2_K,
@@ -127,7 +205,7 @@ fn kquant_asymmetric(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
         for sc in sc_opts {
             for mn in mn_opts {
                 let (step, base) = (d * sc as f32, -(dmin * mn as f32));
-                let e = sub_error(&x[r.clone()], &w[r.clone()], step, base, levels, false);
+                let e = sub_error(&x[r.clone()], &w[r.clone()], step, base, levels, None);
                 if e < best.0 {
                     best = (e, sc, mn);
                 }
@@ -163,7 +241,7 @@ fn kquant_symmetric(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
         let mut best = (f32::INFINITY, 0);
         for c in opts {
             let step = d * c as f32;
-            let e = sub_error(&x[r.clone()], &w[r.clone()], step, qmin as f32 * step, levels, false);
+            let e = sub_error(&x[r.clone()], &w[r.clone()], step, qmin as f32 * step, levels, None);
             if e < best.0 {
                 best = (e, c);
             }
@@ -199,6 +277,34 @@ pub fn pack(t: QuantType, g: &Grid, c: &[u8], out: &mut [u8]) {
         Q4_0 | IQ4NL => {
             out[..2].copy_from_slice(&g.d.to_le_bytes());
             nibbles(&mut out[2..18]);
+        }
+        IQ3S => {
+            out.fill(0);
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            for (k, group) in c.chunks(iq3s::GROUP).enumerate() {
+                let p = iq3s::point_of(group);
+                out[2 + k] = (p & 255) as u8;
+                out[66 + k / 8] |= ((p >> 8) as u8) << (k % 8);
+            }
+            for (i, &ci) in c.iter().enumerate() {
+                out[74 + i / 8] |= (iq3s::magnitude(ci).1 as u8) << (i % 8);
+            }
+            for j in 0..8 {
+                out[106 + j / 2] |= g.sc[j] << (4 * (j % 2));
+            }
+        }
+        IQ4XS => {
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            let high: u16 = (0..8).fold(0, |a, j| a | (((g.sc[j] >> 4) as u16) << (2 * j)));
+            out[2..4].copy_from_slice(&high.to_le_bytes());
+            for j in 0..4 {
+                out[4 + j] = (g.sc[2 * j] & 0xF) | ((g.sc[2 * j + 1] & 0xF) << 4);
+            }
+            for j in 0..8 {
+                for l in 0..16 {
+                    out[8 + 16 * j + l] = (c[32 * j + l] & 0xF) | ((c[32 * j + 16 + l] & 0xF) << 4);
+                }
+            }
         }
         Q5_0 => {
             out[..2].copy_from_slice(&g.d.to_le_bytes());
@@ -341,6 +447,27 @@ pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
                 y[i] = d * IQ4NL_LEVELS[low(&b[2..], i) as usize] as f32;
             }
         }
+        IQ3S => {
+            let d = f16_at(b, 0);
+            for i in 0..256 {
+                let k = i / 4;
+                let p = b[2 + k] as usize | ((((b[66 + k / 8] >> (k % 8)) & 1) as usize) << 8);
+                let db = d * (1 + 2 * ((b[106 + i / 64] >> (4 * (i / 32 % 2))) & 0xF) as i32) as f32;
+                let v = db * (2 * iq3s::point(p)[i % 4] + 1) as f32;
+                y[i] = if (b[74 + i / 8] >> (i % 8)) & 1 == 1 { -v } else { v };
+            }
+        }
+        IQ4XS => {
+            let d = f16_at(b, 0);
+            let high = u16::from_le_bytes([b[2], b[3]]);
+            for j in 0..8 {
+                let ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0xF) | ((((high >> (2 * j)) & 3) as u8) << 4);
+                let dl = d * (ls as i32 - 32) as f32;
+                for i in 0..32 {
+                    y[32 * j + i] = dl * IQ4NL_LEVELS[low(&b[8 + 16 * j..], i) as usize] as f32;
+                }
+            }
+        }
         Q4_1 => {
             let (d, m) = (f16_at(b, 0), f16_at(b, 2));
             for i in 0..32 {
@@ -440,10 +567,8 @@ pub fn quantize_row(t: QuantType, row: &[f32], imp: Option<&[f32]>, out: &mut Ve
     let mut y = Vec::with_capacity(row.len());
     for (x, wb) in row.chunks(bs).zip(w.chunks(bs)) {
         let g = choose(t, x, wb);
-        for (i, &v) in x.iter().enumerate() {
-            codes[i] = g.code(i, v);
-            y.push(g.value(i, codes[i]));
-        }
+        block_codes(t, &g, x, wb, &mut codes);
+        y.extend(codes.iter().enumerate().map(|(i, &c)| g.value(i, c)));
         let at = out.len();
         out.resize(at + t.block_bytes(), 0);
         pack(t, &g, &codes, &mut out[at..]);

@@ -1,7 +1,7 @@
 //! The grid a block of weights is rounded onto, and weighted searches for its scales.
 //!
 //! Every GGUF type maps an integer code c of a sub-block to `step·c + base` (k-quants, legacy
-//! types) or `step·LUT[c]` (IQ4_NL). The encoders choose step and base per sub-block first
+//! types) or `step·LUT[c]` (IQ4_NL, IQ4_XS; IQ3_S's odd levels). The encoders choose step and base per sub-block first
 //! (weighted least squares over candidate scales, as llama.cpp's `make_qx_quants` /
 //! `make_qkx2_quants` do), then any rounding — nearest, or GPTQ's column-by-column rounding with
 //! error feedback — snaps each weight to the grid with those scales fixed.
@@ -17,8 +17,15 @@ pub fn round_half_even(x: f32) -> f32 {
 /// Sub-blocks per block at most (Q3_K, Q6_K, Q2_K: 256 weights in 16 sub-blocks of 16).
 pub const MAX_SUB: usize = 16;
 
-/// The non-linear levels of IQ4_NL (`kvalues_iq4nl` in ggml).
+/// A table of 16 levels: code c stands for `step·LUT[c]`.
+pub type Lut = &'static [i8; 16];
+
+/// The non-linear levels of IQ4_NL and IQ4_XS (`kvalues_iq4nl` in ggml).
 pub const IQ4NL_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// IQ3_S's levels: a sign and an odd magnitude 1…15 (its grid's bytes); code 8 + m stands for
+/// the magnitude index m (value 2m + 1), code 7 − m for its negative.
+pub const ODD_LEVELS: [i8; 16] = [-15, -13, -11, -9, -7, -5, -3, -1, 1, 3, 5, 7, 9, 11, 13, 15];
 
 /// One block's grid: the values each code takes in each sub-block, plus the raw scale fields the
 /// packer writes (their meaning depends on the type).
@@ -32,8 +39,8 @@ pub struct Grid {
     pub step: [f32; MAX_SUB],
     /// Value of code 0, per sub-block.
     pub base: [f32; MAX_SUB],
-    /// IQ4_NL: value = step · IQ4NL_LEVELS[code] instead of step·code + base.
-    pub lut: bool,
+    /// value = step · LUT[code] instead of step·code + base (IQ4_NL, IQ4_XS, IQ3_S).
+    pub lut: Option<Lut>,
     /// Raw fields for the packer: the block's f16 scale(s) and the per-sub-block scale codes.
     pub d: half::f16,
     pub dmin: half::f16,
@@ -48,7 +55,7 @@ impl Grid {
             levels,
             step: [0.0; MAX_SUB],
             base: [0.0; MAX_SUB],
-            lut: false,
+            lut: None,
             d: half::f16::ZERO,
             dmin: half::f16::ZERO,
             sc: [0; MAX_SUB],
@@ -72,25 +79,24 @@ impl Grid {
 }
 
 #[inline]
-pub fn level_value(code: u8, step: f32, base: f32, lut: bool) -> f32 {
-    if lut {
-        step * IQ4NL_LEVELS[code as usize] as f32
-    } else {
-        step * code as f32 + base
+pub fn level_value(code: u8, step: f32, base: f32, lut: Option<Lut>) -> f32 {
+    match lut {
+        Some(l) => step * l[code as usize] as f32,
+        None => step * code as f32 + base,
     }
 }
 
 /// Nearest code to `x` on the grid `step·c + base` (or `step·LUT[c]`).
 #[inline]
-pub fn nearest_code(x: f32, step: f32, base: f32, levels: u32, lut: bool) -> u8 {
-    if lut {
+pub fn nearest_code(x: f32, step: f32, base: f32, levels: u32, lut: Option<Lut>) -> u8 {
+    if let Some(lut) = lut {
         if step == 0.0 {
             return 8; // LUT value 1 → the grid's value nearest to zero
         }
         let t = x / step;
         let mut best = 0u8;
         let mut best_d = f32::INFINITY;
-        for (k, &l) in IQ4NL_LEVELS.iter().enumerate() {
+        for (k, &l) in lut.iter().enumerate() {
             let d = (t - l as f32).abs();
             if d < best_d {
                 best_d = d;
@@ -420,8 +426,13 @@ mod tests {
 
     #[test]
     fn lut_codes_are_nearest() {
-        assert_eq!(nearest_code(-127.0, 1.0, 0.0, 16, true), 0);
-        assert_eq!(nearest_code(0.0, 1.0, 0.0, 16, true), 8);
-        assert_eq!(nearest_code(100.0, 1.0, 0.0, 16, true), 14);
+        let nl = Some(&IQ4NL_LEVELS);
+        assert_eq!(nearest_code(-127.0, 1.0, 0.0, 16, nl), 0);
+        assert_eq!(nearest_code(0.0, 1.0, 0.0, 16, nl), 8);
+        assert_eq!(nearest_code(100.0, 1.0, 0.0, 16, nl), 14);
+        let odd = Some(&ODD_LEVELS);
+        assert_eq!(nearest_code(0.1, 1.0, 0.0, 16, odd), 8);
+        assert_eq!(nearest_code(-0.5, 1.0, 0.0, 16, odd), 7);
+        assert_eq!(nearest_code(-20.0, 1.0, 0.0, 16, odd), 0);
     }
 }
