@@ -71,16 +71,17 @@ fn symmetric_block(d: f16, levels: u32, zero: u32) -> Grid {
     g
 }
 
-/// IQ4_NL scale: candidates mapping the largest-magnitude weight near the end level −127,
-/// each refitted by weighted least squares.
+/// IQ4_NL scale: candidates mapping the largest-magnitude weight near either end level, −127 or
+/// 113 (the levels are not symmetric), each refitted by weighted least squares. (The −127 end
+/// alone, as first written, cost 29% more KL on SmolLM2 with IQ4_XS/IQ4_NL linears.)
 fn fit_lut(x: &[f32], w: &[f32]) -> f32 {
     let amax = x.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
     if amax == 0.0 {
         return 0.0;
     }
     let mut best = (f32::INFINITY, amax / -127.0);
-    for k in -7..=7 {
-        let s0 = amax / (-127.0 + k as f32);
+    for (end, k) in [-127f32, 113.0].into_iter().flat_map(|e| (-7..=7).map(move |k| (e, k))) {
+        let s0 = amax / (end + k as f32);
         let (mut sxl, mut sll) = (0f32, 0f32);
         for (&v, &wt) in x.iter().zip(w) {
             let l = IQ4NL_LEVELS[nearest_code(v, s0, 0.0, 16, Some(&IQ4NL_LEVELS)) as usize] as f32;
