@@ -267,36 +267,38 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
         anyhow::bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); write a .gguf instead");
     }
     let facts = if from_hf { None } else { Some(gguf_facts(&model.source.path)?) };
-    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
+    // Each tensor is recorded as it stands (a reference to the model's, no copy) with what turns
+    // it into the folder's; it is made and converted only when its bytes are written.
+    let mut tensors: BTreeMap<String, Pending> = BTreeMap::new();
     // Gemma's checkpoints store each norm weight less one.
     let plus_one = c.arch.facts().norm_plus_one;
-    let mut put = |gguf: &str, t: &Tensor| -> anyhow::Result<()> {
+    let mut put = |gguf: &str, t: &Tensor, heads: Option<usize>| -> anyhow::Result<()> {
         let name = hf_name(c.arch, gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
-        let t = if plus_one && gguf.ends_with("norm.weight") { (t - 1.0)? } else { t.clone() };
-        tensors.insert(name, t.to_dtype(opts.dtype)?);
+        let minus_one = plus_one && gguf.ends_with("norm.weight");
+        tensors.insert(name, Pending { tensor: t.clone(), minus_one, heads: heads.map(|h| (h, c.head_dim)) });
         Ok(())
     };
-    put("token_embd.weight", &model.embed)?;
-    put("output_norm.weight", &model.final_norm)?;
+    put("token_embd.weight", &model.embed, None)?;
+    put("output_norm.weight", &model.final_norm, None)?;
     if let Some(l) = &model.lm_head {
-        put("output.weight", &l.weight)?;
+        put("output.weight", &l.weight, None)?;
     }
     let permute = c.rope_layout == RopeLayout::Interleaved;
     for b in &model.blocks {
         let i = b.index;
         for (kind, t) in b.norms() {
-            put(&format!("blk.{i}.{kind}.weight"), t)?;
+            put(&format!("blk.{i}.{kind}.weight"), t, None)?;
         }
         for l in b.linears() {
             let kind = l.name.split('.').nth(2).unwrap_or_default();
-            let w = match (permute, kind) {
-                (true, "attn_q") => interleaved_to_half_split(&l.weight, c.n_heads, c.head_dim)?,
-                (true, "attn_k") => interleaved_to_half_split(&l.weight, c.n_kv_heads, c.head_dim)?,
-                _ => l.weight.clone(),
+            let heads = match (permute, kind) {
+                (true, "attn_q") => Some(c.n_heads),
+                (true, "attn_k") => Some(c.n_kv_heads),
+                _ => None,
             };
-            put(&format!("blk.{i}.{kind}.weight"), &w)?;
+            put(&format!("blk.{i}.{kind}.weight"), &l.weight, heads)?;
             if let Some(bias) = &l.bias {
-                put(&format!("blk.{i}.{kind}.bias"), bias)?;
+                put(&format!("blk.{i}.{kind}.bias"), bias, None)?;
             }
         }
     }
@@ -338,37 +340,93 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
     Ok(())
 }
 
-/// The weights as one `model.safetensors`, or, past `opts.shard_bytes`, as shards filled in name
-/// order with `model.safetensors.index.json` naming each tensor's shard.
-fn write_weights(dir: &Path, tensors: BTreeMap<String, Tensor>, opts: &HfOptions) -> anyhow::Result<()> {
-    let bytes = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
-    let total: u64 = tensors.values().map(bytes).sum();
-    if total <= opts.shard_bytes {
-        let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-        candle_core::safetensors::save(&map, dir.join("model.safetensors"))?;
-        return Ok(());
+/// A tensor of the folder before it is written: the model's tensor, less one (Gemma's norms),
+/// q/k rows reordered to Hugging Face's RoPE layout (heads, head_dim).
+struct Pending {
+    tensor: Tensor,
+    minus_one: bool,
+    heads: Option<(usize, usize)>,
+}
+
+impl Pending {
+    /// The tensor's bytes in `dtype` (little-endian).
+    fn bytes(&self, dtype: DType) -> anyhow::Result<Vec<u8>> {
+        let mut t = match self.heads {
+            Some((h, hd)) => interleaved_to_half_split(&self.tensor, h, hd)?,
+            None => self.tensor.clone(),
+        };
+        if self.minus_one {
+            t = (t - 1.0)?;
+        }
+        let t = t.to_dtype(dtype)?.flatten_all()?;
+        Ok(match dtype {
+            DType::BF16 => t.to_vec1::<half::bf16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            _ => t.to_vec1::<half::f16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        })
     }
-    let mut shards: Vec<HashMap<String, Tensor>> = vec![HashMap::new()];
+
+    fn len(&self, dtype: DType) -> u64 {
+        (self.tensor.elem_count() * dtype.size_in_bytes()) as u64
+    }
+}
+
+/// The weights as one `model.safetensors`, or, past `opts.shard_bytes`, as shards filled in name
+/// order with `model.safetensors.index.json` naming each tensor's shard. Each file's header is
+/// written first (every shape and offset is known), then one tensor at a time, made and
+/// converted just before it is written: the folder's weights are never all in memory.
+fn write_weights(dir: &Path, tensors: BTreeMap<String, Pending>, opts: &HfOptions) -> anyhow::Result<()> {
+    let total: u64 = tensors.values().map(|t| t.len(opts.dtype)).sum();
+    let mut shards: Vec<Vec<(String, Pending)>> = vec![Vec::new()];
     let mut filled = 0u64;
     for (name, t) in tensors {
-        let b = bytes(&t);
+        let b = t.len(opts.dtype);
         if filled > 0 && filled + b > opts.shard_bytes {
-            shards.push(HashMap::new());
+            shards.push(Vec::new());
             filled = 0;
         }
         filled += b;
-        shards.last_mut().expect("one shard at least").insert(name, t);
+        shards.last_mut().expect("one shard at least").push((name, t));
     }
     let n = shards.len();
+    if n == 1 {
+        return write_safetensors(&dir.join("model.safetensors"), &shards[0], opts.dtype);
+    }
     let mut weight_map = BTreeMap::new();
-    for (k, shard) in shards.into_iter().enumerate() {
+    for (k, shard) in shards.iter().enumerate() {
         let file = format!("model-{:05}-of-{n:05}.safetensors", k + 1);
-        for name in shard.keys() {
+        for (name, _) in shard {
             weight_map.insert(name.clone(), file.clone());
         }
-        candle_core::safetensors::save(&shard, dir.join(&file))?;
+        write_safetensors(&dir.join(&file), shard, opts.dtype)?;
     }
     let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
     std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index)? + "\n")?;
+    Ok(())
+}
+
+/// One safetensors file: the header (u64 length, JSON padded with spaces to a multiple of 8
+/// bytes, as the `safetensors` library writes it), then the tensors in the given order.
+fn write_safetensors(path: &Path, tensors: &[(String, Pending)], dtype: DType) -> anyhow::Result<()> {
+    use std::io::Write;
+    let code = if dtype == DType::BF16 { "BF16" } else { "F16" };
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), json!({ "format": "pt" }));
+    let mut at = 0u64;
+    for (name, t) in tensors {
+        let end = at + t.len(dtype);
+        header.insert(name.clone(), json!({ "dtype": code, "shape": t.tensor.dims(), "data_offsets": [at, end] }));
+        at = end;
+    }
+    let mut text = serde_json::to_string(&Json::Object(header))?;
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    f.write_all(&(text.len() as u64).to_le_bytes())?;
+    f.write_all(text.as_bytes())?;
+    for (_, t) in tensors {
+        f.write_all(&t.bytes(dtype)?)?;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
 }
