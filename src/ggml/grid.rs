@@ -86,6 +86,21 @@ pub fn level_value(code: u8, step: f32, base: f32, lut: Option<Lut>) -> f32 {
     }
 }
 
+/// The midpoints between neighbouring levels of an ascending LUT (exact: half-integers).
+#[inline(always)]
+pub fn midpoints(lut: Lut) -> [f32; 15] {
+    std::array::from_fn(|k| (lut[k] as f32 + lut[k + 1] as f32) * 0.5)
+}
+
+/// The index of the level nearest `t` in an ascending LUT with midpoints `mids`: how many
+/// midpoints lie below t. A tie goes to the lower level, as a scan for the first minimum of
+/// |t − level| gives (the two agree wherever that scan's differences are exact, as they are
+/// near every midpoint but 0 for weights that round to IQ4_NL's levels).
+#[inline(always)]
+pub fn lut_index(t: f32, mids: &[f32; 15]) -> u8 {
+    mids.iter().map(|&m| (t > m) as u8).sum()
+}
+
 /// Nearest code to `x` on the grid `step·c + base` (or `step·LUT[c]`).
 #[inline]
 pub fn nearest_code(x: f32, step: f32, base: f32, levels: u32, lut: Option<Lut>) -> u8 {
@@ -93,17 +108,7 @@ pub fn nearest_code(x: f32, step: f32, base: f32, levels: u32, lut: Option<Lut>)
         if step == 0.0 {
             return 8; // LUT value 1 → the grid's value nearest to zero
         }
-        let t = x / step;
-        let mut best = 0u8;
-        let mut best_d = f32::INFINITY;
-        for (k, &l) in lut.iter().enumerate() {
-            let d = (t - l as f32).abs();
-            if d < best_d {
-                best_d = d;
-                best = k as u8;
-            }
-        }
-        return best;
+        return lut_index(x / step, &midpoints(lut));
     }
     if step == 0.0 {
         // Every code gives `base`; pick the one nearest the grid's zero for a stable encoding.
@@ -422,6 +427,34 @@ mod tests {
         let s_u = fit_symmetric(&x, &[1.0; 32], -8, 7);
         let err5 = |s: f32| (x[5] - s * round_half_even(x[5] / s).clamp(-8.0, 7.0)).abs();
         assert!(err5(s_w) <= err5(s_u));
+    }
+
+    #[test]
+    fn the_midpoint_count_is_the_first_nearest_level() {
+        let scan = |t: f32, lut: Lut| -> u8 {
+            let mut best = (f32::INFINITY, 0u8);
+            for (k, &l) in lut.iter().enumerate() {
+                let d = (t - l as f32).abs();
+                if d < best.0 {
+                    best = (d, k as u8);
+                }
+            }
+            best.1
+        };
+        let mut rng = crate::stats::Rng::new(17);
+        for lut in [&IQ4NL_LEVELS, &ODD_LEVELS] {
+            let mids = midpoints(lut);
+            // (Beside ODD_LEVELS' midpoint 0, |t ± 1| round to 1 and the scan sees a tie that is
+            // not one; the count takes the true nearest there.)
+            let mut ts: Vec<f32> = mids.iter().flat_map(|&m| [m, m.next_up(), m.next_down()]).collect();
+            // (Past about 2^30 the scan's differences round to equal and it takes level 0; the
+            // count still takes the nearest, the end level.)
+            ts.extend([0.0, -0.0, 1e-30, -1e-30, 1e6, -1e6]);
+            ts.extend((0..200_000).map(|i| ((rng.uniform() - 0.5) * [3.0, 30.0, 300.0, 3000.0][i % 4]) as f32));
+            for t in ts.into_iter().filter(|t| *lut != ODD_LEVELS || *t == 0.0 || t.abs() > 1e-6) {
+                assert_eq!(lut_index(t, &mids), scan(t, lut), "t = {t}");
+            }
+        }
     }
 
     #[test]
