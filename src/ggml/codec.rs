@@ -119,6 +119,19 @@ fn fit_lut(x: &[f32], w: &[f32]) -> f32 {
 }
 }
 
+/// Of the two scale codes around a fitted scale, the one whose rounding errs least (the first on
+/// a tie).
+fn better_code(opts: [i32; 2], err: impl Fn(i32) -> f32) -> i32 {
+    let mut best = (f32::INFINITY, 0);
+    for c in opts {
+        let e = err(c);
+        if e < best.0 {
+            best = (e, c);
+        }
+    }
+    best.1
+}
+
 /// IQ4_XS: IQ4_NL's levels on eight sub-blocks of 32, each with a signed 6-bit scale code
 /// (stored offset by 32) times the block's f16 `d` (ggml's `quantize_row_iq4_nl_impl` with
 /// super-blocks of 256): each sub-block's scale is fitted alone, `d` maps the largest to −32,
@@ -137,15 +150,9 @@ fn iq4_xs(x: &[f32], w: &[f32]) -> Grid {
     for j in 0..8 {
         let r = j * 32..(j + 1) * 32;
         let opts = if d != 0.0 { codes_around(s[j] / d, -32, 31) } else { [0, 0] };
-        let mut best = (f32::INFINITY, 0);
-        for c in opts {
-            let e = sub_error(&x[r.clone()], &w[r.clone()], d * c as f32, 0.0, 16, Some(&IQ4NL_LEVELS));
-            if e < best.0 {
-                best = (e, c);
-            }
-        }
-        g.sc[j] = (best.1 + 32) as u8;
-        g.step[j] = d * best.1 as f32;
+        let c = better_code(opts, |c| sub_error(&x[r.clone()], &w[r.clone()], d * c as f32, 0.0, 16, Some(&IQ4NL_LEVELS)));
+        g.sc[j] = (c + 32) as u8;
+        g.step[j] = d * c as f32;
     }
     g
 }
@@ -166,15 +173,9 @@ fn iq3_s(x: &[f32], w: &[f32]) -> Grid {
     for j in 0..8 {
         let r = j * 32..(j + 1) * 32;
         let opts = if d > 0.0 { codes_around(0.5 * (s[j] / d - 1.0), 0, 15) } else { [0, 0] };
-        let mut best = (f32::INFINITY, 0);
-        for c in opts {
-            let e = iq3s::sub_error(&x[r.clone()], &w[r.clone()], d * (1 + 2 * c) as f32);
-            if e < best.0 {
-                best = (e, c);
-            }
-        }
-        g.sc[j] = best.1 as u8;
-        g.step[j] = d * (1 + 2 * best.1) as f32;
+        let c = better_code(opts, |c| iq3s::sub_error(&x[r.clone()], &w[r.clone()], d * (1 + 2 * c) as f32));
+        g.sc[j] = c as u8;
+        g.step[j] = d * (1 + 2 * c) as f32;
     }
     g
 }
@@ -258,17 +259,13 @@ fn kquant_symmetric(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
     for j in 0..16 {
         let r = j * 16..(j + 1) * 16;
         let opts = if d != 0.0 { codes_around(s[j] / d, cmin, cmax) } else { [0, 0] };
-        let mut best = (f32::INFINITY, 0);
-        for c in opts {
+        let best = better_code(opts, |c| {
             let step = d * c as f32;
-            let e = sub_error(&x[r.clone()], &w[r.clone()], step, qmin as f32 * step, levels, None);
-            if e < best.0 {
-                best = (e, c);
-            }
-        }
+            sub_error(&x[r.clone()], &w[r.clone()], step, qmin as f32 * step, levels, None)
+        });
         // Q3_K stores the code offset by 32 in 6 bits, Q6_K as an int8.
-        g.sc[j] = if t == QuantType::Q3K { (best.1 + 32) as u8 } else { best.1 as i8 as u8 };
-        g.step[j] = d * best.1 as f32;
+        g.sc[j] = if t == QuantType::Q3K { (best + 32) as u8 } else { best as i8 as u8 };
+        g.step[j] = d * best as f32;
         g.base[j] = qmin as f32 * g.step[j];
     }
     g

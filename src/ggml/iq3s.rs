@@ -165,11 +165,10 @@ pub fn constrained_magnitude(known: usize, m: &[u8; GROUP], xa: &[f32; GROUP], w
     if known == 0 {
         return t.points[best_point(xa, w, s)][p];
     }
-    let free: Vec<usize> = (0..GROUP).filter(|i| known >> i & 1 == 0).collect();
     let mut best = (f32::INFINITY, 0u8);
     for &k in &t.by_known[known][pattern(m) & bits(known)] {
         let pt = &t.points[k as usize];
-        let e: f32 = free.iter().map(|&i| w[i] * (xa[i] - s * (2 * pt[i] + 1) as f32).powi(2)).sum();
+        let e: f32 = (0..GROUP).filter(|i| known >> i & 1 == 0).map(|i| w[i] * (xa[i] - s * (2 * pt[i] + 1) as f32).powi(2)).sum();
         if e < best.0 {
             best = (e, pt[p]);
         }
