@@ -74,7 +74,7 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
     for (k, solver) in [(0.3, "evo"), (0.6, "lagrange"), (0.9, "uniform")] {
         let budget = floor + (k * (top - floor) as f64) as u64;
         let out = d.join(format!("q-{solver}.gguf"));
-        ok(run(&d, "compress", &out, &format!("size={budget}"), &["--solver", solver]));
+        ok(run(&d, "compress", &out, &format!("size={budget}"), &["--solver", solver, "--frontier", "20"]));
         let plan = read_json(&d.join(format!("q-{solver}.plan.json")));
         let predicted = plan["predicted"]["bytes"].as_u64().unwrap();
         let written = std::fs::metadata(&out).unwrap().len();
@@ -99,6 +99,26 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
             // smallest, 32×64, matrix: 64 bytes) no longer fits.
             assert!(budget - written < 2048, "{solver}: {} bytes left unspent", budget - written);
         }
+    }
+    // The frontier: every single-type plan (--frontier 20) and the Lagrangian plans of their
+    // sizes, by size; the uniform plan is one of them, measured alike.
+    let uniform = read_json(&d.join("q-uniform.plan.json"));
+    assert!(uniform.get("frontier").is_none(), "uniform measures no frontier");
+    for solver in ["evo", "lagrange"] {
+        let plan = read_json(&d.join(format!("q-{solver}.plan.json")));
+        let points = plan["frontier"].as_array().unwrap_or_else(|| panic!("{solver}: no frontier"));
+        let bytes: Vec<u64> = points.iter().map(|p| p["bytes"].as_u64().unwrap()).collect();
+        assert!(bytes.windows(2).all(|w| w[0] <= w[1]), "{solver}: sorted by size");
+        let singles: Vec<&Value> = points.iter().filter(|p| p["solver"] == "single type").collect();
+        assert!(singles.len() >= 3 && singles.iter().all(|p| p["type"].is_string()), "{solver}: {points:?}");
+        assert!(points.iter().all(|p| p["kld_mean"].as_f64().is_some_and(|k| k.is_finite() && k >= 0.0)));
+        let same = singles.iter().find(|p| p["bytes"] == uniform["predicted"]["bytes"]).unwrap_or_else(|| panic!("{solver}: the uniform plan is on the frontier"));
+        assert_eq!(same["kld_mean"], uniform["fitness"]["kld_mean"], "{solver}: measured as the uniform plan is");
+        if solver == "evo" {
+            assert!(points.iter().any(|p| p["solver"] == "lagrange" && p["kld_mean"] == plan["lagrange_kld"]), "evo's warm start is on the frontier");
+        }
+        let html = std::fs::read_to_string(d.join(format!("q-{solver}.report.html"))).unwrap();
+        assert!(html.contains("Size and quality") && html.contains("one type everywhere"), "{solver}: the report draws the frontier");
     }
     // The database was built once and reused.
     let plans: Vec<Value> = ["evo", "lagrange"].iter().map(|s| read_json(&d.join(format!("q-{s}.plan.json")))).collect();

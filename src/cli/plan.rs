@@ -41,6 +41,12 @@ pub struct SearchArgs {
     /// Windows on which each tensor's sensitivity is measured (lagrange, evo's warm start).
     #[arg(long, default_value_t = 1)]
     pub sensitivity_windows: usize,
+    /// Sizes the plan is compared at (quantization budgets with lagrange or evo): the N
+    /// single-type plans nearest the budget, and the Lagrangian plan of each one's size, every
+    /// plan's KL measured on the hold-out windows (about one hold-out measurement each); shown in
+    /// plan.json's "frontier" and the report's size–KL plot. 0: none.
+    #[arg(long, default_value_t = 4)]
+    pub frontier: usize,
     /// Folder caching layer databases (default: $TRIAGE_CACHE, $XDG_CACHE_HOME/triage or ~/.cache/triage).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -140,6 +146,7 @@ pub fn run_planner(model: Model, model_path: &Path, calib: &Path, budget: &str, 
         search_windows: s.search_windows,
         holdout_windows: s.holdout_windows,
         sensitivity_windows: s.sensitivity_windows,
+        frontier: s.frontier,
         resume: s.resume,
         checkpoint: None,
     };
@@ -165,9 +172,21 @@ pub fn write_plan_json(path: &Path, o: &PlanOutcome) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// One line: the predicted size, the KL measured, and how many tensors take each type (fewest
+/// bits first).
 pub fn summary(o: &PlanOutcome) -> String {
     let kl = o.kld.map(|k| format!(", KL {k:.5} on hold-out calibration windows")).unwrap_or_default();
-    format!("{} bytes predicted, {:.3} bits per weight{kl}", o.predicted.bytes, o.predicted.bits_per_weight())
+    let mut per_type: Vec<(crate::ggml::types::QuantType, usize)> = Vec::new();
+    for spec in o.plan.tensors.values() {
+        match per_type.iter_mut().find(|(t, _)| *t == spec.qtype) {
+            Some((_, n)) => *n += 1,
+            None => per_type.push((spec.qtype, 1)),
+        }
+    }
+    per_type.sort_by(|a, b| a.0.bits_per_weight().total_cmp(&b.0.bits_per_weight()).then(a.0.name().cmp(b.0.name())));
+    let types = per_type.iter().map(|(t, n)| format!("{n} {}", t.name())).collect::<Vec<_>>().join(", ");
+    let types = if types.is_empty() { types } else { format!("; tensors: {types}") };
+    format!("{} bytes predicted, {:.3} bits per weight{kl}{types}", o.predicted.bytes, o.predicted.bits_per_weight())
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {

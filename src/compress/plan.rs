@@ -36,8 +36,8 @@ pub struct Plan {
 const PLAN_KEYS: [&str; 4] = ["tensors", "drop_blocks", "drop_attention", "drop_mlp"];
 /// The keys `triage plan` adds to describe how the plan was found (`src/plan`: budget,
 /// solver, settings, prediction, measurements); reading a plan accepts and ignores them.
-const REPORT_KEYS: [&str; 15] = [
-    "budget", "solver", "settings", "predicted", "fitness", "timings", "sensitivity", "lagrange_kld", "search_fitness",
+const REPORT_KEYS: [&str; 16] = [
+    "budget", "solver", "settings", "predicted", "fitness", "timings", "sensitivity", "lagrange_kld", "search_fitness", "frontier",
     "block_influence", "sublayer_influence", "outlier_ratio", "owl", "start_kld", "sparsity",
 ];
 /// The keys of one tensor's entry.

@@ -17,6 +17,7 @@ pub mod depth;
 pub mod digest;
 pub mod evo;
 pub mod fitness;
+pub mod frontier;
 pub mod lagrange;
 pub mod owl;
 pub mod search;
@@ -30,7 +31,7 @@ use std::time::Instant;
 use serde_json::{json, Value as Json};
 
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
+use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::gguf::{predicted_size, PredictedSize};
 use crate::model::Model;
@@ -39,6 +40,7 @@ pub use budget::Budget;
 use database::{Database, DatabaseSettings, Kind};
 use evo::{evolve, Checkpoint, EvoSettings};
 use fitness::{full_layout, Probe};
+use frontier::{single_type_plans, Frontier, Point};
 use lagrange::Curve;
 use search::{QuantGenome, QuantSpace};
 
@@ -87,6 +89,9 @@ pub struct PlanOptions {
     pub holdout_windows: usize,
     /// Windows of the search pool on which each tensor's sensitivity is measured.
     pub sensitivity_windows: usize,
+    /// Single-type plans near the budget measured for the frontier (with the Lagrangian plans
+    /// of their sizes); 0: none.
+    pub frontier: usize,
     /// Continue an interrupted search from the state it saved in the cache folder.
     pub resume: bool,
     /// Where the search saves its state (set by [`plan`] in the cache folder).
@@ -301,6 +306,9 @@ fn plan_quant(
     let budget = limit.saturating_sub(fixed);
     let t = Instant::now();
     let mut result_json = serde_json::Map::new();
+    // The sensitivities' error curves (lagrange and evo) and the Lagrangian plan at the budget
+    // with its KL (evo's warm start), kept for the frontier.
+    let mut measured: Option<(Vec<Curve>, Option<(Vec<usize>, f64)>)> = None;
     let levels: Vec<usize> = match opts.solver {
         Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| PlanError::Budget(format!("no single type fits budget {}", opts.budget)))?,
         _ => {
@@ -313,21 +321,28 @@ fn plan_quant(
             timings.insert("sensitivity_cached".into(), json!(cached));
             result_json.insert("sensitivity".into(), Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()));
             match opts.budget {
-                Budget::Kld(target) => kld_bisection(&base, db, &curves, probe, holdout, target, progress)?,
+                Budget::Kld(target) => {
+                    let levels = kld_bisection(&base, db, &curves, probe, holdout, target, progress)?;
+                    measured = Some((curves, None));
+                    levels
+                }
                 _ => {
                     let warm = lagrange::solve(&curves, budget).expect("the budget is above the floor");
                     if opts.solver == Solver::Evo {
-                        let space = QuantSpace::new(&base, db, curves, budget);
+                        let space = QuantSpace::new(&base, db, curves.clone(), budget);
                         // The warm start's KL on the hold-out windows, to show what the search added.
-                        result_json.insert("lagrange_kld".into(), json!(probe.kl(&space.model(&warm)?, holdout, 0, &full_layout, None)?));
-                        let start = QuantGenome { space: &space, levels: warm };
+                        let warm_kld = probe.kl(&space.model(&warm)?, holdout, 0, &full_layout, None)?;
+                        result_json.insert("lagrange_kld".into(), json!(warm_kld));
+                        let start = QuantGenome { space: &space, levels: warm.clone() };
                         let t = Instant::now();
                         let g = opts.evo.generations;
                         let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
                         timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
                         result_json.insert("search_fitness".into(), json!(fit));
+                        measured = Some((curves, Some((warm, warm_kld))));
                         best.levels
                     } else {
+                        measured = Some((curves, None));
                         warm
                     }
                 }
@@ -340,6 +355,19 @@ fn plan_quant(
     let t = Instant::now();
     let kld = probe.kl(&space.model(&levels)?, holdout, 0, &full_layout, None)?;
     timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
+    if let Some((curves, warm)) = measured.filter(|_| opts.frontier > 0) {
+        let t = Instant::now();
+        let f = Frontier { space: &space, db, names: &names, curves: &curves, probe, holdout, model_path, n_blocks: base.blocks.len() };
+        let mut points = f.measure(opts.frontier, budget, &cost, progress)?;
+        if let Some((warm, warm_kld)) = warm {
+            // Evo's warm start: the Lagrangian plan at the budget, already measured.
+            let size = predicted_size(model_path, &all_blocks, &types_of(&warm))?;
+            points.push(Point { solver: "lagrange", qtype: None, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld: warm_kld });
+        }
+        points.sort_by_key(|p| p.bytes);
+        result_json.insert("frontier".into(), Json::Array(points.iter().map(Point::to_json).collect()));
+        timings.insert("frontier_s".into(), json!(t.elapsed().as_secs_f64()));
+    }
     let plan = Plan { tensors: types.into_iter().map(|(n, t)| (n, TensorSpec { qtype: t, sparsity: None })).collect(), ..Plan::default() };
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(result_json);
@@ -349,21 +377,10 @@ fn plan_quant(
 /// The largest single type (llama-quantize's row-width fall-back; IQ4_NL standing in for Q4_0,
 /// which costs the same) whose plan fits.
 fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, budget: u64) -> Option<Vec<usize>> {
-    QUANTIZED_TYPES
-        .iter()
-        .filter_map(|&t| {
-            let levels: Option<Vec<usize>> = names
-                .iter()
-                .map(|n| {
-                    let tv = &db.tensors[n];
-                    let want = t.for_row_width(tv.cols).map(|w| if w == QuantType::Q4_0 { QuantType::IQ4NL } else { w })?;
-                    tv.variants.iter().position(|v| v.qtype == want)
-                })
-                .collect();
-            let levels = levels?;
-            let c: u64 = names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].size() as u64)).sum();
-            (c <= budget).then_some((c, levels))
-        })
+    single_type_plans(db, names)
+        .into_iter()
+        .map(|(_, levels)| (names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].size() as u64)).sum::<u64>(), levels))
+        .filter(|(c, _)| *c <= budget)
         .max_by_key(|(c, _)| *c)
         .map(|(_, l)| l)
 }

@@ -1,7 +1,8 @@
 //! The allocation report: one self-contained HTML page showing what a budgeted compression chose
-//! — the type of every tensor by block, each tensor's measured sensitivity, the bytes per type —
-//! and what it cost in quality (KL on hold-out calibration windows; on evaluation text when
-//! measured).
+//! and what it bought — KL against file size for the plan, single-type plans and the Lagrangian
+//! plans of their sizes (the plan's frontier), the type of every tensor by block, each tensor's
+//! measured sensitivity, the tensors per type — as inline SVG pictures, and the quality measured
+//! (KL on hold-out calibration windows; on evaluation text when measured).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +10,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::fmt::{esc, seconds, sig};
+use super::heatmap::{block_grid, GridCell, GridLegend};
+use super::size_plot::{size_plot, Series};
+use super::svg::{tick, SERIES};
 use crate::ggml::types::QuantType;
 use crate::eval::EvalReport;
 
@@ -17,7 +21,8 @@ margin:0 auto;max-width:1200px;padding:12px 20px 40px;background:#fafafa}h1{font
 h2{font-size:19px;margin:28px 0 6px;border-bottom:1px solid #ccc}p.note{font-size:13px;color:#444;max-width:1000px}\
 table{border-collapse:collapse;font-size:13px;background:#fff;margin:4px 0 8px}\
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f0f0f0}td.l,th.l{text-align:left}\
-td.c{text-align:center;font-family:ui-monospace,monospace;font-size:12px}";
+td.c{text-align:center;font-family:ui-monospace,monospace;font-size:12px}\
+svg{display:block;margin:6px 0}p.err{color:#a00}summary{cursor:pointer;font-size:13px}";
 
 const KINDS: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
 /// The linears of a block whose q/k/v and gate/up are fused (Phi-3).
@@ -26,21 +31,6 @@ const FUSED_KINDS: [&str; 4] = ["attn_qkv", "attn_output", "ffn_up", "ffn_down"]
 /// The columns of the per-block tables: fused when the plan names a fused linear.
 fn kinds<'a>(names: impl IntoIterator<Item = &'a String>) -> &'static [&'static str] {
     if names.into_iter().any(|n| n.contains(".attn_qkv.")) { &FUSED_KINDS } else { &KINDS }
-}
-
-/// Background for a cell: light (few bits) to dark blue (many), `t` in [0, 1].
-fn shade(t: f64) -> String {
-    let t = t.clamp(0.0, 1.0);
-    let (r, g, b) = (235.0 - 170.0 * t, 242.0 - 120.0 * t, 255.0 - 60.0 * t);
-    format!("rgb({},{},{})", r as u8, g as u8, b as u8)
-}
-
-fn text_colour(t: f64) -> &'static str {
-    if t > 0.65 {
-        "#fff"
-    } else {
-        "#111"
-    }
 }
 
 /// `plan`: plan.json as `triage plan` writes it; `n_blocks`: the source model's block count;
@@ -69,6 +59,7 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         let f = |x: Option<f64>| x.map_or("–".into(), sig);
         let _ = writeln!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n</table>", sig(q.ppl), f(q.kld_mean), f(q.kld_median), f(q.kld_p99), q.top1_agree.map_or("–".into(), |a| format!("{:.2}%", 100.0 * a)));
     }
+    frontier(&mut h, plan);
     if let Some(Value::Object(t)) = plan.get("timings") {
         h.push_str("<h2>Time</h2>\n<table>\n");
         for (k, v) in t {
@@ -89,43 +80,43 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     let bpws: Vec<f64> = tensors.keys().filter_map(|n| bits(n)).collect();
     let (lo, hi) = bpws.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor (and the share of its weights pruned), by block; darker cells keep more bits per weight. Removed blocks are marked.</p>\n<table>\n<tr><th>block</th>");
     let cols = kinds(tensors.keys());
-    for k in cols {
-        let _ = write!(h, "<th>{k}</th>");
-    }
-    h.push_str("</tr>\n");
-    let cell = |h: &mut String, name: &str| match (type_of(name), bits(name)) {
-        (Some(t), Some(b)) => {
-            let x = (b - lo) / span;
-            let pruned = share_of(name).map_or(String::new(), |p| format!(" · {:.0}%", 100.0 * p));
-            let _ = write!(h, "<td class=\"c\" style=\"background:{};color:{}\">{}{pruned}</td>", shade(x), text_colour(x), t.name());
-        }
-        _ => h.push_str("<td class=\"c\">source</td>"),
+    let t_of = |b: f64| (b - lo) / span;
+    let cell = |name: &str| -> Option<GridCell> {
+        let (t, b) = (type_of(name)?, bits(name)?);
+        let pruned = share_of(name).map_or(String::new(), |p| format!(" · {:.0}%", 100.0 * p));
+        Some(GridCell { t: Some(t_of(b)), text: format!("{}{pruned}", t.name()) })
     };
-    for b in 0..n_blocks {
-        let _ = write!(h, "<tr><th>{b}</th>");
-        if dropped.contains(&b) {
-            let _ = write!(h, "<td class=\"c\" colspan=\"{}\" style=\"background:#eee\">removed</td>", cols.len());
-        } else {
-            for k in cols {
-                if (k.starts_with("attn") && no_attention.contains(&b)) || (k.starts_with("ffn") && no_mlp.contains(&b)) {
-                    h.push_str("<td class=\"c\" style=\"background:#eee\">removed</td>");
-                } else {
-                    cell(&mut h, &format!("blk.{b}.{k}.weight"));
-                }
-            }
-        }
-        h.push_str("</tr>\n");
-    }
+    let removed = || Some(GridCell { t: None, text: "removed".into() });
+    let mut rows: Vec<(String, Vec<Option<GridCell>>)> = (0..n_blocks)
+        .map(|b| {
+            let cells = cols
+                .iter()
+                .map(|k| {
+                    let gone = dropped.contains(&b) || (k.starts_with("attn") && no_attention.contains(&b)) || (k.starts_with("ffn") && no_mlp.contains(&b));
+                    if gone { removed() } else { cell(&format!("blk.{b}.{k}.weight")) }
+                })
+                .collect();
+            (b.to_string(), cells)
+        })
+        .collect();
     for name in ["token_embd.weight", "output.weight"] {
         if tensors.contains_key(name) {
-            let _ = write!(h, "<tr><th>{}</th>", name.trim_end_matches(".weight"));
-            cell(&mut h, name);
-            h.push_str("</tr>\n");
+            rows.push((name.trim_end_matches(".weight").into(), vec![cell(name)]));
         }
     }
-    h.push_str("</table>\n");
+    let mut kept: Vec<(QuantType, f64)> = Vec::new();
+    for n in tensors.keys() {
+        if let (Some(t), Some(b)) = (type_of(n), bits(n)) {
+            if !kept.iter().any(|(k, _)| *k == t) {
+                kept.push((t, b));
+            }
+        }
+    }
+    kept.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let swatches = kept.iter().map(|(t, _)| (format!("{} · {} bpw", t.name(), tick(t.bits_per_weight())), t_of(t.bits_per_weight()))).collect();
+    h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor (and the share of its weights pruned), by block; the colour gives the bits per weight it keeps (yellow most, purple fewest). Grey: removed.</p>\n");
+    push_svg(&mut h, block_grid(cols, &rows, &GridLegend::Swatches(swatches)));
     let mut per_type: BTreeMap<&str, usize> = BTreeMap::new();
     for n in tensors.keys() {
         if let Some(t) = type_of(n) {
@@ -140,32 +131,36 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         h.push_str("</table>\n");
     }
     if let Some(Value::Object(s)) = plan.get("sensitivity") {
-        h.push_str("<h2>Sensitivity</h2>\n<p class=\"note\">KL(original ‖ model) when only this tensor is at its worst type (one calibration window): the a·t² curves the Lagrangian solver starts from. Darker is more sensitive.</p>\n<table>\n<tr><th>block</th>");
+        h.push_str("<h2>Sensitivity</h2>\n<p class=\"note\">KL(original ‖ model) when only this tensor is at its worst type (one calibration window), on a log scale: the a·t² curves the Lagrangian solver starts from. Yellow is the most sensitive.</p>\n");
         let cols = kinds(s.keys());
+        let logs: Vec<f64> = s.values().filter_map(Value::as_f64).filter(|&x| x > 0.0).map(f64::log10).collect();
+        let (slo, shi) = logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let sspan = if shi > slo { shi - slo } else { 1.0 };
+        let value = |name: &str| s.get(name).and_then(Value::as_f64);
+        let map_rows: Vec<(String, Vec<Option<GridCell>>)> = (0..n_blocks)
+            .map(|b| {
+                let cells = cols.iter().map(|k| value(&format!("blk.{b}.{k}.weight")).map(|x| GridCell { t: Some(if x > 0.0 { (x.log10() - slo) / sspan } else { 0.0 }), text: String::new() })).collect();
+                (b.to_string(), cells)
+            })
+            .collect();
+        let mut ticks: Vec<(f64, String)> = ((slo.ceil() as i32)..=(shi.floor() as i32)).map(|e| ((e as f64 - slo) / sspan, tick(10f64.powi(e)))).collect();
+        if ticks.len() < 2 && !logs.is_empty() {
+            ticks = vec![(0.0, tick(10f64.powf(slo))), (1.0, tick(10f64.powf(shi)))];
+        }
+        push_svg(&mut h, block_grid(cols, &map_rows, &GridLegend::Bar { title: "KL (nats)".into(), ticks }));
+        h.push_str("<details><summary>the numbers</summary>\n<table>\n<tr><th>block</th>");
         for k in cols {
             let _ = write!(h, "<th>{k}</th>");
         }
         h.push_str("</tr>\n");
-        let logs: Vec<f64> = s.values().filter_map(Value::as_f64).filter(|&x| x > 0.0).map(f64::log10).collect();
-        let (slo, shi) = logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-        let sspan = if shi > slo { shi - slo } else { 1.0 };
         for b in 0..n_blocks {
             let _ = write!(h, "<tr><th>{b}</th>");
             for k in cols {
-                match s.get(&format!("blk.{b}.{k}.weight")).and_then(Value::as_f64) {
-                    Some(x) if x > 0.0 => {
-                        let t = (x.log10() - slo) / sspan;
-                        let _ = write!(h, "<td style=\"background:{};color:{}\">{}</td>", shade(t), text_colour(t), sig(x));
-                    }
-                    Some(x) => {
-                        let _ = write!(h, "<td>{}</td>", sig(x));
-                    }
-                    None => h.push_str("<td></td>"),
-                }
+                let _ = write!(h, "<td>{}</td>", value(&format!("blk.{b}.{k}.weight")).map_or(String::new(), sig));
             }
             h.push_str("</tr>\n");
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>\n</details>\n");
     }
     if let Some(Value::Array(bi)) = plan.get("block_influence") {
         h.push_str("<h2>Block influence</h2>\n<p class=\"note\">ShortGPT's 1 − cos(h<sub>i</sub>, h<sub>i+1</sub>) on the search windows; ShortGPT removes the lowest.</p>\n<table>\n<tr><th>block</th><th>influence</th><th>removed</th></tr>\n");
@@ -187,6 +182,62 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     h
 }
 
+/// A picture in place, or the reason it could not be drawn.
+fn push_svg(h: &mut String, svg: Result<String, String>) {
+    match svg {
+        Ok(svg) => h.push_str(&svg),
+        Err(e) => {
+            let _ = write!(h, "<p class=\"err\">{}</p>", esc(&e));
+        }
+    }
+    h.push('\n');
+}
+
+/// KL against file size: the plan's point beside the frontier plan.json holds (single-type
+/// plans and the Lagrangian plans of their sizes), as a picture and a table.
+fn frontier(h: &mut String, plan: &Value) {
+    let Some(Value::Array(points)) = plan.get("frontier") else { return };
+    const MIB: f64 = 1048576.0;
+    let of = |solver: &str| -> Vec<(f64, f64, Option<String>)> {
+        points
+            .iter()
+            .filter(|p| p["solver"] == solver)
+            .filter_map(|p| Some((p["bytes"].as_f64()? / MIB, p["kld_mean"].as_f64()?, p["type"].as_str().map(String::from))))
+            .collect()
+    };
+    let mut series = vec![
+        Series { label: "one type everywhere".into(), color: SERIES[0], points: of("single type"), joined: true, radius: 4 },
+        Series { label: "Lagrangian allocation".into(), color: SERIES[2], points: of("lagrange"), joined: true, radius: 4 },
+    ];
+    let own = (plan["predicted"]["bytes"].as_f64(), plan["fitness"]["kld_mean"].as_f64());
+    if let (Some(b), Some(k)) = own {
+        let solver = plan["solver"].as_str().unwrap_or("this plan");
+        series.push(Series { label: format!("this plan ({solver})"), color: SERIES[1], points: vec![(b / MIB, k, None)], joined: false, radius: 7 });
+    }
+    h.push_str("<h2>Size and quality</h2>\n<p class=\"note\">Mean KL(original ‖ plan) on the hold-out calibration windows against the file's size: this plan, the single-type plans nearest its budget (every planned tensor at one GGUF type, the layer database's GPTQ variants; rows the type cannot take fall back as llama-quantize's do, so a type names the plan, not every tensor), and the Lagrangian allocation at each of their sizes. Lower and to the left is better.</p>\n");
+    push_svg(h, size_plot(&series));
+    h.push_str("<table>\n<tr><th class=\"l\">plan</th><th>bytes</th><th>bits per weight</th><th>mean KL</th></tr>\n");
+    let mut rows: Vec<(String, u64, f64, f64)> = points
+        .iter()
+        .filter_map(|p| {
+            let name = match p["type"].as_str() {
+                Some(t) => format!("{} {t}", p["solver"].as_str()?),
+                None => p["solver"].as_str()?.to_string(),
+            };
+            Some((name, p["bytes"].as_u64()?, p["bits_per_weight"].as_f64()?, p["kld_mean"].as_f64()?))
+        })
+        .collect();
+    if let (Some(b), Some(bpw), Some(k)) = (plan["predicted"]["bytes"].as_u64(), plan["predicted"]["bits_per_weight"].as_f64(), own.1) {
+        rows.push((format!("<b>this plan ({})</b>", esc(plan["solver"].as_str().unwrap_or("–"))), b, bpw, k));
+    }
+    rows.sort_by_key(|r| r.1);
+    for (name, b, bpw, k) in rows {
+        let name = if name.starts_with("<b>") { name } else { esc(&name) };
+        let _ = writeln!(h, "<tr><td class=\"l\">{name}</td><td>{b}</td><td>{bpw:.3}</td><td>{}</td></tr>", sig(k));
+    }
+    h.push_str("</table>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,18 +252,40 @@ mod tests {
             "sensitivity": {"blk.0.attn_q.weight": 0.01},
         });
         let h = render("m<x>.gguf", &plan, 2, None);
-        for s in ["Q8_0", "Q2_K", "IQ4_NL", "F16 · 70%", "removed", "size=&lt;1&gt;", "m&lt;x&gt;.gguf", "0.0100"] {
+        for s in ["Q8_0", "Q2_K", "IQ4_NL", "F16 · 70%", "removed", "size=&lt;1&gt;", "m&lt;x&gt;.gguf", "0.0100", "\nattn_q\n"] {
             assert!(h.contains(s), "{s} missing");
         }
         assert!(!h.contains("<x>"));
-        assert!(h.contains("<th>attn_q</th>") && !h.contains("<th>attn_qkv</th>"));
+        assert!(!h.contains("attn_qkv"));
+        // No frontier in the plan: no size plot.
+        assert!(!h.contains("Size and quality"));
     }
 
     #[test]
     fn fused_linears_get_their_own_columns() {
         let plan = serde_json::json!({"tensors": {"blk.0.attn_qkv.weight": {"type": "Q6_K"}, "blk.0.ffn_up.weight": {"type": "Q4_K"}}});
         let h = render("phi3.gguf", &plan, 1, None);
-        assert!(h.contains("<th>attn_qkv</th>") && !h.contains("<th>attn_q</th>") && !h.contains("<th>ffn_gate</th>"));
+        assert!(h.contains("\nattn_qkv\n") && !h.contains("\nattn_q\n") && !h.contains("\nffn_gate\n"));
         assert!(h.contains("Q6_K") && h.contains("Q4_K"));
+    }
+
+    #[test]
+    fn draws_the_frontier_with_the_plans_own_point() {
+        let plan = serde_json::json!({
+            "solver": "evo", "predicted": {"bytes": 3 * 1048576, "bits_per_weight": 4.2}, "fitness": {"kld_mean": 0.02},
+            "tensors": {"blk.0.attn_q.weight": {"type": "Q4_K"}},
+            "frontier": [
+                {"solver": "single type", "type": "Q3_K", "bytes": 2 * 1048576, "bits_per_weight": 3.5, "kld_mean": 0.09},
+                {"solver": "single type", "type": "Q5_K", "bytes": 4 * 1048576, "bits_per_weight": 5.5, "kld_mean": 0.01},
+                {"solver": "lagrange", "type": null, "bytes": 2 * 1048576 - 64, "bits_per_weight": 3.49, "kld_mean": 0.05},
+            ],
+        });
+        let h = render("m.gguf", &plan, 1, None);
+        for s in ["Size and quality", "one type everywhere", "Lagrangian allocation", "this plan (evo)", "single type Q3_K", "<b>this plan (evo)</b>", "0.0500"] {
+            assert!(h.contains(s), "{s} missing");
+        }
+        // Table rows by size: the Lagrangian plan, Q3_K, this plan, Q5_K.
+        let at = |s: &str| h.find(s).unwrap();
+        assert!(at(">lagrange<") < at("single type Q3_K") && at("single type Q3_K") < at("<b>this plan") && at("<b>this plan") < at("single type Q5_K"));
     }
 }

@@ -302,3 +302,93 @@ pub fn corr_heatmap(names: &[String], matrix: &[Vec<f64>]) -> Result<String, Str
     }
     Ok(out)
 }
+
+/// One cell of a [`block_grid`]: its colour on the viridis scale (`t` in [0, 1]) and the text
+/// drawn in it; `t` None is grey (removed).
+pub struct GridCell {
+    pub t: Option<f64>,
+    pub text: String,
+}
+
+/// A [`block_grid`]'s key: named swatches (`t` on the viridis scale), or a colour bar with
+/// (t, label) ticks.
+pub enum GridLegend {
+    Swatches(Vec<(String, f64)>),
+    Bar { title: String, ticks: Vec<(f64, String)> },
+}
+
+/// A grid of labelled rows (blocks) by named columns (a block's linears), each cell coloured
+/// and optionally named, with its key on the right.
+pub fn block_grid(columns: &[&str], rows: &[(String, Vec<Option<GridCell>>)], legend: &GridLegend) -> Result<String, String> {
+    const LEFT: i32 = 92;
+    const TOP: i32 = 28;
+    const CW: i32 = 78;
+    const RH: i32 = 18;
+    let bottom = TOP + rows.len() as i32 * RH;
+    let key_x = LEFT + columns.len() as i32 * CW + 24;
+    let key_h = match legend {
+        GridLegend::Swatches(s) => s.len() as i32 * 20,
+        GridLegend::Bar { .. } => (bottom - TOP).clamp(120, 260),
+    };
+    let width = (key_x + 130) as u32;
+    let height = (bottom.max(TOP + key_h + 30) + 10) as u32;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        for (j, name) in columns.iter().enumerate() {
+            text(&root, name, (LEFT + j as i32 * CW + CW / 2, TOP - 6), 14, Pos::new(HPos::Center, VPos::Bottom))?;
+        }
+        for (i, (label, cells)) in rows.iter().enumerate() {
+            let y = TOP + i as i32 * RH;
+            text(&root, label, (LEFT - 7, y + RH / 2), 14, Pos::new(HPos::Right, VPos::Center))?;
+            for (j, cell) in cells.iter().enumerate() {
+                let Some(cell) = cell else { continue };
+                let x = LEFT + j as i32 * CW;
+                rect(&root, (x, y), (x + CW - 1, y + RH - 1), cell.t.map_or(MISSING, viridis))?;
+                if !cell.text.is_empty() {
+                    // Viridis is dark below the middle: white text there.
+                    let ink = if cell.t.is_some_and(|t| t < 0.55) { WHITE } else { BLACK };
+                    let style = TextStyle::from((FONT, 13).into_font()).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                    text_styled(&root, &cell.text, (x + CW / 2, y + RH / 2), style)?;
+                }
+            }
+        }
+        match legend {
+            GridLegend::Swatches(s) => {
+                for (k, (name, t)) in s.iter().enumerate() {
+                    let y = TOP + k as i32 * 20;
+                    rect(&root, (key_x, y), (key_x + 16, y + 14), viridis(*t))?;
+                    text(&root, name, (key_x + 23, y + 7), 14, Pos::new(HPos::Left, VPos::Center))?;
+                }
+            }
+            GridLegend::Bar { title, ticks } => {
+                text(&root, title, (key_x - 4, TOP - 6), 14, Pos::new(HPos::Left, VPos::Bottom))?;
+                colour_bar(&root, (key_x, TOP), key_h, &viridis, ticks)?;
+            }
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn block_grid_names_cells_columns_and_key() {
+        let rows = vec![
+            ("0".to_string(), vec![Some(GridCell { t: Some(0.0), text: "Q2_K".into() }), None]),
+            ("1".to_string(), vec![Some(GridCell { t: None, text: "removed".into() }), Some(GridCell { t: Some(1.0), text: String::new() })]),
+        ];
+        let svg = block_grid(&["attn_q", "ffn_down"], &rows, &GridLegend::Swatches(vec![("Q2_K".into(), 0.0), ("Q8_0".into(), 1.0)])).unwrap();
+        for s in ["attn_q", "ffn_down", "Q2_K", "Q8_0", "removed", "\n0\n", "\n1\n"] {
+            assert!(svg.contains(s), "{s} missing");
+        }
+        // The three cells and the two swatches.
+        assert_eq!(svg.matches("<rect").count() - 1, 5, "{svg}");
+        let bar = block_grid(&["a"], &rows[..1], &GridLegend::Bar { title: "KL".into(), ticks: vec![(0.0, "0.001".into()), (1.0, "0.1".into())] }).unwrap();
+        assert!(bar.contains("0.001") && bar.contains("KL"));
+    }
+}

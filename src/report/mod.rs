@@ -9,6 +9,7 @@
 pub mod allocation;
 mod fmt;
 mod heatmap;
+mod size_plot;
 mod svg;
 mod tables;
 #[cfg(test)]
