@@ -71,7 +71,8 @@ pub struct Frontier<'a> {
 impl Frontier<'_> {
     /// The `n` single-type plans whose planned bytes (in the budget's units, `cost`) lie
     /// nearest `budget` (by ratio), and the Lagrangian plan at each of their costs, smallest
-    /// first; a Lagrangian plan equal to its single-type one is measured once.
+    /// first; a Lagrangian plan equal to its single-type one, or to one measured before, is measured
+    /// once.
     pub fn measure(&self, n: usize, budget: u64, cost: &dyn Fn(u64) -> u64, progress: Progress) -> Result<Vec<Point>> {
         let planned = |levels: &[usize]| -> u64 { self.names.iter().zip(levels).map(|(name, &l)| cost(self.db.tensors[name].variants[l].size() as u64)).sum() };
         let mut singles: Vec<(QuantType, Vec<usize>, u64)> = single_type_plans(self.db, self.names).into_iter().map(|(t, l)| { let c = planned(&l); (t, l, c) }).collect();
@@ -81,13 +82,17 @@ impl Frontier<'_> {
         singles.sort_by_key(|s| s.2);
         let mut points = Vec::with_capacity(2 * singles.len());
         let total = 2 * singles.len();
+        // Two single types of one size (Q3_K and IQ3_S where rows allow both) share their
+        // Lagrangian plan: it is measured once.
+        let mut lagrange_plans: Vec<Vec<usize>> = Vec::new();
         for (i, (t, levels, c)) in singles.iter().enumerate() {
             progress("frontier", 2 * i, total, None);
             points.push(self.point("single type", Some(*t), levels)?);
             let l = lagrange::solve(self.curves, *c).expect("a single-type plan is above the floor");
             progress("frontier", 2 * i + 1, total, None);
-            if &l != levels {
+            if &l != levels && !lagrange_plans.contains(&l) {
                 points.push(self.point("lagrange", None, &l)?);
+                lagrange_plans.push(l);
             }
         }
         progress("frontier", total, total, None);

@@ -198,12 +198,21 @@ fn push_svg(h: &mut String, svg: Result<String, String>) {
 fn frontier(h: &mut String, plan: &Value) {
     let Some(Value::Array(points)) = plan.get("frontier") else { return };
     const MIB: f64 = 1048576.0;
+    // Types of one size (Q3_K and IQ3_S) are named once, on the first of their points: two
+    // names drawn at one place are unreadable.
     let of = |solver: &str| -> Vec<(f64, f64, Option<String>)> {
-        points
-            .iter()
-            .filter(|p| p["solver"] == solver)
-            .filter_map(|p| Some((p["bytes"].as_f64()? / MIB, p["kld_mean"].as_f64()?, p["type"].as_str().map(String::from))))
-            .collect()
+        let mut out: Vec<(f64, f64, Option<String>)> = Vec::new();
+        for p in points.iter().filter(|p| p["solver"] == solver) {
+            let (Some(b), Some(k)) = (p["bytes"].as_f64(), p["kld_mean"].as_f64()) else { continue };
+            let mut name = p["type"].as_str().map(String::from);
+            if let Some(first) = out.iter_mut().find(|q| q.0 == b / MIB && q.2.is_some()) {
+                if let (Some(a), Some(n)) = (first.2.as_mut(), name.take()) {
+                    *a = format!("{a}, {n}");
+                }
+            }
+            out.push((b / MIB, k, name));
+        }
+        out
     };
     let mut series = vec![
         Series { label: "one type everywhere".into(), color: SERIES[0], points: of("single type"), joined: true, radius: 4 },
@@ -276,6 +285,7 @@ mod tests {
             "tensors": {"blk.0.attn_q.weight": {"type": "Q4_K"}},
             "frontier": [
                 {"solver": "single type", "type": "Q3_K", "bytes": 2 * 1048576, "bits_per_weight": 3.5, "kld_mean": 0.09},
+                {"solver": "single type", "type": "IQ3_S", "bytes": 2 * 1048576, "bits_per_weight": 3.5, "kld_mean": 0.095},
                 {"solver": "single type", "type": "Q5_K", "bytes": 4 * 1048576, "bits_per_weight": 5.5, "kld_mean": 0.01},
                 {"solver": "lagrange", "type": null, "bytes": 2 * 1048576 - 64, "bits_per_weight": 3.49, "kld_mean": 0.05},
             ],
@@ -287,5 +297,7 @@ mod tests {
         // Table rows by size: the Lagrangian plan, Q3_K, this plan, Q5_K.
         let at = |s: &str| h.find(s).unwrap();
         assert!(at(">lagrange<") < at("single type Q3_K") && at("single type Q3_K") < at("<b>this plan") && at("<b>this plan") < at("single type Q5_K"));
+        // Two types of one size are named once, together, in the picture.
+        assert!(h.contains("\nQ3_K, IQ3_S\n") && !h.contains("\nIQ3_S\n"), "one label for the two types of one size");
     }
 }
