@@ -2,17 +2,29 @@
 //! 256 input columns of each row). When GPTQ reaches a block's first column, each row's grid is
 //! chosen from the block's current, error-updated weights with imatrix-weighted scale searches;
 //! every column is then rounded onto it and the codes are kept, so the result packs into exactly
-//! the bytes llama.cpp reads. IQ3_S rounds groups of four columns onto its grid's points one
-//! column at a time, in GPTQ's order: each weight among the points that agree with its group's
-//! weights already rounded ([`iq3s::constrained_magnitude`]); the group's weights not yet
-//! rounded are scored at the codes round to nearest gave them when the grid was chosen.
+//! the bytes llama.cpp reads.
+//!
+//! IQ3_S and IQ3_XXS round groups of four columns onto their grid's points one column at a
+//! time, in GPTQ's order: each weight among the points that agree with its group's weights
+//! already rounded ([`Iq3Grid::constrained_magnitude`]); the group's weights not yet rounded are
+//! scored at the codes round to nearest gave them when the grid was chosen.
+//!
+//! IQ3_XXS's groups of 8 must have an even count of negative weights, and GPTQ cannot go back
+//! on a weight it has rounded (its error is already spread over the columns after it). So each
+//! weight, as it is rounded, takes its own sign unless the group of 8 looks odd — the signs of
+//! its weights already rounded, its own, and those of the weights still to come as they were
+//! when the grid was chosen (round to nearest's codes, less the one sign it flipped) — and this
+//! weight is the cheapest of those still to come to flip, by ggml's measure w·x² (the rest at
+//! their round-to-nearest magnitudes). The last weight of a group to be rounded settles the
+//! parity whatever it costs. A weight that takes the other sign is rounded for its negated
+//! target (on the grid, the least magnitude its group's points allow, near enough).
 
 use rayon::prelude::*;
 
 use crate::ggml::codec::{block_codes, choose, pack};
 use super::gptq::ColumnQuantizer;
 use crate::ggml::grid::{row_sigma2, weights_of, Grid};
-use crate::ggml::iq3s;
+use crate::ggml::iq3::{self, magnitude, signed_code, Iq3Grid, GROUP, OCTET};
 use crate::ggml::types::QuantType;
 
 pub struct GgufColumns<'a> {
@@ -25,13 +37,20 @@ pub struct GgufColumns<'a> {
     sigma2: Vec<f32>,
     /// Per row and block, the chosen grid: rows × (cols / block).
     grids: Vec<Grid>,
-    /// Per row and column, the code: row-major (rows, cols). IQ3_S marks a code not yet
-    /// rounded by GPTQ — round to nearest's, from when the grid was chosen — with [`TENTATIVE`].
+    /// Per row and column, the code: row-major (rows, cols). On the IQ3 grids a code not yet
+    /// rounded by GPTQ — round to nearest's, from when the grid was chosen — is marked
+    /// [`TENTATIVE`] (and [`FLIPPED`] where that rounding gave it the other sign).
     codes: Vec<u8>,
+    /// IQ3_S, IQ3_XXS: the grid whose groups of 4 round together.
+    iq3: Option<&'static Iq3Grid>,
 }
 
-/// IQ3_S: the flag of a tentative code.
+/// The flag of a tentative code.
 const TENTATIVE: u8 = 0x80;
+/// IQ3_XXS: a tentative code whose sign is not its weight's (round to nearest's parity flip).
+const FLIPPED: u8 = 0x40;
+/// The code under the flags.
+const CODE: u8 = 0x0F;
 
 impl<'a> GgufColumns<'a> {
     /// For a row-major (rows, cols) weight `w` (read once for σ²).
@@ -39,7 +58,7 @@ impl<'a> GgufColumns<'a> {
         assert!(t.is_quantized() && t.fits(cols), "{t} does not tile rows of {cols}");
         let sigma2 = w.chunks(cols).map(row_sigma2).collect();
         let nb = cols / t.block_size();
-        GgufColumns { t, rows, cols, imp, sigma2, grids: vec![Grid::new(32, 16); rows * nb], codes: vec![0; rows * cols] }
+        GgufColumns { t, rows, cols, imp, sigma2, grids: vec![Grid::new(32, 16); rows * nb], codes: vec![0; rows * cols], iq3: iq3::of(t) }
     }
 
     /// The tensor's GGUF bytes, rows in order.
@@ -66,7 +85,7 @@ impl ColumnQuantizer for GgufColumns<'_> {
         let b = c0 / bs;
         let imp = self.imp.map(|m| &m[c0..c0 + bs]);
         let sigma2 = &self.sigma2;
-        let grouped = t == QuantType::IQ3S;
+        let grouped = self.iq3.is_some();
         let chosen: Vec<(Grid, Vec<u8>)> = (0..self.rows)
             .into_par_iter()
             .map(|r| {
@@ -80,26 +99,28 @@ impl ColumnQuantizer for GgufColumns<'_> {
                 if grouped {
                     tentative.resize(bs, 0);
                     block_codes(t, &g, &x, &w, &mut tentative);
+                    for (code, &v) in tentative.iter_mut().zip(&x) {
+                        let flipped = magnitude(*code).1 != (v < 0.0);
+                        *code |= TENTATIVE | if flipped { FLIPPED } else { 0 };
+                    }
                 }
                 (g, tentative)
             })
             .collect();
         for (r, (g, tentative)) in chosen.into_iter().enumerate() {
             self.grids[r * nb + b] = g;
-            for (k, code) in tentative.into_iter().enumerate() {
-                self.codes[r * self.cols + c0 + k] = code | TENTATIVE;
-            }
+            self.codes[r * self.cols + c0..][..tentative.len()].copy_from_slice(&tentative);
         }
     }
 
     fn round(&mut self, c: usize, col: &[f32], out: &mut [f32]) {
         let (nb, bs) = (self.cols / self.t.block_size(), self.t.block_size());
         let (b, i) = (c / bs, c % bs);
-        if self.t == QuantType::IQ3S {
+        if let Some(q) = self.iq3 {
             let (imp, grids, sigma2) = (self.imp, &self.grids, &self.sigma2);
             out.par_iter_mut().zip(col).zip(self.codes.par_chunks_mut(self.cols)).enumerate().for_each(|(r, ((o, &x), codes))| {
                 let g = &grids[r * nb + b];
-                let code = grouped_code(codes, c, x, g.step[i / g.sub], imp, sigma2[r]);
+                let code = grouped_code(q, codes, c, x, g.step[i / g.sub] * q.unit, imp, sigma2[r]);
                 codes[c] = code;
                 *o = g.value(i, code);
             });
@@ -114,27 +135,54 @@ impl ColumnQuantizer for GgufColumns<'_> {
     }
 }
 
-/// IQ3_S: the code of column `c` of a row whose codes are `codes` (value `x` now, step `s`): its
-/// group's rounded weights fixed, the others scored at their tentative codes' values, all
-/// weighted as the grid's scale search weights them.
-fn grouped_code(codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> u8 {
+/// The importance of a weight of value `v` in column `k`, as the grid's scale search weights it.
+fn importance(imp: Option<&[f32]>, k: usize, sigma2: f32, v: f32) -> f32 {
+    imp.map_or(1.0, |imp| imp[k].max(0.0) * (sigma2 + v * v).sqrt())
+}
+
+/// The code of column `c` of a row whose codes are `codes` (value `x` now, odd-lattice step `s`)
+/// on grid `q`: its group's rounded weights fixed, the others scored at their tentative codes'
+/// values, all weighted as the grid's scale search weights them; its sign its own, except where
+/// IQ3_XXS's parity rule ([`flips`]) gives it the other.
+fn grouped_code(q: &Iq3Grid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> u8 {
+    let flip = q.even_signs && flips(q, codes, c, x, s, imp, sigma2);
+    let negative = (x < 0.0) != flip;
     if s <= 0.0 {
-        return iq3s::code(x, 0);
+        return signed_code(negative, 0);
     }
-    let (p, g0) = (c % iq3s::GROUP, c - c % iq3s::GROUP);
-    let (mut known, mut m, mut xa, mut w) = (0usize, [0u8; iq3s::GROUP], [0f32; iq3s::GROUP], [1f32; iq3s::GROUP]);
-    for k in 0..iq3s::GROUP {
+    let (p, g0) = (c % GROUP, c - c % GROUP);
+    let (mut known, mut m, mut xa, mut w) = (0usize, [0u8; GROUP], [0f32; GROUP], [1f32; GROUP]);
+    for k in 0..GROUP {
         let code = codes[g0 + k];
-        m[k] = iq3s::magnitude(code & !TENTATIVE).0;
+        m[k] = magnitude(code & CODE).0;
         if k != p && code & TENTATIVE == 0 {
             known |= 1 << k;
         }
-        xa[k] = if k == p { x.abs() } else { s * (2 * m[k] + 1) as f32 };
-        if let Some(imp) = imp {
-            w[k] = imp[g0 + k].max(0.0) * (sigma2 + xa[k] * xa[k]).sqrt();
+        xa[k] = if k != p { s * q.level(m[k]) } else if flip { -x.abs() } else { x.abs() };
+        w[k] = importance(imp, g0 + k, sigma2, xa[k]);
+    }
+    signed_code(negative, q.constrained_magnitude(known, &m, &xa, &w, p, s))
+}
+
+/// IQ3_XXS: whether column `c` (value `x` now) takes the sign opposite its own — when its group
+/// of 8 looks odd (the signs of the weights already rounded, its own, and the weights still to
+/// come as when the grid was chosen) and no weight still to come is cheaper to flip (w·x², those
+/// at their tentative magnitudes). The last weight of a group flips whenever the count is odd.
+fn flips(q: &Iq3Grid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> bool {
+    let cost = |k: usize, v: f32| importance(imp, k, sigma2, v) * v * v;
+    let mut negatives = (x < 0.0) as usize;
+    let (mut to_come, mut cheapest_to_come) = (false, f32::INFINITY);
+    for k in (c - c % OCTET..).take(OCTET).filter(|&k| k != c) {
+        let (m, negative) = magnitude(codes[k] & CODE);
+        if codes[k] & TENTATIVE == 0 {
+            negatives += negative as usize;
+        } else {
+            negatives += (negative != (codes[k] & FLIPPED != 0)) as usize;
+            to_come = true;
+            cheapest_to_come = cheapest_to_come.min(cost(k, s * q.level(m)));
         }
     }
-    iq3s::code(x, iq3s::constrained_magnitude(known, &m, &xa, &w, p, s))
+    negatives % 2 == 1 && (!to_come || cost(c, x) <= cheapest_to_come)
 }
 
 #[cfg(test)]
@@ -183,7 +231,7 @@ mod tests {
             }
             e
         };
-        let types = [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S];
+        let types = [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS];
         for (t, act_order) in types.into_iter().flat_map(|t| [(t, false), (t, true)]) {
             let mut q = w.clone();
             let mut cq = GgufColumns::new(t, &w, rows, cols, Some(&imp));

@@ -38,6 +38,7 @@ pub fn llama_ftype(t: QuantType) -> u32 {
         IQ4NL => 25,
         IQ4XS => 30,
         IQ3S => 26,
+        IQ3XXS => 23,
         BF16 => 32,
     }
 }

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 
 use super::grid::{
     codes_around, fit_asymmetric, fit_symmetric, level_value, lut_index, midpoints, nearest_code, row_weights, weighted_error, Grid,
-    Lut, IQ4NL_LEVELS, MAX_SUB, ODD_LEVELS,
+    Lut, IQ3XXS_LEVELS, IQ4NL_LEVELS, MAX_SUB,
 };
-use super::iq3s;
+use super::iq3::{self, Iq3Grid};
 use super::types::QuantType;
 
 fn h(x: f32) -> f16 {
@@ -62,7 +62,8 @@ pub fn choose(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
             g
         }
         IQ4XS => iq4_xs(x, w),
-        IQ3S => iq3_s(x, w),
+        IQ3S => iq3(&iq3::IQ3S, x, w),
+        IQ3XXS => iq3(&iq3::IQ3XXS, x, w),
         Q2K | Q4K | Q5K => kquant_asymmetric(t, x, w),
         Q3K | Q6K => kquant_symmetric(t, x, w),
         F32 | F16 | BF16 => unreachable!("{t} is not a block type"),
@@ -157,36 +158,38 @@ fn iq4_xs(x: &[f32], w: &[f32]) -> Grid {
     g
 }
 
-/// IQ3_S: each sub-block's step fitted alone over its grid points ([`iq3s::fit_step`]); `d`
-/// maps the largest to the top scale code 15 (step 31·d), and each sub-block takes the better of
-/// the two codes around its step, scored after rounding at that step.
-fn iq3_s(x: &[f32], w: &[f32]) -> Grid {
+/// IQ3_S, IQ3_XXS: each sub-block's step fitted alone over its grid points
+/// ([`Iq3Grid::fit_step`]); `d` maps the largest to the top scale code 15 (step 31·d), and each
+/// sub-block takes the better of the two codes around its step, scored after rounding at that
+/// step. Those steps are the odd lattice's, d·(1 + 2·sc); the grid's are theirs over the LUT's
+/// unit (on IQ3_XXS exactly ggml's db = d·(0.5 + sc)·0.5: the factors are powers of two).
+fn iq3(q: &Iq3Grid, x: &[f32], w: &[f32]) -> Grid {
     let mut g = Grid::new(32, 16);
-    g.lut = Some(&ODD_LEVELS);
+    g.lut = Some(q.lut);
     let mut s = [0f32; 8];
     for j in 0..8 {
         let r = j * 32..(j + 1) * 32;
-        s[j] = iq3s::fit_step(&x[r.clone()], &w[r]);
+        s[j] = q.fit_step(&x[r.clone()], &w[r]);
     }
     g.d = h(s.iter().copied().fold(0f32, f32::max) / 31.0);
     let d = g.d.to_f32();
     for j in 0..8 {
         let r = j * 32..(j + 1) * 32;
         let opts = if d > 0.0 { codes_around(0.5 * (s[j] / d - 1.0), 0, 15) } else { [0, 0] };
-        let c = better_code(opts, |c| iq3s::sub_error(&x[r.clone()], &w[r.clone()], d * (1 + 2 * c) as f32));
+        let c = better_code(opts, |c| q.sub_error(&x[r.clone()], &w[r.clone()], d * (1 + 2 * c) as f32));
         g.sc[j] = c as u8;
-        g.step[j] = d * (1 + 2 * c) as f32;
+        g.step[j] = d * (1 + 2 * c) as f32 / q.unit;
     }
     g
 }
 
-/// The codes of one block on grid `g`: each weight's nearest level, except on IQ3_S, whose
-/// groups of four round to a grid point together.
+/// The codes of one block on grid `g`: each weight's nearest level, except on IQ3_S and IQ3_XXS,
+/// whose groups of four round to a grid point together.
 pub fn block_codes(t: QuantType, g: &Grid, x: &[f32], w: &[f32], codes: &mut [u8]) {
-    if t == QuantType::IQ3S {
+    if let Some(q) = iq3::of(t) {
         for j in 0..8 {
             let r = j * 32..(j + 1) * 32;
-            iq3s::round_sub_block(&x[r.clone()], &w[r.clone()], g.step[j], &mut codes[r]);
+            q.round_sub_block(&x[r.clone()], &w[r.clone()], g.step[j] * q.unit, &mut codes[r]);
         }
     } else {
         for (i, (c, &v)) in codes.iter_mut().zip(x).enumerate() {
@@ -298,16 +301,33 @@ pub fn pack(t: QuantType, g: &Grid, c: &[u8], out: &mut [u8]) {
         IQ3S => {
             out.fill(0);
             out[..2].copy_from_slice(&g.d.to_le_bytes());
-            for (k, group) in c.chunks(iq3s::GROUP).enumerate() {
-                let p = iq3s::point_of(group);
+            for (k, group) in c.chunks(iq3::GROUP).enumerate() {
+                let p = iq3::IQ3S.point_of(group);
                 out[2 + k] = (p & 255) as u8;
                 out[66 + k / 8] |= ((p >> 8) as u8) << (k % 8);
             }
             for (i, &ci) in c.iter().enumerate() {
-                out[74 + i / 8] |= (iq3s::magnitude(ci).1 as u8) << (i % 8);
+                out[74 + i / 8] |= (iq3::magnitude(ci).1 as u8) << (i % 8);
             }
             for j in 0..8 {
                 out[106 + j / 2] |= g.sc[j] << (4 * (j % 2));
+            }
+        }
+        IQ3XXS => {
+            // d, a point index per group of 4, then per sub-block a u32: the first 7 signs of
+            // each group of 8 (7 bits each; the eighth is their parity) and the scale code.
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            for (k, group) in c.chunks(iq3::GROUP).enumerate() {
+                out[2 + k] = iq3::IQ3XXS.point_of(group) as u8;
+            }
+            for j in 0..8 {
+                let mut aux = (g.sc[j] as u32) << 28;
+                for (l, octet) in c[32 * j..32 * (j + 1)].chunks(iq3::OCTET).enumerate() {
+                    let signs = octet.iter().enumerate().fold(0u32, |a, (i, &ci)| a | (iq3::magnitude(ci).1 as u32) << i);
+                    assert!(signs.count_ones() % 2 == 0, "IQ3_XXS codes with an odd count of negatives");
+                    aux |= (signs & 127) << (7 * l);
+                }
+                out[66 + 4 * j..70 + 4 * j].copy_from_slice(&aux.to_le_bytes());
             }
         }
         IQ4XS => {
@@ -470,8 +490,23 @@ pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
                 let k = i / 4;
                 let p = b[2 + k] as usize | ((((b[66 + k / 8] >> (k % 8)) & 1) as usize) << 8);
                 let db = d * (1 + 2 * ((b[106 + i / 64] >> (4 * (i / 32 % 2))) & 0xF) as i32) as f32;
-                let v = db * (2 * iq3s::point(p)[i % 4] + 1) as f32;
+                let v = db * (2 * iq3::IQ3S.point(p)[i % 4] + 1) as f32;
                 y[i] = if (b[74 + i / 8] >> (i % 8)) & 1 == 1 { -v } else { v };
+            }
+        }
+        IQ3XXS => {
+            let d = f16_at(b, 0);
+            for j in 0..8 {
+                let aux = u32::from_le_bytes([b[66 + 4 * j], b[67 + 4 * j], b[68 + 4 * j], b[69 + 4 * j]]);
+                let db = d * (0.5 + (aux >> 28) as f32) * 0.5;
+                for i in 0..32 {
+                    // ggml's ksigns_iq2xs: 7 stored signs, the eighth their parity.
+                    let signs = (aux >> (7 * (i / 8))) & 127;
+                    let negative = if i % 8 < 7 { (signs >> (i % 8)) & 1 == 1 } else { signs.count_ones() % 2 == 1 };
+                    let m = iq3::IQ3XXS.point(b[2 + 8 * j + i / 4] as usize)[i % 4];
+                    let v = db * IQ3XXS_LEVELS[8 + m as usize] as f32;
+                    y[32 * j + i] = if negative { -v } else { v };
+                }
             }
         }
         IQ4XS => {
@@ -702,6 +737,47 @@ mod tests {
         }
     }
 
+    /// A block made of IQ3_XXS's values (every sub-block with its top magnitude, its scale code,
+    /// random points and signs with an even count per 8) rounds to itself, and its bytes are
+    /// ggml's layout: d, a point index per group of 4, per sub-block 4×7 sign bits and the
+    /// scale code in the top 4 bits.
+    #[test]
+    fn an_iq3_xxs_block_of_its_own_values_encodes_to_itself_in_ggmls_layout() {
+        let q = &iq3::IQ3XXS;
+        let d = h(1.0 / 64.0);
+        let sc = [15u32, 9, 15, 4, 12, 15, 7, 10];
+        let mut rng = crate::stats::Rng::new(5);
+        // Point 5 is ggml's 0x04040c3e: magnitudes 7 (62), 1, 0, 0.
+        let points: Vec<usize> = (0..64).map(|k| if k % 8 == 0 { 5 } else { (rng.uniform() * 256.0) as usize }).collect();
+        let mut x = vec![0f32; 256];
+        let mut aux = [0u32; 8];
+        for j in 0..8 {
+            aux[j] = sc[j] << 28;
+            let db = d.to_f32() * (0.5 + sc[j] as f32) * 0.5;
+            for l in 0..4 {
+                let mut signs = 0u32;
+                for i in 0..8 {
+                    let negative = if i < 7 { rng.uniform() < 0.5 } else { signs.count_ones() % 2 == 1 };
+                    signs |= (negative as u32) << i;
+                    let at = 32 * j + 8 * l + i;
+                    let v = db * IQ3XXS_LEVELS[8 + q.point(points[at / 4])[at % 4] as usize] as f32;
+                    x[at] = if negative { -v } else { v };
+                }
+                aux[j] |= (signs & 127) << (7 * l);
+            }
+        }
+        let b = quantize(QuantType::IQ3XXS, &x, 256, None);
+        assert_eq!(b.len(), 98);
+        assert_eq!(dequantize(QuantType::IQ3XXS, &b, 256), x);
+        assert_eq!(b[..2], d.to_le_bytes());
+        for k in 0..64 {
+            assert_eq!(b[2 + k] as usize, points[k], "group {k}");
+        }
+        for j in 0..8 {
+            assert_eq!(u32::from_le_bytes([b[66 + 4 * j], b[67 + 4 * j], b[68 + 4 * j], b[69 + 4 * j]]), aux[j], "sub-block {j}");
+        }
+    }
+
     #[test]
     fn more_bits_give_smaller_error() {
         let w = weights(4 * 256, 3);
@@ -716,6 +792,7 @@ mod tests {
         assert!(err(Q5K) > err(Q6K));
         assert!(err(Q4_0) > err(Q8_0));
         assert!(err(Q4_0) > err(Q5_0));
+        assert!(err(IQ3XXS) > err(IQ3S));
     }
 
     #[test]

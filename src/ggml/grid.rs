@@ -1,7 +1,7 @@
 //! The grid a block of weights is rounded onto, and weighted searches for its scales.
 //!
 //! Every GGUF type maps an integer code c of a sub-block to `step·c + base` (k-quants, legacy
-//! types) or `step·LUT[c]` (IQ4_NL, IQ4_XS; IQ3_S's odd levels). The encoders choose step and base per sub-block first
+//! types) or `step·LUT[c]` (IQ4_NL, IQ4_XS; the IQ3 grids' levels). The encoders choose step and base per sub-block first
 //! (weighted least squares over candidate scales, as llama.cpp's `make_qx_quants` /
 //! `make_qkx2_quants` do), then any rounding — nearest, or GPTQ's column-by-column rounding with
 //! error feedback — snaps each weight to the grid with those scales fixed.
@@ -27,6 +27,10 @@ pub const IQ4NL_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1,
 /// the magnitude index m (value 2m + 1), code 7 − m for its negative.
 pub const ODD_LEVELS: [i8; 16] = [-15, -13, -11, -9, -7, -5, -3, -1, 1, 3, 5, 7, 9, 11, 13, 15];
 
+/// IQ3_XXS's levels, as its grid's bytes hold them: 4·(2m + 1), but 62 for the top magnitude;
+/// codes as [`ODD_LEVELS`]. The step they take is ggml's db = d·(0.5 + sc)·0.5.
+pub const IQ3XXS_LEVELS: [i8; 16] = [-62, -52, -44, -36, -28, -20, -12, -4, 4, 12, 20, 28, 36, 44, 52, 62];
+
 /// One block's grid: the values each code takes in each sub-block, plus the raw scale fields the
 /// packer writes (their meaning depends on the type).
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +43,7 @@ pub struct Grid {
     pub step: [f32; MAX_SUB],
     /// Value of code 0, per sub-block.
     pub base: [f32; MAX_SUB],
-    /// value = step · LUT[code] instead of step·code + base (IQ4_NL, IQ4_XS, IQ3_S).
+    /// value = step · LUT[code] instead of step·code + base (IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS).
     pub lut: Option<Lut>,
     /// Raw fields for the packer: the block's f16 scale(s) and the per-sub-block scale codes.
     pub d: half::f16,

@@ -4,5 +4,5 @@
 
 pub mod codec;
 pub mod grid;
-pub mod iq3s;
+pub mod iq3;
 pub mod types;

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A GGUF tensor type. Quantized types store rows as blocks of 32 (legacy, IQ4_NL) or 256
-/// (k-quants, IQ4_XS, IQ3_S) weights; a row must be a whole number of blocks.
+/// (k-quants, IQ4_XS, IQ3_S, IQ3_XXS) weights; a row must be a whole number of blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QuantType {
     F32,
@@ -23,10 +23,11 @@ pub enum QuantType {
     IQ4NL,
     IQ4XS,
     IQ3S,
+    IQ3XXS,
 }
 
 /// Every type, unquantized first.
-pub const ALL_TYPES: [QuantType; 16] = [
+pub const ALL_TYPES: [QuantType; 17] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -43,11 +44,13 @@ pub const ALL_TYPES: [QuantType; 16] = [
     QuantType::IQ4NL,
     QuantType::IQ4XS,
     QuantType::IQ3S,
+    QuantType::IQ3XXS,
 ];
 
 /// The quantized types we encode, from fewest to most bits per weight.
-pub const QUANTIZED_TYPES: [QuantType; 13] = [
+pub const QUANTIZED_TYPES: [QuantType; 14] = [
     QuantType::Q2K,
+    QuantType::IQ3XXS,
     QuantType::Q3K,
     QuantType::IQ3S,
     QuantType::IQ4XS,
@@ -82,6 +85,7 @@ impl QuantType {
             IQ4NL => 20,
             IQ4XS => 23,
             IQ3S => 21,
+            IQ3XXS => 18,
             BF16 => 30,
         }
     }
@@ -110,6 +114,7 @@ impl QuantType {
             IQ4NL => "IQ4_NL",
             IQ4XS => "IQ4_XS",
             IQ3S => "IQ3_S",
+            IQ3XXS => "IQ3_XXS",
         }
     }
 
@@ -132,7 +137,7 @@ impl QuantType {
         match self {
             F32 | F16 | BF16 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4NL => 32,
-            Q2K | Q3K | Q4K | Q5K | Q6K | IQ4XS | IQ3S => 256,
+            Q2K | Q3K | Q4K | Q5K | Q6K | IQ4XS | IQ3S | IQ3XXS => 256,
         }
     }
 
@@ -149,6 +154,7 @@ impl QuantType {
             Q8_0 => 34,
             IQ4XS => 136,
             IQ3S => 110,
+            IQ3XXS => 98,
             Q2K => 84,
             Q3K => 110,
             Q4K => 144,
@@ -183,7 +189,7 @@ impl QuantType {
         use QuantType::*;
         match self {
             Q2K | Q3K => Q4_0,
-            IQ4XS | IQ3S => IQ4NL,
+            IQ4XS | IQ3S | IQ3XXS => IQ4NL,
             Q4K => Q5_0,
             Q5K => Q5_1,
             Q6K => Q8_0,
@@ -229,8 +235,10 @@ mod tests {
     #[test]
     fn row_width_decides_the_types() {
         assert_eq!(allowed_types(576).len(), 6); // SmolLM2's hidden size: no k-quant fits
-        assert_eq!(allowed_types(1536).len(), 13);
+        assert_eq!(allowed_types(1536).len(), 14);
         assert_eq!(QuantType::IQ4XS.for_row_width(576), Some(QuantType::IQ4NL));
+        assert_eq!(QuantType::IQ3XXS.for_row_width(576), Some(QuantType::IQ4NL));
+        assert_eq!(QuantType::IQ3XXS.for_row_width(1536), Some(QuantType::IQ3XXS));
         assert!(allowed_types(48).is_empty());
         assert_eq!(QuantType::Q4K.for_row_width(576), Some(QuantType::Q5_0));
         assert_eq!(QuantType::Q3K.for_row_width(576), Some(QuantType::Q4_0));
@@ -245,5 +253,8 @@ mod tests {
         assert_eq!(QuantType::Q6K.bits_per_weight(), 6.5625);
         assert_eq!(QuantType::Q8_0.bytes(64), 68);
         assert_eq!(QuantType::IQ4XS.bits_per_weight(), 4.25);
+        assert_eq!(QuantType::IQ3S.bits_per_weight(), 3.4375);
+        assert_eq!(QuantType::IQ3XXS.bits_per_weight(), 3.0625);
+        assert_eq!(QuantType::IQ3XXS.ggml_id(), 18);
     }
 }
