@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Intel AutoRound's GGUF exports against `triage compress --budget size=<the same bytes>`, both
+# from the default model, every file scored by llama-perplexity --kl-divergence against that
+# model on the evaluation text. Prints a markdown table.
+#
+#   scripts/bench_peers.sh [FORMATS]        (default: "q4_k_m q3_k_m q2_k_s+plain")
+#
+# A format with "+plain" runs AutoRound's plain RTN (--disable_opt_rtn) instead of its default
+# optimized RTN at ITERS=0 (about 13 s a block instead of 40–120 s on a busy 2-core machine).
+#
+# AutoRound (PyPI auto-round, AR_VERSION) runs on the CPU from a Hugging Face folder that triage
+# writes from the Q4_1 GGUF (the dequantized Q4_1 weights in f16), calibrated on the same first
+# NSAMPLES windows of SEQLEN tokens of assets/calib.txt that triage uses (16 384 tokens; given to
+# AutoRound as a local JSONL file, no dataset hub is reachable). ITERS=0 is AutoRound's RTN mode
+# (its default "optimized RTN" for GGUF k-quants); ITERS>0 tunes each block by signed gradient
+# descent (its default recipe is ITERS=200, NSAMPLES=128, SEQLEN=2048, far beyond a 2-core CPU).
+# triage plans under a size budget of the AutoRound file's bytes (lagrange solver, no frontier).
+# Scoring as scripts/bench_vs_llama.sh: 40 windows of 512 tokens of assets/eval.txt.
+#
+# Environment: ITERS (0), NSAMPLES (32), SEQLEN (512), AR_VERSION (0.16.1), EVAL_CHUNKS (40),
+# THREADS (2), WORK (/tmp/peers), KLBASE (/tmp/triage-bench/base.kld, made if missing),
+# TRIAGE and BIN (this checkout's builds unless given), TRIAGE_CACHE (passed to triage).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+FORMATS="${1:-q4_k_m q3_k_m q2_k_s+plain}"
+ITERS="${ITERS:-0}"
+NSAMPLES="${NSAMPLES:-32}"
+SEQLEN="${SEQLEN:-512}"
+AR_VERSION="${AR_VERSION:-0.16.1}"
+EVAL_CHUNKS="${EVAL_CHUNKS:-40}"
+THREADS="${THREADS:-2}"
+WORK="${WORK:-/tmp/peers}"
+KLBASE="${KLBASE:-/tmp/triage-bench/base.kld}"
+BASE=assets/SmolLM2-135M-Instruct.Q4_1.gguf
+mkdir -p "$WORK" "$(dirname "$KLBASE")"
+bash scripts/fetch_assets.sh >/dev/null
+if [ -z "${BIN:-}" ]; then bash scripts/build_llama_cpp.sh >/dev/null; BIN=tools/llama.cpp/bin; fi
+if [ -z "${TRIAGE:-}" ]; then cargo build --release --locked -q; TRIAGE=target/release/triage; fi
+
+# Python: torch/transformers as the other scripts pin them, then AutoRound.
+bash scripts/setup_python.sh >/dev/null
+PY=.venv/bin/python
+"$PY" -m pip install --quiet "auto-round==$AR_VERSION"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+# The model as a Hugging Face folder: the Q4_1 weights dequantized, in f16 (exact for most).
+HF="$WORK/smol-hf"
+if [ ! -f "$HF/model.safetensors" ]; then
+  "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --type F32 --method rtn --hf-dtype f16 \
+    --out "$HF" >"$WORK/hf.log" 2>&1
+fi
+# Calibration: the first NSAMPLES windows of SEQLEN tokens of assets/calib.txt, one JSON line each
+# (a few tokens of slack: AutoRound re-tokenizes, truncates to SEQLEN and drops shorter samples).
+CALIB="$WORK/calib-${NSAMPLES}x${SEQLEN}.jsonl"
+if [ ! -f "$CALIB" ]; then
+  "$PY" - "$HF" assets/calib.txt "$CALIB" "$NSAMPLES" "$SEQLEN" <<'EOF'
+import json, sys
+from transformers import AutoTokenizer
+hf, src, out, n, L = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+tok = AutoTokenizer.from_pretrained(hf)
+ids = tok(open(src, encoding="utf-8").read()[: 40 * n * L], add_special_tokens=False)["input_ids"]
+with open(out, "w") as f:
+    for i in range(n):
+        f.write(json.dumps({"text": tok.decode(ids[i * L : (i + 1) * L + 16])}) + "\n")
+EOF
+fi
+
+if [ ! -f "$KLBASE" ]; then
+  "$BIN/llama-perplexity" -m "$BASE" -f assets/eval.txt -c 512 --chunks "$EVAL_CHUNKS" -t "$THREADS" \
+    --kl-divergence-base "$KLBASE" >"$WORK/base.log" 2>&1
+fi
+
+score() { # file → "bpw ppl mean_kld p99_kld same_top" (bpw as llama.cpp reports it)
+  local log="$WORK/$(basename "$1").kld.log"
+  "$BIN/llama-perplexity" -m "$1" -f assets/eval.txt -c 512 --chunks "$EVAL_CHUNKS" -t "$THREADS" -lv 4 \
+    --kl-divergence-base "$KLBASE" --kl-divergence >"$log" 2>&1
+  local bpw ppl kld p99 top
+  bpw=$(grep -oE 'file size += [0-9.]+ [KMG]iB \([0-9.]+ BPW\)' "$log" | grep -oE '[0-9.]+ BPW' | awk '{print $1}')
+  ppl=$(grep -E '^Mean PPL\(Q\) +:' "$log" | awk '{print $4}')
+  kld=$(grep -E '^Mean    KLD:' "$log" | awk '{print $3}')
+  p99=$(grep -E '^99.0%   KLD:' "$log" | awk '{print $3}')
+  top=$(grep -E '^Same top p:' "$log" | awk '{print $4}')
+  echo "$bpw $ppl $kld $p99 $top"
+}
+
+echo "| format | file | bytes | bits/weight | PPL (llama.cpp) | mean KL | p99 KL | same top-1 % | time (s) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+for FF in $FORMATS; do
+  F="${FF%+plain}"
+  if [ "$F" != "$FF" ]; then MODE=plainrtn-; EXTRA=--disable_opt_rtn; else MODE=; EXTRA=; fi
+  OUT="$WORK/ar-iters$ITERS-$MODE$F"
+  if [ -z "$(find "$OUT" -name '*.gguf' 2>/dev/null)" ]; then
+    t0=$(date +%s)
+    "$REPO/.venv/bin/auto-round" --model "$HF" --device cpu --iters "$ITERS" --nsamples "$NSAMPLES" \
+      --seqlen "$SEQLEN" --dataset "$CALIB" --format "gguf:$F" --output_dir "$OUT" $EXTRA >"$OUT.log" 2>&1
+    echo $(($(date +%s) - t0)) >"$OUT.seconds"
+  fi
+  t_ar=$(cat "$OUT.seconds" 2>/dev/null || echo "?")
+  AR=$(find "$OUT" -name '*.gguf' | head -1)
+  bytes=$(stat -c %s "$AR")
+  T="$WORK/triage-$MODE$F.gguf"
+  t0=$(date +%s)
+  "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --budget "size=$bytes" --solver lagrange \
+    --frontier 0 --out "$T" >"$T.log" 2>&1 || { echo "| $F | triage (failed: $(tail -1 "$T.log")) | | | | | | | |"; T=; }
+  t_tr=$(($(date +%s) - t0))
+  read -r bpw ppl kld p99 top <<<"$(score "$AR")"
+  echo "| $F | AutoRound iters=$ITERS${EXTRA:+ $EXTRA} | $bytes | $bpw | $ppl | $kld | $p99 | $top | $t_ar |"
+  if [ -n "$T" ]; then
+    read -r bpw ppl kld p99 top <<<"$(score "$T")"
+    echo "| $F | triage --budget size=$bytes | $(stat -c %s "$T") | $bpw | $ppl | $kld | $p99 | $top | $t_tr |"
+  fi
+done
