@@ -5,7 +5,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::svg::{err, tick, FONT};
+use super::svg::{err, house_style, tick, FONT};
 
 /// Size of the plot.
 pub const SIZE_PLOT: (u32, u32) = (760, 420);
@@ -48,18 +48,13 @@ pub fn size_plot(series: &[Series]) -> Result<String, String> {
             .y_label_area_size(66)
             .build_cartesian_2d(RangedCoordf64::from((xmin - xpad)..(xmax + xpad)), y)
             .map_err(err)?;
-        chart
-            .configure_mesh()
+        house_style(&mut chart.configure_mesh())
             .x_desc("file size (MiB)")
             .y_desc("mean KL on hold-out windows (nats)")
             .x_labels(8)
             .x_label_formatter(&|x| tick(*x))
             .y_labels(6)
             .y_label_formatter(&|v| tick(*v))
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
-            .light_line_style(RGBColor(0, 0, 0).mix(0.04))
-            .bold_line_style(RGBColor(0, 0, 0).mix(0.12))
             .draw()
             .map_err(err)?;
         for s in series {

@@ -7,6 +7,7 @@
 
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -38,6 +39,11 @@ pub const SERIES: [RGBColor; 4] = [
 
 pub fn hex(c: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+/// Every plot's axes: their fonts and faint grid lines.
+pub(super) fn house_style<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(m: &'m mut MeshStyle<'a, 'b, X, Y, DB>) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    m.label_style((FONT, 14)).axis_desc_style((FONT, 15)).light_line_style(RGBColor(0, 0, 0).mix(0.04)).bold_line_style(RGBColor(0, 0, 0).mix(0.12))
 }
 
 /// A tick label: short, trailing zeros trimmed ("0.5", "12", "1e-5").
@@ -135,8 +141,7 @@ where
         // Half a block of margin on each side, so the end points clear the axes.
         .build_cartesian_2d(RangedCoordf64::from(-0.5..(xmax as f64 + 0.5)), y)
         .map_err(err)?;
-    chart
-        .configure_mesh()
+    house_style(&mut chart.configure_mesh())
         .x_desc("block")
         .y_desc(y_desc)
         .x_labels((xmax as usize + 2).min(12))
@@ -150,10 +155,6 @@ where
         })
         .y_labels(6)
         .y_label_formatter(&|v| tick(*v))
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .light_line_style(RGBColor(0, 0, 0).mix(0.04))
-        .bold_line_style(RGBColor(0, 0, 0).mix(0.12))
         .draw()
         .map_err(err)?;
     for line in lines {
