@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Intel AutoRound's GGUF exports against `triage compress --budget size=<the same bytes>`, both
-# from the default model, every file scored by llama-perplexity --kl-divergence against that
-# model on the evaluation text. Prints a markdown table.
+# from one base, every file scored by llama-perplexity --kl-divergence against that base on the
+# evaluation text. Prints a markdown table.
 #
 #   scripts/bench_peers.sh [FORMATS]        (default: "q4_k_m q3_k_m q2_k_s+plain")
+#   OFFGRID=/tmp/triage-bench/offgrid scripts/bench_peers.sh [FORMATS]
+#
+# Bases: the default model (its Q4_1 GGUF), or with OFFGRID the off-grid base that
+# scripts/make_offgrid_base.sh writes there (run it first): AutoRound and triage both read its
+# Hugging Face folder (OFFGRID/hf, f32), and the files are scored against its F16 GGUF.
 #
 # A format with "+plain" runs AutoRound's plain RTN (--disable_opt_rtn) instead of its default
 # optimized RTN at ITERS=0 (about 13 s a block instead of 40–120 s on a busy 2-core machine).
 #
-# AutoRound (PyPI auto-round, AR_VERSION) runs on the CPU from a Hugging Face folder that triage
-# writes from the Q4_1 GGUF (the dequantized Q4_1 weights in f16), calibrated on the same first
+# AutoRound (PyPI auto-round, AR_VERSION) runs on the CPU from a Hugging Face folder (for the
+# default model, one that triage writes from the Q4_1 GGUF: the dequantized Q4_1 weights in f16;
+# AutoRound loads either folder in bf16, its default), calibrated on the same first
 # NSAMPLES windows of SEQLEN tokens of assets/calib.txt that triage uses (16 384 tokens; given to
 # AutoRound as a local JSONL file, no dataset hub is reachable). ITERS=0 is AutoRound's RTN mode
 # (its default "optimized RTN" for GGUF k-quants); ITERS>0 tunes each block by signed gradient
@@ -18,7 +24,8 @@
 # Scoring as scripts/bench_vs_llama.sh: 40 windows of 512 tokens of assets/eval.txt.
 #
 # Environment: ITERS (0), NSAMPLES (32), SEQLEN (512), AR_VERSION (0.16.1), EVAL_CHUNKS (40),
-# THREADS (2), WORK (/tmp/peers), KLBASE (/tmp/triage-bench/base.kld, made if missing),
+# THREADS (2), WORK (/tmp/peers; /tmp/peers-offgrid with OFFGRID), KLBASE (the base's logits,
+# made if missing: /tmp/triage-bench/base.kld; OFFGRID/base.kld),
 # TRIAGE and BIN (this checkout's builds unless given), TRIAGE_CACHE (passed to triage).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,9 +37,20 @@ SEQLEN="${SEQLEN:-512}"
 AR_VERSION="${AR_VERSION:-0.16.1}"
 EVAL_CHUNKS="${EVAL_CHUNKS:-40}"
 THREADS="${THREADS:-2}"
-WORK="${WORK:-/tmp/peers}"
-KLBASE="${KLBASE:-/tmp/triage-bench/base.kld}"
-BASE=assets/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -n "${OFFGRID:-}" ]; then
+  HF="$OFFGRID/hf"
+  BASE="$OFFGRID/SmolLM2-offgrid.F16.gguf"
+  [ -f "$HF/config.json" ] && [ -f "$BASE" ] || { echo "bench_peers: $OFFGRID holds no off-grid base; run scripts/make_offgrid_base.sh" >&2; exit 1; }
+  WORK="${WORK:-/tmp/peers-offgrid}"
+  KLBASE="${KLBASE:-$OFFGRID/base.kld}"
+  MODEL="$HF"
+else
+  WORK="${WORK:-/tmp/peers}"
+  HF="$WORK/smol-hf"
+  BASE=assets/SmolLM2-135M-Instruct.Q4_1.gguf
+  KLBASE="${KLBASE:-/tmp/triage-bench/base.kld}"
+  MODEL="$BASE"
+fi
 mkdir -p "$WORK" "$(dirname "$KLBASE")"
 bash scripts/fetch_assets.sh >/dev/null
 if [ -z "${BIN:-}" ]; then bash scripts/build_llama_cpp.sh >/dev/null; BIN=tools/llama.cpp/bin; fi
@@ -44,8 +62,7 @@ PY=.venv/bin/python
 "$PY" -m pip install --quiet "auto-round==$AR_VERSION"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-# The model as a Hugging Face folder: the Q4_1 weights dequantized, in f16 (exact for most).
-HF="$WORK/smol-hf"
+# The default model as a Hugging Face folder: the Q4_1 weights dequantized, in f16 (exact for most).
 if [ ! -f "$HF/model.safetensors" ]; then
   "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --type F32 --method rtn --hf-dtype f16 \
     --out "$HF" >"$WORK/hf.log" 2>&1
@@ -68,8 +85,8 @@ fi
 
 . scripts/llama_kld.sh
 
-echo "| format | file | bytes | bits/weight | PPL (llama.cpp) | mean KL | p99 KL | same top-1 % | time (s) |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| format | file | bytes | bits/weight | PPL (llama.cpp) | mean KL | KL ratio | p99 KL | same top-1 % | time (s) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for FF in $FORMATS; do
   F="${FF%+plain}"
   if [ "$F" != "$FF" ]; then MODE=plainrtn-; EXTRA=--disable_opt_rtn; else MODE=; EXTRA=; fi
@@ -85,13 +102,16 @@ for FF in $FORMATS; do
   bytes=$(stat -c %s "$AR")
   T="$WORK/triage-$MODE$F.gguf"
   t0=$(date +%s)
-  "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --budget "size=$bytes" --solver lagrange \
-    --frontier 0 --out "$T" >"$T.log" 2>&1 || { echo "| $F | triage (failed: $(tail -1 "$T.log")) | | | | | | | |"; T=; }
+  "$TRIAGE" compress --model "$MODEL" --calib assets/calib.txt --budget "size=$bytes" --solver lagrange \
+    --frontier 0 --out "$T" >"$T.log" 2>&1 || { echo "| $F | triage (failed: $(tail -1 "$T.log")) | | | | | | | | |"; T=; }
   t_tr=$(($(date +%s) - t0))
   read -r bpw ppl kld p99 top <<<"$(score "$AR")"
-  echo "| $F | AutoRound iters=$ITERS${EXTRA:+ $EXTRA} | $bytes | $bpw | $ppl | $kld | $p99 | $top | $t_ar |"
+  ar_kld=$kld
+  echo "| $F | AutoRound iters=$ITERS${EXTRA:+ $EXTRA} | $bytes | $bpw | $ppl | $kld | 1 | $p99 | $top | $t_ar |"
   if [ -n "$T" ]; then
     read -r bpw ppl kld p99 top <<<"$(score "$T")"
-    echo "| $F | triage --budget size=$bytes | $(stat -c %s "$T") | $bpw | $ppl | $kld | $p99 | $top | $t_tr |"
+    # KL ratio: triage's mean KL over AutoRound's at the same budget.
+    ratio=$(awk -v a="$kld" -v b="$ar_kld" 'BEGIN { printf "%.2f", a / b }')
+    echo "| $F | triage --budget size=$bytes | $(stat -c %s "$T") | $bpw | $ppl | $kld | $ratio | $p99 | $top | $t_tr |"
   fi
 done

@@ -110,17 +110,17 @@ fn an_interrupted_database_build_resumes_block_by_block_to_the_same_plan() {
 fn interrupted_sensitivities_and_search_resume_to_the_same_plan() {
     let d = tmp_dir("search");
     let whole = d.join("whole.json");
-    ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5"], &[]));
+    ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5", "--solver", "evo"], &[]));
     let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
-    interrupted(&d, &cache, &out, "sensitivity:3", &["--budget", "bpw=5"]);
-    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[("TRIAGE_FAILPOINT", "search-generation:2")]);
+    interrupted(&d, &cache, &out, "sensitivity:3", &["--budget", "bpw=5", "--solver", "evo"]);
+    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_FAILPOINT", "search-generation:2")]);
     assert_eq!(fresh.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&fresh.stderr).contains("resuming the sensitivities: 3 of "), "{}", String::from_utf8_lossy(&fresh.stderr));
     // Without --resume the search starts again, and says that it could continue.
-    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[("TRIAGE_FAILPOINT", "search-generation:1")]);
+    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_FAILPOINT", "search-generation:1")]);
     assert!(String::from_utf8_lossy(&fresh.stderr).contains("--resume continues it"), "{}", String::from_utf8_lossy(&fresh.stderr));
-    interrupted(&d, &cache, &out, "search-generation:3", &["--budget", "bpw=5", "--resume"]);
-    let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--resume"], &[]));
+    interrupted(&d, &cache, &out, "search-generation:3", &["--budget", "bpw=5", "--solver", "evo", "--resume"]);
+    let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo", "--resume"], &[]));
     assert!(log.contains("resuming the search after generation 3 of 4"), "{log}");
     assert_eq!(without_timings(&out), without_timings(&whole), "the resumed search gives the same plan");
     // The depth genome resumes too.

@@ -131,8 +131,8 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
 fn a_bpw_plan_applies_with_compress_plan_and_searches_are_reproducible() {
     let d = tmp_dir("bpw");
     let (a, b) = (d.join("a.json"), d.join("b.json"));
-    ok(run(&d, "plan", &a, "bpw=6", &["--seed", "5"]));
-    ok(run(&d, "plan", &b, "bpw=6", &["--seed", "5"]));
+    ok(run(&d, "plan", &a, "bpw=6", &["--seed", "5", "--solver", "evo"]));
+    ok(run(&d, "plan", &b, "bpw=6", &["--seed", "5", "--solver", "evo"]));
     let (ja, jb) = (read_json(&a), read_json(&b));
     assert_eq!(ja["tensors"], jb["tensors"], "the same seed gives the same plan");
     assert!(ja["predicted"]["bits_per_weight"].as_f64().unwrap() <= 6.0);
@@ -153,7 +153,7 @@ fn a_bpw_plan_applies_with_compress_plan_and_searches_are_reproducible() {
     assert_eq!(std::fs::metadata(&out).unwrap().len(), ja["predicted"]["bytes"].as_u64().unwrap());
     // --requantize compresses by the plan as --plan does: the same file.
     let r = d.join("r.gguf");
-    ok(run(&d, "compress", &r, "bpw=6", &["--seed", "5", "--requantize"]));
+    ok(run(&d, "compress", &r, "bpw=6", &["--seed", "5", "--solver", "evo", "--requantize"]));
     assert_eq!(std::fs::read(&r).unwrap(), std::fs::read(&out).unwrap(), "--budget --requantize is --plan");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -234,6 +234,17 @@ fn sublayer_budgets_remove_that_many_attention_or_mlp_sublayers() {
         let m = triage::model::Model::load(&out).unwrap();
         assert_eq!(m.blocks.len(), 3 - len("drop_blocks"));
         assert_eq!(std::fs::metadata(&out).unwrap().len(), plan["predicted"]["bytes"].as_u64().unwrap(), "{solver}: the prediction is the file");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn each_budget_gets_a_solver_that_applies_to_it_when_none_is_named() {
+    let d = tmp_dir("default-solver");
+    for (budget, solver) in [("bpw=6", "lagrange"), ("kld<=1", "lagrange"), ("drop-blocks=1", "evo")] {
+        let out = d.join(format!("{}.json", budget.len()));
+        ok(run(&d, "plan", &out, budget, &[]));
+        assert_eq!(read_json(&out)["solver"], solver, "{budget}");
     }
     std::fs::remove_dir_all(&d).ok();
 }

@@ -18,10 +18,11 @@ use super::progress;
 /// How a budget is searched: shared by `triage plan` and `triage compress --budget`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Solver: uniform, lagrange, evo (quantization budgets); uniform, owl, evo (sparsity);
-    /// shortgpt, evo (drop-blocks); lagrange (kld<=). Default: evo.
-    #[arg(long, value_enum, default_value_t = Solver::Evo)]
-    pub solver: Solver,
+    /// Solver: uniform, lagrange, evo (bpw= and size= budgets; default lagrange); lagrange
+    /// (kld<=); uniform, owl, evo (sparsity=; default evo); shortgpt, evo (drop-blocks= and
+    /// drop-sublayers=; default evo).
+    #[arg(long, value_enum)]
+    pub solver: Option<Solver>,
     /// EvoPress generations (each: --offspring children on one window, the best 2 and the
     /// parent on 2 more windows; about 10 s a generation for SmolLM2-135M on 2 cores).
     #[arg(long, default_value_t = 30)]
@@ -139,7 +140,7 @@ pub fn run_planner(model: Model, model_path: &Path, calib: &Path, budget: &str, 
     let cache_dir = if s.no_cache { None } else { s.cache.clone().or_else(default_cache_dir) };
     let opts = PlanOptions {
         budget,
-        solver: s.solver,
+        solver: s.solver.unwrap_or(Solver::default_for(budget)),
         database: DatabaseSettings { tokens, ctx, gptq },
         cache_dir,
         evo: EvoSettings { generations: s.generations, offspring: s.offspring, seed: s.seed, ..EvoSettings::default() },
