@@ -11,7 +11,9 @@
 # Hugging Face folder (OFFGRID/hf, f32), and the files are scored against its F16 GGUF.
 #
 # A format with "+plain" runs AutoRound's plain RTN (--disable_opt_rtn) instead of its default
-# optimized RTN at ITERS=0 (about 13 s a block instead of 40–120 s on a busy 2-core machine).
+# optimized RTN at ITERS=0. "autoscheme@B" runs AutoScheme, AutoRound's mixed-bits allocation:
+# a scheme per layer among AUTOSCHEME_OPTIONS (default the GGUF k-quant recipes Q2_K_S, Q3_K_S,
+# Q4_K_S, Q5_K_S and Q6_K) averaging B bits, exported with --format gguf:q4_k_m.
 #
 # AutoRound (PyPI auto-round, AR_VERSION) runs on the CPU from a Hugging Face folder (for the
 # default model, one that triage writes from the Q4_1 GGUF: the dequantized Q4_1 weights in f16;
@@ -26,7 +28,8 @@
 # Environment: ITERS (0), NSAMPLES (32), SEQLEN (512), AR_VERSION (0.16.1), EVAL_CHUNKS (40),
 # THREADS (2), WORK (/tmp/peers; /tmp/peers-offgrid with OFFGRID), KLBASE (the base's logits,
 # made if missing: /tmp/triage-bench/base.kld; OFFGRID/base.kld),
-# TRIAGE and BIN (this checkout's builds unless given), TRIAGE_CACHE (passed to triage).
+# AUTOSCHEME_OPTIONS, TRIAGE and BIN (this checkout's builds unless given), TRIAGE_CACHE (passed
+# to triage).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -37,6 +40,7 @@ SEQLEN="${SEQLEN:-512}"
 AR_VERSION="${AR_VERSION:-0.16.1}"
 EVAL_CHUNKS="${EVAL_CHUNKS:-40}"
 THREADS="${THREADS:-2}"
+AUTOSCHEME_OPTIONS="${AUTOSCHEME_OPTIONS:-GGUF:Q2_K_S,GGUF:Q3_K_S,GGUF:Q4_K_S,GGUF:Q5_K_S,GGUF:Q6_K}"
 if [ -n "${OFFGRID:-}" ]; then
   HF="$OFFGRID/hf"
   BASE="$OFFGRID/SmolLM2-offgrid.F16.gguf"
@@ -88,13 +92,17 @@ fi
 echo "| format | file | bytes | bits/weight | PPL (llama.cpp) | mean KL | KL ratio | p99 KL | same top-1 % | time (s) |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for FF in $FORMATS; do
-  F="${FF%+plain}"
-  if [ "$F" != "$FF" ]; then MODE=plainrtn-; EXTRA=--disable_opt_rtn; else MODE=; EXTRA=; fi
+  case "$FF" in
+    *+plain) F="${FF%+plain}"; MODE=plainrtn-; EXTRA=--disable_opt_rtn; FMT="gguf:$F" ;;
+    autoscheme@*) F="autoscheme-${FF#autoscheme@}"; MODE=; FMT=gguf:q4_k_m
+      EXTRA="--schemes $AUTOSCHEME_OPTIONS --bits ${FF#autoscheme@}" ;;
+    *) F="$FF"; MODE=; EXTRA=; FMT="gguf:$F" ;;
+  esac
   OUT="$WORK/ar-iters$ITERS-$MODE$F"
   if [ -z "$(find "$OUT" -name '*.gguf' 2>/dev/null)" ]; then
     t0=$(date +%s)
     "$REPO/.venv/bin/auto-round" --model "$HF" --device cpu --iters "$ITERS" --nsamples "$NSAMPLES" \
-      --seqlen "$SEQLEN" --dataset "$CALIB" --format "gguf:$F" --output_dir "$OUT" $EXTRA >"$OUT.log" 2>&1
+      --seqlen "$SEQLEN" --dataset "$CALIB" --format "$FMT" --output_dir "$OUT" $EXTRA >"$OUT.log" 2>&1
     echo $(($(date +%s) - t0)) >"$OUT.seconds"
   fi
   t_ar=$(cat "$OUT.seconds" 2>/dev/null || echo "?")

@@ -191,13 +191,13 @@ fn a_corrupt_or_stale_cache_is_rebuilt_with_a_warning() {
 #[test]
 fn a_log_shows_progress_lines_with_stage_count_and_estimate() {
     let d = tmp_dir("log");
-    let log = ok(&triage("plan", &d, &d.join("cache"), &d.join("p.json"), &["--budget", "bpw=5"], &[("TRIAGE_PROGRESS_SECONDS", "0.01")]));
+    let log = ok(&triage("plan", &d, &d.join("cache"), &d.join("p.json"), &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_PROGRESS_SECONDS", "0.01")]));
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("plan ") && l.contains(", elapsed ")).collect();
     assert!(!lines.is_empty(), "no progress lines in: {log}");
     assert!(lines.iter().any(|l| l.contains("layer database")), "{log}");
     assert!(lines.iter().any(|l| l.contains("search") && l.contains("best KL")), "{log}");
     // Quiet when turned off.
-    let quiet = ok(&triage("plan", &d, &d.join("cache"), &d.join("q.json"), &["--budget", "bpw=5"], &[("TRIAGE_PROGRESS_SECONDS", "0")]));
+    let quiet = ok(&triage("plan", &d, &d.join("cache"), &d.join("q.json"), &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_PROGRESS_SECONDS", "0")]));
     assert!(!quiet.contains(", elapsed "), "{quiet}");
     std::fs::remove_dir_all(&d).ok();
 }
