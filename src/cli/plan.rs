@@ -67,18 +67,20 @@ pub struct SearchArgs {
 ///
 /// Budgets: bpw=B (bits per weight over every tensor, as the file's tensors count them),
 /// size=N (the whole GGUF file; B, KB, MB, GB, KiB, MiB, GiB), sparsity=S (as many of the
-/// blocks' weights pruned as a share S of every linear; 0.6 or 60%), drop-blocks=K, kld<=T (the
-/// smallest plan whose KL on hold-out calibration windows is within T).
+/// blocks' weights pruned as a share S of every linear; 0.6 or 60%), drop-blocks=K,
+/// drop-sublayers=K (attention or MLP sublayers), kld<=T (the smallest plan whose KL on hold-out
+/// calibration windows is within T).
 ///
 /// Quantization budgets first build the layer database — every tensor at every GGUF type its
 /// rows allow, by GPTQ on the calibration text's first --tokens tokens (cached on disk by model,
-/// text and settings, so the next budget costs only the search). Then: uniform (one type), lagrange
+/// text and settings, so the next budget costs only the solver). Then: lagrange, the default
 /// (each tensor's sensitivity measured once, errors a·t², bisection on λ, leftover bytes spent
-/// greedily — the budget is met within one step), or evo (EvoPress, warm-started from lagrange).
+/// greedily — the budget is met within one step), uniform (one type), or evo (EvoPress,
+/// warm-started from lagrange: minutes more, and on the models measured no better).
 ///
 /// Sparsity budgets: uniform (S everywhere), owl (OWL: blocks with more outlier weights pruned
-/// less, λ = 0.08, M = 5) or evo (EvoPress over a database of every linear pruned by SparseGPT at
-/// 0, 10, …, 90%, started from uniform). Pruned linears are written in F16; compress prunes them
+/// less, λ = 0.08, M = 5) or evo, the default (EvoPress over a database of every linear pruned
+/// by SparseGPT at 0, 10, …, 90%, started from uniform). Pruned linears are written in F16; compress prunes them
 /// with --pruner (SparseGPT by default), layer by layer.
 ///
 /// plan.json holds the type of every tensor (or the removed blocks), the predicted file size and
@@ -101,7 +103,7 @@ pub struct PlanArgs {
     /// Calibration text (UTF-8), never the text you evaluate on.
     #[arg(long)]
     pub calib: PathBuf,
-    /// The budget: bpw=B, size=N, sparsity=S, drop-blocks=K or kld<=T.
+    /// The budget: bpw=B, size=N, sparsity=S, drop-blocks=K, drop-sublayers=K or kld<=T.
     #[arg(long)]
     pub budget: String,
     /// Where to write plan.json.
