@@ -140,7 +140,8 @@ pub struct CompressArgs {
     /// Memory the calibration states between blocks may take: kept in f32 up to a quarter of
     /// it, in f16 up to half (a rounding of 2^-11 relative; each batch is widened to f32 when
     /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
-    /// the machine's memory).
+    /// the machine's memory). What loads the whole model in f32 (--budget, Hugging Face output,
+    /// --stream off) refuses a model larger than it, before loading anything.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
     /// Hugging Face output: the weights' type, f16 or bf16.
@@ -173,13 +174,40 @@ fn parse_type(s: &str) -> Result<QuantType> {
     QuantType::parse(s).map_err(anyhow::Error::msg)
 }
 
+/// `--memory-limit` in bytes: the machine's memory when not given.
+pub(crate) fn memory_bytes(arg: Option<&str>) -> Result<u64> {
+    match arg {
+        Some(s) => crate::plan::budget::parse_bytes(s).map_err(|e| anyhow::anyhow!("--memory-limit: {e}")),
+        None => Ok(StateLimits::machine_memory()),
+    }
+}
+
+/// Fails with one line, before anything is loaded, when the model at `path` cannot be held
+/// whole in f32 within `limit` bytes, as `needs` (a command or option that loads it whole)
+/// would hold it: the process would otherwise be killed once the memory runs out.
+pub(crate) fn check_fits_whole(path: &std::path::Path, limit: u64, needs: &str) -> Result<()> {
+    let Weights::Streamed(s) = Weights::open(path, Streaming::On)? else { unreachable!("opened streamed") };
+    let bytes = 4 * s.config.n_params() as u64;
+    let size = |b: u64| match b {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{b} bytes"),
+    };
+    if bytes > limit {
+        bail!(
+            "{needs} holds the whole model in f32: {} has {} parameters, {}, more than the {} allowed (the machine's memory, or --memory-limit)",
+            path.display(),
+            s.config.n_params(),
+            size(bytes),
+            size(limit)
+        );
+    }
+    Ok(())
+}
+
 /// The calibration states' limits for `--memory-limit`.
 pub(crate) fn state_limits(arg: Option<&str>) -> Result<StateLimits> {
-    let bytes = match arg {
-        Some(s) => crate::plan::budget::parse_bytes(s).map_err(|e| anyhow::anyhow!("--memory-limit: {e}"))?,
-        None => StateLimits::machine_memory(),
-    };
-    Ok(StateLimits::for_memory(bytes))
+    Ok(StateLimits::for_memory(memory_bytes(arg)?))
 }
 
 pub fn run(args: CompressArgs) -> Result<()> {
@@ -242,6 +270,10 @@ pub fn run(args: CompressArgs) -> Result<()> {
         _ if args.budget.is_some() || !to_gguf => Streaming::Off,
         s => s,
     };
+    if streaming == Streaming::Off {
+        let needs = if args.budget.is_some() { "--budget" } else if !to_gguf { "Hugging Face output" } else { "--stream off" };
+        check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, needs)?;
+    }
     let mut model = Weights::open(&args.model, streaming)?;
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf {
