@@ -183,9 +183,10 @@ pub(crate) fn memory_bytes(arg: Option<&str>) -> Result<u64> {
 }
 
 /// Fails with one line, before anything is loaded, when the model at `path` cannot be held
-/// whole in f32 within `limit` bytes, as `needs` (a command or option that loads it whole)
-/// would hold it: the process would otherwise be killed once the memory runs out.
-pub(crate) fn check_fits_whole(path: &std::path::Path, limit: u64, needs: &str) -> Result<()> {
+/// whole in f32 within `limit` bytes (`limit_is`: where that limit comes from), as `needs` (a
+/// command or option that loads it whole) would hold it: the process would otherwise be killed
+/// once the memory runs out.
+pub(crate) fn check_fits_whole(path: &std::path::Path, limit: u64, limit_is: &str, needs: &str) -> Result<()> {
     let Weights::Streamed(s) = Weights::open(path, Streaming::On)? else { unreachable!("opened streamed") };
     let bytes = 4 * s.config.n_params() as u64;
     let size = |b: u64| match b {
@@ -195,7 +196,7 @@ pub(crate) fn check_fits_whole(path: &std::path::Path, limit: u64, needs: &str) 
     };
     if bytes > limit {
         bail!(
-            "{needs} holds the whole model in f32: {} has {} parameters, {}, more than the {} allowed (the machine's memory, or --memory-limit)",
+            "{needs} holds the whole model in f32: {} has {} parameters, {}, more than the {} of {limit_is}",
             path.display(),
             s.config.n_params(),
             size(bytes),
@@ -272,7 +273,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
     };
     if streaming == Streaming::Off {
         let needs = if args.budget.is_some() { "--budget" } else if !to_gguf { "Hugging Face output" } else { "--stream off" };
-        check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, needs)?;
+        let limit_is = if args.memory_limit.is_some() { "--memory-limit" } else { "the machine's memory (--memory-limit)" };
+        check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, limit_is, needs)?;
     }
     let mut model = Weights::open(&args.model, streaming)?;
     crate::eval::check_ctx(&model, args.ctx)?;

@@ -205,7 +205,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     }
     crate::export::temp::check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
-    super::compress::check_fits_whole(&args.model, crate::model::runner::StateLimits::machine_memory(), "triage plan")?;
+    super::compress::check_fits_whole(&args.model, crate::model::runner::StateLimits::machine_memory(), "the machine's memory", "triage plan")?;
     let model = Model::load(&args.model)?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
     let o = run_planner(model, &args.model, &args.calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
