@@ -58,7 +58,7 @@ fn main() {
     });
     println!("{:<44} {:>12.1} {:>13.2} µs", "fit_symmetric, 20 000 × 32 (Q5_0)", t * 1e3, t * 1e6 / n as f64);
     let w256: Vec<f32> = w.iter().cycle().take(256).copied().collect();
-    for t in [QuantType::Q4K, QuantType::Q2K, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS] {
+    for t in [QuantType::Q4K, QuantType::Q2K, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS] {
         let bs = t.block_size();
         let blocks = 32 * n / bs;
         let secs = median_secs(5, || {

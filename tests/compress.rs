@@ -140,11 +140,13 @@ fn python_gguf_types(gguf: &Path) -> String {
 fn smollm2_files_run_in_llama_cpp_with_the_same_perplexity() {
     let dir = tmp_dir("llama");
     let calib = root().join("assets/calib.txt");
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("q4k-gptq.gguf", &["--type", "Q4_K", "--method", "gptq"]),
         ("iq4xs-gptq.gguf", &["--type", "IQ4_XS", "--method", "gptq"]),
         ("iq3s-imatrix.gguf", &["--type", "IQ3_S", "--method", "imatrix", "--embeddings-type", "Q8_0"]),
         ("iq3xxs-gptq.gguf", &["--type", "IQ3_XXS", "--method", "gptq", "--embeddings-type", "Q8_0"]),
+        ("iq2xs-gptq.gguf", &["--type", "IQ2_XS", "--method", "gptq", "--embeddings-type", "Q8_0"]),
+        ("iq2s-imatrix.gguf", &["--type", "IQ2_S", "--method", "imatrix", "--embeddings-type", "Q8_0"]),
         ("q3k-imatrix.gguf", &["--type", "Q3_K", "--method", "imatrix", "--drop-attention", "3"]),
         ("sparse-drop.gguf", &["--sparsity", "2:4", "--drop-blocks", "28", "--embeddings-type", "Q8_0"]),
     ];
@@ -166,6 +168,8 @@ fn smollm2_files_run_in_llama_cpp_with_the_same_perplexity() {
             "iq4xs-gptq.gguf" => assert_eq!(types, "272 [('F32', 61), ('IQ4_NL', 181), ('IQ4_XS', 30)]"),
             "iq3s-imatrix.gguf" => assert_eq!(types, "272 [('F32', 61), ('IQ3_S', 30), ('IQ4_NL', 180), ('Q8_0', 1)]"),
             "iq3xxs-gptq.gguf" => assert_eq!(types, "272 [('F32', 61), ('IQ3_XXS', 30), ('IQ4_NL', 180), ('Q8_0', 1)]"),
+            "iq2xs-gptq.gguf" => assert_eq!(types, "272 [('F32', 61), ('IQ2_XS', 30), ('IQ4_NL', 180), ('Q8_0', 1)]"),
+            "iq2s-imatrix.gguf" => assert_eq!(types, "272 [('F32', 61), ('IQ2_S', 30), ('IQ4_NL', 180), ('Q8_0', 1)]"),
             "q3k-imatrix.gguf" => assert!(types.contains("('Q3_K', 30)") && types.contains("('Q4_0',"), "{types}"),
             _ => assert!(types.starts_with("263 "), "one block (9 tensors) fewer: {types}"),
         }

@@ -25,8 +25,8 @@ use super::progress;
 /// before it (the calibration text runs through the model once, block by block). A uniform
 /// --type applies to every linear and to the token embedding and output, exactly as
 /// `llama-quantize --pure` does, including its fall-back for rows that do not fit a 256-wide
-/// block: Q2_K, Q3_K → Q4_0; IQ3_XXS, IQ3_S, IQ4_XS → IQ4_NL; Q4_K → Q5_0; Q5_K → Q5_1; Q6_K →
-/// Q8_0 (SmolLM2's 576-wide matrices). --plan gives a type and sparsity per tensor instead.
+/// block: Q2_K, Q3_K → Q4_0; IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS → IQ4_NL; Q4_K → Q5_0; Q5_K →
+/// Q5_1; Q6_K → Q8_0 (SmolLM2's 576-wide matrices). --plan gives a type and sparsity per tensor instead.
 ///
 /// Output: a path ending in .gguf is a GGUF file for llama.cpp. From a GGUF source its tokenizer
 /// and metadata are copied and unchanged tensors keep their bytes; from a Hugging Face folder
@@ -59,9 +59,9 @@ pub struct CompressArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// GGUF type for every linear, the embedding and the output (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, F16, …). IQ4_XS, IQ3_S and
-    /// IQ3_XXS need rows of a multiple of 256 and fall back to IQ4_NL elsewhere, as in
-    /// llama-quantize.
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, F16, …).
+    /// IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S and IQ2_XS need rows of a multiple of 256 and fall back to
+    /// IQ4_NL elsewhere, as in llama-quantize.
     #[arg(long = "type", value_name = "TYPE")]
     pub qtype: Option<String>,
     /// Type for the token embedding (and output) instead of --type (like llama-quantize's

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 /// triage — find what matters inside a transformer language model and spend a compression budget
 /// where it matters.
 ///
-/// Models are GGUF files (F32, F16, BF16, Q4_0…Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS;
-/// byte-level BPE or SentencePiece vocabularies) or Hugging Face folders (config.json,
+/// Models are GGUF files (F32, F16, BF16, Q4_0…Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS,
+/// IQ2_S, IQ2_XS; byte-level BPE or SentencePiece vocabularies) or Hugging Face folders (config.json,
 /// safetensors in f32/f16/bf16, tokenizer.json or tokenizer.model); architectures llama (Llama
 /// 2/3, SmolLM2, Mistral with its sliding window), qwen2 and qwen3. A folder compresses straight
 /// to a GGUF for llama.cpp.

@@ -4,12 +4,13 @@
 //! every column is then rounded onto it and the codes are kept, so the result packs into exactly
 //! the bytes llama.cpp reads.
 //!
-//! IQ3_S and IQ3_XXS round groups of four columns onto their grid's points one column at a
-//! time, in GPTQ's order: each weight among the points that agree with its group's weights
-//! already rounded ([`Iq3Grid::constrained_magnitude`]); the group's weights not yet rounded are
-//! scored at the codes round to nearest gave them when the grid was chosen.
+//! The vector grids (IQ3_S, IQ3_XXS: groups of 4 columns; IQ2_S, IQ2_XS: groups of 8) round
+//! their groups onto the grid's points one column at a time, in GPTQ's order: each weight among
+//! the points that agree with its group's weights already rounded
+//! ([`IqGrid::constrained_magnitude`]); the group's weights not yet rounded are scored at the
+//! codes round to nearest gave them when the grid was chosen.
 //!
-//! IQ3_XXS's groups of 8 must have an even count of negative weights, and GPTQ cannot go back
+//! IQ3_XXS's and IQ2_XS's groups of 8 must have an even count of negative weights, and GPTQ cannot go back
 //! on a weight it has rounded (its error is already spread over the columns after it). So each
 //! weight, as it is rounded, takes its own sign unless the group of 8 looks odd — the signs of
 //! its weights already rounded, its own, and those of the weights still to come as they were
@@ -24,7 +25,7 @@ use rayon::prelude::*;
 use crate::ggml::codec::{block_codes, choose, pack};
 use super::gptq::ColumnQuantizer;
 use crate::ggml::grid::{row_sigma2, weights_of, Grid};
-use crate::ggml::iq3::{self, magnitude, signed_code, Iq3Grid, GROUP, OCTET};
+use crate::ggml::iq::{self, magnitude, signed_code, IqGrid, MAX_GROUP, OCTET};
 use crate::ggml::types::QuantType;
 
 pub struct GgufColumns<'a> {
@@ -37,17 +38,17 @@ pub struct GgufColumns<'a> {
     sigma2: Vec<f32>,
     /// Per row and block, the chosen grid: rows × (cols / block).
     grids: Vec<Grid>,
-    /// Per row and column, the code: row-major (rows, cols). On the IQ3 grids a code not yet
+    /// Per row and column, the code: row-major (rows, cols). On the vector grids a code not yet
     /// rounded by GPTQ — round to nearest's, from when the grid was chosen — is marked
     /// [`TENTATIVE`] (and [`FLIPPED`] where that rounding gave it the other sign).
     codes: Vec<u8>,
-    /// IQ3_S, IQ3_XXS: the grid whose groups of 4 round together.
-    iq3: Option<&'static Iq3Grid>,
+    /// IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS: the grid whose groups of 4 or 8 round together.
+    vector: Option<&'static IqGrid>,
 }
 
 /// The flag of a tentative code.
 const TENTATIVE: u8 = 0x80;
-/// IQ3_XXS: a tentative code whose sign is not its weight's (round to nearest's parity flip).
+/// IQ3_XXS, IQ2_XS: a tentative code whose sign is not its weight's (round to nearest's parity flip).
 const FLIPPED: u8 = 0x40;
 /// The code under the flags.
 const CODE: u8 = 0x0F;
@@ -58,7 +59,7 @@ impl<'a> GgufColumns<'a> {
         assert!(t.is_quantized() && t.fits(cols), "{t} does not tile rows of {cols}");
         let sigma2 = w.chunks(cols).map(row_sigma2).collect();
         let nb = cols / t.block_size();
-        GgufColumns { t, rows, cols, imp, sigma2, grids: vec![Grid::new(32, 16); rows * nb], codes: vec![0; rows * cols], iq3: iq3::of(t) }
+        GgufColumns { t, rows, cols, imp, sigma2, grids: vec![Grid::new(32, 16); rows * nb], codes: vec![0; rows * cols], vector: iq::of(t) }
     }
 
     /// The tensor's GGUF bytes, rows in order.
@@ -85,7 +86,7 @@ impl ColumnQuantizer for GgufColumns<'_> {
         let b = c0 / bs;
         let imp = self.imp.map(|m| &m[c0..c0 + bs]);
         let sigma2 = &self.sigma2;
-        let grouped = self.iq3.is_some();
+        let grouped = self.vector.is_some();
         let chosen: Vec<(Grid, Vec<u8>)> = (0..self.rows)
             .into_par_iter()
             .map(|r| {
@@ -116,7 +117,7 @@ impl ColumnQuantizer for GgufColumns<'_> {
     fn round(&mut self, c: usize, col: &[f32], out: &mut [f32]) {
         let (nb, bs) = (self.cols / self.t.block_size(), self.t.block_size());
         let (b, i) = (c / bs, c % bs);
-        if let Some(q) = self.iq3 {
+        if let Some(q) = self.vector {
             let (imp, grids, sigma2) = (self.imp, &self.grids, &self.sigma2);
             out.par_iter_mut().zip(col).zip(self.codes.par_chunks_mut(self.cols)).enumerate().for_each(|(r, ((o, &x), codes))| {
                 let g = &grids[r * nb + b];
@@ -143,16 +144,17 @@ fn importance(imp: Option<&[f32]>, k: usize, sigma2: f32, v: f32) -> f32 {
 /// The code of column `c` of a row whose codes are `codes` (value `x` now, odd-lattice step `s`)
 /// on grid `q`: its group's rounded weights fixed, the others scored at their tentative codes'
 /// values, all weighted as the grid's scale search weights them; its sign its own, except where
-/// IQ3_XXS's parity rule ([`flips`]) gives it the other.
-fn grouped_code(q: &Iq3Grid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> u8 {
+/// the parity rule of IQ3_XXS and IQ2_XS ([`flips`]) gives it the other.
+fn grouped_code(q: &IqGrid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> u8 {
     let flip = q.even_signs && flips(q, codes, c, x, s, imp, sigma2);
     let negative = (x < 0.0) != flip;
     if s <= 0.0 {
         return signed_code(negative, 0);
     }
-    let (p, g0) = (c % GROUP, c - c % GROUP);
-    let (mut known, mut m, mut xa, mut w) = (0usize, [0u8; GROUP], [0f32; GROUP], [1f32; GROUP]);
-    for k in 0..GROUP {
+    let n = q.group;
+    let (p, g0) = (c % n, c - c % n);
+    let (mut known, mut m, mut xa, mut w) = (0usize, [0u8; MAX_GROUP], [0f32; MAX_GROUP], [1f32; MAX_GROUP]);
+    for k in 0..n {
         let code = codes[g0 + k];
         m[k] = magnitude(code & CODE).0;
         if k != p && code & TENTATIVE == 0 {
@@ -164,11 +166,11 @@ fn grouped_code(q: &Iq3Grid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option
     signed_code(negative, q.constrained_magnitude(known, &m, &xa, &w, p, s))
 }
 
-/// IQ3_XXS: whether column `c` (value `x` now) takes the sign opposite its own — when its group
+/// IQ3_XXS, IQ2_XS: whether column `c` (value `x` now) takes the sign opposite its own — when its group
 /// of 8 looks odd (the signs of the weights already rounded, its own, and the weights still to
 /// come as when the grid was chosen) and no weight still to come is cheaper to flip (w·x², those
 /// at their tentative magnitudes). The last weight of a group flips whenever the count is odd.
-fn flips(q: &Iq3Grid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> bool {
+fn flips(q: &IqGrid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> bool {
     let cost = |k: usize, v: f32| importance(imp, k, sigma2, v) * v * v;
     let mut negatives = (x < 0.0) as usize;
     let (mut to_come, mut cheapest_to_come) = (false, f32::INFINITY);
@@ -231,7 +233,7 @@ mod tests {
             }
             e
         };
-        let types = [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS];
+        let types = [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS];
         for (t, act_order) in types.into_iter().flat_map(|t| [(t, false), (t, true)]) {
             let mut q = w.clone();
             let mut cq = GgufColumns::new(t, &w, rows, cols, Some(&imp));

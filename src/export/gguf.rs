@@ -39,6 +39,8 @@ pub fn llama_ftype(t: QuantType) -> u32 {
         IQ4XS => 30,
         IQ3S => 26,
         IQ3XXS => 23,
+        IQ2XS => 20,
+        IQ2S => 28,
         BF16 => 32,
     }
 }

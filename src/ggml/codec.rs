@@ -12,9 +12,9 @@ use rayon::prelude::*;
 
 use super::grid::{
     codes_around, fit_asymmetric, fit_symmetric, level_value, lut_index, midpoints, nearest_code, row_weights, weighted_error, Grid,
-    Lut, IQ3XXS_LEVELS, IQ4NL_LEVELS, MAX_SUB,
+    Lut, IQ2_LEVELS, IQ3XXS_LEVELS, IQ4NL_LEVELS, MAX_SUB,
 };
-use super::iq3::{self, Iq3Grid};
+use super::iq::{self, IqGrid};
 use super::types::QuantType;
 
 fn h(x: f32) -> f16 {
@@ -62,8 +62,7 @@ pub fn choose(t: QuantType, x: &[f32], w: &[f32]) -> Grid {
             g
         }
         IQ4XS => iq4_xs(x, w),
-        IQ3S => iq3(&iq3::IQ3S, x, w),
-        IQ3XXS => iq3(&iq3::IQ3XXS, x, w),
+        IQ3S | IQ3XXS | IQ2S | IQ2XS => vector_grid(iq::of(t).expect("a vector grid type"), x, w),
         Q2K | Q4K | Q5K => kquant_asymmetric(t, x, w),
         Q3K | Q6K => kquant_symmetric(t, x, w),
         F32 | F16 | BF16 => unreachable!("{t} is not a block type"),
@@ -158,23 +157,25 @@ fn iq4_xs(x: &[f32], w: &[f32]) -> Grid {
     g
 }
 
-/// IQ3_S, IQ3_XXS: each sub-block's step fitted alone over its grid points
-/// ([`Iq3Grid::fit_step`]); `d` maps the largest to the top scale code 15 (step 31·d), and each
+/// IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS: each sub-block's step fitted alone over its grid points
+/// ([`IqGrid::fit_step`]); `d` maps the largest to the top scale code 15 (step 31·d), and each
 /// sub-block takes the better of the two codes around its step, scored after rounding at that
 /// step. Those steps are the odd lattice's, d·(1 + 2·sc); the grid's are theirs over the LUT's
-/// unit (on IQ3_XXS exactly ggml's db = d·(0.5 + sc)·0.5: the factors are powers of two).
-fn iq3(q: &Iq3Grid, x: &[f32], w: &[f32]) -> Grid {
-    let mut g = Grid::new(32, 16);
+/// unit (on IQ3_XXS exactly ggml's db = d·(0.5 + sc)·0.5, on the IQ2 grids d·(0.5 + sc)·0.25: the
+/// factors are powers of two).
+fn vector_grid(q: &IqGrid, x: &[f32], w: &[f32]) -> Grid {
+    let n_sub = 256 / q.sub;
+    let mut g = Grid::new(q.sub, 16);
     g.lut = Some(q.lut);
-    let mut s = [0f32; 8];
-    for j in 0..8 {
-        let r = j * 32..(j + 1) * 32;
+    let mut s = [0f32; MAX_SUB];
+    for j in 0..n_sub {
+        let r = j * q.sub..(j + 1) * q.sub;
         s[j] = q.fit_step(&x[r.clone()], &w[r]);
     }
     g.d = h(s.iter().copied().fold(0f32, f32::max) / 31.0);
     let d = g.d.to_f32();
-    for j in 0..8 {
-        let r = j * 32..(j + 1) * 32;
+    for j in 0..n_sub {
+        let r = j * q.sub..(j + 1) * q.sub;
         let opts = if d > 0.0 { codes_around(0.5 * (s[j] / d - 1.0), 0, 15) } else { [0, 0] };
         let c = better_code(opts, |c| q.sub_error(&x[r.clone()], &w[r.clone()], d * (1 + 2 * c) as f32));
         g.sc[j] = c as u8;
@@ -183,12 +184,12 @@ fn iq3(q: &Iq3Grid, x: &[f32], w: &[f32]) -> Grid {
     g
 }
 
-/// The codes of one block on grid `g`: each weight's nearest level, except on IQ3_S and IQ3_XXS,
-/// whose groups of four round to a grid point together.
+/// The codes of one block on grid `g`: each weight's nearest level, except on the vector grids
+/// (IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS), whose groups of 4 or 8 round to a grid point together.
 pub fn block_codes(t: QuantType, g: &Grid, x: &[f32], w: &[f32], codes: &mut [u8]) {
-    if let Some(q) = iq3::of(t) {
-        for j in 0..8 {
-            let r = j * 32..(j + 1) * 32;
+    if let Some(q) = iq::of(t) {
+        for j in 0..256 / q.sub {
+            let r = j * q.sub..(j + 1) * q.sub;
             q.round_sub_block(&x[r.clone()], &w[r.clone()], g.step[j] * q.unit, &mut codes[r]);
         }
     } else {
@@ -301,13 +302,13 @@ pub fn pack(t: QuantType, g: &Grid, c: &[u8], out: &mut [u8]) {
         IQ3S => {
             out.fill(0);
             out[..2].copy_from_slice(&g.d.to_le_bytes());
-            for (k, group) in c.chunks(iq3::GROUP).enumerate() {
-                let p = iq3::IQ3S.point_of(group);
+            for (k, group) in c.chunks(iq::IQ3S.group).enumerate() {
+                let p = iq::IQ3S.point_of(group);
                 out[2 + k] = (p & 255) as u8;
                 out[66 + k / 8] |= ((p >> 8) as u8) << (k % 8);
             }
             for (i, &ci) in c.iter().enumerate() {
-                out[74 + i / 8] |= (iq3::magnitude(ci).1 as u8) << (i % 8);
+                out[74 + i / 8] |= (iq::magnitude(ci).1 as u8) << (i % 8);
             }
             for j in 0..8 {
                 out[106 + j / 2] |= g.sc[j] << (4 * (j % 2));
@@ -317,17 +318,42 @@ pub fn pack(t: QuantType, g: &Grid, c: &[u8], out: &mut [u8]) {
             // d, a point index per group of 4, then per sub-block a u32: the first 7 signs of
             // each group of 8 (7 bits each; the eighth is their parity) and the scale code.
             out[..2].copy_from_slice(&g.d.to_le_bytes());
-            for (k, group) in c.chunks(iq3::GROUP).enumerate() {
-                out[2 + k] = iq3::IQ3XXS.point_of(group) as u8;
+            for (k, group) in c.chunks(iq::IQ3XXS.group).enumerate() {
+                out[2 + k] = iq::IQ3XXS.point_of(group) as u8;
             }
             for j in 0..8 {
                 let mut aux = (g.sc[j] as u32) << 28;
-                for (l, octet) in c[32 * j..32 * (j + 1)].chunks(iq3::OCTET).enumerate() {
-                    let signs = octet.iter().enumerate().fold(0u32, |a, (i, &ci)| a | (iq3::magnitude(ci).1 as u32) << i);
-                    assert!(signs.count_ones() % 2 == 0, "IQ3_XXS codes with an odd count of negatives");
-                    aux |= (signs & 127) << (7 * l);
+                for (l, octet) in c[32 * j..32 * (j + 1)].chunks(iq::OCTET).enumerate() {
+                    aux |= (even_signs(t, octet) as u32) << (7 * l);
                 }
                 out[66 + 4 * j..70 + 4 * j].copy_from_slice(&aux.to_le_bytes());
+            }
+        }
+        IQ2XS => {
+            // d, per group of 8 a u16: its point (9 bits) and its first 7 signs (the eighth is
+            // their parity), then a 4-bit scale code per 16 weights.
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            for (k, octet) in c.chunks(iq::OCTET).enumerate() {
+                let q = iq::IQ2XS.point_of(octet) | (even_signs(t, octet) as u16) << 9;
+                out[2 + 2 * k..4 + 2 * k].copy_from_slice(&q.to_le_bytes());
+            }
+            for j in 0..8 {
+                out[66 + j] = g.sc[2 * j] | (g.sc[2 * j + 1] << 4);
+            }
+        }
+        IQ2S => {
+            // d, the low 8 bits of each group's point (10 bits), each group's 8 signs, the
+            // points' high 2 bits (four groups per byte), then a 4-bit scale code per 16 weights.
+            out.fill(0);
+            out[..2].copy_from_slice(&g.d.to_le_bytes());
+            for (k, octet) in c.chunks(iq::OCTET).enumerate() {
+                let p = iq::IQ2S.point_of(octet);
+                out[2 + k] = (p & 255) as u8;
+                out[66 + k / 4] |= ((p >> 8) as u8) << (2 * (k % 4));
+                out[34 + k] = octet.iter().enumerate().fold(0u8, |a, (i, &ci)| a | (iq::magnitude(ci).1 as u8) << i);
+            }
+            for j in 0..8 {
+                out[74 + j] = g.sc[2 * j] | (g.sc[2 * j + 1] << 4);
             }
         }
         IQ4XS => {
@@ -458,6 +484,21 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// IQ3_XXS, IQ2_XS: the first 7 signs of a group of 8 codes (bit i: weight i negative), which
+/// must have an even count of negatives — ggml stores these 7 and decodes the eighth as their parity.
+fn even_signs(t: QuantType, octet: &[u8]) -> u8 {
+    let signs = octet.iter().enumerate().fold(0u8, |a, (i, &ci)| a | (iq::magnitude(ci).1 as u8) << i);
+    assert!(signs.count_ones() % 2 == 0, "{t} codes with an odd count of negatives");
+    signs & 127
+}
+
+/// The 8 signs of a group (bit i: weight i negative) from its 7 stored ones (ggml's
+/// `ksigns_iq2xs`: the eighth is their parity).
+fn ksigns(stored: u32) -> u8 {
+    let s = (stored & 127) as u8;
+    s | ((s.count_ones() % 2) as u8) << 7
+}
+
 /// Decodes one block of `t` (ggml's `dequantize_row_*` arithmetic).
 pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
     use QuantType::*;
@@ -490,7 +531,7 @@ pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
                 let k = i / 4;
                 let p = b[2 + k] as usize | ((((b[66 + k / 8] >> (k % 8)) & 1) as usize) << 8);
                 let db = d * (1 + 2 * ((b[106 + i / 64] >> (4 * (i / 32 % 2))) & 0xF) as i32) as f32;
-                let v = db * (2 * iq3::IQ3S.point(p)[i % 4] + 1) as f32;
+                let v = db * (2 * iq::IQ3S.point(p)[i % 4] + 1) as f32;
                 y[i] = if (b[74 + i / 8] >> (i % 8)) & 1 == 1 { -v } else { v };
             }
         }
@@ -500,12 +541,28 @@ pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
                 let aux = u32::from_le_bytes([b[66 + 4 * j], b[67 + 4 * j], b[68 + 4 * j], b[69 + 4 * j]]);
                 let db = d * (0.5 + (aux >> 28) as f32) * 0.5;
                 for i in 0..32 {
-                    // ggml's ksigns_iq2xs: 7 stored signs, the eighth their parity.
-                    let signs = (aux >> (7 * (i / 8))) & 127;
-                    let negative = if i % 8 < 7 { (signs >> (i % 8)) & 1 == 1 } else { signs.count_ones() % 2 == 1 };
-                    let m = iq3::IQ3XXS.point(b[2 + 8 * j + i / 4] as usize)[i % 4];
+                    let negative = (ksigns(aux >> (7 * (i / 8))) >> (i % 8)) & 1 == 1;
+                    let m = iq::IQ3XXS.point(b[2 + 8 * j + i / 4] as usize)[i % 4];
                     let v = db * IQ3XXS_LEVELS[8 + m as usize] as f32;
                     y[32 * j + i] = if negative { -v } else { v };
+                }
+            }
+        }
+        IQ2XS | IQ2S => {
+            let d = f16_at(b, 0);
+            let scales = if t == IQ2XS { &b[66..74] } else { &b[74..82] };
+            for k in 0..32 {
+                let db = d * (0.5 + ((scales[k / 4] >> (4 * (k / 2 % 2))) & 0xF) as f32) * 0.25;
+                let (m, signs) = if t == IQ2XS {
+                    let q = u16::from_le_bytes([b[2 + 2 * k], b[3 + 2 * k]]);
+                    (iq::IQ2XS.point((q & 511) as usize), ksigns((q >> 9) as u32))
+                } else {
+                    let p = b[2 + k] as usize | ((((b[66 + k / 4] >> (2 * (k % 4))) & 3) as usize) << 8);
+                    (iq::IQ2S.point(p), b[34 + k])
+                };
+                for i in 0..8 {
+                    let v = db * IQ2_LEVELS[8 + m[i] as usize] as f32;
+                    y[8 * k + i] = if (signs >> i) & 1 == 1 { -v } else { v };
                 }
             }
         }
@@ -743,7 +800,7 @@ mod tests {
     /// scale code in the top 4 bits.
     #[test]
     fn an_iq3_xxs_block_of_its_own_values_encodes_to_itself_in_ggmls_layout() {
-        let q = &iq3::IQ3XXS;
+        let q = &iq::IQ3XXS;
         let d = h(1.0 / 64.0);
         let sc = [15u32, 9, 15, 4, 12, 15, 7, 10];
         let mut rng = crate::stats::Rng::new(5);
@@ -793,6 +850,8 @@ mod tests {
         assert!(err(Q4_0) > err(Q8_0));
         assert!(err(Q4_0) > err(Q5_0));
         assert!(err(IQ3XXS) > err(IQ3S));
+        assert!(err(IQ2XS) > err(IQ2S));
+        assert!(err(IQ2S) > err(IQ3XXS));
     }
 
     #[test]

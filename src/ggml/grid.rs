@@ -31,6 +31,12 @@ pub const ODD_LEVELS: [i8; 16] = [-15, -13, -11, -9, -7, -5, -3, -1, 1, 3, 5, 7,
 /// codes as [`ODD_LEVELS`]. The step they take is ggml's db = d·(0.5 + sc)·0.5.
 pub const IQ3XXS_LEVELS: [i8; 16] = [-62, -52, -44, -36, -28, -20, -12, -4, 4, 12, 20, 28, 36, 44, 52, 62];
 
+/// The IQ2 grids' levels, as their bytes hold them (`iq2xs_grid`, `iq2s_grid`): 8, 25 and 43 for
+/// magnitude indices 0…2 (about 8·(2m + 1)), codes as [`ODD_LEVELS`]; the step they take is ggml's
+/// db = d·(0.5 + sc)·0.25. Codes 0…4 and 11…15 never occur (the grids' points stop at index 2);
+/// their entries only keep the table ascending.
+pub const IQ2_LEVELS: [i8; 16] = [-123, -107, -91, -75, -59, -43, -25, -8, 8, 25, 43, 59, 75, 91, 107, 123];
+
 /// One block's grid: the values each code takes in each sub-block, plus the raw scale fields the
 /// packer writes (their meaning depends on the type).
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +49,8 @@ pub struct Grid {
     pub step: [f32; MAX_SUB],
     /// Value of code 0, per sub-block.
     pub base: [f32; MAX_SUB],
-    /// value = step · LUT[code] instead of step·code + base (IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS).
+    /// value = step · LUT[code] instead of step·code + base (IQ4_NL, IQ4_XS, and the vector grids:
+    /// IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS).
     pub lut: Option<Lut>,
     /// Raw fields for the packer: the block's f16 scale(s) and the per-sub-block scale codes.
     pub d: half::f16,

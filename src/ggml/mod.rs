@@ -4,5 +4,6 @@
 
 pub mod codec;
 pub mod grid;
-pub mod iq3;
+pub mod iq;
+pub mod kgrid;
 pub mod types;

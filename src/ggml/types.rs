@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A GGUF tensor type. Quantized types store rows as blocks of 32 (legacy, IQ4_NL) or 256
-/// (k-quants, IQ4_XS, IQ3_S, IQ3_XXS) weights; a row must be a whole number of blocks.
+/// (k-quants, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS) weights; a row must be a whole number of blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QuantType {
     F32,
@@ -24,10 +24,12 @@ pub enum QuantType {
     IQ4XS,
     IQ3S,
     IQ3XXS,
+    IQ2S,
+    IQ2XS,
 }
 
 /// Every type, unquantized first.
-pub const ALL_TYPES: [QuantType; 17] = [
+pub const ALL_TYPES: [QuantType; 19] = [
     QuantType::F32,
     QuantType::F16,
     QuantType::BF16,
@@ -45,10 +47,14 @@ pub const ALL_TYPES: [QuantType; 17] = [
     QuantType::IQ4XS,
     QuantType::IQ3S,
     QuantType::IQ3XXS,
+    QuantType::IQ2S,
+    QuantType::IQ2XS,
 ];
 
 /// The quantized types we encode, from fewest to most bits per weight.
-pub const QUANTIZED_TYPES: [QuantType; 14] = [
+pub const QUANTIZED_TYPES: [QuantType; 16] = [
+    QuantType::IQ2XS,
+    QuantType::IQ2S,
     QuantType::Q2K,
     QuantType::IQ3XXS,
     QuantType::Q3K,
@@ -86,6 +92,8 @@ impl QuantType {
             IQ4XS => 23,
             IQ3S => 21,
             IQ3XXS => 18,
+            IQ2XS => 17,
+            IQ2S => 22,
             BF16 => 30,
         }
     }
@@ -115,6 +123,8 @@ impl QuantType {
             IQ4XS => "IQ4_XS",
             IQ3S => "IQ3_S",
             IQ3XXS => "IQ3_XXS",
+            IQ2S => "IQ2_S",
+            IQ2XS => "IQ2_XS",
         }
     }
 
@@ -137,7 +147,7 @@ impl QuantType {
         match self {
             F32 | F16 | BF16 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4NL => 32,
-            Q2K | Q3K | Q4K | Q5K | Q6K | IQ4XS | IQ3S | IQ3XXS => 256,
+            Q2K | Q3K | Q4K | Q5K | Q6K | IQ4XS | IQ3S | IQ3XXS | IQ2S | IQ2XS => 256,
         }
     }
 
@@ -155,6 +165,8 @@ impl QuantType {
             IQ4XS => 136,
             IQ3S => 110,
             IQ3XXS => 98,
+            IQ2S => 82,
+            IQ2XS => 74,
             Q2K => 84,
             Q3K => 110,
             Q4K => 144,
@@ -189,7 +201,7 @@ impl QuantType {
         use QuantType::*;
         match self {
             Q2K | Q3K => Q4_0,
-            IQ4XS | IQ3S | IQ3XXS => IQ4NL,
+            IQ4XS | IQ3S | IQ3XXS | IQ2S | IQ2XS => IQ4NL,
             Q4K => Q5_0,
             Q5K => Q5_1,
             Q6K => Q8_0,
@@ -235,7 +247,7 @@ mod tests {
     #[test]
     fn row_width_decides_the_types() {
         assert_eq!(allowed_types(576).len(), 6); // SmolLM2's hidden size: no k-quant fits
-        assert_eq!(allowed_types(1536).len(), 14);
+        assert_eq!(allowed_types(1536).len(), 16);
         assert_eq!(QuantType::IQ4XS.for_row_width(576), Some(QuantType::IQ4NL));
         assert_eq!(QuantType::IQ3XXS.for_row_width(576), Some(QuantType::IQ4NL));
         assert_eq!(QuantType::IQ3XXS.for_row_width(1536), Some(QuantType::IQ3XXS));
@@ -256,5 +268,8 @@ mod tests {
         assert_eq!(QuantType::IQ3S.bits_per_weight(), 3.4375);
         assert_eq!(QuantType::IQ3XXS.bits_per_weight(), 3.0625);
         assert_eq!(QuantType::IQ3XXS.ggml_id(), 18);
+        assert_eq!((QuantType::IQ2S.bits_per_weight(), QuantType::IQ2S.ggml_id()), (2.5625, 22));
+        assert_eq!((QuantType::IQ2XS.bits_per_weight(), QuantType::IQ2XS.ggml_id()), (2.3125, 17));
+        assert_eq!(QuantType::IQ2XS.for_row_width(576), Some(QuantType::IQ4NL));
     }
 }

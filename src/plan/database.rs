@@ -43,7 +43,7 @@ use crate::model::{BlockOpts, Model, ModelError, Result};
 use crate::spill::Spill;
 
 /// Bumped whenever the way variants are made changes, so old cache files are not reused.
-const DATABASE_VERSION: u32 = 3;
+const DATABASE_VERSION: u32 = 4;
 
 /// What a database's levels are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

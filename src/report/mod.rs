@@ -31,8 +31,8 @@ const TITLE_CANDIDATES: &str = "Top candidates for removal";
 const TOP_N: usize = 8;
 
 /// Heatmap column order; types not listed here (none today) follow, sorted by name.
-const QUANT_ORDER: [&str; 21] = [
-    "RTN2", "RTN3", "RTN4", "RTN5", "RTN6", "RTN7", "RTN8", "Q2_K", "IQ3_XXS", "Q3_K", "IQ3_S", "IQ4_XS",
+const QUANT_ORDER: [&str; 23] = [
+    "RTN2", "RTN3", "RTN4", "RTN5", "RTN6", "RTN7", "RTN8", "IQ2_XS", "IQ2_S", "Q2_K", "IQ3_XXS", "Q3_K", "IQ3_S", "IQ4_XS",
     "Q4_0", "IQ4_NL", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0",
 ];
 
