@@ -52,9 +52,12 @@ row() { # label file → a table row
 
 echo "| type | file | bytes | bits/weight | PPL (llama.cpp) | mean KL | p99 KL | same top-1 % |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
+# llama-quantize names its mixes, not its tensor types: with --pure, the mix whose base type is T.
+# Its IQ2_S mix is made of IQ2_XS tensors; IQ2_S tensors are its IQ2_M mix's base type.
+ftype() { case "$1" in IQ2_S) echo IQ2_M ;; *) echo "$1" ;; esac; }
 for T in $TYPES; do
   L="$WORK/llama-$T.gguf"
-  "$BIN/llama-quantize" --allow-requantize --pure --imatrix "$IMATRIX" "$BASE" "$L" "$T" "$THREADS" >"$WORK/quantize-$T.log" 2>&1
+  "$BIN/llama-quantize" --allow-requantize --pure --imatrix "$IMATRIX" "$BASE" "$L" "$(ftype "$T")" "$THREADS" >"$WORK/quantize-$T.log" 2>&1
   for M in imatrix gptq; do
     "$TRIAGE" compress --model "$BASE" --calib assets/calib.txt --tokens "$CALIB_TOKENS" --type "$T" \
       --method "$M" --out "$WORK/triage-$M-$T.gguf" >"$WORK/triage-$M-$T.log" 2>&1

@@ -40,7 +40,8 @@ pub fn llama_ftype(t: QuantType) -> u32 {
         IQ3S => 26,
         IQ3XXS => 23,
         IQ2XS => 20,
-        IQ2S => 28,
+        // llama.cpp's IQ2_S mix is made of IQ2_XS tensors; IQ2_S tensors are its IQ2_M mix's.
+        IQ2S => 29,
         BF16 => 32,
     }
 }
