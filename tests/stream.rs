@@ -82,11 +82,51 @@ fn streaming_refuses_what_needs_the_whole_model() {
     let mut args = base.to_vec();
     args.extend(["--budget", "bpw=5", "--out", s(&budget)]);
     one_line_error(&triage(&args), "--budget plans with the whole model in memory");
-    let folder = d.join("hf");
-    let mut args = base.to_vec();
-    args.extend(["--type", "Q8_0", "--out", s(&folder)]);
-    one_line_error(&triage(&args), "needs an --out ending in .gguf");
-    assert!(!budget.exists() && !folder.exists());
+    assert!(!budget.exists());
+}
+
+/// Every file of a folder, by name.
+fn folder_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect()
+}
+
+/// A Hugging Face folder written from a streamed source (changed tensors decoded from their
+/// GGUF bytes, the rest read from the source's files a chunk of rows at a time) is the folder
+/// written from the model loaded whole, file for file: q/k rows reordered from a GGUF source,
+/// Gemma's norms less one, Phi-3's fused tensors, Qwen2's biases, removed blocks renumbered.
+#[test]
+fn streamed_compress_writes_the_same_folder() {
+    let d = tmp_dir("folder");
+    let text = long_text(&d);
+    // A llama GGUF (q/k rows interleaved) without llama3 RoPE scaling, which a folder made from
+    // a GGUF cannot carry: Mistral's fixture, converted.
+    let mistral = d.join("tiny-mistral.gguf");
+    ok(triage(&["compress", "--model", s(&fixture("tiny-mistral")), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--type", "F16", "--method", "rtn", "--out", s(&mistral)]));
+    let cases: [(&str, &[&str]); 5] = [
+        ("tiny-llama-sharded", &["--type", "Q4_K", "--drop-blocks", "1", "--hf-shard-size", "20KB"]),
+        (s(&mistral), &["--type", "Q8_0", "--hf-dtype", "bf16"]),
+        ("tiny-gemma2", &["--sparsity", "0.5"]),
+        ("tiny-phi3", &["--type", "IQ4_NL", "--drop-mlp", "0"]),
+        ("tiny-qwen2.gguf", &["--type", "Q6_K", "--embeddings-type", "keep"]),
+    ];
+    for (name, extra) in cases {
+        let m = if name.starts_with('/') { PathBuf::from(name) } else { fixture(name) };
+        let name = m.file_name().unwrap().to_string_lossy().into_owned();
+        let mut folders = Vec::new();
+        for stream in ["on", "off"] {
+            let out = d.join(format!("{name}.{stream}"));
+            let mut args = vec!["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out), "--stream", stream];
+            args.extend(extra);
+            args.extend(["--eval-text", s(&text), "--eval-windows", "3"]);
+            let log = ok(triage(&args));
+            assert!(log.contains("\"kld_mean\""), "{log}");
+            folders.push(folder_files(&out));
+        }
+        assert_eq!(folders[0].keys().collect::<Vec<_>>(), folders[1].keys().collect::<Vec<_>>(), "{name}");
+        for (f, bytes) in &folders[0] {
+            assert!(*bytes == folders[1][f], "{name}: the streamed folder's {f} differs");
+        }
+    }
 }
 
 #[test]

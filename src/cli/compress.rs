@@ -14,6 +14,7 @@ use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::temp::check_writable;
 use crate::model::runner::StateLimits;
+use crate::export::hf::FolderWeights;
 use crate::model::{Blocks, Streaming, Weights};
 
 use super::progress;
@@ -140,8 +141,8 @@ pub struct CompressArgs {
     /// Memory the calibration states between blocks may take: kept in f32 up to a quarter of
     /// it, in f16 up to half (a rounding of 2^-11 relative; each batch is widened to f32 when
     /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
-    /// the machine's memory). What loads the whole model in f32 (--budget, Hugging Face output,
-    /// --stream off) refuses a model larger than it, before loading anything.
+    /// the machine's memory). What loads the whole model in f32 (--budget, --stream off)
+    /// refuses a model larger than it, before loading anything.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
     /// Hugging Face output: the weights' type, f16 or bf16.
@@ -155,11 +156,12 @@ pub struct CompressArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Stream the weights from the model's files, one block decoded at a time, the encoded
-    /// tensors kept in a temporary file until the GGUF is written (memory: about one block in
-    /// f32 and its statistics), instead of loading the whole model in f32. Auto streams models
-    /// of more than about a billion parameters. The file is the same either way. --budget's
-    /// planner and Hugging Face output need the model in memory (a budget's file is then
-    /// written from the source streamed).
+    /// tensors kept in a temporary file until the GGUF or the Hugging Face folder is written
+    /// (memory: about one block in f32 and its statistics), instead of loading the whole model
+    /// in f32. Auto streams models of more than about a billion parameters. The output is the
+    /// same either way (a Hugging Face folder's compressed tensors are then the GGUF bytes'
+    /// values). --budget's planner needs the model in memory (a budget's file is then written
+    /// from the source streamed).
     #[arg(long, value_enum, default_value_t = Streaming::Auto)]
     pub stream: Streaming,
 }
@@ -267,12 +269,11 @@ pub fn run(args: CompressArgs) -> Result<()> {
     check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     let streaming = match args.stream {
         Streaming::On if args.budget.is_some() => bail!("--budget plans with the whole model in memory; --stream on works with --type, --sparsity, --drop-* and --plan"),
-        Streaming::On if !to_gguf => bail!("Hugging Face output is written from the whole model in memory; --stream on needs an --out ending in .gguf"),
-        _ if args.budget.is_some() || !to_gguf => Streaming::Off,
+        _ if args.budget.is_some() => Streaming::Off,
         s => s,
     };
     if streaming == Streaming::Off {
-        let needs = if args.budget.is_some() { "--budget" } else if !to_gguf { "Hugging Face output" } else { "--stream off" };
+        let needs = if args.budget.is_some() { "--budget" } else { "--stream off" };
         let limit_is = if args.memory_limit.is_some() { "--memory-limit" } else { "the machine's memory (--memory-limit)" };
         check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, limit_is, needs)?;
     }
@@ -370,8 +371,20 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
         }
     } else {
-        let m = compressed.model.as_ref().expect("Hugging Face output loads the model");
-        crate::export::hf::write_folder(&args.out, m, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
+        // A streamed source is read again, tensor by tensor, beside the changed tensors' bytes.
+        let source = match &compressed.model {
+            Some(_) => None,
+            None => match Weights::open(&args.model, Streaming::On)? {
+                Weights::Streamed(s) => Some(s),
+                Weights::Resident(_) => unreachable!("opened streamed"),
+            },
+        };
+        let weights = match (&compressed.model, &source) {
+            (Some(m), _) => FolderWeights::Resident(m),
+            (None, Some(s)) => FolderWeights::Streamed { source: s, compressed: &compressed },
+            (None, None) => unreachable!("a compressed model or its source"),
+        };
+        crate::export::hf::write_folder(&args.out, &weights, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
         println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.config.n_layers);
     }
     if to_gguf {

@@ -12,12 +12,16 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value as Json};
 
-use crate::model::config::{Arch, RopeLayout};
+use crate::compress::encoded::Encoded;
+use crate::compress::pipeline::Compressed;
+use crate::ggml::codec::dequantize;
+use crate::ggml::types::QuantType;
+use crate::model::config::{Arch, Config, RopeLayout};
 use crate::model::gguf_file::{GgufFile, Value};
 use crate::model::hf::hf_name;
 use crate::model::kernels::with_f32;
-use crate::model::rope;
-use crate::model::{Format, Model};
+use crate::model::store::Store;
+use crate::model::{block_tensors, rope, Format, Model, Source, Streamed, Tokenizer};
 
 use super::temp::TempPath;
 
@@ -105,18 +109,18 @@ fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
     Ok(GgufTokenizerFacts { specials, add_space_prefix: flag("tokenizer.ggml.add_space_prefix"), add_bos: flag("tokenizer.ggml.add_bos_token"), add_eos: flag("tokenizer.ggml.add_eos_token"), chat_template, sampling })
 }
 
-/// config.json for `model`: the source's own (from a Hugging Face folder) with the sizes and
-/// dtype of the written model, or one made from the configuration (from a GGUF).
-fn config_json(model: &Model, kept: &[usize], opts: &HfOptions, facts: Option<&GgufTokenizerFacts>) -> anyhow::Result<Json> {
-    let c = &model.config;
+/// config.json for a model of configuration `c` made from `source`: the source's own (from a
+/// Hugging Face folder) with the sizes and dtype of the written model, or one made from the
+/// configuration (from a GGUF).
+fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, facts: Option<&GgufTokenizerFacts>) -> anyhow::Result<Json> {
     let (arch, model_type) = (c.arch.facts().hf_classes[0], c.arch.facts().model_types[0]);
-    let mut j = match model.source.format {
+    let mut j = match source.format {
         Format::HuggingFace => {
-            let p = model.source.path.join("config.json");
+            let p = source.path.join("config.json");
             let j: Json = serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
             if j.get("text_config").is_some() {
                 // A vision-language checkpoint: its text model is what is written, as a text class.
-                let mut t = crate::model::hf::config_json(&model.source.path)?;
+                let mut t = crate::model::hf::config_json(&source.path)?;
                 if let Some(o) = t.as_object_mut() {
                     o.retain(|k, _| !["text_config", "vision_config", "mm_tokens_per_image", "boi_token_index", "eoi_token_index", "image_token_index"].contains(&k.as_str()));
                     o.insert("architectures".into(), json!([arch]));
@@ -225,11 +229,11 @@ fn shortest_f32(x: f64) -> f64 {
 }
 
 /// tokenizer_config.json made from a GGUF source's metadata.
-fn tokenizer_config(model: &Model, f: &GgufTokenizerFacts) -> Json {
+fn tokenizer_config(c: &Config, f: &GgufTokenizerFacts) -> Json {
     let mut j = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "clean_up_tokenization_spaces": false,
-        "model_max_length": model.config.context_length,
+        "model_max_length": c.context_length,
         "add_bos_token": f.add_bos.unwrap_or(false),
         "add_eos_token": f.add_eos.unwrap_or(false),
     });
@@ -258,67 +262,118 @@ const CARRIED: [&str; 8] = [
     "generation_config.json",
 ];
 
-/// Writes `model` to the folder `path` (created; must not exist or be empty); `kept` are the
+/// What a folder's weights are read from.
+pub enum FolderWeights<'a> {
+    /// A model in memory: its weights as they stand (removed blocks gone).
+    Resident(&'a Model),
+    /// A compression of a streamed `source`: its changed tensors encoded (by output GGUF name),
+    /// every other tensor read from the source's files as it is written.
+    Streamed { source: &'a Streamed, compressed: &'a Compressed },
+}
+
+impl FolderWeights<'_> {
+    /// The written model's configuration, the source's description and its tokenizer.
+    fn parts(&self) -> (&Config, &Source, Option<&Tokenizer>) {
+        match self {
+            FolderWeights::Resident(m) => (&m.config, &m.source, m.tokenizer.as_ref()),
+            FolderWeights::Streamed { source, compressed } => (&compressed.config, &source.source, source.tokenizer.as_ref()),
+        }
+    }
+
+    /// Every tensor of the written model by GGUF name (output numbering), with its shape and
+    /// where its values come from.
+    fn tensors(&self) -> Vec<(String, Vec<usize>, Data<'_>)> {
+        match self {
+            FolderWeights::Resident(m) => {
+                let mut t: Vec<(String, &Tensor)> = vec![("token_embd.weight".into(), &m.embed), ("output_norm.weight".into(), &m.final_norm)];
+                if let Some(l) = &m.lm_head {
+                    t.push(("output.weight".into(), &l.weight));
+                }
+                for b in &m.blocks {
+                    let i = b.index;
+                    for (kind, w) in b.norms() {
+                        t.push((format!("blk.{i}.{kind}.weight"), w));
+                    }
+                    for l in b.linears() {
+                        let kind = l.name.split('.').nth(2).unwrap_or_default();
+                        t.push((format!("blk.{i}.{kind}.weight"), &l.weight));
+                        if let Some(bias) = &l.bias {
+                            t.push((format!("blk.{i}.{kind}.bias"), bias));
+                        }
+                    }
+                }
+                t.into_iter().map(|(n, w)| (n, w.dims().to_vec(), Data::Tensor(w))).collect()
+            }
+            FolderWeights::Streamed { source, compressed } => {
+                let c = &source.config;
+                let (v, h) = (c.vocab_size, c.hidden_size);
+                let mut t = vec![("token_embd.weight".to_string(), "token_embd.weight".to_string(), vec![v, h]), ("output_norm.weight".into(), "output_norm.weight".into(), vec![h])];
+                if !c.tie_word_embeddings {
+                    t.push(("output.weight".into(), "output.weight".into(), vec![v, h]));
+                }
+                for (out, &src) in compressed.kept_blocks.iter().enumerate() {
+                    let from = format!("blk.{src}.");
+                    for (name, shape) in block_tensors(c, src) {
+                        t.push((format!("blk.{out}.{}", &name[from.len()..]), name, shape));
+                    }
+                }
+                t.into_iter()
+                    .map(|(out, src, shape)| {
+                        let data = match compressed.encoded.qtype(&out) {
+                            Some(q) => Data::Encoded(&compressed.encoded, out.clone(), q),
+                            None => Data::Stored(&source.store, src),
+                        };
+                        (out, shape, data)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Writes a model to the folder `path` (created; must not exist or be empty); `kept` are the
 /// source's blocks it keeps (per-layer lists of a source config.json follow them).
-pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions) -> anyhow::Result<()> {
-    let c = &model.config;
-    let from_hf = model.source.format == Format::HuggingFace;
+pub fn write_folder(path: &Path, weights: &FolderWeights, kept: &[usize], opts: &HfOptions) -> anyhow::Result<()> {
+    let (c, source, tokenizer) = weights.parts();
+    let from_hf = source.format == Format::HuggingFace;
     if c.rope_freq_factors.is_some() && c.rope_long_factors.is_none() && !from_hf {
         anyhow::bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); write a .gguf instead");
     }
-    let facts = if from_hf { None } else { Some(gguf_facts(&model.source.path)?) };
-    // Each tensor is recorded as it stands (a reference to the model's, no copy) with what turns
-    // it into the folder's; it is made and converted only when its bytes are written.
+    let facts = if from_hf { None } else { Some(gguf_facts(&source.path)?) };
+    // Each tensor is recorded with where its values are and what turns them into the folder's;
+    // it is read and converted only when its bytes are written.
     let mut tensors: BTreeMap<String, Pending> = BTreeMap::new();
     // Gemma's checkpoints store each norm weight less one.
     let plus_one = c.arch.facts().norm_plus_one;
-    let mut put = |gguf: &str, t: &Tensor, heads: Option<usize>| -> anyhow::Result<()> {
-        let name = hf_name(c.arch, gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
-        let minus_one = plus_one && gguf.ends_with("norm.weight");
-        tensors.insert(name, Pending { tensor: t.clone(), minus_one, heads: heads.map(|h| (h, c.head_dim)) });
-        Ok(())
-    };
-    put("token_embd.weight", &model.embed, None)?;
-    put("output_norm.weight", &model.final_norm, None)?;
-    if let Some(l) = &model.lm_head {
-        put("output.weight", &l.weight, None)?;
-    }
     let permute = c.rope_layout == RopeLayout::Interleaved;
-    for b in &model.blocks {
-        let i = b.index;
-        for (kind, t) in b.norms() {
-            put(&format!("blk.{i}.{kind}.weight"), t, None)?;
-        }
-        for l in b.linears() {
-            let kind = l.name.split('.').nth(2).unwrap_or_default();
-            let heads = match (permute, kind) {
-                (true, "attn_q") => Some(c.n_heads),
-                (true, "attn_k") => Some(c.n_kv_heads),
-                _ => None,
-            };
-            put(&format!("blk.{i}.{kind}.weight"), &l.weight, heads)?;
-            if let Some(bias) = &l.bias {
-                put(&format!("blk.{i}.{kind}.bias"), bias, None)?;
-            }
-        }
+    for (gguf, shape, data) in weights.tensors() {
+        let name = hf_name(c.arch, &gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
+        let minus_one = plus_one && gguf.ends_with("norm.weight");
+        let heads = match (permute, gguf.split('.').nth(2)) {
+            (true, Some("attn_q")) if gguf.ends_with(".weight") => Some((c.n_heads, c.head_dim)),
+            (true, Some("attn_k")) if gguf.ends_with(".weight") => Some((c.n_kv_heads, c.head_dim)),
+            _ => None,
+        };
+        tensors.insert(name, Pending { data, shape, minus_one, heads });
     }
     let tmp = TempPath::new(path);
     let dir = tmp.path();
     std::fs::create_dir_all(dir)?;
     let write_json = |name: &str, j: &Json| std::fs::write(dir.join(name), serde_json::to_string_pretty(j)? + "\n");
-    write_json("config.json", &config_json(model, kept, opts, facts.as_ref())?)?;
+    write_json("config.json", &config_json(c, source, kept, opts, facts.as_ref())?)?;
     match &facts {
         None => {
             for f in CARRIED {
-                let from = model.source.path.join(f);
+                let from = source.path.join(f);
                 if from.is_file() {
                     std::fs::copy(&from, dir.join(f))?;
                 }
             }
         }
         Some(f) => {
-            std::fs::write(dir.join("tokenizer.json"), model.tokenizer()?.to_json()?)?;
-            write_json("tokenizer_config.json", &tokenizer_config(model, f))?;
+            let tokenizer = tokenizer.ok_or_else(|| anyhow::anyhow!("{} carries no tokenizer", source.path.display()))?;
+            std::fs::write(dir.join("tokenizer.json"), tokenizer.to_json()?)?;
+            write_json("tokenizer_config.json", &tokenizer_config(c, f))?;
             let mut g = serde_json::Map::new();
             for k in ["bos", "eos", "pad"] {
                 if let Some((id, _)) = f.specials.get(k) {
@@ -340,33 +395,72 @@ pub fn write_folder(path: &Path, model: &Model, kept: &[usize], opts: &HfOptions
     Ok(())
 }
 
-/// A tensor of the folder before it is written: the model's tensor, less one (Gemma's norms),
-/// q/k rows reordered to Hugging Face's RoPE layout (heads, head_dim).
-struct Pending {
-    tensor: Tensor,
+/// Where a tensor's values are: a tensor in memory, a tensor of a streamed model's files (GGUF
+/// name), or a compression's encoded bytes (output GGUF name, its type).
+enum Data<'a> {
+    Tensor(&'a Tensor),
+    Stored(&'a Store, String),
+    Encoded(&'a Encoded, String, QuantType),
+}
+
+/// Bytes of f32 values converted at once when a matrix is written a chunk of rows at a time.
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// A tensor of the folder before it is written: its values, less one (Gemma's norms), q/k rows
+/// reordered to Hugging Face's RoPE layout (heads, head_dim).
+struct Pending<'a> {
+    data: Data<'a>,
+    shape: Vec<usize>,
     minus_one: bool,
     heads: Option<(usize, usize)>,
 }
 
-impl Pending {
-    /// The tensor's bytes in `dtype` (little-endian).
-    fn bytes(&self, dtype: DType) -> anyhow::Result<Vec<u8>> {
-        let mut t = match self.heads {
-            Some((h, hd)) => interleaved_to_half_split(&self.tensor, h, hd)?,
-            None => self.tensor.clone(),
-        };
-        if self.minus_one {
-            t = (t - 1.0)?;
-        }
-        let t = t.to_dtype(dtype)?.flatten_all()?;
-        Ok(match dtype {
-            DType::BF16 => t.to_vec1::<half::bf16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            _ => t.to_vec1::<half::f16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+impl Pending<'_> {
+    /// Rows `rows` of the tensor as f32 (the whole tensor, in its shape, for all rows).
+    fn rows(&self, rows: std::ops::Range<usize>) -> anyhow::Result<Tensor> {
+        let row_len: usize = self.shape.iter().skip(1).product();
+        let whole = rows.start == 0 && rows.end == self.shape[0];
+        let mut shape = self.shape.clone();
+        shape[0] = rows.len();
+        Ok(match &self.data {
+            Data::Tensor(t) if whole => (*t).clone(),
+            Data::Tensor(t) => t.narrow(0, rows.start, rows.len())?,
+            Data::Stored(store, name) if whole => store.tensor(name)?.ok_or_else(|| anyhow::anyhow!("the source has no tensor {name}"))?,
+            Data::Stored(store, name) => store.rows(name, rows)?,
+            Data::Encoded(encoded, name, q) => {
+                let bytes = encoded.bytes(name)?.ok_or_else(|| anyhow::anyhow!("no encoded bytes for {name}"))?;
+                let rb = q.bytes(row_len);
+                Tensor::from_vec(dequantize(*q, &bytes[rows.start * rb..rows.end * rb], rows.len() * row_len), shape, &candle_core::Device::Cpu)?
+            }
         })
     }
 
+    /// Writes the tensor's bytes in `dtype` (little-endian) to `w`: a matrix that needs no
+    /// reordering a chunk of rows at a time, anything else whole.
+    fn write(&self, w: &mut impl std::io::Write, dtype: DType) -> anyhow::Result<()> {
+        let n = self.shape[0];
+        let row_len: usize = self.shape.iter().skip(1).product();
+        let chunk = if self.heads.is_none() && !self.minus_one && self.shape.len() == 2 { (CHUNK_BYTES / (4 * row_len).max(1)).max(1) } else { n.max(1) };
+        for start in (0..n).step_by(chunk) {
+            let mut t = self.rows(start..(start + chunk).min(n))?;
+            if let Some((h, hd)) = self.heads {
+                t = interleaved_to_half_split(&t, h, hd)?;
+            }
+            if self.minus_one {
+                t = (t - 1.0)?;
+            }
+            let t = t.to_dtype(dtype)?.flatten_all()?;
+            let bytes: Vec<u8> = match dtype {
+                DType::BF16 => t.to_vec1::<half::bf16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                _ => t.to_vec1::<half::f16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            };
+            w.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+
     fn len(&self, dtype: DType) -> u64 {
-        (self.tensor.elem_count() * dtype.size_in_bytes()) as u64
+        (self.shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64
     }
 }
 
@@ -414,7 +508,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Pending)], dtype: DType) -
     let mut at = 0u64;
     for (name, t) in tensors {
         let end = at + t.len(dtype);
-        header.insert(name.clone(), json!({ "dtype": code, "shape": t.tensor.dims(), "data_offsets": [at, end] }));
+        header.insert(name.clone(), json!({ "dtype": code, "shape": t.shape, "data_offsets": [at, end] }));
         at = end;
     }
     let mut text = serde_json::to_string(&Json::Object(header))?;
@@ -425,7 +519,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Pending)], dtype: DType) -
     f.write_all(&(text.len() as u64).to_le_bytes())?;
     f.write_all(text.as_bytes())?;
     for (_, t) in tensors {
-        f.write_all(&t.bytes(dtype)?)?;
+        t.write(&mut f, dtype)?;
     }
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())

@@ -351,41 +351,61 @@ pub fn block_linears(config: &Config) -> Vec<(&'static str, usize, usize)> {
     l
 }
 
-/// Block `i` of a model of `config` from named f32 tensors, every shape checked.
+/// Every tensor of block `i` of a model of `config`, by GGUF name, with its shape: the norms,
+/// the linears of [`block_linears`] with their biases where the architecture has them (q, k, v),
+/// and q/k norms and post-norms where it has those.
+pub fn block_tensors(config: &Config, i: usize) -> Vec<(String, Vec<usize>)> {
+    let (h, hd) = (config.hidden_size, config.head_dim);
+    let facts = config.arch.facts();
+    let mut t = vec![(format!("blk.{i}.attn_norm.weight"), vec![h])];
+    for (kind, out, inp) in block_linears(config) {
+        t.push((format!("blk.{i}.{kind}.weight"), vec![out, inp]));
+        if config.arch.qkv_bias() && kind != "attn_output" && kind.starts_with("attn_") {
+            t.push((format!("blk.{i}.{kind}.bias"), vec![out]));
+        }
+    }
+    if facts.qk_norm {
+        t.push((format!("blk.{i}.attn_q_norm.weight"), vec![hd]));
+        t.push((format!("blk.{i}.attn_k_norm.weight"), vec![hd]));
+    }
+    if facts.post_norms {
+        t.push((format!("blk.{i}.post_attention_norm.weight"), vec![h]));
+        t.push((format!("blk.{i}.post_ffw_norm.weight"), vec![h]));
+    }
+    t.push((format!("blk.{i}.ffn_norm.weight"), vec![h]));
+    t
+}
+
+/// Block `i` of a model of `config` from named f32 tensors ([`block_tensors`]), every shape checked.
 pub(crate) fn assemble_block(config: &Config, i: usize, mut get: impl FnMut(&str) -> Result<Option<Tensor>>) -> Result<Block> {
-    let h = config.hidden_size;
-    let hd = config.head_dim;
-    let mut take = |name: &str, shape: &[usize]| take(&mut get, name, shape);
-    let qkv_bias = config.arch.qkv_bias();
-    let mut linears = block_linears(config).into_iter().map(|(kind, out, inp)| {
-        let name = format!("blk.{i}.{kind}.weight");
-        let weight = take(&name, &[out, inp])?;
-        let bias = if qkv_bias && kind != "attn_output" && kind.starts_with("attn_") { Some(take(&format!("blk.{i}.{kind}.bias"), &[out])?) } else { None };
-        Ok(Linear { name, weight, bias })
-    }).collect::<Result<Vec<_>>>()?;
+    let mut t = BTreeMap::new();
+    for (name, shape) in block_tensors(config, i) {
+        let v = take(&mut get, &name, &shape)?;
+        t.insert(name, v);
+    }
+    let mut pop = |name: String| t.remove(&name);
+    let mut linears = block_linears(config)
+        .into_iter()
+        .map(|(kind, _, _)| {
+            let name = format!("blk.{i}.{kind}.weight");
+            let weight = pop(name.clone()).expect("listed");
+            Linear { name, weight, bias: pop(format!("blk.{i}.{kind}.bias")) }
+        })
+        .collect::<Vec<_>>();
     let down = linears.pop().expect("a block has linears");
     let fused = config.arch.facts().fused;
     let gate_up = linears.split_off(linears.len() - if fused { 1 } else { 2 });
     let o = linears.pop().expect("attn_output");
     let qkv = linears;
     let mlp = Mlp { gate_up, down };
-    let (q_norm, k_norm) = if config.arch.facts().qk_norm {
-        (Some(take(&format!("blk.{i}.attn_q_norm.weight"), &[hd])?), Some(take(&format!("blk.{i}.attn_k_norm.weight"), &[hd])?))
-    } else {
-        (None, None)
-    };
-    let attn = Attention { qkv, o, q_norm, k_norm };
-    let post_norms = config.arch.facts().post_norms;
-    let mut post = |kind: &str| -> Result<Option<Tensor>> {
-        if post_norms { Ok(Some(take(&format!("blk.{i}.{kind}.weight"), &[h])?)) } else { Ok(None) }
-    };
-    let (post_attn_norm, post_mlp_norm) = (post("post_attention_norm")?, post("post_ffw_norm")?);
+    let attn = Attention { qkv, o, q_norm: pop(format!("blk.{i}.attn_q_norm.weight")), k_norm: pop(format!("blk.{i}.attn_k_norm.weight")) };
+    let (post_attn_norm, post_mlp_norm) = (pop(format!("blk.{i}.post_attention_norm.weight")), pop(format!("blk.{i}.post_ffw_norm.weight")));
     Ok(Block {
         index: i,
-        attn_norm: take(&format!("blk.{i}.attn_norm.weight"), &[h])?,
+        attn_norm: pop(format!("blk.{i}.attn_norm.weight")).expect("listed"),
         attn,
         post_attn_norm,
-        mlp_norm: take(&format!("blk.{i}.ffn_norm.weight"), &[h])?,
+        mlp_norm: pop(format!("blk.{i}.ffn_norm.weight")).expect("listed"),
         mlp,
         post_mlp_norm,
     })
