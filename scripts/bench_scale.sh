@@ -22,6 +22,8 @@ run() { # name, then the command
 run eval "$T" eval --model "$DIR" --text assets/eval.txt --max-windows 2 --ctx 512 --json
 run profile "$T" profile --model "$DIR" --calib assets/calib.txt --tokens 1024 --out "$RUNS/profile"
 run compress "$T" compress --model "$DIR" --calib assets/calib.txt --type Q4_K --tokens 2048 --out "$RUNS/q4k.gguf"
+rm -rf "$RUNS/drop2-hf"
+run hf "$T" compress --model "$DIR" --calib assets/calib.txt --tokens 512 --drop-blocks 2 --hf-dtype bf16 --out "$RUNS/drop2-hf"
 loads=no
 if [ -x tools/llama.cpp/bin/llama-perplexity ]; then
     tools/llama.cpp/bin/llama-perplexity -m "$RUNS/q4k.gguf" -f assets/eval.txt -c 128 --chunks 1 -t 2 >"$RUNS/llama.log" 2>&1 && loads=yes
@@ -38,7 +40,7 @@ def stat(name):
     return secs, rss
 print(f"| command (Llama-3.1-8B shape, {blocks} blocks, streamed) | wall s | wall s / blocks | peak RSS GiB |")
 print("|---|---:|---:|---:|")
-for name, what in [("eval", "eval, 2 windows of 512"), ("profile", "profile --tokens 1024"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)")]:
+for name, what in [("eval", "eval, 2 windows of 512"), ("profile", "profile --tokens 1024"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)"), ("hf", "compress --drop-blocks 2 to a bf16 Hugging Face folder")]:
     s, r = stat(name)
     print(f"| {what} | {s:.0f} | {s / blocks:.1f} | {r:.2f} |")
 print(f"\nllama.cpp loads and runs the Q4_K file: {loads}")

@@ -45,10 +45,23 @@ impl Encoded {
 
     /// The bytes of tensor `name`, None when it did not change.
     pub fn bytes(&self, name: &str) -> io::Result<Option<Cow<'_, [u8]>>> {
+        let len = match self.entries.get(name) {
+            None => return Ok(None),
+            Some((_, Bytes::Memory(v))) => v.len(),
+            Some((_, Bytes::Spilled { len, .. })) => *len,
+        };
+        self.range(name, 0..len)
+    }
+
+    /// Bytes `range` of tensor `name` (a chunk of its rows), None when it did not change.
+    pub fn range(&self, name: &str, range: std::ops::Range<usize>) -> io::Result<Option<Cow<'_, [u8]>>> {
         let Some((_, b)) = self.entries.get(name) else { return Ok(None) };
         Ok(Some(match b {
-            Bytes::Memory(v) => Cow::Borrowed(v.as_slice()),
-            Bytes::Spilled { offset, len } => Cow::Owned(self.spill.as_ref().expect("spilled bytes have a file").read(*offset, *len)?),
+            Bytes::Memory(v) => Cow::Borrowed(&v[range]),
+            Bytes::Spilled { offset, len } => {
+                assert!(range.end <= *len, "bytes {range:?} of {name}, which has {len}");
+                Cow::Owned(self.spill.as_ref().expect("spilled bytes have a file").read(offset + range.start as u64, range.len())?)
+            }
         }))
     }
 
@@ -69,6 +82,7 @@ mod tests {
             e.insert("blk.2.b".into(), QuantType::F16, vec![9; 1000]).unwrap();
             assert_eq!(e.bytes("a").unwrap().unwrap().as_ref(), &[1, 2, 3]);
             assert_eq!(e.bytes("blk.2.b").unwrap().unwrap().len(), 1000);
+            assert_eq!(e.range("a", 1..3).unwrap().unwrap().as_ref(), &[2, 3]);
             assert!(e.bytes("c").unwrap().is_none());
             e.rename(|n| if n == "a" { None } else { Some(n.replace("blk.2", "blk.1")) });
             assert_eq!(e.qtype("blk.1.b"), Some(QuantType::F16));

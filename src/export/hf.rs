@@ -428,9 +428,9 @@ impl Pending<'_> {
             Data::Stored(store, name) if whole => store.tensor(name)?.ok_or_else(|| anyhow::anyhow!("the source has no tensor {name}"))?,
             Data::Stored(store, name) => store.rows(name, rows)?,
             Data::Encoded(encoded, name, q) => {
-                let bytes = encoded.bytes(name)?.ok_or_else(|| anyhow::anyhow!("no encoded bytes for {name}"))?;
                 let rb = q.bytes(row_len);
-                Tensor::from_vec(dequantize(*q, &bytes[rows.start * rb..rows.end * rb], rows.len() * row_len), shape, &candle_core::Device::Cpu)?
+                let bytes = encoded.range(name, rows.start * rb..rows.end * rb)?.ok_or_else(|| anyhow::anyhow!("no encoded bytes for {name}"))?;
+                Tensor::from_vec(dequantize(*q, &bytes, rows.len() * row_len), shape, &candle_core::Device::Cpu)?
             }
         })
     }
