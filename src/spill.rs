@@ -39,6 +39,24 @@ impl Spill {
         Ok(at)
     }
 
+    /// Sets aside `len` bytes at the end, to be filled by [`Spill::write_at`]; returns their offset.
+    pub fn reserve(&mut self, len: u64) -> u64 {
+        let at = self.len;
+        self.len += len;
+        at
+    }
+
+    /// Writes `bytes` at `offset`, inside what was appended or reserved.
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        debug_assert!(offset + bytes.len() as u64 <= self.len);
+        self.file.write_all_at(bytes, offset)
+    }
+
+    /// Another handle on the file, to read what was written (positioned reads).
+    pub fn reader(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Fills `buf` from `offset`.
     pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)

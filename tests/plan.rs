@@ -270,9 +270,11 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("size=1GB", &[], "above the largest possible plan");
     fails("bpw=40", &[], "above the largest possible plan");
     fails("speed=3", &[], "unknown budget 'speed'");
-    // The planner holds the model in f32: a model larger than the memory allowed is refused
-    // before anything is loaded, not killed when memory runs out.
-    fails("bpw=5", &["--memory-limit", "1KB"], "--budget holds the whole model in f32");
+    // A planner that holds the model in f32 (EvoPress, sparsity, or --stream off) refuses a
+    // model larger than the memory allowed before anything is loaded, not killed when memory
+    // runs out.
+    fails("sparsity=0.5", &["--memory-limit", "1KB"], "planning budget sparsity=0.5 with solver evo holds the whole model in f32");
+    fails("bpw=5", &["--memory-limit", "1KB", "--stream", "off"], "planning budget bpw=5 with solver lagrange holds the whole model in f32");
     fails("size=12 parsecs", &[], "unknown size unit");
     fails("bpw=6", &["--solver", "annealing"], "invalid value 'annealing'");
     fails("bpw=6", &["--solver", "shortgpt"], "does not apply");

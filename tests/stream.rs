@@ -78,11 +78,50 @@ fn streaming_refuses_what_needs_the_whole_model() {
     let text = long_text(&d);
     let m = fixture("tiny-llama");
     let base = ["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--stream", "on"];
-    let budget = d.join("b.gguf");
-    let mut args = base.to_vec();
-    args.extend(["--budget", "bpw=5", "--out", s(&budget)]);
-    one_line_error(&triage(&args), "--budget plans with the whole model in memory");
-    assert!(!budget.exists());
+    let out = d.join("b.gguf");
+    for (budget, solver) in [("sparsity=0.5", None), ("drop-blocks=1", None), ("bpw=5", Some("evo"))] {
+        let mut args = base.to_vec();
+        args.extend(["--budget", budget, "--out", s(&out)]);
+        if let Some(solver) = solver {
+            args.extend(["--solver", solver]);
+        }
+        one_line_error(&triage(&args), "needs the model in memory");
+        assert!(!out.exists());
+    }
+}
+
+/// plan.json without what differs between runs (timings, whether the database was cached).
+fn plan_json(path: &Path) -> serde_json::Value {
+    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    j.as_object_mut().unwrap().remove("timings");
+    j
+}
+
+/// A quantization budget planned streamed — the layer database built block by block, the
+/// embedding and output levels by chunks of rows, the sensitivities and every plan's KL
+/// measured through views that decode the planned variants as each block runs — gives the
+/// same database, plan, frontier and file as the model loaded whole.
+#[test]
+fn streamed_plan_equals_loaded_plan() {
+    let d = tmp_dir("plan");
+    let text = long_text(&d);
+    let cases: [(&str, &str); 3] = [("tiny-llama-sharded", "bpw=5.5"), ("tiny-gemma2", "bpw=6"), ("tiny-qwen2.gguf", "kld<=0.5")];
+    for (name, budget) in cases {
+        let m = fixture(name);
+        let mut runs = Vec::new();
+        for stream in ["on", "off"] {
+            let cache = d.join(format!("{name}.{stream}.cache"));
+            let out = d.join(format!("{name}.{stream}.gguf"));
+            let args = ["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "128", "--budget", budget, "--frontier", "2", "--cache", s(&cache), "--out", s(&out), "--stream", stream];
+            ok(triage(&args));
+            let database: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("database-")).collect();
+            assert_eq!(database.len(), 1, "{name}: {database:?}");
+            runs.push((plan_json(&out.with_extension("plan.json")), std::fs::read(&out).unwrap(), std::fs::read(&database[0]).unwrap()));
+        }
+        assert_eq!(runs[0].0, runs[1].0, "{name}: plan.json");
+        assert!(runs[0].1 == runs[1].1, "{name}: the streamed plan's file differs");
+        assert!(runs[0].2 == runs[1].2, "{name}: the streamed layer database differs");
+    }
 }
 
 /// Every file of a folder, by name.

@@ -15,7 +15,7 @@ use crate::export::imatrix::Imatrix;
 use crate::export::temp::check_writable;
 use crate::model::runner::StateLimits;
 use crate::export::hf::FolderWeights;
-use crate::model::{Blocks, Streaming, Weights};
+use crate::model::{Blocks, Streamed, Streaming, Weights};
 
 use super::progress;
 
@@ -141,8 +141,8 @@ pub struct CompressArgs {
     /// Memory the calibration states between blocks may take: kept in f32 up to a quarter of
     /// it, in f16 up to half (a rounding of 2^-11 relative; each batch is widened to f32 when
     /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
-    /// the machine's memory). What loads the whole model in f32 (--budget, --stream off)
-    /// refuses a model larger than it, before loading anything.
+    /// the machine's memory). What loads the whole model in f32 (--stream off, or a --budget
+    /// that needs the model in memory) refuses a model larger than it, before loading anything.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
     /// Hugging Face output: the weights' type, f16 or bf16.
@@ -160,8 +160,10 @@ pub struct CompressArgs {
     /// (memory: about one block in f32 and its statistics), instead of loading the whole model
     /// in f32. Auto streams models of more than about a billion parameters. The output is the
     /// same either way (a Hugging Face folder's compressed tensors are then the GGUF bytes'
-    /// values). --budget's planner needs the model in memory (a budget's file is then written
-    /// from the source streamed).
+    /// values). A quantization --budget with the lagrange or uniform solver is planned
+    /// streamed too (the layer database, the sensitivities and every plan's KL block by block);
+    /// EvoPress, sparsity and depth budgets need the model in memory. A budget's file is always
+    /// written from the source streamed.
     #[arg(long, value_enum, default_value_t = Streaming::Auto)]
     pub stream: Streaming,
 }
@@ -189,7 +191,7 @@ pub(crate) fn memory_bytes(arg: Option<&str>) -> Result<u64> {
 /// command or option that loads it whole) would hold it: the process would otherwise be killed
 /// once the memory runs out.
 pub(crate) fn check_fits_whole(path: &std::path::Path, limit: u64, limit_is: &str, needs: &str) -> Result<()> {
-    let Weights::Streamed(s) = Weights::open(path, Streaming::On)? else { unreachable!("opened streamed") };
+    let s = Streamed::open(path)?;
     let bytes = 4 * s.config.n_params() as u64;
     let size = |b: u64| match b {
         b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
@@ -267,17 +269,17 @@ pub fn run(args: CompressArgs) -> Result<()> {
         bail!("the folder of --out, {}, does not exist", parent.display());
     }
     check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
-    let streaming = match args.stream {
-        Streaming::On if args.budget.is_some() => bail!("--budget plans with the whole model in memory; --stream on works with --type, --sparsity, --drop-* and --plan"),
-        _ if args.budget.is_some() => Streaming::Off,
-        s => s,
+    let limit_is = if args.memory_limit.is_some() { "--memory-limit" } else { "the machine's memory (--memory-limit)" };
+    let mut model = match args.budget.as_deref() {
+        Some(budget) => super::plan::open_for_planning(&args.model, budget, args.search.solver, args.stream, memory_bytes(args.memory_limit.as_deref())?, limit_is)?,
+        None => {
+            if args.stream == Streaming::Off {
+                check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, limit_is, "--stream off")?;
+            }
+            Weights::open(&args.model, args.stream)?
+        }
     };
-    if streaming == Streaming::Off {
-        let needs = if args.budget.is_some() { "--budget" } else { "--stream off" };
-        let limit_is = if args.memory_limit.is_some() { "--memory-limit" } else { "the machine's memory (--memory-limit)" };
-        check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, limit_is, needs)?;
-    }
-    let mut model = Weights::open(&args.model, streaming)?;
+    let streaming = if model.is_streamed() { Streaming::On } else { Streaming::Off };
     crate::eval::check_ctx(&model, args.ctx)?;
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
@@ -305,10 +307,9 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let budget = args.budget.as_deref().expect("checked");
             crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?;
             let t = std::time::Instant::now();
-            let Weights::Resident(resident) = model else { unreachable!("--budget loads the model") };
             // The planner takes the model (its search drops the original weights); the file is
             // then written from the source streamed and the database's variants.
-            let o = super::plan::run_planner(resident, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+            let o = super::plan::run_planner(model, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
             crate::memory::release_freed();
             model = Weights::open(&args.model, Streaming::On)?;
             let path = args.out.with_extension("plan.json");
@@ -374,10 +375,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         // A streamed source is read again, tensor by tensor, beside the changed tensors' bytes.
         let source = match &compressed.model {
             Some(_) => None,
-            None => match Weights::open(&args.model, Streaming::On)? {
-                Weights::Streamed(s) => Some(s),
-                Weights::Resident(_) => unreachable!("opened streamed"),
-            },
+            None => Some(Streamed::open(&args.model)?),
         };
         let weights = match (&compressed.model, &source) {
             (Some(m), _) => FolderWeights::Resident(m),

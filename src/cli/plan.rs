@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::compress::gptq::GptqOptions;
 use crate::data::Windows;
-use crate::model::Model;
+use crate::model::{Streaming, Weights};
 use crate::plan::database::{default_cache_dir, DatabaseSettings};
 use crate::plan::evo::EvoSettings;
 use crate::plan::{plan, Budget, PlanOptions, PlanOutcome, Solver};
@@ -121,13 +121,39 @@ pub struct PlanArgs {
     /// Turn off GPTQ's act-order in the database.
     #[arg(long)]
     pub no_act_order: bool,
+    /// Stream the weights from the model's files, one block decoded at a time, instead of
+    /// loading the whole model in f32: the layer database, the sensitivities and every plan's KL
+    /// are then made block by block (memory: about one block in f32 and its statistics). For
+    /// quantization budgets with the lagrange or uniform solver; EvoPress, sparsity and depth
+    /// budgets need the model in memory. Auto streams models of more than about a billion
+    /// parameters where it can. The plan is the same either way.
+    #[arg(long, value_enum, default_value_t = Streaming::Auto)]
+    pub stream: Streaming,
     #[command(flatten)]
     pub search: SearchArgs,
 }
 
+/// Opens the model for a budget's planner: streamed where `stream` allows it and the budget
+/// and solver can be planned streamed, else whole — refused in one line, before loading, when
+/// its f32 weights exceed `limit` bytes (`limit_is`: where that limit comes from).
+pub(crate) fn open_for_planning(path: &Path, budget: &str, solver: Option<Solver>, stream: Streaming, limit: u64, limit_is: &str) -> Result<Weights> {
+    let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
+    let solver = solver.unwrap_or(Solver::default_for(budget));
+    let streamable = crate::plan::plans_by_measurement(budget, solver);
+    let name = format!("{solver:?}").to_lowercase();
+    match stream {
+        Streaming::On if !streamable => bail!("budget {budget} with solver {name} needs the model in memory; --stream on plans quantization budgets (bpw=, size=, kld<=) with the lagrange or uniform solver"),
+        Streaming::On | Streaming::Auto if streamable => Ok(Weights::open(path, stream)?),
+        _ => {
+            super::compress::check_fits_whole(path, limit, limit_is, &format!("planning budget {budget} with solver {name}"))?;
+            Ok(Weights::open(path, Streaming::Off)?)
+        }
+    }
+}
+
 /// Checks the arguments, runs the planner with progress bars, and returns the outcome.
 #[allow(clippy::too_many_arguments)]
-pub fn run_planner(model: Model, model_path: &Path, calib: &Path, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
+pub fn run_planner(model: Weights, model_path: &Path, calib: &Path, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
     let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
     if s.search_windows == 0 || s.holdout_windows == 0 {
         bail!("--search-windows and --holdout-windows must be at least 1");
@@ -205,8 +231,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     }
     crate::export::temp::check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
-    super::compress::check_fits_whole(&args.model, crate::model::runner::StateLimits::machine_memory(), "the machine's memory", "triage plan")?;
-    let model = Model::load(&args.model)?;
+    let model = open_for_planning(&args.model, &args.budget, args.search.solver, args.stream, crate::model::runner::StateLimits::machine_memory(), "the machine's memory")?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
     let o = run_planner(model, &args.model, &args.calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
     write_plan_json(&args.out, &o)?;

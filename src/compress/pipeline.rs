@@ -239,9 +239,13 @@ pub(crate) fn importance(m: &InputMoments, imatrix: Option<&Imatrix>, name: &str
 }
 
 pub(crate) fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) -> f64 {
-    // W and ΔW stacked: one product with H gives both energies.
-    let stacked: Vec<f32> = w.iter().copied().chain(w.iter().zip(new_w).map(|(a, b)| a - b)).collect();
-    let e = m.row_block_energies(&stacked, w.len() / m.dim);
+    // W and ΔW stacked, only the rows the energies sample (every row below
+    // [`InputMoments::row_block_energies`]' threshold): one product with H gives both energies.
+    let (n, rows) = (m.dim, w.len() / m.dim);
+    let picked = (0..rows).step_by(m.sample_stride(2 * rows, rows));
+    let delta = picked.clone().flat_map(|r| w[r * n..(r + 1) * n].iter().zip(&new_w[r * n..(r + 1) * n]).map(|(a, b)| a - b));
+    let stacked: Vec<f32> = picked.clone().flat_map(|r| w[r * n..(r + 1) * n].iter().copied()).chain(delta).collect();
+    let e = m.row_block_energies_exact(&stacked, picked.len());
     if e[0] > 0.0 {
         (e[1] / e[0]).max(0.0).sqrt()
     } else {

@@ -17,7 +17,7 @@ const HEAD_CHUNK_BYTES: usize = 64 << 20;
 
 /// An output head of at most this many bytes in f32 is decoded once and kept (SmolLM2-135M's:
 /// 113 MB): evaluation runs the head once per window.
-const HEAD_KEPT_BYTES: usize = 256 << 20;
+pub(crate) const HEAD_KEPT_BYTES: usize = 256 << 20;
 
 /// A model read from its files block by block.
 pub struct Streamed {
@@ -55,6 +55,12 @@ impl Streamed {
         Ok(Streamed { config, tokenizer, source, store, final_norm, head_chunks: std::sync::OnceLock::new() })
     }
 
+    /// Opens a GGUF file or a Hugging Face folder streamed.
+    pub fn open(path: &Path) -> Result<Streamed> {
+        let meta = std::fs::metadata(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
+        if meta.is_dir() { super::hf::open(path) } else { super::gguf::open(path) }
+    }
+
     /// Block `i`, decoded to f32 and checked (shapes, finite values).
     pub fn block(&self, i: usize) -> Result<Block> {
         assemble_block(&self.config, i, |name| self.store.tensor(name))
@@ -88,43 +94,54 @@ impl Streamed {
     /// Final norm and output projection, the projection's rows decoded a chunk at a time:
     /// (batch, tokens, hidden) → (batch, tokens, vocab) logits.
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
-        let h = rms_norm(x, &self.final_norm, self.config.rms_norm_eps)?;
-        let (b, t, d) = h.dims3()?;
-        let h2 = h.reshape((b * t, d))?;
-        let vocab = self.config.vocab_size;
-        let chunk = (HEAD_CHUNK_BYTES / (4 * d)).max(1);
+        let (vocab, d) = (self.config.vocab_size, self.config.hidden_size);
         let name = self.head_name();
-        let decode = |start: usize| -> Result<Tensor> {
-            let w = self.store.rows(name, start..(start + chunk).min(vocab))?;
+        let decode = |rows: std::ops::Range<usize>| -> Result<Tensor> {
+            let w = self.store.rows(name, rows)?;
             check_finite(name, &w)?;
             Ok(w)
         };
         let kept = match self.head_chunks.get() {
             Some(k) => Some(k),
             None if 4 * vocab * d <= HEAD_KEPT_BYTES => {
-                let k = (0..vocab).step_by(chunk).map(decode).collect::<Result<Vec<_>>>()?;
+                let k = head_chunks(vocab, d).map(decode).collect::<Result<Vec<_>>>()?;
                 Some(self.head_chunks.get_or_init(|| k))
             }
             None => None,
         };
-        let mut logits = vec![0f32; b * t * vocab];
-        for (c, start) in (0..vocab).step_by(chunk).enumerate() {
-            let end = (start + chunk).min(vocab);
-            let w = match kept {
-                Some(k) => k[c].clone(),
-                None => decode(start)?,
-            };
-            kernels::with_f32(&kernels::matmul_nt(&h2, &w)?, |y| {
-                for (row, part) in logits.chunks_mut(vocab).zip(y.chunks(end - start)) {
-                    row[start..end].copy_from_slice(part);
-                }
-            })?;
-        }
-        let logits = Tensor::from_vec(logits, (b, t, vocab), &Device::Cpu)?;
-        match self.config.final_softcap {
-            Some(c) => softcap(&logits, c),
-            None => Ok(logits),
-        }
+        head_in_chunks(&self.config, &self.final_norm, x, &mut |c, rows| match kept {
+            Some(k) => Ok(k[c].clone()),
+            None => decode(rows),
+        })
+    }
+}
+
+/// The row ranges of an output head of `vocab` rows of `d` that are decoded at once.
+fn head_chunks(vocab: usize, d: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let chunk = (HEAD_CHUNK_BYTES / (4 * d)).max(1);
+    (0..vocab).step_by(chunk).map(move |start| start..(start + chunk).min(vocab))
+}
+
+/// Final norm and output projection with the projection's rows given a chunk at a time by
+/// `rows(c, range)` (chunk c of [`head_chunks`]): (batch, tokens, hidden) → logits.
+pub(crate) fn head_in_chunks(config: &Config, final_norm: &Tensor, x: &Tensor, rows: &mut dyn FnMut(usize, std::ops::Range<usize>) -> Result<Tensor>) -> Result<Tensor> {
+    let h = rms_norm(x, final_norm, config.rms_norm_eps)?;
+    let (b, t, d) = h.dims3()?;
+    let h2 = h.reshape((b * t, d))?;
+    let vocab = config.vocab_size;
+    let mut logits = vec![0f32; b * t * vocab];
+    for (c, range) in head_chunks(vocab, d).enumerate() {
+        let w = rows(c, range.clone())?;
+        kernels::with_f32(&kernels::matmul_nt(&h2, &w)?, |y| {
+            for (row, part) in logits.chunks_mut(vocab).zip(y.chunks(range.len())) {
+                row[range.clone()].copy_from_slice(part);
+            }
+        })?;
+    }
+    let logits = Tensor::from_vec(logits, (b, t, vocab), &Device::Cpu)?;
+    match config.final_softcap {
+        Some(c) => softcap(&logits, c),
+        None => Ok(logits),
     }
 }
 
@@ -149,13 +166,11 @@ const AUTO_STREAM_BYTES: u64 = 4 << 30;
 impl Weights {
     /// Opens a GGUF file or a Hugging Face folder, streamed or loaded as `streaming` says.
     pub fn open(path: &Path, streaming: Streaming) -> Result<Weights> {
-        let meta = std::fs::metadata(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
-        let streamed = || if meta.is_dir() { super::hf::open(path) } else { super::gguf::open(path) };
         Ok(match streaming {
             Streaming::Off => Weights::Resident(Model::load(path)?),
-            Streaming::On => Weights::Streamed(streamed()?),
+            Streaming::On => Weights::Streamed(Streamed::open(path)?),
             Streaming::Auto => {
-                let s = streamed()?;
+                let s = Streamed::open(path)?;
                 if s.config.n_params() as u64 * 4 > AUTO_STREAM_BYTES {
                     Weights::Streamed(s)
                 } else {
@@ -191,6 +206,11 @@ pub trait Blocks {
     fn embed(&self, tokens: &Tensor) -> Result<Tensor>;
     /// Final norm and output projection → logits (batch, tokens, vocab).
     fn head(&self, x: &Tensor) -> Result<Tensor>;
+    /// The final RMSNorm's weight, (hidden,).
+    fn final_norm(&self) -> &Tensor;
+    /// Rows `rows` of the token embedding or the output matrix (`token_embd.weight`,
+    /// `output.weight`) in f32: read from the files when streamed.
+    fn rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor>;
 
     /// Runs blocks `range` on `x`, with `opts(i)` choosing what to skip in block `i` (None:
     /// the whole block; it is then not even read).
@@ -224,6 +244,17 @@ impl Blocks for Model {
     fn head(&self, x: &Tensor) -> Result<Tensor> {
         Model::head(self, x)
     }
+    fn final_norm(&self) -> &Tensor {
+        &self.final_norm
+    }
+    fn rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor> {
+        let w = match (name, &self.lm_head) {
+            ("token_embd.weight", _) => &self.embed,
+            (_, Some(l)) if l.name == name => &l.weight,
+            _ => return Err(ModelError::MissingTensor(name.to_string())),
+        };
+        Ok(w.narrow(0, rows.start, rows.len())?)
+    }
 }
 
 impl Blocks for Streamed {
@@ -244,6 +275,14 @@ impl Blocks for Streamed {
     }
     fn head(&self, x: &Tensor) -> Result<Tensor> {
         Streamed::head(self, x)
+    }
+    fn final_norm(&self) -> &Tensor {
+        &self.final_norm
+    }
+    fn rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor> {
+        let w = self.store.rows(name, rows)?;
+        check_finite(name, &w)?;
+        Ok(w)
     }
 }
 
@@ -274,6 +313,12 @@ impl Blocks for Weights {
     }
     fn head(&self, x: &Tensor) -> Result<Tensor> {
         self.inner().head(x)
+    }
+    fn final_norm(&self) -> &Tensor {
+        self.inner().final_norm()
+    }
+    fn rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor> {
+        self.inner().rows(name, rows)
     }
 }
 

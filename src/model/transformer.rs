@@ -168,6 +168,19 @@ pub(crate) fn scale_embedding(config: &Config, x: Tensor) -> Result<Tensor> {
     Ok(x)
 }
 
+/// Final norm (`final_norm`) and the output projection by the whole (vocab, hidden) matrix `w`:
+/// (batch, tokens, hidden) → (batch, tokens, vocab) logits.
+pub(crate) fn project(config: &Config, final_norm: &Tensor, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let h = rms_norm(x, final_norm, config.rms_norm_eps)?;
+    let (b, t, d) = h.dims3()?;
+    let h2 = h.reshape((b * t, d))?;
+    let logits = kernels::matmul_nt(&h2, w)?.reshape((b, t, config.vocab_size))?;
+    match config.final_softcap {
+        Some(c) => softcap(&logits, c),
+        None => Ok(logits),
+    }
+}
+
 impl Model {
     /// Token embeddings of `tokens` (batch, tokens) u32 → (batch, tokens, hidden).
     pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
@@ -179,18 +192,11 @@ impl Model {
 
     /// Final norm and output projection: (batch, tokens, hidden) → (batch, tokens, vocab) logits.
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
-        let h = rms_norm(x, &self.final_norm, self.config.rms_norm_eps)?;
-        let (b, t, d) = h.dims3()?;
-        let h2 = h.reshape((b * t, d))?;
         let w = match &self.lm_head {
             Some(l) => &l.weight,
             None => &self.embed,
         };
-        let logits = kernels::matmul_nt(&h2, w)?.reshape((b, t, self.config.vocab_size))?;
-        match self.config.final_softcap {
-            Some(c) => softcap(&logits, c),
-            None => Ok(logits),
-        }
+        project(&self.config, &self.final_norm, x, w)
     }
 
     pub fn positions(&self, n_tokens: usize) -> Result<Positions> {

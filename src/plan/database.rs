@@ -39,7 +39,7 @@ use crate::model::gguf_file::{self, GgufFile, Value};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
 use crate::model::stream::Streamed;
-use crate::model::{BlockOpts, Model, ModelError, Result};
+use crate::model::{BlockOpts, Blocks, Config, ModelError, Result};
 use crate::spill::Spill;
 
 /// Bumped whenever the way variants are made changes, so old cache files are not reused.
@@ -75,8 +75,8 @@ fn share(spec: &TensorSpec) -> f32 {
 }
 
 /// The tensors a database of `kind` holds, with their (rows, cols).
-pub fn database_tensors(model: &Model, kind: Kind) -> BTreeMap<String, (usize, usize)> {
-    plannable_tensors(&model.config)
+pub fn database_tensors(config: &Config, kind: Kind) -> BTreeMap<String, (usize, usize)> {
+    plannable_tensors(config)
         .into_iter()
         .filter(|(name, (_, cols))| match kind {
             Kind::Types => !levels(*cols).is_empty(),
@@ -159,36 +159,43 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
 
 /// Builds the database of `kind` (tensors whose rows fit no quantized type are left out of a
 /// types database: they keep their source bytes): one forward per block on the original
-/// model's inputs, then every linear at every level. `progress(done, total)` counts blocks.
+/// model's inputs, then every linear at every level. `progress(done, total)` counts millions
+/// of the database's weights (each made at every level), tensor by tensor.
 ///
 /// With a `partial` folder, each block's variants are saved there as the block finishes
 /// (`block-N.gguf`), and blocks found there — made for the same key, with the expected
 /// tensors and levels — are taken instead of compressed again: an interrupted build resumes
 /// where it stopped.
-pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
+pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
     let spill_error = |error| ModelError::Io { path: crate::spill::folder(), error };
     let mut spill = Spill::new("database").map_err(spill_error)?;
+    let stored = Arc::new(spill.reader().map_err(spill_error)?);
     let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None, state_limits: StateLimits::UNLIMITED };
     // Always f32: the database is cached under a key that says nothing of the machine's memory.
     let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
     let mut tensors = BTreeMap::new();
-    let n = model.blocks.len();
-    let all = database_tensors(model, kind);
-    for (i, block) in model.blocks.iter().enumerate() {
-        progress(i, n + 1);
+    let n = model.n_blocks();
+    let all = database_tensors(model.config(), kind);
+    let total = all.values().map(|(r, c)| r * c).sum::<usize>().div_ceil(MILLION);
+    let mut done_weights = 0usize;
+    progress(0, total);
+    for i in 0..n {
+        let block = model.block(i)?;
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
         let prefix = format!("blk.{i}.");
         let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(name, &shape)| (name.clone(), shape)).collect();
         let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind).is_none());
         if let Some(db) = resumed {
             eprintln!("resuming the layer database: block {i} was built by an interrupted run");
+            done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
-            runner.step(block, BlockOpts::default())?;
+            runner.step(&block, BlockOpts::default())?;
+            progress(done_weights / MILLION, total);
             continue;
         }
-        let mut moments = BlockMoments::new(block);
-        let next = runner.run(block, BlockOpts::default(), &mut moments, |_, _| {})?;
-        let mut done = Database::new(key.clone(), BTreeMap::new());
+        let mut moments = BlockMoments::new(&block);
+        let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
+                let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
         let mut factors = Factors::default();
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
@@ -199,46 +206,84 @@ pub fn build(model: &Model, windows: &Windows, settings: &DatabaseSettings, kind
             // database's levels share their act-order setting.
             let specs = specs(kind, cols);
             let factor = factors.of(m, opts.gptq, sparsegpt_of(&specs[0], &opts))?;
+            // Each level's bytes go to the spill file as soon as they are made.
+            let spill = std::sync::Mutex::new(&mut spill);
             let variants = specs
                 .into_par_iter()
                 .map(|spec| {
                     let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, Some(factor), &imp, &opts, &l.name)?;
-                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::Memory(bytes), rel_error: relative_output_error(m, &w, &new_w) })
+                    let rel_error = relative_output_error(m, &w, &new_w);
+                    drop(new_w);
+                    let offset = spill.lock().expect("not poisoned").append(&bytes).map_err(spill_error)?;
+                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::At { offset, len: bytes.len() }, rel_error })
                 })
                 .collect::<Result<Vec<_>>>()?;
             done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
+            done_weights += rows * cols;
+            progress(done_weights / MILLION, total);
         }
+        drop((moments, factors, block));
         if let Some(p) = &saved {
             if let Err(e) = done.save(p) {
                 eprintln!("warning: could not save block {i} of the layer database at {}: {e}", p.display());
             }
             crate::failpoint::hit("database-block", i + 1);
         }
-        done.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
+        tensors.append(&mut done.tensors);
         runner.advance(next)?;
     }
     drop(runner);
-    progress(n, n + 1);
-    let unplanned: Vec<(String, (usize, usize))> = database_tensors(model, kind).into_iter().filter(|(name, _)| !name.starts_with("blk.")).collect();
-    for (name, (rows, cols)) in unplanned {
-        let t = if name == "token_embd.weight" { &model.embed } else { &model.lm_head.as_ref().expect("a separate output").weight };
-        let w = with_f32(t, <[f32]>::to_vec)?;
-        let norm: f64 = w.iter().map(|&x| (x as f64).powi(2)).sum();
-        let variants = levels(cols)
-            .into_par_iter()
-            .map(|t| {
+    for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| !name.starts_with("blk.")) {
+        let before = done_weights;
+        let variants = matrix_levels(model, &name, rows, cols, &mut spill, MATRIX_CHUNK_BYTES, &mut |r| progress((before + r * cols) / MILLION, total))?;
+        tensors.insert(name, TensorVariants { rows, cols, variants });
+        done_weights += rows * cols;
+    }
+    progress(total, total);
+    Ok(Database { key, tensors, file: Some(stored) })
+}
+
+const MILLION: usize = 1_000_000;
+
+/// Rows of the token embedding or the output matrix quantized at once: 64 MB of f32.
+const MATRIX_CHUNK_BYTES: usize = 64 << 20;
+
+/// The token embedding or the output matrix `name` (rows × cols) at every level, without
+/// calibrated rounding (as `triage compress` quantizes them): read `chunk_bytes` of rows at a time,
+/// each chunk quantized at every level into the level's place in `spill` (rows are quantized
+/// independently, so the bytes are those of the whole matrix), with ‖W − Ŵ‖/‖W‖ summed along.
+/// `progress(rows)` after each chunk.
+fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, spill: &mut Spill, chunk_bytes: usize, progress: &mut dyn FnMut(usize)) -> Result<Vec<Variant>> {
+    let types = levels(cols);
+    let places: Vec<(QuantType, u64, usize)> = types.iter().map(|&t| (t, t.bytes(rows * cols))).map(|(t, len)| (t, spill.reserve(len as u64), len)).collect();
+    let chunk = (chunk_bytes / (4 * cols)).max(1);
+    let mut norm = 0f64;
+    let mut errs = vec![0f64; types.len()];
+    for start in (0..rows).step_by(chunk) {
+        let end = (start + chunk).min(rows);
+        let w = with_f32(&model.rows(name, start..end)?, <[f32]>::to_vec)?;
+        // Sums carried across chunks in order: the same numbers as one sum over the matrix.
+        norm = w.iter().fold(norm, |a, &x| a + (x as f64).powi(2));
+        let done: Vec<io::Result<f64>> = places
+            .par_iter()
+            .zip(&errs)
+            .map(|(&(t, at, _), &err)| {
                 let bytes = quantize(t, &w, cols, None);
+                spill.write_at(at + (start * t.bytes(cols)) as u64, &bytes)?;
                 let d = dequantize(t, &bytes, w.len());
-                let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
-                Variant { qtype: t, sparsity: 0.0, bytes: VariantBytes::Memory(bytes), rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() }
+                Ok(w.iter().zip(&d).fold(err, |a, (&x, &y)| a + (x as f64 - y as f64).powi(2)))
             })
             .collect();
-        let mut one = BTreeMap::new();
-        one.insert(name, TensorVariants { rows, cols, variants });
-        Database::new(key.clone(), one).move_into(&mut spill, &mut tensors).map_err(spill_error)?;
+        for (e, d) in errs.iter_mut().zip(done) {
+            *e = d.map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?;
+        }
+        progress(end);
     }
-    progress(n + 1, n + 1);
-    Ok(Database { key, tensors, file: Some(Arc::new(spill.into_file())) })
+    Ok(places
+        .into_iter()
+        .zip(errs)
+        .map(|((qtype, offset, len), err)| Variant { qtype, sparsity: 0.0, bytes: VariantBytes::At { offset, len }, rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() })
+        .collect())
 }
 
 /// A variant's bytes, read from `file` when stored there.
@@ -274,6 +319,26 @@ impl Database {
         let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: PathBuf::from(format!("the layer database's variant {name}#{level}")), error })?;
         let w = dequantize(tv.variants[level].qtype, &bytes, tv.rows * tv.cols);
         Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
+    }
+
+    /// Rows `rows` of `name`'s variant `level` as an f32 tensor, only their bytes read: a
+    /// variant's rows are encoded one after the other, each in `qtype.bytes(cols)` bytes.
+    pub fn rows(&self, name: &str, level: usize, rows: std::ops::Range<usize>) -> Result<Tensor> {
+        let tv = &self.tensors[name];
+        let v = &tv.variants[level];
+        let row = v.qtype.bytes(tv.cols);
+        let (start, len) = (rows.start * row, rows.len() * row);
+        let bytes = match &v.bytes {
+            VariantBytes::Memory(b) => Cow::Borrowed(&b[start..start + len]),
+            VariantBytes::At { offset, .. } => {
+                let mut b = vec![0u8; len];
+                let file = self.file.as_deref().expect("a database with stored variants has a file");
+                file.read_exact_at(&mut b, offset + start as u64).map_err(|error| ModelError::Io { path: PathBuf::from(format!("the layer database's variant {name}#{level}")), error })?;
+                Cow::Owned(b)
+            }
+        };
+        let w = dequantize(v.qtype, &bytes, rows.len() * tv.cols);
+        Ok(Tensor::from_vec(w, (rows.len(), tv.cols), &Device::Cpu)?)
     }
 
     /// The GGUF encoding of a quantization `plan` chosen from this database, exactly as the
@@ -368,9 +433,9 @@ impl Database {
         Ok(Database::new(key.to_string(), tensors))
     }
 
-    /// Why this database cannot serve `model` as a database of `kind` (None: it can).
-    pub fn mismatch(&self, model: &Model, kind: Kind) -> Option<String> {
-        mismatch(&self.tensors, &database_tensors(model, kind), kind)
+    /// Why this database cannot serve a model of `config` as a database of `kind` (None: it can).
+    pub fn mismatch(&self, config: &Config, kind: Kind) -> Option<String> {
+        mismatch(&self.tensors, &database_tensors(config, kind), kind)
     }
 }
 
@@ -457,7 +522,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 /// The cached database for `key` in `dir`, or a freshly built one (saved there when `dir` is given).
 pub fn load_or_build(
-    model: &Model,
+    model: &dyn Blocks,
     windows: &Windows,
     settings: &DatabaseSettings,
     kind: Kind,
@@ -467,7 +532,7 @@ pub fn load_or_build(
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     if let Some(p) = path.as_deref() {
-        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model, kind)) {
+        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model.config(), kind)) {
             Some(why) => Err(why),
             None => Ok(db),
         });
@@ -492,4 +557,35 @@ pub fn load_or_build(
         }
     }
     Ok((db, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quantizing the embedding a few rows at a time into each level's place gives the bytes
+    /// and the error of the whole matrix quantized at once.
+    #[test]
+    fn matrix_levels_by_chunks_equal_the_whole_matrix() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let model = crate::model::Model::load(&dir).unwrap();
+        let (rows, cols) = (model.config.vocab_size, model.config.hidden_size);
+        let w = with_f32(&model.embed, <[f32]>::to_vec).unwrap();
+        let norm: f64 = w.iter().map(|&x| (x as f64).powi(2)).sum();
+        // 7 rows a chunk: the last chunk is shorter.
+        for chunk_bytes in [7 * 4 * cols, usize::MAX / 8] {
+            let mut spill = Spill::new("test").unwrap();
+            spill.append(b"leading bytes").unwrap();
+            let variants = matrix_levels(&model, "token_embd.weight", rows, cols, &mut spill, chunk_bytes, &mut |_| {}).unwrap();
+            assert_eq!(variants.iter().map(|v| v.qtype).collect::<Vec<_>>(), levels(cols));
+            let file = spill.reader().unwrap();
+            for v in &variants {
+                let bytes = quantize(v.qtype, &w, cols, None);
+                assert_eq!(read_variant(Some(&file), v).unwrap().as_ref(), bytes.as_slice(), "{}", v.qtype);
+                let d = dequantize(v.qtype, &bytes, w.len());
+                let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+                assert_eq!(v.rel_error, (err / norm).sqrt(), "{}", v.qtype);
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 
 use crate::model::kernels::{kl_divergence_per_row, with_f32};
-use crate::model::{BlockOpts, Model, ModelError, Positions, Result};
+use crate::model::{BlockOpts, Blocks, ModelError, Positions, Result};
 use crate::spill::Spill;
 
 /// Rows of reference logits read back at once.
@@ -50,8 +50,8 @@ pub fn full_layout(_: usize) -> Option<BlockOpts> {
 /// at block b reads only the state it starts from (1.2 MB for SmolLM2's 512 × 576).
 pub struct States {
     spill: Spill,
-    /// Where each known window's states start.
-    at: BTreeMap<usize, u64>,
+    /// Where each known window's states start, one offset per block input.
+    at: BTreeMap<usize, Vec<u64>>,
     /// (1, ctx, hidden): the shape of a state.
     dims: [usize; 3],
 }
@@ -65,21 +65,22 @@ impl States {
         Ok(States { spill: Spill::new("states").map_err(spill_error)?, at: BTreeMap::new(), dims })
     }
 
-    fn put(&mut self, w: usize, states: &[Tensor]) -> Result<()> {
-        let mut first = None;
-        for s in states {
-            let at = with_f32(s, |v| self.spill.append_f32(v))?.map_err(spill_error)?;
-            first.get_or_insert(at);
-        }
-        self.at.insert(w, first.expect("the embedding's state"));
+    /// Appends `state` as window `w`'s next one.
+    fn push(&mut self, w: usize, state: &Tensor) -> Result<()> {
+        let at = with_f32(state, |v| self.spill.append_f32(v))?.map_err(spill_error)?;
+        self.at.entry(w).or_default().push(at);
         Ok(())
+    }
+
+    fn put(&mut self, w: usize, states: &[Tensor]) -> Result<()> {
+        states.iter().try_for_each(|s| self.push(w, s))
     }
 
     /// Computes `model`'s states (with `layout`) on each of the probe's windows `which` not yet
     /// known. With an `ancestor` — the states of a model whose blocks before `first` are
     /// `model`'s own — a window it knows is run only from block `first` on, on its state there:
     /// the same numbers as a run from the embedding.
-    pub fn ensure(&mut self, probe: &Probe, model: &Model, layout: Layout, which: &[usize], ancestor: Option<(&States, usize)>) -> Result<()> {
+    pub fn ensure(&mut self, probe: &Probe, model: &dyn Blocks, layout: Layout, which: &[usize], ancestor: Option<(&States, usize)>) -> Result<()> {
         for &w in which {
             if self.at.contains_key(&w) {
                 continue;
@@ -97,7 +98,7 @@ impl States {
     /// whose states these are: theirs before block `from`, the state entering it (the token
     /// embedding's own when `from` = 0: the embedding is what differs then), and `model` run
     /// from there.
-    fn derived(&self, probe: &Probe, model: &Model, w: usize, from: usize, layout: Layout) -> Result<Vec<Tensor>> {
+    fn derived(&self, probe: &Probe, model: &dyn Blocks, w: usize, from: usize, layout: Layout) -> Result<Vec<Tensor>> {
         let mut states = (0..from).map(|i| self.state(w, i)).collect::<Result<Vec<_>>>()?;
         states.push(if from == 0 { model.embed(&probe.windows[w].tokens)? } else { self.state(w, from)? });
         let x = states.last().expect("the state entering block `from`").clone();
@@ -108,29 +109,43 @@ impl States {
     /// The state entering block `i` on window `w` (i = n: the last block's output).
     pub fn state(&self, w: usize, i: usize) -> Result<Tensor> {
         let n: usize = self.dims.iter().product();
-        let at = *self.at.get(&w).expect("the window's states were computed");
-        let v = self.spill.read_f32(at + (4 * i * n) as u64, n).map_err(spill_error)?;
+        let at = self.at.get(&w).and_then(|a| a.get(i)).expect("the window's states were computed");
+        let v = self.spill.read_f32(*at, n).map_err(spill_error)?;
         Ok(Tensor::from_vec(v, &self.dims, &Device::Cpu)?)
     }
 }
 
 impl Probe {
-    /// Runs the original `model` on every window once.
-    pub fn new(model: &Model, windows: &[Vec<u32>], progress: &mut dyn FnMut(usize)) -> Result<Probe> {
+    /// Runs the original `model` on every window once, block by block (each block read once:
+    /// a streamed model decodes it once for all the windows).
+    pub fn new(model: &dyn Blocks, windows: &[Vec<u32>], progress: &mut dyn FnMut(usize)) -> Result<Probe> {
         let ctx = windows.first().map_or(2, Vec::len);
-        let positions = model.positions(ctx)?;
-        let mut out = Vec::with_capacity(windows.len());
+        let positions = Positions::new(model.config(), ctx, &Device::Cpu)?;
+        let n = model.n_blocks();
         let mut spill = Spill::new("probe").map_err(spill_error)?;
-        let mut original = States::with_dims([1, ctx, model.config.hidden_size])?;
-        for (k, w) in windows.iter().enumerate() {
-            let tokens = Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)?;
-            let all = states_of(model, &tokens, &positions, &full_layout)?;
-            let logits = model.head(all.last().expect("the output"))?;
-            let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
-            original.put(k, &all)?;
-            out.push(ProbeWindow { tokens, reference });
-            progress(k + 1);
+        let mut original = States::with_dims([1, ctx, model.config().hidden_size])?;
+        let tokens: Vec<Tensor> = windows.iter().map(|w| Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)).collect::<candle_core::Result<_>>()?;
+        let mut xs = Vec::with_capacity(windows.len());
+        for (k, t) in tokens.iter().enumerate() {
+            let x = model.embed(t)?;
+            original.push(k, &x)?;
+            xs.push(x);
         }
+        for i in 0..n {
+            let block = model.block(i)?;
+            for (k, x) in xs.iter_mut().enumerate() {
+                *x = block.forward(x, model.config(), &positions, BlockOpts::default(), &mut ())?;
+                original.push(k, x)?;
+            }
+            progress(i * windows.len() / (n + 1));
+        }
+        let mut out = Vec::with_capacity(windows.len());
+        for (x, tokens) in xs.iter().zip(tokens) {
+            let logits = model.head(x)?;
+            let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
+            out.push(ProbeWindow { tokens, reference });
+        }
+        progress(windows.len());
         Ok(Probe { positions, windows: out, original, spill })
     }
 
@@ -141,17 +156,27 @@ impl Probe {
     }
 
     /// Mean KL of `model` (with `layout`) over windows `which`, run from block `from` on the
-    /// states of `start` (the original's when None; embeddings when from = 0).
-    pub fn kl(&self, model: &Model, which: &[usize], from: usize, layout: Layout, start: Option<&States>) -> Result<f64> {
-        let n = model.blocks.len();
+    /// states of `start` (the original's when None; embeddings when from = 0). The windows go
+    /// through each block together: a block is read once (decoded once when streamed or planned).
+    pub fn kl(&self, model: &dyn Blocks, which: &[usize], from: usize, layout: Layout, start: Option<&States>) -> Result<f64> {
+        let n = model.n_blocks();
         let start = start.unwrap_or(&self.original);
+        let mut xs = which
+            .iter()
+            .map(|&w| if from == 0 { model.embed(&self.windows[w].tokens) } else { start.state(w, from) })
+            .collect::<Result<Vec<_>>>()?;
+        for i in from..n {
+            if let Some(o) = layout(i) {
+                let block = model.block(i)?;
+                for x in xs.iter_mut() {
+                    *x = block.forward(x, model.config(), &self.positions, o, &mut ())?;
+                }
+            }
+        }
         let mut total = 0.0;
         let mut count = 0usize;
-        for &w in which {
-            let win = &self.windows[w];
-            let x = if from == 0 { model.embed(&win.tokens)? } else { start.state(w, from)? };
-            let x = model.run_blocks(&x, from..n, &self.positions, layout, &mut ())?;
-            let (s, c) = self.kl_sum(model, &x, win.reference)?;
+        for (&w, x) in which.iter().zip(&xs) {
+            let (s, c) = self.kl_sum(model, x, self.windows[w].reference)?;
             total += s;
             count += c;
         }
@@ -160,7 +185,7 @@ impl Probe {
 
     /// [`Probe::kl`] from `start`'s states, also keeping `model`'s states on those windows in
     /// `record` (`start`'s before block `from`), should it become the search's parent.
-    pub fn kl_recorded(&self, model: &Model, which: &[usize], from: usize, layout: Layout, start: &States, record: &mut States) -> Result<f64> {
+    pub fn kl_recorded(&self, model: &dyn Blocks, which: &[usize], from: usize, layout: Layout, start: &States, record: &mut States) -> Result<f64> {
         let mut total = 0.0;
         let mut count = 0usize;
         for &w in which {
@@ -176,18 +201,19 @@ impl Probe {
 
 /// The states after every block from `from` on, starting from `x` entering block `from` (a
 /// removed block passes its input on).
-fn run_states(model: &Model, mut x: Tensor, from: usize, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
-    let mut states = Vec::with_capacity(model.blocks.len() - from);
-    for b in &model.blocks[from..] {
-        if let Some(o) = layout(b.index) {
-            x = b.forward(&x, &model.config, positions, o, &mut ())?;
+fn run_states(model: &dyn Blocks, mut x: Tensor, from: usize, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
+    let n = model.n_blocks();
+    let mut states = Vec::with_capacity(n - from);
+    for i in from..n {
+        if let Some(o) = layout(i) {
+            x = model.block(i)?.forward(&x, model.config(), positions, o, &mut ())?;
         }
         states.push(x.clone());
     }
     Ok(states)
 }
 
-fn states_of(model: &Model, tokens: &Tensor, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
+fn states_of(model: &dyn Blocks, tokens: &Tensor, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
     let x = model.embed(tokens)?;
     let mut states = vec![x.clone()];
     states.extend(run_states(model, x, 0, positions, layout)?);
@@ -197,9 +223,9 @@ fn states_of(model: &Model, tokens: &Tensor, positions: &Positions, layout: Layo
 impl Probe {
     /// (Σ KL, positions) of the head applied to last-block output `x` against the reference
     /// logits at `reference`: rows summed in order, as [`crate::model::kernels::kl_divergence_rows`].
-    fn kl_sum(&self, model: &Model, x: &Tensor, reference: u64) -> Result<(f64, usize)> {
+    fn kl_sum(&self, model: &dyn Blocks, x: &Tensor, reference: u64) -> Result<(f64, usize)> {
         let logits = model.head(x)?;
-        let vocab = model.config.vocab_size;
+        let vocab = model.config().vocab_size;
         let per_row = with_f32(&logits, |q| {
             let mut per_row = Vec::with_capacity(q.len() / vocab);
             for (c, q) in q.chunks(REFERENCE_ROWS * vocab).enumerate() {

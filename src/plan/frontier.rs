@@ -12,10 +12,11 @@ use serde_json::{json, Value as Json};
 use super::database::Database;
 use super::fitness::{full_layout, Probe};
 use super::lagrange::{self, Curve};
-use super::search::QuantSpace;
+use super::planned::Planned;
 use super::{Progress, Result};
 use crate::export::gguf::predicted_size;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
+use crate::model::Blocks;
 
 /// Every distinct single-type plan of `db`'s tensors `names`, in [`QUANTIZED_TYPES`]' order:
 /// (the type asked for, a level per tensor). A type that leaves every tensor where an earlier
@@ -58,14 +59,14 @@ impl Point {
 
 /// What the frontier is measured with.
 pub struct Frontier<'a> {
-    pub space: &'a QuantSpace<'a>,
+    /// The model the plans are measured on (its planned tensors' weights are not read).
+    pub base: &'a dyn Blocks,
     pub db: &'a Database,
     pub names: &'a [String],
     pub curves: &'a [Curve],
     pub probe: &'a Probe,
     pub holdout: &'a [usize],
     pub model_path: &'a Path,
-    pub n_blocks: usize,
 }
 
 impl Frontier<'_> {
@@ -102,9 +103,9 @@ impl Frontier<'_> {
     /// `levels` measured: its file's size and its KL on the hold-out windows.
     pub fn point(&self, solver: &'static str, qtype: Option<QuantType>, levels: &[usize]) -> Result<Point> {
         let types: BTreeMap<String, QuantType> = self.names.iter().zip(levels).map(|(n, &l)| (n.clone(), self.db.tensors[n].variants[l].qtype)).collect();
-        let all_blocks: Vec<usize> = (0..self.n_blocks).collect();
+        let all_blocks: Vec<usize> = (0..self.base.n_blocks()).collect();
         let size = predicted_size(self.model_path, &all_blocks, &types)?;
-        let kld = self.probe.kl(&self.space.model(levels)?, self.holdout, 0, &full_layout, None)?;
+        let kld = self.probe.kl(&Planned::of_levels(self.base, self.db, levels), self.holdout, 0, &full_layout, None)?;
         Ok(Point { solver, qtype, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld })
     }
 }

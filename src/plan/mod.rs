@@ -20,6 +20,7 @@ pub mod fitness;
 pub mod frontier;
 pub mod lagrange;
 pub mod owl;
+pub mod planned;
 pub mod search;
 pub mod sensitivity;
 pub mod sparsity;
@@ -34,12 +35,13 @@ use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::gguf::{predicted_size, PredictedSize};
-use crate::model::Model;
+use crate::model::{Blocks, Config, Weights};
 
 pub use budget::Budget;
 use database::{Database, DatabaseSettings, Kind};
 use evo::{evolve, Checkpoint, EvoSettings};
 use fitness::{full_layout, Probe};
+use planned::Planned;
 use frontier::{single_type_plans, Frontier, Point};
 use lagrange::Curve;
 use search::{QuantGenome, QuantSpace};
@@ -71,6 +73,14 @@ impl Solver {
             Budget::Sparsity(_) | Budget::DropBlocks(_) | Budget::DropSublayers(_) => Solver::Evo,
         }
     }
+}
+
+/// Whether `solver` plans `budget` from the layer database's curves and KL measurements alone
+/// (quantization budgets with lagrange or uniform): block by block, so on a streamed model, and
+/// reading only the sensitivity windows of the search pool. EvoPress, sparsity and depth search
+/// whole decoded models.
+pub fn plans_by_measurement(budget: Budget, solver: Solver) -> bool {
+    budget.is_quantization() && matches!(solver, Solver::Uniform | Solver::Lagrange)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,14 +137,18 @@ pub struct PlanOutcome {
 /// Stages reported to the progress callback: (stage, done, total, best fitness so far).
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, Option<f64>);
 
-/// Calibration windows: the database's first, then the search pool, then the hold-out.
+/// Calibration windows: the database's first, then the search pool (the part of it used), then
+/// the hold-out.
 struct Split {
     database: Windows,
     probe: Vec<Vec<u32>>,
     n_search: usize,
 }
 
-fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Result<Split> {
+/// The windows: the database's `db_windows`, then `search` for the search pool — of which only
+/// the first `used` are run (a lagrange plan measures its sensitivities on a few) — then
+/// `holdout`.
+fn split(all: &Windows, db_windows: usize, search: usize, used: usize, holdout: usize) -> Result<Split> {
     let need = db_windows + search + holdout;
     if all.len() < need {
         return Err(PlanError::Budget(format!(
@@ -144,15 +158,19 @@ fn split(all: &Windows, db_windows: usize, search: usize, holdout: usize) -> Res
         )));
     }
     let database = Windows { ctx: all.ctx, windows: all.windows[..db_windows].to_vec() };
-    let probe = all.windows[db_windows..need].to_vec();
-    Ok(Split { database, probe, n_search: search })
+    let used = used.min(search);
+    let probe = [&all.windows[db_windows..db_windows + used], &all.windows[db_windows + search..need]].concat();
+    Ok(Split { database, probe, n_search: used })
 }
 
-/// Plans `model` (loaded from `model_path`) under `opts.budget` with calibration `windows` (the
-/// text's first: the database's `database.tokens`, then the search's and the hold-out's). The model is taken:
-/// a quantization search drops the original weights of every tensor it plans once the
-/// sensitivities are measured (every candidate replaces them all).
-pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+/// Plans `model` (opened from `model_path`) under `opts.budget` with calibration `windows` (the
+/// text's first: the database's `database.tokens`, then the search's and the hold-out's). The
+/// model is taken: a quantization search drops the original weights of every tensor it plans
+/// once the sensitivities are measured (every candidate replaces them all). A streamed model
+/// takes the quantization budgets with the uniform and lagrange solvers: the database, the
+/// sensitivities and every plan's KL are made block by block; EvoPress (a whole model per
+/// candidate), sparsity and depth need it in memory.
+pub fn plan(model: Weights, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
     let t0 = Instant::now();
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
@@ -169,6 +187,14 @@ pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Window
         };
         return Err(PlanError::Budget(format!("solver {:?} does not apply to budget {}; use {allowed}", opts.solver, opts.budget).to_lowercase()));
     }
+    let by_measurement = plans_by_measurement(opts.budget, opts.solver);
+    if model.is_streamed() && !by_measurement {
+        return Err(PlanError::Budget(format!(
+            "budget {} with solver {} needs the model in memory; a streamed model (--stream on, or auto for models over about a billion parameters) is planned with quantization budgets and the lagrange or uniform solver",
+            opts.budget,
+            format!("{:?}", opts.solver).to_lowercase()
+        )));
+    }
     if let Budget::Sparsity(s) = opts.budget {
         if opts.solver == Solver::Evo && s > sparsity::max_share() {
             return Err(PlanError::Budget(format!("budget {}: evo searches shares up to {} per tensor, so the mean cannot exceed it; use uniform or owl", opts.budget, sparsity::max_share())));
@@ -181,10 +207,14 @@ pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Window
         _ => None,
     };
     let needs_db = kind.is_some();
-    let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, opts.holdout_windows)?;
-    let limits = if opts.budget.is_quantization() { Some(quant_limits(&model, model_path, opts.budget)?) } else { None };
+    // Lagrange and uniform plans draw only the sensitivities' windows from the search pool.
+    let used = if by_measurement { opts.sensitivity_windows.max(1) } else { opts.search_windows };
+    let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, used, opts.holdout_windows)?;
+    let limits = if opts.budget.is_quantization() { Some(quant_limits(model.config(), model_path, opts.budget)?) } else { None };
     let mut base = model;
-    base.tokenizer = None;
+    if let Weights::Resident(m) = &mut base {
+        m.tokenizer = None;
+    }
     let mut timings = serde_json::Map::new();
     let probe = Probe::new(&base, &sp.probe, &mut |k| progress("original logits", k, sp.probe.len(), None))?;
     let pool: Vec<usize> = (0..sp.n_search).collect();
@@ -211,7 +241,7 @@ pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Window
         Some(kind) => {
             let t = Instant::now();
             let key = database::cache_key(&inputs, &opts.database, kind);
-            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database", d, n, None))?;
+            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database (millions of weights)", d, n, None))?;
             crate::memory::release_freed();
             timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("database_cached".into(), json!(cached));
@@ -219,10 +249,11 @@ pub fn plan(model: Model, model_path: &Path, calib_path: &Path, windows: &Window
         }
         None => None,
     };
-    let mut out = match opts.budget {
-        Budget::DropBlocks(k) => depth::plan_depth(&base, model_path, &probe, &pool, &holdout, k, false, opts, progress)?,
-        Budget::DropSublayers(k) => depth::plan_depth(&base, model_path, &probe, &pool, &holdout, k, true, opts, progress)?,
-        Budget::Sparsity(s) => sparsity::plan_sparsity(&base, model_path, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
+    let mut out = match (opts.budget, &base) {
+        (Budget::DropBlocks(k), Weights::Resident(base)) => depth::plan_depth(base, model_path, &probe, &pool, &holdout, k, false, opts, progress)?,
+        (Budget::DropSublayers(k), Weights::Resident(base)) => depth::plan_depth(base, model_path, &probe, &pool, &holdout, k, true, opts, progress)?,
+        (Budget::Sparsity(s), Weights::Resident(base)) => sparsity::plan_sparsity(base, model_path, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
+        (b, _) if !b.is_quantization() => unreachable!("a streamed model was refused these budgets"),
         _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
             let db = db.as_ref().expect("built for quantization budgets");
@@ -263,8 +294,8 @@ fn unit_cost(budget: Budget) -> impl Fn(u64) -> u64 {
 }
 
 /// The planned tensors' cheapest and dearest levels, as types by name.
-fn extreme_types(model: &Model, dearest: bool) -> BTreeMap<String, QuantType> {
-    plannable_tensors(&model.config)
+fn extreme_types(config: &Config, dearest: bool) -> BTreeMap<String, QuantType> {
+    plannable_tensors(config)
         .into_iter()
         .filter_map(|(n, (_, cols))| {
             let l = database::levels(cols);
@@ -277,12 +308,12 @@ fn extreme_types(model: &Model, dearest: bool) -> BTreeMap<String, QuantType> {
 /// What the planned tensors may spend under `budget` — (bytes of everything else, the budget
 /// in the same units) — after checking that the budget lies between the smallest and the
 /// largest possible plans.
-fn quant_limits(model: &Model, model_path: &Path, budget: Budget) -> Result<(u64, u64)> {
-    let all_blocks: Vec<usize> = (0..model.blocks.len()).collect();
-    let known = plannable_tensors(&model.config);
+fn quant_limits(config: &Config, model_path: &Path, budget: Budget) -> Result<(u64, u64)> {
+    let all_blocks: Vec<usize> = (0..config.n_layers).collect();
+    let known = plannable_tensors(config);
     let cost = unit_cost(budget);
     let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 { types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum() };
-    let (floor, top) = (extreme_types(model, false), extreme_types(model, true));
+    let (floor, top) = (extreme_types(config, false), extreme_types(config, true));
     let (floor_size, top_size) = (predicted_size(model_path, &all_blocks, &floor)?, predicted_size(model_path, &all_blocks, &top)?);
     let (fixed, limit) = match budget {
         Budget::Size(n) => (floor_size.bytes - planned_cost(&floor), n),
@@ -301,7 +332,7 @@ fn quant_limits(model: &Model, model_path: &Path, budget: Budget) -> Result<(u64
 
 #[allow(clippy::too_many_arguments)]
 fn plan_quant(
-    mut base: Model,
+    mut base: Weights,
     model_path: &Path,
     db: &Database,
     probe: &Probe,
@@ -314,7 +345,7 @@ fn plan_quant(
     progress: Progress,
 ) -> Result<PlanOutcome> {
     let names: Vec<String> = db.tensors.keys().cloned().collect();
-    let all_blocks: Vec<usize> = (0..base.blocks.len()).collect();
+    let all_blocks: Vec<usize> = (0..base.n_blocks()).collect();
     let types_of = |levels: &[usize]| -> BTreeMap<String, QuantType> { names.iter().zip(levels).map(|(n, &l)| (n.clone(), db.tensors[n].variants[l].qtype)).collect() };
     let cost = unit_cost(opts.budget);
     let budget = limit.saturating_sub(fixed);
@@ -329,8 +360,10 @@ fn plan_quant(
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
             let (curves, dkl, cached) = sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), &mut |d, n| progress("sensitivity", d, n, None))?;
-            search::drop_planned_weights(&mut base, db);
-            crate::memory::release_freed();
+            if let Weights::Resident(m) = &mut base {
+                search::drop_planned_weights(m, db);
+                crate::memory::release_freed();
+            }
             timings.insert("sensitivity_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("sensitivity_cached".into(), json!(cached));
             result_json.insert("sensitivity".into(), Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()));
@@ -342,8 +375,8 @@ fn plan_quant(
                 }
                 _ => {
                     let warm = lagrange::solve(&curves, budget).expect("the budget is above the floor");
-                    if opts.solver == Solver::Evo {
-                        let space = QuantSpace::new(&base, db, curves.clone(), budget);
+                    if let (Solver::Evo, Weights::Resident(base)) = (opts.solver, &base) {
+                        let space = QuantSpace::new(base, db, curves.clone(), budget);
                         // The warm start's KL on the hold-out windows, to show what the search added.
                         let warm_kld = probe.kl(&space.model(&warm)?, holdout, 0, &full_layout, None)?;
                         result_json.insert("lagrange_kld".into(), json!(warm_kld));
@@ -365,13 +398,12 @@ fn plan_quant(
     };
     let types = types_of(&levels);
     let predicted = predicted_size(model_path, &all_blocks, &types)?;
-    let space = QuantSpace::new(&base, db, Vec::new(), 0);
     let t = Instant::now();
-    let kld = probe.kl(&space.model(&levels)?, holdout, 0, &full_layout, None)?;
+    let kld = probe.kl(&Planned::of_levels(&base, db, &levels), holdout, 0, &full_layout, None)?;
     timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
     if let Some((curves, warm)) = measured.filter(|_| opts.frontier > 0) {
         let t = Instant::now();
-        let f = Frontier { space: &space, db, names: &names, curves: &curves, probe, holdout, model_path, n_blocks: base.blocks.len() };
+        let f = Frontier { base: &base, db, names: &names, curves: &curves, probe, holdout, model_path };
         let mut points = f.measure(opts.frontier, budget, &cost, progress)?;
         if let Some((warm, warm_kld)) = warm {
             // Evo's warm start: the Lagrangian plan at the budget, already measured.
@@ -400,9 +432,8 @@ fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, bu
 }
 
 /// The smallest lagrange plan whose KL on the hold-out windows is within `target`.
-fn kld_bisection(base: &Model, db: &Database, curves: &[Curve], probe: &Probe, holdout: &[usize], target: f64, progress: Progress) -> Result<Vec<usize>> {
-    let space = QuantSpace::new(base, db, Vec::new(), 0);
-    let kl = |levels: &[usize]| -> Result<f64> { Ok(probe.kl(&space.model(levels)?, holdout, 0, &full_layout, None)?) };
+fn kld_bisection(base: &dyn Blocks, db: &Database, curves: &[Curve], probe: &Probe, holdout: &[usize], target: f64, progress: Progress) -> Result<Vec<usize>> {
+    let kl = |levels: &[usize]| -> Result<f64> { Ok(probe.kl(&Planned::of_levels(base, db, levels), holdout, 0, &full_layout, None)?) };
     let lo_cost: u64 = curves.iter().map(Curve::min_cost).sum();
     let hi_cost: u64 = curves.iter().map(Curve::max_cost).sum();
     let top = lagrange::solve(curves, hi_cost).expect("feasible");

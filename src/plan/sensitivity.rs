@@ -2,13 +2,14 @@
 //! grows as Σ_l a_l·t_l², with t_l tensor l's relative error. The database gives t_l at every
 //! level (GPTQ's ‖(W − Ŵ)X‖/‖WX‖); a_l is measured once per tensor by putting only that tensor
 //! at its worst level and measuring KL(original ‖ model) on calibration windows, rerunning only
-//! the blocks from the tensor's own on.
+//! the blocks from the tensor's own on (the variant decoded into its block as the block runs:
+//! the base may be streamed).
 
 use super::database::Database;
 use super::fitness::{full_layout, Probe};
 use super::lagrange::Curve;
-use super::search::set_weight;
-use crate::model::{Model, Result};
+use super::planned::Planned;
+use crate::model::{Blocks, Result};
 
 /// The block a tensor first affects (the block count for the output matrix: only the head).
 pub fn block_of(name: &str, n_blocks: usize) -> usize {
@@ -24,7 +25,7 @@ pub fn block_of(name: &str, n_blocks: usize) -> usize {
 /// the ΔKL found so far are kept beside it (`….partial.json`, rewritten after every tensor),
 /// and an interrupted run's are taken from there. Returns whether it came from the cache.
 pub fn load_or_measure(
-    base: &Model,
+    base: &dyn Blocks,
     db: &Database,
     probe: &Probe,
     windows: &[usize],
@@ -110,7 +111,7 @@ fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Cur
 /// `partial` file, the ΔKL measured so far are saved there after every tensor, and those
 /// found there are not measured again.
 pub fn error_curves(
-    base: &Model,
+    base: &dyn Blocks,
     db: &Database,
     probe: &Probe,
     windows: &[usize],
@@ -129,9 +130,8 @@ pub fn error_curves(
             continue;
         }
         let worst = (0..tv.variants.len()).max_by(|&a, &b| tv.variants[a].rel_error.total_cmp(&tv.variants[b].rel_error)).expect("a level");
-        let mut m = base.clone();
-        set_weight(&mut m, name, db.decoded(name, worst)?);
-        measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.blocks.len()), &full_layout, None)?);
+        let m = Planned::new(base, db, [(name.as_str(), worst)]);
+        measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.n_blocks()), &full_layout, None)?);
         if let Some(p) = partial {
             if let Err(e) = write_map(p, &measured) {
                 eprintln!("warning: could not save the sensitivities measured so far at {}: {e}", p.display());
