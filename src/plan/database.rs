@@ -4,7 +4,8 @@
 //! Two kinds of level ([`Kind`]). Types: the GGUF types the tensor's row width allows (k-quants
 //! only where rows are a multiple of 256); Q4_0 is left out, as IQ4_NL costs the same bytes with
 //! a non-uniform grid and lower error. Sparsity: the blocks' linears pruned by SparseGPT at every
-//! share of [`SPARSITY_LEVELS`], kept in F16. Linears are compressed on the original model's
+//! share of [`SPARSITY_LEVELS`], in F16, each pruned level stored as a mask and its kept values
+//! ([`super::masked`]: 0.6 of the dense F16 bytes over the ten levels). Linears are compressed on the original model's
 //! inputs (one forward per block, not sequential: the variants must not depend on each other);
 //! types by GPTQ onto their GGUF grid (imatrix-weighted grids, as `triage compress --method
 //! gptq`). The token embedding and a separate output matrix take types too, without calibrated
@@ -42,6 +43,8 @@ use crate::model::stream::Streamed;
 use crate::model::{BlockOpts, Blocks, Config, ModelError, Result};
 use crate::spill::Spill;
 
+use super::masked;
+
 /// Bumped whenever the way variants are made changes, so old cache files are not reused.
 const DATABASE_VERSION: u32 = 4;
 
@@ -50,7 +53,8 @@ const DATABASE_VERSION: u32 = 4;
 pub enum Kind {
     /// Every GGUF type a tensor's rows allow, for every plannable tensor.
     Types,
-    /// The blocks' linears at every share of [`SPARSITY_LEVELS`] (SparseGPT), in F16.
+    /// The blocks' linears at every share of [`SPARSITY_LEVELS`] (SparseGPT), in F16; the
+    /// pruned levels masked ([`super::masked`]).
     Sparsity,
 }
 
@@ -103,7 +107,8 @@ pub struct Variant {
     pub rel_error: f64,
 }
 
-/// Where a variant's encoded bytes are.
+/// Where a variant's bytes are: its `qtype`'s encoding, or for a pruned variant (`sparsity` >
+/// 0) its F16 encoding masked ([`super::masked`]).
 #[derive(Debug, Clone)]
 pub enum VariantBytes {
     Memory(Vec<u8>),
@@ -112,6 +117,11 @@ pub enum VariantBytes {
 }
 
 impl Variant {
+    /// Whether its bytes are masked ([`super::masked`]): every pruned variant's are.
+    pub fn masked(&self) -> bool {
+        self.sparsity > 0.0
+    }
+
     /// Its encoded size in bytes.
     pub fn size(&self) -> usize {
         match &self.bytes {
@@ -152,7 +162,7 @@ pub struct DatabaseSettings {
 pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
     let kind = match kind {
         Kind::Types => String::new(),
-        Kind::Sparsity => format!(" sparsity {SPARSITY_LEVELS:?}"),
+        Kind::Sparsity => format!(" sparsity {SPARSITY_LEVELS:?} masked"),
     };
     super::digest::short_key(&format!("v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}", env!("CARGO_PKG_VERSION"), s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block))
 }
@@ -214,6 +224,7 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
                     let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, Some(factor), &imp, &opts, &l.name)?;
                     let rel_error = relative_output_error(m, &w, &new_w);
                     drop(new_w);
+                    let bytes = if share(&spec) > 0.0 { masked::pack(&bytes) } else { bytes };
                     let offset = spill.lock().expect("not poisoned").append(&bytes).map_err(spill_error)?;
                     Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::At { offset, len: bytes.len() }, rel_error })
                 })
@@ -313,19 +324,33 @@ impl Database {
         read_variant(self.file.as_deref(), &self.tensors[name].variants[level])
     }
 
+    /// `name`'s variant `level` as f32 weights, row-major.
+    fn values(&self, name: &str, level: usize) -> Result<Vec<f32>> {
+        let tv = &self.tensors[name];
+        let v = &tv.variants[level];
+        let at = || PathBuf::from(format!("the layer database's variant {name}#{level}"));
+        let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: at(), error })?;
+        if v.masked() {
+            return masked::unpack(&bytes, tv.rows * tv.cols).map_err(|reason| ModelError::Gguf { path: at(), reason });
+        }
+        Ok(dequantize(v.qtype, &bytes, tv.rows * tv.cols))
+    }
+
     /// `name`'s variant `level` as a (rows, cols) f32 tensor.
     pub fn decoded(&self, name: &str, level: usize) -> Result<Tensor> {
         let tv = &self.tensors[name];
-        let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: PathBuf::from(format!("the layer database's variant {name}#{level}")), error })?;
-        let w = dequantize(tv.variants[level].qtype, &bytes, tv.rows * tv.cols);
-        Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
+        Ok(Tensor::from_vec(self.values(name, level)?, (tv.rows, tv.cols), &Device::Cpu)?)
     }
 
     /// Rows `rows` of `name`'s variant `level` as an f32 tensor, only their bytes read: a
-    /// variant's rows are encoded one after the other, each in `qtype.bytes(cols)` bytes.
+    /// variant's rows are encoded one after the other, each in `qtype.bytes(cols)` bytes (a
+    /// masked variant is decoded whole).
     pub fn rows(&self, name: &str, level: usize, rows: std::ops::Range<usize>) -> Result<Tensor> {
         let tv = &self.tensors[name];
         let v = &tv.variants[level];
+        if v.masked() {
+            return Ok(self.decoded(name, level)?.narrow(0, rows.start, rows.len())?);
+        }
         let row = v.qtype.bytes(tv.cols);
         let (start, len) = (rows.start * row, rows.len() * row);
         let bytes = match &v.bytes {
@@ -356,8 +381,10 @@ impl Database {
             let missing = || ModelError::InvalidConfig(format!("the plan puts {name} at {}, which the layer database does not hold", spec.qtype.name()));
             let tv = self.tensors.get(name).ok_or_else(missing)?;
             let level = tv.variants.iter().position(|v| v.qtype == spec.qtype && v.sparsity == share(spec)).ok_or_else(missing)?;
-            let bytes = self.bytes(name, level).map_err(io)?;
-            let zeros = dequantize(spec.qtype, &bytes, tv.rows * tv.cols).iter().filter(|&&x| x == 0.0).count();
+            let values = self.values(name, level)?;
+            let zeros = values.iter().filter(|&&x| x == 0.0).count();
+            // A masked variant goes back to its type's encoding (exactly: its values are F16).
+            let bytes = if tv.variants[level].masked() { Cow::Owned(quantize(spec.qtype, &values, tv.cols, None)) } else { self.bytes(name, level).map_err(io)? };
             report.push(TensorReport {
                 name: name.clone(),
                 qtype: spec.qtype.name().into(),
@@ -385,7 +412,8 @@ impl Database {
     }
 
     /// Writes the database as a GGUF file (one tensor per variant, `name#TYPE` or
-    /// `name#TYPE@share`), atomically, one variant's bytes in memory at a time.
+    /// `name#TYPE@share`; a masked variant as a one-dimensional F16 tensor of its bytes),
+    /// atomically, one variant's bytes in memory at a time.
     pub fn save(&self, path: &Path) -> std::result::Result<(), crate::export::gguf::ExportError> {
         let mut metadata = vec![
             ("general.architecture".to_string(), Value::String("triage-database".into())),
@@ -397,7 +425,8 @@ impl Database {
             metadata.push((format!("triage.rel_error.{name}"), Value::Array(tv.variants.iter().map(|v| Value::F64(v.rel_error)).collect())));
             for (level, v) in tv.variants.iter().enumerate() {
                 let share = if v.sparsity > 0.0 { format!("{SHARE_SEP}{}", v.sparsity) } else { String::new() };
-                names.push((format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name()), vec![tv.cols as u64, tv.rows as u64], v.qtype));
+                let ne = if v.masked() { vec![v.size() as u64 / 2] } else { vec![tv.cols as u64, tv.rows as u64] };
+                names.push((format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name()), ne, v.qtype));
                 order.push((name.as_str(), level));
             }
         }
@@ -446,6 +475,8 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
         Some(Value::String(k)) if k == key => {}
         _ => return Err(format!("it was not made for key {key}")),
     }
+    // A masked variant is one-dimensional: its tensor's shape is read off the unpruned variants.
+    let mut shapes: BTreeMap<String, Option<(usize, usize)>> = BTreeMap::new();
     let mut tensors: BTreeMap<String, TensorVariants> = BTreeMap::new();
     for info in &g.tensors {
         let bad = |what: &str| format!("variant '{}': {what}", info.name);
@@ -458,13 +489,26 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
         // The header reader checked that every tensor's bytes lie inside the file.
         let len = g.tensor_bytes(info).map_err(|e| bad(&e.to_string()))? as usize;
         let offset = g.data_offset.checked_add(info.offset).ok_or_else(|| bad("an offset past 2^64"))?;
-        let [cols, rows] = info.ne[..] else { return Err(bad("not two-dimensional")) };
-        let (cols, rows) = (cols as usize, rows as usize);
-        let tv = tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows, cols, variants: Vec::new() });
-        if (tv.rows, tv.cols) != (rows, cols) {
-            return Err(bad("a shape unlike the tensor's other variants"));
+        let variant = Variant { qtype, sparsity, bytes: VariantBytes::At { offset, len }, rel_error: 0.0 };
+        let shape = match info.ne[..] {
+            [_] if variant.masked() && qtype == QuantType::F16 => None,
+            [cols, rows] if !variant.masked() => Some((rows as usize, cols as usize)),
+            _ if variant.masked() => return Err(bad("a pruned variant that is not a masked F16 one")),
+            _ => return Err(bad("not two-dimensional")),
+        };
+        let known = shapes.entry(name.to_string()).or_insert(shape);
+        match (*known, shape) {
+            (Some(a), Some(b)) if a != b => return Err(bad("a shape unlike the tensor's other variants")),
+            (None, Some(_)) => *known = shape,
+            _ => {}
         }
-        tv.variants.push(Variant { qtype, sparsity, bytes: VariantBytes::At { offset, len }, rel_error: 0.0 });
+        tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows: 0, cols: 0, variants: Vec::new() }).variants.push(variant);
+    }
+    for (name, tv) in &mut tensors {
+        (tv.rows, tv.cols) = shapes[name].ok_or_else(|| format!("'{name}' has no unpruned variant to give its shape"))?;
+        if let Some(v) = tv.variants.iter().find(|v| v.masked() && !masked::fits(v.size(), tv.rows * tv.cols)) {
+            return Err(format!("a masked variant of '{name}' has {} bytes, which cannot pack {}×{} weights", v.size(), tv.rows, tv.cols));
+        }
     }
     for (name, tv) in &mut tensors {
         let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return Err(format!("no errors for '{name}'")) };
@@ -502,7 +546,8 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
         if have != want {
             return Some(format!("'{name}' has levels {have:?}, the code makes {want:?}"));
         }
-        if let Some(v) = tv.variants.iter().find(|v| v.size() != v.qtype.bytes(rows * cols)) {
+        let sized = |v: &Variant| if v.masked() { masked::fits(v.size(), rows * cols) } else { v.size() == v.qtype.bytes(rows * cols) };
+        if let Some(v) = tv.variants.iter().find(|v| !sized(v)) {
             return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.size()));
         }
     }
@@ -562,6 +607,41 @@ pub fn load_or_build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::gptq::GptqOptions;
+
+    /// A sparsity database keeps its pruned levels masked: saved and loaded again, every level
+    /// decodes to the same weights, with at least its share of zeros per tensor, in a file about
+    /// 0.6 of the dense F16 levels' bytes.
+    #[test]
+    fn a_sparsity_database_is_masked_and_reads_back_the_same() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let model = crate::model::Model::load(&dir).unwrap();
+        let ids: Vec<u32> = (0..64).map(|i| (i * 7 % 300) as u32).collect();
+        let windows = Windows::new(&ids, 16, None).unwrap();
+        let settings = DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default() };
+        let db = build(&model, &windows, &settings, Kind::Sparsity, "test".into(), None, &mut |_, _| {}).unwrap();
+        assert_eq!(db.mismatch(&model.config, Kind::Sparsity), None);
+        let path = std::env::temp_dir().join(format!("triage-sparsity-db-{}.gguf", std::process::id()));
+        db.save(&path).unwrap();
+        let back = Database::load(&path, "test").unwrap().unwrap();
+        assert_eq!(back.mismatch(&model.config, Kind::Sparsity), None);
+        let mut dense = 0;
+        for (name, tv) in &db.tensors {
+            let n = tv.rows * tv.cols;
+            dense += n * 2 * SPARSITY_LEVELS.len();
+            for (level, v) in tv.variants.iter().enumerate() {
+                assert_eq!(v.masked(), v.sparsity > 0.0);
+                let w = db.values(name, level).unwrap();
+                assert_eq!(back.values(name, level).unwrap(), w, "{name}#{level}");
+                assert_eq!(back.tensors[name].variants[level].rel_error, v.rel_error);
+                let zeros = w.iter().filter(|&&x| x == 0.0).count();
+                assert!(zeros as f64 >= (v.sparsity as f64 - 1e-3) * n as f64, "{name} at {}: {zeros} zeros of {n}", v.sparsity);
+            }
+        }
+        let file = std::fs::metadata(&path).unwrap().len() as f64;
+        std::fs::remove_file(&path).ok();
+        assert!(file < 0.65 * dense as f64, "{file} bytes against {dense} dense");
+    }
 
     /// Quantizing the embedding a few rows at a time into each level's place gives the bytes
     /// and the error of the whole matrix quantized at once.

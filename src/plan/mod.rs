@@ -19,6 +19,7 @@ pub mod evo;
 pub mod fitness;
 pub mod frontier;
 pub mod lagrange;
+pub mod masked;
 pub mod owl;
 pub mod planned;
 pub mod search;
