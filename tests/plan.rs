@@ -287,6 +287,39 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("sparsity=0.95", &["--solver", "evo"], "evo searches shares up to 0.9");
     fails("bpw=6", &["--method", "rtn"], "--method rtn needs --requantize");
     fails("bpw=6", &["--imatrix", "any.imatrix"], "--imatrix needs --requantize");
+    fails("bpw=6", &["--types", "Q4_1,F16"], "F16 is not a quantized type");
+    fails("bpw=6", &["--types", "Q4_K,Q6_K"], "--types Q4_K,Q6_K: blk.0.attn_k.weight has rows of 64 weights, which none of them fits");
+    fails("sparsity=0.5", &["--types", "Q4_1"], "--types chooses the levels of quantization budgets");
+}
+
+#[test]
+fn a_types_menu_is_the_only_levels_a_plan_takes() {
+    let d = tmp_dir("menu");
+    let json = d.join("menu.json");
+    // In any order, once each: one menu, one cache key.
+    ok(run(&d, "plan", &json, "bpw=6", &["--types", "q8_0,Q4_1,Q8_0", "--frontier", "0"]));
+    let plan = read_json(&json);
+    assert_eq!(plan["settings"]["database"]["types"], serde_json::json!(["Q4_1", "Q8_0"]));
+    let types: Vec<&str> = plan["tensors"].as_object().unwrap().values().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(types.len(), 3 * 7 + 2);
+    assert!(types.contains(&"Q4_1") && types.contains(&"Q8_0") && types.iter().all(|t| ["Q4_1", "Q8_0"].contains(t)), "{types:?}");
+    assert!(plan["predicted"]["bits_per_weight"].as_f64().unwrap() <= 6.0);
+    let databases = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d.join("cache")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+        v.sort();
+        v
+    };
+    let menu_db = databases();
+    assert_eq!(menu_db.len(), 1);
+    let (db, _) = triage::model::gguf_file::GgufFile::read(&menu_db[0]).unwrap();
+    assert_eq!(db.tensors.len(), 2 * (3 * 7 + 2), "two levels of every tensor");
+    ok(run(&d, "plan", &d.join("again.json"), "bpw=6", &["--types", "Q4_1,Q8_0", "--frontier", "0"]));
+    assert_eq!(read_json(&d.join("again.json"))["timings"]["database_cached"], true);
+    // The whole menu is another database.
+    ok(run(&d, "plan", &d.join("all.json"), "bpw=6", &["--frontier", "0"]));
+    assert_eq!(databases().len(), 2);
+    assert!(read_json(&d.join("all.json"))["settings"]["database"].get("types").is_none());
+    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::compress::gptq::GptqOptions;
 use crate::data::Windows;
+use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::model::{Streaming, Weights};
 use crate::plan::database::{default_cache_dir, DatabaseSettings};
 use crate::plan::evo::EvoSettings;
@@ -48,6 +49,13 @@ pub struct SearchArgs {
     /// plan.json's "frontier" and the report's size–KL plot. 0: none.
     #[arg(long, default_value_t = 4)]
     pub frontier: usize,
+    /// The types a quantization budget may give a tensor, comma-separated (default: every
+    /// quantized type but Q4_0, from IQ2_XS to Q8_0, each where the tensor's rows fit it). A
+    /// shorter menu builds a smaller layer database, and a faster one without the vector grids
+    /// (IQ2_*, IQ3_*), whose grid search takes most of its time; e.g. the k-quants and Q8_0, as
+    /// llama.cpp's mixes use: --types Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 (every tensor must fit one).
+    #[arg(long, value_delimiter = ',', value_parser = parse_level)]
+    pub types: Option<Vec<QuantType>>,
     /// Folder caching layer databases (default: $TRIAGE_CACHE, $XDG_CACHE_HOME/triage or ~/.cache/triage).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -133,6 +141,16 @@ pub struct PlanArgs {
     pub search: SearchArgs,
 }
 
+/// A quantized type named in --types.
+fn parse_level(s: &str) -> std::result::Result<QuantType, String> {
+    let t = QuantType::parse(s)?;
+    if !QUANTIZED_TYPES.contains(&t) {
+        let known: Vec<&str> = QUANTIZED_TYPES.iter().map(|t| t.name()).collect();
+        return Err(format!("{} is not a quantized type; the levels are {}", t.name(), known.join(", ")));
+    }
+    Ok(t)
+}
+
 /// Opens the model for a budget's planner: streamed where `stream` allows it and the budget
 /// and solver can be planned streamed, else whole — refused in one line, before loading, when
 /// its f32 weights exceed `limit` bytes (`limit_is`: where that limit comes from).
@@ -169,7 +187,8 @@ pub fn run_planner(model: Weights, model_path: &Path, calib: &Path, budget: &str
     let opts = PlanOptions {
         budget,
         solver: s.solver.unwrap_or(Solver::default_for(budget)),
-        database: DatabaseSettings { tokens, ctx, gptq },
+        // One menu, one cache key, whatever the order it was written in.
+        database: DatabaseSettings { tokens, ctx, gptq, types: s.types.clone().map(|mut t| { t.sort(); t.dedup(); t }) },
         cache_dir,
         evo: EvoSettings { generations: s.generations, offspring: s.offspring, seed: s.seed, ..EvoSettings::default() },
         search_windows: s.search_windows,

@@ -88,10 +88,10 @@ const CACHE_KEY: &str = "fuzz";
 /// round-to-nearest) in the format `triage plan` caches.
 fn tiny_database(model: &Model) -> Result<Database, String> {
     let mut tensors = BTreeMap::new();
-    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types) {
+    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None) {
         let w = tensor_of(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
         let w = with_f32(w, <[f32]>::to_vec).map_err(|e| e.to_string())?;
-        let variants = levels(cols).into_iter().map(|t| Variant { qtype: t, sparsity: 0.0, bytes: VariantBytes::Memory(quantize(t, &w, cols, None)), rel_error: 0.1 }).collect();
+        let variants = levels(cols, None).into_iter().map(|t| Variant { qtype: t, sparsity: 0.0, bytes: VariantBytes::Memory(quantize(t, &w, cols, None)), rel_error: 0.1 }).collect();
         tensors.insert(name, TensorVariants { rows, cols, variants });
     }
     Ok(Database::new(CACHE_KEY.into(), tensors))
@@ -115,7 +115,7 @@ fn database_family(model: &Arc<Model>, scratch: &Scratch) -> Result<Family, Stri
     let model = Arc::clone(model);
     let check = move |_: usize, b: &[u8]| {
         let db = Database::parse(&mut std::io::Cursor::new(b), b.len() as u64, CACHE_KEY)?;
-        db.mismatch(&model.config, Kind::Types).map_or(Ok(()), Err)
+        db.mismatch(&model.config, Kind::Types, None).map_or(Ok(()), Err)
     };
     Ok(Family { name: "database-cache", seeds: vec![Seed::new("database.gguf", bytes, Layout::Gguf)], input: mutate, check: Box::new(check) })
 }

@@ -3,7 +3,7 @@
 //!
 //! Two kinds of level ([`Kind`]). Types: the GGUF types the tensor's row width allows (k-quants
 //! only where rows are a multiple of 256); Q4_0 is left out, as IQ4_NL costs the same bytes with
-//! a non-uniform grid and lower error. Sparsity: the blocks' linears pruned by SparseGPT at every
+//! a non-uniform grid and lower error; or only those of a menu (`--types`). Sparsity: the blocks' linears pruned by SparseGPT at every
 //! share of [`SPARSITY_LEVELS`], in F16, each pruned level stored as a mask and its kept values
 //! ([`super::masked`]: 0.6 of the dense F16 bytes over the ten levels). Linears are compressed on the original model's
 //! inputs (one forward per block, not sequential: the variants must not depend on each other);
@@ -62,10 +62,11 @@ pub enum Kind {
 /// may go in a searched plan.
 pub const SPARSITY_LEVELS: [f32; 10] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0];
 
-/// The variants a linear with rows of `cols` gets in a database of `kind`, cheapest first.
-fn specs(kind: Kind, cols: usize) -> Vec<TensorSpec> {
+/// The variants a linear with rows of `cols` gets in a database of `kind` (types from `menu`),
+/// cheapest first.
+fn specs(kind: Kind, cols: usize, menu: Menu) -> Vec<TensorSpec> {
     match kind {
-        Kind::Types => levels(cols).into_iter().map(|t| TensorSpec { qtype: t, sparsity: None }).collect(),
+        Kind::Types => levels(cols, menu).into_iter().map(|t| TensorSpec { qtype: t, sparsity: None }).collect(),
         Kind::Sparsity => SPARSITY_LEVELS.iter().map(|&p| TensorSpec { qtype: QuantType::F16, sparsity: (p > 0.0).then_some(Sparsity::Unstructured(p)) }).collect(),
     }
 }
@@ -78,20 +79,24 @@ fn share(spec: &TensorSpec) -> f32 {
     }
 }
 
-/// The tensors a database of `kind` holds, with their (rows, cols).
-pub fn database_tensors(config: &Config, kind: Kind) -> BTreeMap<String, (usize, usize)> {
+/// The tensors a database of `kind` (types from `menu`) holds, with their (rows, cols).
+pub fn database_tensors(config: &Config, kind: Kind, menu: Menu) -> BTreeMap<String, (usize, usize)> {
     plannable_tensors(config)
         .into_iter()
         .filter(|(name, (_, cols))| match kind {
-            Kind::Types => !levels(*cols).is_empty(),
+            Kind::Types => !levels(*cols, menu).is_empty(),
             Kind::Sparsity => name.starts_with("blk."),
         })
         .collect()
 }
 
-/// The levels a tensor with rows of `cols` may take, cheapest first.
-pub fn levels(cols: usize) -> Vec<QuantType> {
-    let mut l: Vec<QuantType> = allowed_types(cols).into_iter().filter(|&t| t != QuantType::Q4_0).collect();
+/// The types a types database draws its levels from: Some(a menu), or None for every
+/// quantized type but Q4_0.
+pub type Menu<'a> = Option<&'a [QuantType]>;
+
+/// The levels a tensor with rows of `cols` may take from `menu`, cheapest first.
+pub fn levels(cols: usize, menu: Menu) -> Vec<QuantType> {
+    let mut l: Vec<QuantType> = allowed_types(cols).into_iter().filter(|t| menu.map_or(*t != QuantType::Q4_0, |m| m.contains(t))).collect();
     l.sort_by(|a, b| a.bits_per_weight().total_cmp(&b.bits_per_weight()).then(a.ggml_id().cmp(&b.ggml_id())));
     l
 }
@@ -155,14 +160,32 @@ pub struct DatabaseSettings {
     pub tokens: usize,
     pub ctx: usize,
     pub gptq: GptqOptions,
+    /// The types' menu (`--types`); None: every quantized type but Q4_0.
+    pub types: Option<Vec<QuantType>>,
+}
+
+impl DatabaseSettings {
+    pub fn menu(&self) -> Menu<'_> {
+        self.types.as_deref()
+    }
+}
+
+/// Why `menu` cannot serve a model of `config` (None: it can): a tensor that some type fits
+/// but none of the menu's, which would keep its source type instead of being planned.
+pub fn menu_mismatch(config: &Config, menu: &[QuantType]) -> Option<String> {
+    let names = |m: &[QuantType]| m.iter().map(|t| t.name()).collect::<Vec<_>>().join(",");
+    plannable_tensors(config).into_iter().find(|(_, (_, cols))| levels(*cols, Some(menu)).is_empty() && !levels(*cols, None).is_empty()).map(|(name, (_, cols))| {
+        format!("--types {}: {name} has rows of {cols} weights, which none of them fits (it fits {})", names(menu), names(&levels(cols, None)))
+    })
 }
 
 /// The cache key: the program's and the format's versions, model bytes and calibration text
 /// ([`super::digest::inputs_digest`]), kind and settings.
 pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
-    let kind = match kind {
-        Kind::Types => String::new(),
-        Kind::Sparsity => format!(" sparsity {SPARSITY_LEVELS:?} masked"),
+    let kind = match (kind, &s.types) {
+        (Kind::Types, None) => String::new(),
+        (Kind::Types, Some(menu)) => format!(" types {}", menu.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")),
+        (Kind::Sparsity, _) => format!(" sparsity {SPARSITY_LEVELS:?} masked"),
     };
     super::digest::short_key(&format!("v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}", env!("CARGO_PKG_VERSION"), s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block))
 }
@@ -185,7 +208,8 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
     let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
     let mut tensors = BTreeMap::new();
     let n = model.n_blocks();
-    let all = database_tensors(model.config(), kind);
+    let menu = settings.menu();
+    let all = database_tensors(model.config(), kind, menu);
     let total = all.values().map(|(r, c)| r * c).sum::<usize>().div_ceil(MILLION);
     let mut done_weights = 0usize;
     progress(0, total);
@@ -194,7 +218,7 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
         let prefix = format!("blk.{i}.");
         let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(name, &shape)| (name.clone(), shape)).collect();
-        let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind).is_none());
+        let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind, menu).is_none());
         if let Some(db) = resumed {
             eprintln!("resuming the layer database: block {i} was built by an interrupted run");
             done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
@@ -207,14 +231,14 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
         let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
                 let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
         let mut factors = Factors::default();
-        for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features()).is_empty()) {
+        for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features(), menu).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;
             let imp = importance(m, None, &l.name);
             // Every level's GPTQ (or SparseGPT) runs on the same factorization of H: the
             // database's levels share their act-order setting.
-            let specs = specs(kind, cols);
+            let specs = specs(kind, cols, menu);
             let factor = factors.of(m, opts.gptq, sparsegpt_of(&specs[0], &opts))?;
             // Each level's bytes go to the spill file as soon as they are made.
             let spill = std::sync::Mutex::new(&mut spill);
@@ -246,7 +270,7 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
     drop(runner);
     for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| !name.starts_with("blk.")) {
         let before = done_weights;
-        let variants = matrix_levels(model, &name, rows, cols, &mut spill, MATRIX_CHUNK_BYTES, &mut |r| progress((before + r * cols) / MILLION, total))?;
+        let variants = matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, &mut |r| progress((before + r * cols) / MILLION, total))?;
         tensors.insert(name, TensorVariants { rows, cols, variants });
         done_weights += rows * cols;
     }
@@ -264,8 +288,9 @@ const MATRIX_CHUNK_BYTES: usize = 64 << 20;
 /// each chunk quantized at every level into the level's place in `spill` (rows are quantized
 /// independently, so the bytes are those of the whole matrix), with ‖W − Ŵ‖/‖W‖ summed along.
 /// `progress(rows)` after each chunk.
-fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, spill: &mut Spill, chunk_bytes: usize, progress: &mut dyn FnMut(usize)) -> Result<Vec<Variant>> {
-    let types = levels(cols);
+#[allow(clippy::too_many_arguments)]
+fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu: Menu, spill: &mut Spill, chunk_bytes: usize, progress: &mut dyn FnMut(usize)) -> Result<Vec<Variant>> {
+    let types = levels(cols, menu);
     let places: Vec<(QuantType, u64, usize)> = types.iter().map(|&t| (t, t.bytes(rows * cols))).map(|(t, len)| (t, spill.reserve(len as u64), len)).collect();
     let chunk = (chunk_bytes / (4 * cols)).max(1);
     let mut norm = 0f64;
@@ -462,9 +487,10 @@ impl Database {
         Ok(Database::new(key.to_string(), tensors))
     }
 
-    /// Why this database cannot serve a model of `config` as a database of `kind` (None: it can).
-    pub fn mismatch(&self, config: &Config, kind: Kind) -> Option<String> {
-        mismatch(&self.tensors, &database_tensors(config, kind), kind)
+    /// Why this database cannot serve a model of `config` as a database of `kind` with types
+    /// from `menu` (None: it can).
+    pub fn mismatch(&self, config: &Config, kind: Kind, menu: Menu) -> Option<String> {
+        mismatch(&self.tensors, &database_tensors(config, kind, menu), kind, menu)
     }
 }
 
@@ -528,7 +554,7 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
 /// Why `tensors` are not a database of `kind` for the `expected` tensors and shapes (None:
 /// they are): every expected tensor, with its shape and exactly the levels the code makes, in
 /// order, each variant of its type's size.
-fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<String, (usize, usize)>, kind: Kind) -> Option<String> {
+fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<String, (usize, usize)>, kind: Kind, menu: Menu) -> Option<String> {
     if !tensors.keys().eq(expected.keys()) {
         return Some(format!("it holds {} tensors, {} are expected", tensors.len(), expected.len()));
     }
@@ -538,9 +564,9 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
             return Some(format!("'{name}' is {}×{}, the model's is {rows}×{cols}", tv.rows, tv.cols));
         }
         let want: Vec<(QuantType, f32)> = if name.starts_with("blk.") {
-            specs(kind, cols).iter().map(|s| (s.qtype, share(s))).collect()
+            specs(kind, cols, menu).iter().map(|s| (s.qtype, share(s))).collect()
         } else {
-            levels(cols).into_iter().map(|t| (t, 0.0)).collect()
+            levels(cols, menu).into_iter().map(|t| (t, 0.0)).collect()
         };
         let have: Vec<(QuantType, f32)> = tv.variants.iter().map(|v| (v.qtype, v.sparsity)).collect();
         if have != want {
@@ -577,7 +603,7 @@ pub fn load_or_build(
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     if let Some(p) = path.as_deref() {
-        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model.config(), kind)) {
+        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model.config(), kind, settings.menu())) {
             Some(why) => Err(why),
             None => Ok(db),
         });
@@ -618,13 +644,13 @@ mod tests {
         let model = crate::model::Model::load(&dir).unwrap();
         let ids: Vec<u32> = (0..64).map(|i| (i * 7 % 300) as u32).collect();
         let windows = Windows::new(&ids, 16, None).unwrap();
-        let settings = DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default() };
+        let settings = DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default(), types: None };
         let db = build(&model, &windows, &settings, Kind::Sparsity, "test".into(), None, &mut |_, _| {}).unwrap();
-        assert_eq!(db.mismatch(&model.config, Kind::Sparsity), None);
+        assert_eq!(db.mismatch(&model.config, Kind::Sparsity, None), None);
         let path = std::env::temp_dir().join(format!("triage-sparsity-db-{}.gguf", std::process::id()));
         db.save(&path).unwrap();
         let back = Database::load(&path, "test").unwrap().unwrap();
-        assert_eq!(back.mismatch(&model.config, Kind::Sparsity), None);
+        assert_eq!(back.mismatch(&model.config, Kind::Sparsity, None), None);
         let mut dense = 0;
         for (name, tv) in &db.tensors {
             let n = tv.rows * tv.cols;
@@ -656,8 +682,8 @@ mod tests {
         for chunk_bytes in [7 * 4 * cols, usize::MAX / 8] {
             let mut spill = Spill::new("test").unwrap();
             spill.append(b"leading bytes").unwrap();
-            let variants = matrix_levels(&model, "token_embd.weight", rows, cols, &mut spill, chunk_bytes, &mut |_| {}).unwrap();
-            assert_eq!(variants.iter().map(|v| v.qtype).collect::<Vec<_>>(), levels(cols));
+            let variants = matrix_levels(&model, "token_embd.weight", rows, cols, None, &mut spill, chunk_bytes, &mut |_| {}).unwrap();
+            assert_eq!(variants.iter().map(|v| v.qtype).collect::<Vec<_>>(), levels(cols, None));
             let file = spill.reader().unwrap();
             for v in &variants {
                 let bytes = quantize(v.qtype, &w, cols, None);

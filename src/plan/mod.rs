@@ -211,7 +211,15 @@ pub fn plan(model: Weights, model_path: &Path, calib_path: &Path, windows: &Wind
     // Lagrange and uniform plans draw only the sensitivities' windows from the search pool.
     let used = if by_measurement { opts.sensitivity_windows.max(1) } else { opts.search_windows };
     let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, used, opts.holdout_windows)?;
-    let limits = if opts.budget.is_quantization() { Some(quant_limits(model.config(), model_path, opts.budget)?) } else { None };
+    if let Some(menu) = &opts.database.types {
+        if kind != Some(Kind::Types) {
+            return Err(PlanError::Budget(format!("--types chooses the levels of quantization budgets (bpw=, size=, kld<=); budget {} does not use them", opts.budget)));
+        }
+        if let Some(why) = database::menu_mismatch(model.config(), menu) {
+            return Err(PlanError::Budget(why));
+        }
+    }
+    let limits = if opts.budget.is_quantization() { Some(quant_limits(model.config(), model_path, opts.budget, opts.database.menu())?) } else { None };
     let mut base = model;
     if let Weights::Resident(m) = &mut base {
         m.tokenizer = None;
@@ -269,10 +277,14 @@ pub fn plan(model: Weights, model_path: &Path, calib_path: &Path, windows: &Wind
     j.insert("timings".into(), Json::Object(timings));
     j.insert("budget".into(), json!(opts.budget.to_string()));
     j.insert("solver".into(), serde_json::to_value(opts.solver).expect("serializable"));
+    let mut database_json = json!({"tokens": db_windows * windows.ctx, "ctx": windows.ctx, "damp": opts.database.gptq.damp, "act_order": opts.database.gptq.act_order});
+    if let Some(menu) = &opts.database.types {
+        database_json["types"] = json!(menu.iter().map(|t| t.name()).collect::<Vec<_>>());
+    }
     j.insert(
         "settings".into(),
         json!({
-            "database": {"tokens": db_windows * windows.ctx, "ctx": windows.ctx, "damp": opts.database.gptq.damp, "act_order": opts.database.gptq.act_order},
+            "database": database_json,
             "evo": opts.evo,
             "search_windows": opts.search_windows,
             "holdout_windows": opts.holdout_windows,
@@ -294,12 +306,12 @@ fn unit_cost(budget: Budget) -> impl Fn(u64) -> u64 {
     }
 }
 
-/// The planned tensors' cheapest and dearest levels, as types by name.
-fn extreme_types(config: &Config, dearest: bool) -> BTreeMap<String, QuantType> {
+/// The planned tensors' cheapest and dearest levels of `menu`, as types by name.
+fn extreme_types(config: &Config, dearest: bool, menu: database::Menu) -> BTreeMap<String, QuantType> {
     plannable_tensors(config)
         .into_iter()
         .filter_map(|(n, (_, cols))| {
-            let l = database::levels(cols);
+            let l = database::levels(cols, menu);
             let t = if dearest { l.last() } else { l.first() };
             t.map(|&t| (n, t))
         })
@@ -309,12 +321,12 @@ fn extreme_types(config: &Config, dearest: bool) -> BTreeMap<String, QuantType> 
 /// What the planned tensors may spend under `budget` — (bytes of everything else, the budget
 /// in the same units) — after checking that the budget lies between the smallest and the
 /// largest possible plans.
-fn quant_limits(config: &Config, model_path: &Path, budget: Budget) -> Result<(u64, u64)> {
+fn quant_limits(config: &Config, model_path: &Path, budget: Budget, menu: database::Menu) -> Result<(u64, u64)> {
     let all_blocks: Vec<usize> = (0..config.n_layers).collect();
     let known = plannable_tensors(config);
     let cost = unit_cost(budget);
     let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 { types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum() };
-    let (floor, top) = (extreme_types(config, false), extreme_types(config, true));
+    let (floor, top) = (extreme_types(config, false, menu), extreme_types(config, true, menu));
     let (floor_size, top_size) = (predicted_size(model_path, &all_blocks, &floor)?, predicted_size(model_path, &all_blocks, &top)?);
     let (fixed, limit) = match budget {
         Budget::Size(n) => (floor_size.bytes - planned_cost(&floor), n),
@@ -326,7 +338,8 @@ fn quant_limits(config: &Config, model_path: &Path, budget: Budget) -> Result<(u
         return Err(PlanError::Budget(format!("budget {budget} is below the smallest possible plan ({}: every tensor at its cheapest type)", describe(&floor_size))));
     }
     if limit != u64::MAX && limit > fixed + planned_cost(&top) {
-        return Err(PlanError::Budget(format!("budget {budget} is above the largest possible plan ({}: every tensor Q8_0); use triage compress --type Q8_0 or F16", describe(&top_size))));
+        let top = if menu.is_some() { "every tensor at its dearest type of --types" } else { "every tensor Q8_0" };
+        return Err(PlanError::Budget(format!("budget {budget} is above the largest possible plan ({}: {top}); use triage compress --type Q8_0 or F16", describe(&top_size))));
     }
     Ok((fixed, limit))
 }
