@@ -5,6 +5,7 @@
 #   SCALE_DIR=/tmp/scale scripts/bench_scale.sh          # the whole 32-block model (16 GB on disk)
 #   SCALE_BLOCKS=4 scripts/bench_scale.sh                # a cut: 4 blocks, each the 8B's size
 #   SCALE_BLOCKS=1 SCALE_ROWS="plan" scripts/bench_scale.sh   # only the rows named
+#   SCALE_PLAN_ARGS="--types Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0" ...  # more arguments for plan
 # Needs a Python with numpy ($PYTHON, default .venv/bin/python: scripts/setup_python.sh), the
 # tokenizers (scripts/fetch_tokenizers.sh), a release build, and llama.cpp
 # (scripts/build_llama_cpp.sh) to load the file written.
@@ -31,14 +32,14 @@ run compress "$T" compress --model "$DIR" --calib assets/calib.txt --type Q4_K -
 run hf "$T" compress --model "$DIR" --calib assets/calib.txt --tokens 512 --drop-blocks 2 --hf-dtype bf16 --out "$RUNS/drop2-hf"
 # Planned streamed (the default for this size): the layer database (every tensor at every type),
 # one sensitivity window per tensor, the plan's KL on 4 hold-out windows; no frontier.
-run plan "$T" plan --model "$DIR" --calib assets/calib.txt --budget bpw=4.5 --solver lagrange --tokens 1024 --frontier 0 --no-cache --out "$RUNS/plan.json"
+run plan "$T" plan --model "$DIR" --calib assets/calib.txt --budget bpw=4.5 --solver lagrange --tokens 1024 --frontier 0 --no-cache ${SCALE_PLAN_ARGS:-} --out "$RUNS/plan.json"
 loads=no
 if [ -x tools/llama.cpp/bin/llama-perplexity ] && [ -f "$RUNS/q4k.gguf" ]; then
     tools/llama.cpp/bin/llama-perplexity -m "$RUNS/q4k.gguf" -f assets/eval.txt -c 128 --chunks 1 -t 2 >"$RUNS/llama.log" 2>&1 && loads=yes
 fi
-python3 - "$RUNS" "$BLOCKS" "$loads" "$ROWS" <<'PY'
+python3 - "$RUNS" "$BLOCKS" "$loads" "$ROWS" "${SCALE_PLAN_ARGS:-}" <<'PY'
 import json, re, sys
-runs, blocks, loads, rows = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split()
+runs, blocks, loads, rows, plan_args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5]
 def stat(name):
     log = open(f"{runs}/{name}.log").read()
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log).group(1)
@@ -48,7 +49,7 @@ def stat(name):
     return secs, rss
 print(f"| command (Llama-3.1-8B shape, {blocks} blocks, streamed) | wall s | wall s / blocks | peak RSS GiB |")
 print("|---|---:|---:|---:|")
-for name, what in [("eval", "eval, 2 windows of 512"), ("profile", "profile --tokens 1024"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)"), ("hf", "compress --drop-blocks 2 to a bf16 Hugging Face folder"), ("plan", "plan --budget bpw=4.5 --solver lagrange --tokens 1024")]:
+for name, what in [("eval", "eval, 2 windows of 512"), ("profile", "profile --tokens 1024"), ("compress", "compress --type Q4_K --tokens 2048 (GPTQ)"), ("hf", "compress --drop-blocks 2 to a bf16 Hugging Face folder"), ("plan", f"plan --budget bpw=4.5 --solver lagrange --tokens 1024 {plan_args}".strip())]:
     if name in rows:
         s, r = stat(name)
         print(f"| {what} | {s:.0f} | {s / blocks:.1f} | {r:.2f} |")
