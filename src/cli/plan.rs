@@ -51,8 +51,8 @@ pub struct SearchArgs {
     pub frontier: usize,
     /// The types a quantization budget may give a tensor, comma-separated (default: every
     /// quantized type but Q4_0, from IQ2_XS to Q8_0, each where the tensor's rows fit it). A
-    /// shorter menu builds a smaller layer database, and a faster one without the vector grids
-    /// (IQ2_*, IQ3_*), whose grid search takes most of its time; e.g. the k-quants and Q8_0, as
+    /// shorter menu builds a smaller layer database, and a faster one without the i-quants
+    /// (IQ2_* to IQ4_*), whose searches take most of its time; e.g. the k-quants and Q8_0, as
     /// llama.cpp's mixes use: --types Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 (every tensor must fit one).
     #[arg(long, value_delimiter = ',', value_parser = parse_level)]
     pub types: Option<Vec<QuantType>>,
