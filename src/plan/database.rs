@@ -3,10 +3,11 @@
 //!
 //! Two kinds of level ([`Kind`]). Types: the GGUF types the tensor's row width allows (k-quants
 //! only where rows are a multiple of 256); Q4_0 is left out, as IQ4_NL costs the same bytes with
-//! a non-uniform grid and lower error; or only those of a menu (`--types`). Sparsity: the blocks' linears pruned by SparseGPT at every
-//! share of [`SPARSITY_LEVELS`], in F16, each pruned level stored as a mask and its kept values
-//! ([`super::masked`]: 0.6 of the dense F16 bytes over the ten levels). Linears are compressed on the original model's
-//! inputs (one forward per block, not sequential: the variants must not depend on each other);
+//! a non-uniform grid and lower error; or only those of a menu (`--types`). Sparsity: the
+//! blocks' linears pruned by SparseGPT at every share of [`SPARSITY_LEVELS`], in F16, each pruned
+//! level stored as a mask and its kept values ([`super::masked`]: 0.6 of the dense F16 bytes
+//! over the ten levels). Linears are compressed on the original model's inputs (one forward per
+//! block, not sequential: the variants must not depend on each other);
 //! types by GPTQ onto their GGUF grid (imatrix-weighted grids, as `triage compress --method
 //! gptq`). The token embedding and a separate output matrix take types too, without calibrated
 //! rounding, as in `triage compress`.
