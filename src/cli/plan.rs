@@ -80,7 +80,7 @@ pub struct SearchArgs {
 /// calibration windows is within T).
 ///
 /// Quantization budgets first build the layer database — every tensor at every GGUF type its
-/// rows allow, by GPTQ on the calibration text's first --tokens tokens (cached on disk by model,
+/// rows allow (or only those of --types), by GPTQ on the calibration text's first --tokens tokens (cached on disk by model,
 /// text and settings, so the next budget costs only the solver). Then: lagrange, the default
 /// (each tensor's sensitivity measured once, errors a·t², bisection on λ, leftover bytes spent
 /// greedily — the budget is met within one step), uniform (one type), or evo (EvoPress,
@@ -96,6 +96,10 @@ pub struct SearchArgs {
 ///
 /// Example: triage plan --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt
 /// --budget size=93510464 --out plan.json
+///
+/// Example (an 8B model, k-quant levels only: a database several times faster to build):
+/// triage plan --model DIR --calib assets/calib.txt --budget bpw=4.5 --types
+/// Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 --out plan.json
 ///
 /// Example (60% of the weights pruned, EvoPress): triage compress --model M.gguf --calib
 /// assets/calib.txt --budget sparsity=0.6 --out sparse.gguf
