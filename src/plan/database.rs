@@ -335,6 +335,11 @@ fn read_variant<'a>(file: Option<&File>, v: &'a Variant) -> io::Result<Cow<'a, [
     })
 }
 
+/// How errors name a database variant.
+fn variant_path(name: &str, level: usize) -> PathBuf {
+    PathBuf::from(format!("the layer database's variant {name}#{level}"))
+}
+
 const VARIANT_SEP: char = '#';
 /// Separates a sparse variant's type from its share: `name#F16@0.6`.
 const SHARE_SEP: char = '@';
@@ -352,14 +357,18 @@ impl Database {
 
     /// `name`'s variant `level` as f32 weights, row-major.
     fn values(&self, name: &str, level: usize) -> Result<Vec<f32>> {
+        let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
+        self.decode(name, level, &bytes)
+    }
+
+    /// The f32 weights of `name`'s variant `level`, from its `bytes`.
+    fn decode(&self, name: &str, level: usize, bytes: &[u8]) -> Result<Vec<f32>> {
         let tv = &self.tensors[name];
         let v = &tv.variants[level];
-        let at = || PathBuf::from(format!("the layer database's variant {name}#{level}"));
-        let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: at(), error })?;
         if v.masked() {
-            return masked::unpack(&bytes, tv.rows * tv.cols).map_err(|reason| ModelError::Gguf { path: at(), reason });
+            return masked::unpack(bytes, tv.rows * tv.cols).map_err(|reason| ModelError::Gguf { path: variant_path(name, level), reason });
         }
-        Ok(dequantize(v.qtype, &bytes, tv.rows * tv.cols))
+        Ok(dequantize(v.qtype, bytes, tv.rows * tv.cols))
     }
 
     /// `name`'s variant `level` as a (rows, cols) f32 tensor.
@@ -384,7 +393,7 @@ impl Database {
             VariantBytes::At { offset, .. } => {
                 let mut b = vec![0u8; len];
                 let file = self.file.as_deref().expect("a database with stored variants has a file");
-                file.read_exact_at(&mut b, offset + start as u64).map_err(|error| ModelError::Io { path: PathBuf::from(format!("the layer database's variant {name}#{level}")), error })?;
+                file.read_exact_at(&mut b, offset + start as u64).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
                 Cow::Owned(b)
             }
         };
@@ -407,10 +416,11 @@ impl Database {
             let missing = || ModelError::InvalidConfig(format!("the plan puts {name} at {}, which the layer database does not hold", spec.qtype.name()));
             let tv = self.tensors.get(name).ok_or_else(missing)?;
             let level = tv.variants.iter().position(|v| v.qtype == spec.qtype && v.sparsity == share(spec)).ok_or_else(missing)?;
-            let values = self.values(name, level)?;
+            let bytes = self.bytes(name, level).map_err(io)?;
+            let values = self.decode(name, level, &bytes)?;
             let zeros = values.iter().filter(|&&x| x == 0.0).count();
             // A masked variant goes back to its type's encoding (exactly: its values are F16).
-            let bytes = if tv.variants[level].masked() { Cow::Owned(quantize(spec.qtype, &values, tv.cols, None)) } else { self.bytes(name, level).map_err(io)? };
+            let bytes = if tv.variants[level].masked() { Cow::Owned(quantize(spec.qtype, &values, tv.cols, None)) } else { bytes };
             report.push(TensorReport {
                 name: name.clone(),
                 qtype: spec.qtype.name().into(),
