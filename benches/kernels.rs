@@ -11,6 +11,8 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::median_secs;
+use triage::compress::gptq::ColumnQuantizer;
+use triage::compress::grid_columns::GgufColumns;
 use triage::ggml::codec::choose;
 use triage::ggml::grid::{fit_asymmetric, fit_symmetric};
 use triage::ggml::types::QuantType;
@@ -67,5 +69,28 @@ fn main() {
             }
         });
         println!("{:<44} {:>12.1} {:>13.2} µs", format!("choose {}, {blocks} blocks of {bs}", t.name()), secs * 1e3, secs * 1e6 / blocks as f64);
+    }
+    // GPTQ's per-column rounding on the vector grids (the layer database's other search): every
+    // block's grids chosen, then each column rounded among the points its group's rounded weights
+    // allow; both cores, as in GPTQ.
+    let (rows, cols) = (256, 1024);
+    let wm: Vec<f32> = (0..rows * cols).map(|i| x[i % x.len()]).collect();
+    let by_col: Vec<Vec<f32>> = (0..cols).map(|c| (0..rows).map(|r| wm[r * cols + c]).collect()).collect();
+    let imp: Vec<f32> = (0..cols).map(|c| w[c % 32]).collect();
+    for t in [QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS] {
+        let bs = t.block_size();
+        let secs = median_secs(3, || {
+            let mut cq = GgufColumns::new(t, &wm, rows, cols, Some(&imp));
+            let mut out = vec![0f32; rows];
+            for c0 in (0..cols).step_by(bs) {
+                let block: Vec<&[f32]> = by_col[c0..c0 + bs].iter().map(|c| &c[..]).collect();
+                cq.choose(c0, &block);
+                for c in c0..c0 + bs {
+                    cq.round(c, &by_col[c], &mut out);
+                }
+            }
+            std::hint::black_box(cq.into_bytes());
+        });
+        println!("{:<44} {:>12.1} {:>13.2} µs", format!("GPTQ rounding {}, {rows} × {cols}", t.name()), secs * 1e3, secs * 1e6 / (rows * cols / bs) as f64);
     }
 }

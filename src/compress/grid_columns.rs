@@ -262,4 +262,68 @@ mod tests {
             assert!(e_gptq < 0.9 * e_near, "{t}: gptq {e_gptq} nearest {e_near}");
         }
     }
+
+    /// FNV-1a of bytes: a fingerprint for the pinned encodings below.
+    fn fnv(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    }
+
+    /// The vector grids' searches are the slowest part of a layer database; whatever makes them
+    /// faster must keep every byte. These fingerprints are the encodings' (round to nearest, and
+    /// GPTQ with and without act-order) of one seeded layer, as the exhaustive searches gave them.
+    #[test]
+    fn vector_grid_encodings_keep_their_bytes() {
+        let (rows, cols, n) = (48, 512, 384);
+        let mut s = 7u32;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 20_000) as f32 / 10_000.0 - 1.0
+        };
+        let mut x = vec![0f32; n * cols];
+        for t in 0..n {
+            let common = rnd();
+            for j in 0..cols {
+                x[t * cols + j] = rnd() * 0.5 + common * (0.5 + (j % 7) as f32 * 0.2);
+            }
+        }
+        let mut xxt = vec![0f32; cols * cols];
+        for t in 0..n {
+            let xt = &x[t * cols..(t + 1) * cols];
+            for i in 0..cols {
+                for j in 0..cols {
+                    xxt[i * cols + j] += xt[i] * xt[j];
+                }
+            }
+        }
+        let imp: Vec<f32> = (0..cols).map(|j| xxt[j * cols + j] / n as f32).collect();
+        // Heavy-tailed weights, as trained layers have: some groups reach the grids' outer points.
+        let w: Vec<f32> = (0..rows * cols).map(|_| { let v = rnd(); v * v * v * 0.08 + rnd() * 0.01 }).collect();
+        let types = [QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS];
+        let mut got = Vec::new();
+        for t in types {
+            let mut prints = vec![fnv(&crate::ggml::codec::quantize(t, &w, cols, Some(&imp)))];
+            for act_order in [false, true] {
+                let mut q = w.clone();
+                let mut cq = GgufColumns::new(t, &w, rows, cols, Some(&imp));
+                gptq(&mut q, rows, cols, &xxt, n, Some(&mut cq), None, GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
+                prints.push(fnv(&cq.into_bytes()));
+            }
+            got.push((t.name(), prints));
+        }
+        for ((name, prints), (want_name, want)) in got.iter().zip(PINNED) {
+            assert_eq!(*name, want_name);
+            assert_eq!(prints[..], want[..], "{name}: fingerprints (nearest, gptq, gptq act-order) changed");
+        }
+    }
+
+    const PINNED: [(&str, [u64; 3]); 6] = [
+        ("IQ4_NL", [14183577438460728711, 9274667100410297640, 10643523996150219143]),
+        ("IQ4_XS", [2349560836908168942, 15167028186963726603, 15369570013145379795]),
+        ("IQ3_S", [5296834077063436987, 12328602141701906451, 7751024899967938101]),
+        ("IQ3_XXS", [17388378255959147721, 6109831509937648776, 1918158048222591745]),
+        ("IQ2_S", [11157975406496924504, 669110733979551608, 11731601536030061956]),
+        ("IQ2_XS", [15863400886427580617, 17765471885606259520, 14118600709327471297]),
+    ];
 }

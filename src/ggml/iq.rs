@@ -175,6 +175,21 @@ impl Tables {
         xa.iter().zip(w).zip(m).map(|((&x, &w), &m)| w * (x - s * self.level[m as usize]).powi(2)).sum()
     }
 
+    /// Per position i in `positions` and magnitude index m < `magnitudes`, w_i·(x_i − s·level(m))²,
+    /// each computed as [`Tables::error`] computes its terms: a point's error is the sum, in
+    /// position order, of its entries — the same bits, with one term per position and magnitude
+    /// instead of one per position and candidate point.
+    #[inline]
+    fn terms(&self, xa: &[f32], w: &[f32], s: f32, magnitudes: u8, positions: impl Iterator<Item = usize>) -> [[f32; 8]; MAX_GROUP] {
+        let mut e = [[0f32; 8]; MAX_GROUP];
+        for i in positions {
+            for m in 0..magnitudes as usize {
+                e[i][m] = w[i] * (xa[i] - s * self.level[m]).powi(2);
+            }
+        }
+        e
+    }
+
     /// The value of code `c` at step `s`.
     #[inline]
     fn value(&self, c: u8, s: f32) -> f32 {
@@ -226,18 +241,47 @@ impl IqGrid {
     /// The point for one group of targets `xa` (|x|; negative where a sign is flipped) with
     /// weights `w` at step `s` > 0.
     pub fn best_point(&self, xa: &[f32], w: &[f32], s: f32) -> usize {
-        let t = self.tables();
-        let mut m = [0u8; MAX_GROUP];
-        for i in 0..self.group {
-            m[i] = self.nearest(xa[i], s);
+        match self.group {
+            4 => self.best_point_of::<4>(xa[..4].try_into().expect("a group of 4"), w[..4].try_into().expect("a group of 4"), s),
+            _ => self.best_point_of::<8>(xa[..8].try_into().expect("a group of 8"), w[..8].try_into().expect("a group of 8"), s),
         }
-        let u = self.pattern(&m[..self.group]);
+    }
+
+    /// [`IqGrid::best_point`] for groups of `N` (the compiler unrolls each): the nearest pattern
+    /// if it is a point, else the neighbour of least error, its error summed position by position
+    /// either directly or, for long neighbour lists, from the group's [`Tables::terms`] (the
+    /// same bits either way).
+    fn best_point_of<const N: usize>(&self, xa: &[f32; N], w: &[f32; N], s: f32) -> usize {
+        let t = self.tables();
+        let mut u = 0;
+        for i in 0..N {
+            u |= (self.nearest(xa[i], s) as usize) << (self.bits * i);
+        }
         if t.index[u] >= 0 {
             return t.index[u] as usize;
         }
+        let list = &t.neighbours[u];
         let mut best = (f32::INFINITY, 0usize);
-        for &k in &t.neighbours[u] {
-            let e = t.error(xa, w, s, &t.points[k as usize][..self.group]);
+        if list.len() <= self.magnitudes as usize {
+            for &k in list {
+                let pt = &t.points[k as usize];
+                let mut e = -0.0f32;
+                for i in 0..N {
+                    e += w[i] * (xa[i] - s * t.level[pt[i] as usize]).powi(2);
+                }
+                if e < best.0 {
+                    best = (e, k as usize);
+                }
+            }
+            return best.1;
+        }
+        let terms = t.terms(xa, w, s, self.magnitudes, 0..N);
+        for &k in list {
+            let pt = &t.points[k as usize];
+            let mut e = -0.0f32;
+            for i in 0..N {
+                e += terms[i][pt[i] as usize];
+            }
             if e < best.0 {
                 best = (e, k as usize);
             }
@@ -249,18 +293,28 @@ impl IqGrid {
     /// not among them) took the magnitudes `m` has there: the point that agrees with them and
     /// best fits `xa`/`w` at the other positions (this one's target and estimates of the rest).
     pub fn constrained_magnitude(&self, known: usize, m: &[u8; MAX_GROUP], xa: &[f32; MAX_GROUP], w: &[f32; MAX_GROUP], p: usize, s: f32) -> u8 {
-        let t = self.tables();
-        let n = self.group;
         if known == 0 {
-            return t.points[self.best_point(&xa[..n], &w[..n], s)][p];
+            return self.tables().points[self.best_point(&xa[..self.group], &w[..self.group], s)][p];
         }
+        match self.group {
+            4 => self.constrained_of::<4>(known, m, xa, w, p, s),
+            _ => self.constrained_of::<8>(known, m, xa, w, p, s),
+        }
+    }
+
+    /// [`IqGrid::constrained_magnitude`] for groups of `N`, `known` not empty: the points that
+    /// agree with the known positions (a bit set), each scored by the terms of the other
+    /// positions (a known position's terms are zero, and adding zero changes no sum).
+    fn constrained_of<const N: usize>(&self, known: usize, m: &[u8; MAX_GROUP], xa: &[f32; MAX_GROUP], w: &[f32; MAX_GROUP], p: usize, s: f32) -> u8 {
+        let t = self.tables();
         let words = self.kgrid.len().div_ceil(64);
         let mut set: PointSet = [u64::MAX; MAX_WORDS];
-        for i in (0..n).filter(|i| known >> i & 1 == 1) {
+        for i in (0..N).filter(|i| known >> i & 1 == 1) {
             for (a, b) in set[..words].iter_mut().zip(&t.agree[i * 8 + m[i] as usize]) {
                 *a &= b;
             }
         }
+        let terms = t.terms(xa, w, s, self.magnitudes, (0..N).filter(|i| known >> i & 1 == 0));
         let mut best = (f32::INFINITY, 0u8);
         for (word, &bits) in set[..words].iter().enumerate() {
             let mut bits = bits;
@@ -268,7 +322,10 @@ impl IqGrid {
                 let k = 64 * word + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let pt = &t.points[k];
-                let e: f32 = (0..n).filter(|i| known >> i & 1 == 0).map(|i| w[i] * (xa[i] - s * t.level[pt[i] as usize]).powi(2)).sum();
+                let mut e = -0.0f32;
+                for i in 0..N {
+                    e += terms[i][pt[i] as usize];
+                }
                 if e < best.0 {
                     best = (e, pt[p]);
                 }
