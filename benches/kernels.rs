@@ -73,11 +73,17 @@ fn main() {
     // GPTQ's per-column rounding on the vector grids (the layer database's other search): every
     // block's grids chosen, then each column rounded among the points its group's rounded weights
     // allow; both cores, as in GPTQ.
+    // Weights N(0, 0.02) as a trained (or the synthetic scale) model's; the importances spread
+    // over four orders of magnitude, as activations' second moments are.
     let (rows, cols) = (256, 1024);
-    let wm: Vec<f32> = (0..rows * cols).map(|i| x[i % x.len()]).collect();
+    let mut normal = || {
+        let (u, v) = (rng.uniform().max(1e-12), rng.uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let wm: Vec<f32> = (0..rows * cols).map(|_| 0.02 * normal()).collect();
     let by_col: Vec<Vec<f32>> = (0..cols).map(|c| (0..rows).map(|r| wm[r * cols + c]).collect()).collect();
-    let imp: Vec<f32> = (0..cols).map(|c| w[c % 32]).collect();
-    for t in [QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS] {
+    let imp: Vec<f32> = (0..cols).map(|_| (2.0 * normal()).exp()).collect();
+    for t in [QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS] {
         let bs = t.block_size();
         let secs = median_secs(3, || {
             let mut cq = GgufColumns::new(t, &wm, rows, cols, Some(&imp));

@@ -89,11 +89,16 @@ fn fit_lut(x: &[f32], w: &[f32]) -> f32 {
         return 0.0;
     }
     let mids = midpoints(&IQ4NL_LEVELS);
+    // A level is the lowest plus the rises past each midpoint below t (the midpoints ascend, so
+    // those are the first lut_index(t) of them): integers, so exactly the LUT's value, and a sum
+    // that vectorises where a table lookup does not.
+    let rises: [i32; 15] = std::array::from_fn(|k| (IQ4NL_LEVELS[k + 1] - IQ4NL_LEVELS[k]) as i32);
     let mut buf = [0f32; 32];
     let lv = &mut buf[..x.len()];
     let levels = |s: f32, lv: &mut [f32]| {
         for (l, &v) in lv.iter_mut().zip(x) {
-            *l = IQ4NL_LEVELS[lut_index(v / s, &mids) as usize] as f32;
+            let t = v / s;
+            *l = mids.iter().zip(&rises).fold(IQ4NL_LEVELS[0] as i32, |a, (&m, &r)| a + if t > m { r } else { 0 }) as f32;
         }
     };
     let mut best = (f32::INFINITY, amax / -127.0);

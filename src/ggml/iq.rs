@@ -239,18 +239,49 @@ impl IqGrid {
     }
 
     /// The point for one group of targets `xa` (|x|; negative where a sign is flipped) with
-    /// weights `w` at step `s` > 0.
+    /// weights `w` at step `s` > 0: the nearest pattern if it is a point, else the neighbour of
+    /// least error, its error summed position by position either directly or, for neighbour
+    /// lists longer than a position's magnitudes, from the group's [`Tables::terms`] (the same
+    /// bits either way).
     pub fn best_point(&self, xa: &[f32], w: &[f32], s: f32) -> usize {
-        match self.group {
-            4 => self.best_point_of::<4>(xa[..4].try_into().expect("a group of 4"), w[..4].try_into().expect("a group of 4"), s),
-            _ => self.best_point_of::<8>(xa[..8].try_into().expect("a group of 8"), w[..8].try_into().expect("a group of 8"), s),
+        // The IQ2 grids' groups of 8 unrolled (their step fits measured 1.15x faster so; the same
+        // form for groups of 4 measured 1.1x slower than this loop).
+        if self.group == 8 {
+            return self.best_point_of::<8>(xa[..8].try_into().expect("a group of 8"), w[..8].try_into().expect("a group of 8"), s);
         }
+        let t = self.tables();
+        let n = self.group;
+        let mut m = [0u8; MAX_GROUP];
+        for i in 0..n {
+            m[i] = self.nearest(xa[i], s);
+        }
+        let u = self.pattern(&m[..n]);
+        if t.index[u] >= 0 {
+            return t.index[u] as usize;
+        }
+        let list = &t.neighbours[u];
+        let mut best = (f32::INFINITY, 0usize);
+        if list.len() <= self.magnitudes as usize {
+            for &k in list {
+                let e = t.error(xa, w, s, &t.points[k as usize][..n]);
+                if e < best.0 {
+                    best = (e, k as usize);
+                }
+            }
+            return best.1;
+        }
+        let terms = t.terms(xa, w, s, self.magnitudes, 0..n);
+        for &k in list {
+            let pt = &t.points[k as usize];
+            let e: f32 = (0..n).map(|i| terms[i][pt[i] as usize]).sum();
+            if e < best.0 {
+                best = (e, k as usize);
+            }
+        }
+        best.1
     }
 
-    /// [`IqGrid::best_point`] for groups of `N` (the compiler unrolls each): the nearest pattern
-    /// if it is a point, else the neighbour of least error, its error summed position by position
-    /// either directly or, for long neighbour lists, from the group's [`Tables::terms`] (the
-    /// same bits either way).
+    /// [`IqGrid::best_point`] for groups of `N`, unrolled.
     fn best_point_of<const N: usize>(&self, xa: &[f32; N], w: &[f32; N], s: f32) -> usize {
         let t = self.tables();
         let mut u = 0;
