@@ -207,21 +207,24 @@ mod tests {
     use super::super::gptq::{gptq, GptqOptions};
     use super::*;
 
-    #[test]
-    fn gptq_on_a_gguf_grid_packs_to_the_weights_it_computed_and_beats_nearest_rounding() {
-        let (rows, cols, n) = (8, 256, 512);
-        let mut s = 99u32;
-        let mut rnd = || {
+    /// A xorshift stream of values in [−1, 1), in steps of 1/`half`.
+    fn xorshift(seed: u32, half: u32) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
             s ^= s << 13;
             s ^= s >> 17;
             s ^= s << 5;
-            (s % 10_000) as f32 / 5_000.0 - 1.0
-        };
+            (s % (2 * half)) as f32 / half as f32 - 1.0
+        }
+    }
+
+    /// XXᵀ of `n` inputs of `cols` channels: channel j is noise·u + share(j)·c, c common to the input.
+    fn moments(rnd: &mut impl FnMut() -> f32, n: usize, cols: usize, noise: f32, share: impl Fn(usize) -> f32) -> Vec<f32> {
         let mut x = vec![0f32; n * cols];
         for t in 0..n {
             let common = rnd();
             for j in 0..cols {
-                x[t * cols + j] = rnd() * 0.3 + common * (1.0 + (j % 5) as f32 * 0.3);
+                x[t * cols + j] = rnd() * noise + common * share(j);
             }
         }
         let mut xxt = vec![0f32; cols * cols];
@@ -233,6 +236,14 @@ mod tests {
                 }
             }
         }
+        xxt
+    }
+
+    #[test]
+    fn gptq_on_a_gguf_grid_packs_to_the_weights_it_computed_and_beats_nearest_rounding() {
+        let (rows, cols, n) = (8, 256, 512);
+        let mut rnd = xorshift(99, 5_000);
+        let xxt = moments(&mut rnd, n, cols, 0.3, |j| 1.0 + (j % 5) as f32 * 0.3);
         let imp: Vec<f32> = (0..cols).map(|j| xxt[j * cols + j] / n as f32).collect();
         let w: Vec<f32> = (0..rows * cols).map(|_| rnd() * 0.05).collect();
         let energy = |q: &[f32]| -> f64 {
@@ -274,29 +285,8 @@ mod tests {
     #[test]
     fn vector_grid_encodings_keep_their_bytes() {
         let (rows, cols, n) = (48, 512, 384);
-        let mut s = 7u32;
-        let mut rnd = || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 20_000) as f32 / 10_000.0 - 1.0
-        };
-        let mut x = vec![0f32; n * cols];
-        for t in 0..n {
-            let common = rnd();
-            for j in 0..cols {
-                x[t * cols + j] = rnd() * 0.5 + common * (0.5 + (j % 7) as f32 * 0.2);
-            }
-        }
-        let mut xxt = vec![0f32; cols * cols];
-        for t in 0..n {
-            let xt = &x[t * cols..(t + 1) * cols];
-            for i in 0..cols {
-                for j in 0..cols {
-                    xxt[i * cols + j] += xt[i] * xt[j];
-                }
-            }
-        }
+        let mut rnd = xorshift(7, 10_000);
+        let xxt = moments(&mut rnd, n, cols, 0.5, |j| 0.5 + (j % 7) as f32 * 0.2);
         let imp: Vec<f32> = (0..cols).map(|j| xxt[j * cols + j] / n as f32).collect();
         // Heavy-tailed weights, as trained layers have: some groups reach the grids' outer points.
         let w: Vec<f32> = (0..rows * cols).map(|_| { let v = rnd(); v * v * v * 0.08 + rnd() * 0.01 }).collect();

@@ -190,6 +190,19 @@ impl Tables {
         e
     }
 
+    /// The first point of `list` of least `error` (point 0 when none is below +∞).
+    #[inline(always)]
+    fn first_least(&self, list: &[u16], error: impl Fn(&[u8; MAX_GROUP]) -> f32) -> usize {
+        let mut best = (f32::INFINITY, 0usize);
+        for &k in list {
+            let e = error(&self.points[k as usize]);
+            if e < best.0 {
+                best = (e, k as usize);
+            }
+        }
+        best.1
+    }
+
     /// The value of code `c` at step `s`.
     #[inline]
     fn value(&self, c: u8, s: f32) -> f32 {
@@ -260,25 +273,11 @@ impl IqGrid {
             return t.index[u] as usize;
         }
         let list = &t.neighbours[u];
-        let mut best = (f32::INFINITY, 0usize);
         if list.len() <= self.magnitudes as usize {
-            for &k in list {
-                let e = t.error(xa, w, s, &t.points[k as usize][..n]);
-                if e < best.0 {
-                    best = (e, k as usize);
-                }
-            }
-            return best.1;
+            return t.first_least(list, |pt| t.error(xa, w, s, &pt[..n]));
         }
         let terms = t.terms(xa, w, s, self.magnitudes, 0..n);
-        for &k in list {
-            let pt = &t.points[k as usize];
-            let e: f32 = (0..n).map(|i| terms[i][pt[i] as usize]).sum();
-            if e < best.0 {
-                best = (e, k as usize);
-            }
-        }
-        best.1
+        t.first_least(list, |pt| (0..n).map(|i| terms[i][pt[i] as usize]).sum())
     }
 
     /// [`IqGrid::best_point`] for groups of `N`, unrolled.
@@ -292,32 +291,23 @@ impl IqGrid {
             return t.index[u] as usize;
         }
         let list = &t.neighbours[u];
-        let mut best = (f32::INFINITY, 0usize);
         if list.len() <= self.magnitudes as usize {
-            for &k in list {
-                let pt = &t.points[k as usize];
+            return t.first_least(list, |pt| {
                 let mut e = -0.0f32;
                 for i in 0..N {
                     e += w[i] * (xa[i] - s * t.level[pt[i] as usize]).powi(2);
                 }
-                if e < best.0 {
-                    best = (e, k as usize);
-                }
-            }
-            return best.1;
+                e
+            });
         }
         let terms = t.terms(xa, w, s, self.magnitudes, 0..N);
-        for &k in list {
-            let pt = &t.points[k as usize];
+        t.first_least(list, |pt| {
             let mut e = -0.0f32;
             for i in 0..N {
                 e += terms[i][pt[i] as usize];
             }
-            if e < best.0 {
-                best = (e, k as usize);
-            }
-        }
-        best.1
+            e
+        })
     }
 
     /// The magnitude index of position `p` of a group whose positions in `known` (a bit mask, p
