@@ -3,7 +3,17 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = triage::cli::Cli::parse();
+    let cli = match triage::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // A usage error: its first line (clap adds usage and tips), exit 2.
+            let text = e.render().to_string();
+            let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("error: bad arguments");
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     triage::memory::keep_large_buffers();
     if let Err(e) = triage::export::temp::remove_on_interrupt() {
         eprintln!("warning: no handler for interruptions ({e}): an interrupted run may leave temporary files");
@@ -11,10 +21,7 @@ fn main() -> ExitCode {
     match triage::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line, whatever the underlying libraries put in their messages.
-            let msg = format!("{e:#}");
-            let one_line: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            eprintln!("error: {}", one_line.join(" "));
+            eprintln!("error: {}", triage::cli::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

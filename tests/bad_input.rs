@@ -328,7 +328,8 @@ fn compress_fails(extra: &[&str], expect: &str) {
 }
 
 fn compress_fails_with(model: &Path, out_name: &str, extra: &[&str], expect: &str) {
-    let d = tmp_dir(&format!("compress-{}", expect.len()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let d = tmp_dir(&format!("compress-{}", CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     let text = long_text(&d);
     let outdir = d.join("out");
     std::fs::create_dir_all(&outdir).unwrap();
@@ -388,7 +389,7 @@ fn compress_with_nothing_to_do() {
 
 #[test]
 fn compress_to_outputs_that_cannot_be_written() {
-    compress_fails_with(&fixture("tiny-llama.gguf"), "missing/x.gguf", &["--type", "Q8_0"], "missing, does not exist");
+    compress_fails_with(&fixture("tiny-llama.gguf"), "missing/x.gguf", &["--type", "Q8_0"], "missing does not exist");
     // The tiny llama GGUF uses llama3 RoPE scaling, whose parameters a GGUF does not keep.
     compress_fails_with(&fixture("tiny-llama.gguf"), "folder", &["--type", "Q8_0"], "llama3 RoPE scaling, whose parameters a GGUF does not keep");
     compress_fails_with(&fixture("tiny-qwen2"), "folder", &["--type", "Q8_0", "--hf-shard-size", "5XB"], "--hf-shard-size: unknown size unit");
@@ -597,4 +598,169 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
         }
     });
     eval_fails(&p, &long_text(&g), &[], "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)");
+}
+
+/// Runs triage with `args`, asserting a failure in one `error:` line containing `expect`, with
+/// exit status `code`, and no panic.
+fn refused<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], env: &[(&str, &str)], code: i32, expect: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_triage")).args(args).envs(env.iter().copied()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "'{expect}' not in: {stderr}");
+    stderr
+}
+
+fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+/// `--ctx 0` once divided by zero in compress, plan and profile (exit 101); every numeric flag
+/// is checked by its parser, before anything is read.
+#[test]
+fn numeric_flags_out_of_range_are_refused_before_any_work() {
+    let d = tmp_dir("numeric");
+    let (m, t, o) = (fixture("tiny-llama.gguf"), long_text(&d), d.join("o.gguf"));
+    let common = [os("--model"), m.as_os_str(), os("--out"), o.as_os_str()];
+    for (cmd, extra) in [
+        ("compress", vec!["--calib", "T", "--type", "Q8_0", "--ctx", "0"]),
+        ("compress", vec!["--calib", "T", "--budget", "bpw=5", "--ctx", "0"]),
+        ("plan", vec!["--calib", "T", "--budget", "bpw=5", "--ctx", "0"]),
+        ("profile", vec!["--calib", "T", "--ctx", "0"]),
+        ("compress", vec!["--calib", "T", "--type", "Q8_0", "--batch", "0"]),
+        ("compress", vec!["--calib", "T", "--type", "Q8_0", "--damp", "NaN"]),
+        ("plan", vec!["--calib", "T", "--budget", "bpw=5", "--offspring", "0"]),
+        ("plan", vec!["--calib", "T", "--budget", "bpw=5", "--holdout-windows", "0"]),
+        ("compress", vec!["--calib", "T", "--type", "Q8_0", "--eval-windows", "0"]),
+    ] {
+        let mut args = vec![os(cmd)];
+        args.extend(common);
+        args.extend(extra.iter().map(|a| if *a == "T" { t.as_os_str() } else { os(*a) }));
+        let flag = extra[extra.len() - 2];
+        refused(&args, &[], 2, &format!("for '{flag}"));
+        assert!(!o.exists());
+    }
+    let e = refused(&[os("eval"), os("--model"), m.as_os_str(), os("--text"), t.as_os_str(), os("--ctx"), os("1")], &[], 2, "'--ctx");
+    assert!(e.contains("less than 2"), "{e}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// An output that resolves to an input (the same path, `..`, a symbolic or a hard link, a file
+/// inside an input folder) or to another output is refused before any work; the input is
+/// untouched.
+#[test]
+fn outputs_never_replace_inputs_or_each_other() {
+    let d = tmp_dir("aliases");
+    let t = long_text(&d);
+    let m = d.join("m.gguf");
+    std::fs::copy(fixture("tiny-llama.gguf"), &m).unwrap();
+    let before = std::fs::read(&m).unwrap();
+    std::os::unix::fs::symlink(&m, d.join("link.gguf")).unwrap();
+    std::fs::hard_link(&m, d.join("hard.gguf")).unwrap();
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    let folder = folder_copy("tiny-llama", "aliases-folder");
+    let (o, dotdot) = (d.join("o.gguf"), d.join("sub/../m.gguf"));
+    let args = |a: &[&std::ffi::OsStr]| a.iter().map(|s| s.to_os_string()).collect::<Vec<_>>();
+    let plan = |model: &Path, out: &Path| args(&[os("plan"), os("--model"), model.as_os_str(), os("--calib"), t.as_os_str(), os("--budget"), os("bpw=5"), os("--ctx"), os("32"), os("--out"), out.as_os_str()]);
+    let compress = |out: &Path, report: Option<&Path>| {
+        let mut a = args(&[os("compress"), os("--model"), m.as_os_str(), os("--calib"), t.as_os_str(), os("--type"), os("Q8_0"), os("--ctx"), os("32"), os("--tokens"), os("64"), os("--out"), out.as_os_str()]);
+        if let Some(r) = report {
+            a.extend(args(&[os("--report"), r.as_os_str()]));
+        }
+        a
+    };
+    let same = "never replaces an input";
+    refused(&plan(&m, &m), &[], 1, same);
+    refused(&plan(&m, &dotdot), &[], 1, same);
+    refused(&plan(&m, &d.join("link.gguf")), &[], 1, same);
+    refused(&plan(&m, &d.join("hard.gguf")), &[], 1, same);
+    refused(&plan(&folder, &folder.join("model.safetensors")), &[], 1, same);
+    refused(&compress(&m, None), &[], 1, same);
+    refused(&compress(&o, Some(&m)), &[], 1, same);
+    refused(&compress(&o, Some(&t)), &[], 1, same);
+    refused(&compress(&o, Some(&o)), &[], 1, "two outputs of one run cannot share a file");
+    refused(&[os("profile"), os("--model"), m.as_os_str(), os("--calib"), t.as_os_str(), os("--ctx"), os("32"), os("--out"), d.join("p").as_os_str(), os("--imatrix-out"), m.as_os_str()], &[], 1, same);
+    assert_eq!(std::fs::read(&m).unwrap(), before, "the model is untouched");
+    assert!(!o.exists() && !d.join("p/profile.json").exists());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A piped calibration text (`--calib <(cat A)`) is read once and keyed by what was read: a
+/// second text B through a pipe builds its own layer database instead of reusing A's.
+#[test]
+fn piped_texts_are_read_once_and_keyed_by_their_bytes() {
+    let d = tmp_dir("piped");
+    let a = long_text(&d);
+    let b = d.join("b.txt");
+    let text: String = (0..400).map(|i| format!("On day {i} the ships sailed west and the river rose. ")).collect();
+    std::fs::write(&b, text).unwrap();
+    let run = |text: &Path, out: &str| {
+        let script = format!(
+            "'{bin}' plan --model '{m}' --calib <(cat '{text}') --ctx 32 --tokens 128 --search-windows 3 --holdout-windows 2 --budget bpw=5 --solver lagrange --frontier 0 --cache '{cache}' --out '{out}'",
+            bin = env!("CARGO_BIN_EXE_triage"),
+            m = fixture("tiny-llama.gguf").display(),
+            text = text.display(),
+            cache = d.join("cache").display(),
+            out = d.join(out).display()
+        );
+        let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join(out)).unwrap()).unwrap();
+        plan["timings"]["database_cached"].as_bool().unwrap()
+    };
+    assert!(!run(&a, "a.json"), "A's database is built");
+    assert!(!run(&b, "b.json"), "B is another text: its own database");
+    assert!(run(&a, "a2.json"), "A again through a pipe: its database is found");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// Outputs that cannot be written and inputs that cannot serve fail before the compression,
+/// naming the file, and leave nothing behind.
+#[test]
+fn late_failures_are_found_before_any_work() {
+    let d = tmp_dir("late");
+    let short = d.join("short.txt");
+    std::fs::write(&short, "Too short.").unwrap();
+    let latin1 = d.join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 ".repeat(500)).unwrap();
+    compress_fails(&["--type", "Q8_0", "--report", d.join("nodir/r.json").to_str().unwrap()], "--report");
+    compress_fails(&["--type", "Q8_0", "--report", d.join("nodir/r.json").to_str().unwrap()], "nodir does not exist");
+    compress_fails(&["--type", "Q8_0", "--eval-text", short.to_str().unwrap()], "--eval-text");
+    compress_fails(&["--type", "Q8_0", "--eval-text", latin1.to_str().unwrap()], "not UTF-8");
+    profile_fails(&["--imatrix-out", d.join("nodir/i.gguf").to_str().unwrap()], "--imatrix-out");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// Where a text is expected, a device (`/dev/zero` grew without end) or a file past 1 GiB is
+/// refused; where a file is read at offsets (a model, its shards), a FIFO is refused.
+#[test]
+fn devices_huge_texts_and_fifos_are_refused_where_they_cannot_serve() {
+    let d = tmp_dir("kinds");
+    let m = fixture("tiny-llama.gguf");
+    eval_fails(&m, Path::new("/dev/zero"), &[], "/dev/zero: a device");
+    let huge = d.join("huge.txt");
+    std::fs::File::create(&huge).unwrap().set_len((1 << 30) + 1).unwrap();
+    eval_fails(&m, &huge, &["--ctx", "64"], "more than 1073741824 bytes");
+    let fifo = d.join("m.gguf");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    eval_fails(&fifo, &long_text(&d), &[], "a FIFO, not a GGUF file");
+    let folder = folder_copy("tiny-llama", "kinds-folder");
+    std::fs::remove_file(folder.join("model.safetensors")).unwrap();
+    assert!(Command::new("mkfifo").arg(folder.join("model.safetensors")).status().unwrap().success());
+    eval_fails(&folder, &long_text(&d), &[], "a FIFO, not a regular file");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// With RUST_BACKTRACE=1, a metadata value of the wrong type is still one short line (candle
+/// appends a backtrace to its errors).
+#[test]
+fn errors_stay_one_line_with_backtraces_on() {
+    let d = tmp_dir("backtrace");
+    let p = gguf_with(&d, "llama.rope.freq_base", Value::String("ten thousand".into()));
+    let t = long_text(&d);
+    let e = refused(&[os("eval"), os("--model"), p.as_os_str(), os("--text"), t.as_os_str()], &[("RUST_BACKTRACE", "1")], 1, "llama.rope.freq_base");
+    assert!(e.len() < 400, "{e}");
+    std::fs::remove_dir_all(&d).ok();
 }

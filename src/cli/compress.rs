@@ -12,11 +12,11 @@ use crate::compress::plan::{parse_sparsity, Plan};
 use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
-use crate::export::temp::check_writable;
 use crate::model::runner::StateLimits;
 use crate::export::hf::FolderWeights;
 use crate::model::{Blocks, Streamed, Streaming, Weights};
 
+use super::guard::{Files, Input};
 use super::progress;
 
 /// Compress a model: GGUF quantization (RTN, imatrix-weighted, GPTQ), pruning (magnitude,
@@ -110,24 +110,24 @@ pub struct CompressArgs {
     #[arg(long)]
     pub eval_text: Option<PathBuf>,
     /// Windows of --eval-text to score.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = super::values::positive)]
     pub eval_windows: usize,
     #[command(flatten)]
     pub search: super::plan::SearchArgs,
     /// Calibration tokens (a multiple of --ctx; the text's first windows).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = super::values::positive)]
     pub tokens: usize,
     /// Window length in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::values::ctx)]
     pub ctx: usize,
     /// Windows per forward pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::values::positive)]
     pub batch: usize,
     /// Compress every block on the original model's inputs instead of the compressed ones.
     #[arg(long)]
     pub no_sequential: bool,
     /// GPTQ/SparseGPT dampening, a share of the mean diagonal of H.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::values::damp)]
     pub damp: f32,
     /// Turn off GPTQ's act-order (on by default: columns are quantized by decreasing input
     /// energy, every group's grid chosen up front from the original weights — static groups;
@@ -216,14 +216,8 @@ pub(crate) fn state_limits(arg: Option<&str>) -> Result<StateLimits> {
 }
 
 pub fn run(args: CompressArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
-    }
-    if !(0.0..1.0).contains(&args.damp) {
-        bail!("--damp {} is outside [0, 1)", args.damp);
     }
     let limits = state_limits(args.memory_limit.as_deref())?;
     let qtype = args.qtype.as_deref().map(parse_type).transpose()?;
@@ -243,12 +237,6 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if to_gguf && args.out.is_dir() {
         bail!("--out {} is a folder; GGUF output is a file", args.out.display());
     }
-    if let Some(t) = args.eval_text.as_ref().filter(|t| !t.is_file()) {
-        bail!("--eval-text {}: no such file", t.display());
-    }
-    if args.eval_windows == 0 {
-        bail!("--eval-windows must be at least 1");
-    }
     if args.requantize && args.budget.is_none() {
         // clap drops `requires` when a flag that conflicts with --budget (--type, --plan…) is given.
         bail!("--requantize applies to a --budget's plan; --type, --sparsity, --drop-* and --plan always compress layer-sequentially");
@@ -263,12 +251,22 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
         }
     }
+    // Every file this run reads or writes, checked before any work.
+    let budget_files = args.budget.as_ref().map(|_| (args.out.with_extension("plan.json"), args.out.with_extension("report.html")));
+    Files::new()
+        .input("--model", &args.model, Input::Model)
+        .input("--calib", &args.calib, Input::Once)
+        .input_opt("--plan", args.plan.as_deref(), Input::Once)
+        .input_opt("--imatrix", args.imatrix.as_deref(), Input::File)
+        .input_opt("--eval-text", args.eval_text.as_deref(), Input::Once)
+        .output("--out", &args.out)
+        .output_opt("--out (its plan)", budget_files.as_ref().map(|f| f.0.as_path()))
+        .output_opt("--out (its report)", budget_files.as_ref().map(|f| f.1.as_path()))
+        .output_opt("--report", args.report.as_deref())
+        .check()?;
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
-    let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    if !parent.is_dir() {
-        bail!("the folder of --out, {}, does not exist", parent.display());
-    }
-    check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    // Read once: a piped text cannot be read again (the planner's cache key is its sha256).
+    let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
     let limit_is = if args.memory_limit.is_some() { "--memory-limit" } else { "the machine's memory (--memory-limit)" };
     let mut model = match args.budget.as_deref() {
         Some(budget) => super::plan::open_for_planning(&args.model, budget, args.search.solver, args.stream, memory_bytes(args.memory_limit.as_deref())?, limit_is)?,
@@ -281,6 +279,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
     };
     let streaming = if model.is_streamed() { Streaming::On } else { Streaming::Off };
     crate::eval::check_ctx(&model, args.ctx)?;
+    // The evaluation text is read and cut now: a text too short or not UTF-8 fails before the
+    // compression, not after it.
+    let eval_windows = match &args.eval_text {
+        Some(text) => Some(Windows::from_file(text, model.tokenizer()?, args.ctx, Some(args.eval_windows)).with_context(|| format!("--eval-text {}", text.display()))?),
+        None => None,
+    };
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
         if let Some(w) = model.config().sliding_window.filter(|_| model.config().arch.facts().swa_pattern == 0) {
@@ -309,7 +313,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let t = std::time::Instant::now();
             // The planner takes the model (its search drops the original weights); the file is
             // then written from the source streamed and the database's variants.
-            let o = super::plan::run_planner(model, &args.model, &args.calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+            let o = super::plan::run_planner(model, &args.model, &calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
             crate::memory::release_freed();
             model = Weights::open(&args.model, Streaming::On)?;
             let path = args.out.with_extension("plan.json");
@@ -320,7 +324,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             plan
         }
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            let text = crate::data::read_text(p)?.text;
             Plan::from_json(&text, model.config()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => {
@@ -335,8 +339,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if plan.tensors.is_empty() && plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty() {
         bail!("nothing to do: give --type, --sparsity, --drop-blocks/--drop-attention/--drop-mlp or --plan");
     }
-    let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
-        .with_context(|| format!("{}", args.calib.display()))?;
+    let windows = Windows::from_text(&calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx)).with_context(|| format!("--calib {}", args.calib.display()))?;
     let opts = CompressOptions {
         method: args.method,
         pruner: args.pruner,
@@ -390,8 +393,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
         // beside the original, also streamed: neither model is held whole.
         compressed.model = None;
     }
-    let quality = match &args.eval_text {
-        Some(text) => {
+    let quality = match &eval_windows {
+        Some(w) => {
             let original = Weights::open(&args.model, if compressed.model.is_some() { streaming } else { Streaming::On })?;
             let written = match &compressed.model {
                 Some(_) => None,
@@ -402,9 +405,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 (None, Some(w)) => w,
                 (None, None) => unreachable!("a compressed model or its file"),
             };
-            let w = Windows::from_file(text, original.tokenizer()?, args.ctx, Some(args.eval_windows)).with_context(|| format!("{}", text.display()))?;
-            let pb = progress::bar(crate::eval::steps(model, Some(&original), &w, args.batch), "eval");
-            let r = crate::eval::evaluate(model, Some(&original), &w, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
+            let pb = progress::bar(crate::eval::steps(model, Some(&original), w, args.batch), "eval");
+            let r = crate::eval::evaluate(model, Some(&original), w, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
             pb.finish_and_clear();
             println!("{}", serde_json::to_string(&r)?);
             Some(r)

@@ -10,6 +10,7 @@ use crate::data::Windows;
 use crate::eval::{check_ctx, evaluate, steps};
 use crate::model::{Blocks, Streaming, Weights};
 
+use super::guard::{Files, Input};
 use super::progress;
 
 /// Perplexity on held-out text; with --reference, KL(reference ‖ model) and top-1 agreement
@@ -30,17 +31,17 @@ pub struct EvalArgs {
     #[arg(long)]
     pub text: PathBuf,
     /// Window length in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::values::ctx)]
     pub ctx: usize,
     /// Score only the first N windows.
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::positive)]
     pub max_windows: Option<usize>,
     /// A reference model (e.g. the uncompressed original) for KL divergence and top-1 agreement.
     /// Its tokenizer must match; the text is tokenized with the evaluated model's.
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// Windows per forward pass (memory grows with batch × ctx × vocabulary).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::values::positive)]
     pub batch: usize,
     /// Score only the second half of each window, as llama-perplexity does (its first half is
     /// context only), so that the two programs' numbers compare directly.
@@ -57,12 +58,11 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.batch == 0 {
-        anyhow::bail!("--batch must be at least 1");
-    }
-    if args.max_windows == Some(0) {
-        anyhow::bail!("--max-windows must be at least 1");
-    }
+    Files::new()
+        .input("--model", &args.model, Input::Model)
+        .input_opt("--reference", args.reference.as_deref(), Input::Model)
+        .input("--text", &args.text, Input::Once)
+        .check()?;
     let model = Weights::open(&args.model, args.stream)?;
     let reference = args.reference.as_deref().map(|r| Weights::open(r, args.stream)).transpose()?;
     for m in std::iter::once(&model).chain(reference.as_ref()) {

@@ -4,7 +4,9 @@ pub mod compress;
 pub mod eval;
 pub mod plan;
 pub mod profile;
+pub(crate) mod guard;
 mod progress;
+pub(crate) mod values;
 
 use clap::{Parser, Subcommand};
 
@@ -37,5 +39,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Profile(args) => profile::run(args),
+    }
+}
+
+/// An error message in one line, whatever the underlying libraries put in it: lines joined,
+/// and a backtrace (which candle appends to its errors when RUST_BACKTRACE is set: `stack
+/// backtrace:` or numbered frames, each followed by an `at FILE:LINE` line) cut off.
+pub fn one_line(msg: &str) -> String {
+    let frame = |l: &str| {
+        l == "stack backtrace:" || l.starts_with("at ") || l.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let lines: Vec<&str> = msg.lines().map(str::trim).take_while(|l| !frame(l)).filter(|l| !l.is_empty()).collect();
+    lines.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_joins_lines_and_drops_backtraces() {
+        let msg = "m.gguf: metadata 'llama.rope.freq_base': unexpected dtype\n   0: candle_core::error::Error::bt\n             at /src/error.rs:264:25\n   1: triage::main\n";
+        assert_eq!(super::one_line(msg), "m.gguf: metadata 'llama.rope.freq_base': unexpected dtype");
+        assert_eq!(super::one_line("a\n\n  b: c\n"), "a b: c");
     }
 }

@@ -14,6 +14,7 @@ use crate::plan::database::{default_cache_dir, DatabaseSettings};
 use crate::plan::evo::EvoSettings;
 use crate::plan::{plan, Budget, PlanOptions, PlanOutcome, Solver};
 
+use super::guard::{Files, Input};
 use super::progress;
 
 /// How a budget is searched: shared by `triage plan` and `triage compress --budget`.
@@ -26,28 +27,28 @@ pub struct SearchArgs {
     pub solver: Option<Solver>,
     /// EvoPress generations (each: --offspring children on one window, the best 2 and the
     /// parent on 2 more windows; about 10 s a generation for SmolLM2-135M on 2 cores).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = super::values::count)]
     pub generations: usize,
     /// EvoPress offspring per generation.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = super::values::positive)]
     pub offspring: usize,
     /// Seed of the search (the same seed, model, text and settings give the same plan).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Calibration windows after the database's that the search draws minibatches from.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::values::positive)]
     pub search_windows: usize,
     /// Calibration windows after those on which the final plan's KL is measured (and kld<= judged).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::values::positive)]
     pub holdout_windows: usize,
     /// Windows on which each tensor's sensitivity is measured (lagrange, evo's warm start).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::values::positive)]
     pub sensitivity_windows: usize,
     /// Sizes the plan is compared at (quantization budgets with lagrange or evo): the N
     /// single-type plans nearest the budget, and the Lagrangian plan of each one's size, every
     /// plan's KL measured on the hold-out windows (about one hold-out measurement each); shown in
     /// plan.json's "frontier" and the report's size–KL plot. 0: none.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::values::count)]
     pub frontier: usize,
     /// The types a quantization budget may give a tensor, comma-separated (default: every
     /// quantized type but Q4_0, from IQ2_XS to Q8_0, each where the tensor's rows fit it). A
@@ -122,13 +123,13 @@ pub struct PlanArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Calibration tokens for the layer database (the text's first windows).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = super::values::positive)]
     pub tokens: usize,
     /// Window length in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::values::ctx)]
     pub ctx: usize,
     /// GPTQ dampening for the database, a share of the mean diagonal of H.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::values::damp)]
     pub damp: f32,
     /// Turn off GPTQ's act-order in the database.
     #[arg(long)]
@@ -175,18 +176,12 @@ pub(crate) fn open_for_planning(path: &Path, budget: &str, solver: Option<Solver
 
 /// Checks the arguments, runs the planner with progress bars, and returns the outcome.
 #[allow(clippy::too_many_arguments)]
-pub fn run_planner(model: Weights, model_path: &Path, calib: &Path, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
+pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
     let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
-    if s.search_windows == 0 || s.holdout_windows == 0 {
-        bail!("--search-windows and --holdout-windows must be at least 1");
-    }
-    if s.offspring == 0 {
-        bail!("--offspring must be at least 1");
-    }
     crate::eval::check_ctx(&model, ctx)?;
     // The most windows a plan reads: the database's, then the search's and the hold-out's.
     let need = (tokens / ctx).max(1) + s.search_windows + s.holdout_windows;
-    let windows = Windows::from_file(calib, model.tokenizer()?, ctx, Some(need)).with_context(|| format!("{}", calib.display()))?;
+    let windows = Windows::from_text(calib, model.tokenizer()?, ctx, Some(need)).with_context(|| "--calib")?;
     let cache_dir = if s.no_cache { None } else { s.cache.clone().or_else(default_cache_dir) };
     let opts = PlanOptions {
         budget,
@@ -204,7 +199,7 @@ pub fn run_planner(model: Weights, model_path: &Path, calib: &Path, budget: &str
     };
     let pb = progress::bar(1, "plan");
     let mut stage = String::new();
-    let outcome = plan(model, model_path, calib, &windows, &opts, &mut |what, done, total, best| {
+    let outcome = plan(model, model_path, &windows, &opts, &mut |what, done, total, best| {
         if what != stage {
             stage = what.to_string();
             pb.set_stage(total as u64);
@@ -242,21 +237,15 @@ pub fn summary(o: &PlanOutcome) -> String {
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
-    if !(0.0..1.0).contains(&args.damp) {
-        bail!("--damp {} is outside [0, 1)", args.damp);
-    }
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
-    let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        bail!("the folder of --out, {}, does not exist", parent.display());
-    }
-    crate::export::temp::check_writable(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    Files::new().input("--model", &args.model, Input::Model).input("--calib", &args.calib, Input::Once).output("--out", &args.out).check()?;
     Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
+    let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
     let model = open_for_planning(&args.model, &args.budget, args.search.solver, args.stream, crate::model::runner::StateLimits::machine_memory(), "the machine's memory")?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
-    let o = run_planner(model, &args.model, &args.calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+    let o = run_planner(model, &args.model, &calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
     write_plan_json(&args.out, &o)?;
     println!("wrote {}: {}", args.out.display(), summary(&o));
     Ok(())

@@ -13,6 +13,7 @@ use crate::export::write_atomic;
 use crate::importance::{profile, ProfileOptions};
 use crate::model::{Blocks, Streaming, Weights};
 
+use super::guard::{Files, Input};
 use super::progress;
 
 /// Importance profile: every signal in one pass, as DIR/profile.json and DIR/report.html
@@ -34,21 +35,21 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub calib: PathBuf,
     /// Calibration tokens for the statistics (a multiple of --ctx; the text's first windows).
-    #[arg(long, default_value_t = 32768)]
+    #[arg(long, default_value_t = 32768, value_parser = super::values::positive)]
     pub tokens: usize,
     /// Window length in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::values::ctx)]
     pub ctx: usize,
     /// Tokens (the first windows) on which each block and sublayer is removed and KL measured:
     /// 3 × blocks partial forward passes over them, the costliest part of the profile
     /// (about 3 minutes for SmolLM2 at 1024 tokens on 2 cores).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = super::values::positive)]
     pub ablation_tokens: usize,
     /// Tokens (the first windows) whose attention probabilities are summarised.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = super::values::count)]
     pub attention_tokens: usize,
     /// Windows per forward pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::values::positive)]
     pub batch: usize,
     /// Also measure, for every linear, the end-to-end KL with only that linear quantized to each
     /// of these GGUF types (comma-separated, e.g. Q4_0,Q8_0), on the ablation tokens: one
@@ -81,12 +82,39 @@ pub struct ProfileArgs {
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
+    // The output folder is made first, so that the files to go in it (an --imatrix-out among
+    // them) are checked like any other; a run that fails takes it away again if it made it
+    // and it is still empty.
+    let made = !args.out.exists();
+    if made {
+        let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            bail!("--out {}: the folder {} does not exist", args.out.display(), parent.display());
+        }
+        std::fs::create_dir(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     }
+    let out = args.out.clone();
+    let done = profile_into(args);
+    if done.is_err() && made {
+        let _ = std::fs::remove_dir(&out);
+    }
+    done
+}
+
+fn profile_into(args: ProfileArgs) -> Result<()> {
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
+    let written = ["profile.json", "report.html", "imatrix_comparison.json"].map(|f| args.out.join(f));
+    let mut files = Files::new()
+        .input("--model", &args.model, Input::Model)
+        .input("--calib", &args.calib, Input::Once)
+        .input_opt("--imatrix-in", args.imatrix_in.as_deref(), Input::File)
+        .output_opt("--imatrix-out", args.imatrix_out.as_deref());
+    for f in &written {
+        files = files.output("--out", f);
+    }
+    files.check()?;
     let limits = super::compress::state_limits(args.memory_limit.as_deref())?;
     let full_types = args.full.iter().map(|t| QuantType::parse(t).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
@@ -94,7 +122,6 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     crate::eval::check_ctx(&model, args.ctx)?;
     let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
         .with_context(|| format!("{}", args.calib.display()))?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let n = model.n_blocks();
     let n_linears = 7 * n;

@@ -17,6 +17,10 @@ pub enum DataError {
     NotUtf8(PathBuf),
     #[error("{0}: the text is empty")]
     Empty(PathBuf),
+    #[error("{path}: {what}, not a text file")]
+    NotText { path: PathBuf, what: &'static str },
+    #[error("{path}: more than {max} bytes; give a shorter text", max = MAX_TEXT_BYTES)]
+    TooLarge { path: PathBuf },
     #[error("the text has {n_tokens} tokens, fewer than one window of {ctx}")]
     TooShort { n_tokens: usize, ctx: usize },
     #[error("window length must be at least 2 tokens, got {0}")]
@@ -25,14 +29,79 @@ pub enum DataError {
     Tokenize(#[from] crate::model::ModelError),
 }
 
-/// Reads a UTF-8 text file, refusing empty (or whitespace-only) ones.
-pub fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = std::fs::read(path).map_err(|error| DataError::Io { path: path.into(), error })?;
+/// The most bytes a text may have (read whole into memory): 1 GiB, two hundred times the
+/// default calibration text. A pipe or device that gives more is refused, not read without end.
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+
+/// Reads a UTF-8 text file once, refusing empty (or whitespace-only) ones and anything past
+/// [`MAX_TEXT_BYTES`]; returns the text and the sha256 of the bytes read (what caches are keyed
+/// by: a pipe cannot be read a second time to hash it). A regular file, or a pipe or FIFO
+/// (`--calib <(zcat text.gz)`), read to its end — a FIFO no process writes to is waited for,
+/// as `cat` would, with a line saying so after two seconds; other kinds of file (devices,
+/// sockets, folders) are refused.
+pub fn read_text(path: &Path) -> Result<Text, DataError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let io = |error| DataError::Io { path: path.into(), error };
+    // Opened without blocking: opening a FIFO that no process writes to would otherwise wait
+    // forever.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
+    let kind = file.metadata().map_err(io)?.file_type();
+    if kind.is_fifo() {
+        // Until a process opens the FIFO to write, poll reports nothing (and a blocking read
+        // would report the end of the file at once): wait for it, saying so.
+        if !readable(&file, 2000).map_err(io)? {
+            eprintln!("waiting for a process to write to the FIFO {} (Ctrl-C stops)", path.display());
+            readable(&file, -1).map_err(io)?;
+        }
+        // Reads block again: a writer that is still producing is waited for; with no writer
+        // left, a read gives end of file.
+        // SAFETY: fcntl on a file descriptor this function owns.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        if flags < 0 || unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+            return Err(io(std::io::Error::last_os_error()));
+        }
+    } else if !kind.is_file() {
+        let what = if kind.is_dir() { "a folder" } else if kind.is_char_device() || kind.is_block_device() { "a device" } else { "not a regular file" };
+        return Err(DataError::NotText { path: path.into(), what });
+    } else if file.metadata().map_err(io)?.len() > MAX_TEXT_BYTES {
+        return Err(DataError::TooLarge { path: path.into() });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TEXT_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        return Err(DataError::TooLarge { path: path.into() });
+    }
+    let sha256 = format!("{:x}", Sha256::digest(&bytes));
     let text = String::from_utf8(bytes).map_err(|_| DataError::NotUtf8(path.into()))?;
     if text.trim().is_empty() {
         return Err(DataError::Empty(path.into()));
     }
-    Ok(text)
+    Ok(Text { text, sha256 })
+}
+
+/// Whether `file` has data or an end to read within `timeout_ms` (-1: however long it takes).
+fn readable(file: &std::fs::File, timeout_ms: i32) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    let mut fd = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut fd, 1, timeout_ms) } {
+            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
+            -1 => return Err(std::io::Error::last_os_error()),
+            n => return Ok(n > 0),
+        }
+    }
+}
+
+/// A text as read, once, from its file.
+#[derive(Debug, Clone)]
+pub struct Text {
+    pub text: String,
+    /// The sha256 of the file's bytes.
+    pub sha256: String,
 }
 
 /// Non-overlapping windows of `ctx` token ids.
@@ -40,6 +109,8 @@ pub fn read_text(path: &Path) -> Result<String, DataError> {
 pub struct Windows {
     pub ctx: usize,
     pub windows: Vec<Vec<u32>>,
+    /// The sha256 of the text file the windows were cut from (None: made from token ids).
+    pub text_sha256: Option<String>,
 }
 
 impl Windows {
@@ -56,22 +127,35 @@ impl Windows {
             .take(max.unwrap_or(usize::MAX))
             .map(<[u32]>::to_vec)
             .collect();
-        Ok(Windows { ctx, windows })
+        Ok(Windows { ctx, windows, text_sha256: None })
     }
 
     /// Reads, tokenizes and cuts a text file.
-    pub fn from_file(
-        path: &Path,
-        tokenizer: &Tokenizer,
-        ctx: usize,
-        max: Option<usize>,
-    ) -> Result<Self, DataError> {
-        let text = read_text(path)?;
+    pub fn from_file(path: &Path, tokenizer: &Tokenizer, ctx: usize, max: Option<usize>) -> Result<Self, DataError> {
+        Self::from_text(&read_text(path)?, tokenizer, ctx, max)
+    }
+
+    /// Tokenizes and cuts a text already read.
+    pub fn from_text(text: &Text, tokenizer: &Tokenizer, ctx: usize, max: Option<usize>) -> Result<Self, DataError> {
         let tokens = match max {
-            Some(n) => tokenizer.encode_prefix(&text, n.saturating_mul(ctx))?,
-            None => tokenizer.encode(&text)?,
+            Some(n) => tokenizer.encode_prefix(&text.text, n.saturating_mul(ctx))?,
+            None => tokenizer.encode(&text.text)?,
         };
-        Self::new(&tokens, ctx, max)
+        Ok(Windows { text_sha256: Some(text.sha256.clone()), ..Self::new(&tokens, ctx, max)? })
+    }
+
+    /// What identifies the windows' source in a cache key: the sha256 of the text they were
+    /// read from, else of their token ids.
+    pub fn source_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        self.text_sha256.clone().unwrap_or_else(|| {
+            let mut h = Sha256::new();
+            h.update((self.ctx as u64).to_le_bytes());
+            for t in self.windows.iter().flatten() {
+                h.update(t.to_le_bytes());
+            }
+            format!("tokens {:x}", h.finalize())
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -78,6 +78,7 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(decode) },
     ];
     all.extend(caches);
+    all.extend([super::cli::aliases_family(&scratch.0)?, super::cli::numbers_family()]);
     Ok(all)
 }
 

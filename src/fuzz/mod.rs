@@ -6,6 +6,7 @@
 //!
 //! `tests/fuzz.rs` runs a few thousand cases per family; `examples/fuzz.rs` runs millions.
 
+mod cli;
 mod families;
 pub mod mutate;
 

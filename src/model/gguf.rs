@@ -53,7 +53,7 @@ fn md_f64(md: &HashMap<String, Value>, key: &str) -> Result<Option<f64>> {
             v.to_f32()
                 .map(f64::from)
                 .or_else(|_| v.to_f64())
-                .map_err(|e| ModelError::InvalidConfig(format!("metadata '{key}': {e}")))
+                .map_err(|e| ModelError::InvalidConfig(format!("metadata '{key}': {}", crate::model::candle_message(&e))))
         })
         .transpose()
 }

@@ -101,6 +101,11 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Tokenizer(e.to_string())
 }
 
+/// A metadata value of the wrong type, without the backtrace candle may attach.
+fn value_err(e: candle_core::Error) -> ModelError {
+    ModelError::Tokenizer(crate::model::candle_message(&e))
+}
+
 impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -150,18 +155,18 @@ impl Tokenizer {
     fn spm_from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let tokens = get_array(md, "tokenizer.ggml.tokens")?
             .iter()
-            .map(|v| v.to_string().cloned().map_err(tok_err))
+            .map(|v| v.to_string().cloned().map_err(value_err))
             .collect::<Result<Vec<String>>>()?;
         let scores: Vec<f32> = get_array(md, "tokenizer.ggml.scores")?
             .iter()
-            .map(|v| v.to_f32().map_err(tok_err))
+            .map(|v| v.to_f32().map_err(value_err))
             .collect::<Result<_>>()?;
         if scores.len() != tokens.len() {
             return Err(ModelError::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
         }
         let types = token_types(md, tokens.len())?;
         let add_space_prefix = match md.get("tokenizer.ggml.add_space_prefix") {
-            Some(v) => v.to_bool().map_err(tok_err)?,
+            Some(v) => v.to_bool().map_err(value_err)?,
             None => true,
         };
         Self::sentencepiece(&tokens, &scores, &types, add_space_prefix)
@@ -228,17 +233,17 @@ impl Tokenizer {
 
     fn bpe_from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let pre = match md.get("tokenizer.ggml.pre") {
-            Some(v) => v.to_string().map_err(tok_err)?.clone(),
+            Some(v) => v.to_string().map_err(value_err)?.clone(),
             None => "default".to_string(),
         };
         let tokens = get_array(md, "tokenizer.ggml.tokens")?
             .iter()
-            .map(|v| v.to_string().cloned().map_err(tok_err))
+            .map(|v| v.to_string().cloned().map_err(value_err))
             .collect::<Result<Vec<String>>>()?;
         let merges = get_array(md, "tokenizer.ggml.merges")?
             .iter()
             .map(|v| {
-                let m = v.to_string().map_err(tok_err)?;
+                let m = v.to_string().map_err(value_err)?;
                 // llama.cpp splits at the first space after the first character.
                 let first = m.chars().next().map_or(0, char::len_utf8);
                 let at = m[first..].find(' ').map(|p| p + first);
@@ -332,7 +337,7 @@ impl Tokenizer {
 /// `tokenizer.ggml.token_type`, every token normal when absent.
 fn token_types(md: &HashMap<String, Value>, n: usize) -> Result<Vec<i32>> {
     let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
-        Some(v) => v.to_vec().map_err(tok_err)?.iter().map(|t| t.to_i32().map_err(tok_err)).collect::<Result<_>>()?,
+        Some(v) => v.to_vec().map_err(value_err)?.iter().map(|t| t.to_i32().map_err(value_err)).collect::<Result<_>>()?,
         None => vec![TOKEN_TYPE_NORMAL; n],
     };
     if types.len() != n {

@@ -70,9 +70,11 @@ pub fn sha256_remembered(path: &Path, cache: Option<&Path>) -> std::io::Result<S
     Ok(sha256)
 }
 
-/// The sha256 of the model's bytes and of the calibration text: what every cache key starts
-/// from. The model's (each file of a Hugging Face folder) is remembered in `cache`.
-pub fn inputs_digest(model: &Path, calib: &Path, cache: Option<&Path>) -> std::io::Result<String> {
+/// The sha256 of the model's bytes and the calibration text's digest (the sha256 of the bytes
+/// its windows were read from, taken as they were read: a piped text cannot be read twice):
+/// what every cache key starts from. The model's (each file of a Hugging Face folder) is
+/// remembered in `cache`.
+pub fn inputs_digest(model: &Path, calib: &str, cache: Option<&Path>) -> std::io::Result<String> {
     let m = if model.is_dir() {
         // A Hugging Face folder: its weights, config and tokenizer (tokenizer.json, or the
         // SentencePiece tokenizer.model), which decide the calibration tokens.
@@ -85,7 +87,7 @@ pub fn inputs_digest(model: &Path, calib: &Path, cache: Option<&Path>) -> std::i
     } else {
         sha256_remembered(model, cache)?
     };
-    Ok(format!("model {m} calib {}", sha256_file(calib)?))
+    Ok(format!("model {m} calib {calib}"))
 }
 
 /// A key of 24 hex digits for what `text` describes.

@@ -158,20 +158,20 @@ fn split(all: &Windows, db_windows: usize, search: usize, used: usize, holdout: 
             all.ctx
         )));
     }
-    let database = Windows { ctx: all.ctx, windows: all.windows[..db_windows].to_vec() };
+    let database = Windows { ctx: all.ctx, windows: all.windows[..db_windows].to_vec(), text_sha256: all.text_sha256.clone() };
     let used = used.min(search);
     let probe = [&all.windows[db_windows..db_windows + used], &all.windows[db_windows + search..need]].concat();
     Ok(Split { database, probe, n_search: used })
 }
 
 /// Plans `model` (opened from `model_path`) under `opts.budget` with calibration `windows` (the
-/// text's first: the database's `database.tokens`, then the search's and the hold-out's). The
+/// text's first, keyed in the caches by [`Windows::source_digest`]: the database's `database.tokens`, then the search's and the hold-out's). The
 /// model is taken: a quantization search drops the original weights of every tensor it plans
 /// once the sensitivities are measured (every candidate replaces them all). A streamed model
 /// takes the quantization budgets with the uniform and lagrange solvers: the database, the
 /// sensitivities and every plan's KL are made block by block; EvoPress (a whole model per
 /// candidate), sparsity and depth need it in memory.
-pub fn plan(model: Weights, model_path: &Path, calib_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
     let t0 = Instant::now();
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
@@ -231,7 +231,7 @@ pub fn plan(model: Weights, model_path: &Path, calib_path: &Path, windows: &Wind
     timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
     let inputs = match (&opts.cache_dir, kind) {
         (None, None) => String::new(),
-        _ => digest::inputs_digest(model_path, calib_path, opts.cache_dir.as_deref())?,
+        _ => digest::inputs_digest(model_path, &windows.source_digest(), opts.cache_dir.as_deref())?,
     };
     if opts.resume && opts.cache_dir.is_none() {
         return Err(PlanError::Budget("--resume continues a search saved in the cache folder; it cannot go with --no-cache".into()));

@@ -138,7 +138,7 @@ mod tests {
         let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
         let windows = Windows::new(&ids, 16, None).unwrap();
         let settings = DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None };
-        let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec() };
+        let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
         let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut |_, _| {}).unwrap();
         assert!(db.tensors.contains_key("token_embd.weight") && db.tensors.contains_key("output.weight"));
         let probe = Probe::new(&model, &windows.windows, &mut |_| {}).unwrap();
