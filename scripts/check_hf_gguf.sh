@@ -4,7 +4,8 @@
 # own hash table; the fixtures' own vocabularies are named for it) against
 # `triage compress --type F16`, key by key and tensor by tensor, and llama-perplexity on both
 # files (4 windows of 128 tokens of assets/eval.txt); then llama-tokenize on the triage file
-# against triage's tokenizer on tests/fixtures/unicode.txt and assets/eval.txt.
+# against triage's tokenizer on tests/fixtures/unicode.txt and assets/eval.txt. tiny-qwen2 is
+# also checked copied under a checkpoint's name, whose naming keys the converter reads in it.
 # Prints one table (the README's). Needs scripts/setup_python.sh and scripts/build_llama_cpp.sh
 # (with LLAMA_TARGETS="llama-perplexity llama-tokenize").
 #
@@ -18,6 +19,7 @@ scripts/fetch_tokenizers.sh >/dev/null
 LLAMA_TARGETS="llama-perplexity llama-tokenize" scripts/build_llama_cpp.sh >/dev/null
 cargo build --release --quiet --bin triage --example tokenize
 [ -d "$WORK/llama3" ] && [ -d "$WORK/qwen3" ] && [ -d "$WORK/mistral" ] && [ -d "$WORK/phi3" ] || .venv/bin/python scripts/make_vocab_folders.py "$WORK" >/dev/null 2>&1
+rm -rf "$WORK/qwen2.5-coder-0.5b-instruct" && cp -r tests/fixtures/tiny-qwen2 "$WORK/qwen2.5-coder-0.5b-instruct"
 TOKENIZE=tools/llama.cpp/bin/llama-tokenize
 cmp_py='
 import sys, glob, numpy as np
@@ -44,7 +46,7 @@ ppl() {
   echo "$p"
 }
 printf '| folder | vocabulary | keys equal to the converter'"'"'s | tensors byte-identical | tokenizer, pre-tokenizer | llama-perplexity: ours / converter'"'"'s | ids = llama-tokenize (unicode.txt) | ids = llama-tokenize (eval.txt) |\n|---|---|---|---|---|---|---|---|\n'
-for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 tests/fixtures/tiny-spm: tests/fixtures/tiny-gemma3:qwen2 tests/fixtures/tiny-gemma2: tests/fixtures/tiny-phi3: tests/fixtures/tiny-gemma3-vl: "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:" "$WORK/phi3:"; do
+for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 tests/fixtures/tiny-spm: tests/fixtures/tiny-gemma3:qwen2 tests/fixtures/tiny-gemma2: tests/fixtures/tiny-phi3: tests/fixtures/tiny-gemma3-vl: "$WORK/qwen2.5-coder-0.5b-instruct:qwen2" "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:" "$WORK/phi3:"; do
   dir=${case%%:*}
   pre=${case##*:}
   name=$(basename "$dir")

@@ -187,3 +187,58 @@ fn gemma3_without_a_block_keeps_its_windowed_blocks_in_llama_cpp() {
     assert!((ours - theirs).abs() / theirs < 0.01, "triage {ours} llama.cpp {theirs}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn folders_named_as_checkpoints_get_the_converters_naming_keys() {
+    // A fixture copied under a checkpoint's name: the converter reads basename, finetune,
+    // version and size in the name (here `0.5b` and `270m`, far from the fixtures' parameter
+    // counts, are read as finetunes, and the size label is the count's), then in config.json's
+    // `_name_or_path` first where it is a model id. Expected keys: scripts/make_name_expectations.py
+    // on the same folders, every other key the converter's file for the fixture.
+    let dir = tmp_dir("naming");
+    let cases: [(&str, &str, Option<&str>, &[(&str, &str)]); 2] = [
+        (
+            "tiny-qwen2",
+            "qwen2.5-coder-0.5b-instruct",
+            None,
+            &[("general.name", "Qwen2.5 Coder 0.5b Instruct"), ("general.finetune", "0.5b-instruct"), ("general.basename", "qwen2.5-coder"), ("general.size_label", "149K")],
+        ),
+        (
+            "tiny-gemma3",
+            "gemma3-270m",
+            Some("google/gemma-3-270m-it"),
+            &[("general.name", "Gemma 3 270m It"), ("general.organization", "Google"), ("general.finetune", "270m-it"), ("general.basename", "gemma-3"), ("general.size_label", "279K")],
+        ),
+    ];
+    let text = dir.join("calib.txt");
+    std::fs::write(&text, "The nation is at peace and the harvest is good. ".repeat(100)).unwrap();
+    for (fixture_name, folder, name_or_path, naming) in cases {
+        let model = dir.join(fixture_name).join(folder);
+        std::fs::create_dir_all(&model).unwrap();
+        for e in std::fs::read_dir(fixture(fixture_name)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+        }
+        if let Some(id) = name_or_path {
+            let config = model.join("config.json");
+            let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+            j["_name_or_path"] = id.into();
+            std::fs::write(&config, j.to_string()).unwrap();
+        }
+        let out = dir.join(format!("{folder}.gguf"));
+        ok(triage(&["compress", "--model", s(&model), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--type", "F16", "--out", s(&out)]));
+        let (ours, _) = GgufFile::read(&out).unwrap();
+        let (theirs, _) = GgufFile::read(&fixture(&format!("converter/{fixture_name}.F16.gguf"))).unwrap();
+        // The converter's keys for the fixture, its naming keys (name, size label) replaced by
+        // those of the folder's name, where the converter writes them.
+        let naming_key = |k: &str| naming.iter().any(|(n, _)| *n == k) || ["general.name", "general.size_label"].contains(&k);
+        let at = theirs.metadata.iter().position(|(k, _)| k == "general.name").unwrap();
+        let mut want: Vec<(String, String)> = theirs.metadata.iter().filter(|(k, _)| !naming_key(k)).map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
+        let block = naming.iter().map(|(k, v)| (k.to_string(), format!("{:?}", Value::String(v.to_string()))));
+        want.splice(at..at, block);
+        let got: Vec<(String, String)> = ours.metadata.iter().filter(|(k, _)| !OURS_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
+        assert_eq!(got.iter().map(|(k, _)| k).collect::<Vec<_>>(), want.iter().map(|(k, _)| k).collect::<Vec<_>>(), "{folder}: the keys and their order");
+        assert_eq!(got, want, "{folder}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -5,10 +5,14 @@
 //! llama.cpp's RoPE), each with the type the converter gives it at `--outtype f16`: F32 for
 //! vectors and norms, F16 for matrices.
 //!
-//! Intended differences from the converter: descriptive keys the converter takes from a model
-//! card or guesses from the folder name (`general.basename`, `finetune`, `version`,
-//! `organization`, `license`, `tags`, `languages`, `base_model.*`) are not written;
-//! `general.name` is the converter's title of the folder name (or of `_name_or_path`).
+//! The naming keys (`general.name`, `version`, `organization`, `finetune`, `basename`,
+//! `size_label`) are those the converter reads in config.json's `_name_or_path` and in the
+//! folder's name as given (a link not followed), checked against the parameter count.
+//!
+//! Intended differences from the converter: a model card (README.md's YAML front matter) is
+//! not read, so the keys the converter takes from it (`license`, `tags`, `languages`,
+//! `base_model.*`, `datasets.*`, and any naming key a card sets) are not written; a folder
+//! given as `.` or `..` is named as the folder it is (the converter names it `` or `..`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -188,23 +192,204 @@ fn id_to_title(s: &str) -> String {
     s.trim().replace('-', " ").split_whitespace().map(|w| if is_lower(w) && !is_version(w) { title(w) } else { w.to_string() }).collect::<Vec<_>>().join(" ")
 }
 
-/// `general.name`: `_name_or_path` from config.json when it is a model id (at most one '/'),
-/// else the folder's name, as the converter titles it.
-fn model_name(dir: &Path, config_json: &Json) -> String {
-    let id = config_json
-        .get("_name_or_path")
-        .and_then(Json::as_str)
-        .filter(|p| !p.is_empty() && p.matches('/').count() <= 1)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-            d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        });
-    if id.contains(' ') {
-        return id;
+/// A part of a model id the converter takes for a version: `(v|iter)?\d+([.]\d+)*`, any case.
+fn is_version_part(p: &str) -> bool {
+    let l = p.to_ascii_lowercase();
+    let rest = l.strip_prefix("iter").or_else(|| l.strip_prefix('v')).unwrap_or(&l);
+    rest.split('.').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A part the converter takes for a quantization type: `i?q\d(_\w)*|b?fp?(16|32)`, any case.
+fn is_type_part(p: &str) -> bool {
+    let l = p.to_lowercase();
+    if let Some(r) = l.strip_prefix("iq").or_else(|| l.strip_prefix('q')) {
+        let r: Vec<char> = r.chars().collect();
+        let word = |c: char| c.is_alphanumeric() || c == '_';
+        if r.first().is_some_and(char::is_ascii_digit) && r[1..].chunks(2).all(|pair| matches!(pair, ['_', c] if word(*c))) {
+            return true;
+        }
     }
-    let full = id.split_once('/').map_or(id.as_str(), |(_, n)| n);
-    id_to_title(full)
+    let r = l.strip_prefix('b').unwrap_or(&l);
+    r.strip_prefix('f').is_some_and(|r| matches!(r.strip_prefix('p').unwrap_or(r), "16" | "32"))
+}
+
+/// A part the converter takes for a size (not as the first part):
+/// `(([A]|\d+[x])?\d+([._]\d+)?[KMBT][\d]?|small|mini|medium|large|x?xl)`, any case.
+fn is_size_part(p: &str) -> bool {
+    let l = p.to_ascii_lowercase();
+    if ["small", "mini", "medium", "large", "xl", "xxl"].contains(&l.as_str()) {
+        return true;
+    }
+    let b = l.as_bytes();
+    let digits = |i: usize| b.get(i..).map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
+    let mut i = match (b.first(), digits(0)) {
+        (Some(b'a'), _) => 1,
+        (_, d) if d > 0 && b.get(d) == Some(&b'x') => d + 1,
+        _ => 0,
+    };
+    let d = digits(i);
+    if d == 0 {
+        return false;
+    }
+    i += d;
+    if matches!(b.get(i), Some(b'.' | b'_')) && digits(i + 1) > 0 {
+        i += 1 + digits(i + 1);
+    }
+    if !matches!(b.get(i), Some(b'k' | b'm' | b'b' | b't')) {
+        return false;
+    }
+    i += 1;
+    if b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i == b.len()
+}
+
+/// What the converter's `Metadata.get_model_id_components` reads in a model id
+/// (`[organization/]name`, the name's parts separated by '-').
+#[derive(Debug, Default)]
+struct IdComponents {
+    /// The id without its organization.
+    full_name: String,
+    organization: Option<String>,
+    basename: Option<String>,
+    finetune: Option<String>,
+    version: Option<String>,
+    size_label: Option<String>,
+}
+
+/// The converter's annotations of a part of a model id (a part may have several).
+const BASENAME: u8 = 1;
+const SIZE_LABEL: u8 = 2;
+const FINETUNE: u8 = 4;
+const VERSION: u8 = 8;
+const QUANT_TYPE: u8 = 16;
+
+/// The converter's `Metadata.get_model_id_components` for the model id `id` of a model of
+/// `total_params` parameters: each part annotated (version, quantization type, size, finetune
+/// word), a size far from the parameter count taken for a context length (a finetune), the
+/// leading unannotated words and versions the basename, later unannotated parts finetunes.
+/// Its regular expressions' `\d` is read as ASCII digits here (Python's takes any decimal digit).
+fn model_id_components(id: &str, total_params: u64) -> IdComponents {
+    if id.contains(' ') {
+        // A sentence rather than an id: the name only.
+        return IdComponents { full_name: id.to_string(), ..Default::default() };
+    }
+    let (organization, full_name) = match id.split_once('/') {
+        Some((org, name)) => ((!org.starts_with('.')).then(|| org.to_string()), name),
+        None => (None, id),
+    };
+    let mut parts: Vec<String> = full_name.split('-').filter(|p| !p.is_empty()).map(str::to_string).collect();
+    let mut types = vec![0u8; parts.len()];
+    for (i, part) in parts.iter_mut().enumerate() {
+        if is_version_part(part) {
+            types[i] |= VERSION;
+        } else if is_type_part(part) {
+            types[i] |= QUANT_TYPE;
+            *part = part.to_uppercase();
+        } else if i > 0 && is_size_part(part) {
+            let mut p: Vec<char> = part.replace('_', ".").chars().collect();
+            let n = p.len();
+            if p[n - 1].is_ascii_digit() {
+                // bloom-7b1 for 7.1B.
+                p = [&p[..n - 2], &['.', p[n - 1], p[n - 2]]].concat();
+            }
+            let n = p.len();
+            if n > 1 && p[n - 2].is_ascii_digit() && "kmbt".contains(p[n - 1]) {
+                p[n - 1] = p[n - 1].to_ascii_uppercase();
+            }
+            if total_params != 0 {
+                let scale = " KMBT".find(p[n - 1]).map_or(1e-3, |k| 1000f64.powi(k as i32));
+                if let Ok(x) = p[..n - 1].iter().collect::<String>().parse::<f64>() {
+                    // Far from the parameter count: a context length.
+                    if (x * scale - total_params as f64).abs() > (7 * total_params / 8) as f64 {
+                        types[i] |= FINETUNE;
+                        p[n - 1] = p[n - 1].to_ascii_lowercase();
+                    }
+                }
+            }
+            if types[i] == 0 {
+                types[i] |= SIZE_LABEL;
+            }
+            *part = p.into_iter().collect();
+        } else if i > 0 && ["chat", "instruct", "vision", "lora"].iter().any(|w| part.eq_ignore_ascii_case(w)) {
+            types[i] |= FINETUNE;
+        }
+    }
+    // Word sizes (mini, xl) are dropped when a size in digits is given.
+    if parts.iter().zip(&types).any(|(p, t)| t & SIZE_LABEL != 0 && p.chars().any(|c| c.is_ascii_digit())) {
+        for (p, t) in parts.iter().zip(types.iter_mut()) {
+            if *t & SIZE_LABEL != 0 && p.chars().all(char::is_alphabetic) {
+                *t &= !SIZE_LABEL;
+            }
+        }
+    }
+    let mut at_start = true;
+    for (p, t) in parts.iter().zip(types.iter_mut()) {
+        if at_start && ((*t == 0 && p.starts_with(char::is_alphabetic)) || *t & VERSION != 0) {
+            *t |= BASENAME;
+        } else {
+            at_start = false;
+            if *t == 0 {
+                *t |= FINETUNE;
+            }
+        }
+    }
+    // A trailing version is not part of the basename.
+    for t in types.iter_mut().rev() {
+        if *t & BASENAME != 0 && t.count_ones() > 1 {
+            *t &= !BASENAME;
+        } else {
+            break;
+        }
+    }
+    let join = |kind: u8, exclude: u8| {
+        let mut chosen: Vec<&str> = Vec::new();
+        for (p, t) in parts.iter().zip(&types) {
+            if t & kind != 0 && t & exclude == 0 && !(kind == SIZE_LABEL && chosen.contains(&p.as_str())) {
+                chosen.push(p);
+            }
+        }
+        (!chosen.is_empty()).then(|| chosen.join("-"))
+    };
+    let size_label = join(SIZE_LABEL, 0);
+    let finetune = join(FINETUNE, 0);
+    let version = join(VERSION, BASENAME);
+    // Too ambiguous for a basename without any of the others.
+    let basename = join(BASENAME, 0).filter(|_| size_label.is_some() || finetune.is_some() || version.is_some());
+    IdComponents { full_name: full_name.to_string(), organization, basename, finetune, version, size_label }
+}
+
+/// The naming keys the converter writes for a folder named `folder` holding a model of
+/// `total_params` parameters, in its order (`general.name`, `version`, `organization`,
+/// `finetune`, `basename`, `size_label`), each where it finds one: what its
+/// `Metadata.apply_metadata_heuristic` reads in config.json's `_name_or_path` (when a model
+/// id, at most one '/'), each key not found there from the folder's name; the size label
+/// otherwise the parameter count's. (A model card's YAML front matter, read there first, is
+/// not read here.)
+fn naming(folder: &str, name_or_path: Option<&str>, total_params: u64) -> Vec<(&'static str, String)> {
+    let [mut name, mut version, mut organization, mut finetune, mut basename, mut size_label]: [Option<String>; 6] = Default::default();
+    for id in name_or_path.filter(|p| p.matches('/').count() <= 1).into_iter().chain([folder]) {
+        let c = model_id_components(id, total_params);
+        name = name.or_else(|| Some(id_to_title(&c.full_name)));
+        organization = organization.or_else(|| c.organization.map(|o| id_to_title(&o)));
+        basename = basename.or(c.basename);
+        finetune = finetune.or(c.finetune);
+        version = version.or(c.version);
+        size_label = size_label.or(c.size_label);
+    }
+    let size_label = size_label.or_else(|| (total_params > 0).then(|| self::size_label(total_params)));
+    let keys = ["general.name", "general.version", "general.organization", "general.finetune", "general.basename", "general.size_label"];
+    keys.into_iter().zip([name, version, organization, finetune, basename, size_label]).filter_map(|(k, v)| Some((k, v?))).collect()
+}
+
+/// The name of the folder `dir` as given (as the converter takes it, a link not followed),
+/// or, for `.` or `..`, of the folder it is.
+fn folder_name(dir: &Path) -> String {
+    match dir.file_name() {
+        Some(n) => n.to_string_lossy().into_owned(),
+        None => std::fs::canonicalize(dir).ok().and_then(|d| Some(d.file_name()?.to_string_lossy().into_owned())).unwrap_or_default(),
+    }
 }
 
 /// The converter's size label: parameters rounded to two significant digits at least.
@@ -273,8 +458,11 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
             (None, _) => {}
         }
     }
-    md.push(("general.name".into(), Value::String(model_name(dir, &config_json))));
-    md.push(("general.size_label".into(), Value::String(size_label(n_params))));
+    // config.json as it is (`config_json` lifts a text_config's keys over its own).
+    let raw_config = read_json(&dir.join("config.json"))?;
+    for (k, v) in naming(&folder_name(dir), raw_config.get("_name_or_path").and_then(Json::as_str), n_params) {
+        md.push((k.into(), Value::String(v)));
+    }
     let u32v = |n: usize| Value::U32(n as u32);
     let given = |k: &str| config_json.get(k).is_some_and(|v| !v.is_null());
     let mut hp: Vec<(&str, Value)> = Vec::new();
@@ -813,6 +1001,62 @@ mod tests {
         assert_eq!(id_to_title("SmolLM2-135M-Instruct"), "SmolLM2 135M Instruct");
         assert_eq!(id_to_title("llama-3b-v1.2"), "Llama 3b v1.2");
         assert_eq!(title("qwen2b"), "Qwen2B");
+    }
+
+    #[test]
+    fn naming_keys_are_the_converters() {
+        // (folder name, config.json's `_name_or_path`, total parameters, [name, version,
+        // organization, finetune, basename, size_label]): the converter's keys, as
+        // scripts/make_name_expectations.py prints them from gguf-py.
+        #[rustfmt::skip]
+        let cases: [(&str, Option<&str>, u64, [Option<&str>; 6]); 34] = [
+            ("qwen2.5-coder-0.5b-instruct", None, 494032768, [Some("Qwen2.5 Coder 0.5b Instruct"), None, None, Some("instruct"), Some("qwen2.5-coder"), Some("0.5B")]),
+            ("gemma3-270m", None, 268098176, [Some("Gemma3 270m"), None, None, None, Some("gemma3"), Some("270M")]),
+            ("SmolLM2-135M-Instruct", None, 134515008, [Some("SmolLM2 135M Instruct"), None, None, Some("Instruct"), Some("SmolLM2"), Some("135M")]),
+            ("Llama-3.2-1B-Instruct", None, 1235814432, [Some("Llama 3.2 1B Instruct"), None, None, Some("Instruct"), Some("Llama-3.2"), Some("1B")]),
+            ("Mistral-7B-Instruct-v0.3", None, 7248023552, [Some("Mistral 7B Instruct v0.3"), Some("v0.3"), None, Some("Instruct"), Some("Mistral"), Some("7B")]),
+            ("Qwen3-0.6B", None, 596049920, [Some("Qwen3 0.6B"), None, None, None, Some("Qwen3"), Some("0.6B")]),
+            ("phi-3-mini-4k-instruct", None, 3821079552, [Some("Phi 3 Mini 4k Instruct"), None, None, Some("4k-instruct"), Some("phi-3"), Some("mini")]),
+            ("tiny-llama", None, 167880, [Some("Tiny Llama"), None, None, None, None, Some("168K")]),
+            ("gemma-2-2b-it", None, 2614341888, [Some("Gemma 2 2b It"), None, None, Some("it"), Some("gemma-2"), Some("2B")]),
+            ("Meta-Llama-3.1-8B-Instruct", None, 8030261312, [Some("Meta Llama 3.1 8B Instruct"), None, None, Some("Instruct"), Some("Meta-Llama-3.1"), Some("8B")]),
+            ("Qwen2.5-7B-Instruct-1M", None, 7615616512, [Some("Qwen2.5 7B Instruct 1M"), None, None, Some("Instruct-1m"), Some("Qwen2.5"), Some("7B")]),
+            ("model", None, 1000000, [Some("Model"), None, None, None, None, Some("1000K")]),
+            ("qwen2.5-coder-0.5b-instruct", None, 167880, [Some("Qwen2.5 Coder 0.5b Instruct"), None, None, Some("0.5b-instruct"), Some("qwen2.5-coder"), Some("168K")]),
+            ("gemma3-270m", None, 560000, [Some("Gemma3 270m"), None, None, Some("270m"), Some("gemma3"), Some("560K")]),
+            ("Mixtral-8x7B-Instruct-v0.1", None, 46702792704, [Some("Mixtral 8x7B Instruct v0.1"), Some("v0.1"), None, Some("Instruct"), Some("Mixtral"), Some("8x7B")]),
+            ("Qwen3-30B-A3B", None, 30532122624, [Some("Qwen3 30B A3B"), None, None, None, Some("Qwen3"), Some("30B-A3B")]),
+            ("bloom-7b1", None, 7069016064, [Some("Bloom 7b1"), None, None, None, Some("bloom"), Some("7.1B")]),
+            ("stablelm-2-zephyr-1_6b", None, 1644515328, [Some("Stablelm 2 Zephyr 1_6b"), None, None, None, Some("stablelm-2-zephyr"), Some("1.6B")]),
+            ("Yi-1.5-34B-Chat-16K", None, 34388917248, [Some("Yi 1.5 34B Chat 16K"), None, None, Some("Chat-16k"), Some("Yi-1.5"), Some("34B")]),
+            ("Llama-2-7b-chat-hf", None, 6738415616, [Some("Llama 2 7b Chat Hf"), None, None, Some("chat-hf"), Some("Llama-2"), Some("7B")]),
+            ("TinyLlama-1.1B-Chat-v1.0", None, 1100048384, [Some("TinyLlama 1.1B Chat v1.0"), Some("v1.0"), None, Some("Chat"), Some("TinyLlama"), Some("1.1B")]),
+            ("Phi-3.5-mini-instruct", None, 3821079552, [Some("Phi 3.5 Mini Instruct"), None, None, Some("instruct"), Some("Phi-3.5"), Some("mini")]),
+            ("Meta-Llama-3-8B-Instruct-Q4_K_M", None, 8030261248, [Some("Meta Llama 3 8B Instruct Q4_K_M"), None, None, Some("Instruct"), Some("Meta-Llama-3"), Some("8B")]),
+            ("OLMo-2-1124-7B-bf16", None, 7298617344, [Some("OLMo 2 1124 7B Bf16"), None, None, None, Some("OLMo-2-1124"), Some("7B")]),
+            ("t5-v1_1-xxl", None, 11000000000, [Some("T5 V1_1 Xxl"), None, None, None, Some("t5-v1_1"), Some("xxl")]),
+            ("falcon-7b-iter100--lora", None, 7000000000, [Some("Falcon 7b Iter100 Lora"), Some("iter100"), None, Some("lora"), Some("falcon"), Some("7B")]),
+            ("3b-model", None, 3000000000, [Some("3b Model"), None, None, Some("3b-model"), None, Some("3.0B")]),
+            ("c4ai-command-r-v01", None, 34980831232, [Some("C4Ai Command R v01"), Some("v01"), None, None, Some("c4ai-command-r"), Some("35B")]),
+            ("checkpoint-1000", None, 494032768, [Some("Checkpoint 1000"), Some("1000"), None, None, Some("checkpoint"), Some("494M")]),
+            ("snapshot", Some("Qwen/Qwen2.5-Coder-0.5B-Instruct"), 494032768, [Some("Qwen2.5 Coder 0.5B Instruct"), None, Some("Qwen"), Some("Instruct"), Some("Qwen2.5-Coder"), Some("0.5B")]),
+            ("my-finetune-v2", Some("HuggingFaceTB/SmolLM2-135M"), 134515008, [Some("SmolLM2 135M"), Some("v2"), Some("HuggingFaceTB"), None, Some("SmolLM2"), Some("135M")]),
+            ("tiny-qwen2", Some("./local-1B"), 167880, [Some("Local 1B"), None, None, Some("1b"), Some("local"), Some("168K")]),
+            ("tiny-qwen2", Some("my cool-model v2"), 167880, [Some("My Cool Model v2"), None, None, None, None, Some("168K")]),
+            ("tiny-qwen2", Some("/data/runs/out"), 167880, [Some("Tiny Qwen2"), None, None, None, None, Some("168K")]),
+        ];
+        let keys = ["general.name", "general.version", "general.organization", "general.finetune", "general.basename", "general.size_label"];
+        for (folder, name_or_path, total, want) in cases {
+            let want: Vec<(&str, String)> = keys.into_iter().zip(want).filter_map(|(k, v)| Some((k, v?.to_string()))).collect();
+            assert_eq!(naming(folder, name_or_path, total), want, "{folder} ({name_or_path:?}, {total} parameters)");
+        }
+    }
+
+    #[test]
+    fn model_id_parts_are_annotated_as_the_converter_annotates_them() {
+        assert!(is_version_part("v0.3") && is_version_part("ITER100") && is_version_part("3.2") && !is_version_part("v") && !is_version_part("3.") && !is_version_part("v1b"));
+        assert!(is_type_part("Q4_K_M") && is_type_part("iq2") && is_type_part("bf16") && is_type_part("FP32") && !is_type_part("iq2_xs") && !is_type_part("q40") && !is_type_part("qwen2"));
+        assert!(is_size_part("8x7B") && is_size_part("A3B") && is_size_part("7b1") && is_size_part("1_6b") && is_size_part("XXL") && !is_size_part("7b12") && !is_size_part("x7b") && !is_size_part("1.b"));
     }
 
     #[test]
