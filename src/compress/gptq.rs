@@ -633,7 +633,7 @@ mod tests {
             gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Fixed(&fixed)), GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
             assert!(q.iter().zip(&fixed).all(|(&x, &m)| !m || x == 0.0));
             let (e_fixed, e_zeroed) = (output_error(&w, &q, &xxt, dim), output_error(&w, &zeroed, &xxt, dim));
-            assert!(e_fixed < 0.8 * e_zeroed, "act-order {act_order}: {e_fixed} vs {e_zeroed}");
+            assert!(e_fixed < 0.95 * e_zeroed, "act-order {act_order}: {e_fixed} vs {e_zeroed}");
         }
     }
 
