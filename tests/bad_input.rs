@@ -764,3 +764,23 @@ fn errors_stay_one_line_with_backtraces_on() {
     assert!(e.len() < 400, "{e}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn compress_with_sparsity_that_prunes_nothing_everything_or_what_is_not_pruned() {
+    compress_fails(&["--sparsity", "NaN"], "sparsity 'NaN' is not a number;");
+    compress_fails(&["--sparsity", "1.0"], "sparsity 1 is outside [0, 1)");
+    compress_fails(&["--sparsity=-0.5"], "sparsity -0.5 is outside [0, 1)");
+    compress_fails(&["--sparsity", "0:4"], "sparsity '0:4' prunes nothing");
+    compress_fails(&["--sparsity", "4:4"], "sparsity '4:4': N:M needs whole numbers with N < M");
+    // Rows of 64 hold no group of 128: 64:128 would prune every weight.
+    compress_fails(&["--sparsity", "64:128"], "cannot prune blk.0.attn_k.weight 64:128: its rows of 64 are not a whole number of groups of 128");
+    let d = tmp_dir("plan-sparsity");
+    let plan = d.join("plan.json");
+    for name in ["token_embd.weight", "output.weight"] {
+        std::fs::write(&plan, format!(r#"{{"tensors": {{"{name}": {{"type": "Q8_0", "sparsity": 0.5}}}}}}"#)).unwrap();
+        compress_fails(&["--plan", plan.to_str().unwrap()], &format!("the plan gives {name} sparsity 0.5, but only the blocks' linears are pruned"));
+    }
+    std::fs::write(&plan, r#"{"tensors": {"blk.1.ffn_down.weight": {"type": "Q8_0", "sparsity": "3:7"}}}"#).unwrap();
+    compress_fails(&["--plan", plan.to_str().unwrap()], "cannot prune blk.1.ffn_down.weight 3:7: its rows of 160 are not a whole number of groups of 7");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -252,3 +252,103 @@ fn a_folder_with_llama3_rope_scaling_becomes_a_folder_again() {
     assert_eq!(back.config.rope_freq_factors, triage::model::Model::load(&m).unwrap().config.rope_freq_factors);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The linears of a written GGUF (blk.*, norms left out), read straight from its bytes: name,
+/// type, row width and the values the bytes decode to.
+fn written_linears(gguf: &Path) -> Vec<(String, String, usize, Vec<f32>)> {
+    let (g, mut f) = GgufFile::read(gguf).unwrap();
+    g.tensors
+        .iter()
+        .filter(|t| t.name.starts_with("blk.") && !t.name.contains("norm"))
+        .map(|t| {
+            let qt = t.qtype().unwrap();
+            let bytes = g.read_data(&mut f, t).unwrap();
+            (t.name.clone(), qt.name().to_string(), t.ne[0] as usize, triage::ggml::codec::dequantize(qt, &bytes, t.n_elements() as usize))
+        })
+        .collect()
+}
+
+fn zeros(v: &[f32]) -> usize {
+    v.iter().filter(|&&x| x == 0.0).count()
+}
+
+#[test]
+fn sparsity_under_gptq_onto_a_quantized_type_is_in_the_written_bytes() {
+    let dir = tmp_dir("sparse-gptq");
+    // SparseGPT's 2:4 inside GPTQ (the default method) onto Q8_0: two exact zeros in every group of 4.
+    let text = long_text(&dir);
+    let (out, report) = (dir.join("nm.gguf"), dir.join("nm.json"));
+    let m = fixture("tiny-llama.gguf");
+    let stdout = ok(triage(&["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--sparsity", "2:4", "--type", "Q8_0", "--report", s(&report), "--out", s(&out)]));
+    let linears = written_linears(&out);
+    assert_eq!(linears.len(), 21);
+    for (name, t, _, v) in &linears {
+        assert_eq!(t, "Q8_0", "{name}");
+        for (i, g) in v.chunks(4).enumerate() {
+            assert!(zeros(g) >= 2, "{name}: group {i} is {g:?}");
+        }
+    }
+    assert!(stdout.contains("sparsity: 50.0% requested, ") && stdout.contains("% measured in the written weights over 21 linears"), "{stdout}");
+    assert!(!stdout.contains("warning:"), "{stdout}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(j["sparsity"]["requested"], 0.5);
+    assert!(j["sparsity"]["measured"].as_f64().unwrap() >= 0.5, "{}", j["sparsity"]);
+    // Magnitude's and Wanda's masks, fixed before GPTQ, stay zero through its updates (each row
+    // pruned by half); SparseGPT's share is over blocks of columns.
+    for pruner in ["magnitude", "wanda", "sparsegpt"] {
+        let out = tiny_compress(&dir, "tiny-llama.gguf", &format!("{pruner}.gguf"), &["--sparsity", "0.5", "--pruner", pruner, "--type", "Q8_0"]);
+        for (name, _, cols, v) in written_linears(&out) {
+            assert!(zeros(&v) * 2 >= v.len(), "{pruner}: {name} holds {} zeros of {}", zeros(&v), v.len());
+            if pruner != "sparsegpt" {
+                assert!(v.chunks(cols).all(|row| zeros(row) * 2 >= cols), "{pruner}: {name}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_report_measures_the_sparsity_the_file_holds() {
+    // Q4_0 has a 0 level; Q4_1 (a minimum plus steps) has none: its pruned weights are written as
+    // its value nearest 0, which the report and a warning say.
+    let dir = tmp_dir("sparse-report");
+    let plan = dir.join("plan.json");
+    std::fs::write(
+        &plan,
+        r#"{"tensors": {"blk.0.attn_q.weight": {"type": "Q4_0", "sparsity": 0.5}, "blk.1.ffn_down.weight": {"type": "Q4_0", "sparsity": "2:4"},
+            "blk.2.ffn_up.weight": {"type": "Q4_1", "sparsity": 0.5}, "blk.2.ffn_gate.weight": "Q8_0"}}"#,
+    )
+    .unwrap();
+    let text = long_text(&dir);
+    let (out, report) = (dir.join("p.gguf"), dir.join("p.json"));
+    let m = fixture("tiny-llama.gguf");
+    let o = triage(&["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--plan", s(&plan), "--report", s(&report), "--out", s(&out)]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(o.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("1 of 3 pruned linears hold fewer zeros than requested: Q4_1 has no 0 level"), "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let file: std::collections::BTreeMap<String, (String, usize, Vec<f32>)> = written_linears(&out).into_iter().map(|(n, t, c, v)| (n, (t, c, v))).collect();
+    let (mut held, mut total) = (0, 0);
+    for t in j["tensors"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let (qtype, _, v) = &file[name];
+        assert_eq!(t["type"].as_str(), Some(qtype.as_str()));
+        assert_eq!(t["zeros"].as_f64().unwrap(), zeros(v) as f64 / v.len() as f64, "{name}");
+        if t["sparsity"].as_f64().is_some() {
+            held += zeros(v);
+            total += v.len();
+        }
+    }
+    assert_eq!(j["sparsity"]["linears"], 3);
+    assert_eq!(j["sparsity"]["short"], 1);
+    assert_eq!(j["sparsity"]["requested"], 0.5);
+    let measured = j["sparsity"]["measured"].as_f64().unwrap();
+    assert!((measured - held as f64 / total as f64).abs() < 1e-12, "report {measured}, file {held}/{total}");
+    assert!(stdout.contains(&format!("sparsity: 50.0% requested, {:.2}% measured in the written weights over 3 linears", 100.0 * measured)), "{stdout}");
+    // The Q4_0 tensors hold their masks exactly.
+    assert!(zeros(&file["blk.0.attn_q.weight"].2) * 2 >= 64 * 64);
+    assert!(file["blk.1.ffn_down.weight"].2.chunks(4).all(|g| zeros(g) >= 2));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -421,8 +421,21 @@ pub fn run(args: CompressArgs) -> Result<()> {
         crate::export::write_atomic(&path, |w| std::io::Write::write_all(w, html.as_bytes()).map_err(anyhow::Error::from))?;
         println!("wrote {}", path.display());
     }
+    let sparsity = compressed.sparsity();
+    if let Some(sp) = &sparsity {
+        println!("sparsity: {:.1}% requested, {:.2}% measured in the written weights over {} linears", 100.0 * sp.requested, 100.0 * sp.measured, sp.linears);
+        if sp.short > 0 {
+            eprintln!(
+                "warning: {} of {} pruned linears hold fewer zeros than requested: {} {} no 0 level, so a pruned weight is written as the grid's value nearest 0 (see the report's per-tensor zeros)",
+                sp.short,
+                sp.linears,
+                sp.short_types.join(", "),
+                if sp.short_types.len() == 1 { "has" } else { "have" }
+            );
+        }
+    }
     if let Some(p) = &args.report {
-        let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "seconds": secs });
+        let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "sparsity": sparsity, "seconds": secs });
         crate::export::write_atomic(p, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&j)?.as_bytes()).map_err(anyhow::Error::from))?;
     }
     Ok(())

@@ -34,6 +34,41 @@ pub enum Sparsity {
     NofM(usize, usize),
 }
 
+impl Sparsity {
+    /// The share of a tensor's weights it prunes (N/M for N:M).
+    pub fn share(&self) -> f64 {
+        match *self {
+            // f32 shares as the decimals they were given (0.3, not 0.30000001).
+            Sparsity::Unstructured(p) => (p as f64 * 1e6).round() / 1e6,
+            Sparsity::NofM(n, m) => n as f64 / m as f64,
+        }
+    }
+}
+
+/// Which weights GPTQ writes as zeros. A masked weight is rounded from 0, so its code is its
+/// grid's value nearest 0 — 0 itself where the grid has it (Q8_0, Q4_0, Q5_0, Q3_K, Q6_K); the
+/// grids with a minimum (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) or without a 0 level (IQ4_NL, IQ4_XS and
+/// the IQ2/IQ3 grids) write a small non-zero value instead — and the error of the value written,
+/// not of an exact 0, is what the columns after it absorb.
+#[derive(Debug, Clone, Copy)]
+pub enum Mask<'a> {
+    /// SparseGPT's: chosen from the error-updated weights as GPTQ reaches them.
+    Chosen(Sparsity),
+    /// Given up front (magnitude's or Wanda's choice), row-major (rows, cols) like the weights:
+    /// SparseGPT's updates with a fixed mask.
+    Fixed(&'a [bool]),
+}
+
+impl Mask<'_> {
+    /// The sparsity SparseGPT chooses masks for (None for a fixed mask).
+    pub fn chosen(&self) -> Option<Sparsity> {
+        match self {
+            Mask::Chosen(s) => Some(*s),
+            Mask::Fixed(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct GptqOptions {
     /// Dampening added to H's diagonal, as a share of its mean diagonal.
@@ -52,11 +87,14 @@ impl Default for GptqOptions {
     }
 }
 
+/// Why GPTQ could not run on a tensor (named in each).
 #[derive(Debug, thiserror::Error)]
 pub enum GptqError {
-    #[error("the Hessian of '{0}' is not positive definite even after dampening (NaN or Inf inputs?)")]
+    #[error("GPTQ on '{0}': its calibration inputs are not finite (NaN or Inf activations reach it: weights out of range before it?)")]
+    NonFiniteInputs(String),
+    #[error("GPTQ on '{0}': the Hessian of its calibration inputs is not positive definite even after dampening (raise --damp)")]
     NotPositiveDefinite(String),
-    #[error("the factorization given for '{0}' was made for other columns or options")]
+    #[error("GPTQ on '{0}': the factorization given was made for other columns or options")]
     Factorization(String),
 }
 
@@ -73,6 +111,10 @@ pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name:
 /// is 822 MB, and at most three exist at once besides `xxt`.
 fn inverse_cholesky_permuted(xxt: &[f32], perm: &[usize], n_tokens: usize, damp: f32, name: &str) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
     let n = perm.len();
+    // A NaN passes the factorization's positivity tests unnoticed and spreads to every weight.
+    if xxt.iter().any(|x| !x.is_finite()) {
+        return Err(GptqError::NonFiniteInputs(name.to_string()));
+    }
     let scale = 2.0 / n_tokens.max(1) as f32;
     // H's diagonal in processing order: a dead input (never non-zero) gets 1.
     let mut dead = Vec::new();
@@ -148,7 +190,7 @@ impl Factor {
 
 /// Runs GPTQ / SparseGPT over a row-major (rows, cols) weight matrix in place, with inputs
 /// summarised by `xxt` = Σ x xᵀ over `n_tokens`: afterwards `w` holds the rounded (and pruned)
-/// weights. Returns GPTQ's loss Σ (w − q)²/U_jj² / 2.
+/// weights, the masked ones as [`Mask`] says. Returns GPTQ's loss Σ (w − q)²/U_jj² / 2.
 #[allow(clippy::too_many_arguments)]
 pub fn gptq(
     w: &mut [f32],
@@ -157,12 +199,17 @@ pub fn gptq(
     xxt: &[f32],
     n_tokens: usize,
     quantizer: Option<&mut dyn ColumnQuantizer>,
-    sparsity: Option<Sparsity>,
+    mask: Option<Mask>,
     opts: GptqOptions,
     name: &str,
 ) -> Result<f64, GptqError> {
-    let f = Factor::new(xxt, cols, n_tokens, opts.damp, uses_act_order(opts, sparsity), name)?;
-    gptq_factored(w, rows, cols, &f, quantizer, sparsity, opts, name)
+    let f = Factor::new(xxt, cols, n_tokens, opts.damp, uses_act_order(opts, mask.and_then(|m| m.chosen())), name)?;
+    gptq_factored(w, rows, cols, &f, quantizer, mask, opts, name)
+}
+
+/// Greatest common divisor (for blocks that hold whole groups of two widths).
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// [`gptq`] with H's factorization given; one that does not [`Factor::serves`] this call is an
@@ -174,10 +221,11 @@ pub fn gptq_factored(
     cols: usize,
     f: &Factor,
     mut quantizer: Option<&mut dyn ColumnQuantizer>,
-    sparsity: Option<Sparsity>,
+    mask: Option<Mask>,
     opts: GptqOptions,
     name: &str,
 ) -> Result<f64, GptqError> {
+    let sparsity = mask.and_then(|m| m.chosen());
     if !f.serves(cols, opts, sparsity) {
         return Err(GptqError::Factorization(name.to_string()));
     }
@@ -207,16 +255,40 @@ pub fn gptq_factored(
             }
         }
     }
-    let block = opts.block.max(group);
+    // A block holds whole quantizer groups and whole N:M groups (which then start at multiples
+    // of M): a multiple of both, and no wider than the matrix.
+    let unit = match sparsity {
+        Some(Sparsity::NofM(_, m)) => group / gcd(group, m) * m,
+        _ => group,
+    };
+    let block = (opts.block.max(unit).div_ceil(unit) * unit).min(cols);
+    // A fixed mask in processing order, like `wt`.
+    let fixed: Option<Vec<bool>> = match mask {
+        Some(Mask::Fixed(m)) => {
+            assert_eq!(m.len(), rows * cols, "a fixed mask covers the weights");
+            let mut mt = vec![false; rows * cols];
+            for r in 0..rows {
+                for (k, &c) in perm.iter().enumerate() {
+                    mt[k * rows + r] = m[r * cols + c];
+                }
+            }
+            Some(mt)
+        }
+        _ => None,
+    };
     let mut loss = 0f64;
     let mut err = vec![0f32; block * rows];
     let mut q = vec![0f32; rows];
-    let mut mask = vec![false; block * rows];
+    let mut masked_col = Vec::with_capacity(if mask.is_some() { rows } else { 0 });
+    let mut mask = vec![false; if mask.is_some() { block * rows } else { 0 }];
     let mut b0 = 0;
     while b0 < cols {
         let b1 = (b0 + block).min(cols);
         if let Some(Sparsity::Unstructured(p)) = sparsity {
             unstructured_mask(&wt[b0 * rows..b1 * rows], &u_diag(u, cols, b0, b1), rows, p, &mut mask);
+        }
+        if let Some(mt) = &fixed {
+            mask[..(b1 - b0) * rows].copy_from_slice(&mt[b0 * rows..b1 * rows]);
         }
         for j in b0..b1 {
             if let Some(qz) = quantizer.as_deref_mut() {
@@ -234,16 +306,17 @@ pub fn gptq_factored(
             }
             let d = u[j * cols + j];
             let col = &wt[j * rows..(j + 1) * rows];
-            match quantizer.as_deref_mut() {
-                Some(qz) => qz.round(perm[j], col, &mut q),
-                None => q.copy_from_slice(col),
-            }
-            if sparsity.is_some() {
-                for (qi, &m) in q.iter_mut().zip(&mask[(j - b0) * rows..(j - b0 + 1) * rows]) {
-                    if m {
-                        *qi = 0.0;
-                    }
+            let masked = mask.get((j - b0) * rows..(j - b0 + 1) * rows);
+            match (quantizer.as_deref_mut(), masked) {
+                // A masked weight is rounded from 0, so its code and `q` agree on the value written.
+                (Some(qz), Some(mk)) => {
+                    masked_col.clear();
+                    masked_col.extend(col.iter().zip(mk).map(|(&x, &m)| if m { 0.0 } else { x }));
+                    qz.round(perm[j], &masked_col, &mut q);
                 }
+                (Some(qz), None) => qz.round(perm[j], col, &mut q),
+                (None, Some(mk)) => q.iter_mut().zip(col).zip(mk).for_each(|((qi, &x), &m)| *qi = if m { 0.0 } else { x }),
+                (None, None) => q.copy_from_slice(col),
             }
             let e = &mut err[(j - b0) * rows..(j - b0 + 1) * rows];
             for ((ei, &wi), &qi) in e.iter_mut().zip(col).zip(&q) {
@@ -498,14 +571,95 @@ mod tests {
         let (_, xxt) = inputs(dim, 256);
         let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Sparsity::NofM(2, 4)), GptqOptions::default(), "t").unwrap();
+        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Chosen(Sparsity::NofM(2, 4))), GptqOptions::default(), "t").unwrap();
         for row in q.chunks(dim) {
             for g in row.chunks(4) {
                 assert_eq!(g.iter().filter(|&&x| x == 0.0).count(), 2);
             }
         }
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Sparsity::Unstructured(0.5)), GptqOptions::default(), "t").unwrap();
+        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Chosen(Sparsity::Unstructured(0.5))), GptqOptions::default(), "t").unwrap();
         assert_eq!(q.iter().filter(|&&x| x == 0.0).count(), rows * dim / 2);
+    }
+
+    /// On Q8_0 (which has a 0) and Q4_1 (which has not) the bytes the grid packs are the
+    /// weights GPTQ computed, masked weights included; on Q8_0 those are exact zeros.
+    #[test]
+    fn masks_reach_the_bytes_of_a_gguf_grid() {
+        use super::super::grid_columns::GgufColumns;
+        use crate::ggml::codec::dequantize;
+        use crate::ggml::types::QuantType;
+        let (dim, rows) = (64, 8);
+        let (_, xxt) = inputs(dim, 256);
+        let w: Vec<f32> = (0..rows * dim).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * 0.05).collect();
+        let fixed: Vec<bool> = (0..rows * dim).map(|i| i * 37 % 11 < 5).collect();
+        for t in [QuantType::Q8_0, QuantType::Q4_1] {
+            for act_order in [false, true] {
+                let opts = GptqOptions { act_order, ..GptqOptions::default() };
+                for mask in [Mask::Chosen(Sparsity::NofM(2, 4)), Mask::Chosen(Sparsity::Unstructured(0.5)), Mask::Fixed(&fixed)] {
+                    let mut q = w.clone();
+                    let mut grid = GgufColumns::new(t, &w, rows, dim, None);
+                    gptq(&mut q, rows, dim, &xxt, 256, Some(&mut grid), Some(mask), opts, "t").unwrap();
+                    let written = dequantize(t, &grid.into_bytes(), rows * dim);
+                    for (a, b) in q.iter().zip(&written) {
+                        assert!((a - b).abs() <= 1e-6 * a.abs().max(1e-4), "{t} {mask:?}: {a} computed, {b} written");
+                    }
+                    if t != QuantType::Q8_0 {
+                        continue;
+                    }
+                    match mask {
+                        Mask::Chosen(Sparsity::NofM(..)) => {
+                            assert!(written.chunks(4).all(|g| g.iter().filter(|&&x| x == 0.0).count() >= 2), "{mask:?}")
+                        }
+                        Mask::Chosen(Sparsity::Unstructured(_)) => assert!(written.iter().filter(|&&x| x == 0.0).count() >= rows * dim / 2),
+                        Mask::Fixed(m) => assert!(written.iter().zip(m).all(|(&x, &m)| !m || x == 0.0)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fixed mask is kept while the other weights absorb its error: closer outputs than
+    /// zeroing the same weights and leaving the rest.
+    #[test]
+    fn a_fixed_mask_is_kept_and_compensated() {
+        let (dim, rows) = (64, 8);
+        let (_, xxt) = inputs(dim, 256);
+        let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
+        let fixed: Vec<bool> = w.iter().map(|x| x.abs() < 0.25).collect();
+        let zeroed: Vec<f32> = w.iter().zip(&fixed).map(|(&x, &m)| if m { 0.0 } else { x }).collect();
+        for act_order in [false, true] {
+            let mut q = w.clone();
+            gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Fixed(&fixed)), GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
+            assert!(q.iter().zip(&fixed).all(|(&x, &m)| !m || x == 0.0));
+            let (e_fixed, e_zeroed) = (output_error(&w, &q, &xxt, dim), output_error(&w, &zeroed, &xxt, dim));
+            assert!(e_fixed < 0.95 * e_zeroed, "act-order {act_order}: {e_fixed} vs {e_zeroed}");
+        }
+    }
+
+    /// N:M groups start at multiples of M even where M does not divide GPTQ's block of 128.
+    #[test]
+    fn n_of_m_groups_stay_aligned_across_blocks() {
+        let (dim, rows) = (192, 4);
+        let (_, xxt) = inputs(dim, 512);
+        let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
+        let mut q = w.clone();
+        gptq(&mut q, rows, dim, &xxt, 512, None, Some(Mask::Chosen(Sparsity::NofM(1, 3))), GptqOptions::default(), "t").unwrap();
+        for row in q.chunks(dim) {
+            for g in row.chunks(3) {
+                assert_eq!(g.iter().filter(|&&x| x == 0.0).count(), 1, "{g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn factorization_errors_name_the_tensor_and_the_cause() {
+        let (_, mut xxt) = inputs(8, 64);
+        let negative: Vec<f32> = xxt.iter().map(|x| -x).collect();
+        let e = Factor::new(&negative, 8, 64, 0.01, false, "blk.3.ffn_down.weight").unwrap_err().to_string();
+        assert!(e.contains("'blk.3.ffn_down.weight'") && e.contains("not positive definite") && e.contains("raise --damp"), "{e}");
+        xxt[9] = f32::NAN;
+        let e = Factor::new(&xxt, 8, 64, 0.01, false, "blk.3.ffn_down.weight").unwrap_err().to_string();
+        assert!(e.contains("'blk.3.ffn_down.weight'") && e.contains("not finite"), "{e}");
     }
 }

@@ -13,10 +13,10 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use crate::ggml::codec::{dequantize, encode_plain, quantize};
-use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, GptqOptions, Sparsity};
+use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, GptqOptions, Mask, Sparsity};
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
-use super::prune::{prune, wanda_norms};
+use super::prune::{prune_mask, wanda_norms};
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::importance::hessian::{BlockMoments, InputMoments};
@@ -69,11 +69,59 @@ pub struct TensorReport {
     pub name: String,
     #[serde(rename = "type")]
     pub qtype: String,
-    /// Share of exact zeros after compression.
+    /// [rows, cols].
+    pub shape: [usize; 2],
+    /// The share of its weights asked to be pruned (N/M for N:M); None when it is not pruned.
+    pub sparsity: Option<f64>,
+    /// Share of exact zeros in what was written (the values its bytes decode to).
     pub zeros: f64,
     /// ‖(W − Ŵ)X‖ / ‖WX‖ on the calibration inputs (None for the embedding).
     pub rel_error: Option<f64>,
     pub seconds: f64,
+}
+
+/// The sparsity asked for and the sparsity written, over the pruned linears, each weighted by
+/// its count of weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SparsitySummary {
+    /// The share of their weights asked to be pruned.
+    pub requested: f64,
+    /// The share of exact zeros in what was written (the values the bytes decode to).
+    pub measured: f64,
+    /// The pruned linears.
+    pub linears: usize,
+    /// Pruned linears written with fewer zeros than asked, beyond one weight per row (a pruner
+    /// rounds the share it masks down to whole weights per row, or per block of columns for
+    /// SparseGPT): their grid has no 0, so a pruned weight is written as its value nearest 0.
+    pub short: usize,
+    /// The types of those linears.
+    pub short_types: Vec<String>,
+}
+
+/// [`SparsitySummary`] of the tensors of `report`; None when none was pruned.
+pub fn sparsity_summary(report: &[TensorReport]) -> Option<SparsitySummary> {
+    let pruned: Vec<(&TensorReport, f64)> = report.iter().filter_map(|t| Some((t, t.sparsity?))).collect();
+    if pruned.is_empty() {
+        return None;
+    }
+    let weights = |t: &TensorReport| (t.shape[0] * t.shape[1]) as f64;
+    let total: f64 = pruned.iter().map(|(t, _)| weights(t)).sum();
+    let (mut short, mut short_types) = (0, Vec::new());
+    for (t, p) in &pruned {
+        if t.zeros < p - 1.0 / t.shape[1] as f64 - 1e-9 {
+            short += 1;
+            if !short_types.contains(&t.qtype) {
+                short_types.push(t.qtype.clone());
+            }
+        }
+    }
+    Some(SparsitySummary {
+        requested: pruned.iter().map(|(t, p)| p * weights(t)).sum::<f64>() / total,
+        measured: pruned.iter().map(|(t, _)| t.zeros * weights(t)).sum::<f64>() / total,
+        linears: pruned.len(),
+        short,
+        short_types,
+    })
 }
 
 pub struct Compressed {
@@ -89,6 +137,13 @@ pub struct Compressed {
     /// Output block index → source block index.
     pub kept_blocks: Vec<usize>,
     pub report: Vec<TensorReport>,
+}
+
+impl Compressed {
+    /// The sparsity asked for and written over the pruned linears; None when none was pruned.
+    pub fn sparsity(&self) -> Option<SparsitySummary> {
+        sparsity_summary(&self.report)
+    }
 }
 
 /// Stages reported to the progress callback: (stage, done, total).
@@ -155,6 +210,8 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
             report.push(TensorReport {
                 name: l.name.clone(),
                 qtype: spec.qtype.name().into(),
+                shape: [rows, cols],
+                sparsity: spec.sparsity.map(|s| s.share()).filter(|&p| p > 0.0),
                 zeros: new_w.iter().filter(|&&x| x == 0.0).count() as f64 / new_w.len() as f64,
                 rel_error: Some(rel_error),
                 seconds: t0.elapsed().as_secs_f64(),
@@ -182,7 +239,7 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
     for name in ["token_embd.weight", "output.weight"] {
         let Some(spec) = plan.tensors.get(name) else { continue };
         let t0 = Instant::now();
-        let (bytes, zeros, n) = match (&mut resident, &streamed) {
+        let (bytes, zeros, shape) = match (&mut resident, &streamed) {
             (Some(model), _) => {
                 let target = if name == "token_embd.weight" { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
                 let (rows, cols) = target.dims2()?;
@@ -191,7 +248,7 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
                 let new_w = dequantize(spec.qtype, &bytes, w.len());
                 let zeros = new_w.iter().filter(|&&x| x == 0.0).count();
                 *target = Tensor::from_vec(new_w, (rows, cols), &Device::Cpu)?;
-                (bytes, zeros, rows * cols)
+                (bytes, zeros, [rows, cols])
             }
             (None, Some(s)) => {
                 // Rows are independent in every type: quantized a chunk of rows at a time.
@@ -203,11 +260,12 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
                     zeros += dequantize(spec.qtype, &b, w.elem_count()).iter().filter(|&&x| x == 0.0).count();
                     bytes.extend(b);
                 }
-                (bytes, zeros, rows * cols)
+                (bytes, zeros, [rows, cols])
             }
             (None, None) => unreachable!("a model is resident or streamed"),
         };
-        report.push(TensorReport { name: name.into(), qtype: spec.qtype.name().into(), zeros: zeros as f64 / n as f64, rel_error: None, seconds: t0.elapsed().as_secs_f64() });
+        let n = shape[0] * shape[1];
+        report.push(TensorReport { name: name.into(), qtype: spec.qtype.name().into(), shape, sparsity: None, zeros: zeros as f64 / n as f64, rel_error: None, seconds: t0.elapsed().as_secs_f64() });
         encoded.insert(name.to_string(), spec.qtype, bytes).map_err(io)?;
     }
     let kept_blocks: Vec<usize> = (0..n_blocks).filter(|i| !plan.drop_blocks.contains(i)).collect();
@@ -265,7 +323,7 @@ impl Factors {
         let at = match self.0.iter().position(|(k, a, f)| k == key && *a == act_order && f.serves(m.dim, gptq, sparsity)) {
             Some(i) => i,
             None => {
-                let f = Factor::new(&m.xxt, m.dim, m.n_tokens, gptq.damp, act_order, key).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
+                let f = Factor::new(&m.xxt, m.dim, m.n_tokens, gptq.damp, act_order, key)?;
                 self.0.push((key.clone(), act_order, f));
                 self.0.len() - 1
             }
@@ -295,28 +353,31 @@ pub(crate) fn compress_linear(
 ) -> Result<(Vec<f32>, Vec<u8>)> {
     let mut w = w.to_vec();
     let t = spec.qtype;
-    if let Some(sp) = spec.sparsity.filter(|s| *s != Sparsity::Unstructured(0.0)) {
-        match opts.pruner {
-            Pruner::Magnitude => prune(&mut w, cols, None, sp),
-            Pruner::Wanda => prune(&mut w, cols, Some(&wanda_norms(&m.sum_sq())), sp),
-            Pruner::Sparsegpt => {} // inside GPTQ, below
-        }
-    }
+    // Magnitude's or Wanda's choice of the weights to prune, made on the original weights.
+    let fixed = match (spec.sparsity.filter(|s| *s != Sparsity::Unstructured(0.0)), opts.pruner) {
+        (Some(sp), Pruner::Magnitude) => Some(prune_mask(&w, cols, None, sp)),
+        (Some(sp), Pruner::Wanda) => Some(prune_mask(&w, cols, Some(&wanda_norms(&m.sum_sq())), sp)),
+        _ => None,
+    };
     let sparsegpt = sparsegpt_of(spec, opts);
-    let not_pd = |e: super::gptq::GptqError| ModelError::InvalidConfig(e.to_string());
-    let run = |w: &mut [f32], grid: Option<&mut dyn ColumnQuantizer>| match factor.filter(|f| f.serves(cols, opts.gptq, sparsegpt)) {
-        Some(f) => gptq_factored(w, rows, cols, f, grid, sparsegpt, opts.gptq, name),
-        None => gptq(w, rows, cols, &m.xxt, m.n_tokens, grid, sparsegpt, opts.gptq, name),
+    let run = |w: &mut [f32], grid: Option<&mut dyn ColumnQuantizer>, mask: Option<Mask>| match factor.filter(|f| f.serves(cols, opts.gptq, sparsegpt)) {
+        Some(f) => gptq_factored(w, rows, cols, f, grid, mask, opts.gptq, name),
+        None => gptq(w, rows, cols, &m.xxt, m.n_tokens, grid, mask, opts.gptq, name),
     };
     if t.is_quantized() && opts.method == Method::Gptq {
+        // The mask, fixed or SparseGPT's, reaches the grid's codes: the bytes hold it.
+        let mask = fixed.as_deref().map(Mask::Fixed).or(sparsegpt.map(Mask::Chosen));
         let mut grid = GgufColumns::new(t, &w, rows, cols, Some(imp));
-        run(&mut w, Some(&mut grid)).map_err(not_pd)?;
+        run(&mut w, Some(&mut grid), mask)?;
         let bytes = grid.into_bytes();
         let w = dequantize(t, &bytes, rows * cols);
         return Ok((w, bytes));
     }
-    if sparsegpt.is_some() {
-        run(&mut w, None).map_err(not_pd)?;
+    if let Some(mask) = &fixed {
+        w.iter_mut().zip(mask).filter(|(_, &m)| m).for_each(|(x, _)| *x = 0.0);
+    }
+    if let Some(sp) = sparsegpt {
+        run(&mut w, None, Some(Mask::Chosen(sp)))?;
     }
     let bytes = if t.is_quantized() {
         quantize(t, &w, cols, (opts.method == Method::Imatrix).then_some(imp))
@@ -353,6 +414,42 @@ fn renumber_blocks(blocks: Vec<Block>, kept: &[usize]) -> Vec<Block> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tensor(name: &str, qtype: &str, shape: [usize; 2], sparsity: Option<f64>, zeros: f64) -> TensorReport {
+        TensorReport { name: name.into(), qtype: qtype.into(), shape, sparsity, zeros, rel_error: None, seconds: 0.0 }
+    }
+
+    #[test]
+    fn the_sparsity_summary_weighs_linears_by_size_and_flags_the_short_ones() {
+        assert_eq!(sparsity_summary(&[tensor("token_embd.weight", "Q8_0", [300, 64], None, 0.001)]), None);
+        let report = [
+            tensor("blk.0.attn_q.weight", "Q8_0", [64, 64], Some(0.5), 0.5),
+            // One weight per row short of 30%: the pruner's rounding down, not short.
+            tensor("blk.0.ffn_up.weight", "Q4_0", [160, 64], Some(0.3), 19.0 / 64.0),
+            tensor("blk.0.ffn_down.weight", "Q4_K", [64, 256], Some(0.5), 0.01),
+            tensor("blk.1.ffn_down.weight", "Q4_K", [64, 256], Some(0.5), 0.02),
+            tensor("blk.0.ffn_gate.weight", "Q8_0", [160, 64], None, 0.0),
+        ];
+        let s = sparsity_summary(&report).unwrap();
+        let total = (64 * 64 + 160 * 64 + 2 * 64 * 256) as f64;
+        assert!((s.requested - (0.5 * 4096.0 + 0.3 * 10240.0 + 0.5 * 32768.0) / total).abs() < 1e-12, "{s:?}");
+        assert!((s.measured - (0.5 * 4096.0 + 19.0 * 160.0 + 0.03 * 16384.0) / total).abs() < 1e-12, "{s:?}");
+        assert_eq!((s.linears, s.short, s.short_types.clone()), (4, 2, vec!["Q4_K".to_string()]));
+    }
+
+    #[test]
+    fn gptq_errors_name_the_tensor_not_the_model_configuration() {
+        let (rows, cols) = (4, 32);
+        let mut m = InputMoments::new(vec!["blk.0.attn_q.weight".into()], cols);
+        m.n_tokens = 8;
+        m.xxt.iter_mut().step_by(cols + 1).for_each(|x| *x = 1.0);
+        m.xxt[1] = f32::INFINITY;
+        let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: true, gptq: GptqOptions::default(), batch: 1, imatrix: None, state_limits: StateLimits::UNLIMITED };
+        let spec = TensorSpec { qtype: crate::ggml::types::QuantType::Q8_0, sparsity: None };
+        let Err(e) = compress_linear(&[0.1; 128], rows, cols, &spec, &m, None, &[1.0; 32], &opts, "blk.0.attn_q.weight") else { panic!("GPTQ on infinite inputs") };
+        let e = e.to_string();
+        assert!(e.starts_with("GPTQ on 'blk.0.attn_q.weight': its calibration inputs are not finite"), "{e}");
+    }
 
     #[test]
     fn renumbering_skips_removed_blocks() {

@@ -54,20 +54,31 @@ fn refuse_unknown_keys(obj: &serde_json::Map<String, Json>, known: &[&str], what
     Err(format!("unknown key{s} {} in {what} (it holds {})", unknown.join(", "), holds.join(", ")))
 }
 
-/// Parses "0.5" (unstructured share) or "2:4" (N of every M pruned).
+/// Parses "0.5" (unstructured share, in [0, 1)) or "2:4" (N of every M pruned, 0 < N < M).
 pub fn parse_sparsity(s: &str) -> Result<Sparsity, String> {
     let s = s.trim();
     if let Some((n, m)) = s.split_once(':') {
         let (n, m) = (n.trim().parse::<usize>(), m.trim().parse::<usize>());
         return match (n, m) {
-            (Ok(n), Ok(m)) if n < m && m > 0 => Ok(Sparsity::NofM(n, m)),
+            (Ok(0), Ok(m)) if m > 0 => Err(format!("sparsity '{s}' prunes nothing: N:M needs 0 < N < M, e.g. 2:4")),
+            (Ok(n), Ok(m)) if n < m => Ok(Sparsity::NofM(n, m)),
             _ => Err(format!("sparsity '{s}': N:M needs whole numbers with N < M, e.g. 2:4")),
         };
     }
     match s.parse::<f32>() {
-        Ok(p) if (0.0..1.0).contains(&p) => Ok(Sparsity::Unstructured(p)),
+        Ok(p) if p.is_nan() => Err(format!("sparsity '{s}' is not a number; give a share in [0, 1) or N:M")),
+        // −0 is 0: no pruning.
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(Sparsity::Unstructured(p.abs())),
         Ok(p) => Err(format!("sparsity {p} is outside [0, 1)")),
         Err(_) => Err(format!("sparsity '{s}' is neither a share in [0, 1) nor N:M")),
+    }
+}
+
+/// A sparsity as a plan spells it: 0.5 or 2:4.
+fn sparsity_name(s: Sparsity) -> String {
+    match s {
+        Sparsity::Unstructured(_) => s.share().to_string(),
+        Sparsity::NofM(n, m) => format!("{n}:{m}"),
     }
 }
 
@@ -169,14 +180,25 @@ impl Plan {
         self.tensors.get(name).map(|s| s.qtype).or(Some(QuantType::Q4_0)).filter(|t| t.fits(cols)).unwrap_or(QuantType::F16)
     }
 
-    /// Every named tensor exists and its rows fit its type; every block index exists; at least
-    /// one block is left.
+    /// Every named tensor exists and its rows fit its type; only the blocks' linears are
+    /// pruned, N:M only where M divides the rows (else a row's last group, narrower than M,
+    /// loses N of its weights — all of them when M exceeds the row, as 64:128 on rows of 64);
+    /// every block index exists; at least one block is left.
     pub fn validate(&self, config: &Config) -> Result<(), String> {
         let known = plannable_tensors(config);
         for (name, spec) in &self.tensors {
             let &(_, cols) = known.get(name).ok_or_else(|| format!("the plan names tensor '{name}', which the model does not have"))?;
             if !spec.qtype.fits(cols) {
                 return Err(format!("the plan gives {name} type {}, but its rows of {cols} are not a multiple of {}", spec.qtype, spec.qtype.block_size()));
+            }
+            match spec.sparsity {
+                Some(s) if !name.starts_with("blk.") && s.share() > 0.0 => {
+                    return Err(format!("the plan gives {name} sparsity {}, but only the blocks' linears are pruned", sparsity_name(s)));
+                }
+                Some(Sparsity::NofM(n, m)) if cols % m != 0 => {
+                    return Err(format!("cannot prune {name} {n}:{m}: its rows of {cols} are not a whole number of groups of {m}"));
+                }
+                _ => {}
             }
         }
         let n = config.n_layers;
@@ -200,7 +222,7 @@ impl Plan {
                 o.insert("type".into(), Json::from(s.qtype.name()));
                 match s.sparsity {
                     // f32 shares written as the decimals they were given (0.6, not 0.6000000238).
-                    Some(Sparsity::Unstructured(p)) => o.insert("sparsity".into(), Json::from((p as f64 * 1e6).round() / 1e6)),
+                    Some(sp @ Sparsity::Unstructured(_)) => o.insert("sparsity".into(), Json::from(sp.share())),
                     Some(Sparsity::NofM(a, b)) => o.insert("sparsity".into(), Json::from(format!("{a}:{b}"))),
                     None => None,
                 };
@@ -228,5 +250,44 @@ mod tests {
         assert!(parse_sparsity("-0.1").is_err());
         assert!(parse_sparsity("4:2").is_err());
         assert!(parse_sparsity("half").is_err());
+    }
+
+    #[test]
+    fn sparsity_edges() {
+        assert!(parse_sparsity("NaN").unwrap_err().contains("not a number"));
+        assert!(parse_sparsity("nan").unwrap_err().contains("not a number"));
+        assert!(parse_sparsity("1").unwrap_err().contains("outside [0, 1)"));
+        assert!(parse_sparsity("inf").unwrap_err().contains("outside [0, 1)"));
+        assert!(parse_sparsity("-0.5").unwrap_err().contains("outside [0, 1)"));
+        assert_eq!(parse_sparsity("-0"), Ok(Sparsity::Unstructured(0.0)));
+        assert!(matches!(parse_sparsity("-0"), Ok(Sparsity::Unstructured(p)) if p.is_sign_positive()));
+        assert!(parse_sparsity("0:4").unwrap_err().contains("prunes nothing"));
+        assert!(parse_sparsity("4:4").unwrap_err().contains("N < M"));
+        assert!(parse_sparsity("2:0").unwrap_err().contains("N < M"));
+        assert!(parse_sparsity("-2:4").is_err());
+    }
+
+    fn tiny_config() -> Config {
+        crate::model::Streamed::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-llama.gguf"))).unwrap().config
+    }
+
+    #[test]
+    fn plans_that_prune_what_cannot_be_pruned_are_refused() {
+        let config = tiny_config();
+        let plan = |tensors: &str| Plan::from_json(&format!(r#"{{"tensors": {{{tensors}}}}}"#), &config);
+        for name in ["token_embd.weight", "output.weight"] {
+            let e = plan(&format!(r#""{name}": {{"type": "Q8_0", "sparsity": 0.5}}"#)).unwrap_err();
+            assert!(e.contains(name) && e.contains("only the blocks' linears are pruned"), "{e}");
+        }
+        // No pruning at all is no pruning.
+        assert!(plan(r#""token_embd.weight": {"type": "Q8_0", "sparsity": 0}"#).is_ok());
+        let e = plan(r#""blk.0.attn_q.weight": {"type": "F16", "sparsity": "64:128"}"#).unwrap_err();
+        assert!(e.contains("blk.0.attn_q.weight 64:128") && e.contains("rows of 64"), "{e}");
+        // 160 is not a whole number of groups of 64: the last group would lose 32 of 32.
+        let e = plan(r#""blk.0.ffn_down.weight": {"type": "F16", "sparsity": "32:64"}"#).unwrap_err();
+        assert!(e.contains("blk.0.ffn_down.weight 32:64") && e.contains("rows of 160"), "{e}");
+        assert!(plan(r#""blk.0.ffn_down.weight": {"type": "F16", "sparsity": "16:32"}"#).is_ok());
+        let e = plan(r#""blk.0.attn_q.weight": {"type": "F16", "sparsity": "0:4"}"#).unwrap_err();
+        assert!(e.contains("blk.0.attn_q.weight") && e.contains("prunes nothing"), "{e}");
     }
 }

@@ -1,5 +1,8 @@
-//! One-shot pruning without weight updates: magnitude and Wanda (Sun et al. 2023).
-//! SparseGPT, which also updates the kept weights, is [`super::gptq::gptq`] with a [`Sparsity`].
+//! One-shot choices of the weights to prune: magnitude and Wanda (Sun et al. 2023). Into a float
+//! type the chosen weights are zeroed and the rest kept as they are; under GPTQ onto a quantized
+//! type they are a fixed mask ([`super::gptq::Mask::Fixed`]) whose error the kept weights absorb
+//! as they are rounded. SparseGPT, which chooses as it updates, is [`super::gptq::gptq`] with a
+//! [`Sparsity`] ([`super::gptq::Mask::Chosen`]).
 //!
 //! Both compare weights within each output row (Wanda's comparison group; we use the same one
 //! for magnitude so the two differ only in the score): unstructured prunes the lowest-scoring
@@ -9,10 +12,12 @@ use rayon::prelude::*;
 
 use super::gptq::Sparsity;
 
-/// Zeroes the weights with the smallest |w_ij|·norm_j in each row of a row-major (rows, cols)
-/// matrix; `col_norm` = None scores by |w| alone (magnitude pruning).
-pub fn prune(w: &mut [f32], cols: usize, col_norm: Option<&[f32]>, sparsity: Sparsity) {
-    w.par_chunks_mut(cols).for_each(|row| {
+/// The weights with the smallest |w_ij|·norm_j in each row of a row-major (rows, cols) matrix,
+/// row-major like `w`; `col_norm` = None scores by |w| alone (magnitude pruning). Under GPTQ
+/// they are a fixed mask: zero while the weights kept absorb their error.
+pub fn prune_mask(w: &[f32], cols: usize, col_norm: Option<&[f32]>, sparsity: Sparsity) -> Vec<bool> {
+    let mut mask = vec![false; w.len()];
+    mask.par_chunks_mut(cols).zip(w.par_chunks(cols)).for_each(|(mask, row)| {
         let score: Vec<f32> = match col_norm {
             None => row.iter().map(|x| x.abs()).collect(),
             Some(n) => row.iter().zip(n).map(|(x, &nj)| x.abs() * nj).collect(),
@@ -24,7 +29,7 @@ pub fn prune(w: &mut [f32], cols: usize, col_norm: Option<&[f32]>, sparsity: Spa
                 if k > 0 {
                     idx.select_nth_unstable_by(k - 1, |&a, &b| score[a].total_cmp(&score[b]));
                     for &i in &idx[..k] {
-                        row[i] = 0.0;
+                        mask[i] = true;
                     }
                 }
             }
@@ -34,12 +39,13 @@ pub fn prune(w: &mut [f32], cols: usize, col_norm: Option<&[f32]>, sparsity: Spa
                     let mut idx: Vec<usize> = (g0..g1).collect();
                     idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
                     for &i in idx.iter().take(n) {
-                        row[i] = 0.0;
+                        mask[i] = true;
                     }
                 }
             }
         }
     });
+    mask
 }
 
 /// Wanda's column norms ‖X_j‖₂ from the imatrix sums Σ_t x_tj².
@@ -50,6 +56,12 @@ pub fn wanda_norms(sum_sq: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `w` with the weights [`prune_mask`] picks zeroed.
+    fn prune(w: &mut [f32], cols: usize, col_norm: Option<&[f32]>, sparsity: Sparsity) {
+        let mask = prune_mask(w, cols, col_norm, sparsity);
+        w.iter_mut().zip(mask).filter(|(_, m)| *m).for_each(|(x, _)| *x = 0.0);
+    }
 
     #[test]
     fn magnitude_prunes_the_smallest_of_each_row() {

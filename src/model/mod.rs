@@ -65,6 +65,9 @@ pub enum ModelError {
     NonFinite(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// GPTQ or SparseGPT could not run on a tensor (the error names it and the cause).
+    #[error(transparent)]
+    Gptq(#[from] crate::compress::gptq::GptqError),
     #[error("{}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
     /// An error of the model loaded from `path`.

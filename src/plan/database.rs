@@ -424,6 +424,8 @@ impl Database {
             report.push(TensorReport {
                 name: name.clone(),
                 qtype: spec.qtype.name().into(),
+                shape: [tv.rows, tv.cols],
+                sparsity: spec.sparsity.map(|s| s.share()).filter(|&p| p > 0.0),
                 zeros: zeros as f64 / (tv.rows * tv.cols) as f64,
                 // The output error of a linear; the embedding's is a weight error, not reported.
                 rel_error: name.starts_with("blk.").then_some(tv.variants[level].rel_error),
