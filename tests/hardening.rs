@@ -277,3 +277,33 @@ fn sigterm_is_an_interruption_too() {
     assert!(stderr.contains("interrupted: removed 0 temporary file(s)"), "{stderr}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The one file of `dir` whose name starts with `prefix` and ends with `suffix`.
+fn cached(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.to_string_lossy().ends_with(suffix)).collect();
+    assert_eq!(found.len(), 1, "{prefix}*{suffix} in {}: {found:?}", dir.display());
+    found[0].clone()
+}
+
+#[test]
+fn an_empty_triage_cache_is_unset_and_does_not_cache_in_the_current_folder() {
+    let d = tmp_dir("empty-cache-var");
+    let (cwd, xdg) = (d.join("cwd"), d.join("xdg"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["plan", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--calib")
+        .arg(long_text(&d))
+        .args(["--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--budget", "bpw=5", "--solver", "uniform", "--out"])
+        .arg(d.join("p.json"))
+        .current_dir(&cwd)
+        .env("TRIAGE_CACHE", "")
+        .env("XDG_CACHE_HOME", &xdg)
+        .output()
+        .unwrap();
+    ok(&o);
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0, "nothing is cached in the current folder");
+    cached(&xdg.join("triage"), "database-", ".gguf");
+    std::fs::remove_dir_all(&d).ok();
+}

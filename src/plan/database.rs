@@ -591,15 +591,19 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
     None
 }
 
-/// Where cached databases live: $TRIAGE_CACHE, else $XDG_CACHE_HOME/triage, else ~/.cache/triage.
+/// Where cached databases live: $TRIAGE_CACHE, else $XDG_CACHE_HOME/triage, else
+/// ~/.cache/triage. A variable set empty counts as unset, as the XDG base directory rules
+/// say (an empty `TRIAGE_CACHE=$UNSET` would otherwise put the cache in the current folder),
+/// and so does an XDG_CACHE_HOME that is not absolute, which those rules call invalid.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("TRIAGE_CACHE") {
-        return Some(PathBuf::from(d));
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = var("TRIAGE_CACHE") {
+        return Some(d);
     }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(d).join("triage"));
+    if let Some(d) = var("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
+        return Some(d.join("triage"));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("triage"))
+    var("HOME").map(|h| h.join(".cache").join("triage"))
 }
 
 /// The cached database for `key` in `dir`, or a freshly built one (saved there when `dir` is given).
