@@ -833,6 +833,7 @@ mod tests {
         db.save(&path).unwrap();
         let back = Database::load(&path, "test").unwrap().unwrap();
         assert_eq!(back.mismatch(&model.config, Kind::Sparsity, None), None);
+        assert_eq!(back.damaged().unwrap(), Vec::new());
         let mut dense = 0;
         for (name, tv) in &db.tensors {
             let n = tv.rows * tv.cols;
@@ -842,6 +843,7 @@ mod tests {
                 let w = db.values(name, level).unwrap();
                 assert_eq!(back.values(name, level).unwrap(), w, "{name}#{level}");
                 assert_eq!(back.tensors[name].variants[level].rel_error, v.rel_error);
+                assert_eq!(back.tensors[name].variants[level].checksum, v.checksum);
                 let zeros = w.iter().filter(|&&x| x == 0.0).count();
                 assert!(zeros as f64 >= (v.sparsity as f64 - 1e-3) * n as f64, "{name} at {}: {zeros} zeros of {n}", v.sparsity);
             }
@@ -870,6 +872,7 @@ mod tests {
             for v in &variants {
                 let bytes = quantize(v.qtype, &w, cols, None);
                 assert_eq!(read_variant(Some(&file), v).unwrap().as_ref(), bytes.as_slice(), "{}", v.qtype);
+                assert_eq!(v.checksum, Variant::in_memory(v.qtype, 0.0, bytes.clone(), v.rel_error).checksum, "{}", v.qtype);
                 let d = dequantize(v.qtype, &bytes, w.len());
                 let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
                 assert_eq!(v.rel_error, (err / norm).sqrt(), "{}", v.qtype);
