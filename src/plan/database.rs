@@ -782,7 +782,7 @@ pub fn load_or_build(
                 let (name, level) = &damaged[0];
                 let tensors: std::collections::BTreeSet<&String> = damaged.iter().map(|(n, _)| n).collect();
                 eprintln!(
-                    "warning: the cached layer database {} is damaged ({}; {} of its variants in {} tensors); rebuilding the blocks that hold them",
+                    "warning: the cached layer database {} is damaged ({}; {} damaged variant(s) of {} tensor(s)); rebuilding the blocks that hold them",
                     p.display(),
                     db.damage(name, *level),
                     damaged.len(),
