@@ -2,8 +2,9 @@
 //!
 //!     cargo run --release --example fuzz -- --cases 1000000 --seed 1 [--family gguf-model] [--start K]
 //!
-//! Prints one row per family (cases, Ok, Err, panics, seconds) and every panic with the command
-//! that reproduces it alone; exits 1 if any case panicked. Progress goes to stderr every batch,
+//! Prints one row per family (cases, Ok, Err, panics, damage loaded as valid, seconds) and every
+//! panic or undetected damage with the command that reproduces it alone; exits 1 if any case
+//! panicked or loaded damage. Progress goes to stderr every batch,
 //! so that an abort (which no harness can catch) is narrowed to one batch to rerun with --start.
 
 use std::path::Path;
@@ -53,22 +54,22 @@ fn main() -> ExitCode {
             done += n;
             eprintln!("{}: {done}/{} cases, {} panics, {:.0} s", f.name, args.cases, total.panics.len(), total.seconds);
         }
-        for p in &total.panics {
-            println!("panic: {} case {} ({}): {}", f.name, p.case, p.seed_file, p.message);
+        for (what, p) in total.panics.iter().map(|p| ("panic", p)).chain(total.undetected.iter().map(|p| ("damage loaded as valid", p))) {
+            println!("{what}: {} case {} ({}): {}", f.name, p.case, p.seed_file, p.message);
             println!("  reproduce: cargo run --release --example fuzz -- --family {} --seed {} --start {} --cases 1", f.name, args.seed, p.case);
         }
         rows.push((f.name, total));
     }
     println!("seed {}, cases {}..{}", args.seed, args.start, args.start + args.cases);
-    println!("{:<16} {:>10} {:>10} {:>10} {:>7} {:>9}", "family", "cases", "ok", "err", "panics", "seconds");
+    println!("{:<17} {:>10} {:>10} {:>10} {:>7} {:>10} {:>9}", "family", "cases", "ok", "err", "panics", "undetected", "seconds");
     for (name, t) in &rows {
-        println!("{name:<16} {:>10} {:>10} {:>10} {:>7} {:>9.1}", t.cases, t.ok, t.err, t.panics.len(), t.seconds);
+        println!("{name:<17} {:>10} {:>10} {:>10} {:>7} {:>10} {:>9.1}", t.cases, t.ok, t.err, t.panics.len(), t.undetected.len(), t.seconds);
     }
     let silent: u64 = rows.iter().map(|(_, t)| t.silent_errors).sum();
     if silent > 0 {
         println!("{silent} errors had an empty message");
     }
-    if rows.iter().any(|(_, t)| !t.panics.is_empty()) || silent > 0 {
+    if rows.iter().any(|(_, t)| !t.panics.is_empty() || !t.undetected.is_empty()) || silent > 0 {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -277,3 +277,144 @@ fn sigterm_is_an_interruption_too() {
     assert!(stderr.contains("interrupted: removed 0 temporary file(s)"), "{stderr}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Flips 16 bytes in the middle of the data of the first tensor of the GGUF at `path` whose
+/// name starts with `prefix` — after the header: the file stays a well-formed GGUF — and
+/// returns the tensor's name.
+fn damage_tensor(path: &Path, prefix: &str) -> String {
+    let (g, _) = triage::model::gguf_file::GgufFile::read(path).unwrap();
+    let t = g.tensors.iter().find(|t| t.name.starts_with(prefix)).unwrap_or_else(|| panic!("no tensor {prefix}* in {}", path.display()));
+    let at = (g.data_offset + t.offset + g.tensor_bytes(t).unwrap() / 2) as usize;
+    let mut b = std::fs::read(path).unwrap();
+    for x in &mut b[at..at + 16] {
+        *x ^= 0xff;
+    }
+    std::fs::write(path, b).unwrap();
+    t.name.clone()
+}
+
+/// Changes the first number that is a JSON value in the file at `path` (its leading digit),
+/// leaving valid JSON of the same shape.
+fn damage_first_number(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = b.windows(3).position(|w| w[0] == b'"' && w[1] == b':' && w[2].is_ascii_digit()).unwrap_or_else(|| panic!("no number in {}", path.display())) + 2;
+    b[at] = if b[at] == b'1' { b'2' } else { b'1' };
+    serde_json::from_slice::<Value>(&b).unwrap();
+    std::fs::write(path, b).unwrap();
+}
+
+/// The one file of `dir` whose name starts with `prefix` and ends with `suffix`.
+fn cached(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.to_string_lossy().ends_with(suffix)).collect();
+    assert_eq!(found.len(), 1, "{prefix}*{suffix} in {}: {found:?}", dir.display());
+    found[0].clone()
+}
+
+#[test]
+fn damaged_bytes_of_a_cached_database_are_found_and_only_their_block_is_rebuilt() {
+    let d = tmp_dir("damaged-db");
+    let cache = d.join("cache");
+    let first = d.join("first.json");
+    let lagrange = ["--budget", "bpw=5", "--solver", "lagrange"];
+    ok(&triage("plan", &d, &cache, &first, &lagrange, &[]));
+    let db = cached(&cache, "database-", ".gguf");
+    let original = std::fs::read(&db).unwrap();
+    let variant = damage_tensor(&db, "blk.1.");
+    // Block 0 is taken from the cached file: the failpoint after building block 0 is never hit.
+    let again = d.join("again.json");
+    let log = ok(&triage("plan", &d, &cache, &again, &lagrange, &[("TRIAGE_FAILPOINT", "database-block:1")]));
+    let warning: Vec<&str> = log.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warning.len(), 1, "{log}");
+    assert!(warning[0].contains(&db.display().to_string()) && warning[0].contains(&format!("'{variant}'")) && warning[0].contains("rebuilding the blocks that hold them"), "{log}");
+    assert_eq!(without_timings(&again), without_timings(&first), "the plan of an undamaged database");
+    assert!(std::fs::read(&db).unwrap() == original, "the repaired database is the one first built");
+    let third = ok(&triage("plan", &d, &cache, &again, &lagrange, &[]));
+    assert!(!third.contains("warning"), "the repaired cache is used: {third}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_damaged_block_of_an_interrupted_database_build_is_built_again() {
+    let d = tmp_dir("damaged-block");
+    let whole = d.join("whole.json");
+    ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5"], &[]));
+    let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
+    interrupted(&d, &cache, &out, "database-block:2", &["--budget", "bpw=5"]);
+    let partial = cached(&cache, "database-", ".partial");
+    let block = partial.join("block-0.gguf");
+    let variant = damage_tensor(&block, "blk.0.");
+    let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[]));
+    let warning: Vec<&str> = log.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warning.len(), 1, "{log}");
+    assert!(warning[0].contains(&block.display().to_string()) && warning[0].contains(&format!("'{variant}'")) && warning[0].contains("building it again"), "{log}");
+    assert!(log.contains("resuming the layer database: block 1 was built") && !log.contains("block 0 was built"), "{log}");
+    assert_eq!(without_timings(&out), without_timings(&whole), "the plan of an undamaged build");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn damaged_sensitivities_are_measured_again() {
+    let d = tmp_dir("damaged-sensitivity");
+    let cache = d.join("cache");
+    let first = d.join("first.json");
+    let lagrange = ["--budget", "bpw=5", "--solver", "lagrange"];
+    ok(&triage("plan", &d, &cache, &first, &lagrange, &[]));
+    let sens = cached(&cache, "sensitivity-", ".json");
+    damage_first_number(&sens);
+    let again = d.join("again.json");
+    let log = ok(&triage("plan", &d, &cache, &again, &lagrange, &[]));
+    assert!(log.contains(&format!("warning: the cached sensitivities {} are not used", sens.display())) && log.contains("sha256") && log.contains("measuring them again"), "{log}");
+    assert_eq!(without_timings(&again), without_timings(&first));
+    // Those an interrupted run saved, damaged, are measured again too.
+    let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
+    interrupted(&d, &cache, &out, "sensitivity:3", &lagrange);
+    let partial = cached(&cache, "sensitivity-", ".partial.json");
+    damage_first_number(&partial);
+    let log = ok(&triage("plan", &d, &cache, &out, &lagrange, &[]));
+    assert!(log.contains(&format!("warning: the sensitivities saved by an interrupted run, {}, are not used", partial.display())) && log.contains("measuring them all"), "{log}");
+    assert!(!log.contains("resuming the sensitivities"), "{log}");
+    assert_eq!(without_timings(&out), without_timings(&first));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_damaged_search_state_is_not_resumed_and_the_search_starts_again() {
+    let d = tmp_dir("damaged-search");
+    let evo = ["--budget", "bpw=5", "--solver", "evo", "--resume"];
+    let whole = d.join("whole.json");
+    ok(&triage("plan", &d, &d.join("cache-a"), &whole, &evo[..4], &[]));
+    let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
+    interrupted(&d, &cache, &out, "search-generation:3", &evo[..4]);
+    let state = cached(&cache, "search-", ".json");
+    damage_first_number(&state);
+    let log = ok(&triage("plan", &d, &cache, &out, &evo, &[]));
+    let warning: Vec<&str> = log.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warning.len(), 1, "{log}");
+    assert!(warning[0].contains(&format!("--resume: the saved search {} is not continued", state.display())) && warning[0].contains("sha256") && warning[0].contains("searching from the start"), "{log}");
+    assert!(!log.contains("resuming the search") && !log.contains("invalid model configuration"), "{log}");
+    assert_eq!(without_timings(&out), without_timings(&whole), "the plan of a search never stopped");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn an_empty_triage_cache_is_unset_and_does_not_cache_in_the_current_folder() {
+    let d = tmp_dir("empty-cache-var");
+    let (cwd, xdg) = (d.join("cwd"), d.join("xdg"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["plan", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--calib")
+        .arg(long_text(&d))
+        .args(["--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--budget", "bpw=5", "--solver", "uniform", "--out"])
+        .arg(d.join("p.json"))
+        .current_dir(&cwd)
+        .env("TRIAGE_CACHE", "")
+        .env("XDG_CACHE_HOME", &xdg)
+        .output()
+        .unwrap();
+    ok(&o);
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0, "nothing is cached in the current folder");
+    cached(&xdg.join("triage"), "database-", ".gguf");
+    std::fs::remove_dir_all(&d).ok();
+}

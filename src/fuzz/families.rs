@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::mutate::{mutate, Layout, Rng, Seed};
-use super::Family;
+use super::mutate::{damage_payload, mutate, mutate_or_damage, Layout, Rng, Seed};
+use super::{valid, Family, Loaded};
 use crate::ggml::codec::{dequantize, quantize};
 use crate::compress::plan::Plan;
 use crate::ggml::types::ALL_TYPES;
@@ -16,7 +16,9 @@ use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;
 use crate::model::kernels::with_f32;
 use crate::model::{gguf, hf, Model, Tokenizer};
-use crate::plan::database::{database_tensors, levels, Database, Kind, TensorVariants, Variant, VariantBytes};
+use crate::plan::database::{database_tensors, levels, saved_block, Database, Kind, TensorVariants, Variant};
+use crate::plan::evo::{parse_state, SearchState};
+use crate::plan::sealed::seal;
 use crate::plan::sensitivity::parse_cache;
 
 /// A short text to tokenize with every tokenizer that loads.
@@ -63,19 +65,25 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         ["tiny-llama", "tiny-qwen2"].iter().map(|d| Ok(Seed::new(&format!("{d}/{file}"), read(fixtures.join(d).join(file))?, Layout::Json))).collect()
     };
     let model = Arc::new(Model::load(&fixtures.join("tiny-llama.gguf")).map_err(|e| e.to_string())?);
-    let caches = [database_family(&model, &scratch)?, sensitivity_family(&model)?];
+    let caches = [
+        database_family("database-cache", mutate, &model, &scratch)?,
+        database_family("database-payload", damage_payload, &model, &scratch)?,
+        partial_block_family(&model, scratch.clone())?,
+        sensitivity_family(&model)?,
+        search_state_family(),
+    ];
     let mut all = vec![
-        Family { name: "gguf-header", seeds: gguf_seeds.clone(), input: mutate, check: Box::new(|_, b| GgufFile::from_bytes(b).map(drop).map_err(|e| e.to_string())) },
-        Family { name: "gguf-model", seeds: gguf_seeds, input: mutate, check: Box::new(|_, b| load_gguf(b)) },
-        Family { name: "config-json", seeds: json_seeds("config.json")?, input: mutate, check: Box::new(|_, b| load_config(b)) },
-        Family { name: "tokenizer-json", seeds: json_seeds("tokenizer.json")?, input: mutate, check: Box::new(|_, b| load_tokenizer(b)) },
+        Family { name: "gguf-header", seeds: gguf_seeds.clone(), input: mutate, check: Box::new(|_, b| GgufFile::from_bytes(b).map(valid).map_err(|e| e.to_string())) },
+        Family { name: "gguf-model", seeds: gguf_seeds, input: mutate, check: Box::new(|_, b| load_gguf(b).map(valid)) },
+        Family { name: "config-json", seeds: json_seeds("config.json")?, input: mutate, check: Box::new(|_, b| load_config(b).map(valid)) },
+        Family { name: "tokenizer-json", seeds: json_seeds("tokenizer.json")?, input: mutate, check: Box::new(|_, b| load_tokenizer(b).map(valid)) },
         hf_folder("hf-folder", &HF_FILES, load_folder, fixtures, scratch.clone())?,
         hf_folder("hf-gguf-metadata", &HF_GGUF_FILES, gguf_metadata, fixtures, scratch.clone())?,
-        Family { name: "sentencepiece-model", seeds: vec![Seed::new("tiny-spm/tokenizer.model", read(fixtures.join("tiny-spm/tokenizer.model"))?, Layout::Raw)], input: mutate, check: Box::new(|_, b| load_sentencepiece(b)) },
-        Family { name: "plan-json", seeds: vec![plan_seed()], input: mutate, check: Box::new(move |_, b| read_plan(&model, b)) },
+        Family { name: "sentencepiece-model", seeds: vec![Seed::new("tiny-spm/tokenizer.model", read(fixtures.join("tiny-spm/tokenizer.model"))?, Layout::Raw)], input: mutate, check: Box::new(|_, b| load_sentencepiece(b).map(valid)) },
+        Family { name: "plan-json", seeds: vec![plan_seed()], input: mutate, check: Box::new(move |_, b| read_plan(&model, b).map(valid)) },
         imatrix_family("imatrix-dat", &scratch, false)?,
         imatrix_family("imatrix-gguf", &scratch, true)?,
-        Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(decode) },
+        Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(|s, b| decode(s, b).map(valid)) },
     ];
     all.extend(caches);
     all.extend([super::cli::aliases_family(&scratch.0)?, super::cli::numbers_family()]);
@@ -85,17 +93,39 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
 /// The key the cache families' seeds are made and read with.
 const CACHE_KEY: &str = "fuzz";
 
-/// A layer database of the tiny llama (every tensor at every level its rows allow, by
-/// round-to-nearest) in the format `triage plan` caches.
-fn tiny_database(model: &Model) -> Result<Database, String> {
+/// A layer database of the tiny llama's tensors named with `prefix` (every tensor at every
+/// level its rows allow, by round-to-nearest, each level's error its own) in the format
+/// `triage plan` caches.
+fn tiny_database(model: &Model, prefix: &str) -> Result<Database, String> {
     let mut tensors = BTreeMap::new();
-    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None) {
+    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None).into_iter().filter(|(n, _)| n.starts_with(prefix)) {
         let w = tensor_of(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
         let w = with_f32(w, <[f32]>::to_vec).map_err(|e| e.to_string())?;
-        let variants = levels(cols, None).into_iter().map(|t| Variant { qtype: t, sparsity: 0.0, bytes: VariantBytes::Memory(quantize(t, &w, cols, None)), rel_error: 0.1 }).collect();
+        let variants = levels(cols, None).into_iter().enumerate().map(|(l, t)| Variant::in_memory(t, 0.0, quantize(t, &w, cols, None), 0.5 / (l + 1) as f64)).collect();
         tensors.insert(name, TensorVariants { rows, cols, variants });
     }
     Ok(Database::new(CACHE_KEY.into(), tensors))
+}
+
+/// Whether `loaded` holds what `seed` does — the same tensors, shapes, levels, errors and
+/// bytes — else what differs first, as [`Loaded`].
+fn same_database(loaded: &Database, seed: &Database) -> Result<Loaded, String> {
+    if !loaded.tensors.keys().eq(seed.tensors.keys()) {
+        return Ok(Loaded::Damaged("other tensors".into()));
+    }
+    for (name, tv) in &seed.tensors {
+        let got = &loaded.tensors[name];
+        if (got.rows, got.cols, got.variants.len()) != (tv.rows, tv.cols, tv.variants.len()) {
+            return Ok(Loaded::Damaged(format!("{name}: another shape or number of levels")));
+        }
+        for (level, (a, b)) in got.variants.iter().zip(&tv.variants).enumerate() {
+            let bytes = |db: &Database| db.bytes(name, level).map(|b| b.into_owned()).map_err(|e| e.to_string());
+            if (a.qtype, a.sparsity, a.rel_error) != (b.qtype, b.sparsity, b.rel_error) || bytes(loaded)? != bytes(seed)? {
+                return Ok(Loaded::Damaged(format!("{name} level {level} loaded with other bytes or error")));
+            }
+        }
+    }
+    Ok(Loaded::Valid)
 }
 
 fn tensor_of<'a>(model: &'a Model, name: &str) -> Option<&'a candle_core::Tensor> {
@@ -107,26 +137,65 @@ fn tensor_of<'a>(model: &'a Model, name: &str) -> Option<&'a candle_core::Tensor
     model.blocks.iter().flat_map(|b| b.linears()).find(|l| l.name == name).map(|l| &l.weight)
 }
 
-/// The layer-database cache: read, then checked against the model's tensors and levels, as
-/// `triage plan` does before it trusts a cached database.
-fn database_family(model: &Arc<Model>, scratch: &Scratch) -> Result<Family, String> {
-    let path = scratch.0.join("database.gguf");
-    tiny_database(model)?.save(&path).map_err(|e| e.to_string())?;
+/// The layer-database cache, damaged by `input`: read, then checked against the model's
+/// tensors and levels, as `triage plan` does before it trusts a cached database; what loads
+/// must be what was saved.
+fn database_family(name: &'static str, input: fn(&Seed, &mut Rng) -> Vec<u8>, model: &Arc<Model>, scratch: &Scratch) -> Result<Family, String> {
+    let path = scratch.0.join(format!("{name}.gguf"));
+    let saved = tiny_database(model, "")?;
+    saved.save(&path).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let model = Arc::clone(model);
     let check = move |_: usize, b: &[u8]| {
         let db = Database::parse(&mut std::io::Cursor::new(b), b.len() as u64, CACHE_KEY)?;
-        db.mismatch(&model.config, Kind::Types, None).map_or(Ok(()), Err)
+        db.mismatch(&model.config, Kind::Types, None).map_or(Ok(()), Err)?;
+        same_database(&db, &saved)
     };
-    Ok(Family { name: "database-cache", seeds: vec![Seed::new("database.gguf", bytes, Layout::Gguf)], input: mutate, check: Box::new(check) })
+    Ok(Family { name, seeds: vec![Seed::new("database.gguf", bytes, Layout::Gguf)], input, check: Box::new(check) })
 }
 
-/// The sensitivity cache (tensor name → ΔKL) of the tiny llama's database.
+/// A block saved by an interrupted database build (`block-0.gguf` of a `.partial` folder),
+/// damaged in its header or its data, written to a file and read as a resumed build does.
+fn partial_block_family(model: &Model, scratch: Arc<Scratch>) -> Result<Family, String> {
+    let saved = tiny_database(model, "blk.0.")?;
+    let path = scratch.0.join("block-0.gguf");
+    saved.save(&path).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let expected: BTreeMap<String, (usize, usize)> = saved.tensors.iter().map(|(n, tv)| (n.clone(), (tv.rows, tv.cols))).collect();
+    let check = move |_: usize, b: &[u8]| {
+        let file = scratch.0.join(format!("block-{}.gguf", rayon::current_thread_index().unwrap_or(usize::MAX)));
+        std::fs::write(&file, b).map_err(|e| e.to_string())?;
+        match saved_block(&file, CACHE_KEY, &expected, Kind::Types, None)? {
+            Some(db) => same_database(&db, &saved),
+            None => Err("no block was found".into()),
+        }
+    };
+    Ok(Family { name: "partial-block", seeds: vec![Seed::new("block-0.gguf", bytes, Layout::Gguf)], input: mutate_or_damage, check: Box::new(check) })
+}
+
+/// The sensitivity cache (tensor name → ΔKL) of the tiny llama's database; what loads must be
+/// what was saved.
 fn sensitivity_family(model: &Model) -> Result<Family, String> {
-    let db = tiny_database(model)?;
-    let text = serde_json::to_vec(&db.tensors.keys().map(|k| (k.clone(), 0.01)).collect::<BTreeMap<String, f64>>()).map_err(|e| e.to_string())?;
-    let check = move |_: usize, b: &[u8]| parse_cache(std::str::from_utf8(b).map_err(|e| e.to_string())?, &db).map(drop);
-    Ok(Family { name: "sensitivity-cache", seeds: vec![Seed::new("sensitivity.json", text, Layout::Json)], input: mutate, check: Box::new(check) })
+    let db = tiny_database(model, "")?;
+    let dkl: BTreeMap<String, f64> = db.tensors.keys().enumerate().map(|(i, k)| (k.clone(), 0.0125 * (i + 1) as f64)).collect();
+    let text = seal(&dkl).into_bytes();
+    let check = move |_: usize, b: &[u8]| {
+        let read = parse_cache(std::str::from_utf8(b).map_err(|e| e.to_string())?, &db)?;
+        Ok(if read.iter().eq(dkl.values()) { Loaded::Valid } else { Loaded::Damaged("other ΔKL".into()) })
+    };
+    Ok(Family { name: "sensitivity-cache", seeds: vec![Seed::new("sensitivity.json", text, Layout::Json)], input: mutate_or_damage, check: Box::new(check) })
+}
+
+/// A saved EvoPress state (`search-KEY.json`) as `--resume` reads it; what loads must be what
+/// was saved.
+fn search_state_family() -> Family {
+    let state = SearchState { generation: 17, rng: 0x9E37_79B9_7F4A_7C15, parent: vec![3, 0, 5, 2, 2, 7, 1, 4, 6, 0, 3], parent_fit: 0.031_25 };
+    let text = seal(&state).into_bytes();
+    let check = move |_: usize, b: &[u8]| {
+        let read = parse_state(std::str::from_utf8(b).map_err(|e| e.to_string())?)?;
+        Ok(if read == state { Loaded::Valid } else { Loaded::Damaged(format!("{read:?}")) })
+    };
+    Family { name: "search-state", seeds: vec![Seed::new("search.json", text, Layout::Json)], input: mutate_or_damage, check: Box::new(check) }
 }
 
 /// A scratch folder, removed with everything in it when dropped.
@@ -201,7 +270,7 @@ fn hf_folder(name: &'static str, files: &'static [(&'static str, &'static str)],
     }
     let originals: Vec<Vec<u8>> = seeds.iter().map(|s| s.bytes.clone()).collect();
     let fixtures = fixtures.to_path_buf();
-    let run = move |s: usize, b: &[u8]| -> Result<(), String> {
+    let run = move |s: usize, b: &[u8]| -> Result<Loaded, String> {
         let (dir, file) = files[s];
         let worker = scratch.0.join(format!("{name}-{}", rayon::current_thread_index().unwrap_or(usize::MAX)));
         let folder = worker.join(dir);
@@ -211,7 +280,7 @@ fn hf_folder(name: &'static str, files: &'static [(&'static str, &'static str)],
         std::fs::write(folder.join(file), b).map_err(|e| e.to_string())?;
         let result = check(&folder);
         std::fs::write(folder.join(file), &originals[s]).map_err(|e| e.to_string())?;
-        result
+        result.map(valid)
     };
     Ok(Family { name, seeds, input: mutate, check: Box::new(run) })
 }
@@ -256,7 +325,7 @@ fn imatrix_family(name: &'static str, scratch: &Scratch, gguf: bool) -> Result<F
     if gguf { m.write_gguf(&path) } else { m.write_dat(&path) }.map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let layout = if gguf { Layout::Gguf } else { Layout::ImatrixDat };
-    let check = |_: usize, b: &[u8]| Imatrix::from_bytes(Path::new("imatrix"), b).map(drop).map_err(|e| e.to_string());
+    let check = |_: usize, b: &[u8]| Imatrix::from_bytes(Path::new("imatrix"), b).map(valid).map_err(|e| e.to_string());
     Ok(Family { name, seeds: vec![Seed::new(name, bytes, layout)], input: mutate, check: Box::new(check) })
 }
 

@@ -2,7 +2,10 @@
 //! by our own writers) are damaged by seeded mutations ([`mutate`]) and fed to the parser of
 //! their family. Every case must end in `Ok` or in an `Err` with a message; a panic is caught,
 //! counted and reported with its case index, which reproduces it alone (`run_family` with
-//! `start` = the index and one case). An abort (a failed allocation) ends the process.
+//! `start` = the index and one case). An abort (a failed allocation) ends the process. The
+//! caches' families also compare what loads with what was saved: damage read back as other
+//! data ([`Loaded::Damaged`]) is a failure as a panic is, for `triage plan` would have planned
+//! with it.
 //!
 //! `tests/fuzz.rs` runs a few thousand cases per family; `examples/fuzz.rs` runs millions.
 
@@ -19,8 +22,24 @@ use rayon::prelude::*;
 pub use families::families;
 use mutate::{Rng, Seed};
 
-/// A parser under test: the bytes of one (damaged) file of seed `seed` → Ok or an error message.
-pub type Check = Box<dyn Fn(usize, &[u8]) -> Result<(), String> + Send + Sync>;
+/// A parser under test: the bytes of one (damaged) file of seed `seed` → what it loaded, or an
+/// error message.
+pub type Check = Box<dyn Fn(usize, &[u8]) -> Result<Loaded, String> + Send + Sync>;
+
+/// What a parser made of an input it did not refuse.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded {
+    /// Read as what it holds: the seed itself, or damage that changes nothing that is read.
+    Valid,
+    /// Read as valid, though it holds other data than its seed (what differs): damage that a
+    /// checksummed cache's loader let through.
+    Damaged(String),
+}
+
+/// A check's result for a parser that returned `_` without refusing: [`Loaded::Valid`].
+pub fn valid<T>(_: T) -> Loaded {
+    Loaded::Valid
+}
 
 /// Inputs of one kind and the parser they are fed to.
 pub struct Family {
@@ -31,7 +50,7 @@ pub struct Family {
     pub check: Check,
 }
 
-/// What happened to one case that panicked.
+/// What happened to one case that failed: its panic, or the damage it loaded as valid.
 #[derive(Debug, Clone)]
 pub struct Panic {
     pub case: u64,
@@ -46,6 +65,8 @@ pub struct Tally {
     pub ok: u64,
     pub err: u64,
     pub panics: Vec<Panic>,
+    /// Cases whose damage loaded as valid data ([`Loaded::Damaged`]).
+    pub undetected: Vec<Panic>,
     /// Errors with an empty message (each must say what is wrong).
     pub silent_errors: u64,
     pub seconds: f64,
@@ -68,6 +89,7 @@ impl Tally {
         self.err += other.err;
         self.silent_errors += other.silent_errors;
         self.panics.extend(other.panics);
+        self.undetected.extend(other.undetected);
         self
     }
 }
@@ -84,7 +106,8 @@ fn run_case(family: &Family, seed: u64, case: u64) -> Tally {
     let bytes = (family.input)(&family.seeds[s], &mut rng);
     let mut tally = Tally { cases: 1, ..Tally::default() };
     match panic::catch_unwind(AssertUnwindSafe(|| (family.check)(s, &bytes))) {
-        Ok(Ok(())) => tally.ok = 1,
+        Ok(Ok(Loaded::Valid)) => tally.ok = 1,
+        Ok(Ok(Loaded::Damaged(what))) => tally.undetected.push(Panic { case, seed_file: family.seeds[s].name.clone(), message: what }),
         Ok(Err(m)) => {
             tally.err = 1;
             tally.silent_errors = m.trim().is_empty() as u64;
@@ -120,6 +143,7 @@ pub fn run_family(family: &Family, cases: u64, seed: u64, start: u64) -> Tally {
         .reduce(Tally::default, Tally::merge);
     panic::set_hook(hook);
     tally.panics.sort_by_key(|p| p.case);
+    tally.undetected.sort_by_key(|p| p.case);
     tally.seconds = t0.elapsed().as_secs_f64();
     tally
 }
@@ -134,11 +158,16 @@ mod tests {
             name: "test",
             seeds: vec![Seed::new("x", vec![1, 2, 3], mutate::Layout::Raw)],
             input: mutate::mutate,
-            check: Box::new(|_, b| if b.len() > 3 { panic!("too long: {}", b.len()) } else { Ok(()) }),
+            check: Box::new(|_, b| match b.len() {
+                4.. => panic!("too long: {}", b.len()),
+                3 if b != [1, 2, 3] => Ok(Loaded::Damaged(format!("{b:?}"))),
+                _ => Ok(Loaded::Valid),
+            }),
         };
         let t = run_family(&family, 200, 1, 0);
         assert_eq!(t.cases, 200);
-        assert_eq!(t.ok + t.err + t.panics.len() as u64, 200);
+        assert_eq!(t.ok + t.err + t.panics.len() as u64 + t.undetected.len() as u64, 200);
+        assert!(!t.undetected.is_empty(), "{t:?}");
         assert!(!t.panics.is_empty() && t.ok > 0, "{t:?}");
         let p = &t.panics[0];
         assert!(p.message.starts_with("too long: ") && p.message.contains("src/fuzz/mod.rs:"), "{}", p.message);

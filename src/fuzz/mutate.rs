@@ -85,6 +85,45 @@ pub fn mutate(seed: &Seed, rng: &mut Rng) -> Vec<u8> {
     b
 }
 
+/// One to three overwrites of what `seed` holds rather than how it is laid out: bytes after a
+/// GGUF header (its tensors' data) flipped or overwritten, or a digit of a JSON file's numbers
+/// changed to another — damage that leaves the layout valid, which only a checksum can tell.
+pub fn damage_payload(seed: &Seed, rng: &mut Rng) -> Vec<u8> {
+    let mut b = seed.bytes.clone();
+    for _ in 0..1 + rng.below(3) {
+        if seed.layout == Layout::Json {
+            let digits: Vec<usize> = b.iter().enumerate().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+            if let Some(&at) = (!digits.is_empty()).then(|| pick(rng, &digits)) {
+                b[at] = b'0' + ((b[at] - b'0') as usize + 1 + rng.below(9)) as u8 % 10;
+            }
+            continue;
+        }
+        let start = seed.header_len().min(b.len());
+        if start == b.len() {
+            break;
+        }
+        let at = start + rng.below(b.len() - start);
+        if rng.below(2) == 0 {
+            b[at] ^= 1 << rng.below(8);
+        } else {
+            let n = (1 + rng.below(8)).min(b.len() - at);
+            for x in &mut b[at..at + n] {
+                *x = rng.next_u64() as u8;
+            }
+        }
+    }
+    b
+}
+
+/// [`mutate`] or [`damage_payload`], one case in two each.
+pub fn mutate_or_damage(seed: &Seed, rng: &mut Rng) -> Vec<u8> {
+    if rng.below(2) == 0 {
+        mutate(seed, rng)
+    } else {
+        damage_payload(seed, rng)
+    }
+}
+
 /// Bit flips, byte overwrites, truncation, insertion, deletion; positions fall in the header
 /// three times out of four.
 fn byte_mutation(b: &mut Vec<u8>, header: usize, rng: &mut Rng) {
@@ -368,6 +407,32 @@ mod tests {
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
         assert!(run(7).iter().any(|m| m != &seed.bytes));
+    }
+
+    /// Payload damage leaves a GGUF file's header alone and a JSON file's text the same length.
+    #[test]
+    fn payload_damage_spares_the_header() {
+        let mut gguf = Vec::new();
+        crate::model::gguf_file::write(
+            &mut gguf,
+            &[("a".to_string(), crate::model::gguf_file::Value::U32(7))],
+            &[crate::model::gguf_file::OutTensor { name: "t".into(), ne: vec![64], qtype: crate::ggml::types::QuantType::F32, data: vec![0u8; 256].into() }],
+        )
+        .unwrap();
+        let seed = Seed::new("g", gguf, Layout::Gguf);
+        let json = Seed::new("j", br#"{"a": 0.125, "b": [1, 2]}"#.to_vec(), Layout::Json);
+        let mut changed = 0;
+        for i in 0..50 {
+            let b = damage_payload(&seed, &mut Rng::new(i));
+            assert_eq!(b.len(), seed.bytes.len());
+            let header = seed.header_len();
+            assert_eq!(b[..header], seed.bytes[..header]);
+            let j = damage_payload(&json, &mut Rng::new(i));
+            assert_eq!(j.len(), json.bytes.len());
+            assert!(serde_json::from_slice::<Json>(&j).is_ok());
+            changed += (b != seed.bytes && j != json.bytes) as usize;
+        }
+        assert!(changed > 40, "{changed} of 50 damaged");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //!
 //! The database is cached on disk as a GGUF file keyed by the model's and the calibration
 //! text's sha256, the kind and the settings, so a second budget on the same model costs only
-//! the search. It is not held in memory: a loaded database is an index into its file, read
+//! the search. Every variant's bytes and error carry a CRC-32, checked when a cached database (or a
+//! block saved by an interrupted build) is opened: damaged bytes are rebuilt, never planned
+//! with. It is not held in memory: a loaded database is an index into its file, read
 //! one variant at a time; a database being built appends each block's variants to a spill
 //! file as the block finishes (SmolLM2-135M's types database is about 1 GB).
 
@@ -46,8 +48,9 @@ use crate::spill::Spill;
 
 use super::masked;
 
-/// Bumped whenever the way variants are made changes, so old cache files are not reused.
-const DATABASE_VERSION: u32 = 4;
+/// Bumped whenever the way variants are made or stored changes, so old cache files are not
+/// reused (5: every variant's CRC-32 in the metadata).
+const DATABASE_VERSION: u32 = 5;
 
 /// What a database's levels are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,15 @@ pub struct Variant {
     pub bytes: VariantBytes,
     /// ‖(W − Ŵ)X‖/‖WX‖ on the calibration inputs (linears); ‖W − Ŵ‖/‖W‖ (embedding, output).
     pub rel_error: f64,
+    /// The CRC-32 of its bytes followed by its `rel_error` (8 bytes, little-endian), taken as
+    /// they were made ([`sealed`]): a cached copy that disagrees was damaged on disk.
+    pub checksum: u32,
+}
+
+/// A variant's checksum: `bytes`, the CRC-32 of its bytes so far, sealed with its `rel_error`.
+fn sealed(mut bytes: crc32fast::Hasher, rel_error: f64) -> u32 {
+    bytes.update(&rel_error.to_le_bytes());
+    bytes.finalize()
 }
 
 /// Where a variant's bytes are: its `qtype`'s encoding, or for a pruned variant (`sparsity` >
@@ -123,6 +135,13 @@ pub enum VariantBytes {
 }
 
 impl Variant {
+    /// A variant whose bytes are in memory, with its checksum.
+    pub fn in_memory(qtype: QuantType, sparsity: f32, bytes: Vec<u8>, rel_error: f64) -> Variant {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes);
+        Variant { qtype, sparsity, bytes: VariantBytes::Memory(bytes), rel_error, checksum: sealed(h, rel_error) }
+    }
+
     /// Whether its bytes are masked ([`super::masked`]): every pruned variant's are.
     pub fn masked(&self) -> bool {
         self.sparsity > 0.0
@@ -198,9 +217,26 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
 ///
 /// With a `partial` folder, each block's variants are saved there as the block finishes
 /// (`block-N.gguf`), and blocks found there — made for the same key, with the expected
-/// tensors and levels — are taken instead of compressed again: an interrupted build resumes
-/// where it stopped.
+/// tensors and levels, their bytes matching their checksums — are taken instead of compressed
+/// again: an interrupted build resumes where it stopped.
 pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
+    rebuild(model, windows, settings, kind, key, partial, None, progress)
+}
+
+/// [`build`], taking from `reuse` — a cached database for the same key whose damaged tensors
+/// were removed — every block (and embedding or output matrix) it still holds whole: only
+/// what was damaged is compressed again.
+#[allow(clippy::too_many_arguments)]
+fn rebuild(
+    model: &dyn Blocks,
+    windows: &Windows,
+    settings: &DatabaseSettings,
+    kind: Kind,
+    key: String,
+    partial: Option<&Path>,
+    mut reuse: Option<Database>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Database> {
     let spill_error = |error| ModelError::Io { path: crate::spill::folder(), error };
     let mut spill = Spill::new("database").map_err(spill_error)?;
     let stored = Arc::new(spill.reader().map_err(spill_error)?);
@@ -219,9 +255,18 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
         let prefix = format!("blk.{i}.");
         let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(name, &shape)| (name.clone(), shape)).collect();
-        let resumed = saved.as_deref().and_then(|p| Database::load(p, &key).ok().flatten()).filter(|db| mismatch(&db.tensors, &expected, kind, menu).is_none());
-        if let Some(db) = resumed {
-            eprintln!("resuming the layer database: block {i} was built by an interrupted run");
+        let resumed = match saved.as_deref().map(|p| (p, saved_block(p, &key, &expected, kind, menu))) {
+            Some((_, Ok(Some(db)))) => {
+                eprintln!("resuming the layer database: block {i} was built by an interrupted run");
+                Some(db)
+            }
+            Some((p, Err(why))) => {
+                eprintln!("warning: block {i} saved by an interrupted build, {}, is not used ({why}); building it again", p.display());
+                None
+            }
+            _ => None,
+        };
+        if let Some(db) = resumed.or_else(|| reuse.as_mut().and_then(|r| r.take(&expected, kind, menu))) {
             done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             runner.step(&block, BlockOpts::default())?;
@@ -230,7 +275,7 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
         }
         let mut moments = BlockMoments::new(&block);
         let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
-                let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
+        let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
         let mut factors = Factors::default();
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features(), menu).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
@@ -250,8 +295,11 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
                     let rel_error = relative_output_error(m, &w, &new_w);
                     drop(new_w);
                     let bytes = if share(&spec) > 0.0 { masked::pack(&bytes) } else { bytes };
+                    let mut checksum = crc32fast::Hasher::new();
+                    checksum.update(&bytes);
+                    let checksum = sealed(checksum, rel_error);
                     let offset = spill.lock().expect("not poisoned").append(&bytes).map_err(spill_error)?;
-                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::At { offset, len: bytes.len() }, rel_error })
+                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::At { offset, len: bytes.len() }, rel_error, checksum })
                 })
                 .collect::<Result<Vec<_>>>()?;
             done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
@@ -270,6 +318,11 @@ pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings,
     }
     drop(runner);
     for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| !name.starts_with("blk.")) {
+        if let Some(db) = reuse.as_mut().and_then(|r| r.take(&BTreeMap::from([(name.clone(), (rows, cols))]), kind, menu)) {
+            db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
+            done_weights += rows * cols;
+            continue;
+        }
         let before = done_weights;
         let variants = matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, &mut |r| progress((before + r * cols) / MILLION, total))?;
         tensors.insert(name, TensorVariants { rows, cols, variants });
@@ -287,8 +340,8 @@ const MATRIX_CHUNK_BYTES: usize = 64 << 20;
 /// The token embedding or the output matrix `name` (rows × cols) at every level, without
 /// calibrated rounding (as `triage compress` quantizes them): read `chunk_bytes` of rows at a time,
 /// each chunk quantized at every level into the level's place in `spill` (rows are quantized
-/// independently, so the bytes are those of the whole matrix), with ‖W − Ŵ‖/‖W‖ summed along.
-/// `progress(rows)` after each chunk.
+/// independently, so the bytes are those of the whole matrix), with ‖W − Ŵ‖/‖W‖ and each
+/// level's CRC-32 carried along. `progress(rows)` after each chunk.
 #[allow(clippy::too_many_arguments)]
 fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu: Menu, spill: &mut Spill, chunk_bytes: usize, progress: &mut dyn FnMut(usize)) -> Result<Vec<Variant>> {
     let types = levels(cols, menu);
@@ -296,6 +349,7 @@ fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu:
     let chunk = (chunk_bytes / (4 * cols)).max(1);
     let mut norm = 0f64;
     let mut errs = vec![0f64; types.len()];
+    let mut checksums = vec![crc32fast::Hasher::new(); types.len()];
     for start in (0..rows).step_by(chunk) {
         let end = (start + chunk).min(rows);
         let w = with_f32(&model.rows(name, start..end)?, <[f32]>::to_vec)?;
@@ -304,8 +358,10 @@ fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu:
         let done: Vec<io::Result<f64>> = places
             .par_iter()
             .zip(&errs)
-            .map(|(&(t, at, _), &err)| {
+            .zip(&mut checksums)
+            .map(|((&(t, at, _), &err), checksum)| {
                 let bytes = quantize(t, &w, cols, None);
+                checksum.update(&bytes);
                 spill.write_at(at + (start * t.bytes(cols)) as u64, &bytes)?;
                 let d = dequantize(t, &bytes, w.len());
                 Ok(w.iter().zip(&d).fold(err, |a, (&x, &y)| a + (x as f64 - y as f64).powi(2)))
@@ -319,7 +375,11 @@ fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu:
     Ok(places
         .into_iter()
         .zip(errs)
-        .map(|((qtype, offset, len), err)| Variant { qtype, sparsity: 0.0, bytes: VariantBytes::At { offset, len }, rel_error: (err / norm.max(f64::MIN_POSITIVE)).sqrt() })
+        .zip(checksums)
+        .map(|(((qtype, offset, len), err), checksum)| {
+            let rel_error = (err / norm.max(f64::MIN_POSITIVE)).sqrt();
+            Variant { qtype, sparsity: 0.0, bytes: VariantBytes::At { offset, len }, rel_error, checksum: sealed(checksum, rel_error) }
+        })
         .collect())
 }
 
@@ -333,6 +393,35 @@ fn read_variant<'a>(file: Option<&File>, v: &'a Variant) -> io::Result<Cow<'a, [
             Cow::Owned(b)
         }
     })
+}
+
+/// Bytes read at once to check a stored variant's checksum: a variant of a large model's
+/// embedding is hundreds of MB.
+const CHECK_CHUNK: usize = 4 << 20;
+
+/// A variant's checksum as its bytes (read from `file` when stored there) and its error make it.
+fn checksum(file: Option<&File>, v: &Variant) -> io::Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    let VariantBytes::At { offset, len } = v.bytes else {
+        h.update(&read_variant(file, v)?);
+        return Ok(sealed(h, v.rel_error));
+    };
+    let file = file.expect("a database with stored variants has a file");
+    let mut buf = vec![0u8; CHECK_CHUNK.min(len)];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len());
+        file.read_exact_at(&mut buf[..n], offset + done as u64)?;
+        h.update(&buf[..n]);
+        done += n;
+    }
+    Ok(sealed(h, v.rel_error))
+}
+
+/// A variant's name in the database file: `name#TYPE`, or `name#TYPE@share` when pruned.
+fn variant_name(name: &str, v: &Variant) -> String {
+    let share = if v.sparsity > 0.0 { format!("{SHARE_SEP}{}", v.sparsity) } else { String::new() };
+    format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name())
 }
 
 /// How errors name a database variant.
@@ -436,6 +525,18 @@ impl Database {
         Ok(Compressed { model: None, config: source.config.clone(), source: source.source.clone(), encoded, kept_blocks: (0..source.config.n_layers).collect(), report })
     }
 
+    /// Removes the `expected` tensors from this database and returns them as one, when it
+    /// holds them all as a database of `kind` with types from `menu` (else None, and removes
+    /// nothing).
+    fn take(&mut self, expected: &BTreeMap<String, (usize, usize)>, kind: Kind, menu: Menu) -> Option<Database> {
+        let held: BTreeMap<String, TensorVariants> = expected.keys().filter_map(|n| self.tensors.get(n).map(|tv| (n.clone(), tv.clone()))).collect();
+        if mismatch(&held, expected, kind, menu).is_some() {
+            return None;
+        }
+        self.tensors.retain(|n, _| !expected.contains_key(n));
+        Some(Database { key: self.key.clone(), tensors: held, file: self.file.clone() })
+    }
+
     /// Appends every variant to `spill` and adds the tensors, stored there, to `tensors`.
     fn move_into(self, spill: &mut Spill, tensors: &mut BTreeMap<String, TensorVariants>) -> io::Result<()> {
         for (name, mut tv) in self.tensors {
@@ -461,10 +562,10 @@ impl Database {
         let mut order = Vec::new();
         for (name, tv) in &self.tensors {
             metadata.push((format!("triage.rel_error.{name}"), Value::Array(tv.variants.iter().map(|v| Value::F64(v.rel_error)).collect())));
+            metadata.push((format!("triage.checksum.{name}"), Value::Array(tv.variants.iter().map(|v| Value::U32(v.checksum)).collect())));
             for (level, v) in tv.variants.iter().enumerate() {
-                let share = if v.sparsity > 0.0 { format!("{SHARE_SEP}{}", v.sparsity) } else { String::new() };
                 let ne = if v.masked() { vec![v.size() as u64 / 2] } else { vec![tv.cols as u64, tv.rows as u64] };
-                names.push((format!("{name}{VARIANT_SEP}{}{share}", v.qtype.name()), ne, v.qtype));
+                names.push((variant_name(name, v), ne, v.qtype));
                 order.push((name.as_str(), level));
             }
         }
@@ -472,10 +573,18 @@ impl Database {
         crate::export::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1)).map_err(crate::export::gguf::ExportError::Io))
     }
 
-    /// Opens a cached database — its index; the variants stay in the file until read —
-    /// `Ok(None)` when there is none, `Err(why)` when the file cannot be trusted (unreadable,
-    /// made for another key, a malformed variant, a non-finite error).
+    /// Opens a cached database — its index; the variants stay in the file until read, each
+    /// read once here to check its checksum — `Ok(None)` when there is none, `Err(why)` when
+    /// the file cannot be trusted (unreadable, made for another key, a malformed variant, a
+    /// non-finite error, a variant that does not match its checksum).
     pub fn load(path: &Path, key: &str) -> std::result::Result<Option<Database>, String> {
+        let Some(db) = Database::open(path, key)? else { return Ok(None) };
+        db.undamaged()?;
+        Ok(Some(db))
+    }
+
+    /// [`Database::load`] but for the checksums, not checked yet ([`Database::damaged`]).
+    fn open(path: &Path, key: &str) -> std::result::Result<Option<Database>, String> {
         if !path.exists() {
             return Ok(None);
         }
@@ -497,7 +606,30 @@ impl Database {
                 v.bytes = VariantBytes::Memory(b);
             }
         }
-        Ok(Database::new(key.to_string(), tensors))
+        let db = Database::new(key.to_string(), tensors);
+        db.undamaged()?;
+        Ok(db)
+    }
+
+    /// Every variant, as (tensor name, level), whose bytes and error do not match its checksum,
+    /// in name order: all of them read, [`CHECK_CHUNK`] bytes at a time, on every core.
+    pub fn damaged(&self) -> io::Result<Vec<(String, usize)>> {
+        let all: Vec<(&String, usize, &Variant)> = self.tensors.iter().flat_map(|(n, tv)| tv.variants.iter().enumerate().map(move |(l, v)| (n, l, v))).collect();
+        let found = all.par_iter().map(|&(n, l, v)| Ok((checksum(self.file.as_deref(), v)? != v.checksum).then(|| (n.clone(), l)))).collect::<io::Result<Vec<_>>>()?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Err(why) naming the first variant that does not match its checksum.
+    fn undamaged(&self) -> std::result::Result<(), String> {
+        match self.damaged().map_err(|e| e.to_string())?.first() {
+            Some((name, level)) => Err(self.damage(name, *level)),
+            None => Ok(()),
+        }
+    }
+
+    /// What is wrong with a damaged variant, naming it as the file does.
+    fn damage(&self, name: &str, level: usize) -> String {
+        format!("variant '{}' does not match its checksum: its bytes or its error were damaged", variant_name(name, &self.tensors[name].variants[level]))
     }
 
     /// Why this database cannot serve a model of `config` as a database of `kind` with types
@@ -508,7 +640,7 @@ impl Database {
 }
 
 /// The variants a database file's header `g` lists, stored at their offsets in the file, with
-/// their errors; Err(why) when it was made for another key or does not read as a database.
+/// their errors and checksums; Err(why) when it was made for another key or does not read as a database.
 fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, TensorVariants>, String> {
     match g.get("triage.database.key") {
         Some(Value::String(k)) if k == key => {}
@@ -528,7 +660,7 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
         // The header reader checked that every tensor's bytes lie inside the file.
         let len = g.tensor_bytes(info).map_err(|e| bad(&e.to_string()))? as usize;
         let offset = g.data_offset.checked_add(info.offset).ok_or_else(|| bad("an offset past 2^64"))?;
-        let variant = Variant { qtype, sparsity, bytes: VariantBytes::At { offset, len }, rel_error: 0.0 };
+        let variant = Variant { qtype, sparsity, bytes: VariantBytes::At { offset, len }, rel_error: 0.0, checksum: 0 };
         let shape = match info.ne[..] {
             [_] if variant.masked() && qtype == QuantType::F16 => None,
             [cols, rows] if !variant.masked() => Some((rows as usize, cols as usize)),
@@ -560,8 +692,29 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
                 _ => return Err(format!("an error of '{name}' is not a finite non-negative F64")),
             };
         }
+        let Some(Value::Array(sums)) = g.get(&format!("triage.checksum.{name}")) else { return Err(format!("no checksums for '{name}'")) };
+        if sums.len() != tv.variants.len() {
+            return Err(format!("{} checksums for the {} variants of '{name}'", sums.len(), tv.variants.len()));
+        }
+        for (v, c) in tv.variants.iter_mut().zip(sums) {
+            v.checksum = match c {
+                Value::U32(x) => *x,
+                _ => return Err(format!("a checksum of '{name}' is not a U32")),
+            };
+        }
     }
     Ok(tensors)
+}
+
+/// The block an interrupted build saved at `path`, when there is one and it is whole: made for
+/// `key`, its checksums matching, exactly the `expected` tensors at the levels of a database
+/// of `kind` with types from `menu`; Err(why) when it is not.
+pub fn saved_block(path: &Path, key: &str, expected: &BTreeMap<String, (usize, usize)>, kind: Kind, menu: Menu) -> std::result::Result<Option<Database>, String> {
+    let Some(db) = Database::load(path, key)? else { return Ok(None) };
+    match mismatch(&db.tensors, expected, kind, menu) {
+        Some(why) => Err(why),
+        None => Ok(Some(db)),
+    }
 }
 
 /// Why `tensors` are not a database of `kind` for the `expected` tensors and shapes (None:
@@ -593,15 +746,19 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
     None
 }
 
-/// Where cached databases live: $TRIAGE_CACHE, else $XDG_CACHE_HOME/triage, else ~/.cache/triage.
+/// Where cached databases live: $TRIAGE_CACHE, else $XDG_CACHE_HOME/triage, else
+/// ~/.cache/triage. A variable set empty counts as unset, as the XDG base directory rules
+/// say (an empty `TRIAGE_CACHE=$UNSET` would otherwise put the cache in the current folder),
+/// and so does an XDG_CACHE_HOME that is not absolute, which those rules call invalid.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("TRIAGE_CACHE") {
-        return Some(PathBuf::from(d));
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = var("TRIAGE_CACHE") {
+        return Some(d);
     }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(d).join("triage"));
+    if let Some(d) = var("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
+        return Some(d.join("triage"));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("triage"))
+    var("HOME").map(|h| h.join(".cache").join("triage"))
 }
 
 /// The cached database for `key` in `dir`, or a freshly built one (saved there when `dir` is given).
@@ -615,13 +772,27 @@ pub fn load_or_build(
     progress: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
+    let mut reuse = None;
     if let Some(p) = path.as_deref() {
-        let checked = Database::load(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model.config(), kind, settings.menu())) {
+        let checked = Database::open(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model.config(), kind, settings.menu())) {
             Some(why) => Err(why),
             None => Ok(db),
         });
-        match checked {
-            Ok(Some(db)) => return Ok((db, true)),
+        match checked.and_then(|db| db.map(|db| db.damaged().map(|d| (db, d)).map_err(|e| e.to_string())).transpose()) {
+            Ok(Some((db, damaged))) if damaged.is_empty() => return Ok((db, true)),
+            Ok(Some((mut db, damaged))) => {
+                let (name, level) = &damaged[0];
+                let tensors: std::collections::BTreeSet<&String> = damaged.iter().map(|(n, _)| n).collect();
+                eprintln!(
+                    "warning: the cached layer database {} is damaged ({}; {} damaged variant(s) of {} tensor(s)); rebuilding the blocks that hold them",
+                    p.display(),
+                    db.damage(name, *level),
+                    damaged.len(),
+                    tensors.len()
+                );
+                db.tensors.retain(|n, _| !tensors.contains(n));
+                reuse = Some(db);
+            }
             Ok(None) => {}
             Err(why) => eprintln!("warning: the cached layer database {} is not used ({why}); rebuilding it", p.display()),
         }
@@ -629,7 +800,7 @@ pub fn load_or_build(
     // Blocks finished by an interrupted build of the same key wait in the partial folder.
     // A cache that cannot be written only costs time next run.
     let partial = dir.map(|d| d.join(format!("database-{key}.partial"))).filter(|p| std::fs::create_dir_all(p).is_ok());
-    let db = build(model, windows, settings, kind, key, partial.as_deref(), progress)?;
+    let db = rebuild(model, windows, settings, kind, key, partial.as_deref(), reuse, progress)?;
     if let Some(p) = &path {
         match db.save(p) {
             Ok(()) => {
@@ -664,6 +835,7 @@ mod tests {
         db.save(&path).unwrap();
         let back = Database::load(&path, "test").unwrap().unwrap();
         assert_eq!(back.mismatch(&model.config, Kind::Sparsity, None), None);
+        assert_eq!(back.damaged().unwrap(), Vec::new());
         let mut dense = 0;
         for (name, tv) in &db.tensors {
             let n = tv.rows * tv.cols;
@@ -673,6 +845,7 @@ mod tests {
                 let w = db.values(name, level).unwrap();
                 assert_eq!(back.values(name, level).unwrap(), w, "{name}#{level}");
                 assert_eq!(back.tensors[name].variants[level].rel_error, v.rel_error);
+                assert_eq!(back.tensors[name].variants[level].checksum, v.checksum);
                 let zeros = w.iter().filter(|&&x| x == 0.0).count();
                 assert!(zeros as f64 >= (v.sparsity as f64 - 1e-3) * n as f64, "{name} at {}: {zeros} zeros of {n}", v.sparsity);
             }
@@ -701,6 +874,7 @@ mod tests {
             for v in &variants {
                 let bytes = quantize(v.qtype, &w, cols, None);
                 assert_eq!(read_variant(Some(&file), v).unwrap().as_ref(), bytes.as_slice(), "{}", v.qtype);
+                assert_eq!(v.checksum, Variant::in_memory(v.qtype, 0.0, bytes.clone(), v.rel_error).checksum, "{}", v.qtype);
                 let d = dequantize(v.qtype, &bytes, w.len());
                 let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
                 assert_eq!(v.rel_error, (err / norm).sqrt(), "{}", v.qtype);

@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::{BlockOpts, Model, ModelError, Result};
+use crate::model::{BlockOpts, Model, Result};
 use crate::stats::Rng;
 
 use super::depth::Removal;
@@ -70,20 +70,25 @@ pub trait Genome: Clone + PartialEq {
     fn with_genes(&self, genes: &[usize]) -> Option<Self>;
 }
 
-/// The search's state after a generation: enough to continue exactly where it stopped.
+/// The search's state after a generation: enough to continue exactly where it stopped. Saved
+/// sealed with its sha256 ([`super::sealed`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SearchState {
+pub struct SearchState {
     /// Generations done.
-    generation: usize,
+    pub generation: usize,
     /// The random generator's state.
-    rng: u64,
-    parent: Vec<usize>,
-    parent_fit: f64,
+    pub rng: u64,
+    /// The parent's genes ([`Genome::genes`]).
+    pub parent: Vec<usize>,
+    /// The parent's fitness on its final-stage windows.
+    pub parent_fit: f64,
 }
 
 /// Where the search saves its state after every generation (atomically), and whether a run
-/// continues from the state found there.
+/// continues from the state found there. A state that cannot be trusted (unreadable, damaged,
+/// of another search) is not continued: the run warns and searches from the start, as a run
+/// without --resume does — all that a user could do about it.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub path: PathBuf,
@@ -91,32 +96,40 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The saved state when resuming (None when there is none); without `resume`, a note
-    /// that an unfinished search of `generations` could be continued.
-    fn load(&self, generations: usize) -> Result<Option<SearchState>> {
+    /// The saved state when resuming (None when there is none, or with a warning when it cannot
+    /// be trusted); without `resume`, a note that an unfinished search of `generations` could
+    /// be continued.
+    fn load(&self, generations: usize) -> Option<SearchState> {
         if !self.path.exists() {
-            return Ok(None);
+            return None;
         }
-        let bad = |why: String| ModelError::InvalidConfig(format!("--resume: {}: {why}", self.path.display()));
-        let read = std::fs::read_to_string(&self.path).map_err(|e| bad(e.to_string())).and_then(|t| serde_json::from_str::<SearchState>(&t).map_err(|e| bad(e.to_string())));
+        let read = std::fs::read_to_string(&self.path).map_err(|e| e.to_string()).and_then(|t| parse_state(&t));
         if self.resume {
-            return read.map(Some);
+            return read.map_err(|why| self.not_resumed(&why)).ok();
         }
         if read.is_ok_and(|s| s.generation < generations) {
             eprintln!("note: {} holds an interrupted search with these settings; --resume continues it", self.path.display());
         }
-        Ok(None)
+        None
     }
 
     /// The saved search's parent, generator, fitness and generations done, when resuming.
-    fn resume<G: Genome>(&self, start: &G, generations: usize) -> Result<Option<(G, Rng, f64, usize)>> {
-        let Some(state) = self.load(generations)? else { return Ok(None) };
-        let parent = start.with_genes(&state.parent).ok_or_else(|| ModelError::InvalidConfig(format!("--resume: {} was saved by a search of another space", self.path.display())))?;
-        Ok(Some((parent, Rng::new(state.rng), state.parent_fit, state.generation.min(generations))))
+    fn resume<G: Genome>(&self, start: &G, generations: usize) -> Option<(G, Rng, f64, usize)> {
+        let state = self.load(generations)?;
+        let Some(parent) = start.with_genes(&state.parent) else {
+            self.not_resumed("its parent is not a genome of this search: it was saved by a search of another space");
+            return None;
+        };
+        Some((parent, Rng::new(state.rng), state.parent_fit, state.generation.min(generations)))
+    }
+
+    /// Says that the saved state is not continued, and `why`.
+    fn not_resumed(&self, why: &str) {
+        eprintln!("warning: --resume: the saved search {} is not continued ({why}); searching from the start, as a run without --resume does", self.path.display());
     }
 
     fn save(&self, s: &SearchState) {
-        let text = serde_json::to_string(s).expect("serializable");
+        let text = super::sealed::seal(s);
         if let Err(e) = crate::export::write_atomic(&self.path, |w| std::io::Write::write_all(w, text.as_bytes())) {
             eprintln!("warning: could not save the search's state at {}: {e}", self.path.display());
         }
@@ -133,10 +146,7 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
     let mut parent = start;
     let mut parent_fit = f64::INFINITY;
     let mut first = 0;
-    let resumed = match checkpoint {
-        Some(c) => c.resume(&parent, s.generations)?,
-        None => None,
-    };
+    let resumed = checkpoint.and_then(|c| c.resume(&parent, s.generations));
     if let Some(r) = resumed {
         (parent, rng, parent_fit, first) = r;
         eprintln!("resuming the search after generation {first} of {}", s.generations);
@@ -193,6 +203,11 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         progress(g + 1, parent_fit);
     }
     Ok((parent, parent_fit))
+}
+
+/// A saved search state from its file's text: sealed with its sha256, else Err(why).
+pub fn parse_state(text: &str) -> std::result::Result<SearchState, String> {
+    super::sealed::open(text)
 }
 
 /// `k` distinct windows from `pool` (all of them when it has no more).

@@ -21,7 +21,8 @@ pub fn block_of(name: &str, n_blocks: usize) -> usize {
 }
 
 /// [`error_curves`], or its measured ΔKL read back from `cache` (a JSON file of name → ΔKL made
-/// for this database and these windows) and written there when measured. While measuring,
+/// for this database and these windows, sealed with its sha256: [`super::sealed`]) and written
+/// there when measured; a cache that cannot be trusted is measured again. While measuring,
 /// the ΔKL found so far are kept beside it (`….partial.json`, rewritten after every tensor),
 /// and an interrupted run's are taken from there. Returns whether it came from the cache.
 pub fn load_or_measure(
@@ -62,28 +63,34 @@ fn write_map(path: &std::path::Path, m: &Measured) -> std::io::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let text = serde_json::to_string(m).map_err(std::io::Error::other)?;
+    let text = super::sealed::seal(m);
     crate::export::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
 }
 
-/// The ΔKL an interrupted measurement saved at `path`, where they belong to `db` (else none).
+/// The ΔKL an interrupted measurement saved at `path`, where they belong to `db` (else none,
+/// with a warning when there was a file).
 fn read_partial(path: &std::path::Path, db: &Database) -> Measured {
-    let m: Measured = std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-    if m.iter().all(|(k, v)| db.tensors.contains_key(k) && v.is_finite() && *v >= 0.0) {
-        m
-    } else {
-        Measured::new()
+    if !path.exists() {
+        return Measured::new();
     }
+    let read = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| super::sealed::open::<Measured>(&t)).and_then(|m| match m.iter().find(|(k, v)| !(db.tensors.contains_key(*k) && v.is_finite() && **v >= 0.0)) {
+        Some((k, v)) => Err(format!("'{k}' with ΔKL {v} is not a tensor of the database or not a finite non-negative number")),
+        None => Ok(m),
+    });
+    read.unwrap_or_else(|why| {
+        eprintln!("warning: the sensitivities saved by an interrupted run, {}, are not used ({why}); measuring them all", path.display());
+        Measured::new()
+    })
 }
 
 fn read_cache(path: &std::path::Path, db: &Database) -> std::result::Result<Vec<f64>, String> {
     parse_cache(&std::fs::read_to_string(path).map_err(|e| e.to_string())?, db)
 }
 
-/// The ΔKL of every database tensor (in name order) from a cache file's text: exactly the
-/// database's tensors, each a finite non-negative number.
+/// The ΔKL of every database tensor (in name order) from a cache file's text: sealed with its
+/// sha256, exactly the database's tensors, each a finite non-negative number.
 pub fn parse_cache(text: &str, db: &Database) -> std::result::Result<Vec<f64>, String> {
-    let m: std::collections::BTreeMap<String, f64> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let m: Measured = super::sealed::open(text)?;
     if !m.keys().eq(db.tensors.keys()) {
         return Err(format!("{} tensors for a database of {}", m.len(), db.tensors.len()));
     }
