@@ -1,14 +1,15 @@
 //! Families for the command line's checks: output paths that may alias an input (through `..`,
 //! `.`, symbolic links, hard links and folder links), and numeric flag values at their edges.
-//! A case that breaks a promise — an alias let through, an out-of-range value accepted — panics,
-//! so the harness counts it with the panics and reports it with its case index. A refusal is an
-//! answer like an acceptance here (every case is Ok), unless its message is empty.
+//! A case that breaks a promise — an alias let through, an out-of-range value accepted — is
+//! [`Loaded::Damaged`]: the harness counts it as undetected, a failure as a panic is, and reports
+//! it with its case index. A refusal is an answer like an acceptance here, unless its message is
+//! empty.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::mutate::{mutate, Layout, Rng, Seed};
-use super::Family;
+use super::{Family, Loaded};
 use crate::cli::guard::{Files, Input};
 
 /// A folder of files to alias: an input `m.gguf`, a symbolic and a hard link to it, a link to
@@ -66,16 +67,16 @@ pub fn aliases_family(scratch: &Path) -> Result<Family, String> {
         };
         let verdict = Files::new().input("--model", &input, Input::Model).output("--out", &out).check();
         if same(&out) && verdict.is_ok() {
-            panic!("--out {rel} is the input m.gguf, and was let through");
+            return Ok(Loaded::Damaged(format!("--out {rel} is the input m.gguf, and was let through")));
         }
         // The same output twice, once through the folder link.
         let twice = Files::new().output("--out", &out).output("--report", &dir.join("sub/up").join(&rel)).check();
         if twice.is_ok() {
-            panic!("--out {rel} and --report sub/up/{rel} are one file, and were let through");
+            return Ok(Loaded::Damaged(format!("--out {rel} and --report sub/up/{rel} are one file, and were let through")));
         }
         match verdict {
             Err(e) if e.to_string().trim().is_empty() => Err(String::new()),
-            _ => Ok(()),
+            _ => Ok(Loaded::Valid),
         }
     };
     Ok(Family { name: "output-aliases", seeds: vec![Seed::new("paths", Vec::new(), Layout::Raw)], input: random_path, check: Box::new(check) })
@@ -96,13 +97,14 @@ pub fn numbers_family() -> Family {
         use crate::cli::values;
         let s = String::from_utf8_lossy(b).into_owned();
         let mut errors = Vec::new();
+        let mut broken: Option<String> = None;
         match values::ctx(&s) {
-            Ok(n) if n < 2 => panic!("--ctx {s} gave {n}"),
+            Ok(n) if n < 2 => broken = Some(format!("--ctx {s} gave {n}")),
             Ok(_) => {}
             Err(e) => errors.push(e),
         }
         match values::positive(&s) {
-            Ok(0) => panic!("{s} gave 0 where at least 1 is needed"),
+            Ok(0) => broken = Some(format!("{s} gave 0 where at least 1 is needed")),
             Ok(_) => {}
             Err(e) => errors.push(e),
         }
@@ -110,16 +112,16 @@ pub fn numbers_family() -> Family {
             errors.push(e);
         }
         match values::damp(&s) {
-            Ok(x) if !(0.0..1.0).contains(&x) => panic!("--damp {s} gave {x}"),
+            Ok(x) if !(0.0..1.0).contains(&x) => broken = Some(format!("--damp {s} gave {x}")),
             Ok(_) => {}
             Err(e) => errors.push(e),
         }
         use crate::plan::Budget;
         for prefix in ["bpw=", "size=", "sparsity=", "drop-blocks=", "kld<="] {
             match Budget::parse(&format!("{prefix}{s}")) {
-                Ok(Budget::Bpw(x) | Budget::Kld(x)) if !(x.is_finite() && x > 0.0) => panic!("{prefix}{s} gave {x}"),
-                Ok(Budget::Sparsity(p)) if !(p > 0.0 && p < 1.0) => panic!("{prefix}{s} gave {p}"),
-                Ok(Budget::DropBlocks(0) | Budget::DropSublayers(0)) => panic!("{prefix}{s} removes nothing"),
+                Ok(Budget::Bpw(x) | Budget::Kld(x)) if !(x.is_finite() && x > 0.0) => broken = Some(format!("{prefix}{s} gave {x}")),
+                Ok(Budget::Sparsity(p)) if !(p > 0.0 && p < 1.0) => broken = Some(format!("{prefix}{s} gave {p}")),
+                Ok(Budget::DropBlocks(0) | Budget::DropSublayers(0)) => broken = Some(format!("{prefix}{s} removes nothing")),
                 Ok(_) => {}
                 Err(e) => errors.push(e),
             }
@@ -129,14 +131,17 @@ pub fn numbers_family() -> Family {
         }
         use crate::compress::gptq::Sparsity;
         match crate::compress::plan::parse_sparsity(&s) {
-            Ok(Sparsity::Unstructured(p)) if !(0.0..1.0).contains(&p) => panic!("--sparsity {s} gave {p}"),
-            Ok(Sparsity::NofM(n, m)) if n >= m || m == 0 => panic!("--sparsity {s} gave {n}:{m}"),
+            Ok(Sparsity::Unstructured(p)) if !(0.0..1.0).contains(&p) => broken = Some(format!("--sparsity {s} gave {p}")),
+            Ok(Sparsity::NofM(n, m)) if n >= m || m == 0 => broken = Some(format!("--sparsity {s} gave {n}:{m}")),
             Ok(_) => {}
             Err(e) => errors.push(e),
         }
+        if let Some(broken) = broken {
+            return Ok(Loaded::Damaged(broken));
+        }
         match errors.iter().any(|e| e.trim().is_empty()) {
             true => Err(String::new()),
-            false => Ok(()),
+            false => Ok(Loaded::Valid),
         }
     };
     Family { name: "numeric-flags", seeds, input: mutate, check: Box::new(check) }
