@@ -598,3 +598,72 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
     });
     eval_fails(&p, &long_text(&g), &[], "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)");
 }
+
+/// tiny-llama.gguf with blk.1.attn_v.weight at ±3e38: finite weights, which the loading checks
+/// pass, whose products overflow f32 and make the logits NaN.
+fn overflowing_gguf(dir: &Path) -> PathBuf {
+    edited_gguf(dir, |_, tensors| {
+        for (k, v) in tensors.iter_mut() {
+            if k == "blk.1.attn_v.weight" {
+                let n = v.shape().elem_count();
+                let big: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 3e38 } else { -3e38 }).collect();
+                let t = Tensor::from_vec(big, v.shape().dims(), &Device::Cpu).unwrap();
+                *v = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+            }
+        }
+    })
+}
+
+#[test]
+fn eval_of_a_model_whose_logits_overflow_names_where() {
+    let d = tmp_dir("overflow-eval");
+    let p = overflowing_gguf(&d);
+    let text = long_text(&d);
+    // Perplexity alone: a NaN logit anywhere in a row makes its NLL NaN (it was `ppl NaN`).
+    eval_fails(&p, &text, &["--ctx", "64"], "the model's logits are not finite at window 0, position 0");
+    // Against the original (it printed `KL 0.000000`), and the other way round.
+    let original = fixture("tiny-llama.gguf");
+    eval_fails(&p, &text, &["--ctx", "64", "--reference", original.to_str().unwrap()], "the model's logits are not finite at window 0, position 0");
+    eval_fails(&original, &text, &["--ctx", "64", "--reference", p.to_str().unwrap()], "the reference model's logits are not finite at window 0, position 0");
+}
+
+#[test]
+fn plan_and_profile_of_a_model_whose_logits_overflow_fail_in_one_line() {
+    let d = tmp_dir("overflow-plan");
+    let p = overflowing_gguf(&d);
+    let text = long_text(&d);
+    // drop-blocks=1 reported "KL 0.00000" and bpw=5 a Hessian "not positive definite".
+    for budget in ["drop-blocks=1", "bpw=5"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+            .args(["plan", "--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--budget", budget, "--no-cache", "--model"])
+            .arg(&p)
+            .arg("--calib")
+            .arg(&text)
+            .arg("--out")
+            .arg(d.join("plan.json"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+        assert!(lines[0].starts_with("error: the original model's logits are not finite at window 0, position 0 of the planning windows"), "{stderr}");
+        assert!(!d.join("plan.json").exists());
+    }
+    // It wrote a profile of NaN statistics.
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["profile", "--ctx", "32", "--tokens", "128", "--ablation-tokens", "64", "--model"])
+        .arg(&p)
+        .arg("--calib")
+        .arg(&text)
+        .arg("--out")
+        .arg(d.join("profile"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: blk.1.attn_v.weight: an output energy") && lines[0].contains("is not finite"), "{stderr}");
+    assert!(!d.join("profile/profile.json").exists());
+}
