@@ -667,3 +667,30 @@ fn plan_and_profile_of_a_model_whose_logits_overflow_fail_in_one_line() {
     assert!(lines[0].starts_with("error: blk.1.attn_v.weight: an output energy") && lines[0].contains("is not finite"), "{stderr}");
     assert!(!d.join("profile/profile.json").exists());
 }
+
+#[test]
+fn budgets_past_u64_are_above_the_largest_plan_as_bpw_9_is() {
+    let planning = ["--search-windows", "3", "--holdout-windows", "2", "--no-cache"];
+    // They saturated to the "no limit" of kld<= and were planned as if unbounded.
+    for budget in ["bpw=9", "bpw=1e15", "size=18446744073709551000", "size=99999999999999999999999 GB"] {
+        let args: Vec<&str> = ["--budget", budget].iter().chain(&planning).copied().collect();
+        compress_fails(&args, "is above the largest possible plan");
+    }
+    for (budget, expect) in [
+        ("bpw=NaN", "bpw needs a positive number"),
+        ("bpw=inf", "bpw needs a positive number"),
+        ("bpw=-3", "bpw needs a positive number"),
+        ("bpw=0", "bpw needs a positive number"),
+        ("size=0", "not a positive number of bytes"),
+        ("size=-1", "not a positive number of bytes"),
+        ("sparsity=1.0", "strictly between 0 and 1"),
+        ("sparsity=NaN", "strictly between 0 and 1"),
+        ("drop-blocks=0", "drop-blocks needs a positive whole number"),
+        ("drop-blocks=3", "cannot remove 3 blocks"),
+        ("kld<=NaN", "kld<= needs a positive number"),
+        ("kld<=-0.1", "kld<= needs a positive number"),
+    ] {
+        let args: Vec<&str> = ["--budget", budget].iter().chain(&planning).copied().collect();
+        compress_fails(&args, expect);
+    }
+}

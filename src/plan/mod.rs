@@ -337,7 +337,8 @@ fn quant_limits(config: &Config, model_path: &Path, budget: Budget, menu: databa
     if limit < fixed + planned_cost(&floor) {
         return Err(PlanError::Budget(format!("budget {budget} is below the smallest possible plan ({}: every tensor at its cheapest type)", describe(&floor_size))));
     }
-    if limit != u64::MAX && limit > fixed + planned_cost(&top) {
+    // kld<= has no byte limit; a size or bpw past u64 saturates to u64::MAX, above any plan.
+    if matches!(budget, Budget::Size(_) | Budget::Bpw(_)) && limit > fixed + planned_cost(&top) {
         let top = if menu.is_some() { "every tensor at its dearest type of --types" } else { "every tensor Q8_0" };
         return Err(PlanError::Budget(format!("budget {budget} is above the largest possible plan ({}: {top}); use triage compress --type Q8_0 or F16", describe(&top_size))));
     }
