@@ -370,7 +370,10 @@ fn plan_quant(
     // with its KL (evo's warm start), kept for the frontier.
     let mut measured: Option<(Vec<Curve>, Option<(Vec<usize>, f64)>)> = None;
     let levels: Vec<usize> = match opts.solver {
-        Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| PlanError::Budget(format!("no single type fits budget {}", opts.budget)))?,
+        Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| {
+            let gap = frontier::single_type_gap(db, &names).map_or(String::new(), |g| format!(" (no single-type plan of {g})"));
+            PlanError::Budget(format!("no single type fits budget {}{gap}", opts.budget))
+        })?,
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
@@ -436,7 +439,7 @@ fn plan_quant(
 }
 
 /// The largest single type (llama-quantize's row-width fall-back; IQ4_NL standing in for Q4_0,
-/// which costs the same) whose plan fits.
+/// which costs the same, unless a `--types` menu holds Q4_0) whose plan fits.
 fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, budget: u64) -> Option<Vec<usize>> {
     single_type_plans(db, names)
         .into_iter()
