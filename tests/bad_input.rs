@@ -694,3 +694,38 @@ fn budgets_past_u64_are_above_the_largest_plan_as_bpw_9_is() {
         compress_fails(&args, expect);
     }
 }
+
+#[test]
+fn imatrix_of_another_model_is_refused_naming_the_tensor() {
+    let d = tmp_dir("imatrix-other");
+    let narrow = d.join("narrow.dat");
+    dat_imatrix(&narrow, "blk.0.attn_q.weight", &[1.0, 2.0, 3.0]);
+    let expect = "invalid imatrix: tensor 'blk.0.attn_q.weight' has 3 columns, the model's has 64 (an imatrix of another model?)";
+    profile_fails(&["--imatrix-in", narrow.to_str().unwrap()], expect);
+    compress_fails(&["--type", "Q4_0", "--method", "imatrix", "--imatrix", narrow.to_str().unwrap()], expect);
+    // No entry for any linear of the model: other names, or a 4-byte `.dat` of 0 entries.
+    let other = d.join("other.dat");
+    dat_imatrix(&other, "blk.40.attn_q.weight", &[1.0; 64]);
+    let empty = d.join("empty.dat");
+    std::fs::write(&empty, [0u8; 4]).unwrap();
+    for p in [&other, &empty] {
+        compress_fails(&["--type", "Q4_0", "--method", "imatrix", "--imatrix", p.to_str().unwrap()], "it has no entry for any of the model's 21 linears");
+    }
+    // Some entries missing: a warning saying how many.
+    let some = d.join("some.dat");
+    dat_imatrix(&some, "blk.0.attn_q.weight", &[1.0; 64]);
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["compress", "--ctx", "32", "--tokens", "64", "--type", "Q4_0", "--method", "imatrix", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--calib")
+        .arg(long_text(&d))
+        .arg("--imatrix")
+        .arg(&some)
+        .arg("--out")
+        .arg(d.join("o.gguf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("the imatrix has no entry for 20 of the model's 21 linears")), "{stderr}");
+}

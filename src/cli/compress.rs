@@ -281,6 +281,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     };
     let streaming = if model.is_streamed() { Streaming::On } else { Streaming::Off };
     crate::eval::check_ctx(&model, args.ctx)?;
+    if let (Some(m), Some(p)) = (&imatrix, &args.imatrix) { m.check_against(p, model.config())?; }
     if to_gguf {
         crate::export::gguf::check_source(&args.model)?;
         if let Some(w) = model.config().sliding_window.filter(|_| model.config().arch.facts().swa_pattern == 0) {
