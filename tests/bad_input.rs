@@ -729,3 +729,23 @@ fn imatrix_of_another_model_is_refused_naming_the_tensor() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("the imatrix has no entry for 20 of the model's 21 linears")), "{stderr}");
 }
+
+#[test]
+fn reference_with_another_tokenizer_is_refused_naming_the_first_difference() {
+    let d = tmp_dir("tokenizer");
+    let p = edited_gguf(&d, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "tokenizer.ggml.tokens" {
+                let Value::Array(tokens) = v else { panic!("tokens") };
+                tokens.swap(280, 281);
+            }
+        }
+    });
+    eval_fails(&fixture("tiny-llama.gguf"), &long_text(&d), &["--ctx", "64", "--reference", p.to_str().unwrap()], "the reference model's tokenizer differs from the model's: token 280 is ");
+    // A model's GGUF and its Hugging Face folder have the same tokenizer.
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"] {
+        let load = |p: PathBuf| triage::model::Model::load(&p).unwrap().tokenizer.unwrap();
+        let (gguf, hf) = (load(fixture(&format!("{name}.gguf"))), load(fixture(name)));
+        assert_eq!(gguf.first_difference(&hf, ("the GGUF", "the folder")), None, "{name}");
+    }
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::data::Windows;
 use crate::model::kernels::with_f32;
-use crate::model::{BlockOpts, Blocks, ModelError, Positions};
+use crate::model::{BlockOpts, Blocks, ModelError, Positions, Weights};
 
 pub use stats::Scored;
 
@@ -22,6 +22,8 @@ pub enum EvalError {
     CtxTooLong { ctx: usize, max: usize, model: String },
     #[error("the reference model has {reference} vocabulary entries, the model {model}")]
     VocabMismatch { reference: usize, model: usize },
+    #[error("the reference model's tokenizer differs from the model's: {0}")]
+    TokenizerMismatch(String),
     /// A score that is NaN or infinite, and where it arose: reported instead of a `ppl NaN`
     /// or of a KL that a clamp turned into 0.
     #[error("{0}")]
@@ -57,6 +59,20 @@ pub fn check_ctx(model: &dyn Blocks, ctx: usize) -> Result<(), EvalError> {
         return Err(EvalError::CtxTooLong { ctx, max, model: model.source().path.display().to_string() });
     }
     Ok(())
+}
+
+/// Refuses a `reference` whose tokenizer differs from `model`'s, naming the first difference:
+/// the KL compares the two models' probabilities of the same ids, which equal vocabulary sizes
+/// do not make the same tokens. Where either carries no tokenizer, a warning says that only
+/// the vocabulary sizes are compared.
+pub fn check_reference_tokenizer(model: &Weights, reference: &Weights) -> Result<(), EvalError> {
+    match (reference.tokenizer(), model.tokenizer()) {
+        (Ok(r), Ok(m)) => r.first_difference(m, ("the reference", "the model")).map_or(Ok(()), |d| Err(EvalError::TokenizerMismatch(d))),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("warning: the tokenizers cannot be compared ({e}); only the vocabulary sizes are");
+            Ok(())
+        }
+    }
 }
 
 /// The final hidden states of each batch of windows: every block in turn over all batches, so a
