@@ -261,7 +261,8 @@ fn eval_succeeds_on_a_tiny_model_with_json() {
 
 /// Runs `triage profile` on the tiny model and asserts a one-line failure with no output left.
 fn profile_fails(extra: &[&str], expect: &str) {
-    let d = tmp_dir(&format!("profile-{}", expect.len()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let d = tmp_dir(&format!("profile-{}-{}", expect.len(), CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     let out_dir = d.join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_triage"))
         .args(["profile", "--ctx", "64", "--model"])
@@ -328,7 +329,9 @@ fn compress_fails(extra: &[&str], expect: &str) {
 }
 
 fn compress_fails_with(model: &Path, out_name: &str, extra: &[&str], expect: &str) {
-    let d = tmp_dir(&format!("compress-{}", expect.len()));
+    // A folder of its own per call: tests run in parallel, and expectations share lengths.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let d = tmp_dir(&format!("compress-{}-{}", expect.len(), CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     let text = long_text(&d);
     let outdir = d.join("out");
     std::fs::create_dir_all(&outdir).unwrap();
