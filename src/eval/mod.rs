@@ -108,7 +108,7 @@ fn non_finite(logits: &Tensor, ref_logits: Option<&Tensor>, window: usize, posit
     } else if !score.nll_sum.is_finite() {
         format!("the NLL is {}", score.nll_sum)
     } else {
-        format!("KL(reference ‖ model) is {}", score.kld.iter().find(|k| !k.is_finite()).copied().unwrap_or(f64::NAN))
+        format!("KL(reference ‖ model) is {}", score.kld.iter().find(|k| !k.is_finite()).expect("a score that is not finite"))
     };
     Ok(EvalError::NonFinite(format!("{what} at window {window}, position {position} (NaN or Inf weights, or products past f32's range?)")))
 }
