@@ -261,7 +261,8 @@ fn eval_succeeds_on_a_tiny_model_with_json() {
 
 /// Runs `triage profile` on the tiny model and asserts a one-line failure with no output left.
 fn profile_fails(extra: &[&str], expect: &str) {
-    let d = tmp_dir(&format!("profile-{}", expect.len()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let d = tmp_dir(&format!("profile-{}-{}", expect.len(), CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     let out_dir = d.join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_triage"))
         .args(["profile", "--ctx", "64", "--model"])
@@ -328,8 +329,9 @@ fn compress_fails(extra: &[&str], expect: &str) {
 }
 
 fn compress_fails_with(model: &Path, out_name: &str, extra: &[&str], expect: &str) {
+    // A folder of its own per call: tests run in parallel, and expectations share lengths.
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let d = tmp_dir(&format!("compress-{}", CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    let d = tmp_dir(&format!("compress-{}-{}", expect.len(), CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     let text = long_text(&d);
     let outdir = d.join("out");
     std::fs::create_dir_all(&outdir).unwrap();
@@ -783,4 +785,155 @@ fn compress_with_sparsity_that_prunes_nothing_everything_or_what_is_not_pruned()
     std::fs::write(&plan, r#"{"tensors": {"blk.1.ffn_down.weight": {"type": "Q8_0", "sparsity": "3:7"}}}"#).unwrap();
     compress_fails(&["--plan", plan.to_str().unwrap()], "cannot prune blk.1.ffn_down.weight 3:7: its rows of 160 are not a whole number of groups of 7");
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// tiny-llama.gguf with blk.1.attn_v.weight at ±3e38: finite weights, which the loading checks
+/// pass, whose products overflow f32 and make the logits NaN.
+fn overflowing_gguf(dir: &Path) -> PathBuf {
+    edited_gguf(dir, |_, tensors| {
+        for (k, v) in tensors.iter_mut() {
+            if k == "blk.1.attn_v.weight" {
+                let n = v.shape().elem_count();
+                let big: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 3e38 } else { -3e38 }).collect();
+                let t = Tensor::from_vec(big, v.shape().dims(), &Device::Cpu).unwrap();
+                *v = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+            }
+        }
+    })
+}
+
+#[test]
+fn eval_of_a_model_whose_logits_overflow_names_where() {
+    let d = tmp_dir("overflow-eval");
+    let p = overflowing_gguf(&d);
+    let text = long_text(&d);
+    // Perplexity alone: a NaN logit anywhere in a row makes its NLL NaN (it was `ppl NaN`).
+    eval_fails(&p, &text, &["--ctx", "64"], "the model's logits are not finite at window 0, position 0");
+    // Against the original (it printed `KL 0.000000`), and the other way round.
+    let original = fixture("tiny-llama.gguf");
+    eval_fails(&p, &text, &["--ctx", "64", "--reference", original.to_str().unwrap()], "the model's logits are not finite at window 0, position 0");
+    eval_fails(&original, &text, &["--ctx", "64", "--reference", p.to_str().unwrap()], "the reference model's logits are not finite at window 0, position 0");
+}
+
+#[test]
+fn plan_and_profile_of_a_model_whose_logits_overflow_fail_in_one_line() {
+    let d = tmp_dir("overflow-plan");
+    let p = overflowing_gguf(&d);
+    let text = long_text(&d);
+    // drop-blocks=1 reported "KL 0.00000" and bpw=5 a Hessian "not positive definite".
+    for budget in ["drop-blocks=1", "bpw=5"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+            .args(["plan", "--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--budget", budget, "--no-cache", "--model"])
+            .arg(&p)
+            .arg("--calib")
+            .arg(&text)
+            .arg("--out")
+            .arg(d.join("plan.json"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+        assert!(lines[0].starts_with("error: the original model's logits are not finite at window 0, position 0 of the planning windows"), "{stderr}");
+        assert!(!d.join("plan.json").exists());
+    }
+    // It wrote a profile of NaN statistics.
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["profile", "--ctx", "32", "--tokens", "128", "--ablation-tokens", "64", "--model"])
+        .arg(&p)
+        .arg("--calib")
+        .arg(&text)
+        .arg("--out")
+        .arg(d.join("profile"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: blk.1.attn_v.weight: an output energy") && lines[0].contains("is not finite"), "{stderr}");
+    assert!(!d.join("profile/profile.json").exists());
+}
+
+#[test]
+fn budgets_past_u64_are_above_the_largest_plan_as_bpw_9_is() {
+    let planning = ["--search-windows", "3", "--holdout-windows", "2", "--no-cache"];
+    // They saturated to the "no limit" of kld<= and were planned as if unbounded.
+    for budget in ["bpw=9", "bpw=1e15", "size=18446744073709551000", "size=99999999999999999999999 GB"] {
+        let args: Vec<&str> = ["--budget", budget].iter().chain(&planning).copied().collect();
+        compress_fails(&args, "is above the largest possible plan");
+    }
+    for (budget, expect) in [
+        ("bpw=NaN", "bpw needs a positive number"),
+        ("bpw=inf", "bpw needs a positive number"),
+        ("bpw=-3", "bpw needs a positive number"),
+        ("bpw=0", "bpw needs a positive number"),
+        ("size=0", "not a positive number of bytes"),
+        ("size=-1", "not a positive number of bytes"),
+        ("sparsity=1.0", "strictly between 0 and 1"),
+        ("sparsity=NaN", "strictly between 0 and 1"),
+        ("drop-blocks=0", "drop-blocks needs a positive whole number"),
+        ("drop-blocks=3", "cannot remove 3 blocks"),
+        ("kld<=NaN", "kld<= needs a positive number"),
+        ("kld<=-0.1", "kld<= needs a positive number"),
+    ] {
+        let args: Vec<&str> = ["--budget", budget].iter().chain(&planning).copied().collect();
+        compress_fails(&args, expect);
+    }
+}
+
+#[test]
+fn imatrix_of_another_model_is_refused_naming_the_tensor() {
+    let d = tmp_dir("imatrix-other");
+    let narrow = d.join("narrow.dat");
+    dat_imatrix(&narrow, "blk.0.attn_q.weight", &[1.0, 2.0, 3.0]);
+    let expect = "invalid imatrix: tensor 'blk.0.attn_q.weight' has 3 columns, the model's has 64 (an imatrix of another model?)";
+    profile_fails(&["--imatrix-in", narrow.to_str().unwrap()], expect);
+    compress_fails(&["--type", "Q4_0", "--method", "imatrix", "--imatrix", narrow.to_str().unwrap()], expect);
+    // No entry for any linear of the model: other names, or a 4-byte `.dat` of 0 entries.
+    let other = d.join("other.dat");
+    dat_imatrix(&other, "blk.40.attn_q.weight", &[1.0; 64]);
+    let empty = d.join("empty.dat");
+    std::fs::write(&empty, [0u8; 4]).unwrap();
+    for p in [&other, &empty] {
+        compress_fails(&["--type", "Q4_0", "--method", "imatrix", "--imatrix", p.to_str().unwrap()], "it has no entry for any of the model's 21 linears");
+    }
+    // Some entries missing: a warning saying how many.
+    let some = d.join("some.dat");
+    dat_imatrix(&some, "blk.0.attn_q.weight", &[1.0; 64]);
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args(["compress", "--ctx", "32", "--tokens", "64", "--type", "Q4_0", "--method", "imatrix", "--model"])
+        .arg(fixture("tiny-llama.gguf"))
+        .arg("--calib")
+        .arg(long_text(&d))
+        .arg("--imatrix")
+        .arg(&some)
+        .arg("--out")
+        .arg(d.join("o.gguf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("the imatrix has no entry for 20 of the model's 21 linears")), "{stderr}");
+}
+
+#[test]
+fn reference_with_another_tokenizer_is_refused_naming_the_first_difference() {
+    let d = tmp_dir("tokenizer");
+    let p = edited_gguf(&d, |md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "tokenizer.ggml.tokens" {
+                let Value::Array(tokens) = v else { panic!("tokens") };
+                tokens.swap(280, 281);
+            }
+        }
+    });
+    eval_fails(&fixture("tiny-llama.gguf"), &long_text(&d), &["--ctx", "64", "--reference", p.to_str().unwrap()], "the reference model's tokenizer differs from the model's: token 280 is ");
+    // A model's GGUF and its Hugging Face folder have the same tokenizer.
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"] {
+        let load = |p: PathBuf| triage::model::Model::load(&p).unwrap().tokenizer.unwrap();
+        let (gguf, hf) = (load(fixture(&format!("{name}.gguf"))), load(fixture(name)));
+        assert_eq!(gguf.first_difference(&hf, ("the GGUF", "the folder")), None, "{name}");
+    }
 }

@@ -341,3 +341,16 @@ fn requantize_without_a_budget_fails_with_one_line() {
     assert!(!out.exists());
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn a_uniform_plan_from_a_menu_takes_the_menus_types() {
+    let d = tmp_dir("uniform-menu");
+    // Q4_0 was asked as IQ4_NL, which the menu lacks: "no single type fits budget bpw=5".
+    let json = d.join("uniform.json");
+    ok(run(&d, "plan", &json, "bpw=5", &["--solver", "uniform", "--types", "Q4_0,Q8_0", "--frontier", "0"]));
+    let plan = read_json(&json);
+    let types: Vec<&str> = plan["tensors"].as_object().unwrap().values().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(types.len(), 3 * 7 + 2);
+    assert!(types.iter().all(|&t| t == "Q4_0"), "{types:?}");
+    std::fs::remove_dir_all(&d).ok();
+}

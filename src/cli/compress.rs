@@ -279,6 +279,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     };
     let streaming = if model.is_streamed() { Streaming::On } else { Streaming::Off };
     crate::eval::check_ctx(&model, args.ctx)?;
+    if let (Some(m), Some(p)) = (&imatrix, &args.imatrix) { m.check_against(p, model.config())?; }
     // The evaluation text is read and cut now: a text too short or not UTF-8 fails before the
     // compression, not after it.
     let eval_windows = match &args.eval_text {

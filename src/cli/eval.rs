@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::data::Windows;
-use crate::eval::{check_ctx, evaluate, steps};
+use crate::eval::{check_ctx, check_reference_tokenizer, evaluate, steps};
 use crate::model::{Blocks, Streaming, Weights};
 
 use super::guard::{Files, Input};
@@ -37,7 +37,8 @@ pub struct EvalArgs {
     #[arg(long, value_parser = super::values::positive)]
     pub max_windows: Option<usize>,
     /// A reference model (e.g. the uncompressed original) for KL divergence and top-1 agreement.
-    /// Its tokenizer must match; the text is tokenized with the evaluated model's.
+    /// Its tokenizer must match (every id's token, the special tokens); the text is tokenized
+    /// with the evaluated model's.
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// Windows per forward pass (memory grows with batch × ctx × vocabulary).
@@ -67,6 +68,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let reference = args.reference.as_deref().map(|r| Weights::open(r, args.stream)).transpose()?;
     for m in std::iter::once(&model).chain(reference.as_ref()) {
         check_ctx(m, args.ctx)?;
+    }
+    if let Some(r) = &reference {
+        check_reference_tokenizer(&model, r)?;
     }
     let tokenizer = model.tokenizer()?;
     let windows = Windows::from_file(&args.text, tokenizer, args.ctx, args.max_windows)

@@ -119,6 +119,7 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
     let full_types = args.full.iter().map(|t| QuantType::parse(t).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
     let model = Weights::open(&args.model, args.stream)?;
+    if let (Some(m), Some(p)) = (&reference, &args.imatrix_in) { m.check_against(p, model.config())?; }
     crate::eval::check_ctx(&model, args.ctx)?;
     let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
         .with_context(|| format!("{}", args.calib.display()))?;

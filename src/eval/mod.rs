@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::data::Windows;
 use crate::model::kernels::with_f32;
-use crate::model::{BlockOpts, Blocks, ModelError, Positions};
+use crate::model::{BlockOpts, Blocks, ModelError, Positions, Weights};
 
 pub use stats::Scored;
 
@@ -22,6 +22,12 @@ pub enum EvalError {
     CtxTooLong { ctx: usize, max: usize, model: String },
     #[error("the reference model has {reference} vocabulary entries, the model {model}")]
     VocabMismatch { reference: usize, model: usize },
+    #[error("the reference model's tokenizer differs from the model's: {0}")]
+    TokenizerMismatch(String),
+    /// A score that is NaN or infinite, and where it arose: reported instead of a `ppl NaN`
+    /// or of a KL that a clamp turned into 0.
+    #[error("{0}")]
+    NonFinite(String),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("{}", crate::model::candle_message(.0))]
@@ -55,6 +61,20 @@ pub fn check_ctx(model: &dyn Blocks, ctx: usize) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// Refuses a `reference` whose tokenizer differs from `model`'s, naming the first difference:
+/// the KL compares the two models' probabilities of the same ids, which equal vocabulary sizes
+/// do not make the same tokens. Where either carries no tokenizer, a warning says that only
+/// the vocabulary sizes are compared.
+pub fn check_reference_tokenizer(model: &Weights, reference: &Weights) -> Result<(), EvalError> {
+    match (reference.tokenizer(), model.tokenizer()) {
+        (Ok(r), Ok(m)) => r.first_difference(m, ("the reference", "the model")).map_or(Ok(()), |d| Err(EvalError::TokenizerMismatch(d))),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("warning: the tokenizers cannot be compared ({e}); only the vocabulary sizes are");
+            Ok(())
+        }
+    }
+}
+
 /// The final hidden states of each batch of windows: every block in turn over all batches, so a
 /// streamed model decodes each block once. `progress` is called after each block.
 fn final_states(model: &dyn Blocks, batches: &[&[Vec<u32>]], progress: &mut dyn FnMut()) -> Result<Vec<Tensor>, EvalError> {
@@ -75,6 +95,22 @@ fn final_states(model: &dyn Blocks, batches: &[&[Vec<u32>]], progress: &mut dyn 
         progress();
     }
     Ok(hidden)
+}
+
+/// The error for a non-finite `score` at row `position` of window `window`: whose logits are
+/// not finite there (the model's, else the reference's), or else which score overflowed.
+fn non_finite(logits: &Tensor, ref_logits: Option<&Tensor>, window: usize, position: usize, vocab: usize, score: &Scored) -> Result<EvalError, EvalError> {
+    let finite = |t: &Tensor| with_f32(t, |l| l[position * vocab..(position + 1) * vocab].iter().all(|x| x.is_finite()));
+    let what = if !finite(logits)? {
+        "the model's logits are not finite".to_string()
+    } else if ref_logits.map(finite).transpose()? == Some(false) {
+        "the reference model's logits are not finite".to_string()
+    } else if !score.nll_sum.is_finite() {
+        format!("the NLL is {}", score.nll_sum)
+    } else {
+        format!("KL(reference ‖ model) is {}", score.kld.iter().find(|k| !k.is_finite()).expect("a score that is not finite"))
+    };
+    Ok(EvalError::NonFinite(format!("{what} at window {window}, position {position} (NaN or Inf weights, or products past f32's range?)")))
 }
 
 /// The steps [`evaluate`] reports: one per block of each model, one per batch scored.
@@ -138,6 +174,9 @@ pub fn evaluate(
                 Some(r) => with_f32(r, |r| score(q, Some(r))),
                 None => Ok(score(q, None)),
             })??;
+            if let Some(k) = positions.iter().position(|s| !s.is_finite()) {
+                return Err(non_finite(&logits, ref_logits.as_ref(), b * batch.max(1) + w, first + k, vocab, &positions[k])?);
+            }
             // Merged in position order: the same sums at any thread count.
             scored = positions.into_iter().fold(scored, Scored::merge);
         }
@@ -145,6 +184,9 @@ pub fn evaluate(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let nll_mean = scored.nll_sum / scored.n as f64;
+    if !nll_mean.exp().is_finite() {
+        return Err(EvalError::NonFinite(format!("the perplexity overflows: the mean NLL is {nll_mean} nats per token")));
+    }
     let (kld_mean, kld_median, kld_p99, top1_agree) = if reference.is_some() {
         let (mean, median, p99) = scored.kld_summary();
         (Some(mean), Some(median), Some(p99), Some(scored.top1_agree as f64 / scored.n as f64))

@@ -38,6 +38,11 @@ impl Scored {
         s
     }
 
+    /// Whether every score is a number: NaN or infinite logits make them NaN or infinite.
+    pub fn is_finite(&self) -> bool {
+        self.nll_sum.is_finite() && self.kld.iter().all(|k| k.is_finite())
+    }
+
     pub fn merge(mut self, other: Scored) -> Scored {
         self.n += other.n;
         self.nll_sum += other.nll_sum;

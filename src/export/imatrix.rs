@@ -21,6 +21,7 @@ use candle_core::{Device, Tensor};
 use super::write_atomic;
 use crate::ggml::codec::dequantize;
 use crate::model::gguf_file::GgufFile;
+use crate::model::{block_linears, Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImatrixError {
@@ -101,6 +102,41 @@ impl Imatrix {
         let m = if bytes.starts_with(b"GGUF") { Self::read_gguf(path, bytes) } else { Self::read_dat(path, bytes) }?;
         m.check_values().map_err(|reason| ImatrixError::Invalid { path: path.to_path_buf(), reason })?;
         Ok(m)
+    }
+
+    /// Checks that the imatrix (read from `path`) was made on a model of `config`'s shapes: an
+    /// entry whose width is not its linear's input width is an error naming it, and so is an
+    /// imatrix with no entry for any of the model's linears (one of another model, or an empty
+    /// file); linears it lacks an entry for get one warning saying how many. Without this, a
+    /// mismatched entry was passed over without a word.
+    pub fn check_against(&self, path: &Path, config: &Config) -> Result<(), ImatrixError> {
+        let invalid = |reason: String| ImatrixError::Invalid { path: path.to_path_buf(), reason };
+        let linears: Vec<(String, usize)> = (0..config.n_layers)
+            .flat_map(|i| block_linears(config).into_iter().map(move |(kind, _, cols)| (format!("blk.{i}.{kind}.weight"), cols)))
+            .collect();
+        for (name, cols) in &linears {
+            if let Some(e) = self.entries.get(name).filter(|e| e.in_sum2.len() != *cols) {
+                return Err(invalid(format!("tensor '{name}' has {} columns, the model's has {cols} (an imatrix of another model?)", e.in_sum2.len())));
+            }
+        }
+        let missing: Vec<&str> = linears.iter().filter(|(n, _)| !self.entries.contains_key(n)).map(|(n, _)| n.as_str()).collect();
+        if missing.len() == linears.len() {
+            let example = self.entries.keys().next().map_or(String::new(), |n| format!(", such as '{n}'"));
+            return Err(invalid(format!(
+                "it has no entry for any of the model's {} linears ({} entries{example}: an imatrix of another model?)",
+                linears.len(),
+                self.entries.len()
+            )));
+        }
+        if let Some(first) = missing.first() {
+            eprintln!(
+                "warning: {}: the imatrix has no entry for {} of the model's {} linears (the first: {first})",
+                path.display(),
+                missing.len(),
+                linears.len()
+            );
+        }
+        Ok(())
     }
 
     fn check_values(&self) -> Result<(), String> {

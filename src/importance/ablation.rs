@@ -4,8 +4,8 @@
 
 use candle_core::Tensor;
 
-use crate::model::kernels::{kl_divergence_rows, with_f32};
-use crate::model::{Block, BlockOpts, Blocks, Positions, Result};
+use crate::model::kernels::{first_non_finite_row, kl_divergence_rows, with_f32};
+use crate::model::{Block, BlockOpts, Blocks, ModelError, Positions, Result};
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,13 @@ impl AblationSet {
         let last = inputs.last().expect("at least the embeddings");
         let t = last.dims()[1];
         let reference = with_f32(&model.head(last)?, <[f32]>::to_vec)?;
+        // Every ΔKL is measured against these: non-finite ones would make each NaN.
+        if let Some(r) = first_non_finite_row(&reference, model.config().vocab_size) {
+            let (w, p) = (r / t, r % t);
+            return Err(ModelError::NonFiniteOutput(format!(
+                "the model's logits are not finite at window {w}, position {p} of the ablation windows (NaN or Inf weights, or products past f32's range?)"
+            )));
+        }
         Ok(AblationSet { inputs, reference, positions: Positions::new(model.config(), t, &candle_core::Device::Cpu)? })
     }
 
@@ -49,7 +56,11 @@ impl AblationSet {
             &|i| if i == block { opts } else { Some(BlockOpts::default()) },
             &mut (),
         )?;
-        self.kld_of_output(model, &x)
+        self.kld_of_output(model, &x, || format!("the ablation ΔKL of block {block}'s {}", match what {
+            Ablation::Block => "whole block",
+            Ablation::Attention => "attention",
+            Ablation::Mlp => "MLP",
+        }))
     }
 
     /// Mean KL(full ‖ model with `replacement` in place of its block) — e.g. one linear
@@ -58,14 +69,19 @@ impl AblationSet {
         let i = replacement.index;
         let x = replacement.forward(&self.inputs[i], model.config(), &self.positions, BlockOpts::default(), &mut ())?;
         let x = model.run_blocks(&x, i + 1..model.n_blocks(), &self.positions, &|_| Some(BlockOpts::default()), &mut ())?;
-        self.kld_of_output(model, &x)
+        self.kld_of_output(model, &x, || format!("the ΔKL of block {i} with a linear replaced"))
     }
 
-    /// Mean KL between the reference logits and the head applied to last-block output `x`.
-    fn kld_of_output(&self, model: &dyn Blocks, x: &Tensor) -> Result<f64> {
+    /// Mean KL between the reference logits and the head applied to last-block output `x`; a
+    /// non-finite mean is an error saying it is `what`'s.
+    fn kld_of_output(&self, model: &dyn Blocks, x: &Tensor, what: impl FnOnce() -> String) -> Result<f64> {
         let logits = model.head(x)?;
         let vocab = model.config().vocab_size;
         let total = with_f32(&logits, |q| kl_divergence_rows(&self.reference, q, vocab))?;
-        Ok(total / (self.reference.len() / vocab) as f64)
+        let mean = total / (self.reference.len() / vocab) as f64;
+        if !mean.is_finite() {
+            return Err(ModelError::NonFiniteOutput(format!("{} is {mean}: the logits are not finite (NaN or Inf weights, or products past f32's range?)", what())));
+        }
+        Ok(mean)
     }
 }

@@ -96,7 +96,7 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
                 weight_norm: sq.sqrt(),
                 outlier_ratio: outlier_ratio(&[(&w, &col_norms)]),
                 imatrix_mean: sum_sq.iter().map(|&s| s as f64).sum::<f64>() / (sum_sq.len() * m.n_tokens.max(1)) as f64,
-                quant_error: quant_error_curve(&w, m)?,
+                quant_error: quant_error_curve(&l.name, &w, m)?,
                 full_kld: BTreeMap::new(),
             });
             imatrix.entries.insert(l.name.clone(), ImatrixEntry { in_sum2: sum_sq, count: m.n_tokens as f64 });

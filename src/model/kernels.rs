@@ -70,7 +70,10 @@ pub fn matmul_nt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// polynomial: plain arithmetic and bit casts, so loops over it vectorise.
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
-    let t = (x * std::f32::consts::LOG2_E).max(-126.0);
+    // Clamped below by a comparison, not `f32::max`, which would turn a NaN into e^−87 and
+    // hide NaN logits from every sum over them.
+    let t = x * std::f32::consts::LOG2_E;
+    let t = if t < -126.0 { -126.0 } else { t };
     // Round to nearest with the 1.5·2²³ trick: `f32::round` is a libm call on baseline x86-64
     // and would stop loops from vectorising.
     const SHIFTER: f32 = 12_582_912.0;
@@ -151,8 +154,25 @@ pub fn kl_divergence_lse(p: &[f32], q: &[f32], lse_q: f64) -> f64 {
         dot += ds as f64;
     }
     let lse_p = m as f64 + z.ln();
-    (dot / z - lse_p + lse_q).max(0.0)
+    non_negative(dot / z - lse_p + lse_q)
 }
+}
+
+/// `x`, or 0 for a negative `x` (a KL below zero by rounding); a NaN stays NaN, where
+/// `f64::max(x, 0.0)` would report it as a perfect 0.
+#[inline(always)]
+pub fn non_negative(x: f64) -> f64 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+/// The first row of `vocab` logits holding a NaN or an infinity: where a forward pass went
+/// non-finite, for an error that says so instead of a metric that hides it.
+pub fn first_non_finite_row(logits: &[f32], vocab: usize) -> Option<usize> {
+    logits.chunks(vocab).position(|row| !row.iter().fold(true, |ok, x| ok & x.is_finite()))
 }
 
 /// Σ over rows of KL(P ‖ Q) for row-major logits `q` and reference logits `p` with rows of
@@ -381,7 +401,7 @@ mod tests {
                 z += zs as f64;
                 dot += ds as f64;
             }
-            (dot / z - (m as f64 + z.ln()) + lse_q).max(0.0)
+            non_negative(dot / z - (m as f64 + z.ln()) + lse_q)
         };
         let rows = rows();
         for (i, p) in rows.iter().enumerate() {
@@ -406,6 +426,26 @@ mod tests {
             want[live..].iter_mut().for_each(|x| *x = 0.0);
             assert_eq!(ours.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "row {i}");
         }
+    }
+
+    #[test]
+    fn non_finite_logits_give_non_finite_scores_not_zero() {
+        assert!(fast_exp(f32::NAN).is_nan());
+        assert_eq!(fast_exp(f32::NEG_INFINITY), fast_exp(-200.0), "−∞ is clamped as before");
+        let p: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut q = p.clone();
+        q[40] = f32::NAN;
+        // A NaN anywhere in a row: its log Σ exp, hence the NLL of any next token, is NaN.
+        assert!(log_sum_exp(&q).is_nan());
+        assert!(kl_divergence(&p, &q).is_nan(), "NaN logits: {}", kl_divergence(&p, &q));
+        assert!(kl_divergence(&q, &p).is_nan());
+        q[40] = f32::INFINITY;
+        assert!(!kl_divergence(&p, &q).is_finite());
+        // Identical rows: rounding may go below zero; that is still clamped to 0.
+        assert_eq!(kl_divergence(&p, &p), 0.0);
+        assert_eq!(non_negative(-1e-12), 0.0);
+        assert_eq!(first_non_finite_row(&[p.clone(), p.clone(), q.clone(), q].concat(), 100), Some(2));
+        assert_eq!(first_non_finite_row(&p, 10), None);
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum ModelError {
     },
     #[error("tensor '{0}' contains NaN or infinite values")]
     NonFinite(String),
+    /// Logits or a metric on them that are NaN or infinite: finite weights whose products
+    /// overflow f32 (±3e38) pass the loading checks and show here; the text says where.
+    #[error("{0}")]
+    NonFiniteOutput(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// GPTQ or SparseGPT could not run on a tensor (the error names it and the cause).

@@ -328,6 +328,45 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The first difference between this tokenizer and `other`, in words, naming them `names`
+    /// (this one's, the other's); None when they agree. Compared: the token of every id both
+    /// hold, and which of those ids are special tokens — what makes two models' logits
+    /// comparable position by position (equal vocabulary sizes alone do not). Ids only one
+    /// holds are not compared: a GGUF lists added tokens (Phi-3's `<|end|>`, padding) that the
+    /// folder's `tokenizer.model` lacks, and text tokenized by one cannot reach them.
+    pub fn first_difference(&self, other: &Tokenizer, names: (&str, &str)) -> Option<String> {
+        let mut a: Vec<(u32, String)> = self.inner.get_vocab(true).into_iter().map(|(s, id)| (id, s)).collect();
+        a.sort();
+        let b: HashMap<u32, String> = other.inner.get_vocab(true).into_iter().map(|(s, id)| (id, s)).collect();
+        if let Some((id, x, y)) = a.iter().find_map(|(id, x)| b.get(id).filter(|y| *y != x).map(|y| (id, x, y))) {
+            return Some(format!("token {id} is {x:?} in {}, {y:?} in {}", names.0, names.1));
+        }
+        // The unknown token is left out: formats type it differently (a GGUF's may be a control
+        // token where the SentencePiece file's is "unknown"), and byte fall-back keeps text
+        // from ever mapping to it.
+        let unknown = |t: &Tokenizer| match t.inner.get_model() {
+            tokenizers::ModelWrapper::BPE(b) => b.unk_token.as_ref().and_then(|u| t.inner.token_to_id(u)),
+            _ => None,
+        };
+        let unknowns = [unknown(self), unknown(other)];
+        let special = |t: &Tokenizer| {
+            let mut v: Vec<u32> = t
+                .inner
+                .get_added_tokens_decoder()
+                .into_iter()
+                .filter(|(id, t)| t.special && !unknowns.contains(&Some(*id)) && b.contains_key(id) && a.binary_search_by_key(id, |(i, _)| *i).is_ok())
+                .map(|(id, _)| id)
+                .collect();
+            v.sort();
+            v
+        };
+        let (sa, sb) = (special(self), special(other));
+        let id = sa.iter().filter(|id| !sb.contains(id)).chain(sb.iter().filter(|id| !sa.contains(id))).min()?;
+        let token = &b[id];
+        let (is, not) = if sa.contains(id) { names } else { (names.1, names.0) };
+        Some(format!("token {id} ({token:?}) is a special token in {is}, not in {not}"))
+    }
+
     /// The tokenizer as a Hugging Face `tokenizer.json`.
     pub fn to_json(&self) -> Result<String> {
         self.inner.to_string(true).map_err(tok_err)

@@ -104,6 +104,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_past_u64_saturate_to_its_largest_value() {
+        // Above any plan, which quant_limits refuses as it refuses bpw=9 (u64::MAX is no
+        // "no limit" sentinel there).
+        assert_eq!(parse_bytes("18446744073709551000"), Ok(u64::MAX));
+        assert_eq!(parse_bytes("99999999999999999999999 GB"), Ok(u64::MAX));
+    }
+
+    #[test]
     fn specs_parse() {
         assert_eq!(Budget::parse("bpw=3.5"), Ok(Budget::Bpw(3.5)));
         assert_eq!(Budget::parse("size=80MiB"), Ok(Budget::Size(80 * 1024 * 1024)));
@@ -114,7 +122,7 @@ mod tests {
         assert_eq!(Budget::parse("kld<=0.05"), Ok(Budget::Kld(0.05)));
         assert_eq!(Budget::parse("sparsity=0.6"), Ok(Budget::Sparsity(0.6)));
         assert_eq!(Budget::parse("sparsity=70%"), Ok(Budget::Sparsity(0.7)));
-        for bad in ["sparsity=0", "sparsity=1", "sparsity=150%", "sparsity=half", "bpw=-1", "bpw=x", "size=12 parsecs", "size=0", "drop-blocks=0", "drop-sublayers=x", "kld<=0", "speed=3", "4.5"] {
+        for bad in ["sparsity=0", "sparsity=1", "sparsity=1.0", "sparsity=NaN", "sparsity=150%", "sparsity=half", "bpw=-1", "bpw=0", "bpw=NaN", "bpw=inf", "bpw=x", "size=12 parsecs", "size=0", "size=NaN", "size=inf", "size=-5", "drop-blocks=0", "drop-blocks=-1", "drop-sublayers=x", "kld<=0", "kld<=NaN", "kld<=-0.1", "kld<=inf", "speed=3", "4.5"] {
             assert!(Budget::parse(bad).is_err(), "{bad}");
         }
     }

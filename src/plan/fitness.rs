@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
-use crate::model::kernels::{kl_divergence_per_row, with_f32};
+use crate::model::kernels::{first_non_finite_row, kl_divergence_per_row, with_f32};
 use crate::model::{BlockOpts, Blocks, ModelError, Positions, Result};
 use crate::spill::Spill;
 
@@ -140,8 +140,15 @@ impl Probe {
             progress(i * windows.len() / (n + 1));
         }
         let mut out = Vec::with_capacity(windows.len());
-        for (x, tokens) in xs.iter().zip(tokens) {
+        let vocab = model.config().vocab_size;
+        for (k, (x, tokens)) in xs.iter().zip(tokens).enumerate() {
             let logits = model.head(x)?;
+            // Every KL is measured against these: non-finite ones would make every fitness NaN.
+            if let Some(p) = with_f32(&logits, |l| first_non_finite_row(l, vocab))? {
+                return Err(ModelError::NonFiniteOutput(format!(
+                    "the original model's logits are not finite at window {k}, position {p} of the planning windows (NaN or Inf weights, or products past f32's range?)"
+                )));
+            }
             let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
             out.push(ProbeWindow { tokens, reference });
         }
@@ -176,7 +183,7 @@ impl Probe {
         let mut total = 0.0;
         let mut count = 0usize;
         for (&w, x) in which.iter().zip(&xs) {
-            let (s, c) = self.kl_sum(model, x, self.windows[w].reference)?;
+            let (s, c) = self.kl_sum(model, x, w)?;
             total += s;
             count += c;
         }
@@ -190,7 +197,7 @@ impl Probe {
         let mut count = 0usize;
         for &w in which {
             let states = start.derived(self, model, w, from, layout)?;
-            let (s, c) = self.kl_sum(model, states.last().expect("the output"), self.windows[w].reference)?;
+            let (s, c) = self.kl_sum(model, states.last().expect("the output"), w)?;
             record.put(w, &states)?;
             total += s;
             count += c;
@@ -221,9 +228,11 @@ fn states_of(model: &dyn Blocks, tokens: &Tensor, positions: &Positions, layout:
 }
 
 impl Probe {
-    /// (Σ KL, positions) of the head applied to last-block output `x` against the reference
-    /// logits at `reference`: rows summed in order, as [`crate::model::kernels::kl_divergence_rows`].
-    fn kl_sum(&self, model: &dyn Blocks, x: &Tensor, reference: u64) -> Result<(f64, usize)> {
+    /// (Σ KL, positions) of the head applied to last-block output `x` against the original's
+    /// logits on window `w`: rows summed in order, as [`crate::model::kernels::kl_divergence_rows`].
+    /// A row whose KL is not finite is an error naming it (the original's logits are finite).
+    fn kl_sum(&self, model: &dyn Blocks, x: &Tensor, w: usize) -> Result<(f64, usize)> {
+        let reference = self.windows[w].reference;
         let logits = model.head(x)?;
         let vocab = model.config().vocab_size;
         let per_row = with_f32(&logits, |q| {
@@ -235,6 +244,11 @@ impl Probe {
             Ok::<_, std::io::Error>(per_row)
         })?
         .map_err(spill_error)?;
+        if let Some((p, kl)) = per_row.iter().enumerate().find(|(_, k)| !k.is_finite()) {
+            return Err(ModelError::NonFiniteOutput(format!(
+                "KL(original ‖ candidate) is {kl} at window {w}, position {p} of the planning windows: the candidate's logits are not finite (NaN or Inf weights, or products past f32's range?)"
+            )));
+        }
         Ok((per_row.iter().sum(), per_row.len()))
     }
 }

@@ -18,26 +18,46 @@ use crate::export::gguf::predicted_size;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::model::Blocks;
 
+/// The level of `db`'s tensor `name` that a single-type plan of `t` gives it: `t`, or
+/// llama-quantize's fall-back where its rows do not fit `t` — if the database holds it (a
+/// `--types` menu's database holds only the menu's types). Q4_0 is taken as IQ4_NL, which costs
+/// the same, where the database holds IQ4_NL and not Q4_0 (the whole menu's does).
+pub fn single_type_level(db: &Database, name: &str, t: QuantType) -> Option<usize> {
+    let tv = &db.tensors[name];
+    let want = t.for_row_width(tv.cols)?;
+    let at = |t: QuantType| tv.variants.iter().position(|v| v.qtype == t);
+    at(want).or_else(|| if want == QuantType::Q4_0 { at(QuantType::IQ4NL) } else { None })
+}
+
 /// Every distinct single-type plan of `db`'s tensors `names`, in [`QUANTIZED_TYPES`]' order:
-/// (the type asked for, a level per tensor). A type that leaves every tensor where an earlier
-/// one did is left out.
+/// (the type asked for, a level per tensor). A type that some tensor cannot take (nor its
+/// fall-back) is left out, and so is one that leaves every tensor where an earlier one did.
 pub fn single_type_plans(db: &Database, names: &[String]) -> Vec<(QuantType, Vec<usize>)> {
     let mut plans: Vec<(QuantType, Vec<usize>)> = Vec::new();
     for &t in &QUANTIZED_TYPES {
-        let levels: Option<Vec<usize>> = names
-            .iter()
-            .map(|n| {
-                let tv = &db.tensors[n];
-                // IQ4_NL stands in for Q4_0, which costs the same.
-                let want = t.for_row_width(tv.cols).map(|w| if w == QuantType::Q4_0 { QuantType::IQ4NL } else { w })?;
-                tv.variants.iter().position(|v| v.qtype == want)
-            })
-            .collect();
+        let levels: Option<Vec<usize>> = names.iter().map(|n| single_type_level(db, n, t)).collect();
         if let Some(l) = levels.filter(|l| !plans.iter().any(|(_, p)| p == l)) {
             plans.push((t, l));
         }
     }
     plans
+}
+
+/// Why a type `db` holds has no single-type plan: the first tensor of `names` that can take
+/// neither it nor its fall-back among the database's types (a `--types` menu's), as "Q4_K:
+/// blk.0.attn_k.weight has rows of 64, …". None when every held type makes a plan.
+pub fn single_type_gap(db: &Database, names: &[String]) -> Option<String> {
+    let held: Vec<QuantType> = QUANTIZED_TYPES.into_iter().filter(|&t| db.tensors.values().any(|tv| tv.variants.iter().any(|v| v.qtype == t))).collect();
+    held.into_iter().find_map(|t| {
+        let name = names.iter().find(|n| single_type_level(db, n, t).is_none())?;
+        let cols = db.tensors[name].cols;
+        let why = match t.for_row_width(cols) {
+            Some(w) if w != t => format!("it takes {w} in place of {t}, which the layer database's types do not hold"),
+            Some(_) => format!("the layer database's types do not hold {t} for it"),
+            None => format!("neither {t} nor its fall-back {} fits them", t.row_fallback()),
+        };
+        Some(format!("{t}: {name} has rows of {cols} weights and {why}"))
+    })
 }
 
 /// One measured plan of the frontier.
@@ -107,5 +127,47 @@ impl Frontier<'_> {
         let size = predicted_size(self.model_path, &all_blocks, &types)?;
         let kld = self.probe.kl(&Planned::of_levels(self.base, self.db, levels), self.holdout, 0, &full_layout, None)?;
         Ok(Point { solver, qtype, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::database::{TensorVariants, Variant, VariantBytes};
+
+    /// A database of tensors (name, columns) holding `types` wherever their rows fit them.
+    fn db(tensors: &[(&str, usize)], types: &[QuantType]) -> Database {
+        let tensors = tensors
+            .iter()
+            .map(|&(n, cols)| {
+                let variants = types
+                    .iter()
+                    .filter(|t| t.fits(cols))
+                    .map(|&qtype| Variant { qtype, sparsity: 0.0, bytes: VariantBytes::Memory(vec![0; qtype.bytes(4 * cols)]), rel_error: 0.0 })
+                    .collect();
+                (n.to_string(), TensorVariants { rows: 4, cols, variants })
+            })
+            .collect();
+        Database::new("test".into(), tensors)
+    }
+
+    #[test]
+    fn a_menus_single_type_plans_take_only_its_types() {
+        use QuantType::*;
+        let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        // Q4_0 in a menu is taken as itself, not as IQ4_NL, which the menu lacks.
+        let d = db(&[("a", 64), ("b", 512)], &[Q4_0, Q8_0]);
+        let plans = single_type_plans(&d, &names);
+        let types = |l: &[usize]| l.iter().zip(&names).map(|(&l, n)| d.tensors[n].variants[l].qtype).collect::<Vec<_>>();
+        assert!(plans.iter().any(|(_, l)| types(l) == [Q4_0, Q4_0]), "{:?}", plans.iter().map(|(t, l)| (t, types(l))).collect::<Vec<_>>());
+        assert!(plans.iter().all(|(_, l)| types(l).iter().all(|t| [Q4_0, Q8_0].contains(t))));
+        assert_eq!(single_type_gap(&d, &names), None);
+        // The whole menu (no Q4_0 level): IQ4_NL stands in for Q4_0.
+        let d = db(&[("a", 64), ("b", 512)], &[IQ4NL, Q8_0]);
+        assert_eq!(single_type_level(&d, "a", Q4_0), Some(0));
+        // Q4_K's fall-back for 64-wide rows, Q5_0, is not held: no Q4_K plan, and the gap is named.
+        let d = db(&[("a", 64), ("b", 512)], &[Q4K, Q8_0]);
+        assert!(single_type_plans(&d, &names).iter().all(|(t, _)| *t != Q4K));
+        assert_eq!(single_type_gap(&d, &names).unwrap(), "Q4_K: a has rows of 64 weights and it takes Q5_0 in place of Q4_K, which the layer database's types do not hold");
     }
 }

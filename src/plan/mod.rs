@@ -338,7 +338,8 @@ fn quant_limits(config: &Config, model_path: &Path, budget: Budget, menu: databa
     if limit < fixed + planned_cost(&floor) {
         return Err(PlanError::Budget(format!("budget {budget} is below the smallest possible plan ({}: every tensor at its cheapest type)", describe(&floor_size))));
     }
-    if limit != u64::MAX && limit > fixed + planned_cost(&top) {
+    // kld<= has no byte limit; a size or bpw past u64 saturates to u64::MAX, above any plan.
+    if matches!(budget, Budget::Size(_) | Budget::Bpw(_)) && limit > fixed + planned_cost(&top) {
         let top = if menu.is_some() { "every tensor at its dearest type of --types" } else { "every tensor Q8_0" };
         return Err(PlanError::Budget(format!("budget {budget} is above the largest possible plan ({}: {top}); use triage compress --type Q8_0 or F16", describe(&top_size))));
     }
@@ -370,7 +371,10 @@ fn plan_quant(
     // with its KL (evo's warm start), kept for the frontier.
     let mut measured: Option<(Vec<Curve>, Option<(Vec<usize>, f64)>)> = None;
     let levels: Vec<usize> = match opts.solver {
-        Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| PlanError::Budget(format!("no single type fits budget {}", opts.budget)))?,
+        Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| {
+            let gap = frontier::single_type_gap(db, &names).map_or(String::new(), |g| format!(" (no single-type plan of {g})"));
+            PlanError::Budget(format!("no single type fits budget {}{gap}", opts.budget))
+        })?,
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
@@ -436,7 +440,7 @@ fn plan_quant(
 }
 
 /// The largest single type (llama-quantize's row-width fall-back; IQ4_NL standing in for Q4_0,
-/// which costs the same) whose plan fits.
+/// which costs the same, unless a `--types` menu holds Q4_0) whose plan fits.
 fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, budget: u64) -> Option<Vec<usize>> {
     single_type_plans(db, names)
         .into_iter()
