@@ -133,7 +133,7 @@ impl Frontier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::database::{TensorVariants, Variant, VariantBytes};
+    use crate::plan::database::{TensorVariants, Variant};
 
     /// A database of tensors (name, columns) holding `types` wherever their rows fit them.
     fn db(tensors: &[(&str, usize)], types: &[QuantType]) -> Database {
@@ -143,7 +143,7 @@ mod tests {
                 let variants = types
                     .iter()
                     .filter(|t| t.fits(cols))
-                    .map(|&qtype| Variant { qtype, sparsity: 0.0, bytes: VariantBytes::Memory(vec![0; qtype.bytes(4 * cols)]), rel_error: 0.0 })
+                    .map(|&qtype| Variant::in_memory(qtype, 0.0, vec![0; qtype.bytes(4 * cols)], 0.0))
                     .collect();
                 (n.to_string(), TensorVariants { rows: 4, cols, variants })
             })
