@@ -142,7 +142,8 @@ fn check_input(flag: &str, path: &Path, how: Input) -> Result<Vec<Identity>> {
 }
 
 /// Checks that `path` can be written (its folder exists and takes a new file, and it is not a
-/// folder where a file is meant, nor the reverse); returns where it will be, canonically.
+/// folder where a file is meant, nor the reverse); returns where it will be, canonically: an
+/// existing path with every link resolved, a new one as its folder's canonical path and its name.
 fn check_output(flag: &str, path: &Path) -> Result<PathBuf> {
     let Some(name) = path.file_name() else { bail!("{flag} {}: not a file name", path.display()) };
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -159,7 +160,7 @@ fn check_output(flag: &str, path: &Path) -> Result<PathBuf> {
         }
     }
     crate::export::temp::check_writable(path).map_err(|e| anyhow::anyhow!("{flag} {}: cannot write there: {e}", path.display()))?;
-    Ok(folder.join(name))
+    Ok(std::fs::canonicalize(path).unwrap_or_else(|_| folder.join(name)))
 }
 
 #[cfg(test)]
@@ -193,6 +194,10 @@ mod tests {
         let e = Files::new().input("--model", &folder, Input::Model).output("--out", &folder.join("model.safetensors")).check().unwrap_err().to_string();
         assert!(e.contains("never replaces an input"), "{e}");
         let e = files(&d.join("new.gguf")).output("--report", &d.join("sub/../new.gguf")).check().unwrap_err().to_string();
+        assert!(e.contains("two outputs"), "{e}");
+        // One folder named directly and through a link to it (found by the output-aliases fuzz family).
+        std::os::unix::fs::symlink(&d, d.join("sub/up")).unwrap();
+        let e = Files::new().output("--out", &d).output("--report", &d.join("sub/up")).check().unwrap_err().to_string();
         assert!(e.contains("two outputs"), "{e}");
         files(&d.join("new.gguf")).output("--report", &d.join("r.json")).check().unwrap();
         assert!(!d.join("new.gguf").exists() && !d.join("r.json").exists());

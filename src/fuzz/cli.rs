@@ -2,8 +2,7 @@
 //! `.`, symbolic links, hard links and folder links), and numeric flag values at their edges.
 //! A case that breaks a promise — an alias let through, an out-of-range value accepted — is
 //! [`Loaded::Damaged`]: the harness counts it as undetected, a failure as a panic is, and reports
-//! it with its case index. A refusal is an answer like an acceptance here, unless its message is
-//! empty.
+//! it with its case index. A refusal is an error with its message; an acceptance is Ok.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +19,9 @@ struct Aliases {
 
 impl Aliases {
     fn new(scratch: &Path) -> Result<Aliases, String> {
-        let dir = scratch.join(format!("aliases-{}", std::process::id()));
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = scratch.join(format!("triage-fuzz-aliases-{}-{}", std::process::id(), MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
         let make = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir.join("sub/deeper"))?;
             std::fs::write(dir.join("m.gguf"), b"GGUF")?;
@@ -74,13 +75,13 @@ pub fn aliases_family(scratch: &Path) -> Result<Family, String> {
         if twice.is_ok() {
             return Ok(Loaded::Damaged(format!("--out {rel} and --report sub/up/{rel} are one file, and were let through")));
         }
-        match verdict {
-            Err(e) if e.to_string().trim().is_empty() => Err(String::new()),
-            _ => Ok(Loaded::Valid),
-        }
+        verdict.map(|_| Loaded::Valid).map_err(|e| e.to_string())
     };
-    Ok(Family { name: "output-aliases", seeds: vec![Seed::new("paths", Vec::new(), Layout::Raw)], input: random_path, check: Box::new(check) })
+    Ok(Family { name: "output-aliases", seeds: vec![Seed::new("new.gguf", b"new.gguf".to_vec(), Layout::Raw)], input: random_path, check: Box::new(check) })
 }
+
+/// How many parsers a numeric-flags case goes through.
+const PARSERS: usize = 11;
 
 /// Values at the edges of what a number can be, and mutations of them.
 const EDGES: [&str; 24] = [
@@ -88,11 +89,21 @@ const EDGES: [&str; 24] = [
     "18446744073709551616", "4294967296", "9223372036854775807", "4.5", "16384", "512", "2:4", "64:128", "0:4", "4:4",
 ];
 
+/// One of [`EDGES`], as it is or mutated.
+fn edge_value(_: &Seed, rng: &mut Rng) -> Vec<u8> {
+    let edge = EDGES[rng.below(EDGES.len())];
+    match rng.below(2) {
+        0 => edge.as_bytes().to_vec(),
+        _ => mutate(&Seed::new(edge, edge.as_bytes().to_vec(), Layout::Raw), rng),
+    }
+}
+
 /// The flags' parsers and the budgets' grammar fed values at their edges: each must answer
 /// Ok with a value in its range, or an error with a message — never a panic, a non-finite
-/// number or a zero where a division follows.
+/// number or a zero where a division follows. A case is Ok when some parser takes the value,
+/// an error (every parser's message) when none does.
 pub fn numbers_family() -> Family {
-    let seeds = EDGES.iter().map(|e| Seed::new(e, e.as_bytes().to_vec(), Layout::Raw)).collect();
+    let seeds = vec![Seed::new("512", b"512".to_vec(), Layout::Raw)];
     let check = |_: usize, b: &[u8]| {
         use crate::cli::values;
         let s = String::from_utf8_lossy(b).into_owned();
@@ -139,10 +150,13 @@ pub fn numbers_family() -> Family {
         if let Some(broken) = broken {
             return Ok(Loaded::Damaged(broken));
         }
-        match errors.iter().any(|e| e.trim().is_empty()) {
-            true => Err(String::new()),
-            false => Ok(Loaded::Valid),
+        if errors.iter().any(|e| e.trim().is_empty()) {
+            return Err(String::new());
+        }
+        match errors.len() {
+            PARSERS => Err(errors.join("; ")),
+            _ => Ok(Loaded::Valid),
         }
     };
-    Family { name: "numeric-flags", seeds, input: mutate, check: Box::new(check) }
+    Family { name: "numeric-flags", seeds, input: edge_value, check: Box::new(check) }
 }

@@ -58,6 +58,7 @@ const HF_GGUF_FILES: [(&str, &str); 10] = [
 /// Every family, seeded from the fixtures in `fixtures` (`tests/fixtures`); scratch files go
 /// under a fresh folder of `scratch`, removed when the families are dropped.
 pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> {
+    let aliases = super::cli::aliases_family(scratch)?;
     let scratch = Arc::new(Scratch::new(scratch)?);
     let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
     let gguf_seeds = GGUF_FIXTURES.iter().map(|f| Ok(Seed::new(f, read(fixtures.join(f))?, Layout::Gguf))).collect::<Result<Vec<_>, String>>()?;
@@ -86,7 +87,7 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(|s, b| decode(s, b).map(valid)) },
     ];
     all.extend(caches);
-    all.extend([super::cli::aliases_family(&scratch.0)?, super::cli::numbers_family()]);
+    all.extend([aliases, super::cli::numbers_family()]);
     Ok(all)
 }
 
