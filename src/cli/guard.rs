@@ -95,21 +95,6 @@ fn identity(path: &Path) -> Option<Identity> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// What kind of file `kind` is, for a message.
-fn kind_name(kind: std::fs::FileType) -> &'static str {
-    if kind.is_dir() {
-        "a folder"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "a regular file"
-    }
-}
-
 /// Checks one input; returns the identities of the files it reads (a folder's files too).
 fn check_input(flag: &str, path: &Path, how: Input) -> Result<Vec<Identity>> {
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -124,17 +109,17 @@ fn check_input(flag: &str, path: &Path, how: Input) -> Result<Vec<Identity>> {
                 let Ok(m) = std::fs::metadata(&p) else { continue };
                 let read = p.extension().is_some_and(|x| x == "safetensors" || x == "json" || x == "model" || x == "jinja");
                 if read && !m.is_file() {
-                    bail!("{flag} {}: {} is {}, not a regular file; a model's files are read at offsets", path.display(), p.display(), kind_name(m.file_type()));
+                    bail!("{flag} {}: {} is {}, not a regular file; a model's files are read at offsets", path.display(), p.display(), crate::data::file_kind(m.file_type()));
                 }
                 ids.push((m.dev(), m.ino()));
             }
         }
         Input::Model if !kind.is_file() => {
-            bail!("{flag} {}: {}, not a GGUF file or a Hugging Face folder; a model is read at offsets", path.display(), kind_name(kind))
+            bail!("{flag} {}: {}, not a GGUF file or a Hugging Face folder; a model is read at offsets", path.display(), crate::data::file_kind(kind))
         }
-        Input::File if !kind.is_file() => bail!("{flag} {}: {}, not a regular file; it is read at offsets", path.display(), kind_name(kind)),
+        Input::File if !kind.is_file() => bail!("{flag} {}: {}, not a regular file; it is read at offsets", path.display(), crate::data::file_kind(kind)),
         Input::Once if !(kind.is_file() || kind.is_fifo()) => {
-            bail!("{flag} {}: {}, not a regular file or a pipe", path.display(), kind_name(kind))
+            bail!("{flag} {}: {}, not a regular file or a pipe", path.display(), crate::data::file_kind(kind))
         }
         _ => {}
     }
@@ -156,7 +141,7 @@ fn check_output(flag: &str, path: &Path) -> Result<PathBuf> {
     }
     if let Ok(m) = std::fs::metadata(path) {
         if !(m.is_file() || m.is_dir()) {
-            bail!("{flag} {}: {}, which is not written over", path.display(), kind_name(m.file_type()));
+            bail!("{flag} {}: {}, which is not written over", path.display(), crate::data::file_kind(m.file_type()));
         }
     }
     crate::export::temp::check_writable(path).map_err(|e| anyhow::anyhow!("{flag} {}: cannot write there: {e}", path.display()))?;

@@ -64,8 +64,7 @@ pub fn read_text(path: &Path) -> Result<Text, DataError> {
             return Err(io(std::io::Error::last_os_error()));
         }
     } else if !kind.is_file() {
-        let what = if kind.is_dir() { "a folder" } else if kind.is_char_device() || kind.is_block_device() { "a device" } else { "not a regular file" };
-        return Err(DataError::NotText { path: path.into(), what });
+        return Err(DataError::NotText { path: path.into(), what: file_kind(kind) });
     } else if file.metadata().map_err(io)?.len() > MAX_TEXT_BYTES {
         return Err(DataError::TooLarge { path: path.into() });
     }
@@ -80,6 +79,22 @@ pub fn read_text(path: &Path) -> Result<Text, DataError> {
         return Err(DataError::Empty(path.into()));
     }
     Ok(Text { text, sha256 })
+}
+
+/// What kind of file `kind` is, for a message ("a folder", "a FIFO", "a device" …).
+pub fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a regular file"
+    }
 }
 
 /// Whether `file` has data or an end to read within `timeout_ms` (-1: however long it takes).
