@@ -6,18 +6,22 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::compress::gptq::GptqOptions;
-use crate::compress::pipeline::{compress, CompressOptions, Method, Pruner};
-use crate::compress::plan::{parse_sparsity, Plan};
-use crate::ggml::types::QuantType;
-use crate::data::Windows;
+use crate::compress::gptq::{GptqOptions, Sparsity};
+use crate::compress::pipeline::{compress, Compressed, CompressOptions, Method, Pruner};
+use crate::compress::plan::Plan;
+use crate::data::{Text, Windows};
+use crate::eval::EvalReport;
+use crate::export::hf::{FolderWeights, HfOptions};
 use crate::export::imatrix::Imatrix;
+use crate::ggml::types::QuantType;
 use crate::model::runner::StateLimits;
-use crate::export::hf::FolderWeights;
 use crate::model::{Blocks, Streamed, Streaming, Weights};
+use crate::plan::{Budget, PlanOutcome};
 
 use super::guard::{Files, Input};
-use super::progress;
+use super::memory::{check_fits_whole, limit_is, memory_bytes};
+use super::values::{self, Embeddings};
+use super::{plan as planning, progress};
 
 /// Compress a model: GGUF quantization (RTN, imatrix-weighted, GPTQ), pruning (magnitude,
 /// Wanda, SparseGPT; unstructured or N:M), block and sublayer removal
@@ -63,18 +67,18 @@ pub struct CompressArgs {
     /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, F16, …).
     /// IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S and IQ2_XS need rows of a multiple of 256 and fall back to
     /// IQ4_NL elsewhere, as in llama-quantize.
-    #[arg(long = "type", value_name = "TYPE")]
-    pub qtype: Option<String>,
+    #[arg(long = "type", value_name = "TYPE", value_parser = values::qtype)]
+    pub qtype: Option<QuantType>,
     /// Type for the token embedding (and output) instead of --type (like llama-quantize's
     /// --token-embedding-type); "keep" leaves their source bytes unchanged.
-    #[arg(long, value_name = "TYPE")]
-    pub embeddings_type: Option<String>,
+    #[arg(long, value_name = "TYPE", value_parser = values::embeddings)]
+    pub embeddings_type: Option<Embeddings>,
     /// How weights are rounded onto their grid.
     #[arg(long, value_enum, default_value_t = Method::Gptq)]
     pub method: Method,
     /// Sparsity of every linear: a share in [0, 1) (unstructured) or N:M (e.g. 2:4, 4:8).
-    #[arg(long)]
-    pub sparsity: Option<String>,
+    #[arg(long, value_parser = values::sparsity)]
+    pub sparsity: Option<Sparsity>,
     /// How pruned weights are chosen.
     #[arg(long, value_enum, default_value_t = Pruner::Sparsegpt)]
     pub pruner: Pruner,
@@ -96,8 +100,8 @@ pub struct CompressArgs {
     /// beside the output as OUT.plan.json. A quantization budget's file holds exactly the
     /// variants its search scored, taken from the layer database (GPTQ on the original model's
     /// inputs, the first --tokens of --calib), unless --requantize.
-    #[arg(long, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp", "plan"])]
-    pub budget: Option<String>,
+    #[arg(long, value_parser = values::budget, conflicts_with_all = ["qtype", "sparsity", "drop_blocks", "drop_attention", "drop_mlp", "plan"])]
+    pub budget: Option<Budget>,
     /// With a quantization --budget: compress by the plan layer-sequentially (GPTQ on the
     /// compressed blocks' outputs, as --plan does; --method and --imatrix apply) instead of
     /// writing the layer database's variants: one more GPTQ pass, and a file that differs from
@@ -110,24 +114,24 @@ pub struct CompressArgs {
     #[arg(long)]
     pub eval_text: Option<PathBuf>,
     /// Windows of --eval-text to score.
-    #[arg(long, default_value_t = 40, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 40, value_parser = values::positive)]
     pub eval_windows: usize,
     #[command(flatten)]
     pub search: super::plan::SearchArgs,
     /// Calibration tokens (a multiple of --ctx; the text's first windows).
-    #[arg(long, default_value_t = 16384, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 16384, value_parser = values::positive)]
     pub tokens: usize,
     /// Window length in tokens.
-    #[arg(long, default_value_t = 512, value_parser = super::values::ctx)]
+    #[arg(long, default_value_t = 512, value_parser = values::ctx)]
     pub ctx: usize,
     /// Windows per forward pass.
-    #[arg(long, default_value_t = 4, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 4, value_parser = values::positive)]
     pub batch: usize,
     /// Compress every block on the original model's inputs instead of the compressed ones.
     #[arg(long)]
     pub no_sequential: bool,
     /// GPTQ/SparseGPT dampening, a share of the mean diagonal of H.
-    #[arg(long, default_value_t = 0.01, value_parser = super::values::damp)]
+    #[arg(long, default_value_t = 0.01, value_parser = values::damp)]
     pub damp: f32,
     /// Turn off GPTQ's act-order (on by default: columns are quantized by decreasing input
     /// energy, every group's grid chosen up front from the original weights — static groups;
@@ -143,15 +147,15 @@ pub struct CompressArgs {
     /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
     /// the machine's memory). What loads the whole model in f32 (--stream off, or a --budget
     /// that needs the model in memory) refuses a model larger than it, before loading anything.
-    #[arg(long, value_name = "SIZE")]
-    pub memory_limit: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = values::bytes)]
+    pub memory_limit: Option<u64>,
     /// Hugging Face output: the weights' type, f16 or bf16.
     #[arg(long, value_enum, default_value_t = HfDtype::F16)]
     pub hf_dtype: HfDtype,
     /// Hugging Face output: the most bytes of weights in one safetensors file; larger models
     /// are sharded with an index, as transformers' max_shard_size (B, KB, MB, GB, KiB, MiB, GiB).
-    #[arg(long, default_value = "5GB")]
-    pub hf_shard_size: String,
+    #[arg(long, default_value = "5GB", value_parser = values::bytes)]
+    pub hf_shard_size: u64,
     /// Also write what was done to every tensor (type, zeros, relative output error) as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -174,85 +178,16 @@ pub enum HfDtype {
     Bf16,
 }
 
-fn parse_type(s: &str) -> Result<QuantType> {
-    QuantType::parse(s).map_err(anyhow::Error::msg)
-}
-
-/// `--memory-limit` in bytes: the machine's memory when not given.
-pub(crate) fn memory_bytes(arg: Option<&str>) -> Result<u64> {
-    match arg {
-        Some(s) => crate::plan::budget::parse_bytes(s).map_err(|e| anyhow::anyhow!("--memory-limit: {e}")),
-        None => Ok(StateLimits::machine_memory()),
-    }
-}
-
-/// Fails with one line, before anything is loaded, when the model at `path` cannot be held
-/// whole in f32 within `limit` bytes (`limit_is`: where that limit comes from), as `needs` (a
-/// command or option that loads it whole) would hold it: the process would otherwise be killed
-/// once the memory runs out.
-pub(crate) fn check_fits_whole(path: &std::path::Path, limit: u64, limit_is: &str, needs: &str) -> Result<()> {
-    let s = Streamed::open(path)?;
-    let bytes = 4 * s.config.n_params() as u64;
-    let size = |b: u64| match b {
-        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b => format!("{b} bytes"),
-    };
-    if bytes > limit {
-        bail!(
-            "{needs} holds the whole model in f32: {} has {} parameters, {}, more than the {} of {limit_is}",
-            path.display(),
-            s.config.n_params(),
-            size(bytes),
-            size(limit)
-        );
-    }
-    Ok(())
-}
-
-/// The calibration states' limits for `--memory-limit`.
-pub(crate) fn state_limits(arg: Option<&str>) -> Result<StateLimits> {
-    Ok(StateLimits::for_memory(memory_bytes(arg)?))
+/// Where the compressed model goes: a GGUF file, or a Hugging Face folder in these options.
+enum Output {
+    Gguf,
+    Folder(HfOptions),
 }
 
 pub fn run(args: CompressArgs) -> Result<()> {
-    if args.tokens < args.ctx {
-        bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
-    }
-    let limits = state_limits(args.memory_limit.as_deref())?;
-    let qtype = args.qtype.as_deref().map(parse_type).transpose()?;
-    let embeddings = match args.embeddings_type.as_deref() {
-        None => qtype,
-        Some(s) if s.eq_ignore_ascii_case("keep") => None,
-        Some(s) => Some(parse_type(s)?),
-    };
-    let sparsity = args.sparsity.as_deref().map(parse_sparsity).transpose().map_err(anyhow::Error::msg)?;
-    let to_gguf = args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-    if !to_gguf && args.out.is_dir() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) {
-        bail!("output folder {} exists and is not empty", args.out.display());
-    }
-    if !to_gguf && args.out.exists() && !args.out.is_dir() {
-        bail!("--out {} is a file; Hugging Face output is a folder (or give an --out ending in .gguf)", args.out.display());
-    }
-    if to_gguf && args.out.is_dir() {
-        bail!("--out {} is a folder; GGUF output is a file", args.out.display());
-    }
-    if args.requantize && args.budget.is_none() {
-        // clap drops `requires` when a flag that conflicts with --budget (--type, --plan…) is given.
-        bail!("--requantize applies to a --budget's plan; --type, --sparsity, --drop-* and --plan always compress layer-sequentially");
-    }
-    if let Some(budget) = args.budget.as_deref().filter(|_| !args.requantize) {
-        if crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?.is_quantization() {
-            if args.method != Method::Gptq {
-                bail!("--budget {budget} writes the layer database's GPTQ variants: --method {} needs --requantize", format!("{:?}", args.method).to_lowercase());
-            }
-            if args.imatrix.is_some() {
-                bail!("--budget {budget} writes the layer database's GPTQ variants, made on --calib: --imatrix needs --requantize");
-            }
-        }
-    }
+    let output = check_args(&args)?;
     // Every file this run reads or writes, checked before any work.
-    let budget_files = args.budget.as_ref().map(|_| (args.out.with_extension("plan.json"), args.out.with_extension("report.html")));
+    let budget_files = args.budget.map(|_| (args.out.with_extension("plan.json"), args.out.with_extension("report.html")));
     Files::new()
         .input("--model", &args.model, Input::Model)
         .input("--calib", &args.calib, Input::Once)
@@ -267,76 +202,30 @@ pub fn run(args: CompressArgs) -> Result<()> {
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     // Read once: a piped text cannot be read again (the planner's cache key is its sha256).
     let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
-    let limit_is = if args.memory_limit.is_some() { "--memory-limit" } else { "the machine's memory (--memory-limit)" };
-    let mut model = match args.budget.as_deref() {
-        Some(budget) => super::plan::open_for_planning(&args.model, budget, args.search.solver, args.stream, memory_bytes(args.memory_limit.as_deref())?, limit_is)?,
+    let limit = memory_bytes(args.memory_limit);
+    let model = match args.budget {
+        Some(budget) => planning::open_for_planning(&args.model, budget, args.search.solver, args.stream, limit, limit_is(args.memory_limit))?,
         None => {
             if args.stream == Streaming::Off {
-                check_fits_whole(&args.model, memory_bytes(args.memory_limit.as_deref())?, limit_is, "--stream off")?;
+                check_fits_whole(&args.model, limit, limit_is(args.memory_limit), "--stream off")?;
             }
             Weights::open(&args.model, args.stream)?
         }
     };
     let streaming = if model.is_streamed() { Streaming::On } else { Streaming::Off };
     crate::eval::check_ctx(&model, args.ctx)?;
-    if let (Some(m), Some(p)) = (&imatrix, &args.imatrix) { m.check_against(p, model.config())?; }
+    if let (Some(m), Some(p)) = (&imatrix, &args.imatrix) {
+        m.check_against(p, model.config())?;
+    }
     // The evaluation text is read and cut now: a text too short or not UTF-8 fails before the
     // compression, not after it.
     let eval_windows = match &args.eval_text {
         Some(text) => Some(Windows::from_file(text, model.tokenizer()?, args.ctx, Some(args.eval_windows)).with_context(|| format!("--eval-text {}", text.display()))?),
         None => None,
     };
-    if to_gguf {
-        crate::export::gguf::check_source(&args.model)?;
-        if let Some(w) = model.config().sliding_window.filter(|_| model.config().arch.facts().swa_pattern == 0) {
-            eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
-        }
-    }
-    if !to_gguf && model.config().rope_freq_factors.is_some() && model.config().rope_long_factors.is_none() && model.source().format == crate::model::Format::Gguf {
-        bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");
-    }
-    let hf = crate::export::hf::HfOptions {
-        dtype: match args.hf_dtype {
-            HfDtype::F16 => candle_core::DType::F16,
-            HfDtype::Bf16 => candle_core::DType::BF16,
-        },
-        shard_bytes: crate::plan::budget::parse_bytes(&args.hf_shard_size).map_err(|e| anyhow::anyhow!("--hf-shard-size: {e}"))?.max(1),
-    };
-    if args.budget.is_some() && !to_gguf {
-        bail!("--budget plans the bytes of a GGUF file: give an --out ending in .gguf");
-    }
+    check_output_of(&args, &model, &output)?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
-    let mut planned = None;
-    let plan = match &args.plan {
-        _ if args.budget.is_some() => {
-            let budget = args.budget.as_deref().expect("checked");
-            crate::plan::Budget::parse(budget).map_err(anyhow::Error::msg)?;
-            let t = std::time::Instant::now();
-            // The planner takes the model (its search drops the original weights); the file is
-            // then written from the source streamed and the database's variants.
-            let o = super::plan::run_planner(model, &args.model, &calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
-            crate::memory::release_freed();
-            model = Weights::open(&args.model, Streaming::On)?;
-            let path = args.out.with_extension("plan.json");
-            super::plan::write_plan_json(&path, &o)?;
-            println!("wrote {}: {} ({:.0} s)", path.display(), super::plan::summary(&o), t.elapsed().as_secs_f64());
-            let plan = o.plan.clone();
-            planned = Some(o);
-            plan
-        }
-        Some(p) => {
-            let text = crate::data::read_text(p)?.text;
-            Plan::from_json(&text, model.config()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-        }
-        None => {
-            let mut plan = Plan::uniform(model.config(), qtype, sparsity, embeddings).map_err(anyhow::Error::msg)?;
-            plan.drop_blocks = args.drop_blocks.iter().copied().collect();
-            plan.drop_attention = args.drop_attention.iter().copied().collect();
-            plan.drop_mlp = args.drop_mlp.iter().copied().collect();
-            plan.validate(model.config()).map_err(anyhow::Error::msg)?;
-            plan
-        }
-    };
+    let (model, plan, mut planned) = make_plan(&args, model, &calib, gptq)?;
     if plan.tensors.is_empty() && plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty() {
         bail!("nothing to do: give --type, --sparsity, --drop-blocks/--drop-attention/--drop-mlp or --plan");
     }
@@ -348,7 +237,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         gptq,
         batch: args.batch,
         imatrix,
-        state_limits: limits,
+        state_limits: StateLimits::for_memory(limit),
     };
     let n = model.n_blocks();
     let pb = progress::bar(n, "compress");
@@ -360,67 +249,18 @@ pub fn run(args: CompressArgs) -> Result<()> {
     };
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    if to_gguf {
-        let s = crate::export::gguf::write_gguf(&args.out, &compressed).with_context(|| format!("writing {}", args.out.display()))?;
-        println!(
-            "wrote {}: {} bytes, {:.3} bits per weight over all tensors ({} blocks, {} calibration tokens, {secs:.0} s)",
-            args.out.display(),
-            s.bytes,
-            s.bits_per_weight,
-            compressed.config.n_layers,
-            windows.len() * windows.ctx
-        );
-        if let Some(o) = &planned {
-            if o.predicted.bytes != s.bytes {
-                eprintln!("warning: the plan predicted {} bytes, the file has {}", o.predicted.bytes, s.bytes);
-            }
-        }
-    } else {
-        // A streamed source is read again, tensor by tensor, beside the changed tensors' bytes.
-        let source = match &compressed.model {
-            Some(_) => None,
-            None => Some(Streamed::open(&args.model)?),
-        };
-        let weights = match (&compressed.model, &source) {
-            (Some(m), _) => FolderWeights::Resident(m),
-            (None, Some(s)) => FolderWeights::Streamed { source: s, compressed: &compressed },
-            (None, None) => unreachable!("a compressed model or its source"),
-        };
-        crate::export::hf::write_folder(&args.out, &weights, &compressed.kept_blocks, &hf).with_context(|| format!("writing {}", args.out.display()))?;
-        println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.config.n_layers);
-    }
-    if to_gguf {
+    write_output(&args, &output, &compressed, planned.as_ref(), windows.len() * windows.ctx, secs)?;
+    if matches!(output, Output::Gguf) {
         // The GGUF just written is what is judged, read back from the file block by block
         // beside the original, also streamed: neither model is held whole.
         compressed.model = None;
     }
     let quality = match &eval_windows {
-        Some(w) => {
-            let original = Weights::open(&args.model, if compressed.model.is_some() { streaming } else { Streaming::On })?;
-            let written = match &compressed.model {
-                Some(_) => None,
-                None => Some(Weights::open(&args.out, Streaming::On)?),
-            };
-            let model: &dyn Blocks = match (&compressed.model, &written) {
-                (Some(m), _) => m,
-                (None, Some(w)) => w,
-                (None, None) => unreachable!("a compressed model or its file"),
-            };
-            let pb = progress::bar(crate::eval::steps(model, Some(&original), w, args.batch), "eval");
-            let r = crate::eval::evaluate(model, Some(&original), w, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
-            pb.finish_and_clear();
-            println!("{}", serde_json::to_string(&r)?);
-            Some(r)
-        }
+        Some(w) => Some(evaluate(&args, &compressed, streaming, w)?),
         None => None,
     };
     if let Some(o) = &planned {
-        let path = args.out.with_extension("report.html");
-        let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = args.eval_text.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        let html = crate::report::allocation::render(&name, &o.json, n, quality.as_ref().map(|q| (text.as_str(), q)));
-        crate::export::write_atomic(&path, |w| std::io::Write::write_all(w, html.as_bytes()).map_err(anyhow::Error::from))?;
-        println!("wrote {}", path.display());
+        write_allocation_report(&args, o, n, quality.as_ref())?;
     }
     let sparsity = compressed.sparsity();
     if let Some(sp) = &sparsity {
@@ -439,5 +279,169 @@ pub fn run(args: CompressArgs) -> Result<()> {
         let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "sparsity": sparsity, "seconds": secs });
         crate::export::write_atomic(p, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&j)?.as_bytes()).map_err(anyhow::Error::from))?;
     }
+    Ok(())
+}
+
+/// The checks that need no file: the output's kind, and the flags that go together.
+fn check_args(args: &CompressArgs) -> Result<Output> {
+    if args.tokens < args.ctx {
+        bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
+    }
+    let to_gguf = args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !to_gguf && args.out.is_dir() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        bail!("output folder {} exists and is not empty", args.out.display());
+    }
+    if !to_gguf && args.out.exists() && !args.out.is_dir() {
+        bail!("--out {} is a file; Hugging Face output is a folder (or give an --out ending in .gguf)", args.out.display());
+    }
+    if to_gguf && args.out.is_dir() {
+        bail!("--out {} is a folder; GGUF output is a file", args.out.display());
+    }
+    if args.requantize && args.budget.is_none() {
+        // clap drops `requires` when a flag that conflicts with --budget (--type, --plan…) is given.
+        bail!("--requantize applies to a --budget's plan; --type, --sparsity, --drop-* and --plan always compress layer-sequentially");
+    }
+    if let Some(budget) = args.budget.filter(|b| b.is_quantization() && !args.requantize) {
+        if args.method != Method::Gptq {
+            bail!("--budget {budget} writes the layer database's GPTQ variants: --method {} needs --requantize", format!("{:?}", args.method).to_lowercase());
+        }
+        if args.imatrix.is_some() {
+            bail!("--budget {budget} writes the layer database's GPTQ variants, made on --calib: --imatrix needs --requantize");
+        }
+    }
+    Ok(if to_gguf {
+        Output::Gguf
+    } else {
+        let dtype = match args.hf_dtype {
+            HfDtype::F16 => candle_core::DType::F16,
+            HfDtype::Bf16 => candle_core::DType::BF16,
+        };
+        Output::Folder(HfOptions { dtype, shard_bytes: args.hf_shard_size.max(1) })
+    })
+}
+
+/// What the output can hold of this model, checked before compressing.
+fn check_output_of(args: &CompressArgs, model: &Weights, output: &Output) -> Result<()> {
+    let config = model.config();
+    match output {
+        Output::Gguf => {
+            crate::export::gguf::check_source(&args.model)?;
+            if let Some(w) = config.sliding_window.filter(|_| config.arch.facts().swa_pattern == 0) {
+                eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
+            }
+        }
+        Output::Folder(_) => {
+            if config.rope_freq_factors.is_some() && config.rope_long_factors.is_none() && model.source().format == crate::model::Format::Gguf {
+                bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");
+            }
+            if args.budget.is_some() {
+                bail!("--budget plans the bytes of a GGUF file: give an --out ending in .gguf");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plan to compress by: a budget's (planned now, written beside the output, with the
+/// outcome that holds its layer database), a plan file's, or the uniform flags'. A budget's
+/// planner takes the model (its search drops the original weights); the model returned is then
+/// the source, streamed.
+fn make_plan(args: &CompressArgs, model: Weights, calib: &Text, gptq: GptqOptions) -> Result<(Weights, Plan, Option<PlanOutcome>)> {
+    if let Some(budget) = args.budget {
+        let t = std::time::Instant::now();
+        let o = planning::run_planner(model, &args.model, calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
+        crate::memory::release_freed();
+        let model = Weights::open(&args.model, Streaming::On)?;
+        let path = args.out.with_extension("plan.json");
+        planning::write_plan_json(&path, &o)?;
+        println!("wrote {}: {} ({:.0} s)", path.display(), planning::summary(&o), t.elapsed().as_secs_f64());
+        let plan = o.plan.clone();
+        return Ok((model, plan, Some(o)));
+    }
+    let plan = match &args.plan {
+        Some(p) => {
+            let text = crate::data::read_text(p)?.text;
+            Plan::from_json(&text, model.config()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => {
+            let embeddings = match args.embeddings_type {
+                None => args.qtype,
+                Some(Embeddings::Keep) => None,
+                Some(Embeddings::Type(t)) => Some(t),
+            };
+            let mut plan = Plan::uniform(model.config(), args.qtype, args.sparsity, embeddings).map_err(anyhow::Error::msg)?;
+            plan.drop_blocks = args.drop_blocks.iter().copied().collect();
+            plan.drop_attention = args.drop_attention.iter().copied().collect();
+            plan.drop_mlp = args.drop_mlp.iter().copied().collect();
+            plan.validate(model.config()).map_err(anyhow::Error::msg)?;
+            plan
+        }
+    };
+    Ok((model, plan, None))
+}
+
+/// Writes the GGUF file or the Hugging Face folder, and says so in one line.
+fn write_output(args: &CompressArgs, output: &Output, compressed: &Compressed, planned: Option<&PlanOutcome>, calib_tokens: usize, secs: f64) -> Result<()> {
+    match output {
+        Output::Gguf => {
+            let s = crate::export::gguf::write_gguf(&args.out, compressed).with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "wrote {}: {} bytes, {:.3} bits per weight over all tensors ({} blocks, {calib_tokens} calibration tokens, {secs:.0} s)",
+                args.out.display(),
+                s.bytes,
+                s.bits_per_weight,
+                compressed.config.n_layers,
+            );
+            if let Some(o) = planned.filter(|o| o.predicted.bytes != s.bytes) {
+                eprintln!("warning: the plan predicted {} bytes, the file has {}", o.predicted.bytes, s.bytes);
+            }
+        }
+        Output::Folder(hf) => {
+            // A streamed source is read again, tensor by tensor, beside the changed tensors' bytes.
+            let source = match &compressed.model {
+                Some(_) => None,
+                None => Some(Streamed::open(&args.model)?),
+            };
+            let weights = match (&compressed.model, &source) {
+                (Some(m), _) => FolderWeights::Resident(m),
+                (None, Some(s)) => FolderWeights::Streamed { source: s, compressed },
+                (None, None) => unreachable!("a compressed model or its source"),
+            };
+            crate::export::hf::write_folder(&args.out, &weights, &compressed.kept_blocks, hf).with_context(|| format!("writing {}", args.out.display()))?;
+            println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.config.n_layers);
+        }
+    }
+    Ok(())
+}
+
+/// The compressed model (in memory, or the file just written) against the original on the
+/// evaluation windows, printed as one JSON line.
+fn evaluate(args: &CompressArgs, compressed: &Compressed, streaming: Streaming, windows: &Windows) -> Result<EvalReport> {
+    let original = Weights::open(&args.model, if compressed.model.is_some() { streaming } else { Streaming::On })?;
+    let written = match &compressed.model {
+        Some(_) => None,
+        None => Some(Weights::open(&args.out, Streaming::On)?),
+    };
+    let model: &dyn Blocks = match (&compressed.model, &written) {
+        (Some(m), _) => m,
+        (None, Some(w)) => w,
+        (None, None) => unreachable!("a compressed model or its file"),
+    };
+    let pb = progress::bar(crate::eval::steps(model, Some(&original), windows, args.batch), "eval");
+    let r = crate::eval::evaluate(model, Some(&original), windows, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(r)
+}
+
+/// The budget's report beside the output: its plan's KL against its size, the types, the
+/// sensitivities, and the evaluation when there was one.
+fn write_allocation_report(args: &CompressArgs, o: &PlanOutcome, n_blocks: usize, quality: Option<&EvalReport>) -> Result<()> {
+    let path = args.out.with_extension("report.html");
+    let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let text = args.eval_text.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let html = crate::report::allocation::render(&name, &o.json, n_blocks, quality.map(|q| (text.as_str(), q)));
+    crate::export::write_atomic(&path, |w| std::io::Write::write_all(w, html.as_bytes()).map_err(anyhow::Error::from))?;
+    println!("wrote {}", path.display());
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod plan;
 pub mod profile;
 pub(crate) mod guard;
+mod memory;
 mod progress;
 pub(crate) mod values;
 

@@ -15,7 +15,8 @@ use crate::plan::evo::EvoSettings;
 use crate::plan::{plan, Budget, PlanOptions, PlanOutcome, Solver};
 
 use super::guard::{Files, Input};
-use super::progress;
+use super::memory::{check_fits_whole, memory_bytes};
+use super::{progress, values};
 
 /// How a budget is searched: shared by `triage plan` and `triage compress --budget`.
 #[derive(Debug, Args)]
@@ -27,28 +28,28 @@ pub struct SearchArgs {
     pub solver: Option<Solver>,
     /// EvoPress generations (each: --offspring children on one window, the best 2 and the
     /// parent on 2 more windows; about 10 s a generation for SmolLM2-135M on 2 cores).
-    #[arg(long, default_value_t = 30, value_parser = super::values::count)]
+    #[arg(long, default_value_t = 30, value_parser = values::count)]
     pub generations: usize,
     /// EvoPress offspring per generation.
-    #[arg(long, default_value_t = 6, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 6, value_parser = values::positive)]
     pub offspring: usize,
     /// Seed of the search (the same seed, model, text and settings give the same plan).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Calibration windows after the database's that the search draws minibatches from.
-    #[arg(long, default_value_t = 8, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 8, value_parser = values::positive)]
     pub search_windows: usize,
     /// Calibration windows after those on which the final plan's KL is measured (and kld<= judged).
-    #[arg(long, default_value_t = 4, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 4, value_parser = values::positive)]
     pub holdout_windows: usize,
     /// Windows on which each tensor's sensitivity is measured (lagrange, evo's warm start).
-    #[arg(long, default_value_t = 1, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 1, value_parser = values::positive)]
     pub sensitivity_windows: usize,
     /// Sizes the plan is compared at (quantization budgets with lagrange or evo): the N
     /// single-type plans nearest the budget, and the Lagrangian plan of each one's size, every
     /// plan's KL measured on the hold-out windows (about one hold-out measurement each); shown in
     /// plan.json's "frontier" and the report's size–KL plot. 0: none.
-    #[arg(long, default_value_t = 4, value_parser = super::values::count)]
+    #[arg(long, default_value_t = 4, value_parser = values::count)]
     pub frontier: usize,
     /// The types a quantization budget may give a tensor, comma-separated (default: every
     /// quantized type but Q4_0, from IQ2_XS to Q8_0, each where the tensor's rows fit it). A
@@ -117,19 +118,19 @@ pub struct PlanArgs {
     #[arg(long)]
     pub calib: PathBuf,
     /// The budget: bpw=B, size=N, sparsity=S, drop-blocks=K, drop-sublayers=K or kld<=T.
-    #[arg(long)]
-    pub budget: String,
+    #[arg(long, value_parser = values::budget)]
+    pub budget: Budget,
     /// Where to write plan.json.
     #[arg(long)]
     pub out: PathBuf,
     /// Calibration tokens for the layer database (the text's first windows).
-    #[arg(long, default_value_t = 16384, value_parser = super::values::positive)]
+    #[arg(long, default_value_t = 16384, value_parser = values::positive)]
     pub tokens: usize,
     /// Window length in tokens.
-    #[arg(long, default_value_t = 512, value_parser = super::values::ctx)]
+    #[arg(long, default_value_t = 512, value_parser = values::ctx)]
     pub ctx: usize,
     /// GPTQ dampening for the database, a share of the mean diagonal of H.
-    #[arg(long, default_value_t = 0.01, value_parser = super::values::damp)]
+    #[arg(long, default_value_t = 0.01, value_parser = values::damp)]
     pub damp: f32,
     /// Turn off GPTQ's act-order in the database.
     #[arg(long)]
@@ -159,8 +160,7 @@ fn parse_level(s: &str) -> std::result::Result<QuantType, String> {
 /// Opens the model for a budget's planner: streamed where `stream` allows it and the budget
 /// and solver can be planned streamed, else whole — refused in one line, before loading, when
 /// its f32 weights exceed `limit` bytes (`limit_is`: where that limit comes from).
-pub(crate) fn open_for_planning(path: &Path, budget: &str, solver: Option<Solver>, stream: Streaming, limit: u64, limit_is: &str) -> Result<Weights> {
-    let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
+pub(crate) fn open_for_planning(path: &Path, budget: Budget, solver: Option<Solver>, stream: Streaming, limit: u64, limit_is: &str) -> Result<Weights> {
     let solver = solver.unwrap_or(Solver::default_for(budget));
     let streamable = crate::plan::plans_by_measurement(budget, solver);
     let name = format!("{solver:?}").to_lowercase();
@@ -168,7 +168,7 @@ pub(crate) fn open_for_planning(path: &Path, budget: &str, solver: Option<Solver
         Streaming::On if !streamable => bail!("budget {budget} with solver {name} needs the model in memory; --stream on plans quantization budgets (bpw=, size=, kld<=) with the lagrange or uniform solver"),
         Streaming::On | Streaming::Auto if streamable => Ok(Weights::open(path, stream)?),
         _ => {
-            super::compress::check_fits_whole(path, limit, limit_is, &format!("planning budget {budget} with solver {name}"))?;
+            check_fits_whole(path, limit, limit_is, &format!("planning budget {budget} with solver {name}"))?;
             Ok(Weights::open(path, Streaming::Off)?)
         }
     }
@@ -176,8 +176,7 @@ pub(crate) fn open_for_planning(path: &Path, budget: &str, solver: Option<Solver
 
 /// Checks the arguments, runs the planner with progress bars, and returns the outcome.
 #[allow(clippy::too_many_arguments)]
-pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text, budget: &str, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
-    let budget = Budget::parse(budget).map_err(anyhow::Error::msg)?;
+pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text, budget: Budget, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
     crate::eval::check_ctx(&model, ctx)?;
     // The most windows a plan reads: the database's, then the search's and the hold-out's.
     let need = (tokens / ctx).max(1) + s.search_windows + s.holdout_windows;
@@ -241,11 +240,10 @@ pub fn run(args: PlanArgs) -> Result<()> {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
     Files::new().input("--model", &args.model, Input::Model).input("--calib", &args.calib, Input::Once).output("--out", &args.out).check()?;
-    Budget::parse(&args.budget).map_err(anyhow::Error::msg)?;
     let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
-    let model = open_for_planning(&args.model, &args.budget, args.search.solver, args.stream, crate::model::runner::StateLimits::machine_memory(), "the machine's memory")?;
+    let model = open_for_planning(&args.model, args.budget, args.search.solver, args.stream, memory_bytes(None), "the machine's memory")?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
-    let o = run_planner(model, &args.model, &calib, &args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+    let o = run_planner(model, &args.model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
     write_plan_json(&args.out, &o)?;
     println!("wrote {}: {}", args.out.display(), summary(&o));
     Ok(())

@@ -11,6 +11,7 @@ use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::write_atomic;
 use crate::importance::{profile, ProfileOptions};
+use crate::model::runner::StateLimits;
 use crate::model::{Blocks, Streaming, Weights};
 
 use super::guard::{Files, Input};
@@ -54,8 +55,8 @@ pub struct ProfileArgs {
     /// Also measure, for every linear, the end-to-end KL with only that linear quantized to each
     /// of these GGUF types (comma-separated, e.g. Q4_0,Q8_0), on the ablation tokens: one
     /// partial forward per linear and type — minutes per type on SmolLM2.
-    #[arg(long, value_delimiter = ',', value_name = "TYPES")]
-    pub full: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "TYPES", value_parser = super::values::qtype)]
+    pub full: Vec<QuantType>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -63,8 +64,8 @@ pub struct ProfileArgs {
     /// it, in f16 up to half (a rounding of 2^-11 relative; each batch is widened to f32 when
     /// it runs), past that in f16 in a temporary file (B, KB, MB, GB, KiB, MiB, GiB; default:
     /// the machine's memory).
-    #[arg(long, value_name = "SIZE")]
-    pub memory_limit: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = super::values::bytes)]
+    pub memory_limit: Option<u64>,
     /// Stream the weights from the model's files, one block decoded at a time, instead of
     /// loading the whole model in f32 (the ablations then decode the blocks after the ablated
     /// one again for each ablation). Auto streams models of more than about a billion
@@ -115,8 +116,7 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
         files = files.output("--out", f);
     }
     files.check()?;
-    let limits = super::compress::state_limits(args.memory_limit.as_deref())?;
-    let full_types = args.full.iter().map(|t| QuantType::parse(t).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
+    let limits = StateLimits::for_memory(super::memory::memory_bytes(args.memory_limit));
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
     let model = Weights::open(&args.model, args.stream)?;
     if let (Some(m), Some(p)) = (&reference, &args.imatrix_in) { m.check_against(p, model.config())?; }
@@ -133,7 +133,7 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
         ablation_windows: (args.ablation_tokens / args.ctx).max(1),
         attention_windows: args.attention_tokens / args.ctx,
         calib_name: args.calib.display().to_string(),
-        full_types,
+        full_types: args.full.clone(),
         state_limits: limits,
     };
     let (profile, imatrix) = profile(&model, &windows, &opts, &mut |stage, done, _| {

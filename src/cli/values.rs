@@ -1,6 +1,45 @@
-//! The ranges of the numeric flags, in one place: each flag's value is checked by its clap
-//! parser, so a value out of range is refused in one line before anything is read, and no
+//! Every flag's value parsed once, in one place: each is checked by its clap parser into a typed
+//! value, so a value out of range is refused in one line (exit 2) before anything is read, and no
 //! later division or allocation sees it (`--ctx 0` once divided by zero).
+
+use crate::compress::gptq::Sparsity;
+use crate::compress::plan::parse_sparsity;
+use crate::ggml::types::QuantType;
+use crate::plan::budget::{parse_bytes, Budget};
+
+/// A budget: bpw=B, size=N, sparsity=S, drop-blocks=K, drop-sublayers=K or kld<=T.
+pub fn budget(s: &str) -> Result<Budget, String> {
+    Budget::parse(s)
+}
+
+/// A size in bytes (B, KB, MB, GB, KiB, MiB, GiB).
+pub fn bytes(s: &str) -> Result<u64, String> {
+    parse_bytes(s)
+}
+
+/// A GGUF type by name (Q4_K, q4_k, IQ4_XS, F16 …).
+pub fn qtype(s: &str) -> Result<QuantType, String> {
+    QuantType::parse(s)
+}
+
+/// A sparsity: a share in [0, 1) or N:M.
+pub fn sparsity(s: &str) -> Result<Sparsity, String> {
+    parse_sparsity(s)
+}
+
+/// `--embeddings-type`: a GGUF type, or "keep" (the source's bytes unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Embeddings {
+    Keep,
+    Type(QuantType),
+}
+
+pub fn embeddings(s: &str) -> Result<Embeddings, String> {
+    if s.trim().eq_ignore_ascii_case("keep") {
+        return Ok(Embeddings::Keep);
+    }
+    QuantType::parse(s).map(Embeddings::Type)
+}
 
 /// A count of at least one (`--batch`, `--tokens`, `--offspring`, windows …).
 pub fn positive(s: &str) -> Result<usize, String> {

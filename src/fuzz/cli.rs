@@ -128,8 +128,9 @@ pub fn numbers_family() -> Family {
             Err(e) => errors.push(e),
         }
         use crate::plan::Budget;
+        // The parsers clap runs for --budget, --memory-limit/--hf-shard-size and --sparsity.
         for prefix in ["bpw=", "size=", "sparsity=", "drop-blocks=", "kld<="] {
-            match Budget::parse(&format!("{prefix}{s}")) {
+            match values::budget(&format!("{prefix}{s}")) {
                 Ok(Budget::Bpw(x) | Budget::Kld(x)) if !(x.is_finite() && x > 0.0) => broken = Some(format!("{prefix}{s} gave {x}")),
                 Ok(Budget::Sparsity(p)) if !(p > 0.0 && p < 1.0) => broken = Some(format!("{prefix}{s} gave {p}")),
                 Ok(Budget::DropBlocks(0) | Budget::DropSublayers(0)) => broken = Some(format!("{prefix}{s} removes nothing")),
@@ -137,11 +138,11 @@ pub fn numbers_family() -> Family {
                 Err(e) => errors.push(e),
             }
         }
-        if let Err(e) = crate::plan::budget::parse_bytes(&s) {
+        if let Err(e) = values::bytes(&s) {
             errors.push(e);
         }
         use crate::compress::gptq::Sparsity;
-        match crate::compress::plan::parse_sparsity(&s) {
+        match values::sparsity(&s) {
             Ok(Sparsity::Unstructured(p)) if !(0.0..1.0).contains(&p) => broken = Some(format!("--sparsity {s} gave {p}")),
             Ok(Sparsity::NofM(n, m)) if n >= m || m == 0 => broken = Some(format!("--sparsity {s} gave {n}:{m}")),
             Ok(_) => {}
