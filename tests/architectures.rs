@@ -13,7 +13,7 @@ fn triage(args: &[&str]) -> String {
 }
 
 fn ppl(model: &Path) -> f64 {
-    let eval = root().join("assets/eval.txt");
+    let eval = common::asset("eval.txt");
     let out = triage(&["eval", "--model", model.to_str().unwrap(), "--text", eval.to_str().unwrap(), "--ctx", "128", "--max-windows", "4", "--json"]);
     let j: serde_json::Value = serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     j["ppl"].as_f64().unwrap()
@@ -24,7 +24,7 @@ fn every_command(name: &str) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let m = root().join("tests/fixtures").join(name);
-    let (m, calib, d) = (m.to_str().unwrap(), root().join("assets/calib.txt"), |f: &str| -> PathBuf { dir.join(f) });
+    let (m, calib, d) = (m.to_str().unwrap(), common::asset("calib.txt"), |f: &str| -> PathBuf { dir.join(f) });
     let calib = calib.to_str().unwrap();
     let original = ppl(Path::new(m));
     assert!(original.is_finite() && original > 1.0, "{name}: {original}");

@@ -9,7 +9,7 @@ use triage::model::gguf_file::GgufFile;
 use triage::model::Model;
 
 mod common;
-use common::{fixture, ok, root, s, triage};
+use common::{asset, fixture, ok, s, tool, triage};
 
 /// llama.cpp's and triage's perplexity of `gguf` on the same windows (up to `chunks`).
 fn both_perplexities(gguf: &Path, chunks: usize) -> (f64, f64) {
@@ -22,7 +22,7 @@ fn triage_ppl(model: &Path, windows: usize) -> f64 {
 }
 
 fn smollm() -> PathBuf {
-    root().join("assets/SmolLM2-135M-Instruct.Q4_1.gguf")
+    asset("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn tmp_dir(tag: &str) -> PathBuf {
@@ -125,8 +125,7 @@ fn sparsegpt_and_wanda_keep_the_output_closer_than_magnitude() {
 
 /// Python `gguf` (tools/pyenv, made by scripts/test.sh) reads the file: tensor count and types.
 fn python_gguf_types(gguf: &Path) -> String {
-    let py = root().join("tools/pyenv/bin/python");
-    assert!(py.exists(), "{} is missing: scripts/test.sh creates it", py.display());
+    let py = tool("pyenv/bin/python");
     let out = Command::new(py)
         .args(["-c", "import sys, gguf, collections; r = gguf.GGUFReader(sys.argv[1]); c = collections.Counter(t.tensor_type.name for t in r.tensors); print(len(r.tensors), sorted(c.items()))"])
         .arg(gguf)
@@ -139,7 +138,7 @@ fn python_gguf_types(gguf: &Path) -> String {
 #[test]
 fn smollm2_files_run_in_llama_cpp_with_the_same_perplexity() {
     let dir = tmp_dir("llama");
-    let calib = root().join("assets/calib.txt");
+    let calib = asset("calib.txt");
     let cases: [(&str, &[&str]); 8] = [
         ("q4k-gptq.gguf", &["--type", "Q4_K", "--method", "gptq"]),
         ("iq4xs-gptq.gguf", &["--type", "IQ4_XS", "--method", "gptq"]),
@@ -180,7 +179,7 @@ fn smollm2_files_run_in_llama_cpp_with_the_same_perplexity() {
 #[test]
 fn hugging_face_folder_holds_the_same_model() {
     let dir = tmp_dir("hf");
-    let calib = root().join("assets/calib.txt");
+    let calib = asset("calib.txt");
     let m = smollm();
     let common = ["--calib", s(&calib), "--tokens", "512", "--type", "Q8_0", "--method", "rtn"];
     let gguf = dir.join("q8.gguf");
@@ -203,7 +202,7 @@ fn hugging_face_folder_holds_the_same_model() {
 #[test]
 fn a_gguf_goes_to_a_sharded_bf16_folder_and_back_with_its_tokenizer_and_chat_template() {
     let dir = tmp_dir("round-trip");
-    let calib = root().join("assets/calib.txt");
+    let calib = asset("calib.txt");
     let folder = dir.join("bf16");
     let m = smollm();
     ok(triage(&["compress", "--model", s(&m), "--calib", s(&calib), "--tokens", "512", "--type", "F32", "--method", "rtn", "--hf-dtype", "bf16", "--hf-shard-size", "100MB", "--out", s(&folder)]));

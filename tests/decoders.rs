@@ -7,7 +7,7 @@ mod common;
 use std::borrow::Cow;
 use std::process::Command;
 
-use common::{root, s, tmp_dir};
+use common::{s, tmp_dir};
 use triage::ggml::codec::{dequantize, quantize};
 use triage::ggml::types::QUANTIZED_TYPES;
 use triage::model::gguf_file::{write, OutTensor};
@@ -37,8 +37,7 @@ fn weights(n: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn python_gguf_decodes_every_type_we_write_to_our_values() {
-    let py = root().join("tools/pyenv/bin/python");
-    assert!(py.exists(), "{} is missing: scripts/test.sh creates it", py.display());
+    let py = common::tool("pyenv/bin/python");
     let (rows, cols) = (4usize, 512usize);
     let mut tensors = Vec::new();
     for (k, t) in QUANTIZED_TYPES.into_iter().enumerate() {

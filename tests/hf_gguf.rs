@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use triage::model::gguf_file::{GgufFile, Value};
 
 mod common;
-use common::{fixture, llama_perplexity, ok, root, s, triage, triage_ppl};
+use common::{fixture, llama_perplexity, ok, s, triage, triage_ppl};
 
 fn tmp_dir(tag: &str) -> PathBuf {
     common::tmp_dir("hf-gguf", tag)
@@ -144,7 +144,7 @@ fn every_pre_tokenizer_group_gives_llama_tokenizes_ids() {
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("tokenize-expected.json")).unwrap()).unwrap();
     let (g, _) = GgufFile::read(&fixture("bpe2k.gguf")).unwrap();
     let unicode = std::fs::read_to_string(fixture("unicode.txt")).unwrap();
-    let eval = std::fs::read_to_string(root().join("assets/eval.txt")).unwrap();
+    let eval = std::fs::read_to_string(common::asset("eval.txt")).unwrap();
     let mut distinct = std::collections::BTreeSet::new();
     for (pre, e) in expected.as_object().unwrap() {
         let mut md: std::collections::HashMap<String, Value> = g.metadata.iter().cloned().collect();

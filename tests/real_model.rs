@@ -7,8 +7,6 @@
 //! (transformers 5.24.0, float32, eager attention): ppl 26.302139868009544 over 20 440 tokens;
 //! 160 885 tokens in all, whose ids (one per line) hash to the sha256 below.
 
-use std::path::{Path, PathBuf};
-
 use sha2::{Digest, Sha256};
 use triage::data::Windows;
 use triage::eval::evaluate;
@@ -18,11 +16,8 @@ const REFERENCE_PPL: f64 = 26.302139868009544;
 const REFERENCE_N_TOKENS: usize = 160_885;
 const REFERENCE_IDS_SHA256: &str = "c4d244ce80161b654debfc6aa411754c08f28b00f1663c518ff0909fff2f759b";
 
-fn asset(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name);
-    assert!(p.exists(), "{} is missing: run scripts/fetch_assets.sh", p.display());
-    p
-}
+mod common;
+use common::asset;
 
 #[test]
 fn smollm2_token_ids_and_perplexity_match_transformers() {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use triage::model::gguf_file::GgufFile;
 use triage::model::Tokenizer;
 
+mod common;
+
 fn models_dir() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/llama.cpp/src");
     let found = std::fs::read_dir(&src)
@@ -112,7 +114,7 @@ fn whole_texts_give_llama_tokenizes_ids() {
     let dir = models_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap()).unwrap();
-    let texts = [("unicode", root.join("tests/fixtures/unicode.txt")), ("eval", root.join("assets/eval.txt"))];
+    let texts = [("unicode", root.join("tests/fixtures/unicode.txt")), ("eval", common::asset("eval.txt"))];
     let mut bad = Vec::new();
     for (name, want) in expected.as_object().unwrap() {
         let (g, _) = GgufFile::read(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
@@ -137,7 +139,7 @@ fn a_prefix_gives_the_whole_texts_first_tokens() {
     let dir = models_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap()).unwrap();
-    let texts = [std::fs::read_to_string(root.join("tests/fixtures/unicode.txt")).unwrap(), std::fs::read_to_string(root.join("assets/eval.txt")).unwrap()];
+    let texts = [std::fs::read_to_string(root.join("tests/fixtures/unicode.txt")).unwrap(), std::fs::read_to_string(common::asset("eval.txt")).unwrap()];
     for name in expected.as_object().unwrap().keys() {
         let (g, _) = GgufFile::read(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
         let md: HashMap<_, _> = g.metadata.into_iter().collect();

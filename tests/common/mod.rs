@@ -13,6 +13,34 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
+/// A large test asset under `assets/` (git-ignored, not in the repository). A missing one fails
+/// the test with the file's name and the command that fetches it, not with the error of the first
+/// thing that tried to read it.
+pub fn asset(name: &str) -> PathBuf {
+    let p = root().join("assets").join(name);
+    assert!(
+        p.is_file(),
+        "test asset {} is missing: run scripts/fetch_assets.sh, which fetches the default model, calib.txt and eval.txt (scripts/test.sh, which .ci/run calls, runs it first)",
+        p.display()
+    );
+    p
+}
+
+/// A peer tool under `tools/` (git-ignored, built on the machine): its path, or a failure that
+/// names the missing file and the command that makes it.
+pub fn tool(rel: &str) -> PathBuf {
+    let p = root().join("tools").join(rel);
+    let how = if rel.starts_with("llama.cpp/") {
+        "run scripts/build_llama_cpp.sh (LLAMA_TARGETS=llama-perplexity builds only the one the tests run; scripts/test.sh runs it first)"
+    } else if rel.starts_with("pyenv/") {
+        "run `python3 -m venv tools/pyenv && tools/pyenv/bin/python -m pip install gguf==0.19.0` (scripts/test.sh does it first)"
+    } else {
+        "run scripts/test.sh, which makes every tool the tests use"
+    };
+    assert!(p.exists(), "test tool {} is missing: {how}", p.display());
+    p
+}
+
 /// A fresh folder for the test `tag` of the suite `suite`.
 pub fn tmp_dir(suite: &str, tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("triage-{suite}-{tag}-{}", std::process::id()));
@@ -52,8 +80,7 @@ pub fn s(p: &Path) -> &str {
 /// estimate included — so the running estimate after the last window printed is used, and a
 /// run that printed fewer than two windows is repeated, up to eight times.
 pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) {
-    let bin = root().join("tools/llama.cpp/bin/llama-perplexity");
-    assert!(bin.exists(), "{} is missing: scripts/test.sh builds it (scripts/build_llama_cpp.sh)", bin.display());
+    let bin = tool("llama.cpp/bin/llama-perplexity");
     let flags = std::fs::read_to_string(root().join("tools/llama.cpp/bin/BUILD_FLAGS")).unwrap_or_else(|_| "unknown flags".into());
     eprintln!("llama.cpp peer: {} (built with {})", bin.display(), flags.trim());
     let mut text = String::new();
@@ -62,7 +89,7 @@ pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) 
             .arg("-m")
             .arg(gguf)
             .arg("-f")
-            .arg(root().join("assets/eval.txt"))
+            .arg(asset("eval.txt"))
             .args(["-c", &ctx.to_string(), "-b", &ctx.to_string(), "--chunks", &chunks.to_string(), "-t", "2"])
             .output()
             .unwrap();
@@ -90,7 +117,7 @@ pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) 
 
 /// `triage eval --llama-protocol` on the same windows as [`llama_perplexity`].
 pub fn triage_ppl(model: &Path, ctx: usize, windows: usize) -> f64 {
-    let eval = root().join("assets/eval.txt");
+    let eval = asset("eval.txt");
     let (c, w) = (ctx.to_string(), windows.to_string());
     let out = ok(triage(&["eval", "--model", s(model), "--text", s(&eval), "--ctx", &c, "--max-windows", &w, "--llama-protocol", "--json"]));
     let j: serde_json::Value = serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
