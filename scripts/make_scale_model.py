@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a synthetic Hugging Face model folder: Llama-3.1-8B's exact configuration with random
 bf16 weights of realistic scale. It is for time and memory benchmarks only. Never measure quality
-on it. See the scale design note, SCALE.md, "Synthetic models for scale benchmarks".
+on it. See docs/scale.md, "Synthetic models for scale benchmarks".
 
     .venv/bin/python scripts/make_scale_model.py --out DIR [--blocks 32] [--shard-bytes 5e9]
         [--seed 0] [--tokenizer assets/tokenizers/llama3] [--threads N]

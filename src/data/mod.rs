@@ -1,6 +1,6 @@
 //! Text → token windows: the calibration and evaluation sets.
 //!
-//! The perplexity protocol (PRODUCT.md): tokenize the whole file with no special tokens, cut it into
+//! The perplexity protocol (docs/design.md, "The perplexity protocol"): tokenize the whole file with no special tokens, cut it into
 //! non-overlapping windows of `ctx` tokens, drop the remainder, run each window on its own. When
 //! only the first windows are wanted, only as much of the text as they need is tokenized (the
 //! same tokens: [`Tokenizer::encode_prefix`]).

@@ -1,5 +1,5 @@
 //! Importance signals: what each block, sublayer and linear contributes, measured several ways
-//! (METHODS.md), gathered in one pass by `run::profile` into a [`Profile`].
+//! (docs/methods.md), gathered in one pass by `run::profile` into a [`Profile`].
 
 pub mod ablation;
 pub mod block_signals;

@@ -1,4 +1,4 @@
-//! Budget specs (PRODUCT.md): what a plan must fit.
+//! Budget specs (docs/design.md, "triage plan and triage compress --budget"): what a plan must fit.
 //!
 //! `bpw=B` — bits per weight over every tensor (all tensor bytes × 8 / all weights, as
 //! `triage.bits_per_weight` and llama.cpp's "BPW" count them); `size=N` — the whole GGUF file in
