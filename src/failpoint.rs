@@ -9,6 +9,9 @@
 
 use std::time::Duration;
 
+/// The exit status of an interrupted run (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
+
 pub fn hit(name: &str, step: usize) {
     let Ok(v) = std::env::var("TRIAGE_FAILPOINT") else { return };
     if !v.split_once(':').is_some_and(|(n, s)| n == name && s.parse() == Ok(step)) {
@@ -17,5 +20,5 @@ pub fn hit(name: &str, step: usize) {
     let _ = std::process::Command::new("kill").args(["-INT", &std::process::id().to_string()]).status();
     // The handler ends the process; should the signal not arrive, end it as the handler would.
     std::thread::sleep(Duration::from_secs(30));
-    std::process::exit(crate::export::temp::INTERRUPTED);
+    std::process::exit(INTERRUPTED);
 }

@@ -11,13 +11,7 @@ use crate::ggml::types::QuantType;
 use crate::model::gguf_file::{self, GgufFile, TensorInfo, Value};
 use crate::model::{Format, RopeLayout};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use super::ExportError;
 
 /// llama.cpp's `general.file_type` (LLAMA_FTYPE_MOSTLY_*) for a model mostly of type `t`.
 pub fn llama_ftype(t: QuantType) -> u32 {
@@ -258,7 +252,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
     // A Hugging Face source's unchanged tensors are read from its files.
     let folder = match source.format {
-        Format::HuggingFace => Some(crate::model::hf::open(&source.path).map_err(|e| ExportError::Invalid(e.to_string()))?),
+        Format::HuggingFace => Some(crate::model::Streamed::open(&source.path).map_err(|e| ExportError::Invalid(e.to_string()))?),
         Format::Gguf => None,
     };
     let invalid = |e: ExportError| std::io::Error::other(e.to_string());

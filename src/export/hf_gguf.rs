@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use super::gguf::ExportError;
+use super::ExportError;
 use crate::ggml::types::QuantType;
 use crate::model::config::{Arch, Config};
 use crate::model::gguf_file::Value;

@@ -9,6 +9,15 @@ pub mod temp;
 use std::io::Write;
 use std::path::Path;
 
+/// A file that cannot be written: the file system's error, or what of the model it cannot hold.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Writes `path` through a temporary file in the same folder, renamed into place only once
 /// `write` has succeeded: a failure never leaves a partial file under the final name. Errors of
 /// the file system name `path`.

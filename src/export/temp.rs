@@ -11,8 +11,7 @@ use std::sync::Mutex;
 /// The temporaries this process has open.
 static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-/// The exit status of an interrupted run (128 + SIGINT, as shells report it).
-pub const INTERRUPTED: i32 = 130;
+pub use crate::failpoint::INTERRUPTED;
 
 /// A temporary path, registered for removal until it is [`TempPath::persist`]ed; dropping it
 /// removes what was written there.

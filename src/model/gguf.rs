@@ -11,7 +11,6 @@ use candle_core::{Device, Tensor};
 use super::config::{Arch, Config, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
 use super::store::Store;
-use super::stream::Streamed;
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 use crate::ggml::codec::dequantize;
 
@@ -196,12 +195,12 @@ fn load_from<R: Read + Seek>(path: &Path, file: &mut R, len: u64) -> Result<Mode
     assemble(config, read, tokenizer, source)
 }
 
-/// Opens a GGUF file for streaming: its header read, its tensors left in the file.
-pub fn open(path: &Path) -> Result<Streamed> {
+/// A GGUF file opened for streaming: its header read, its tensors left in the file.
+pub(crate) fn open_file(path: &Path) -> Result<(Config, Option<Tokenizer>, Source, Store)> {
     let (gguf, file) = GgufFile::read(path).map_err(|e| header_error(path, e)).map_err(in_file(path))?;
     let store = Store::gguf(path, file, gguf.clone());
     let (config, tokenizer, source) = describe(path, &gguf, |name| store.tensor(name)).map_err(in_file(path))?;
-    Streamed::new(config, tokenizer, source, store).map_err(in_file(path))
+    Ok((config, tokenizer, source, store))
 }
 
 /// What a GGUF header says besides its tensors: the configuration (its RoPE factors read with

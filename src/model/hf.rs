@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 
-use super::config::{Arch, HfConfig};
+use super::config::{Arch, Config, HfConfig};
 use super::store::{Safetensors, Store};
-use super::stream::Streamed;
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
 
 /// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
@@ -157,11 +156,11 @@ fn load_folder(dir: &Path) -> Result<Model> {
     assemble(config, |name| store.tensor(name), tokenizer, source)
 }
 
-/// Opens a Hugging Face folder for streaming: its configuration and tokenizer read, its
+/// A Hugging Face folder opened for streaming: its configuration and tokenizer read, its
 /// tensors left in the memory-mapped safetensors files.
-pub fn open(dir: &Path) -> Result<Streamed> {
+pub(crate) fn open_dir(dir: &Path) -> Result<(Config, Option<Tokenizer>, Source, Store)> {
     let (config, store, tokenizer, source) = open_folder(dir).map_err(in_file(dir))?;
-    Streamed::new(config, tokenizer, source, store).map_err(in_file(dir))
+    Ok((config, tokenizer, source, store))
 }
 
 /// The folder's configuration, its tensors' store, its tokenizer and its description.

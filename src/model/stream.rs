@@ -58,7 +58,8 @@ impl Streamed {
     /// Opens a GGUF file or a Hugging Face folder streamed.
     pub fn open(path: &Path) -> Result<Streamed> {
         let meta = std::fs::metadata(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
-        if meta.is_dir() { super::hf::open(path) } else { super::gguf::open(path) }
+        let (config, tokenizer, source, store) = if meta.is_dir() { super::hf::open_dir(path)? } else { super::gguf::open_file(path)? };
+        Streamed::new(config, tokenizer, source, store).map_err(super::in_file(path))
     }
 
     /// Block `i`, decoded to f32 and checked (shapes, finite values).

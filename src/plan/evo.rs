@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::model::{BlockOpts, Model, Result};
 use crate::stats::Rng;
 
-use super::depth::Removal;
+use super::removal::Removal;
 use super::fitness::{Probe, States};
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -22,6 +22,7 @@ pub mod lagrange;
 pub mod masked;
 pub mod owl;
 pub mod planned;
+pub mod removal;
 pub mod sealed;
 pub mod search;
 pub mod sensitivity;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use candle_core::Tensor;
 
 use super::database::Database;
-use super::depth::Removal;
+use super::removal::Removal;
 use super::evo::{Candidate, Genome};
 use super::lagrange::Curve;
 use crate::model::{Model, Result};
