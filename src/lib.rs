@@ -13,6 +13,7 @@ pub mod failpoint;
 pub mod fuzz;
 pub mod ggml;
 pub mod importance;
+pub mod layout;
 pub mod memory;
 pub mod model;
 pub mod plan;

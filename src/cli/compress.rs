@@ -325,7 +325,7 @@ fn check_output_of(args: &CompressArgs, model: &Weights, output: &Output) -> Res
     let config = model.config();
     match output {
         Output::Gguf => {
-            crate::export::gguf::check_source(&args.model)?;
+            crate::layout::check_source(&args.model)?;
             if let Some(w) = config.sliding_window.filter(|_| config.arch.facts().swa_pattern == 0) {
                 eprintln!("warning: the model attends within a sliding window of {w} tokens; llama.cpp (as its converter writes the model) attends to the whole context, so the file differs from the folder past {w} tokens");
             }

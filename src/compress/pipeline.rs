@@ -20,6 +20,7 @@ use super::prune::{prune_mask, wanda_norms};
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::importance::hessian::{BlockMoments, InputMoments};
+use crate::layout::renumbered;
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
 use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, Weights};
@@ -386,14 +387,6 @@ pub(crate) fn compress_linear(
     };
     let w = dequantize(t, &bytes, rows * cols);
     Ok((w, bytes))
-}
-
-/// `blk.{old}.…` → `blk.{new}.…` for a kept block; None for names outside blocks.
-pub fn renumbered(name: &str, kept: &[usize]) -> Option<String> {
-    let (idx, rest) = name.strip_prefix("blk.")?.split_once('.')?;
-    let old: usize = idx.parse().ok()?;
-    let new = kept.iter().position(|&k| k == old)?;
-    Some(format!("blk.{new}.{rest}"))
 }
 
 /// The kept blocks (source numbering) renumbered: indices and tensor names.

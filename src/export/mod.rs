@@ -2,7 +2,6 @@
 
 pub mod gguf;
 pub mod hf;
-pub mod hf_gguf;
 pub mod imatrix;
 pub mod temp;
 
@@ -16,6 +15,8 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 /// Writes `path` through a temporary file in the same folder, renamed into place only once

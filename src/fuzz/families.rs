@@ -245,7 +245,7 @@ fn load_folder(folder: &Path) -> Result<(), String> {
 
 /// What a GGUF written from the folder starts from: its metadata, tokenizer and tensor list.
 fn gguf_metadata(folder: &Path) -> Result<(), String> {
-    crate::export::gguf::check_source(folder).map_err(|e| e.to_string())
+    crate::layout::check_source(folder).map_err(|e| e.to_string())
 }
 
 fn load_sentencepiece(b: &[u8]) -> Result<(), String> {

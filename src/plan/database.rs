@@ -553,7 +553,7 @@ impl Database {
     /// Writes the database as a GGUF file (one tensor per variant, `name#TYPE` or
     /// `name#TYPE@share`; a masked variant as a one-dimensional F16 tensor of its bytes),
     /// atomically, one variant's bytes in memory at a time.
-    pub fn save(&self, path: &Path) -> std::result::Result<(), crate::export::gguf::ExportError> {
+    pub fn save(&self, path: &Path) -> std::result::Result<(), crate::export::ExportError> {
         let mut metadata = vec![
             ("general.architecture".to_string(), Value::String("triage-database".into())),
             ("triage.database.key".to_string(), Value::String(self.key.clone())),
@@ -570,7 +570,7 @@ impl Database {
             }
         }
         let infos: Vec<(&str, &[u64], QuantType)> = names.iter().map(|(n, ne, t)| (n.as_str(), ne.as_slice(), *t)).collect();
-        crate::export::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1)).map_err(crate::export::gguf::ExportError::Io))
+        crate::export::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1)).map_err(crate::export::ExportError::Io))
     }
 
     /// Opens a cached database — its index; the variants stay in the file until read, each

@@ -5,7 +5,6 @@
 //! (EvoPress) searches swaps of removed and kept units from there.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use serde_json::json;
 
@@ -13,7 +12,7 @@ use super::evo::{evolve, Candidate, Genome};
 use super::removal::Removal;
 use super::fitness::Probe;
 use super::{PlanError, PlanOptions, PlanOutcome, Progress, Result, Solver};
-use crate::export::gguf::predicted_size;
+use crate::layout::Skeleton;
 use crate::importance::block_signals::cosine_sum;
 use crate::model::{BlockOpts, Model};
 use crate::stats::Rng;
@@ -99,7 +98,7 @@ fn influence(base: &Model, probe: &Probe, pool: &[usize], sublayers: bool) -> Re
 
 /// Plans the removal of `k` blocks (or sublayers).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+pub(super) fn plan_depth(base: &Model, gguf: &Skeleton, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
     let n = base.blocks.len();
     let (units, what) = if sublayers { (2 * n, "sublayers") } else { (n, "blocks") };
     if k >= units {
@@ -134,7 +133,7 @@ pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &
             types.insert(l.name.clone(), plan.zeroed_type(&l.name, l.in_features()));
         }
     }
-    let predicted = predicted_size(model_path, &kept, &types)?;
+    let predicted = gguf.predicted_size(&kept, &types)?;
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(extra);
     Ok(PlanOutcome { plan, predicted, kld: Some(kld), json, database: None })

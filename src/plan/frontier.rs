@@ -5,7 +5,6 @@
 //! allocation buys at each size, beside the plan's own point.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{json, Value as Json};
 
@@ -14,7 +13,7 @@ use super::fitness::{full_layout, Probe};
 use super::lagrange::{self, Curve};
 use super::planned::Planned;
 use super::{Progress, Result};
-use crate::export::gguf::predicted_size;
+use crate::layout::Skeleton;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::model::Blocks;
 
@@ -86,7 +85,8 @@ pub struct Frontier<'a> {
     pub curves: &'a [Curve],
     pub probe: &'a Probe,
     pub holdout: &'a [usize],
-    pub model_path: &'a Path,
+    /// What the GGUF of the source holds: the plans' sizes.
+    pub gguf: &'a Skeleton,
 }
 
 impl Frontier<'_> {
@@ -124,7 +124,7 @@ impl Frontier<'_> {
     pub fn point(&self, solver: &'static str, qtype: Option<QuantType>, levels: &[usize]) -> Result<Point> {
         let types: BTreeMap<String, QuantType> = self.names.iter().zip(levels).map(|(n, &l)| (n.clone(), self.db.tensors[n].variants[l].qtype)).collect();
         let all_blocks: Vec<usize> = (0..self.base.n_blocks()).collect();
-        let size = predicted_size(self.model_path, &all_blocks, &types)?;
+        let size = self.gguf.predicted_size(&all_blocks, &types)?;
         let kld = self.probe.kl(&Planned::of_levels(self.base, self.db, levels), self.holdout, 0, &full_layout, None)?;
         Ok(Point { solver, qtype, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld })
     }

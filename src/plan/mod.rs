@@ -37,7 +37,7 @@ use serde_json::{json, Value as Json};
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::ggml::types::QuantType;
 use crate::data::Windows;
-use crate::export::gguf::{predicted_size, PredictedSize};
+use crate::layout::{PredictedSize, Skeleton};
 use crate::model::{Blocks, Config, Weights};
 
 pub use budget::Budget;
@@ -93,7 +93,9 @@ pub enum PlanError {
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
-    Export(#[from] crate::export::gguf::ExportError),
+    Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
     #[error("{}", crate::model::candle_message(.0))]
     Tensor(#[from] candle_core::Error),
     #[error(transparent)]
@@ -221,7 +223,9 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
             return Err(PlanError::Budget(why));
         }
     }
-    let limits = if opts.budget.is_quantization() { Some(quant_limits(model.config(), model_path, opts.budget, opts.database.menu())?) } else { None };
+    // What the GGUF of this source holds: every plan's size is asked of it.
+    let gguf = Skeleton::open(model_path)?;
+    let limits = if opts.budget.is_quantization() { Some(quant_limits(model.config(), &gguf, opts.budget, opts.database.menu())?) } else { None };
     let mut base = model;
     if let Weights::Resident(m) = &mut base {
         m.tokenizer = None;
@@ -261,14 +265,14 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
         None => None,
     };
     let mut out = match (opts.budget, &base) {
-        (Budget::DropBlocks(k), Weights::Resident(base)) => depth::plan_depth(base, model_path, &probe, &pool, &holdout, k, false, opts, progress)?,
-        (Budget::DropSublayers(k), Weights::Resident(base)) => depth::plan_depth(base, model_path, &probe, &pool, &holdout, k, true, opts, progress)?,
-        (Budget::Sparsity(s), Weights::Resident(base)) => sparsity::plan_sparsity(base, model_path, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
+        (Budget::DropBlocks(k), Weights::Resident(base)) => depth::plan_depth(base, &gguf, &probe, &pool, &holdout, k, false, opts, progress)?,
+        (Budget::DropSublayers(k), Weights::Resident(base)) => depth::plan_depth(base, &gguf, &probe, &pool, &holdout, k, true, opts, progress)?,
+        (Budget::Sparsity(s), Weights::Resident(base)) => sparsity::plan_sparsity(base, &gguf, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
         (b, _) if !b.is_quantization() => unreachable!("a streamed model was refused these budgets"),
         _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
             let db = db.as_ref().expect("built for quantization budgets");
-            plan_quant(base, model_path, db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
+            plan_quant(base, &gguf, db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
         }
     };
     if opts.budget.is_quantization() {
@@ -323,13 +327,13 @@ fn extreme_types(config: &Config, dearest: bool, menu: database::Menu) -> BTreeM
 /// What the planned tensors may spend under `budget` — (bytes of everything else, the budget
 /// in the same units) — after checking that the budget lies between the smallest and the
 /// largest possible plans.
-fn quant_limits(config: &Config, model_path: &Path, budget: Budget, menu: database::Menu) -> Result<(u64, u64)> {
+fn quant_limits(config: &Config, gguf: &Skeleton, budget: Budget, menu: database::Menu) -> Result<(u64, u64)> {
     let all_blocks: Vec<usize> = (0..config.n_layers).collect();
     let known = plannable_tensors(config);
     let cost = unit_cost(budget);
     let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 { types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum() };
     let (floor, top) = (extreme_types(config, false, menu), extreme_types(config, true, menu));
-    let (floor_size, top_size) = (predicted_size(model_path, &all_blocks, &floor)?, predicted_size(model_path, &all_blocks, &top)?);
+    let (floor_size, top_size) = (gguf.predicted_size(&all_blocks, &floor)?, gguf.predicted_size(&all_blocks, &top)?);
     let (fixed, limit) = match budget {
         Budget::Size(n) => (floor_size.bytes - planned_cost(&floor), n),
         Budget::Bpw(b) => (floor_size.tensor_bytes - planned_cost(&floor), (b * floor_size.n_weights as f64 / 8.0).floor() as u64),
@@ -350,7 +354,7 @@ fn quant_limits(config: &Config, model_path: &Path, budget: Budget, menu: databa
 #[allow(clippy::too_many_arguments)]
 fn plan_quant(
     mut base: Weights,
-    model_path: &Path,
+    gguf: &Skeleton,
     db: &Database,
     probe: &Probe,
     pool: &[usize],
@@ -417,17 +421,17 @@ fn plan_quant(
         }
     };
     let types = types_of(&levels);
-    let predicted = predicted_size(model_path, &all_blocks, &types)?;
+    let predicted = gguf.predicted_size(&all_blocks, &types)?;
     let t = Instant::now();
     let kld = probe.kl(&Planned::of_levels(&base, db, &levels), holdout, 0, &full_layout, None)?;
     timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
     if let Some((curves, warm)) = measured.filter(|_| opts.frontier > 0) {
         let t = Instant::now();
-        let f = Frontier { base: &base, db, names: &names, curves: &curves, probe, holdout, model_path };
+        let f = Frontier { base: &base, db, names: &names, curves: &curves, probe, holdout, gguf };
         let mut points = f.measure(opts.frontier, budget, &cost, progress)?;
         if let Some((warm, warm_kld)) = warm {
             // Evo's warm start: the Lagrangian plan at the budget, already measured.
-            let size = predicted_size(model_path, &all_blocks, &types_of(&warm))?;
+            let size = gguf.predicted_size(&all_blocks, &types_of(&warm))?;
             points.push(Point { solver: "lagrange", qtype: None, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld: warm_kld });
         }
         points.sort_by_key(|p| p.bytes);

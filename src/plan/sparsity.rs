@@ -6,7 +6,6 @@
 //! prunes them (SparseGPT by default) layer by layer.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Value as Json};
@@ -20,7 +19,7 @@ use super::{owl, PlanError, PlanOptions, PlanOutcome, Progress, Result, Solver};
 use crate::compress::gptq::Sparsity;
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::ggml::types::QuantType;
-use crate::export::gguf::predicted_size;
+use crate::layout::Skeleton;
 use crate::model::Model;
 use crate::stats::Rng;
 
@@ -44,7 +43,7 @@ pub fn max_share() -> f64 {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn plan_sparsity(
     base: &Model,
-    model_path: &Path,
+    gguf: &Skeleton,
     db: Option<&Database>,
     probe: &Probe,
     pool: &[usize],
@@ -115,7 +114,7 @@ pub(super) fn plan_sparsity(
     };
     let all_blocks: Vec<usize> = (0..base.blocks.len()).collect();
     let types = plan.tensors.iter().map(|(n, s)| (n.clone(), s.qtype)).collect();
-    let predicted = predicted_size(model_path, &all_blocks, &types)?;
+    let predicted = gguf.predicted_size(&all_blocks, &types)?;
     extra.insert("sparsity".into(), json!({"target": target, "planned": 1.0 - kept_total as f64 / total as f64, "kept_weights": kept_total, "budget_kept_weights": budget, "linear_weights": total}));
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(extra);

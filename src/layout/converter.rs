@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use super::ExportError;
+use super::LayoutError;
 use crate::ggml::types::QuantType;
 use crate::model::config::{Arch, Config};
 use crate::model::gguf_file::Value;
@@ -75,23 +75,23 @@ pub struct HfTensor {
     pub qtype: QuantType,
 }
 
-fn invalid(path: &Path, what: impl std::fmt::Display) -> ExportError {
-    ExportError::Invalid(format!("{}: {what}", path.display()))
+fn invalid(path: &Path, what: impl std::fmt::Display) -> LayoutError {
+    LayoutError::Invalid(format!("{}: {what}", path.display()))
 }
 
-fn read_json(path: &Path) -> Result<Json, ExportError> {
+fn read_json(path: &Path) -> Result<Json, LayoutError> {
     let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e))?;
     serde_json::from_str(&text).map_err(|e| invalid(path, format!("invalid JSON: {e}")))
 }
 
-fn read_json_opt(path: &Path) -> Result<Option<Json>, ExportError> {
+fn read_json_opt(path: &Path) -> Result<Option<Json>, LayoutError> {
     if path.is_file() { read_json(path).map(Some) } else { Ok(None) }
 }
 
 /// The tensor names and shapes of the folder's safetensors, shard by shard (the shards sorted),
 /// each shard's tensors in the order of their data.
-fn safetensors_headers(dir: &Path) -> Result<Vec<(String, Vec<u64>)>, ExportError> {
-    let files: Vec<PathBuf> = weight_files(dir).map_err(|e| ExportError::Invalid(e.to_string()))?;
+fn safetensors_headers(dir: &Path) -> Result<Vec<(String, Vec<u64>)>, LayoutError> {
+    let files: Vec<PathBuf> = weight_files(dir).map_err(|e| LayoutError::Invalid(e.to_string()))?;
     let mut out = Vec::new();
     for f in files {
         let mut file = std::fs::File::open(&f).map_err(|e| invalid(&f, e))?;
@@ -124,7 +124,7 @@ fn safetensors_headers(dir: &Path) -> Result<Vec<(String, Vec<u64>)>, ExportErro
 
 /// The GGUF's tensors: `rope_freqs.weight` first when the model has llama3 RoPE scaling, then
 /// every tensor the model uses in the order of the folder's safetensors.
-pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError> {
+pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, LayoutError> {
     let mut out = Vec::new();
     match (&config.rope_freq_factors, &config.rope_long_factors) {
         (Some(short), Some(long)) => {
@@ -153,7 +153,7 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, ExportError
 /// The vocabulary the converter keeps of a Gemma 3 folder: with a SentencePiece model, the
 /// configuration's (config.json, its class's default where it says none), else tokenizer.json's
 /// vocabulary and added tokens.
-fn gemma3_n_vocab(dir: &Path, config: &Config) -> Result<usize, ExportError> {
+fn gemma3_n_vocab(dir: &Path, config: &Config) -> Result<usize, LayoutError> {
     if dir.join("tokenizer.model").is_file() {
         return Ok(config.vocab_size);
     }
@@ -429,8 +429,8 @@ const SAMPLING: [(&str, &[&str], bool); 12] = [
 
 /// The metadata the converter writes for the folder `dir` (whose model is `config`);
 /// `general.file_type` is a place holder the writer fills.
-pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec<(String, Value)>, ExportError> {
-    let config_json = crate::model::hf::config_json(dir).map_err(|e| ExportError::Invalid(e.to_string()))?;
+pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec<(String, Value)>, LayoutError> {
+    let config_json = crate::model::hf::config_json(dir).map_err(|e| LayoutError::Invalid(e.to_string()))?;
     let arch = config.arch.gguf_name();
     let n_params: u64 = tensors.iter().map(|t| t.ne.iter().product::<u64>()).sum();
     let mut md: Vec<(String, Value)> = vec![("general.architecture".into(), Value::String(arch.into()))];
@@ -592,7 +592,7 @@ fn looks_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
-fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
     let tok_path = dir.join("tokenizer.json");
     let spm_path = dir.join("tokenizer.model");
     let tc = read_json_opt(&dir.join("tokenizer_config.json"))?;
@@ -681,7 +681,7 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
 }
 
 /// The converter's llama class turns BOS off for 49152-token vocabularies (granite, SmolLM).
-fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
     if config.arch.facts().llama_converter && config.vocab_size == 49152 {
         set(md, "tokenizer.ggml.add_bos_token", Value::Bool(false));
     }
@@ -691,9 +691,9 @@ fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), Ex
 /// The converter's `_create_vocab_sentencepiece`: the pieces of tokenizer.model with their
 /// scores and types (user-defined pieces stay normal, as there), `[PADn]` up to the model's
 /// vocabulary, then added_tokens.json and tokenizer_config.json's added_tokens_decoder over them.
-fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
     use crate::model::sentencepiece as sp;
-    let pieces = sp::read(&dir.join("tokenizer.model")).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let pieces = sp::read(&dir.join("tokenizer.model")).map_err(|e| LayoutError::Invalid(e.to_string()))?;
     let n = config.vocab_size;
     let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
     let mut scores: Vec<f32> = vec![-10000.0; n];
@@ -755,9 +755,9 @@ fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut 
 
 /// llama.cpp's name for the folder's pre-tokenizer: by the hash of the ids of [`CHKTXT`] as the
 /// converter finds it, else by the shape of tokenizer.json's pre-tokenizer.
-fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, ExportError> {
-    let tok = Tokenizer::from_file(tok_path).map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let ids = tok.encode_with_special(CHKTXT).map_err(|e| ExportError::Invalid(e.to_string()))?;
+fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, LayoutError> {
+    let tok = Tokenizer::from_file(tok_path).map_err(|e| LayoutError::Invalid(e.to_string()))?;
+    let ids = tok.encode_with_special(CHKTXT).map_err(|e| LayoutError::Invalid(e.to_string()))?;
     let text = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
     let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
     if let Some((_, name)) = KNOWN_PRE.iter().rev().find(|(h, _)| *h == hash) {
@@ -785,7 +785,7 @@ fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, ExportError> {
 
 /// The converter's `SpecialVocab`: merges (byte-level BPE: `n_vocab` None), special token ids
 /// (below `n_vocab` when given), add_*_token flags, chat template. `tj` is tokenizer.json.
-fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &Json, n_vocab: Option<usize>, md: &mut Vec<(String, Value)>) -> Result<(), ExportError> {
+fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &Json, n_vocab: Option<usize>, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
     let tok_path = dir.join("tokenizer.json");
     let empty = Json::Null;
     let tj = tj.unwrap_or(&empty);
