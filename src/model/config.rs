@@ -39,6 +39,32 @@ impl Activation {
     }
 }
 
+/// How the GGUF loader reads an optional hyper-parameter of one architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufOptional {
+    /// Not read: the architecture has none.
+    Absent,
+    /// The key's value, else the default of the architecture's config.json class
+    /// ([`HF_DEFAULTS`], under the config.json name), which llama.cpp assumes too.
+    OrDefault,
+    /// The key's value where it is there and not 0; none otherwise.
+    NonZero,
+}
+
+/// The hyper-parameters (`<arch>.` key suffix, value; `""` for `general.file_type`'s place) that
+/// llama.cpp's converter writes, in its order: a row's [`ArchFacts::converter_hparams`] takes the
+/// common list and gives the architecture's.
+pub type Hparams = Vec<(&'static str, super::gguf_file::Value)>;
+
+/// A row's [`ArchFacts::converter_hparams`]: from the model, its config.json (with its class's
+/// defaults) and the common list.
+pub type ConverterHparams = fn(&Config, &serde_json::Value, Hparams) -> Hparams;
+
+/// The common list as it is.
+fn common_hparams(_: &Config, _: &serde_json::Value, hp: Hparams) -> Hparams {
+    hp
+}
+
 /// Everything that distinguishes one architecture: names in each format, the block's extras,
 /// and how llama.cpp's converter treats it.
 #[derive(Debug)]
@@ -79,6 +105,39 @@ pub struct ArchFacts {
     /// Phi-3: q, k and v are one linear (`attn_qkv`), gate and up one (`ffn_up`, gate's rows
     /// first), in both formats.
     pub fused: bool,
+    /// config.json's `sliding_window` (when below the context) covers every block (Mistral,
+    /// Phi-3). Where this is false and there is no [`Self::swa_pattern`], a window that
+    /// config.json turns on (`use_sliding_window`) is refused.
+    pub window_every_block: bool,
+    /// GGUF `attention.sliding_window` (llama.cpp runs a window only where `swa_pattern` > 0).
+    pub gguf_sliding_window: GgufOptional,
+    /// Gemma 2's soft cap on the attention scores (GGUF `attn_logit_softcapping`); config.json's
+    /// is refused where this is `Absent`.
+    pub attn_softcap: GgufOptional,
+    /// The soft cap on the logits (GGUF `final_logit_softcapping`).
+    pub final_softcap: GgufOptional,
+    /// Gemma 3: the windowed blocks have their own RoPE base (GGUF `rope.freq_base_swa`,
+    /// config.json `rope_local_base_freq`; [`HF_DEFAULTS`]' where neither says).
+    pub rope_theta_swa: bool,
+    /// llama.cpp scales queries by 1/√(hidden/heads) rather than 1/√head_dim in models of this
+    /// many blocks (Gemma's 27B, as their `query_pre_attn_scalar` says).
+    pub gguf_wide_query_scale_blocks: Option<usize>,
+    /// config.json's name for the activation (`hidden_act`; Gemma's `hidden_activation`).
+    pub hf_activation_key: &'static str,
+    /// config.json states the attention scale as `query_pre_attn_scalar`, written with both
+    /// soft caps (null where none).
+    pub hf_query_pre_attn_scalar: bool,
+    /// config.json keys written `false` when the source does not set them.
+    pub hf_false_keys: &'static [&'static str],
+    /// Gemma 3: the converter drops the embedding rows beyond the vocabulary.
+    pub converter_trims_embedding: bool,
+    /// Gemma: the converter writes `add_space_prefix` false for a SentencePiece vocabulary.
+    pub converter_spm_no_space_prefix: bool,
+    /// Phi-3: the converter keeps a SentencePiece vocabulary's added tokens as written (CONTROL
+    /// only when special) and reads tokenizer.json's added tokens too.
+    pub converter_added_tokens_as_written: bool,
+    /// The converter class's own list of hyper-parameters (see [`Hparams`]).
+    pub converter_hparams: ConverterHparams,
 }
 
 const GEMMA_PARTS: &[(&str, &str)] = &[
@@ -104,6 +163,19 @@ const LLAMA_LIKE: ArchFacts = ArchFacts {
     swa_pattern: 0,
     tied_by_default: false,
     fused: false,
+    window_every_block: false,
+    gguf_sliding_window: GgufOptional::Absent,
+    attn_softcap: GgufOptional::Absent,
+    final_softcap: GgufOptional::Absent,
+    rope_theta_swa: false,
+    gguf_wide_query_scale_blocks: None,
+    hf_activation_key: "hidden_act",
+    hf_query_pre_attn_scalar: false,
+    hf_false_keys: &[],
+    converter_trims_embedding: false,
+    converter_spm_no_space_prefix: false,
+    converter_added_tokens_as_written: false,
+    converter_hparams: common_hparams,
 };
 
 pub const ARCHS: [ArchFacts; 6] = [
@@ -112,6 +184,8 @@ pub const ARCHS: [ArchFacts; 6] = [
         model_types: &["llama", "mistral"],
         gguf_rope_interleaved: true,
         llama_converter: true,
+        window_every_block: true,
+        hf_false_keys: &["attention_bias", "mlp_bias"],
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -142,6 +216,14 @@ pub const ARCHS: [ArchFacts; 6] = [
         hf_parts: GEMMA_PARTS,
         swa_pattern: 2,
         tied_by_default: true,
+        gguf_sliding_window: GgufOptional::OrDefault,
+        attn_softcap: GgufOptional::OrDefault,
+        final_softcap: GgufOptional::OrDefault,
+        gguf_wide_query_scale_blocks: Some(46),
+        hf_activation_key: "hidden_activation",
+        hf_query_pre_attn_scalar: true,
+        converter_spm_no_space_prefix: true,
+        converter_hparams: super::archs::gemma2::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -158,6 +240,15 @@ pub const ARCHS: [ArchFacts; 6] = [
         hf_parts: GEMMA_PARTS,
         swa_pattern: 6,
         tied_by_default: true,
+        gguf_sliding_window: GgufOptional::NonZero,
+        final_softcap: GgufOptional::NonZero,
+        rope_theta_swa: true,
+        gguf_wide_query_scale_blocks: Some(62),
+        hf_activation_key: "hidden_activation",
+        hf_query_pre_attn_scalar: true,
+        converter_trims_embedding: true,
+        converter_spm_no_space_prefix: true,
+        converter_hparams: super::archs::gemma3::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -167,6 +258,9 @@ pub const ARCHS: [ArchFacts; 6] = [
         model_types: &["phi3"],
         hf_parts: &[("attn_qkv", "self_attn.qkv_proj"), ("ffn_up", "mlp.gate_up_proj")],
         fused: true,
+        window_every_block: true,
+        converter_added_tokens_as_written: true,
+        converter_hparams: super::archs::phi3::converter_hparams,
         ..LLAMA_LIKE
     },
 ];
@@ -198,6 +292,14 @@ impl Arch {
                 ARCHS.iter().flat_map(|f| f.hf_classes.iter().copied()).collect::<Vec<_>>().join(", ")
             ))
         })
+    }
+
+    /// What this architecture's config.json class takes for `key` when config.json leaves it
+    /// out ([`HF_DEFAULTS`] of the first `model_type`).
+    pub fn hf_default(self, key: &str) -> Option<f64> {
+        let model_type = self.facts().model_types.first()?;
+        let (_, defaults) = HF_DEFAULTS.iter().find(|(t, _)| t == model_type)?;
+        defaults.iter().find(|(k, _)| *k == key).map(|&(_, v)| v).filter(|v| !v.is_nan())
     }
 
     /// Whether q/k/v projections carry biases.
@@ -577,12 +679,12 @@ impl HfConfig {
         // Mistral's sliding window covers every block; Gemma's the blocks of its pattern; Qwen's,
         // which covers some blocks by another rule, is refused.
         let window = self.sliding_window.as_ref().and_then(|v| v.as_u64()).map(|w| w as usize);
-        let (sliding_window, sliding_layers) = match arch {
-            Arch::Qwen2 | Arch::Qwen3 if self.use_sliding_window && window.is_some() => {
+        let (sliding_window, sliding_layers) = match (facts.swa_pattern, facts.window_every_block) {
+            (0, false) if self.use_sliding_window && window.is_some() => {
                 return Err(ModelError::UnsupportedArchitecture(format!("{} with sliding-window attention", arch.gguf_name())));
             }
-            Arch::Llama | Arch::Phi3 => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
-            Arch::Gemma2 | Arch::Gemma3 => {
+            (0, true) => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
+            (p, _) if p > 0 => {
                 let layers = match (&self.layer_types, self.sliding_window_pattern) {
                     (Some(types), _) => {
                         if types.len() != n {
@@ -613,10 +715,12 @@ impl HfConfig {
         let global = params.map(|p| p.get("full_attention").unwrap_or(p));
         let theta_of = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64);
         let rope_theta = self.rope_theta.or_else(|| theta_of(global)).unwrap_or(10000.0);
-        let rope_theta_swa = match arch {
-            Arch::Gemma3 => Some(self.rope_local_base_freq.or_else(|| theta_of(params.and_then(|p| p.get("sliding_attention")))).unwrap_or(10000.0)),
-            _ => None,
-        };
+        let rope_theta_swa = facts.rope_theta_swa.then(|| {
+            self.rope_local_base_freq
+                .or_else(|| theta_of(params.and_then(|p| p.get("sliding_attention"))))
+                .or_else(|| arch.hf_default("rope_local_base_freq"))
+                .unwrap_or(10000.0)
+        });
         // transformers 5 states "rope_type": "default" for plain RoPE; anything else is scaling.
         let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or_else(|| {
             global.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
@@ -656,10 +760,10 @@ impl HfConfig {
             rope_theta_swa,
             rope_linear_factor,
             attention_scale: self.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5),
-            attn_softcap: self.attn_logit_softcapping.filter(|_| arch == Arch::Gemma2),
+            attn_softcap: self.attn_logit_softcapping.filter(|_| facts.attn_softcap != GgufOptional::Absent),
             final_softcap: self.final_logit_softcapping,
         };
-        if self.attn_logit_softcapping.is_some() && arch != Arch::Gemma2 {
+        if self.attn_logit_softcapping.is_some() && facts.attn_softcap == GgufOptional::Absent {
             return Err(ModelError::UnsupportedArchitecture(format!("{} with attn_logit_softcapping", arch.gguf_name())));
         }
         if let (Some(v), Some("longrope" | "su")) = (scaling, scaling_kind) {
