@@ -33,7 +33,7 @@ const OURS_ONLY: [&str; 2] = ["general.quantized_by", "triage.bits_per_weight"];
 #[test]
 fn f16_from_a_folder_equals_the_converters_file() {
     let dir = tmp_dir("f16");
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm", "tiny-gemma3", "tiny-gemma2", "tiny-phi3", "tiny-gemma3-vl"] {
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm", "tiny-gemma3", "tiny-gemma2", "tiny-phi3", "tiny-gemma3-vl", "tiny-smollm3"] {
         let (out, _) = compress(&dir, name, &format!("{name}.gguf"), &["--type", "F16"]);
         let (ours, mut f) = GgufFile::read(&out).unwrap();
         let (theirs, mut g) = GgufFile::read(&fixture(&format!("converter/{name}.F16.gguf"))).unwrap();
@@ -57,7 +57,7 @@ fn f16_from_a_folder_equals_the_converters_file() {
 fn quantized_files_from_folders_run_in_llama_cpp_with_our_perplexity() {
     let dir = tmp_dir("llama");
     // tiny-llama: llama3 RoPE scaling and permuted q/k rows; tiny-qwen2: biases, tied output.
-    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0"), ("tiny-gemma3", "F16"), ("tiny-gemma3", "Q4_0"), ("tiny-gemma2", "F16"), ("tiny-gemma2", "Q8_0"), ("tiny-phi3", "F16"), ("tiny-phi3", "Q8_0"), ("tiny-gemma3-vl", "Q6_K")] {
+    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0"), ("tiny-gemma3", "F16"), ("tiny-gemma3", "Q4_0"), ("tiny-gemma2", "F16"), ("tiny-gemma2", "Q8_0"), ("tiny-phi3", "F16"), ("tiny-phi3", "Q8_0"), ("tiny-gemma3-vl", "Q6_K"), ("tiny-smollm3", "F16"), ("tiny-smollm3", "Q8_0")] {
         let (out, _) = compress(&dir, name, &format!("{name}-{t}.gguf"), &["--type", t]);
         let (k, theirs) = llama_perplexity(&out, 128, 8);
         let ours = triage_ppl(&out, 128, k);

@@ -201,6 +201,9 @@ fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, fa
             obj.remove("_sliding_window_pattern");
         }
     }
+    if c.arch.facts().nope_interval > 0 {
+        obj.insert("no_rope_layers".into(), json!(c.nope_layers.iter().map(|&nope| u8::from(!nope)).collect::<Vec<_>>()));
+    }
     for &k in c.arch.facts().hf_false_keys {
         obj.entry(k).or_insert(json!(false));
     }

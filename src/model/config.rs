@@ -18,6 +18,7 @@ pub enum Arch {
     Gemma2,
     Gemma3,
     Phi3,
+    SmolLM3,
 }
 
 /// The activation of the MLP's gate: `down(act(gate(x)) ⊙ up(x))`.
@@ -138,6 +139,9 @@ pub struct ArchFacts {
     pub converter_added_tokens_as_written: bool,
     /// The converter class's own list of hyper-parameters (see [`Hparams`]).
     pub converter_hparams: ConverterHparams,
+    /// SmolLM3: every `n`-th block (counting from 1) runs without RoPE, as llama.cpp assumes for
+    /// the architecture; config.json lists them (`no_rope_layers`). 0: every block rotates.
+    pub nope_interval: usize,
 }
 
 const GEMMA_PARTS: &[(&str, &str)] = &[
@@ -176,9 +180,10 @@ const LLAMA_LIKE: ArchFacts = ArchFacts {
     converter_spm_no_space_prefix: false,
     converter_added_tokens_as_written: false,
     converter_hparams: common_hparams,
+    nope_interval: 0,
 };
 
-pub const ARCHS: [ArchFacts; 6] = [
+pub const ARCHS: [ArchFacts; 7] = [
     ArchFacts {
         hf_classes: &["LlamaForCausalLM", "MistralForCausalLM"],
         model_types: &["llama", "mistral"],
@@ -263,6 +268,18 @@ pub const ARCHS: [ArchFacts; 6] = [
         converter_hparams: super::archs::phi3::converter_hparams,
         ..LLAMA_LIKE
     },
+    ArchFacts {
+        arch: Arch::SmolLM3,
+        gguf: "smollm3",
+        hf_classes: &["SmolLM3ForCausalLM"],
+        model_types: &["smollm3"],
+        // Converted by the converter's llama class, under its own name.
+        gguf_rope_interleaved: true,
+        llama_converter: true,
+        tied_by_default: true,
+        nope_interval: 4,
+        ..LLAMA_LIKE
+    },
 ];
 
 impl Arch {
@@ -316,7 +333,7 @@ pub const DERIVED: f64 = f64::NAN;
 /// when config.json leaves them out — llama.cpp's converter reads config.json through it, so
 /// these also decide which keys it writes. (Gemma 3's vision-language checkpoints give only
 /// what differs from these.)
-pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 7] = [
+pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 8] = [
     ("llama", &[("vocab_size", 32000.0), ("hidden_size", 4096.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 32.0),
         ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("head_dim", DERIVED), ("max_position_embeddings", 2048.0),
         ("rms_norm_eps", 1e-6), ("rope_theta", 10000.0)]),
@@ -340,6 +357,9 @@ pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 7] = [
     ("phi3", &[("vocab_size", 32064.0), ("hidden_size", 3072.0), ("intermediate_size", 8192.0), ("num_hidden_layers", 32.0),
         ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("max_position_embeddings", 4096.0), ("rms_norm_eps", 1e-5),
         ("rope_theta", 10000.0)]),
+    ("smollm3", &[("vocab_size", 128256.0), ("hidden_size", 2048.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 36.0),
+        ("num_attention_heads", 16.0), ("num_key_value_heads", 4.0), ("max_position_embeddings", 32768.0), ("rms_norm_eps", 1e-6),
+        ("rope_theta", 2_000_000.0)]),
 ];
 
 /// `json` (a config.json) with the defaults of its `model_type` filled in where it says nothing.
@@ -417,6 +437,8 @@ pub struct Config {
     pub sliding_layers: Vec<bool>,
     /// The RoPE base of the windowed blocks where it differs from `rope_theta` (Gemma 3).
     pub rope_theta_swa: Option<f64>,
+    /// The blocks that run without RoPE (SmolLM3's NoPE blocks); empty: none.
+    pub nope_layers: Vec<bool>,
     /// Linear RoPE scaling of the global blocks: positions are divided by it (1: none).
     pub rope_linear_factor: f64,
     /// The factor on q·kᵀ before the softmax: 1/√head_dim unless the model sets its own
@@ -461,10 +483,27 @@ impl Config {
         self.sliding_window.filter(|_| self.is_sliding(i))
     }
 
+    /// Whether block `i` rotates its queries and keys.
+    pub fn rotates(&self, i: usize) -> bool {
+        !self.nope_layers.get(i).copied().unwrap_or(false)
+    }
+
+    /// The NoPE flags of `n` blocks when every `interval`-th block runs without RoPE (0: none
+    /// does, no flags).
+    pub fn nope_pattern(interval: usize, n: usize) -> Vec<bool> {
+        if interval == 0 {
+            return Vec::new();
+        }
+        (0..n).map(|i| (i + 1) % interval == 0).collect()
+    }
+
     /// Keeps the per-block facts of the blocks in `kept` (after depth pruning).
     pub fn keep_blocks(&mut self, kept: &[usize]) {
         if !self.sliding_layers.is_empty() {
             self.sliding_layers = kept.iter().map(|&i| self.sliding_layers[i]).collect();
+        }
+        if !self.nope_layers.is_empty() {
+            self.nope_layers = kept.iter().map(|&i| self.nope_layers[i]).collect();
         }
         self.n_layers = kept.len();
     }
@@ -513,6 +552,9 @@ impl Config {
         }
         if self.sliding_window == Some(0) {
             return bad("sliding window of 0 tokens".into());
+        }
+        if !self.nope_layers.is_empty() && self.nope_layers.len() != self.n_layers {
+            return bad(format!("{} NoPE flags for {} layers", self.nope_layers.len(), self.n_layers));
         }
         let positive = [
             ("RoPE base of the windowed layers", self.rope_theta_swa),
@@ -636,6 +678,12 @@ pub struct HfConfig {
     pub original_max_position_embeddings: Option<usize>,
     #[serde(default)]
     pub partial_rotary_factor: Option<f64>,
+    /// SmolLM3: 1 for each block that rotates, 0 for a NoPE block.
+    #[serde(default)]
+    pub no_rope_layers: Option<Vec<i64>>,
+    /// SmolLM3: every n-th block is NoPE where `no_rope_layers` is not given.
+    #[serde(default)]
+    pub no_rope_layer_interval: Option<usize>,
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default)]
@@ -709,6 +757,14 @@ impl HfConfig {
         if sliding_window == Some(0) {
             return Err(ModelError::InvalidConfig("sliding_window is 0".into()));
         }
+        let nope_layers = match (&self.no_rope_layers, facts.nope_interval) {
+            (_, 0) => Vec::new(),
+            (Some(flags), _) if flags.len() < n => {
+                return Err(ModelError::InvalidConfig(format!("{} no_rope_layers for {n} layers", flags.len())));
+            }
+            (Some(flags), _) => flags[..n].iter().map(|&f| f == 0).collect(),
+            (None, interval) => Config::nope_pattern(self.no_rope_layer_interval.unwrap_or(interval), n),
+        };
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1));
         // transformers 5 keeps RoPE in `rope_parameters`, per layer type where they differ.
         let params = self.rope_parameters.as_ref().filter(|p| p.is_object());
@@ -758,6 +814,7 @@ impl HfConfig {
             sliding_window,
             sliding_layers,
             rope_theta_swa,
+            nope_layers,
             rope_linear_factor,
             attention_scale: self.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5),
             attn_softcap: self.attn_logit_softcapping.filter(|_| facts.attn_softcap != GgufOptional::Absent),

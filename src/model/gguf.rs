@@ -165,6 +165,8 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         } else {
             None
         },
+        // llama.cpp's fixed interval: the file has no key for it.
+        nope_layers: Config::nope_pattern(facts.nope_interval, n_layers),
         rope_linear_factor,
         attention_scale,
         // llama.cpp's defaults: Gemma 2 caps at 50 and 30 unless told, Gemma 3 not at all.
