@@ -189,6 +189,30 @@ fn gemma3_without_a_block_keeps_its_windowed_blocks_in_llama_cpp() {
 }
 
 #[test]
+fn smollm3_without_blocks_off_llama_cpps_nope_pattern_is_refused() {
+    // llama.cpp takes every fourth block as SmolLM3's NoPE block, by number: removing block 3
+    // (the NoPE block) of four keeps that pattern; removing block 0 moves it, which no key says.
+    let dir = tmp_dir("smollm3-drop");
+    let text = dir.join("calib.txt");
+    std::fs::write(&text, "The nation is at peace and the harvest is good. ".repeat(100)).unwrap();
+    let m = fixture("tiny-smollm3");
+    let plan_path = dir.join("plan.json");
+    ok(triage(&["plan", "--model", s(&m), "--budget", "drop-blocks=1", "--solver", "shortgpt", "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--no-cache", "--out", s(&plan_path)]));
+    let mut plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
+    for (drop, written) in [(3, true), (0, false)] {
+        plan["drop_blocks"] = serde_json::json!([drop]);
+        let edited = dir.join(format!("drop{drop}.json"));
+        std::fs::write(&edited, plan.to_string()).unwrap();
+        let out = dir.join(format!("drop{drop}.gguf"));
+        let o = triage(&["compress", "--model", s(&m), "--plan", s(&edited), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!((o.status.success(), out.exists()), (written, written), "drop {drop}: {err}");
+        assert!(written || err.contains("without RoPE"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn folders_named_as_checkpoints_get_the_converters_naming_keys() {
     // A fixture copied under a checkpoint's name: the converter reads basename, finetune,
     // version and size in the name (here `0.5b` and `270m`, far from the fixtures' parameter
