@@ -46,7 +46,7 @@ ppl() {
   echo "$p"
 }
 printf '| folder | vocabulary | keys equal to the converter'"'"'s | tensors byte-identical | tokenizer, pre-tokenizer | llama-perplexity: ours / converter'"'"'s | ids = llama-tokenize (unicode.txt) | ids = llama-tokenize (eval.txt) |\n|---|---|---|---|---|---|---|---|\n'
-for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 tests/fixtures/tiny-spm: tests/fixtures/tiny-gemma3:qwen2 tests/fixtures/tiny-gemma2: tests/fixtures/tiny-phi3: tests/fixtures/tiny-gemma3-vl: "$WORK/qwen2.5-coder-0.5b-instruct:qwen2" "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:" "$WORK/phi3:"; do
+for case in tests/fixtures/tiny-llama:smollm tests/fixtures/tiny-llama-sharded:smollm tests/fixtures/tiny-qwen2:qwen2 tests/fixtures/tiny-qwen3:qwen2 tests/fixtures/tiny-spm: tests/fixtures/tiny-gemma3:qwen2 tests/fixtures/tiny-gemma2: tests/fixtures/tiny-phi3: tests/fixtures/tiny-gemma3-vl: tests/fixtures/tiny-smollm3:smollm "$WORK/qwen2.5-coder-0.5b-instruct:qwen2" "$WORK/llama3:" "$WORK/qwen3:" "$WORK/mistral:" "$WORK/phi3:"; do
   dir=${case%%:*}
   pre=${case##*:}
   name=$(basename "$dir")

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p tests/fixtures/converter
-for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm: tiny-gemma3:qwen2 tiny-gemma2: tiny-phi3: tiny-gemma3-vl:; do
+for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qwen3:qwen2 tiny-spm: tiny-gemma3:qwen2 tiny-gemma2: tiny-phi3: tiny-gemma3-vl: tiny-smollm3:smollm; do
   name=${case%%:*}
   pre=${case##*:}
   .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" ${pre:+--pre "$pre"} \
@@ -17,8 +17,8 @@ for case in tiny-llama:smollm tiny-llama-sharded:smollm tiny-qwen2:qwen2 tiny-qw
     || { tail -20 "/tmp/convert-$name.log"; exit 1; }
   echo "tests/fixtures/converter/$name.F16.gguf: $(sha256sum < "tests/fixtures/converter/$name.F16.gguf" | cut -c1-16)…"
 done
-# The Gemma and Phi-3 fixtures' GGUF files are the converter's too, in float32 (tests/conformance.rs).
-for case in tiny-gemma3:qwen2 tiny-gemma2: tiny-phi3:; do
+# The Gemma, Phi-3 and SmolLM3 fixtures' GGUF files are the converter's too, in float32 (tests/conformance.rs).
+for case in tiny-gemma3:qwen2 tiny-gemma2: tiny-phi3: tiny-smollm3:smollm; do
   name=${case%%:*}
   pre=${case##*:}
   .venv/bin/python scripts/convert_reference.py --model "tests/fixtures/$name" ${pre:+--pre "$pre"} --outtype f32 \

@@ -45,6 +45,7 @@ SENTENCES = {
     "tiny-qwen3": "It's 1801: the nation is at peace.",
     "tiny-mistral": "It's 1801: the nation is at peace.",
     "tiny-gemma3": "It's 1801: the nation is at peace.",
+    "tiny-smollm3": "It's 1801: the nation is at peace.",
 }
 
 LLAMA3_ROPE = {
@@ -128,7 +129,7 @@ def save_tokenizer(tok, out: Path, bos: str | None, eos: str):
 
 # ----------------------------------------------------------------------------- models
 def make_config(kind: str):
-    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config
 
     common = dict(
         vocab_size=VOCAB_SIZE,
@@ -179,6 +180,21 @@ def make_config(kind: str):
                 "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
                 "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
             },
+        )
+    if kind == "smollm3":
+        # llama with NoPE blocks: four blocks, the fourth without RoPE (every 4th, as llama.cpp
+        # assumes); tied output (SmolLM3's default).
+        c = {k: v for k, v in common.items() if k != "num_hidden_layers"}
+        return SmolLM3Config(
+            **c,
+            num_hidden_layers=4,
+            bos_token_id=1,
+            pad_token_id=None,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+            no_rope_layer_interval=4,
+            use_sliding_window=False,
         )
     if kind == "qwen3":  # per-head q/k RMSNorm, no biases, untied output
         return Qwen3Config(
@@ -500,7 +516,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
 
     name = f"tiny-{kind}"
     arch = kind
-    pre = "smollm" if kind in ("llama", "mistral") else "qwen2"
+    pre = "smollm" if kind in ("llama", "mistral", "smollm3") else "qwen2"
     out = FIX / name
     if out.exists():
         shutil.rmtree(out)
@@ -514,7 +530,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     classic_config_json(out / "config.json", "float32")
-    tok = tokenizer_for(base_tok, "llama" if kind == "mistral" else kind)
+    tok = tokenizer_for(base_tok, "llama" if kind in ("mistral", "smollm3") else kind)
     save_tokenizer(tok, out, SPECIAL_TOKENS[cfg.bos_token_id], SPECIAL_TOKENS[cfg.eos_token_id])
 
     # reload exactly what is on disk
@@ -526,6 +542,10 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
         assert model.config.sliding_window == 8
     elif kind == "gemma3":
         assert model.config.layer_types == ["sliding_attention"] * 5 + ["full_attention"], model.config.layer_types
+        assert model.config.tie_word_embeddings
+    elif kind == "smollm3":
+        assert model.config.no_rope_layers == [1, 1, 1, 0], model.config.no_rope_layers
+        assert [l.self_attn.use_rope for l in model.model.layers] == [1, 1, 1, 0]
         assert model.config.tie_word_embeddings
     elif kind == "qwen3":
         assert model.model.layers[0].self_attn.q_norm.weight.shape == (16,)
@@ -549,7 +569,8 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
     log(f"{name}: {n_params} params, tokens={ids}")
     log(f"  pieces={hf_tok.convert_ids_to_tokens(ids)}")
 
-    if kind in ("mistral", "gemma3"):  # Mistral: llama.cpp runs no window; Gemma 3: the converter's file is the GGUF fixture
+    # Mistral: llama.cpp runs no window; Gemma 3, SmolLM3: the converter's file is the GGUF fixture.
+    if kind in ("mistral", "gemma3", "smollm3"):
         return
 
     # GGUF
@@ -596,7 +617,7 @@ def build(kind: str, base_tok, llama_cpp: Path | None, seed: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-cpp", type=Path, help="vendor/llama.cpp dir to cross-check GGUFs with its converter")
-    ap.add_argument("--only", help="build only this fixture kind (llama, qwen2, qwen3, mistral, gemma3)")
+    ap.add_argument("--only", help="build only this fixture kind (llama, qwen2, qwen3, mistral, gemma3, smollm3)")
     args = ap.parse_args()
     if not CALIB.exists():
         raise SystemExit(f"{CALIB} missing: run scripts/fetch_assets.sh first")
@@ -605,7 +626,7 @@ def main():
     torch.set_num_threads(1)
     FIX.mkdir(parents=True, exist_ok=True)
     base = train_tokenizer()
-    for kind, seed in [("llama", 1234), ("qwen2", 5678), ("qwen3", 9012), ("mistral", 3456), ("gemma3", 7890)]:
+    for kind, seed in [("llama", 1234), ("qwen2", 5678), ("qwen3", 9012), ("mistral", 3456), ("gemma3", 7890), ("smollm3", 2468)]:
         if args.only in (None, kind):
             build(kind, base, args.llama_cpp, seed=seed)
     total = sum(p.stat().st_size for p in FIX.rglob("*") if p.is_file())

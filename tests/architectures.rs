@@ -1,4 +1,4 @@
-//! Every command on every architecture's fixture: qwen3, Gemma 3 and Phi-3 (folder and GGUF), Gemma 2, Mistral with its
+//! Every command on every architecture's fixture: qwen3, Gemma 3, Phi-3 and SmolLM3 (folder and GGUF), Gemma 2, Mistral with its
 //! sliding window, a SentencePiece folder — eval, profile with an imatrix, plan, compress by
 //! the plan to GGUF, compress to a Hugging Face folder that loads back as the same model.
 
@@ -104,6 +104,16 @@ fn phi3_folder() {
 #[test]
 fn phi3_gguf() {
     every_command("tiny-phi3.gguf");
+}
+
+#[test]
+fn smollm3_folder() {
+    every_command("tiny-smollm3");
+}
+
+#[test]
+fn smollm3_gguf() {
+    every_command("tiny-smollm3.gguf");
 }
 
 #[test]

@@ -59,7 +59,8 @@ fn check(model_file: &str, expected_file: &str) {
     let logits: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
     let want: Vec<f32> = exp.logits.concat();
     let e = rel_err(&logits, &want);
-    eprintln!("{model_file}: logits relative error {e:.2e}");
+    let d = logits.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    eprintln!("{model_file}: logits relative error {e:.2e}, max |difference| {d:.2e}");
     assert!(e < 1e-4, "{model_file}: logits relative error {e}");
 
     let embed: Vec<f32> = model.embed(&tokens).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -153,6 +154,16 @@ fn phi3_past_its_original_context_takes_the_long_factors_as_transformers() {
         let e = rel_err(&logits.flatten_all().unwrap().to_vec1().unwrap(), &want);
         assert!(e < 1e-4, "{m}: logits relative error {e}");
     }
+}
+
+#[test]
+fn smollm3_hf_folder_matches_transformers() {
+    check("tiny-smollm3", "tiny-smollm3.expected.json");
+}
+
+#[test]
+fn smollm3_gguf_matches_transformers() {
+    check("tiny-smollm3.gguf", "tiny-smollm3.expected.json");
 }
 
 #[test]

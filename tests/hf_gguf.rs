@@ -33,7 +33,7 @@ const OURS_ONLY: [&str; 2] = ["general.quantized_by", "triage.bits_per_weight"];
 #[test]
 fn f16_from_a_folder_equals_the_converters_file() {
     let dir = tmp_dir("f16");
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm", "tiny-gemma3", "tiny-gemma2", "tiny-phi3", "tiny-gemma3-vl"] {
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-llama-sharded", "tiny-qwen3", "tiny-spm", "tiny-gemma3", "tiny-gemma2", "tiny-phi3", "tiny-gemma3-vl", "tiny-smollm3"] {
         let (out, _) = compress(&dir, name, &format!("{name}.gguf"), &["--type", "F16"]);
         let (ours, mut f) = GgufFile::read(&out).unwrap();
         let (theirs, mut g) = GgufFile::read(&fixture(&format!("converter/{name}.F16.gguf"))).unwrap();
@@ -57,7 +57,7 @@ fn f16_from_a_folder_equals_the_converters_file() {
 fn quantized_files_from_folders_run_in_llama_cpp_with_our_perplexity() {
     let dir = tmp_dir("llama");
     // tiny-llama: llama3 RoPE scaling and permuted q/k rows; tiny-qwen2: biases, tied output.
-    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0"), ("tiny-gemma3", "F16"), ("tiny-gemma3", "Q4_0"), ("tiny-gemma2", "F16"), ("tiny-gemma2", "Q8_0"), ("tiny-phi3", "F16"), ("tiny-phi3", "Q8_0"), ("tiny-gemma3-vl", "Q6_K")] {
+    for (name, t) in [("tiny-llama", "Q8_0"), ("tiny-llama", "Q4_0"), ("tiny-qwen2", "Q5_1"), ("tiny-llama-sharded", "F16"), ("tiny-qwen3", "Q8_0"), ("tiny-spm", "Q8_0"), ("tiny-gemma3", "F16"), ("tiny-gemma3", "Q4_0"), ("tiny-gemma2", "F16"), ("tiny-gemma2", "Q8_0"), ("tiny-phi3", "F16"), ("tiny-phi3", "Q8_0"), ("tiny-gemma3-vl", "Q6_K"), ("tiny-smollm3", "F16"), ("tiny-smollm3", "Q8_0")] {
         let (out, _) = compress(&dir, name, &format!("{name}-{t}.gguf"), &["--type", t]);
         let (k, theirs) = llama_perplexity(&out, 128, 8);
         let ours = triage_ppl(&out, 128, k);
@@ -185,6 +185,30 @@ fn gemma3_without_a_block_keeps_its_windowed_blocks_in_llama_cpp() {
     let (k, theirs) = llama_perplexity(&out, 128, 8);
     let ours = triage_ppl(&out, 128, k);
     assert!((ours - theirs).abs() / theirs < 0.01, "triage {ours} llama.cpp {theirs}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn smollm3_without_blocks_off_llama_cpps_nope_pattern_is_refused() {
+    // llama.cpp takes every fourth block as SmolLM3's NoPE block, by number: removing block 3
+    // (the NoPE block) of four keeps that pattern; removing block 0 moves it, which no key says.
+    let dir = tmp_dir("smollm3-drop");
+    let text = dir.join("calib.txt");
+    std::fs::write(&text, "The nation is at peace and the harvest is good. ".repeat(100)).unwrap();
+    let m = fixture("tiny-smollm3");
+    let plan_path = dir.join("plan.json");
+    ok(triage(&["plan", "--model", s(&m), "--budget", "drop-blocks=1", "--solver", "shortgpt", "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--no-cache", "--out", s(&plan_path)]));
+    let mut plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
+    for (drop, written) in [(3, true), (0, false)] {
+        plan["drop_blocks"] = serde_json::json!([drop]);
+        let edited = dir.join(format!("drop{drop}.json"));
+        std::fs::write(&edited, plan.to_string()).unwrap();
+        let out = dir.join(format!("drop{drop}.gguf"));
+        let o = triage(&["compress", "--model", s(&m), "--plan", s(&edited), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!((o.status.success(), out.exists()), (written, written), "drop {drop}: {err}");
+        assert!(written || err.contains("without RoPE"), "{err}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -34,6 +34,15 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     let mut src = Skeleton::open(&source.path)?;
     let mut file = src.file.take();
     let (mut metadata, infos) = layout(&src, &c.kept_blocks, &|n| c.encoded.qtype(n))?;
+    // llama.cpp runs SmolLM3 without RoPE in every n-th block by number and has no key to list
+    // other blocks: a model whose NoPE blocks are elsewhere (blocks removed) cannot be written.
+    let nope = c.config.arch.facts().nope_interval;
+    if nope > 0 && c.config.nope_layers != crate::model::Config::nope_pattern(nope, c.config.n_layers) {
+        return Err(ExportError::Invalid(format!(
+            "llama.cpp runs {} without RoPE in every {nope}th block, but this model's blocks without RoPE are elsewhere (after removing blocks); write a Hugging Face folder instead",
+            c.config.arch.gguf_name()
+        )));
+    }
     // Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1.
     let cfg = &c.config;
     let permute = |name: &str| -> Option<usize> {

@@ -16,7 +16,7 @@ use crate::compress::encoded::Encoded;
 use crate::compress::pipeline::Compressed;
 use crate::ggml::codec::dequantize;
 use crate::ggml::types::QuantType;
-use crate::model::config::{Arch, Config, RopeLayout};
+use crate::model::config::{Config, RopeLayout};
 use crate::model::gguf_file::{GgufFile, Value};
 use crate::model::hf::hf_name;
 use crate::model::kernels::with_f32;
@@ -140,7 +140,7 @@ fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, fa
                 "rms_norm_eps": shortest_f32(c.rms_norm_eps),
             });
             let act = c.arch.facts().activation.hf_name();
-            j[if c.arch.facts().norm_plus_one { "hidden_activation" } else { "hidden_act" }] = json!(act);
+            j[c.arch.facts().hf_activation_key] = json!(act);
             if c.rope_linear_factor != 1.0 {
                 j["rope_scaling"] = json!({"rope_type": "linear", "factor": shortest_f32(c.rope_linear_factor)});
             }
@@ -153,7 +153,7 @@ fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, fa
                     "attention_factor": shortest_f32(c.rope_attn_factor)});
                 j["original_max_position_embeddings"] = json!(c.rope_original_context);
             }
-            if c.arch.facts().norm_plus_one {
+            if c.arch.facts().hf_query_pre_attn_scalar {
                 let scalar = shortest_f32(c.attention_scale.powi(-2));
                 j["query_pre_attn_scalar"] = if scalar.fract() == 0.0 { json!(scalar as u64) } else { json!(scalar) };
                 j["attn_logit_softcapping"] = json!(c.attn_softcap);
@@ -201,9 +201,11 @@ fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, fa
             obj.remove("_sliding_window_pattern");
         }
     }
-    if c.arch == Arch::Llama {
-        obj.entry("attention_bias").or_insert(json!(false));
-        obj.entry("mlp_bias").or_insert(json!(false));
+    if c.arch.facts().nope_interval > 0 {
+        obj.insert("no_rope_layers".into(), json!(c.nope_layers.iter().map(|&nope| u8::from(!nope)).collect::<Vec<_>>()));
+    }
+    for &k in c.arch.facts().hf_false_keys {
+        obj.entry(k).or_insert(json!(false));
     }
     if let Some(f) = facts {
         for k in ["bos", "eos", "pad"] {

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::LayoutError;
 use crate::ggml::types::QuantType;
-use crate::model::config::{Arch, Config};
+use crate::model::config::Config;
 use crate::model::gguf_file::Value;
 use crate::model::hf::{gguf_name, weight_files};
 use crate::model::Tokenizer;
@@ -140,7 +140,7 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, LayoutError
             continue;
         }
         let mut ne: Vec<u64> = shape.iter().rev().copied().collect();
-        if name == "token_embd.weight" && config.arch == Arch::Gemma3 && ne.len() == 2 {
+        if name == "token_embd.weight" && config.arch.facts().converter_trims_embedding && ne.len() == 2 {
             // The converter drops Gemma 3's embedding rows beyond its vocabulary.
             ne[1] = ne[1].min(gemma3_n_vocab(dir, config)? as u64);
         }
@@ -465,96 +465,40 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     }
     let u32v = |n: usize| Value::U32(n as u32);
     let given = |k: &str| config_json.get(k).is_some_and(|v| !v.is_null());
-    let mut hp: Vec<(&str, Value)> = Vec::new();
-    if config.arch == Arch::Phi3 {
-        // The converter's Phi-3 class writes its own list, in its own order.
-        hp.extend([
-            ("context_length", u32v(config.context_length)),
-            ("rope.scaling.original_context_length", u32v(config_json.get("original_max_position_embeddings").and_then(Json::as_u64).map_or(config.rope_original_context, |n| n as usize))),
-            ("embedding_length", u32v(config.hidden_size)),
-            ("feed_forward_length", u32v(config.intermediate_size)),
-            ("block_count", u32v(config.n_layers)),
-            ("attention.head_count", u32v(config.n_heads)),
-            ("attention.head_count_kv", u32v(config.n_kv_heads)),
-            ("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)),
-            ("rope.dimension_count", u32v(config.head_dim)),
-            ("rope.freq_base", Value::F32(config.rope_theta as f32)),
-            ("", Value::U32(0)),
-            ("attention.sliding_window", u32v(config_json.get("sliding_window").and_then(Json::as_u64).unwrap_or(0) as usize)),
-        ]);
-    } else if config.arch == Arch::Gemma2 {
-        // The converter's Gemma 2 class writes its own list, in its own order.
-        hp.extend([
-            ("context_length", u32v(config.context_length)),
-            ("embedding_length", u32v(config.hidden_size)),
-            ("block_count", u32v(config.n_layers)),
-            ("feed_forward_length", u32v(config.intermediate_size)),
-            ("attention.head_count", u32v(config.n_heads)),
-            ("attention.head_count_kv", u32v(config.n_kv_heads)),
-            ("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)),
-            ("attention.key_length", u32v(config.head_dim)),
-            ("attention.value_length", u32v(config.head_dim)),
-            ("", Value::U32(0)),
-            ("attn_logit_softcapping", Value::F32(config.attn_softcap.unwrap_or(0.0) as f32)),
-            ("final_logit_softcapping", Value::F32(config.final_softcap.unwrap_or(0.0) as f32)),
-            ("attention.sliding_window", u32v(config.sliding_window.unwrap_or(0))),
-        ]);
-    } else {
-        hp.extend([
-            ("block_count", u32v(config.n_layers)),
-            ("context_length", u32v(config.context_length)),
-            ("embedding_length", u32v(config.hidden_size)),
-            ("feed_forward_length", u32v(config.intermediate_size)),
-            ("attention.head_count", u32v(config.n_heads)),
-        ]);
-        if given("num_key_value_heads") {
-            hp.push(("attention.head_count_kv", u32v(config.n_kv_heads)));
-        }
-        if config.rope_linear_factor != 1.0 {
-            hp.push(("rope.scaling.type", Value::String("linear".into())));
-            hp.push(("rope.scaling.factor", Value::F32(config.rope_linear_factor as f32)));
-        }
-        let rope_theta_given = config_json.get("rope_theta").and_then(Json::as_f64).is_some()
-            || config_json.get("rope_parameters").and_then(|p| p.get("full_attention").unwrap_or(p).get("rope_theta")).and_then(Json::as_f64).is_some();
-        if rope_theta_given {
-            hp.push(("rope.freq_base", Value::F32(config.rope_theta as f32)));
-        }
-        let swa_given = given("rope_local_base_freq") || config_json.get("rope_parameters").and_then(|p| p.get("sliding_attention")).is_some();
-        if let Some(t) = config.rope_theta_swa.filter(|_| swa_given) {
-            hp.push(("rope.freq_base_swa", Value::F32(t as f32)));
-        }
-        if given("rms_norm_eps") {
-            hp.push(("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)));
-        }
-        if given("head_dim") {
-            hp.push(("attention.key_length", u32v(config.head_dim)));
-            hp.push(("attention.value_length", u32v(config.head_dim)));
-        }
-        // The file type's place; the writer sets its value.
-        hp.push(("", Value::U32(0)));
-        if config.arch == Arch::Gemma3 {
-            // The converter's Gemma 3 class sets these again, with its defaults (in place when
-            // set above).
-            hp.extend([
-                ("context_length", u32v(config.context_length)),
-                ("attention.head_count", u32v(config.n_heads)),
-                ("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)),
-                ("attention.key_length", u32v(config.head_dim)),
-                ("attention.value_length", u32v(config.head_dim)),
-                ("rope.freq_base", Value::F32(config.rope_theta as f32)),
-            ]);
-            if let Some(c) = config.final_softcap {
-                hp.push(("final_logit_softcapping", Value::F32(c as f32)));
-            }
-            if config_json.get("sliding_window_pattern").and_then(Json::as_u64) != Some(1) {
-                hp.push(("attention.sliding_window", u32v(config.sliding_window.unwrap_or(0))));
-            }
-            if !given("num_key_value_heads") {
-                hp.push(("attention.head_count_kv", u32v(config.n_kv_heads)));
-            }
-        }
+    // The list of the converter's base class; an architecture's row may make it its own.
+    let mut hp: Vec<(&str, Value)> = vec![
+        ("block_count", u32v(config.n_layers)),
+        ("context_length", u32v(config.context_length)),
+        ("embedding_length", u32v(config.hidden_size)),
+        ("feed_forward_length", u32v(config.intermediate_size)),
+        ("attention.head_count", u32v(config.n_heads)),
+    ];
+    if given("num_key_value_heads") {
+        hp.push(("attention.head_count_kv", u32v(config.n_kv_heads)));
     }
-    for (k, v) in hp {
+    if config.rope_linear_factor != 1.0 {
+        hp.push(("rope.scaling.type", Value::String("linear".into())));
+        hp.push(("rope.scaling.factor", Value::F32(config.rope_linear_factor as f32)));
+    }
+    let rope_theta_given = config_json.get("rope_theta").and_then(Json::as_f64).is_some()
+        || config_json.get("rope_parameters").and_then(|p| p.get("full_attention").unwrap_or(p).get("rope_theta")).and_then(Json::as_f64).is_some();
+    if rope_theta_given {
+        hp.push(("rope.freq_base", Value::F32(config.rope_theta as f32)));
+    }
+    let swa_given = given("rope_local_base_freq") || config_json.get("rope_parameters").and_then(|p| p.get("sliding_attention")).is_some();
+    if let Some(t) = config.rope_theta_swa.filter(|_| swa_given) {
+        hp.push(("rope.freq_base_swa", Value::F32(t as f32)));
+    }
+    if given("rms_norm_eps") {
+        hp.push(("attention.layer_norm_rms_epsilon", Value::F32(config.rms_norm_eps as f32)));
+    }
+    if given("head_dim") {
+        hp.push(("attention.key_length", u32v(config.head_dim)));
+        hp.push(("attention.value_length", u32v(config.head_dim)));
+    }
+    // The file type's place; the writer sets its value.
+    hp.push(("", Value::U32(0)));
+    for (k, v) in (config.arch.facts().converter_hparams)(config, &config_json, hp) {
         match k {
             "" => md.push(("general.file_type".into(), v)),
             k => set(&mut md, &format!("{arch}.{k}"), v),
@@ -606,7 +550,7 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
         let tj = read_json_opt(&tok_path)?;
         sentencepiece_vocab(dir, config, tc.as_ref(), md)?;
         special_vocab(dir, tj.as_ref(), tc, config_json, Some(config.vocab_size), md)?;
-        if config.arch.facts().norm_plus_one {
+        if config.arch.facts().converter_spm_no_space_prefix {
             // Gemma's SentencePiece prepends no space.
             set(md, "tokenizer.ggml.add_space_prefix", Value::Bool(false));
         }
@@ -717,7 +661,7 @@ fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut 
     }
     // The converter's Phi-3 class: added tokens kept as written, CONTROL only when special, and
     // tokenizer.json's added tokens too.
-    let phi3 = config.arch == Arch::Phi3;
+    let phi3 = config.arch.facts().converter_added_tokens_as_written;
     let mut add = |id: usize, data: &Json| {
         let Some(content) = data.get("content").and_then(Json::as_str).filter(|_| id < n) else { return };
         let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);

@@ -18,6 +18,7 @@ pub enum Arch {
     Gemma2,
     Gemma3,
     Phi3,
+    SmolLM3,
 }
 
 /// The activation of the MLP's gate: `down(act(gate(x)) ⊙ up(x))`.
@@ -37,6 +38,32 @@ impl Activation {
             Activation::GeluTanh => "gelu_pytorch_tanh",
         }
     }
+}
+
+/// How the GGUF loader reads an optional hyper-parameter of one architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufOptional {
+    /// Not read: the architecture has none.
+    Absent,
+    /// The key's value, else the default of the architecture's config.json class
+    /// ([`HF_DEFAULTS`], under the config.json name), which llama.cpp assumes too.
+    OrDefault,
+    /// The key's value where it is there and not 0; none otherwise.
+    NonZero,
+}
+
+/// The hyper-parameters (`<arch>.` key suffix, value; `""` for `general.file_type`'s place) that
+/// llama.cpp's converter writes, in its order: a row's [`ArchFacts::converter_hparams`] takes the
+/// common list and gives the architecture's.
+pub type Hparams = Vec<(&'static str, super::gguf_file::Value)>;
+
+/// A row's [`ArchFacts::converter_hparams`]: from the model, its config.json (with its class's
+/// defaults) and the common list.
+pub type ConverterHparams = fn(&Config, &serde_json::Value, Hparams) -> Hparams;
+
+/// The common list as it is.
+fn common_hparams(_: &Config, _: &serde_json::Value, hp: Hparams) -> Hparams {
+    hp
 }
 
 /// Everything that distinguishes one architecture: names in each format, the block's extras,
@@ -79,6 +106,42 @@ pub struct ArchFacts {
     /// Phi-3: q, k and v are one linear (`attn_qkv`), gate and up one (`ffn_up`, gate's rows
     /// first), in both formats.
     pub fused: bool,
+    /// config.json's `sliding_window` (when below the context) covers every block (Mistral,
+    /// Phi-3). Where this is false and there is no [`Self::swa_pattern`], a window that
+    /// config.json turns on (`use_sliding_window`) is refused.
+    pub window_every_block: bool,
+    /// GGUF `attention.sliding_window` (llama.cpp runs a window only where `swa_pattern` > 0).
+    pub gguf_sliding_window: GgufOptional,
+    /// Gemma 2's soft cap on the attention scores (GGUF `attn_logit_softcapping`); config.json's
+    /// is refused where this is `Absent`.
+    pub attn_softcap: GgufOptional,
+    /// The soft cap on the logits (GGUF `final_logit_softcapping`).
+    pub final_softcap: GgufOptional,
+    /// Gemma 3: the windowed blocks have their own RoPE base (GGUF `rope.freq_base_swa`,
+    /// config.json `rope_local_base_freq`; [`HF_DEFAULTS`]' where neither says).
+    pub rope_theta_swa: bool,
+    /// llama.cpp scales queries by 1/√(hidden/heads) rather than 1/√head_dim in models of this
+    /// many blocks (Gemma's 27B, as their `query_pre_attn_scalar` says).
+    pub gguf_wide_query_scale_blocks: Option<usize>,
+    /// config.json's name for the activation (`hidden_act`; Gemma's `hidden_activation`).
+    pub hf_activation_key: &'static str,
+    /// config.json states the attention scale as `query_pre_attn_scalar`, written with both
+    /// soft caps (null where none).
+    pub hf_query_pre_attn_scalar: bool,
+    /// config.json keys written `false` when the source does not set them.
+    pub hf_false_keys: &'static [&'static str],
+    /// Gemma 3: the converter drops the embedding rows beyond the vocabulary.
+    pub converter_trims_embedding: bool,
+    /// Gemma: the converter writes `add_space_prefix` false for a SentencePiece vocabulary.
+    pub converter_spm_no_space_prefix: bool,
+    /// Phi-3: the converter keeps a SentencePiece vocabulary's added tokens as written (CONTROL
+    /// only when special) and reads tokenizer.json's added tokens too.
+    pub converter_added_tokens_as_written: bool,
+    /// The converter class's own list of hyper-parameters (see [`Hparams`]).
+    pub converter_hparams: ConverterHparams,
+    /// SmolLM3: every `n`-th block (counting from 1) runs without RoPE, as llama.cpp assumes for
+    /// the architecture; config.json lists them (`no_rope_layers`). 0: every block rotates.
+    pub nope_interval: usize,
 }
 
 const GEMMA_PARTS: &[(&str, &str)] = &[
@@ -104,14 +167,30 @@ const LLAMA_LIKE: ArchFacts = ArchFacts {
     swa_pattern: 0,
     tied_by_default: false,
     fused: false,
+    window_every_block: false,
+    gguf_sliding_window: GgufOptional::Absent,
+    attn_softcap: GgufOptional::Absent,
+    final_softcap: GgufOptional::Absent,
+    rope_theta_swa: false,
+    gguf_wide_query_scale_blocks: None,
+    hf_activation_key: "hidden_act",
+    hf_query_pre_attn_scalar: false,
+    hf_false_keys: &[],
+    converter_trims_embedding: false,
+    converter_spm_no_space_prefix: false,
+    converter_added_tokens_as_written: false,
+    converter_hparams: common_hparams,
+    nope_interval: 0,
 };
 
-pub const ARCHS: [ArchFacts; 6] = [
+pub const ARCHS: [ArchFacts; 7] = [
     ArchFacts {
         hf_classes: &["LlamaForCausalLM", "MistralForCausalLM"],
         model_types: &["llama", "mistral"],
         gguf_rope_interleaved: true,
         llama_converter: true,
+        window_every_block: true,
+        hf_false_keys: &["attention_bias", "mlp_bias"],
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -142,6 +221,14 @@ pub const ARCHS: [ArchFacts; 6] = [
         hf_parts: GEMMA_PARTS,
         swa_pattern: 2,
         tied_by_default: true,
+        gguf_sliding_window: GgufOptional::OrDefault,
+        attn_softcap: GgufOptional::OrDefault,
+        final_softcap: GgufOptional::OrDefault,
+        gguf_wide_query_scale_blocks: Some(46),
+        hf_activation_key: "hidden_activation",
+        hf_query_pre_attn_scalar: true,
+        converter_spm_no_space_prefix: true,
+        converter_hparams: super::archs::gemma2::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -158,6 +245,15 @@ pub const ARCHS: [ArchFacts; 6] = [
         hf_parts: GEMMA_PARTS,
         swa_pattern: 6,
         tied_by_default: true,
+        gguf_sliding_window: GgufOptional::NonZero,
+        final_softcap: GgufOptional::NonZero,
+        rope_theta_swa: true,
+        gguf_wide_query_scale_blocks: Some(62),
+        hf_activation_key: "hidden_activation",
+        hf_query_pre_attn_scalar: true,
+        converter_trims_embedding: true,
+        converter_spm_no_space_prefix: true,
+        converter_hparams: super::archs::gemma3::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -167,6 +263,21 @@ pub const ARCHS: [ArchFacts; 6] = [
         model_types: &["phi3"],
         hf_parts: &[("attn_qkv", "self_attn.qkv_proj"), ("ffn_up", "mlp.gate_up_proj")],
         fused: true,
+        window_every_block: true,
+        converter_added_tokens_as_written: true,
+        converter_hparams: super::archs::phi3::converter_hparams,
+        ..LLAMA_LIKE
+    },
+    ArchFacts {
+        arch: Arch::SmolLM3,
+        gguf: "smollm3",
+        hf_classes: &["SmolLM3ForCausalLM"],
+        model_types: &["smollm3"],
+        // Converted by the converter's llama class, under its own name.
+        gguf_rope_interleaved: true,
+        llama_converter: true,
+        tied_by_default: true,
+        nope_interval: 4,
         ..LLAMA_LIKE
     },
 ];
@@ -200,6 +311,14 @@ impl Arch {
         })
     }
 
+    /// What this architecture's config.json class takes for `key` when config.json leaves it
+    /// out ([`HF_DEFAULTS`] of the first `model_type`).
+    pub fn hf_default(self, key: &str) -> Option<f64> {
+        let model_type = self.facts().model_types.first()?;
+        let (_, defaults) = HF_DEFAULTS.iter().find(|(t, _)| t == model_type)?;
+        defaults.iter().find(|(k, _)| *k == key).map(|&(_, v)| v).filter(|v| !v.is_nan())
+    }
+
     /// Whether q/k/v projections carry biases.
     pub fn qkv_bias(self) -> bool {
         self.facts().qkv_bias
@@ -214,7 +333,7 @@ pub const DERIVED: f64 = f64::NAN;
 /// when config.json leaves them out — llama.cpp's converter reads config.json through it, so
 /// these also decide which keys it writes. (Gemma 3's vision-language checkpoints give only
 /// what differs from these.)
-pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 7] = [
+pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 8] = [
     ("llama", &[("vocab_size", 32000.0), ("hidden_size", 4096.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 32.0),
         ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("head_dim", DERIVED), ("max_position_embeddings", 2048.0),
         ("rms_norm_eps", 1e-6), ("rope_theta", 10000.0)]),
@@ -238,6 +357,9 @@ pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 7] = [
     ("phi3", &[("vocab_size", 32064.0), ("hidden_size", 3072.0), ("intermediate_size", 8192.0), ("num_hidden_layers", 32.0),
         ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("max_position_embeddings", 4096.0), ("rms_norm_eps", 1e-5),
         ("rope_theta", 10000.0)]),
+    ("smollm3", &[("vocab_size", 128256.0), ("hidden_size", 2048.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 36.0),
+        ("num_attention_heads", 16.0), ("num_key_value_heads", 4.0), ("max_position_embeddings", 32768.0), ("rms_norm_eps", 1e-6),
+        ("rope_theta", 2_000_000.0)]),
 ];
 
 /// `json` (a config.json) with the defaults of its `model_type` filled in where it says nothing.
@@ -315,6 +437,8 @@ pub struct Config {
     pub sliding_layers: Vec<bool>,
     /// The RoPE base of the windowed blocks where it differs from `rope_theta` (Gemma 3).
     pub rope_theta_swa: Option<f64>,
+    /// The blocks that run without RoPE (SmolLM3's NoPE blocks); empty: none.
+    pub nope_layers: Vec<bool>,
     /// Linear RoPE scaling of the global blocks: positions are divided by it (1: none).
     pub rope_linear_factor: f64,
     /// The factor on q·kᵀ before the softmax: 1/√head_dim unless the model sets its own
@@ -359,10 +483,27 @@ impl Config {
         self.sliding_window.filter(|_| self.is_sliding(i))
     }
 
+    /// Whether block `i` rotates its queries and keys.
+    pub fn rotates(&self, i: usize) -> bool {
+        !self.nope_layers.get(i).copied().unwrap_or(false)
+    }
+
+    /// The NoPE flags of `n` blocks when every `interval`-th block runs without RoPE (0: none
+    /// does, no flags).
+    pub fn nope_pattern(interval: usize, n: usize) -> Vec<bool> {
+        if interval == 0 {
+            return Vec::new();
+        }
+        (0..n).map(|i| (i + 1) % interval == 0).collect()
+    }
+
     /// Keeps the per-block facts of the blocks in `kept` (after depth pruning).
     pub fn keep_blocks(&mut self, kept: &[usize]) {
         if !self.sliding_layers.is_empty() {
             self.sliding_layers = kept.iter().map(|&i| self.sliding_layers[i]).collect();
+        }
+        if !self.nope_layers.is_empty() {
+            self.nope_layers = kept.iter().map(|&i| self.nope_layers[i]).collect();
         }
         self.n_layers = kept.len();
     }
@@ -411,6 +552,9 @@ impl Config {
         }
         if self.sliding_window == Some(0) {
             return bad("sliding window of 0 tokens".into());
+        }
+        if !self.nope_layers.is_empty() && self.nope_layers.len() != self.n_layers {
+            return bad(format!("{} NoPE flags for {} layers", self.nope_layers.len(), self.n_layers));
         }
         let positive = [
             ("RoPE base of the windowed layers", self.rope_theta_swa),
@@ -534,6 +678,12 @@ pub struct HfConfig {
     pub original_max_position_embeddings: Option<usize>,
     #[serde(default)]
     pub partial_rotary_factor: Option<f64>,
+    /// SmolLM3: 1 for each block that rotates, 0 for a NoPE block.
+    #[serde(default)]
+    pub no_rope_layers: Option<Vec<i64>>,
+    /// SmolLM3: every n-th block is NoPE where `no_rope_layers` is not given.
+    #[serde(default)]
+    pub no_rope_layer_interval: Option<usize>,
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default)]
@@ -577,12 +727,12 @@ impl HfConfig {
         // Mistral's sliding window covers every block; Gemma's the blocks of its pattern; Qwen's,
         // which covers some blocks by another rule, is refused.
         let window = self.sliding_window.as_ref().and_then(|v| v.as_u64()).map(|w| w as usize);
-        let (sliding_window, sliding_layers) = match arch {
-            Arch::Qwen2 | Arch::Qwen3 if self.use_sliding_window && window.is_some() => {
+        let (sliding_window, sliding_layers) = match (facts.swa_pattern, facts.window_every_block) {
+            (0, false) if self.use_sliding_window && window.is_some() => {
                 return Err(ModelError::UnsupportedArchitecture(format!("{} with sliding-window attention", arch.gguf_name())));
             }
-            Arch::Llama | Arch::Phi3 => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
-            Arch::Gemma2 | Arch::Gemma3 => {
+            (0, true) => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
+            (p, _) if p > 0 => {
                 let layers = match (&self.layer_types, self.sliding_window_pattern) {
                     (Some(types), _) => {
                         if types.len() != n {
@@ -607,16 +757,26 @@ impl HfConfig {
         if sliding_window == Some(0) {
             return Err(ModelError::InvalidConfig("sliding_window is 0".into()));
         }
+        let nope_layers = match (&self.no_rope_layers, facts.nope_interval) {
+            (_, 0) => Vec::new(),
+            (Some(flags), _) if flags.len() < n => {
+                return Err(ModelError::InvalidConfig(format!("{} no_rope_layers for {n} layers", flags.len())));
+            }
+            (Some(flags), _) => flags[..n].iter().map(|&f| f == 0).collect(),
+            (None, interval) => Config::nope_pattern(self.no_rope_layer_interval.unwrap_or(interval), n),
+        };
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1));
         // transformers 5 keeps RoPE in `rope_parameters`, per layer type where they differ.
         let params = self.rope_parameters.as_ref().filter(|p| p.is_object());
         let global = params.map(|p| p.get("full_attention").unwrap_or(p));
         let theta_of = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64);
         let rope_theta = self.rope_theta.or_else(|| theta_of(global)).unwrap_or(10000.0);
-        let rope_theta_swa = match arch {
-            Arch::Gemma3 => Some(self.rope_local_base_freq.or_else(|| theta_of(params.and_then(|p| p.get("sliding_attention")))).unwrap_or(10000.0)),
-            _ => None,
-        };
+        let rope_theta_swa = facts.rope_theta_swa.then(|| {
+            self.rope_local_base_freq
+                .or_else(|| theta_of(params.and_then(|p| p.get("sliding_attention"))))
+                .or_else(|| arch.hf_default("rope_local_base_freq"))
+                .unwrap_or(10000.0)
+        });
         // transformers 5 states "rope_type": "default" for plain RoPE; anything else is scaling.
         let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or_else(|| {
             global.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
@@ -654,12 +814,13 @@ impl HfConfig {
             sliding_window,
             sliding_layers,
             rope_theta_swa,
+            nope_layers,
             rope_linear_factor,
             attention_scale: self.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5),
-            attn_softcap: self.attn_logit_softcapping.filter(|_| arch == Arch::Gemma2),
+            attn_softcap: self.attn_logit_softcapping.filter(|_| facts.attn_softcap != GgufOptional::Absent),
             final_softcap: self.final_logit_softcapping,
         };
-        if self.attn_logit_softcapping.is_some() && arch != Arch::Gemma2 {
+        if self.attn_logit_softcapping.is_some() && facts.attn_softcap == GgufOptional::Absent {
             return Err(ModelError::UnsupportedArchitecture(format!("{} with attn_logit_softcapping", arch.gguf_name())));
         }
         if let (Some(v), Some("longrope" | "su")) = (scaling, scaling_kind) {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::config::{Arch, Config, RopeLayout};
+use super::config::{Arch, Config, GgufOptional, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
 use super::store::Store;
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
@@ -92,14 +92,23 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
     // Filled by the loader once tensors are read.
     let rope_freq_factors = (gguf.tensor("rope_freqs.weight").is_some() || gguf.tensor("rope_factors_short.weight").is_some()).then(Vec::new);
     let rope_long_factors = gguf.tensor("rope_factors_long.weight").is_some().then(Vec::new);
+    let facts = arch.facts();
+    // An optional key as the architecture's row says: its value, else its config.json class's
+    // default (which llama.cpp assumes too), or none where 0 or absent.
+    // (`k` is read only where the row has it, as an integer where `integer`.)
+    let optional = |k: &str, how: GgufOptional, hf_key: &str, integer: bool| -> Result<Option<f64>> {
+        if how == GgufOptional::Absent {
+            return Ok(None);
+        }
+        let v = if integer { md_u64(md, &key(k))?.map(|v| v as f64) } else { md_f64(md, &key(k))? };
+        Ok(match how {
+            GgufOptional::OrDefault => v.or_else(|| arch.hf_default(hf_key)),
+            _ => v.filter(|&v| v != 0.0),
+        })
+    };
     // Gemma's sliding window covers llama.cpp's default pattern of blocks unless the file
     // lists its own (`attention.sliding_window_pattern`, an array of booleans).
-    // Gemma 2 always has one, 4096 tokens unless the file says.
-    let sliding_window = match arch {
-        Arch::Gemma2 => Some(md_u64(md, &key("attention.sliding_window"))?.unwrap_or(4096) as usize),
-        Arch::Gemma3 => md_u64(md, &key("attention.sliding_window"))?.filter(|&w| w > 0).map(|w| w as usize),
-        _ => None,
-    };
+    let sliding_window = optional("attention.sliding_window", facts.gguf_sliding_window, "sliding_window", true)?.map(|w| w as usize);
     let sliding_layers = match md.get(&key("attention.sliding_window_pattern")) {
         Some(Value::Array(flags)) if sliding_window.is_some() => flags
             .iter()
@@ -125,7 +134,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
     };
     // llama.cpp's Gemma scales queries by 1/√head_dim, except in its 27B models (46 blocks for Gemma 2, 62 for Gemma 3)
     // by 1/√(hidden/heads), as their `query_pre_attn_scalar` says.
-    let gemma_27b = matches!((arch, n_layers), (Arch::Gemma2, 46) | (Arch::Gemma3, 62));
+    let gemma_27b = facts.gguf_wide_query_scale_blocks == Some(n_layers);
     let attention_scale = if gemma_27b { (hidden_size / n_heads.max(1)) as f64 } else { head_dim as f64 }.powf(-0.5);
     Ok(Config {
         arch,
@@ -141,7 +150,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
             &key("attention.layer_norm_rms_epsilon"),
         )?,
         rope_theta: md_f64(md, &key("rope.freq_base"))?.unwrap_or(10000.0),
-        rope_layout: if arch.facts().gguf_rope_interleaved { RopeLayout::Interleaved } else { RopeLayout::HalfSplit },
+        rope_layout: if facts.gguf_rope_interleaved { RopeLayout::Interleaved } else { RopeLayout::HalfSplit },
         rope_freq_factors,
         rope_long_factors,
         rope_original_context: md_u64(md, &key("rope.scaling.original_context_length"))?.map_or(0, |n| n as usize),
@@ -150,20 +159,18 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         tie_word_embeddings: gguf.tensor("output.weight").is_none(),
         sliding_window,
         sliding_layers,
-        rope_theta_swa: if arch == Arch::Gemma3 && sliding_window.is_some() {
-            Some(md_f64(md, &key("rope.freq_base_swa"))?.unwrap_or(10000.0))
+        rope_theta_swa: if facts.rope_theta_swa && sliding_window.is_some() {
+            optional("rope.freq_base_swa", GgufOptional::OrDefault, "rope_local_base_freq", false)?
         } else {
             None
         },
+        // llama.cpp's fixed interval: the file has no key for it.
+        nope_layers: Config::nope_pattern(facts.nope_interval, n_layers),
         rope_linear_factor,
         attention_scale,
         // llama.cpp's defaults: Gemma 2 caps at 50 and 30 unless told, Gemma 3 not at all.
-        attn_softcap: if arch == Arch::Gemma2 { Some(md_f64(md, &key("attn_logit_softcapping"))?.unwrap_or(50.0)) } else { None },
-        final_softcap: match arch {
-            Arch::Gemma2 => Some(md_f64(md, &key("final_logit_softcapping"))?.unwrap_or(30.0)),
-            Arch::Gemma3 => md_f64(md, &key("final_logit_softcapping"))?.filter(|&c| c != 0.0),
-            _ => None,
-        },
+        attn_softcap: optional("attn_logit_softcapping", facts.attn_softcap, "attn_logit_softcapping", false)?,
+        final_softcap: optional("final_logit_softcapping", facts.final_softcap, "final_logit_softcapping", false)?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! Tensor names are llama.cpp's GGUF names everywhere (`blk.7.ffn_down.weight`): plans, profiles
 //! and imatrix files key on them, whatever format the model came in.
 
+pub mod archs;
 pub mod capture;
 pub mod config;
 pub mod gguf;

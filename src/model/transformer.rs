@@ -119,8 +119,13 @@ impl Block {
         let (cos, sin) = pos.of_block(config, self.index, t)?;
         // qwen3, Gemma 3: each head RMS-normed before RoPE.
         let eps = config.rms_norm_eps;
-        let q = rope::apply(&optional_norm(heads(q, nh)?, &a.q_norm, eps)?, &cos, &sin, config.rope_layout)?;
-        let k = rope::apply(&optional_norm(heads(k, nkv)?, &a.k_norm, eps)?, &cos, &sin, config.rope_layout)?;
+        let (q, k) = (optional_norm(heads(q, nh)?, &a.q_norm, eps)?, optional_norm(heads(k, nkv)?, &a.k_norm, eps)?);
+        // SmolLM3's NoPE blocks attend without positions.
+        let (q, k) = if config.rotates(self.index) {
+            (rope::apply(&q, &cos, &sin, config.rope_layout)?, rope::apply(&k, &cos, &sin, config.rope_layout)?)
+        } else {
+            (q, k)
+        };
         let v = heads(v, nkv)?;
         let opts = kernels::AttentionOpts {
             scale: config.attention_scale as f32,
