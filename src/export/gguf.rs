@@ -9,7 +9,8 @@ use std::path::Path;
 use crate::compress::pipeline::{renumbered, Compressed};
 use crate::ggml::types::QuantType;
 use crate::model::gguf_file::{self, GgufFile, TensorInfo, Value};
-use crate::model::{Format, RopeLayout};
+use crate::model::tensor_id::gguf_block;
+use crate::model::{Format, RopeLayout, TensorId, TensorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -126,7 +127,7 @@ fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&str) 
         Some((_, Value::String(a))) => a.clone(),
         _ => return Err(ExportError::Invalid("the source has no general.architecture".into())),
     };
-    let n_source_blocks = src.tensors.iter().filter_map(|t| t.name.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
+    let n_source_blocks = src.tensors.iter().filter_map(|t| gguf_block(&t.name)).max().map_or(0, |m| m + 1);
     let mut metadata = Vec::with_capacity(src.metadata.len() + 4);
     for (k, v) in &src.metadata {
         if ["general.quantized_by", "triage.bits_per_weight"].contains(&k.as_str()) {
@@ -162,7 +163,7 @@ fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&str) 
     }
     let mut tensors = Vec::with_capacity(src.tensors.len());
     for t in &src.tensors {
-        let name = if t.name.starts_with("blk.") {
+        let name = if gguf_block(&t.name).is_some() {
             match renumbered(&t.name, kept_blocks) {
                 Some(n) => n,
                 None => continue,
@@ -236,9 +237,9 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         if source.format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit {
             return None;
         }
-        match name.split('.').nth(2) {
-            Some("attn_q") => Some(cfg.n_heads),
-            Some("attn_k") => Some(cfg.n_kv_heads),
+        match TensorId::parse_gguf(name).map(|id| id.kind) {
+            Some(TensorKind::AttnQ) => Some(cfg.n_heads),
+            Some(TensorKind::AttnK) => Some(cfg.n_kv_heads),
             _ => None,
         }
     };
@@ -249,7 +250,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         summary.tensor_bytes += n;
         summary.n_weights += o.source.n_elements();
         *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += n;
-        if o.name.starts_with("blk.") && o.ne.len() == 2 {
+        if gguf_block(&o.name).is_some() && o.ne.len() == 2 {
             *linear_types.entry(o.qtype).or_default() += n;
         }
     }
