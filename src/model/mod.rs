@@ -354,7 +354,7 @@ pub fn block_linears(config: &Config) -> Vec<(TensorKind, usize, usize)> {
     l
 }
 
-/// Every tensor of block `i` of a model of `config`, by GGUF name, with its shape: the norms,
+/// Every tensor of block `i` of a model of `config` with its shape: the norms,
 /// the linears of [`block_linears`] with their biases where the architecture has them (q, k, v),
 /// and q/k norms and post-norms where it has those.
 pub fn block_tensors(config: &Config, i: usize) -> Vec<(TensorId, Vec<usize>)> {

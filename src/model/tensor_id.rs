@@ -1,7 +1,7 @@
 //! One name for a tensor: its kind (llama.cpp's `LLM_TENSOR_*`), the block (and expert) it
 //! belongs to, and whether it is a weight or a bias. Every GGUF name (`blk.3.attn_q.weight`) and
 //! Hugging Face name (`model.layers.3.self_attn.q_proj.weight`) is read and written here, from
-//! the one table [`NAMES`]; the rest of the crate asks a [`TensorId`] what a name means.
+//! one table (`NAMES`); the rest of the crate asks a [`TensorId`] what a name means.
 
 use std::fmt;
 
@@ -228,7 +228,7 @@ impl TensorId {
         self.kind.is_norm() && self.suffix == Suffix::Weight
     }
 
-    /// The tensor a GGUF name names; None for a name that is not one of [`NAMES`]'s in its
+    /// The tensor a GGUF name names; None for a name that is not one of the name table's in its
     /// canonical spelling (`blk.01.attn_q.weight`, `blk.1`, `token_embd.scale` are none).
     pub fn parse_gguf(name: &str) -> Option<TensorId> {
         let (stem, suffix) = name.rsplit_once('.')?;
