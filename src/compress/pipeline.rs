@@ -20,10 +20,11 @@ use super::prune::{prune_mask, wanda_norms};
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::importance::hessian::{BlockMoments, InputMoments};
-use crate::layout::renumbered;
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
-use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, Weights};
+use crate::layout::renumbered;
+use crate::model::tensor_id::gguf_block;
+use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, TensorId, Weights};
 use super::encoded::Encoded;
 
 /// How quantized weights are rounded onto their GGUF grid.
@@ -237,12 +238,13 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
     drop(runner);
     // Token embedding and a separate output matrix: no calibrated rounding (llama-imatrix has
     // no entries for them either).
-    for name in ["token_embd.weight", "output.weight"] {
-        let Some(spec) = plan.tensors.get(name) else { continue };
+    for id in [TensorId::TOKEN_EMBD, TensorId::OUTPUT] {
+        let name = id.to_string();
+        let Some(spec) = plan.tensors.get(&name) else { continue };
         let t0 = Instant::now();
         let (bytes, zeros, shape) = match (&mut resident, &streamed) {
             (Some(model), _) => {
-                let target = if name == "token_embd.weight" { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
+                let target = if id == TensorId::TOKEN_EMBD { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
                 let (rows, cols) = target.dims2()?;
                 let w = with_f32(target, <[f32]>::to_vec)?;
                 let bytes = quantize(spec.qtype, &w, cols, None);
@@ -256,7 +258,7 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
                 let (rows, cols) = (config.vocab_size, config.hidden_size);
                 let (mut bytes, mut zeros) = (Vec::with_capacity(spec.qtype.bytes(rows * cols)), 0);
                 for start in (0..rows).step_by(EMBEDDING_ROWS) {
-                    let w = s.store.rows(name, start..(start + EMBEDDING_ROWS).min(rows))?;
+                    let w = s.store.rows(&name, start..(start + EMBEDDING_ROWS).min(rows))?;
                     let b = with_f32(&w, |w| quantize(spec.qtype, w, cols, None))?;
                     zeros += dequantize(spec.qtype, &b, w.elem_count()).iter().filter(|&&x| x == 0.0).count();
                     bytes.extend(b);
@@ -266,11 +268,11 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
             (None, None) => unreachable!("a model is resident or streamed"),
         };
         let n = shape[0] * shape[1];
-        report.push(TensorReport { name: name.into(), qtype: spec.qtype.name().into(), shape, sparsity: None, zeros: zeros as f64 / n as f64, rel_error: None, seconds: t0.elapsed().as_secs_f64() });
-        encoded.insert(name.to_string(), spec.qtype, bytes).map_err(io)?;
+        report.push(TensorReport { name: name.clone(), qtype: spec.qtype.name().into(), shape, sparsity: None, zeros: zeros as f64 / n as f64, rel_error: None, seconds: t0.elapsed().as_secs_f64() });
+        encoded.insert(name, spec.qtype, bytes).map_err(io)?;
     }
     let kept_blocks: Vec<usize> = (0..n_blocks).filter(|i| !plan.drop_blocks.contains(i)).collect();
-    encoded.rename(|n| if n.starts_with("blk.") { renumbered(n, &kept_blocks) } else { Some(n.to_string()) });
+    encoded.rename(|n| if gguf_block(n).is_some() { renumbered(n, &kept_blocks) } else { Some(n.to_string()) });
     for r in &mut report {
         r.name = renumbered(&r.name, &kept_blocks).unwrap_or_else(|| r.name.clone());
     }

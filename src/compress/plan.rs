@@ -14,7 +14,8 @@ use serde_json::Value as Json;
 
 use super::gptq::Sparsity;
 use crate::ggml::types::QuantType;
-use crate::model::Config;
+use crate::model::tensor_id::gguf_block;
+use crate::model::{Config, Sublayer, TensorId};
 
 /// What happens to one weight tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,13 +87,13 @@ fn sparsity_name(s: Sparsity) -> String {
 pub fn plannable_tensors(config: &Config) -> BTreeMap<String, (usize, usize)> {
     let mut t = BTreeMap::new();
     let (v, h) = (config.vocab_size, config.hidden_size);
-    t.insert("token_embd.weight".to_string(), (v, h));
+    t.insert(TensorId::TOKEN_EMBD.to_string(), (v, h));
     if !config.tie_word_embeddings {
-        t.insert("output.weight".to_string(), (v, h));
+        t.insert(TensorId::OUTPUT.to_string(), (v, h));
     }
     for i in 0..config.n_layers {
         for (kind, rows, cols) in crate::model::block_linears(config) {
-            t.insert(format!("blk.{i}.{kind}.weight"), (rows, cols));
+            t.insert(TensorId::block(i, kind).to_string(), (rows, cols));
         }
     }
     t
@@ -106,7 +107,7 @@ impl Plan {
     pub fn uniform(config: &Config, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: Option<QuantType>) -> Result<Plan, String> {
         let mut plan = Plan::default();
         for (name, (_, cols)) in plannable_tensors(config) {
-            let is_linear = name.starts_with("blk.");
+            let is_linear = gguf_block(&name).is_some();
             let t = match (is_linear, qtype, embeddings) {
                 (true, Some(t), _) | (false, _, Some(t)) => t,
                 (true, None, _) if sparsity.is_some() => QuantType::F16,
@@ -167,7 +168,7 @@ impl Plan {
     /// Whether linear `k` of block `block` (q, k, v, o: 0–3; gate, up, down: 4–6) belongs to a
     /// removed sublayer.
     pub fn removes_linear(&self, block: usize, name: &str) -> bool {
-        if crate::model::is_attention_linear(name) {
+        if TensorId::parse_gguf(name).and_then(|id| id.kind.sublayer()) == Some(Sublayer::Attention) {
             self.drop_attention.contains(&block)
         } else {
             self.drop_mlp.contains(&block)
@@ -192,7 +193,7 @@ impl Plan {
                 return Err(format!("the plan gives {name} type {}, but its rows of {cols} are not a multiple of {}", spec.qtype, spec.qtype.block_size()));
             }
             match spec.sparsity {
-                Some(s) if !name.starts_with("blk.") && s.share() > 0.0 => {
+                Some(s) if gguf_block(name).is_none() && s.share() > 0.0 => {
                     return Err(format!("the plan gives {name} sparsity {}, but only the blocks' linears are pruned", sparsity_name(s)));
                 }
                 Some(Sparsity::NofM(n, m)) if cols % m != 0 => {

@@ -10,7 +10,8 @@ use crate::compress::pipeline::Compressed;
 use crate::ggml::types::QuantType;
 use crate::layout::{finish_metadata, layout, Skeleton};
 use crate::model::gguf_file;
-use crate::model::{Format, RopeLayout};
+use crate::model::tensor_id::gguf_block;
+use crate::model::{Format, RopeLayout, TensorId, TensorKind};
 
 use super::ExportError;
 
@@ -49,9 +50,9 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         if source.format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit {
             return None;
         }
-        match name.split('.').nth(2) {
-            Some("attn_q") => Some(cfg.n_heads),
-            Some("attn_k") => Some(cfg.n_kv_heads),
+        match TensorId::parse_gguf(name).map(|id| id.kind) {
+            Some(TensorKind::AttnQ) => Some(cfg.n_heads),
+            Some(TensorKind::AttnK) => Some(cfg.n_kv_heads),
             _ => None,
         }
     };
@@ -62,7 +63,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         summary.tensor_bytes += n;
         summary.n_weights += o.source.n_elements();
         *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += n;
-        if o.name.starts_with("blk.") && o.ne.len() == 2 {
+        if gguf_block(&o.name).is_some() && o.ne.len() == 2 {
             *linear_types.entry(o.qtype).or_default() += n;
         }
     }

@@ -18,10 +18,9 @@ use crate::ggml::codec::dequantize;
 use crate::ggml::types::QuantType;
 use crate::model::config::{Config, RopeLayout};
 use crate::model::gguf_file::{GgufFile, Value};
-use crate::model::hf::hf_name;
 use crate::model::kernels::with_f32;
 use crate::model::store::Store;
-use crate::model::{block_tensors, rope, Format, Model, Source, Streamed, Tokenizer};
+use crate::model::{block_linears, block_tensors, rope, Format, Model, Source, Streamed, Suffix, TensorId, TensorKind, Tokenizer};
 
 use super::temp::TempPath;
 
@@ -284,23 +283,22 @@ impl FolderWeights<'_> {
 
     /// Every tensor of the written model by GGUF name (output numbering), with its shape and
     /// where its values come from.
-    fn tensors(&self) -> Vec<(String, Vec<usize>, Data<'_>)> {
+    fn tensors(&self) -> Vec<(TensorId, Vec<usize>, Data<'_>)> {
         match self {
             FolderWeights::Resident(m) => {
-                let mut t: Vec<(String, &Tensor)> = vec![("token_embd.weight".into(), &m.embed), ("output_norm.weight".into(), &m.final_norm)];
+                let mut t: Vec<(TensorId, &Tensor)> = vec![(TensorId::TOKEN_EMBD, &m.embed), (TensorId::OUTPUT_NORM, &m.final_norm)];
                 if let Some(l) = &m.lm_head {
-                    t.push(("output.weight".into(), &l.weight));
+                    t.push((TensorId::OUTPUT, &l.weight));
                 }
                 for b in &m.blocks {
-                    let i = b.index;
+                    let id = |kind| TensorId::block(b.index, kind);
                     for (kind, w) in b.norms() {
-                        t.push((format!("blk.{i}.{kind}.weight"), w));
+                        t.push((id(kind), w));
                     }
-                    for l in b.linears() {
-                        let kind = l.name.split('.').nth(2).unwrap_or_default();
-                        t.push((format!("blk.{i}.{kind}.weight"), &l.weight));
+                    for ((kind, _, _), l) in block_linears(&m.config).into_iter().zip(b.linears()) {
+                        t.push((id(kind), &l.weight));
                         if let Some(bias) = &l.bias {
-                            t.push((format!("blk.{i}.{kind}.bias"), bias));
+                            t.push((id(kind).bias(), bias));
                         }
                     }
                 }
@@ -309,21 +307,22 @@ impl FolderWeights<'_> {
             FolderWeights::Streamed { source, compressed } => {
                 let c = &source.config;
                 let (v, h) = (c.vocab_size, c.hidden_size);
-                let mut t = vec![("token_embd.weight".to_string(), "token_embd.weight".to_string(), vec![v, h]), ("output_norm.weight".into(), "output_norm.weight".into(), vec![h])];
+                // (name in the output, in the source, shape)
+                let mut t = vec![(TensorId::TOKEN_EMBD, TensorId::TOKEN_EMBD, vec![v, h]), (TensorId::OUTPUT_NORM, TensorId::OUTPUT_NORM, vec![h])];
                 if !c.tie_word_embeddings {
-                    t.push(("output.weight".into(), "output.weight".into(), vec![v, h]));
+                    t.push((TensorId::OUTPUT, TensorId::OUTPUT, vec![v, h]));
                 }
                 for (out, &src) in compressed.kept_blocks.iter().enumerate() {
-                    let from = format!("blk.{src}.");
-                    for (name, shape) in block_tensors(c, src) {
-                        t.push((format!("blk.{out}.{}", &name[from.len()..]), name, shape));
+                    for (id, shape) in block_tensors(c, src) {
+                        t.push((id.with_block(out), id, shape));
                     }
                 }
                 t.into_iter()
                     .map(|(out, src, shape)| {
-                        let data = match compressed.encoded.qtype(&out) {
-                            Some(q) => Data::Encoded(&compressed.encoded, out.clone(), q),
-                            None => Data::Stored(&source.store, src),
+                        let name = out.to_string();
+                        let data = match compressed.encoded.qtype(&name) {
+                            Some(q) => Data::Encoded(&compressed.encoded, name, q),
+                            None => Data::Stored(&source.store, src.to_string()),
                         };
                         (out, shape, data)
                     })
@@ -348,12 +347,12 @@ pub fn write_folder(path: &Path, weights: &FolderWeights, kept: &[usize], opts: 
     // Gemma's checkpoints store each norm weight less one.
     let plus_one = c.arch.facts().norm_plus_one;
     let permute = c.rope_layout == RopeLayout::Interleaved;
-    for (gguf, shape, data) in weights.tensors() {
-        let name = hf_name(c.arch, &gguf).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {gguf}"))?;
-        let minus_one = plus_one && gguf.ends_with("norm.weight");
-        let heads = match (permute, gguf.split('.').nth(2)) {
-            (true, Some("attn_q")) if gguf.ends_with(".weight") => Some((c.n_heads, c.head_dim)),
-            (true, Some("attn_k")) if gguf.ends_with(".weight") => Some((c.n_kv_heads, c.head_dim)),
+    for (id, shape, data) in weights.tensors() {
+        let name = id.hf_name(c.arch).ok_or_else(|| anyhow::anyhow!("no Hugging Face name for {id}"))?;
+        let minus_one = plus_one && id.is_norm_weight();
+        let heads = match (permute, id.kind, id.suffix) {
+            (true, TensorKind::AttnQ, Suffix::Weight) => Some((c.n_heads, c.head_dim)),
+            (true, TensorKind::AttnK, Suffix::Weight) => Some((c.n_kv_heads, c.head_dim)),
             _ => None,
         };
         tensors.insert(name, Pending { data, shape, minus_one, heads });

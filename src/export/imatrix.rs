@@ -21,7 +21,7 @@ use candle_core::{Device, Tensor};
 use super::write_atomic;
 use crate::ggml::codec::dequantize;
 use crate::model::gguf_file::GgufFile;
-use crate::model::{block_linears, Config};
+use crate::model::{block_linears, Config, TensorId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImatrixError {
@@ -112,7 +112,7 @@ impl Imatrix {
     pub fn check_against(&self, path: &Path, config: &Config) -> Result<(), ImatrixError> {
         let invalid = |reason: String| ImatrixError::Invalid { path: path.to_path_buf(), reason };
         let linears: Vec<(String, usize)> = (0..config.n_layers)
-            .flat_map(|i| block_linears(config).into_iter().map(move |(kind, _, cols)| (format!("blk.{i}.{kind}.weight"), cols)))
+            .flat_map(|i| block_linears(config).into_iter().map(move |(kind, _, cols)| (TensorId::block(i, kind).to_string(), cols)))
             .collect();
         for (name, cols) in &linears {
             if let Some(e) = self.entries.get(name).filter(|e| e.in_sum2.len() != *cols) {

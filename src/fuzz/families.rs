@@ -15,7 +15,8 @@ use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;
 use crate::model::kernels::with_f32;
-use crate::model::{gguf, hf, Model, Tokenizer};
+use crate::model::tensor_id::gguf_block;
+use crate::model::{gguf, hf, tensor_by_name, Model, Tokenizer};
 use crate::plan::database::{database_tensors, levels, saved_block, Database, Kind, TensorVariants, Variant};
 use crate::plan::evo::{parse_state, SearchState};
 use crate::plan::sealed::seal;
@@ -97,10 +98,10 @@ const CACHE_KEY: &str = "fuzz";
 /// A layer database of the tiny llama's tensors named with `prefix` (every tensor at every
 /// level its rows allow, by round-to-nearest, each level's error its own) in the format
 /// `triage plan` caches.
-fn tiny_database(model: &Model, prefix: &str) -> Result<Database, String> {
+fn tiny_database(model: &Model, block: Option<usize>) -> Result<Database, String> {
     let mut tensors = BTreeMap::new();
-    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None).into_iter().filter(|(n, _)| n.starts_with(prefix)) {
-        let w = tensor_of(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
+    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None).into_iter().filter(|(n, _)| block.is_none_or(|b| gguf_block(n) == Some(b))) {
+        let w = tensor_by_name(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
         let w = with_f32(w, <[f32]>::to_vec).map_err(|e| e.to_string())?;
         let variants = levels(cols, None).into_iter().enumerate().map(|(l, t)| Variant::in_memory(t, 0.0, quantize(t, &w, cols, None), 0.5 / (l + 1) as f64)).collect();
         tensors.insert(name, TensorVariants { rows, cols, variants });
@@ -129,21 +130,12 @@ fn same_database(loaded: &Database, seed: &Database) -> Result<Loaded, String> {
     Ok(Loaded::Valid)
 }
 
-fn tensor_of<'a>(model: &'a Model, name: &str) -> Option<&'a candle_core::Tensor> {
-    match name {
-        "token_embd.weight" => return Some(&model.embed),
-        "output.weight" => return model.lm_head.as_ref().map(|l| &l.weight),
-        _ => {}
-    }
-    model.blocks.iter().flat_map(|b| b.linears()).find(|l| l.name == name).map(|l| &l.weight)
-}
-
 /// The layer-database cache, damaged by `input`: read, then checked against the model's
 /// tensors and levels, as `triage plan` does before it trusts a cached database; what loads
 /// must be what was saved.
 fn database_family(name: &'static str, input: fn(&Seed, &mut Rng) -> Vec<u8>, model: &Arc<Model>, scratch: &Scratch) -> Result<Family, String> {
     let path = scratch.0.join(format!("{name}.gguf"));
-    let saved = tiny_database(model, "")?;
+    let saved = tiny_database(model, None)?;
     saved.save(&path).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let model = Arc::clone(model);
@@ -158,7 +150,7 @@ fn database_family(name: &'static str, input: fn(&Seed, &mut Rng) -> Vec<u8>, mo
 /// A block saved by an interrupted database build (`block-0.gguf` of a `.partial` folder),
 /// damaged in its header or its data, written to a file and read as a resumed build does.
 fn partial_block_family(model: &Model, scratch: Arc<Scratch>) -> Result<Family, String> {
-    let saved = tiny_database(model, "blk.0.")?;
+    let saved = tiny_database(model, Some(0))?;
     let path = scratch.0.join("block-0.gguf");
     saved.save(&path).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -177,7 +169,7 @@ fn partial_block_family(model: &Model, scratch: Arc<Scratch>) -> Result<Family, 
 /// The sensitivity cache (tensor name → ΔKL) of the tiny llama's database; what loads must be
 /// what was saved.
 fn sensitivity_family(model: &Model) -> Result<Family, String> {
-    let db = tiny_database(model, "")?;
+    let db = tiny_database(model, None)?;
     let dkl: BTreeMap<String, f64> = db.tensors.keys().enumerate().map(|(i, k)| (k.clone(), 0.0125 * (i + 1) as f64)).collect();
     let text = seal(&dkl).into_bytes();
     let check = move |_: usize, b: &[u8]| {

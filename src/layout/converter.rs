@@ -25,8 +25,8 @@ use super::LayoutError;
 use crate::ggml::types::QuantType;
 use crate::model::config::Config;
 use crate::model::gguf_file::Value;
-use crate::model::hf::{gguf_name, weight_files};
-use crate::model::Tokenizer;
+use crate::model::hf::weight_files;
+use crate::model::{TensorId, Tokenizer};
 
 /// GGUF `tokenizer.ggml.token_type` values.
 const NORMAL: i32 = 1;
@@ -135,17 +135,17 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, LayoutError
         _ => {}
     }
     for (hf, shape) in safetensors_headers(dir)? {
-        let Some(name) = gguf_name(config.arch, &hf) else { continue };
-        if name == "output.weight" && config.tie_word_embeddings {
+        let Some(id) = TensorId::from_hf(config.arch, &hf) else { continue };
+        if id == TensorId::OUTPUT && config.tie_word_embeddings {
             continue;
         }
         let mut ne: Vec<u64> = shape.iter().rev().copied().collect();
-        if name == "token_embd.weight" && config.arch.facts().converter_trims_embedding && ne.len() == 2 {
+        if id == TensorId::TOKEN_EMBD && config.arch.facts().converter_trims_embedding && ne.len() == 2 {
             // The converter drops Gemma 3's embedding rows beyond its vocabulary.
             ne[1] = ne[1].min(gemma3_n_vocab(dir, config)? as u64);
         }
-        let qtype = if ne.len() <= 1 || name.ends_with("_norm.weight") { QuantType::F32 } else { QuantType::F16 };
-        out.push(HfTensor { name, ne, qtype });
+        let qtype = if ne.len() <= 1 || id.is_norm_weight() { QuantType::F32 } else { QuantType::F16 };
+        out.push(HfTensor { name: id.to_string(), ne, qtype });
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::ggml::types::QuantType;
 use crate::model::gguf_file::{self, GgufFile, TensorInfo, Value};
+use crate::model::tensor_id::{gguf_block, gguf_in_block};
 
 /// A source whose GGUF cannot be laid out: the file system's error, or what it holds that a GGUF
 /// cannot say.
@@ -23,10 +24,8 @@ pub enum LayoutError {
 
 /// `blk.{old}.…` → `blk.{new}.…` for a kept block; None for names outside blocks.
 pub fn renumbered(name: &str, kept: &[usize]) -> Option<String> {
-    let (idx, rest) = name.strip_prefix("blk.")?.split_once('.')?;
-    let old: usize = idx.parse().ok()?;
-    let new = kept.iter().position(|&k| k == old)?;
-    Some(format!("blk.{new}.{rest}"))
+    let old = gguf_block(name)?;
+    gguf_in_block(name, kept.iter().position(|&k| k == old)?)
 }
 
 /// llama.cpp's `general.file_type` (LLAMA_FTYPE_MOSTLY_*) for a model mostly of type `t`.
@@ -132,7 +131,7 @@ pub fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&s
         Some((_, Value::String(a))) => a.clone(),
         _ => return Err(LayoutError::Invalid("the source has no general.architecture".into())),
     };
-    let n_source_blocks = src.tensors.iter().filter_map(|t| t.name.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
+    let n_source_blocks = src.tensors.iter().filter_map(|t| gguf_block(&t.name)).max().map_or(0, |m| m + 1);
     let mut metadata = Vec::with_capacity(src.metadata.len() + 4);
     for (k, v) in &src.metadata {
         if ["general.quantized_by", "triage.bits_per_weight"].contains(&k.as_str()) {
@@ -168,7 +167,7 @@ pub fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&s
     }
     let mut tensors = Vec::with_capacity(src.tensors.len());
     for t in &src.tensors {
-        let name = if t.name.starts_with("blk.") {
+        let name = if gguf_block(&t.name).is_some() {
             match renumbered(&t.name, kept_blocks) {
                 Some(n) => n,
                 None => continue,

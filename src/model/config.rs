@@ -96,8 +96,6 @@ pub struct ArchFacts {
     /// Gemma 2/3: an RMSNorm on the attention's and the MLP's outputs before each residual add
     /// (`post_attention_norm`, `post_ffw_norm`).
     pub post_norms: bool,
-    /// Block parts whose Hugging Face names differ from llama's: (GGUF part, HF part).
-    pub hf_parts: &'static [(&'static str, &'static str)],
     /// The sliding-window layers of llama.cpp's default pattern: every `n`-th block is global,
     /// the others windowed (0: llama.cpp runs no window for this architecture).
     pub swa_pattern: usize,
@@ -144,12 +142,6 @@ pub struct ArchFacts {
     pub nope_interval: usize,
 }
 
-const GEMMA_PARTS: &[(&str, &str)] = &[
-    ("post_attention_norm", "post_attention_layernorm"),
-    ("ffn_norm", "pre_feedforward_layernorm"),
-    ("post_ffw_norm", "post_feedforward_layernorm"),
-];
-
 const LLAMA_LIKE: ArchFacts = ArchFacts {
     arch: Arch::Llama,
     gguf: "llama",
@@ -163,7 +155,6 @@ const LLAMA_LIKE: ArchFacts = ArchFacts {
     norm_plus_one: false,
     embed_scale: false,
     post_norms: false,
-    hf_parts: &[],
     swa_pattern: 0,
     tied_by_default: false,
     fused: false,
@@ -218,7 +209,6 @@ pub const ARCHS: [ArchFacts; 7] = [
         norm_plus_one: true,
         embed_scale: true,
         post_norms: true,
-        hf_parts: GEMMA_PARTS,
         swa_pattern: 2,
         tied_by_default: true,
         gguf_sliding_window: GgufOptional::OrDefault,
@@ -242,7 +232,6 @@ pub const ARCHS: [ArchFacts; 7] = [
         norm_plus_one: true,
         embed_scale: true,
         post_norms: true,
-        hf_parts: GEMMA_PARTS,
         swa_pattern: 6,
         tied_by_default: true,
         gguf_sliding_window: GgufOptional::NonZero,
@@ -261,7 +250,6 @@ pub const ARCHS: [ArchFacts; 7] = [
         gguf: "phi3",
         hf_classes: &["Phi3ForCausalLM"],
         model_types: &["phi3"],
-        hf_parts: &[("attn_qkv", "self_attn.qkv_proj"), ("ffn_up", "mlp.gate_up_proj")],
         fused: true,
         window_every_block: true,
         converter_added_tokens_as_written: true,
@@ -464,7 +452,7 @@ impl Config {
         let facts = self.arch.facts();
         let block: usize = super::block_linears(self)
             .iter()
-            .map(|&(kind, rows, cols)| rows * cols + if self.arch.qkv_bias() && kind != "attn_output" && kind.starts_with("attn_") { rows } else { 0 })
+            .map(|&(kind, rows, cols)| rows * cols + if self.arch.qkv_bias() && kind.is_attention_input() { rows } else { 0 })
             .sum::<usize>()
             + 2 * h
             + if facts.qk_norm { 2 * hd } else { 0 }

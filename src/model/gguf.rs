@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use super::config::{Arch, Config, GgufOptional, RopeLayout};
 use super::gguf_file::{GgufError, GgufFile, Value};
 use super::store::Store;
-use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
+use super::{assemble, in_file, Format, Model, ModelError, Result, Source, TensorId, Tokenizer};
 use crate::ggml::codec::dequantize;
 
 /// The model error for a GGUF header that `path` could not give.
@@ -84,10 +84,11 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         Some(v) => v as usize,
         None => hidden_size / n_heads.max(1),
     };
-    let vocab_size = match gguf.tensor("token_embd.weight") {
+    let embd = TensorId::TOKEN_EMBD.to_string();
+    let vocab_size = match gguf.tensor(&embd) {
         Some(info) if info.ne.len() == 2 => info.shape()[0],
-        Some(info) => return Err(ModelError::InvalidConfig(format!("token_embd.weight has {} dimensions, not 2", info.ne.len()))),
-        None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
+        Some(info) => return Err(ModelError::InvalidConfig(format!("{embd} has {} dimensions, not 2", info.ne.len()))),
+        None => return Err(ModelError::MissingTensor(embd)),
     };
     // Filled by the loader once tensors are read.
     let rope_freq_factors = (gguf.tensor("rope_freqs.weight").is_some() || gguf.tensor("rope_factors_short.weight").is_some()).then(Vec::new);
@@ -156,7 +157,7 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         rope_original_context: md_u64(md, &key("rope.scaling.original_context_length"))?.map_or(0, |n| n as usize),
         rope_attn_factor: md_f64(md, &key("rope.scaling.attn_factor"))?.unwrap_or(1.0),
         context_length: u("context_length")?,
-        tie_word_embeddings: gguf.tensor("output.weight").is_none(),
+        tie_word_embeddings: gguf.tensor(&TensorId::OUTPUT.to_string()).is_none(),
         sliding_window,
         sliding_layers,
         rope_theta_swa: if facts.rope_theta_swa && sliding_window.is_some() {

@@ -6,63 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 
-use super::config::{Arch, Config, HfConfig};
+use super::config::{Config, HfConfig};
 use super::store::{Safetensors, Store};
-use super::{assemble, in_file, Format, Model, ModelError, Result, Source, Tokenizer};
-
-/// GGUF names and their Hugging Face counterparts: whole names, then the per-block parts
-/// (`blk.N.<gguf>.<suffix>` ↔ `model.layers.N.<hf>.<suffix>`).
-const WHOLE_NAMES: [(&str, &str); 3] = [
-    ("token_embd.weight", "model.embed_tokens.weight"),
-    ("output_norm.weight", "model.norm.weight"),
-    ("output.weight", "lm_head.weight"),
-];
-const BLOCK_PARTS: [(&str, &str); 11] = [
-    ("attn_q", "self_attn.q_proj"),
-    ("attn_k", "self_attn.k_proj"),
-    ("attn_v", "self_attn.v_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("ffn_gate", "mlp.gate_proj"),
-    ("ffn_up", "mlp.up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-    ("attn_norm", "input_layernorm"),
-    ("ffn_norm", "post_attention_layernorm"),
-    ("attn_q_norm", "self_attn.q_norm"),
-    ("attn_k_norm", "self_attn.k_norm"),
-];
-
-/// The block parts of `arch`: its own names first (Gemma's norms), then llama's.
-fn block_parts(arch: Arch) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    arch.facts().hf_parts.iter().chain(BLOCK_PARTS.iter())
-}
-
-/// The Hugging Face name of a tensor of `arch` given its GGUF name.
-pub fn hf_name(arch: Arch, gguf: &str) -> Option<String> {
-    if let Some((_, hf)) = WHOLE_NAMES.iter().find(|(g, _)| *g == gguf) {
-        return Some(hf.to_string());
-    }
-    let (block, rest) = gguf.strip_prefix("blk.")?.split_once('.')?;
-    let (kind, suffix) = rest.split_once('.')?;
-    let (_, hf) = block_parts(arch).find(|(g, _)| *g == kind)?;
-    Some(format!("model.layers.{block}.{hf}.{suffix}"))
-}
-
-/// The GGUF name of a Hugging Face tensor name of `arch` (inverse of [`hf_name`]). A
-/// vision-language checkpoint's text model (`language_model.model.…`, `model.language_model.…`)
-/// is named as a text model's.
-pub fn gguf_name(arch: Arch, hf: &str) -> Option<String> {
-    let text = [("language_model.model.", "model."), ("model.language_model.", "model."), ("language_model.lm_head.", "lm_head.")]
-        .iter()
-        .find_map(|(from, to)| hf.strip_prefix(from).map(|rest| format!("{to}{rest}")));
-    let hf = text.as_deref().unwrap_or(hf);
-    if let Some((g, _)) = WHOLE_NAMES.iter().find(|(_, h)| *h == hf) {
-        return Some(g.to_string());
-    }
-    let (block, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
-    let (kind, suffix) = rest.rsplit_once('.')?;
-    let (g, _) = block_parts(arch).find(|(_, h)| *h == kind)?;
-    Some(format!("blk.{block}.{g}.{suffix}"))
-}
+use super::{assemble, in_file, Format, Model, ModelError, Result, Source, TensorId, Tokenizer};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |error| ModelError::Io { path: path.to_path_buf(), error }
@@ -188,7 +134,7 @@ fn open_folder(dir: &Path) -> Result<(super::Config, Store, Option<Tokenizer>, S
     // The files' name of every tensor we run, by its GGUF name.
     let mut stored: BTreeMap<String, String> = BTreeMap::new();
     for (name, e) in &st.entries {
-        let Some(gguf) = gguf_name(config.arch, name) else { continue };
+        let Some(gguf) = TensorId::from_hf(config.arch, name).map(|id| id.to_string()) else { continue };
         tensor_types.insert(gguf.clone(), e.dtype.clone());
         weight_bytes += e.len;
         stored.insert(gguf, name.clone());
@@ -206,21 +152,4 @@ fn open_folder(dir: &Path) -> Result<(super::Config, Store, Option<Tokenizer>, S
     };
     let source = Source { path: dir.to_path_buf(), format: Format::HuggingFace, tensor_types, weight_bytes };
     Ok((config, store, tokenizer, source))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        for g in ["token_embd.weight", "output.weight", "blk.12.attn_q.bias", "blk.0.ffn_norm.weight"] {
-            assert_eq!(gguf_name(Arch::Llama, &hf_name(Arch::Llama, g).unwrap()).unwrap(), g);
-        }
-        assert_eq!(hf_name(Arch::Llama, "blk.3.ffn_down.weight").unwrap(), "model.layers.3.mlp.down_proj.weight");
-        // Gemma's post-attention norm is its own; its pre-MLP norm is llama's ffn_norm.
-        assert_eq!(hf_name(Arch::Llama, "blk.1.ffn_norm.weight").unwrap(), "model.layers.1.post_attention_layernorm.weight");
-        assert_eq!(hf_name(Arch::Gemma3, "blk.1.ffn_norm.weight").unwrap(), "model.layers.1.pre_feedforward_layernorm.weight");
-        assert_eq!(gguf_name(Arch::Gemma3, "model.layers.1.post_attention_layernorm.weight").unwrap(), "blk.1.post_attention_norm.weight");
-    }
 }

@@ -20,6 +20,7 @@ pub mod runner;
 pub mod sentencepiece;
 pub mod store;
 pub mod stream;
+pub mod tensor_id;
 pub mod tokenizer;
 pub mod transformer;
 
@@ -32,6 +33,7 @@ pub use capture::{Capture, Sublayer};
 pub use config::{Arch, Config, RopeLayout};
 pub use tokenizer::Tokenizer;
 pub use stream::{Blocks, Streamed, Streaming, Weights};
+pub use tensor_id::{Suffix, TensorId, TensorKind};
 pub use transformer::{BlockOpts, Positions};
 
 /// Everything that can go wrong while loading or running a model.
@@ -174,12 +176,13 @@ pub struct Block {
     pub post_mlp_norm: Option<Tensor>,
 }
 
-/// The norms of a block by GGUF name part, in the order llama.cpp's converter writes them.
-pub const BLOCK_NORMS: [&str; 6] = ["attn_norm", "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"];
+/// The norms of a block, in the order llama.cpp's converter writes them.
+pub const BLOCK_NORMS: [TensorKind; 6] =
+    [TensorKind::AttnNorm, TensorKind::AttnQNorm, TensorKind::AttnKNorm, TensorKind::AttnPostNorm, TensorKind::FfnNorm, TensorKind::FfnPostNorm];
 
 impl Block {
-    /// The block's norm weights that it has, as (GGUF name part, weight).
-    pub fn norms(&self) -> Vec<(&'static str, &Tensor)> {
+    /// The block's norm weights that it has, with their kinds.
+    pub fn norms(&self) -> Vec<(TensorKind, &Tensor)> {
         let all = [
             Some(&self.attn_norm),
             self.attn.q_norm.as_ref(),
@@ -202,11 +205,6 @@ impl Block {
         let (a, m) = (&mut self.attn, &mut self.mlp);
         a.qkv.iter_mut().chain([&mut a.o]).chain(&mut m.gate_up).chain([&mut m.down]).collect()
     }
-}
-
-/// Whether the linear `name` (`blk.N.attn_q.weight`, …) belongs to the attention (else the MLP).
-pub fn is_attention_linear(name: &str) -> bool {
-    name.split('.').nth(2).is_some_and(|k| k.starts_with("attn"))
 }
 
 /// Where a model came from.
@@ -266,24 +264,21 @@ impl Model {
 
 /// The model's tensor by its GGUF name (`token_embd.weight`, `blk.3.attn_q.bias`, …).
 pub fn tensor_by_name<'a>(m: &'a Model, name: &str) -> Option<&'a Tensor> {
-    match name {
-        "token_embd.weight" => return Some(&m.embed),
-        "output_norm.weight" => return Some(&m.final_norm),
-        "output.weight" => return m.lm_head.as_ref().map(|l| &l.weight),
-        _ => {}
+    let id = TensorId::parse_gguf(name).filter(|id| id.expert.is_none())?;
+    let weight = id.suffix == Suffix::Weight;
+    let Some(block) = id.block else {
+        return match id.kind {
+            TensorKind::TokenEmbd => weight.then_some(&m.embed),
+            TensorKind::OutputNorm => weight.then_some(&m.final_norm),
+            _ => m.lm_head.as_ref().filter(|_| weight).map(|l| &l.weight),
+        };
+    };
+    let b = m.blocks.get(block)?;
+    if let Some((_, t)) = b.norms().into_iter().find(|(k, _)| *k == id.kind) {
+        return weight.then_some(t);
     }
-    let (block, rest) = name.strip_prefix("blk.")?.split_once('.')?;
-    let b = m.blocks.get(block.parse::<usize>().ok()?)?;
-    let (kind, suffix) = rest.split_once('.')?;
-    if let Some((_, t)) = b.norms().into_iter().find(|(n, _)| *n == kind) {
-        return (suffix == "weight").then_some(t);
-    }
-    let l = b.linears().into_iter().find(|l| l.name.split('.').nth(2) == Some(kind))?;
-    match suffix {
-        "weight" => Some(&l.weight),
-        "bias" => l.bias.as_ref(),
-        _ => None,
-    }
+    let l = b.linears().into_iter().find(|l| TensorId::parse_gguf(&l.name).is_some_and(|l| l.kind == id.kind))?;
+    if weight { Some(&l.weight) } else { l.bias.as_ref() }
 }
 
 /// Checks that `t` has shape `expected`, naming the tensor otherwise.
@@ -320,13 +315,14 @@ pub(crate) fn assemble(
         t.check_ids(config.vocab_size)?;
     }
     let h = config.hidden_size;
-    let embed = take(&mut get, "token_embd.weight", &[config.vocab_size, h])?;
+    let embed = take(&mut get, &TensorId::TOKEN_EMBD.to_string(), &[config.vocab_size, h])?;
     let blocks = (0..config.n_layers).map(|i| assemble_block(&config, i, &mut get)).collect::<Result<Vec<_>>>()?;
-    let final_norm = take(&mut get, "output_norm.weight", &[h])?;
+    let final_norm = take(&mut get, &TensorId::OUTPUT_NORM.to_string(), &[h])?;
     let lm_head = if config.tie_word_embeddings {
         None
     } else {
-        Some(Linear { name: "output.weight".into(), weight: take(&mut get, "output.weight", &[config.vocab_size, h])?, bias: None })
+        let name = TensorId::OUTPUT.to_string();
+        Some(Linear { weight: take(&mut get, &name, &[config.vocab_size, h])?, name, bias: None })
     };
     Ok(Model { config, embed, blocks, final_norm, lm_head, tokenizer, source })
 }
@@ -340,80 +336,81 @@ pub(crate) fn take(get: &mut impl FnMut(&str) -> Result<Option<Tensor>>, name: &
 }
 
 /// The linears of every block of a model of `config` in the order q, k, v, o, gate, up, down
-/// (fused: qkv, o, gate_up, down), as (GGUF name part, rows, cols).
-pub fn block_linears(config: &Config) -> Vec<(&'static str, usize, usize)> {
+/// (fused: qkv, o, gate_up, down), as (kind, rows, cols).
+pub fn block_linears(config: &Config) -> Vec<(TensorKind, usize, usize)> {
     let (h, f) = (config.hidden_size, config.intermediate_size);
     let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
     let mut l = if config.arch.facts().fused {
-        vec![("attn_qkv", (nh + 2 * nkv) * hd, h)]
+        vec![(TensorKind::AttnQkv, (nh + 2 * nkv) * hd, h)]
     } else {
-        vec![("attn_q", nh * hd, h), ("attn_k", nkv * hd, h), ("attn_v", nkv * hd, h)]
+        vec![(TensorKind::AttnQ, nh * hd, h), (TensorKind::AttnK, nkv * hd, h), (TensorKind::AttnV, nkv * hd, h)]
     };
-    l.push(("attn_output", h, nh * hd));
+    l.push((TensorKind::AttnOutput, h, nh * hd));
     if config.arch.facts().fused {
-        l.push(("ffn_up", 2 * f, h));
+        l.push((TensorKind::FfnUp, 2 * f, h));
     } else {
-        l.extend([("ffn_gate", f, h), ("ffn_up", f, h)]);
+        l.extend([(TensorKind::FfnGate, f, h), (TensorKind::FfnUp, f, h)]);
     }
-    l.push(("ffn_down", h, f));
+    l.push((TensorKind::FfnDown, h, f));
     l
 }
 
-/// Every tensor of block `i` of a model of `config`, by GGUF name, with its shape: the norms,
+/// Every tensor of block `i` of a model of `config` with its shape: the norms,
 /// the linears of [`block_linears`] with their biases where the architecture has them (q, k, v),
 /// and q/k norms and post-norms where it has those.
-pub fn block_tensors(config: &Config, i: usize) -> Vec<(String, Vec<usize>)> {
+pub fn block_tensors(config: &Config, i: usize) -> Vec<(TensorId, Vec<usize>)> {
     let (h, hd) = (config.hidden_size, config.head_dim);
     let facts = config.arch.facts();
-    let mut t = vec![(format!("blk.{i}.attn_norm.weight"), vec![h])];
+    let id = |kind| TensorId::block(i, kind);
+    let mut t = vec![(id(TensorKind::AttnNorm), vec![h])];
     for (kind, out, inp) in block_linears(config) {
-        t.push((format!("blk.{i}.{kind}.weight"), vec![out, inp]));
-        if config.arch.qkv_bias() && kind != "attn_output" && kind.starts_with("attn_") {
-            t.push((format!("blk.{i}.{kind}.bias"), vec![out]));
+        t.push((id(kind), vec![out, inp]));
+        if config.arch.qkv_bias() && kind.is_attention_input() {
+            t.push((id(kind).bias(), vec![out]));
         }
     }
     if facts.qk_norm {
-        t.push((format!("blk.{i}.attn_q_norm.weight"), vec![hd]));
-        t.push((format!("blk.{i}.attn_k_norm.weight"), vec![hd]));
+        t.push((id(TensorKind::AttnQNorm), vec![hd]));
+        t.push((id(TensorKind::AttnKNorm), vec![hd]));
     }
     if facts.post_norms {
-        t.push((format!("blk.{i}.post_attention_norm.weight"), vec![h]));
-        t.push((format!("blk.{i}.post_ffw_norm.weight"), vec![h]));
+        t.push((id(TensorKind::AttnPostNorm), vec![h]));
+        t.push((id(TensorKind::FfnPostNorm), vec![h]));
     }
-    t.push((format!("blk.{i}.ffn_norm.weight"), vec![h]));
+    t.push((id(TensorKind::FfnNorm), vec![h]));
     t
 }
 
 /// Block `i` of a model of `config` from named f32 tensors ([`block_tensors`]), every shape checked.
 pub(crate) fn assemble_block(config: &Config, i: usize, mut get: impl FnMut(&str) -> Result<Option<Tensor>>) -> Result<Block> {
     let mut t = BTreeMap::new();
-    for (name, shape) in block_tensors(config, i) {
-        let v = take(&mut get, &name, &shape)?;
-        t.insert(name, v);
+    for (id, shape) in block_tensors(config, i) {
+        let v = take(&mut get, &id.to_string(), &shape)?;
+        t.insert(id, v);
     }
-    let mut pop = |name: String| t.remove(&name);
     let mut linears = block_linears(config)
         .into_iter()
         .map(|(kind, _, _)| {
-            let name = format!("blk.{i}.{kind}.weight");
-            let weight = pop(name.clone()).expect("listed");
-            Linear { name, weight, bias: pop(format!("blk.{i}.{kind}.bias")) }
+            let id = TensorId::block(i, kind);
+            let weight = t.remove(&id).expect("listed");
+            Linear { name: id.to_string(), weight, bias: t.remove(&id.bias()) }
         })
         .collect::<Vec<_>>();
     let down = linears.pop().expect("a block has linears");
+    let mut pop = |kind| t.remove(&TensorId::block(i, kind));
     let fused = config.arch.facts().fused;
     let gate_up = linears.split_off(linears.len() - if fused { 1 } else { 2 });
     let o = linears.pop().expect("attn_output");
     let qkv = linears;
     let mlp = Mlp { gate_up, down };
-    let attn = Attention { qkv, o, q_norm: pop(format!("blk.{i}.attn_q_norm.weight")), k_norm: pop(format!("blk.{i}.attn_k_norm.weight")) };
-    let (post_attn_norm, post_mlp_norm) = (pop(format!("blk.{i}.post_attention_norm.weight")), pop(format!("blk.{i}.post_ffw_norm.weight")));
+    let attn = Attention { qkv, o, q_norm: pop(TensorKind::AttnQNorm), k_norm: pop(TensorKind::AttnKNorm) };
+    let (post_attn_norm, post_mlp_norm) = (pop(TensorKind::AttnPostNorm), pop(TensorKind::FfnPostNorm));
     Ok(Block {
         index: i,
-        attn_norm: pop(format!("blk.{i}.attn_norm.weight")).expect("listed"),
+        attn_norm: pop(TensorKind::AttnNorm).expect("listed"),
         attn,
         post_attn_norm,
-        mlp_norm: pop(format!("blk.{i}.ffn_norm.weight")).expect("listed"),
+        mlp_norm: pop(TensorKind::FfnNorm).expect("listed"),
         mlp,
         post_mlp_norm,
     })

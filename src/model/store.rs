@@ -17,7 +17,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::gguf_file::GgufFile;
-use super::{ModelError, Result};
+use super::{ModelError, Result, TensorId};
 use crate::ggml::codec::dequantize;
 use crate::ggml::types::QuantType;
 
@@ -137,7 +137,7 @@ impl Store {
         let rows = shape.first().copied().unwrap_or(1);
         let values = self.decode(name, &shape, 0..rows)?;
         let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
-        Ok(Some(if self.norm_plus_one && name.ends_with("norm.weight") { (t + 1.0)? } else { t }))
+        Ok(Some(if self.norm_plus_one && TensorId::parse_gguf(name).is_some_and(|id| id.is_norm_weight()) { (t + 1.0)? } else { t }))
     }
 
     /// Rows `rows` of the matrix `name` as f32, (rows, cols).

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 
 use super::store::Store;
 use super::transformer::{rms_norm, softcap};
-use super::{assemble_block, check_finite, kernels, take, Block, BlockOpts, Capture, Config, Model, ModelError, Positions, Result, Source, Tokenizer};
+use super::{assemble_block, check_finite, kernels, take, Block, BlockOpts, Capture, Config, Model, ModelError, Positions, Result, Source, TensorId, Tokenizer};
 
 /// Bytes of f32 weights decoded at once for one chunk of the output head.
 const HEAD_CHUNK_BYTES: usize = 64 << 20;
@@ -47,11 +47,11 @@ impl Streamed {
                 Some(_) => Ok(()),
             }
         };
-        expect("token_embd.weight", &[config.vocab_size, h])?;
+        expect(&TensorId::TOKEN_EMBD.to_string(), &[config.vocab_size, h])?;
         if !config.tie_word_embeddings {
-            expect("output.weight", &[config.vocab_size, h])?;
+            expect(&TensorId::OUTPUT.to_string(), &[config.vocab_size, h])?;
         }
-        let final_norm = take(&mut |n: &str| store.tensor(n), "output_norm.weight", &[h])?;
+        let final_norm = take(&mut |n: &str| store.tensor(n), &TensorId::OUTPUT_NORM.to_string(), &[h])?;
         Ok(Streamed { config, tokenizer, source, store, final_norm, head_chunks: std::sync::OnceLock::new() })
     }
 
@@ -68,8 +68,8 @@ impl Streamed {
     }
 
     /// The matrix that makes the logits: the output head, or the embedding when tied.
-    fn head_name(&self) -> &'static str {
-        if self.config.tie_word_embeddings { "token_embd.weight" } else { "output.weight" }
+    fn head_id(&self) -> TensorId {
+        if self.config.tie_word_embeddings { TensorId::TOKEN_EMBD } else { TensorId::OUTPUT }
     }
 
     /// Token embeddings of `tokens` (batch, tokens) u32 → (batch, tokens, hidden), each row read
@@ -79,13 +79,14 @@ impl Streamed {
         let ids = tokens.flatten_all()?.to_vec1::<u32>()?;
         let h = self.config.hidden_size;
         let mut rows = Vec::with_capacity(ids.len() * h);
+        let embd = TensorId::TOKEN_EMBD.to_string();
         for &id in &ids {
             let id = id as usize;
             if id >= self.config.vocab_size {
                 return Err(ModelError::InvalidConfig(format!("token id {id} is beyond the vocabulary of {}", self.config.vocab_size)));
             }
-            let row = self.store.rows("token_embd.weight", id..id + 1)?;
-            check_finite("token_embd.weight", &row)?;
+            let row = self.store.rows(&embd, id..id + 1)?;
+            check_finite(&embd, &row)?;
             rows.extend(row.flatten_all()?.to_vec1::<f32>()?);
         }
         let x = Tensor::from_vec(rows, (b, t, h), &Device::Cpu)?;
@@ -96,7 +97,7 @@ impl Streamed {
     /// (batch, tokens, hidden) → (batch, tokens, vocab) logits.
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
         let (vocab, d) = (self.config.vocab_size, self.config.hidden_size);
-        let name = self.head_name();
+        let name = &self.head_id().to_string();
         let decode = |rows: std::ops::Range<usize>| -> Result<Tensor> {
             let w = self.store.rows(name, rows)?;
             check_finite(name, &w)?;
@@ -250,7 +251,7 @@ impl Blocks for Model {
     }
     fn rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor> {
         let w = match (name, &self.lm_head) {
-            ("token_embd.weight", _) => &self.embed,
+            (n, _) if TensorId::parse_gguf(n) == Some(TensorId::TOKEN_EMBD) => &self.embed,
             (_, Some(l)) if l.name == name => &l.weight,
             _ => return Err(ModelError::MissingTensor(name.to_string())),
         };

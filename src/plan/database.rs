@@ -43,6 +43,7 @@ use crate::model::gguf_file::{self, GgufFile, Value};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
 use crate::model::stream::Streamed;
+use crate::model::tensor_id::gguf_block;
 use crate::model::{BlockOpts, Blocks, Config, ModelError, Result};
 use crate::spill::Spill;
 
@@ -89,7 +90,7 @@ pub fn database_tensors(config: &Config, kind: Kind, menu: Menu) -> BTreeMap<Str
         .into_iter()
         .filter(|(name, (_, cols))| match kind {
             Kind::Types => !levels(*cols, menu).is_empty(),
-            Kind::Sparsity => name.starts_with("blk."),
+            Kind::Sparsity => gguf_block(name).is_some(),
         })
         .collect()
 }
@@ -253,8 +254,7 @@ fn rebuild(
     for i in 0..n {
         let block = model.block(i)?;
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
-        let prefix = format!("blk.{i}.");
-        let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(name, &shape)| (name.clone(), shape)).collect();
+        let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| gguf_block(name) == Some(i)).map(|(name, &shape)| (name.clone(), shape)).collect();
         let resumed = match saved.as_deref().map(|p| (p, saved_block(p, &key, &expected, kind, menu))) {
             Some((_, Ok(Some(db)))) => {
                 eprintln!("resuming the layer database: block {i} was built by an interrupted run");
@@ -317,7 +317,7 @@ fn rebuild(
         runner.advance(next)?;
     }
     drop(runner);
-    for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| !name.starts_with("blk.")) {
+    for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| gguf_block(name).is_none()) {
         if let Some(db) = reuse.as_mut().and_then(|r| r.take(&BTreeMap::from([(name.clone(), (rows, cols))]), kind, menu)) {
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             done_weights += rows * cols;
@@ -517,7 +517,7 @@ impl Database {
                 sparsity: spec.sparsity.map(|s| s.share()).filter(|&p| p > 0.0),
                 zeros: zeros as f64 / (tv.rows * tv.cols) as f64,
                 // The output error of a linear; the embedding's is a weight error, not reported.
-                rel_error: name.starts_with("blk.").then_some(tv.variants[level].rel_error),
+                rel_error: gguf_block(name).is_some().then_some(tv.variants[level].rel_error),
                 seconds: 0.0,
             });
             encoded.insert(name.clone(), spec.qtype, bytes.into_owned()).map_err(io)?;
@@ -729,7 +729,7 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
         if (tv.rows, tv.cols) != (rows, cols) {
             return Some(format!("'{name}' is {}×{}, the model's is {rows}×{cols}", tv.rows, tv.cols));
         }
-        let want: Vec<(QuantType, f32)> = if name.starts_with("blk.") {
+        let want: Vec<(QuantType, f32)> = if gguf_block(name).is_some() {
             specs(kind, cols, menu).iter().map(|s| (s.qtype, share(s))).collect()
         } else {
             levels(cols, menu).into_iter().map(|t| (t, 0.0)).collect()

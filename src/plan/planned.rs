@@ -12,6 +12,7 @@ use candle_core::Tensor;
 
 use super::database::Database;
 use crate::model::stream::{head_in_chunks, HEAD_KEPT_BYTES};
+use crate::model::tensor_id::gguf_block;
 use crate::model::transformer::project;
 use crate::model::{Block, Blocks, Config, ModelError, Result, Source};
 
@@ -69,8 +70,7 @@ impl Blocks for Planned<'_> {
     }
     fn block(&self, i: usize) -> Result<Cow<'_, Block>> {
         let block = self.base.block(i)?;
-        let prefix = format!("blk.{i}.");
-        if !self.levels.keys().any(|n| n.starts_with(&prefix)) {
+        if !self.levels.keys().any(|n| gguf_block(n) == Some(i)) {
             return Ok(block);
         }
         let mut block = block.into_owned();

@@ -10,7 +10,7 @@ use super::database::Database;
 use super::removal::Removal;
 use super::evo::{Candidate, Genome};
 use super::lagrange::Curve;
-use crate::model::{Model, Result};
+use crate::model::{Model, Result, TensorId};
 use crate::stats::Rng;
 
 /// The search's view of the database: tensors in a fixed order, their costs in budget units,
@@ -124,7 +124,7 @@ pub fn drop_planned_weights(m: &mut Model, db: &Database) {
 
 /// Sets the weight of the tensor called `name` (GGUF naming) in `m`.
 pub fn set_weight(m: &mut Model, name: &str, w: Tensor) {
-    if name == "token_embd.weight" {
+    if TensorId::parse_gguf(name) == Some(TensorId::TOKEN_EMBD) {
         m.embed = w;
         return;
     }

@@ -9,14 +9,14 @@ use super::database::Database;
 use super::fitness::{full_layout, Probe};
 use super::lagrange::Curve;
 use super::planned::Planned;
-use crate::model::{Blocks, Result};
+use crate::model::{Blocks, Result, TensorId};
 
 /// The block a tensor first affects (the block count for the output matrix: only the head).
 pub fn block_of(name: &str, n_blocks: usize) -> usize {
-    match name.strip_prefix("blk.").and_then(|r| r.split_once('.')).and_then(|(i, _)| i.parse().ok()) {
-        Some(i) => i,
-        None if name == "token_embd.weight" => 0,
-        None => n_blocks,
+    match TensorId::parse_gguf(name) {
+        Some(TensorId { block: Some(i), .. }) => i,
+        Some(id) if id == TensorId::TOKEN_EMBD => 0,
+        _ => n_blocks,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::compress::gptq::Sparsity;
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::ggml::types::QuantType;
 use crate::layout::Skeleton;
+use crate::model::tensor_id::gguf_block;
 use crate::model::Model;
 use crate::stats::Rng;
 
@@ -53,7 +54,7 @@ pub(super) fn plan_sparsity(
     timings: &mut serde_json::Map<String, Json>,
     progress: Progress,
 ) -> Result<PlanOutcome> {
-    let linears: BTreeMap<String, usize> = plannable_tensors(&base.config).into_iter().filter(|(n, _)| n.starts_with("blk.")).map(|(n, (r, c))| (n, r * c)).collect();
+    let linears: BTreeMap<String, usize> = plannable_tensors(&base.config).into_iter().filter(|(n, _)| gguf_block(n).is_some()).map(|(n, (r, c))| (n, r * c)).collect();
     let budget: u64 = linears.values().map(|&n| kept(n, target)).sum();
     let mut extra = serde_json::Map::new();
     let mut kld = None;

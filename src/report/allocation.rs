@@ -15,6 +15,7 @@ use super::size_plot::{size_plot, Series};
 use super::svg::{tick, SERIES};
 use crate::ggml::types::QuantType;
 use crate::eval::EvalReport;
+use crate::model::{Sublayer, TensorId, TensorKind};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#222;\
 margin:0 auto;max-width:1200px;padding:12px 20px 40px;background:#fafafa}h1{font-size:24px}\
@@ -24,13 +25,20 @@ th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f0f0
 td.c{text-align:center;font-family:ui-monospace,monospace;font-size:12px}\
 svg{display:block;margin:6px 0}p.err{color:#a00}summary{cursor:pointer;font-size:13px}";
 
-const KINDS: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+const KINDS: [TensorKind; 7] =
+    [TensorKind::AttnQ, TensorKind::AttnK, TensorKind::AttnV, TensorKind::AttnOutput, TensorKind::FfnGate, TensorKind::FfnUp, TensorKind::FfnDown];
 /// The linears of a block whose q/k/v and gate/up are fused (Phi-3).
-const FUSED_KINDS: [&str; 4] = ["attn_qkv", "attn_output", "ffn_up", "ffn_down"];
+const FUSED_KINDS: [TensorKind; 4] = [TensorKind::AttnQkv, TensorKind::AttnOutput, TensorKind::FfnUp, TensorKind::FfnDown];
 
 /// The columns of the per-block tables: fused when the plan names a fused linear.
-fn kinds<'a>(names: impl IntoIterator<Item = &'a String>) -> &'static [&'static str] {
-    if names.into_iter().any(|n| n.contains(".attn_qkv.")) { &FUSED_KINDS } else { &KINDS }
+fn kinds<'a>(names: impl IntoIterator<Item = &'a String>) -> &'static [TensorKind] {
+    let fused = names.into_iter().any(|n| TensorId::parse_gguf(n).is_some_and(|id| id.kind == TensorKind::AttnQkv));
+    if fused { &FUSED_KINDS } else { &KINDS }
+}
+
+/// The columns' headings: the kinds' GGUF names.
+fn headings(kinds: &[TensorKind]) -> Vec<&'static str> {
+    kinds.iter().map(|k| k.gguf_name()).collect()
 }
 
 /// `plan`: plan.json as `triage plan` writes it; `n_blocks`: the source model's block count;
@@ -93,16 +101,22 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
             let cells = cols
                 .iter()
                 .map(|k| {
-                    let gone = dropped.contains(&b) || (k.starts_with("attn") && no_attention.contains(&b)) || (k.starts_with("ffn") && no_mlp.contains(&b));
-                    if gone { removed() } else { cell(&format!("blk.{b}.{k}.weight")) }
+                    let gone = dropped.contains(&b)
+                        || match k.sublayer() {
+                            Some(Sublayer::Attention) => no_attention.contains(&b),
+                            Some(Sublayer::Mlp) => no_mlp.contains(&b),
+                            None => false,
+                        };
+                    if gone { removed() } else { cell(&TensorId::block(b, *k).to_string()) }
                 })
                 .collect();
             (b.to_string(), cells)
         })
         .collect();
-    for name in ["token_embd.weight", "output.weight"] {
-        if tensors.contains_key(name) {
-            rows.push((name.trim_end_matches(".weight").into(), vec![cell(name)]));
+    for id in [TensorId::TOKEN_EMBD, TensorId::OUTPUT] {
+        let name = id.to_string();
+        if tensors.contains_key(&name) {
+            rows.push((id.kind.gguf_name().into(), vec![cell(&name)]));
         }
     }
     let mut kept: Vec<(QuantType, f64)> = Vec::new();
@@ -116,7 +130,7 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     kept.sort_by(|a, b| a.1.total_cmp(&b.1));
     let swatches = kept.iter().map(|(t, _)| (format!("{} · {} bpw", t.name(), tick(t.bits_per_weight())), t_of(t.bits_per_weight()))).collect();
     h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor (and the share of its weights pruned), by block; the colour gives the bits per weight it keeps (yellow most, purple fewest). Grey: removed.</p>\n");
-    push_svg(&mut h, block_grid(cols, &rows, &GridLegend::Swatches(swatches)));
+    push_svg(&mut h, block_grid(&headings(cols), &rows, &GridLegend::Swatches(swatches)));
     let mut per_type: BTreeMap<&str, usize> = BTreeMap::new();
     for n in tensors.keys() {
         if let Some(t) = type_of(n) {
@@ -139,7 +153,7 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         let value = |name: &str| s.get(name).and_then(Value::as_f64);
         let map_rows: Vec<(String, Vec<Option<GridCell>>)> = (0..n_blocks)
             .map(|b| {
-                let cells = cols.iter().map(|k| value(&format!("blk.{b}.{k}.weight")).map(|x| GridCell { t: Some(if x > 0.0 { (x.log10() - slo) / sspan } else { 0.0 }), text: String::new() })).collect();
+                let cells = cols.iter().map(|&k| value(&TensorId::block(b, k).to_string()).map(|x| GridCell { t: Some(if x > 0.0 { (x.log10() - slo) / sspan } else { 0.0 }), text: String::new() })).collect();
                 (b.to_string(), cells)
             })
             .collect();
@@ -147,16 +161,16 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         if ticks.len() < 2 && !logs.is_empty() {
             ticks = vec![(0.0, tick(10f64.powf(slo))), (1.0, tick(10f64.powf(shi)))];
         }
-        push_svg(&mut h, block_grid(cols, &map_rows, &GridLegend::Bar { title: "KL (nats)".into(), ticks }));
+        push_svg(&mut h, block_grid(&headings(cols), &map_rows, &GridLegend::Bar { title: "KL (nats)".into(), ticks }));
         h.push_str("<details><summary>the numbers</summary>\n<table>\n<tr><th>block</th>");
-        for k in cols {
+        for k in headings(cols) {
             let _ = write!(h, "<th>{k}</th>");
         }
         h.push_str("</tr>\n");
         for b in 0..n_blocks {
             let _ = write!(h, "<tr><th>{b}</th>");
-            for k in cols {
-                let _ = write!(h, "<td>{}</td>", value(&format!("blk.{b}.{k}.weight")).map_or(String::new(), sig));
+            for &k in cols {
+                let _ = write!(h, "<td>{}</td>", value(&TensorId::block(b, k).to_string()).map_or(String::new(), sig));
             }
             h.push_str("</tr>\n");
         }

@@ -5,6 +5,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::svg::{err, tick, Area, FONT};
+use crate::model::tensor_id::gguf_block_name;
 
 /// Linear interpolation between evenly spaced colour stops, `t` in [0, 1].
 fn ramp(stops: &[(u8, u8, u8)], t: f64) -> RGBColor {
@@ -187,7 +188,7 @@ pub fn quant_heatmap(rows: &[HeatRow], columns: &[String]) -> Result<String, Str
                 root.draw(&PathElement::new(vec![(LEFT - 4, y), (LEFT - 1, y)], BLACK))
                     .map_err(err)?;
                 if mid - last_label >= 14 {
-                    let label = format!("blk.{}", r.block);
+                    let label = gguf_block_name(r.block);
                     text(
                         &root,
                         &label,

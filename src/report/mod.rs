@@ -18,6 +18,7 @@ mod tests;
 use std::fmt::Write as _;
 
 use crate::importance::profile::{BlockProfile, Profile};
+use crate::model::TensorId;
 use fmt::{count, esc, seconds, sig};
 use svg::{Line, SERIES};
 
@@ -302,12 +303,12 @@ fn quant(h: &mut String, p: &Profile) {
         .iter()
         .filter(|l| Some(l.block) == first_block)
         .map(|l| {
-            let prefix = format!("blk.{}.", l.block);
-            let short = l.name.strip_prefix(&prefix).unwrap_or(&l.name);
-            format!(
-                "<code>{}</code>",
-                esc(short.strip_suffix(".weight").unwrap_or(short))
-            )
+            // The kind alone for a weight of the block (`ffn_down`), else the whole name.
+            let short = match TensorId::parse_gguf(&l.name) {
+                Some(id) if id == TensorId::block(l.block, id.kind) => id.kind.gguf_name(),
+                _ => &l.name,
+            };
+            format!("<code>{}</code>", esc(short))
         })
         .collect();
     let caption = format!(
