@@ -16,6 +16,7 @@ pub mod importance;
 pub mod memory;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod cli;
 pub mod report;
 mod simd;

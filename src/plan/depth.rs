@@ -147,7 +147,7 @@ fn influence(base: &Model, probe: &Probe, pool: &[usize], sublayers: bool) -> Re
 
 /// Plans the removal of `k` blocks (or sublayers).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: &mut dyn Progress) -> Result<PlanOutcome> {
     let n = base.blocks.len();
     let (units, what) = if sublayers { (2 * n, "sublayers") } else { (n, "blocks") };
     if k >= units {
@@ -165,8 +165,7 @@ pub(super) fn plan_depth(base: &Model, model_path: &Path, probe: &Probe, pool: &
     }
     let removal = match opts.solver {
         Solver::Evo => {
-            let g = opts.evo.generations;
-            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
+            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, opts.checkpoint.as_ref(), progress)?;
             extra.insert("search_fitness".into(), json!(fit));
             best.removal
         }
