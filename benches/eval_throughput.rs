@@ -13,6 +13,7 @@ use common::median;
 use triage::data::Windows;
 use triage::eval::evaluate;
 use triage::model::Model;
+use triage::progress::Silent;
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -68,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         let times: Vec<f64> = (0..reps)
             .map(|_| {
                 let t = Instant::now();
-                let r = evaluate(&model, reference, &windows, 4, 0, &mut |_| {}).expect("eval");
+                let r = evaluate(&model, reference, &windows, 4, 0, &mut Silent).expect("eval");
                 std::hint::black_box(r);
                 t.elapsed().as_secs_f64()
             })

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod memory;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod cli;
 pub mod report;
 mod simd;

@@ -9,6 +9,7 @@ use triage::data::Windows;
 use triage::export::imatrix::Imatrix;
 use triage::importance::{profile, Profile, ProfileOptions};
 use triage::model::Model;
+use triage::progress::Silent;
 
 fn tiny() -> Model {
     Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama.gguf")).unwrap()
@@ -30,7 +31,7 @@ fn an_identity_block_is_recognised_by_every_signal() {
     b.attn.o.weight = b.attn.o.weight.zeros_like().unwrap();
     b.mlp.down.weight = b.mlp.down.weight.zeros_like().unwrap();
     let full = ProfileOptions { full_types: vec![triage::ggml::types::QuantType::Q4_0], ..opts() };
-    let (p, imatrix) = profile(&model, &windows(&model), &full, &mut |_, _, _| {}).unwrap();
+    let (p, imatrix) = profile(&model, &windows(&model), &full, &mut Silent).unwrap();
 
     let blk = &p.blocks[1];
     assert!(blk.block_influence.abs() < 1e-6, "{blk:?}");
@@ -68,7 +69,7 @@ fn an_identity_block_is_recognised_by_every_signal() {
 fn imatrix_sums_equal_the_squares_of_the_captured_inputs() {
     let model = tiny();
     let w = windows(&model);
-    let (_, imatrix) = profile(&model, &w, &opts(), &mut |_, _, _| {}).unwrap();
+    let (_, imatrix) = profile(&model, &w, &opts(), &mut Silent).unwrap();
     // The input of block 0's q/k/v is rms_norm(embeddings) · attn_norm: recompute Σx² directly.
     let flat: Vec<u32> = w.windows.iter().flatten().copied().collect();
     let x = model.embed(&Tensor::from_vec(flat, (w.len(), 64), &candle_core::Device::Cpu).unwrap()).unwrap();
@@ -83,7 +84,7 @@ fn imatrix_sums_equal_the_squares_of_the_captured_inputs() {
 #[test]
 fn profile_json_and_imatrix_round_trip() {
     let model = tiny();
-    let (p, imatrix) = profile(&model, &windows(&model), &opts(), &mut |_, _, _| {}).unwrap();
+    let (p, imatrix) = profile(&model, &windows(&model), &opts(), &mut Silent).unwrap();
     let json = p.to_json();
     let back = Profile::from_json(&json).unwrap();
     assert!(back == p, "profile.json does not round-trip");

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use triage::data::Windows;
 use triage::eval::evaluate;
 use triage::model::Model;
+use triage::progress::Silent;
 
 const REFERENCE_PPL: f64 = 26.302139868009544;
 const REFERENCE_N_TOKENS: usize = 160_885;
@@ -35,7 +36,7 @@ fn smollm2_token_ids_and_perplexity_match_transformers() {
     assert_eq!(hex, REFERENCE_IDS_SHA256, "token ids differ from transformers'");
 
     let windows = Windows::new(&ids, 512, Some(40)).unwrap();
-    let report = evaluate(&model, None, &windows, 4, 0, &mut |_| {}).unwrap();
+    let report = evaluate(&model, None, &windows, 4, 0, &mut Silent).unwrap();
     assert_eq!(report.tokens_scored, 20_440);
     let rel = (report.ppl - REFERENCE_PPL).abs() / REFERENCE_PPL;
     eprintln!("ppl {} vs transformers {REFERENCE_PPL}: relative difference {rel:.2e}", report.ppl);
@@ -46,7 +47,7 @@ fn smollm2_token_ids_and_perplexity_match_transformers() {
 fn smollm2_against_itself_has_zero_kl() {
     let model = Model::load(&asset("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
     let windows = Windows::from_file(&asset("eval.txt"), model.tokenizer().unwrap(), 128, Some(2)).unwrap();
-    let r = evaluate(&model, Some(&model), &windows, 2, 0, &mut |_| {}).unwrap();
+    let r = evaluate(&model, Some(&model), &windows, 2, 0, &mut Silent).unwrap();
     assert!(r.kld_mean.unwrap() < 1e-6, "{r:?}");
     assert_eq!(r.top1_agree, Some(1.0));
 }

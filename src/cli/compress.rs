@@ -240,12 +240,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
         state_limits: StateLimits::for_memory(limit),
     };
     let n = model.n_blocks();
-    let pb = progress::bar(n, "compress");
+    let mut pb = progress::bar(n, "compress");
     let t0 = std::time::Instant::now();
     // A budget's file is made of the variants its search scored, read from the layer database.
     let mut compressed = match (planned.as_mut().and_then(|o| o.database.take()).filter(|_| !args.requantize), &model) {
         (Some(db), Weights::Streamed(source)) => db.compressed(source, &plan)?,
-        _ => compress(model, &windows, &plan, &opts, &mut |_, done, _| pb.set_position(done as u64))?,
+        _ => compress(model, &windows, &plan, &opts, &mut pb)?,
     };
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
@@ -427,8 +427,8 @@ fn evaluate(args: &CompressArgs, compressed: &Compressed, streaming: Streaming, 
         (None, Some(w)) => w,
         (None, None) => unreachable!("a compressed model or its file"),
     };
-    let pb = progress::bar(crate::eval::steps(model, Some(&original), windows, args.batch), "eval");
-    let r = crate::eval::evaluate(model, Some(&original), windows, args.batch, 0, &mut |d| pb.set_position(d as u64))?;
+    let mut pb = progress::bar(crate::eval::steps(model, Some(&original), windows, args.batch), "eval");
+    let r = crate::eval::evaluate(model, Some(&original), windows, args.batch, 0, &mut pb)?;
     pb.finish_and_clear();
     println!("{}", serde_json::to_string(&r)?);
     Ok(r)

@@ -77,8 +77,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .with_context(|| format!("{}", args.text.display()))?;
     let score_from = if args.llama_protocol { args.ctx / 2 } else { 0 };
     let reference = reference.as_ref().map(|r| r as &dyn Blocks);
-    let pb = progress::bar(steps(&model, reference, &windows, args.batch), "eval");
-    let report = evaluate(&model, reference, &windows, args.batch, score_from, &mut |done| pb.set_position(done as u64))?;
+    let mut pb = progress::bar(steps(&model, reference, &windows, args.batch), "eval");
+    let report = evaluate(&model, reference, &windows, args.batch, score_from, &mut pb)?;
     pb.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -196,19 +196,8 @@ pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text,
         resume: s.resume,
         checkpoint: None,
     };
-    let pb = progress::bar(1, "plan");
-    let mut stage = String::new();
-    let outcome = plan(model, model_path, &windows, &opts, &mut |what, done, total, best| {
-        if what != stage {
-            stage = what.to_string();
-            pb.set_stage(total as u64);
-        }
-        pb.set_position(done as u64);
-        match best {
-            Some(f) => pb.set_message(format!("{what}: best KL {f:.5}")),
-            None => pb.set_message(what.to_string()),
-        }
-    })?;
+    let mut pb = progress::staged("plan");
+    let outcome = plan(model, model_path, &windows, &opts, &mut pb)?;
     pb.finish_and_clear();
     Ok(outcome)
 }

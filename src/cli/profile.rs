@@ -127,7 +127,7 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
     let n = model.n_blocks();
     let n_linears = 7 * n;
     let full = !args.full.is_empty();
-    let pb = progress::bar(2 * n + if full { n_linears } else { 0 }, "profile");
+    let mut pb = progress::bar(2 * n + if full { n_linears } else { 0 }, "profile").naming_stages();
     let opts = ProfileOptions {
         batch: args.batch,
         ablation_windows: (args.ablation_tokens / args.ctx).max(1),
@@ -136,11 +136,7 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
         full_types: args.full.clone(),
         state_limits: limits,
     };
-    let (profile, imatrix) = profile(&model, &windows, &opts, &mut |stage, done, _| {
-        pb.set_message(stage.to_string());
-        let offset = if stage.ends_with("--full") { 2 * n } else if stage.ends_with("ablations") { n } else { 0 };
-        pb.set_position((offset + done) as u64);
-    })?;
+    let (profile, imatrix) = profile(&model, &windows, &opts, &mut pb)?;
     pb.finish_and_clear();
 
     let json_path = args.out.join("profile.json");

@@ -5,6 +5,8 @@
 //! Plain lines start only once a job has run for one interval (short jobs print nothing), then
 //! come every interval whether or not the work reported anything, from a ticker thread. The
 //! interval is 10 s; `TRIAGE_PROGRESS_SECONDS` sets another (0 turns the lines off).
+//!
+//! A [`Meter`] is what the command line passes as the library's [`Progress`].
 
 use std::io::IsTerminal;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -13,6 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::progress::Progress;
 
 /// What a plain line reports.
 struct State {
@@ -57,9 +61,26 @@ enum Sink {
     Silent,
 }
 
+/// How the stages the work reports show.
+#[derive(Clone, Copy)]
+enum Stages {
+    /// One count over all the stages, each going on from where the one before ended (the
+    /// display's length is their sum); the stage is the message when `shown`.
+    Joined { shown: bool },
+    /// Each stage counted on its own, from zero, and named in the message (with a search's best
+    /// fitness).
+    Each,
+}
+
 /// A progress display for one job; see the module's documentation.
-pub struct Progress {
+pub struct Meter {
     sink: Sink,
+    stages: Stages,
+    /// The current stage and its steps.
+    stage: String,
+    stage_total: usize,
+    /// The steps of the stages before the current one (under [`Stages::Joined`]).
+    offset: usize,
 }
 
 fn interval() -> Option<Duration> {
@@ -70,7 +91,17 @@ fn interval() -> Option<Duration> {
     }
 }
 
-pub fn bar(len: usize, what: &str) -> Progress {
+/// A display of `len` steps, over all the stages the work reports, the stages not named.
+pub fn bar(len: usize, what: &str) -> Meter {
+    Meter::new(sink(len, what), Stages::Joined { shown: false })
+}
+
+/// A display whose count starts again with each stage the work reports, naming it.
+pub fn staged(what: &str) -> Meter {
+    Meter::new(sink(1, what), Stages::Each)
+}
+
+fn sink(len: usize, what: &str) -> Sink {
     if std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(len as u64);
         pb.set_style(
@@ -79,9 +110,9 @@ pub fn bar(len: usize, what: &str) -> Progress {
             ))
             .expect("valid template"),
         );
-        return Progress { sink: Sink::Bar(pb) };
+        return Sink::Bar(pb);
     }
-    let Some(every) = interval() else { return Progress { sink: Sink::Silent } };
+    let Some(every) = interval() else { return Sink::Silent };
     let now = Instant::now();
     let state = Arc::new(Mutex::new(State { what: what.to_string(), message: String::new(), done: 0, total: len as u64, started: now, stage_started: now }));
     let (stop, stopped) = mpsc::channel::<()>();
@@ -95,10 +126,20 @@ pub fn bar(len: usize, what: &str) -> Progress {
             _ => return,
         }
     });
-    Progress { sink: Sink::Lines { state, stop, ticker: Some(ticker) } }
+    Sink::Lines { state, stop, ticker: Some(ticker) }
 }
 
-impl Progress {
+impl Meter {
+    fn new(sink: Sink, stages: Stages) -> Meter {
+        Meter { sink, stages, stage: String::new(), stage_total: 0, offset: 0 }
+    }
+
+    /// The stages named in the message, their steps still counted as one (see [`bar`]).
+    pub fn naming_stages(mut self) -> Meter {
+        self.stages = Stages::Joined { shown: true };
+        self
+    }
+
     fn with_state(&self, f: impl FnOnce(&mut State)) {
         if let Sink::Lines { state, .. } = &self.sink {
             if let Ok(mut s) = state.lock() {
@@ -107,7 +148,7 @@ impl Progress {
         }
     }
 
-    pub fn set_position(&self, done: u64) {
+    fn set_position(&self, done: u64) {
         match &self.sink {
             Sink::Bar(pb) => pb.set_position(done),
             _ => self.with_state(|s| s.done = done),
@@ -115,7 +156,7 @@ impl Progress {
     }
 
     /// Starts a new stage of `total` steps, counted from zero.
-    pub fn set_stage(&self, total: u64) {
+    fn set_stage(&self, total: u64) {
         match &self.sink {
             Sink::Bar(pb) => {
                 pb.set_length(total);
@@ -129,7 +170,7 @@ impl Progress {
         }
     }
 
-    pub fn set_message(&self, msg: String) {
+    fn set_message(&self, msg: String) {
         match &self.sink {
             Sink::Bar(pb) => pb.set_message(msg),
             _ => self.with_state(|s| s.message = msg),
@@ -144,7 +185,42 @@ impl Progress {
     }
 }
 
-impl Drop for Progress {
+impl Progress for Meter {
+    fn start(&mut self, stage: &str, total: usize) {
+        match self.stages {
+            Stages::Joined { shown } => {
+                self.offset += self.stage_total;
+                self.stage_total = total;
+                if shown {
+                    self.set_message(stage.to_string());
+                }
+            }
+            Stages::Each => {
+                // A stage reported again under its name goes on with its count.
+                if stage != self.stage {
+                    self.set_stage(total as u64);
+                }
+                self.set_message(stage.to_string());
+            }
+        }
+        self.stage = stage.to_string();
+    }
+
+    fn step(&mut self, done: usize, best: Option<f64>) {
+        match self.stages {
+            Stages::Joined { .. } => self.set_position((self.offset + done) as u64),
+            Stages::Each => {
+                self.set_position(done as u64);
+                match best {
+                    Some(f) => self.set_message(format!("{}: best KL {f:.5}", self.stage)),
+                    None => self.set_message(self.stage.clone()),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Meter {
     /// Stops the ticker when the job ends, also by an error.
     fn drop(&mut self) {
         if let Sink::Lines { stop, ticker, .. } = &mut self.sink {
@@ -167,5 +243,40 @@ mod tests {
         // 125 s for 5 steps: 25 s a step, 25 steps left.
         assert_eq!(s.line(), "plan database: 5/30 (16%), elapsed 2:05, about 10:25 left");
         assert_eq!(clock(3725.0), "1:02:05");
+    }
+
+    /// A meter writing plain lines, without its ticker: its line read at will.
+    fn lines(len: u64, stages: Stages) -> Meter {
+        let now = Instant::now();
+        let state = Arc::new(Mutex::new(State { what: "job".into(), message: String::new(), done: 0, total: len, started: now, stage_started: now }));
+        Meter::new(Sink::Lines { state, stop: mpsc::channel().0, ticker: None }, stages)
+    }
+
+    fn shown(m: &Meter) -> (String, u64, u64) {
+        let Sink::Lines { state, .. } = &m.sink else { unreachable!() };
+        let s = state.lock().unwrap();
+        (s.message.clone(), s.done, s.total)
+    }
+
+    #[test]
+    fn joined_stages_count_on_and_each_stage_counts_from_zero() {
+        let mut m = lines(10, Stages::Joined { shown: false });
+        m.start("a", 4);
+        m.step(4, None);
+        m.start("b", 6);
+        m.step(2, None);
+        assert_eq!(shown(&m), (String::new(), 6, 10));
+        let mut m = lines(10, Stages::Joined { shown: true });
+        m.start("a", 4);
+        m.start("b", 6);
+        m.step(1, None);
+        assert_eq!(shown(&m), ("b".into(), 5, 10));
+        let mut m = lines(1, Stages::Each);
+        m.start("search", 30);
+        m.step(3, Some(0.125));
+        assert_eq!(shown(&m), ("search: best KL 0.12500".into(), 3, 30));
+        m.start("frontier", 8);
+        m.step(2, None);
+        assert_eq!(shown(&m), ("frontier".into(), 2, 8));
     }
 }

@@ -25,6 +25,7 @@ use crate::model::runner::{Runner, StateLimits};
 use crate::layout::renumbered;
 use crate::model::tensor_id::gguf_block;
 use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, TensorId, Weights};
+use crate::progress::Progress;
 use super::encoded::Encoded;
 
 /// How quantized weights are rounded onto their GGUF grid.
@@ -148,15 +149,13 @@ impl Compressed {
     }
 }
 
-/// Stages reported to the progress callback: (stage, done, total).
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
-
 /// Rows of the token embedding or output quantized at a time from a streamed model.
 const EMBEDDING_ROWS: usize = 4096;
 
 /// Compresses `weights` by `plan` with calibration `windows`. A streamed model is read block by
 /// block and its encoded tensors kept in a temporary file, so only one block is in memory.
-pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: Progress) -> Result<Compressed> {
+/// `progress`'s stage "compress: blocks" counts the blocks.
+pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: &mut dyn Progress) -> Result<Compressed> {
     let config = weights.config().clone();
     plan.validate(&config).map_err(ModelError::InvalidConfig)?;
     let mut runner = Runner::new(&weights, windows, opts.batch, opts.state_limits)?;
@@ -170,8 +169,9 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
     let mut new_blocks = Vec::new();
     let mut report = Vec::new();
     let n_blocks = config.n_layers;
+    progress.start("compress: blocks", n_blocks);
     for i in 0..n_blocks {
-        progress("compress: blocks", i, n_blocks);
+        progress.step(i, None);
         let mut block = match (&mut source_blocks, &streamed) {
             (Some(blocks), _) => blocks.next().expect("one block per index"),
             (None, Some(s)) if !plan.drop_blocks.contains(&i) => s.block(i)?,
@@ -234,7 +234,7 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
             new_blocks.push(block);
         }
     }
-    progress("compress: blocks", n_blocks, n_blocks);
+    progress.step(n_blocks, None);
     drop(runner);
     // Token embedding and a separate output matrix: no calibrated rounding (llama-imatrix has
     // no entries for them either).

@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::data::Windows;
 use crate::model::kernels::with_f32;
-use crate::model::{BlockOpts, Blocks, ModelError, Positions, Weights};
+use crate::model::runner::{embed_batches, forward, full_layout};
+use crate::model::{Blocks, ModelError, Positions, Weights};
+use crate::progress::Progress;
 
 pub use stats::Scored;
 
@@ -76,24 +78,16 @@ pub fn check_reference_tokenizer(model: &Weights, reference: &Weights) -> Result
 }
 
 /// The final hidden states of each batch of windows: every block in turn over all batches, so a
-/// streamed model decodes each block once. `progress` is called after each block.
-fn final_states(model: &dyn Blocks, batches: &[&[Vec<u32>]], progress: &mut dyn FnMut()) -> Result<Vec<Tensor>, EvalError> {
-    let ctx = batches[0][0].len();
-    let pos = Positions::new(model.config(), ctx, &Device::Cpu)?;
-    let mut hidden = batches
-        .iter()
-        .map(|b| {
-            let flat: Vec<u32> = b.iter().flatten().copied().collect();
-            model.embed(&Tensor::from_vec(flat, (b.len(), ctx), &Device::Cpu)?)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    for i in 0..model.n_blocks() {
-        let block = model.block(i)?;
-        for h in &mut hidden {
-            *h = block.forward(h, model.config(), &pos, BlockOpts::default(), &mut ())?;
-        }
-        progress();
-    }
+/// streamed model decodes each block once. A step of `progress` after each block, counted in
+/// `done`.
+fn final_states(model: &dyn Blocks, windows: &Windows, batch: usize, progress: &mut dyn Progress, done: &mut usize) -> Result<Vec<Tensor>, EvalError> {
+    let pos = Positions::new(model.config(), windows.ctx, &Device::Cpu)?;
+    let mut hidden = embed_batches(model, &windows.windows, batch)?;
+    forward(model, &mut hidden, 0..model.n_blocks(), &pos, &full_layout, &mut (), |_, _| {
+        *done += 1;
+        progress.step(*done, None);
+        Ok(())
+    })?;
     Ok(hidden)
 }
 
@@ -121,15 +115,15 @@ pub fn steps(model: &dyn Blocks, reference: Option<&dyn Blocks>, windows: &Windo
 /// Scores `model` on `windows`, `batch` windows per forward pass; with a `reference`, also the KL
 /// statistics. Predictions made at positions `score_from..ctx-1` of each window are scored (0:
 /// every position; ctx/2: llama-perplexity's protocol). The two models run one after the other,
-/// block by block, and only the logits of one window exist at a time. `progress` is called with
-/// the steps done of [`steps`].
+/// block by block, and only the logits of one window exist at a time. `progress` counts the
+/// steps of [`steps`], in one stage.
 pub fn evaluate(
     model: &dyn Blocks,
     reference: Option<&dyn Blocks>,
     windows: &Windows,
     batch: usize,
     score_from: usize,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn Progress,
 ) -> Result<EvalReport, EvalError> {
     check_ctx(model, windows.ctx)?;
     if let Some(r) = reference {
@@ -145,13 +139,10 @@ pub fn evaluate(
     let vocab = model.config().vocab_size;
     let ctx = windows.ctx;
     let batches: Vec<&[Vec<u32>]> = windows.windows.chunks(batch.max(1)).collect();
+    progress.start("eval", steps(model, reference, windows, batch));
     let mut done = 0;
-    let mut step = || {
-        done += 1;
-        progress(done);
-    };
-    let hidden = final_states(model, &batches, &mut step)?;
-    let ref_hidden = reference.map(|r| final_states(r, &batches, &mut step)).transpose()?;
+    let hidden = final_states(model, windows, batch, progress, &mut done)?;
+    let ref_hidden = reference.map(|r| final_states(r, windows, batch, progress, &mut done)).transpose()?;
     let mut scored = Scored::default();
     // Rows whose next token lies in the same window: positions score_from..ctx-1.
     let first = score_from.min(ctx - 2);
@@ -180,7 +171,8 @@ pub fn evaluate(
             // Merged in position order: the same sums at any thread count.
             scored = positions.into_iter().fold(scored, Scored::merge);
         }
-        step();
+        done += 1;
+        progress.step(done, None);
     }
     let elapsed = start.elapsed().as_secs_f64();
     let nll_mean = scored.nll_sum / scored.n as f64;

@@ -5,6 +5,7 @@
 use candle_core::Tensor;
 
 use crate::model::kernels::{first_non_finite_row, kl_divergence_rows, with_f32};
+use crate::model::runner::{forward_one, full_layout};
 use crate::model::{Block, BlockOpts, Blocks, ModelError, Positions, Result};
 
 /// What to remove.
@@ -49,13 +50,7 @@ impl AblationSet {
             Ablation::Mlp => Some(BlockOpts { skip_attention: false, skip_mlp: true }),
         };
         let n = model.n_blocks();
-        let x = model.run_blocks(
-            &self.inputs[block],
-            block..n,
-            &self.positions,
-            &|i| if i == block { opts } else { Some(BlockOpts::default()) },
-            &mut (),
-        )?;
+        let x = forward_one(model, self.inputs[block].clone(), block..n, &self.positions, &|i| if i == block { opts } else { Some(BlockOpts::default()) }, &mut ())?;
         self.kld_of_output(model, &x, || format!("the ablation ΔKL of block {block}'s {}", match what {
             Ablation::Block => "whole block",
             Ablation::Attention => "attention",
@@ -68,7 +63,7 @@ impl AblationSet {
     pub fn kld_replaced(&self, model: &dyn Blocks, replacement: &Block) -> Result<f64> {
         let i = replacement.index;
         let x = replacement.forward(&self.inputs[i], model.config(), &self.positions, BlockOpts::default(), &mut ())?;
-        let x = model.run_blocks(&x, i + 1..model.n_blocks(), &self.positions, &|_| Some(BlockOpts::default()), &mut ())?;
+        let x = forward_one(model, x, i + 1..model.n_blocks(), &self.positions, &full_layout, &mut ())?;
         self.kld_of_output(model, &x, || format!("the ΔKL of block {i} with a linear replaced"))
     }
 

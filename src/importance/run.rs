@@ -20,6 +20,7 @@ use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
 use crate::model::{BlockOpts, Blocks, Result, Sublayer};
+use crate::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct ProfileOptions {
@@ -38,11 +39,10 @@ pub struct ProfileOptions {
     pub state_limits: StateLimits,
 }
 
-/// Stages reported to the progress callback: (stage, done, total).
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
-
-/// Runs every signal on `windows`. Returns the profile and the imatrix gathered on the way.
-pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, progress: Progress) -> Result<(Profile, Imatrix)> {
+/// Runs every signal on `windows`, reporting the stages "profile: blocks", "profile: ablations"
+/// (blocks each) and, with full types, "profile: --full" (linears) to `progress`. Returns the
+/// profile and the imatrix gathered on the way.
+pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, progress: &mut dyn Progress) -> Result<(Profile, Imatrix)> {
     let n_blocks = model.n_blocks();
     let ctx = windows.ctx;
     let batch = opts.batch.max(1);
@@ -71,6 +71,7 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
         ..Default::default()
     };
     let mut stats_secs = 0.0;
+    progress.start("profile: blocks", n_blocks);
     for i in 0..n_blocks {
         let block = model.block(i)?;
         let block = block.as_ref();
@@ -115,7 +116,7 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
             sublayers.push(SublayerProfile { block: block.index, kind: s.name().into(), redundancy: cap.redundancy(s), ablation_kld: 0.0 });
         }
         stats_secs += ts.elapsed().as_secs_f64();
-        progress("profile: blocks", block.index + 1, n_blocks);
+        progress.step(block.index + 1, None);
     }
     timings.insert("statistics_pass".into(), t0.elapsed().as_secs_f64() - stats_secs);
     timings.insert("quant_error_curves".into(), stats_secs);
@@ -123,17 +124,19 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
 
     let t1 = Instant::now();
     let set = AblationSet::new(model, ablation_inputs)?;
+    progress.start("profile: ablations", n_blocks);
     for i in 0..n_blocks {
         blocks[i].ablation_kld = set.kld(model, i, Ablation::Block)?;
         sublayers[2 * i].ablation_kld = set.kld(model, i, Ablation::Attention)?;
         sublayers[2 * i + 1].ablation_kld = set.kld(model, i, Ablation::Mlp)?;
-        progress("profile: ablations", i + 1, n_blocks);
+        progress.step(i + 1, None);
     }
     timings.insert("ablations".into(), t1.elapsed().as_secs_f64());
 
     if !opts.full_types.is_empty() {
         let t2 = Instant::now();
         let total = linears.len();
+        progress.start("profile: --full", total);
         for (k, lp) in linears.iter_mut().enumerate() {
             let allowed = allowed_types(lp.cols);
             let block = model.block(lp.block)?;
@@ -146,7 +149,7 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
                 l.weight = Tensor::from_vec(q, (lp.rows, lp.cols), &Device::Cpu)?;
                 lp.full_kld.insert(t.name().to_string(), set.kld_replaced(model, &replacement)?);
             }
-            progress("profile: --full", k + 1, total);
+            progress.step(k + 1, None);
         }
         timings.insert("full_linear_kld".into(), t2.elapsed().as_secs_f64());
     }

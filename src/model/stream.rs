@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 
 use super::store::Store;
 use super::transformer::{rms_norm, softcap};
-use super::{assemble_block, check_finite, kernels, take, Block, BlockOpts, Capture, Config, Model, ModelError, Positions, Result, Source, TensorId, Tokenizer};
+use super::{assemble_block, check_finite, kernels, take, Block, Config, Model, ModelError, Result, Source, TensorId, Tokenizer};
 
 /// Bytes of f32 weights decoded at once for one chunk of the output head.
 const HEAD_CHUNK_BYTES: usize = 64 << 20;
@@ -213,18 +213,6 @@ pub trait Blocks {
     /// Rows `rows` of the token embedding or the output matrix (`token_embd.weight`,
     /// `output.weight`) in f32: read from the files when streamed.
     fn rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor>;
-
-    /// Runs blocks `range` on `x`, with `opts(i)` choosing what to skip in block `i` (None:
-    /// the whole block; it is then not even read).
-    fn run_blocks(&self, x: &Tensor, range: std::ops::Range<usize>, pos: &Positions, opts: &dyn Fn(usize) -> Option<BlockOpts>, cap: &mut dyn Capture) -> Result<Tensor> {
-        let mut x = x.clone();
-        for i in range {
-            if let Some(o) = opts(i) {
-                x = self.block(i)?.forward(&x, self.config(), pos, o, cap)?;
-            }
-        }
-        Ok(x)
-    }
 }
 
 impl Blocks for Model {

@@ -2,8 +2,9 @@
 //! Qwen2, Qwen3), written after `transformers`' `modeling_llama.py` / `modeling_qwen2.py` /
 //! `modeling_qwen3.py`, which are the numerical reference (see tests/conformance.rs).
 //!
-//! A full forward is `embed → blocks → head`; callers may run any range of blocks on cached hidden
-//! states, skip a block or one of its sublayers, and observe everything through a [`Capture`].
+//! A full forward is `embed → blocks → head`; callers run any range of blocks on cached hidden
+//! states through [`super::runner::forward`], skip a block or one of its sublayers, and observe
+//! everything through a [`Capture`].
 
 use candle_core::{Device, Tensor};
 
@@ -208,30 +209,12 @@ impl Model {
         Positions::new(&self.config, n_tokens, self.embed.device())
     }
 
-    /// Runs blocks `range` on `x`, with `opts(i)` choosing what to skip in block `i`.
-    pub fn run_blocks(
-        &self,
-        x: &Tensor,
-        range: std::ops::Range<usize>,
-        pos: &Positions,
-        opts: &dyn Fn(usize) -> Option<BlockOpts>,
-        cap: &mut dyn Capture,
-    ) -> Result<Tensor> {
-        let mut x = x.clone();
-        for block in &self.blocks[range] {
-            if let Some(o) = opts(block.index) {
-                x = block.forward(&x, &self.config, pos, o, cap)?;
-            }
-        }
-        Ok(x)
-    }
-
     /// The whole model: token ids (batch, tokens) → logits (batch, tokens, vocab).
     pub fn forward(&self, tokens: &Tensor, cap: &mut dyn Capture) -> Result<Tensor> {
         let (_, t) = tokens.dims2()?;
         let pos = self.positions(t)?;
         let x = self.embed(tokens)?;
-        let x = self.run_blocks(&x, 0..self.blocks.len(), &pos, &|_| Some(BlockOpts::default()), cap)?;
+        let x = super::runner::forward_one(self, x, 0..self.blocks.len(), &pos, &super::runner::full_layout, cap)?;
         self.head(&x)
     }
 }

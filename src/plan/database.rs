@@ -45,6 +45,7 @@ use crate::model::runner::{Runner, StateLimits};
 use crate::model::stream::Streamed;
 use crate::model::tensor_id::gguf_block;
 use crate::model::{BlockOpts, Blocks, Config, ModelError, Result};
+use crate::progress::Progress;
 use crate::spill::Spill;
 
 use super::masked;
@@ -213,14 +214,15 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
 
 /// Builds the database of `kind` (tensors whose rows fit no quantized type are left out of a
 /// types database: they keep their source bytes): one forward per block on the original
-/// model's inputs, then every linear at every level. `progress(done, total)` counts millions
-/// of the database's weights (each made at every level), tensor by tensor.
+/// model's inputs, then every linear at every level. `progress`'s stage "layer database
+/// (millions of weights)" counts millions of the database's weights (each made at every level),
+/// tensor by tensor.
 ///
 /// With a `partial` folder, each block's variants are saved there as the block finishes
 /// (`block-N.gguf`), and blocks found there — made for the same key, with the expected
 /// tensors and levels, their bytes matching their checksums — are taken instead of compressed
 /// again: an interrupted build resumes where it stopped.
-pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Database> {
+pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn Progress) -> Result<Database> {
     rebuild(model, windows, settings, kind, key, partial, None, progress)
 }
 
@@ -236,7 +238,7 @@ fn rebuild(
     key: String,
     partial: Option<&Path>,
     mut reuse: Option<Database>,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn Progress,
 ) -> Result<Database> {
     let spill_error = |error| ModelError::Io { path: crate::spill::folder(), error };
     let mut spill = Spill::new("database").map_err(spill_error)?;
@@ -250,7 +252,8 @@ fn rebuild(
     let all = database_tensors(model.config(), kind, menu);
     let total = all.values().map(|(r, c)| r * c).sum::<usize>().div_ceil(MILLION);
     let mut done_weights = 0usize;
-    progress(0, total);
+    progress.start("layer database (millions of weights)", total);
+    progress.step(0, None);
     for i in 0..n {
         let block = model.block(i)?;
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
@@ -270,7 +273,7 @@ fn rebuild(
             done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             runner.step(&block, BlockOpts::default())?;
-            progress(done_weights / MILLION, total);
+            progress.step(done_weights / MILLION, None);
             continue;
         }
         let mut moments = BlockMoments::new(&block);
@@ -304,7 +307,7 @@ fn rebuild(
                 .collect::<Result<Vec<_>>>()?;
             done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
             done_weights += rows * cols;
-            progress(done_weights / MILLION, total);
+            progress.step(done_weights / MILLION, None);
         }
         drop((moments, factors, block));
         if let Some(p) = &saved {
@@ -323,12 +326,11 @@ fn rebuild(
             done_weights += rows * cols;
             continue;
         }
-        let before = done_weights;
-        let variants = matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, &mut |r| progress((before + r * cols) / MILLION, total))?;
+        let variants = matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?;
         tensors.insert(name, TensorVariants { rows, cols, variants });
         done_weights += rows * cols;
     }
-    progress(total, total);
+    progress.step(total, None);
     Ok(Database { key, tensors, file: Some(stored) })
 }
 
@@ -341,9 +343,10 @@ const MATRIX_CHUNK_BYTES: usize = 64 << 20;
 /// calibrated rounding (as `triage compress` quantizes them): read `chunk_bytes` of rows at a time,
 /// each chunk quantized at every level into the level's place in `spill` (rows are quantized
 /// independently, so the bytes are those of the whole matrix), with ‖W − Ŵ‖/‖W‖ and each
-/// level's CRC-32 carried along. `progress(rows)` after each chunk.
+/// level's CRC-32 carried along. A step of `progress` after each chunk: millions of weights done,
+/// `before` of them before this matrix.
 #[allow(clippy::too_many_arguments)]
-fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu: Menu, spill: &mut Spill, chunk_bytes: usize, progress: &mut dyn FnMut(usize)) -> Result<Vec<Variant>> {
+fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu: Menu, spill: &mut Spill, chunk_bytes: usize, before: usize, progress: &mut dyn Progress) -> Result<Vec<Variant>> {
     let types = levels(cols, menu);
     let places: Vec<(QuantType, u64, usize)> = types.iter().map(|&t| (t, t.bytes(rows * cols))).map(|(t, len)| (t, spill.reserve(len as u64), len)).collect();
     let chunk = (chunk_bytes / (4 * cols)).max(1);
@@ -370,7 +373,7 @@ fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu:
         for (e, d) in errs.iter_mut().zip(done) {
             *e = d.map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?;
         }
-        progress(end);
+        progress.step((before + end * cols) / MILLION, None);
     }
     Ok(places
         .into_iter()
@@ -769,7 +772,7 @@ pub fn load_or_build(
     kind: Kind,
     key: String,
     dir: Option<&Path>,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn Progress,
 ) -> std::result::Result<(Database, bool), ModelError> {
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     let mut reuse = None;
@@ -818,6 +821,7 @@ pub fn load_or_build(
 mod tests {
     use super::*;
     use crate::compress::gptq::GptqOptions;
+    use crate::progress::Silent;
 
     /// A sparsity database keeps its pruned levels masked: saved and loaded again, every level
     /// decodes to the same weights, with at least its share of zeros per tensor, in a file about
@@ -829,7 +833,7 @@ mod tests {
         let ids: Vec<u32> = (0..64).map(|i| (i * 7 % 300) as u32).collect();
         let windows = Windows::new(&ids, 16, None).unwrap();
         let settings = DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default(), types: None };
-        let db = build(&model, &windows, &settings, Kind::Sparsity, "test".into(), None, &mut |_, _| {}).unwrap();
+        let db = build(&model, &windows, &settings, Kind::Sparsity, "test".into(), None, &mut Silent).unwrap();
         assert_eq!(db.mismatch(&model.config, Kind::Sparsity, None), None);
         let path = std::env::temp_dir().join(format!("triage-sparsity-db-{}.gguf", std::process::id()));
         db.save(&path).unwrap();
@@ -868,7 +872,7 @@ mod tests {
         for chunk_bytes in [7 * 4 * cols, usize::MAX / 8] {
             let mut spill = Spill::new("test").unwrap();
             spill.append(b"leading bytes").unwrap();
-            let variants = matrix_levels(&model, "token_embd.weight", rows, cols, None, &mut spill, chunk_bytes, &mut |_| {}).unwrap();
+            let variants = matrix_levels(&model, "token_embd.weight", rows, cols, None, &mut spill, chunk_bytes, 0, &mut Silent).unwrap();
             assert_eq!(variants.iter().map(|v| v.qtype).collect::<Vec<_>>(), levels(cols, None));
             let file = spill.reader().unwrap();
             for v in &variants {

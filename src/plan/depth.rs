@@ -98,7 +98,7 @@ fn influence(base: &Model, probe: &Probe, pool: &[usize], sublayers: bool) -> Re
 
 /// Plans the removal of `k` blocks (or sublayers).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn plan_depth(base: &Model, gguf: &Skeleton, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+pub(super) fn plan_depth(base: &Model, gguf: &Skeleton, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: &mut dyn Progress) -> Result<PlanOutcome> {
     let n = base.blocks.len();
     let (units, what) = if sublayers { (2 * n, "sublayers") } else { (n, "blocks") };
     if k >= units {
@@ -116,8 +116,7 @@ pub(super) fn plan_depth(base: &Model, gguf: &Skeleton, probe: &Probe, pool: &[u
     }
     let removal = match opts.solver {
         Solver::Evo => {
-            let g = opts.evo.generations;
-            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
+            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, opts.checkpoint.as_ref(), progress)?;
             extra.insert("search_fitness".into(), json!(fit));
             best.removal
         }

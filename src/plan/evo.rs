@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 
 use crate::model::{BlockOpts, Model, Result};
+use crate::progress::Progress;
 use crate::stats::Rng;
 
 use super::removal::Removal;
@@ -137,11 +138,12 @@ impl Checkpoint {
 }
 
 /// Runs the search from `start`; windows are drawn from `pool` (indices into `probe`).
-/// `progress(generation, best fitness)` after every generation. With a `checkpoint`, the state
-/// is saved after every generation, and a resumed run continues from the saved one: the same
-/// result as a run that was never stopped. Returns the last parent and its fitness on its
+/// A step of `progress`'s stage "search" (of generations) after every generation, with the best
+/// fitness. With a `checkpoint`, the state is saved after every generation, and a resumed run
+/// continues from the saved one: the same result as a run that was never stopped. Returns the last parent and its fitness on its
 /// final-stage windows.
-pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSettings, checkpoint: Option<&Checkpoint>, progress: &mut dyn FnMut(usize, f64)) -> Result<(G, f64)> {
+pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSettings, checkpoint: Option<&Checkpoint>, progress: &mut dyn Progress) -> Result<(G, f64)> {
+    progress.start("search", s.generations);
     let mut rng = Rng::new(s.seed);
     let mut parent = start;
     let mut parent_fit = f64::INFINITY;
@@ -150,7 +152,7 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
     if let Some(r) = resumed {
         (parent, rng, parent_fit, first) = r;
         eprintln!("resuming the search after generation {first} of {}", s.generations);
-        progress(first, parent_fit);
+        progress.step(first, Some(parent_fit));
     }
     let mut parent_c = parent.realize()?;
     // The parent's states on the windows it has run on, until a child replaces it; then the
@@ -200,7 +202,7 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
             c.save(&SearchState { generation: g + 1, rng: rng.state(), parent: parent.genes(), parent_fit });
             crate::failpoint::hit("search-generation", g + 1);
         }
-        progress(g + 1, parent_fit);
+        progress.step(g + 1, Some(parent_fit));
     }
     Ok((parent, parent_fit))
 }

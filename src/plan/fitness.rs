@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 
 use crate::model::kernels::{first_non_finite_row, kl_divergence_per_row, with_f32};
-use crate::model::{BlockOpts, Blocks, ModelError, Positions, Result};
+use crate::model::runner::{embed_batches, forward};
+use crate::model::{Blocks, ModelError, Positions, Result};
+use crate::progress::Progress;
 use crate::spill::Spill;
 
 /// Rows of reference logits read back at once.
@@ -38,12 +40,7 @@ fn spill_error(error: std::io::Error) -> ModelError {
     ModelError::Io { path: crate::spill::folder(), error }
 }
 
-/// Which blocks a candidate runs and how: None removes the block.
-pub type Layout<'a> = &'a dyn Fn(usize) -> Option<BlockOpts>;
-
-pub fn full_layout(_: usize) -> Option<BlockOpts> {
-    Some(BlockOpts::default())
-}
+pub use crate::model::runner::{full_layout, Layout};
 
 /// A model's residual stream entering every block i = 0..=n (n: the last block's output) on
 /// some of the probe's windows, waiting in a spill file exactly (f32): a candidate that starts
@@ -117,28 +114,24 @@ impl States {
 
 impl Probe {
     /// Runs the original `model` on every window once, block by block (each block read once:
-    /// a streamed model decodes it once for all the windows).
-    pub fn new(model: &dyn Blocks, windows: &[Vec<u32>], progress: &mut dyn FnMut(usize)) -> Result<Probe> {
+    /// a streamed model decodes it once for all the windows). The stage "original logits" of
+    /// `progress` counts windows.
+    pub fn new(model: &dyn Blocks, windows: &[Vec<u32>], progress: &mut dyn Progress) -> Result<Probe> {
         let ctx = windows.first().map_or(2, Vec::len);
         let positions = Positions::new(model.config(), ctx, &Device::Cpu)?;
         let n = model.n_blocks();
         let mut spill = Spill::new("probe").map_err(spill_error)?;
         let mut original = States::with_dims([1, ctx, model.config().hidden_size])?;
         let tokens: Vec<Tensor> = windows.iter().map(|w| Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)).collect::<candle_core::Result<_>>()?;
-        let mut xs = Vec::with_capacity(windows.len());
-        for (k, t) in tokens.iter().enumerate() {
-            let x = model.embed(t)?;
-            original.push(k, &x)?;
-            xs.push(x);
-        }
-        for i in 0..n {
-            let block = model.block(i)?;
-            for (k, x) in xs.iter_mut().enumerate() {
-                *x = block.forward(x, model.config(), &positions, BlockOpts::default(), &mut ())?;
-                original.push(k, x)?;
-            }
-            progress(i * windows.len() / (n + 1));
-        }
+        progress.start("original logits", windows.len());
+        let mut xs = embed_batches(model, windows, 1)?;
+        let record = |original: &mut States, xs: &[Tensor]| xs.iter().enumerate().try_for_each(|(k, x)| original.push(k, x));
+        record(&mut original, &xs)?;
+        forward(model, &mut xs, 0..n, &positions, &full_layout, &mut (), |i, xs| {
+            record(&mut original, xs)?;
+            progress.step(i * windows.len() / (n + 1), None);
+            Ok(())
+        })?;
         let mut out = Vec::with_capacity(windows.len());
         let vocab = model.config().vocab_size;
         for (k, (x, tokens)) in xs.iter().zip(tokens).enumerate() {
@@ -152,7 +145,7 @@ impl Probe {
             let reference = with_f32(&logits, |l| spill.append_f32(l))?.map_err(spill_error)?;
             out.push(ProbeWindow { tokens, reference });
         }
-        progress(windows.len());
+        progress.step(windows.len(), None);
         Ok(Probe { positions, windows: out, original, spill })
     }
 
@@ -172,14 +165,7 @@ impl Probe {
             .iter()
             .map(|&w| if from == 0 { model.embed(&self.windows[w].tokens) } else { start.state(w, from) })
             .collect::<Result<Vec<_>>>()?;
-        for i in from..n {
-            if let Some(o) = layout(i) {
-                let block = model.block(i)?;
-                for x in xs.iter_mut() {
-                    *x = block.forward(x, model.config(), &self.positions, o, &mut ())?;
-                }
-            }
-        }
+        forward(model, &mut xs, from..n, &self.positions, layout, &mut (), |_, _| Ok(()))?;
         let mut total = 0.0;
         let mut count = 0usize;
         for (&w, x) in which.iter().zip(&xs) {
@@ -208,15 +194,13 @@ impl Probe {
 
 /// The states after every block from `from` on, starting from `x` entering block `from` (a
 /// removed block passes its input on).
-fn run_states(model: &dyn Blocks, mut x: Tensor, from: usize, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
+fn run_states(model: &dyn Blocks, x: Tensor, from: usize, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
     let n = model.n_blocks();
     let mut states = Vec::with_capacity(n - from);
-    for i in from..n {
-        if let Some(o) = layout(i) {
-            x = model.block(i)?.forward(&x, model.config(), positions, o, &mut ())?;
-        }
-        states.push(x.clone());
-    }
+    forward(model, &mut [x], from..n, positions, layout, &mut (), |_, xs| {
+        states.push(xs[0].clone());
+        Ok(())
+    })?;
     Ok(states)
 }
 

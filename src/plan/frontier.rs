@@ -94,7 +94,7 @@ impl Frontier<'_> {
     /// nearest `budget` (by ratio), and the Lagrangian plan at each of their costs, smallest
     /// first; a Lagrangian plan equal to its single-type one, or to one measured before, is measured
     /// once.
-    pub fn measure(&self, n: usize, budget: u64, cost: &dyn Fn(u64) -> u64, progress: Progress) -> Result<Vec<Point>> {
+    pub fn measure(&self, n: usize, budget: u64, cost: &dyn Fn(u64) -> u64, progress: &mut dyn Progress) -> Result<Vec<Point>> {
         let planned = |levels: &[usize]| -> u64 { self.names.iter().zip(levels).map(|(name, &l)| cost(self.db.tensors[name].variants[l].size() as u64)).sum() };
         let mut singles: Vec<(QuantType, Vec<usize>, u64)> = single_type_plans(self.db, self.names).into_iter().map(|(t, l)| { let c = planned(&l); (t, l, c) }).collect();
         let distance = |c: u64| (c.max(1) as f64 / budget.max(1) as f64).ln().abs();
@@ -106,17 +106,18 @@ impl Frontier<'_> {
         // Two single types of one size (Q3_K and IQ3_S where rows allow both) share their
         // Lagrangian plan: it is measured once.
         let mut lagrange_plans: Vec<Vec<usize>> = Vec::new();
+        progress.start("frontier", total);
         for (i, (t, levels, c)) in singles.iter().enumerate() {
-            progress("frontier", 2 * i, total, None);
+            progress.step(2 * i, None);
             points.push(self.point("single type", Some(*t), levels)?);
             let l = lagrange::solve(self.curves, *c).expect("a single-type plan is above the floor");
-            progress("frontier", 2 * i + 1, total, None);
+            progress.step(2 * i + 1, None);
             if &l != levels && !lagrange_plans.contains(&l) {
                 points.push(self.point("lagrange", None, &l)?);
                 lagrange_plans.push(l);
             }
         }
-        progress("frontier", total, total, None);
+        progress.step(total, None);
         Ok(points)
     }
 

@@ -139,8 +139,7 @@ pub struct PlanOutcome {
     pub database: Option<Database>,
 }
 
-/// Stages reported to the progress callback: (stage, done, total, best fitness so far).
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize, Option<f64>);
+use crate::progress::Progress;
 
 /// Calibration windows: the database's first, then the search pool (the part of it used), then
 /// the hold-out.
@@ -175,7 +174,7 @@ fn split(all: &Windows, db_windows: usize, search: usize, used: usize, holdout: 
 /// takes the quantization budgets with the uniform and lagrange solvers: the database, the
 /// sensitivities and every plan's KL are made block by block; EvoPress (a whole model per
 /// candidate), sparsity and depth need it in memory.
-pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOptions, progress: Progress) -> Result<PlanOutcome> {
+pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOptions, progress: &mut dyn Progress) -> Result<PlanOutcome> {
     let t0 = Instant::now();
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
@@ -231,7 +230,7 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
         m.tokenizer = None;
     }
     let mut timings = serde_json::Map::new();
-    let probe = Probe::new(&base, &sp.probe, &mut |k| progress("original logits", k, sp.probe.len(), None))?;
+    let probe = Probe::new(&base, &sp.probe, progress)?;
     let pool: Vec<usize> = (0..sp.n_search).collect();
     let holdout: Vec<usize> = (sp.n_search..sp.probe.len()).collect();
     timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
@@ -256,7 +255,7 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
         Some(kind) => {
             let t = Instant::now();
             let key = database::cache_key(&inputs, &opts.database, kind);
-            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), &mut |d, n| progress("layer database (millions of weights)", d, n, None))?;
+            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), progress)?;
             crate::memory::release_freed();
             timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("database_cached".into(), json!(cached));
@@ -363,7 +362,7 @@ fn plan_quant(
     fixed: u64,
     limit: u64,
     timings: &mut serde_json::Map<String, Json>,
-    progress: Progress,
+    progress: &mut dyn Progress,
 ) -> Result<PlanOutcome> {
     let names: Vec<String> = db.tensors.keys().cloned().collect();
     let all_blocks: Vec<usize> = (0..base.n_blocks()).collect();
@@ -383,7 +382,7 @@ fn plan_quant(
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
-            let (curves, dkl, cached) = sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), &mut |d, n| progress("sensitivity", d, n, None))?;
+            let (curves, dkl, cached) = sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), progress)?;
             if let Weights::Resident(m) = &mut base {
                 search::drop_planned_weights(m, db);
                 crate::memory::release_freed();
@@ -406,8 +405,7 @@ fn plan_quant(
                         result_json.insert("lagrange_kld".into(), json!(warm_kld));
                         let start = QuantGenome { space: &space, levels: warm.clone() };
                         let t = Instant::now();
-                        let g = opts.evo.generations;
-                        let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
+                        let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), progress)?;
                         timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
                         result_json.insert("search_fitness".into(), json!(fit));
                         measured = Some((curves, Some((warm, warm_kld))));
@@ -456,7 +454,7 @@ fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, bu
 }
 
 /// The smallest lagrange plan whose KL on the hold-out windows is within `target`.
-fn kld_bisection(base: &dyn Blocks, db: &Database, curves: &[Curve], probe: &Probe, holdout: &[usize], target: f64, progress: Progress) -> Result<Vec<usize>> {
+fn kld_bisection(base: &dyn Blocks, db: &Database, curves: &[Curve], probe: &Probe, holdout: &[usize], target: f64, progress: &mut dyn Progress) -> Result<Vec<usize>> {
     let kl = |levels: &[usize]| -> Result<f64> { Ok(probe.kl(&Planned::of_levels(base, db, levels), holdout, 0, &full_layout, None)?) };
     let lo_cost: u64 = curves.iter().map(Curve::min_cost).sum();
     let hi_cost: u64 = curves.iter().map(Curve::max_cost).sum();
@@ -467,8 +465,9 @@ fn kld_bisection(base: &dyn Blocks, db: &Database, curves: &[Curve], probe: &Pro
     }
     let (mut lo, mut hi, mut best) = (lo_cost, hi_cost, top);
     const STEPS: usize = 10;
+    progress.start("kld bisection", STEPS);
     for s in 0..STEPS {
-        progress("kld bisection", s, STEPS, None);
+        progress.step(s, None);
         let mid = lo + (hi - lo) / 2;
         let levels = lagrange::solve(curves, mid).expect("above the floor");
         if kl(&levels)? <= target {
@@ -478,6 +477,6 @@ fn kld_bisection(base: &dyn Blocks, db: &Database, curves: &[Curve], probe: &Pro
             lo = mid;
         }
     }
-    progress("kld bisection", STEPS, STEPS, None);
+    progress.step(STEPS, None);
     Ok(best)
 }

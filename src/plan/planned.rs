@@ -127,6 +127,7 @@ mod tests {
     use crate::plan::database::{build, DatabaseSettings, Kind};
     use crate::plan::fitness::{full_layout, Probe};
     use crate::plan::search::QuantSpace;
+    use crate::progress::Silent;
 
     /// A plan measured through the view — the variants decoded into each block as it runs,
     /// the embedding gathered by row or whole — gives the KL of the model with the variants
@@ -139,9 +140,9 @@ mod tests {
         let windows = Windows::new(&ids, 16, None).unwrap();
         let settings = DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None };
         let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
-        let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut |_, _| {}).unwrap();
+        let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut Silent).unwrap();
         assert!(db.tensors.contains_key("token_embd.weight") && db.tensors.contains_key("output.weight"));
-        let probe = Probe::new(&model, &windows.windows, &mut |_| {}).unwrap();
+        let probe = Probe::new(&model, &windows.windows, &mut Silent).unwrap();
         let which: Vec<usize> = (0..windows.len()).collect();
         let space = QuantSpace::new(&model, &db, Vec::new(), 0);
         for shift in 0..3 {

@@ -10,6 +10,7 @@ use super::fitness::{full_layout, Probe};
 use super::lagrange::Curve;
 use super::planned::Planned;
 use crate::model::{Blocks, Result, TensorId};
+use crate::progress::Progress;
 
 /// The block a tensor first affects (the block count for the output matrix: only the head).
 pub fn block_of(name: &str, n_blocks: usize) -> usize {
@@ -32,7 +33,7 @@ pub fn load_or_measure(
     windows: &[usize],
     cost: &dyn Fn(u64) -> u64,
     cache: Option<&std::path::Path>,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn Progress,
 ) -> Result<(Vec<Curve>, Vec<f64>, bool)> {
     if let Some(p) = cache.filter(|p| p.exists()) {
         match read_cache(p, db) {
@@ -124,15 +125,16 @@ pub fn error_curves(
     windows: &[usize],
     cost: &dyn Fn(u64) -> u64,
     partial: Option<&std::path::Path>,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn Progress,
 ) -> Result<(Vec<Curve>, Vec<f64>)> {
     let n = db.tensors.len();
     let mut measured = partial.map(|p| read_partial(p, db)).unwrap_or_default();
     if !measured.is_empty() {
         eprintln!("resuming the sensitivities: {} of {n} were measured by an interrupted run", measured.len());
     }
+    progress.start("sensitivity", n);
     for (k, (name, tv)) in db.tensors.iter().enumerate() {
-        progress(k, n);
+        progress.step(k, None);
         if measured.contains_key(name) {
             continue;
         }
@@ -146,7 +148,7 @@ pub fn error_curves(
             crate::failpoint::hit("sensitivity", measured.len());
         }
     }
-    progress(n, n);
+    progress.step(n, None);
     let dkl: Vec<f64> = db.tensors.keys().map(|k| measured[k]).collect();
     Ok((curves_from(db, &dkl, cost), dkl))
 }

@@ -52,7 +52,7 @@ pub(super) fn plan_sparsity(
     target: f64,
     opts: &PlanOptions,
     timings: &mut serde_json::Map<String, Json>,
-    progress: Progress,
+    progress: &mut dyn Progress,
 ) -> Result<PlanOutcome> {
     let linears: BTreeMap<String, usize> = plannable_tensors(&base.config).into_iter().filter(|(n, _)| gguf_block(n).is_some()).map(|(n, (r, c))| (n, r * c)).collect();
     let budget: u64 = linears.values().map(|&n| kept(n, target)).sum();
@@ -96,8 +96,7 @@ pub(super) fn plan_sparsity(
             start.fill(&mut Rng::new(opts.evo.seed));
             extra.insert("start_kld".into(), json!(probe.kl(&space.model(&start.levels)?, holdout, 0, &full_layout, None)?));
             let t = Instant::now();
-            let g = opts.evo.generations;
-            let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), &mut |gen, f| progress("search", gen, g, Some(f)))?;
+            let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), progress)?;
             timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
             extra.insert("search_fitness".into(), json!(fit));
             let t = Instant::now();
