@@ -116,8 +116,8 @@ pub static TRAITS: [TypeTraits; 19] = {
             row_fallback: BF16, default_level: false, stand_in: None,
             encoder: Plain(codec::encode_bf16), to_float: codec::decode_bf16, pack: None,
         },
-        // Held by a types database only where a menu names it: IQ4_NL, of the same size and
-        // closer to the weights, stands in for it.
+        // Held by a types database only where a menu names it; elsewhere IQ4_NL, of the same
+        // size, stands in for it.
         TypeTraits {
             qtype: Q4_0, name: "Q4_0", ggml_id: 2, ftype: 2, block_size: 32, block_bytes: 18, is_quantized: true,
             row_fallback: Q4_0, default_level: false, stand_in: Some(IQ4NL),
