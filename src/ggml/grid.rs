@@ -268,15 +268,7 @@ pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -
                 sqq += wt * q * q;
                 sxq += wt * v * q;
             }
-            let det = sw * sqq - sq * sq;
-            if det <= 0.0 {
-                break;
-            }
-            let (mut s1, mut b1) = ((sw * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
-            if base_nonpositive && b1 > 0.0 {
-                b1 = 0.0;
-                s1 = sxq / sqq;
-            }
+            let Some((s1, b1)) = refit_scale_min([sw, sx, sq, sqq, sxq], base_nonpositive) else { break };
             if s1.is_nan() || s1 <= 0.0 || (s1 == s && b1 == b) {
                 break;
             }
@@ -291,6 +283,23 @@ pub fn fit_asymmetric(x: &[f32], w: &[f32], qmax: u32, base_nonpositive: bool) -
     }
     (best.1, best.2)
 }
+}
+
+/// The weighted least-squares (scale, min) of the grid s·q + b for fixed codes q: the 2×2 normal
+/// equations' solution from the sums [Σw, Σw·x, Σw·q, Σw·q², Σw·x·q]. With `base_nonpositive`, a
+/// positive b is set to 0 and s refitted alone. None where the equations are singular.
+#[inline(always)]
+fn refit_scale_min([sw, sx, sq, sqq, sxq]: [f32; 5], base_nonpositive: bool) -> Option<(f32, f32)> {
+    let det = sw * sqq - sq * sq;
+    if det <= 0.0 {
+        return None;
+    }
+    let (mut s, mut b) = ((sw * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
+    if base_nonpositive && b > 0.0 {
+        b = 0.0;
+        s = sxq / sqq;
+    }
+    Some((s, b))
 }
 
 /// Σ w (x − f(x))².
@@ -370,15 +379,7 @@ mod tests {
                     sx += wt * v;
                     sxq += wt * v * q;
                 }
-                let det = sw * sqq - sq * sq;
-                if det <= 0.0 {
-                    break;
-                }
-                let (mut s1, mut b1) = ((sw * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
-                if base_nonpositive && b1 > 0.0 {
-                    b1 = 0.0;
-                    s1 = sxq / sqq;
-                }
+                let Some((s1, b1)) = refit_scale_min([sw, sx, sq, sqq, sxq], base_nonpositive) else { break };
                 if s1.is_nan() || s1 <= 0.0 || (s1 == s && b1 == b) {
                     break;
                 }

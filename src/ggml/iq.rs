@@ -37,7 +37,7 @@ use std::sync::OnceLock;
 
 use super::grid::{Lut, IQ2_LEVELS, IQ3XXS_LEVELS, ODD_LEVELS};
 use super::kgrid::{KGRID_256, KGRID_2BIT_1024, KGRID_2BIT_512, KGRID_512};
-use super::types::QuantType;
+use super::types::{Encoder, QuantType};
 
 /// The most weights a point covers (the IQ2 grids' groups of 8).
 pub const MAX_GROUP: usize = 8;
@@ -97,13 +97,10 @@ pub static IQ2XS: IqGrid = IqGrid {
     lut: &IQ2_LEVELS, unit: 8.0, even_signs: true, top: 5.0, stride: 0.1, search: 9, tables: OnceLock::new(),
 };
 
-/// The grid of a GGUF type, if it has one of these.
+/// The grid of a GGUF type, if its row encodes onto one of these.
 pub fn of(t: QuantType) -> Option<&'static IqGrid> {
-    match t {
-        QuantType::IQ3S => Some(&IQ3S),
-        QuantType::IQ3XXS => Some(&IQ3XXS),
-        QuantType::IQ2S => Some(&IQ2S),
-        QuantType::IQ2XS => Some(&IQ2XS),
+    match t.traits().encoder {
+        Encoder::Vector(q) => Some(q),
         _ => None,
     }
 }

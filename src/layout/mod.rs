@@ -28,33 +28,6 @@ pub fn renumbered(name: &str, kept: &[usize]) -> Option<String> {
     gguf_in_block(name, kept.iter().position(|&k| k == old)?)
 }
 
-/// llama.cpp's `general.file_type` (LLAMA_FTYPE_MOSTLY_*) for a model mostly of type `t`.
-pub fn llama_ftype(t: QuantType) -> u32 {
-    use QuantType::*;
-    match t {
-        F32 => 0,
-        F16 => 1,
-        Q4_0 => 2,
-        Q4_1 => 3,
-        Q8_0 => 7,
-        Q5_0 => 8,
-        Q5_1 => 9,
-        Q2K => 10,
-        Q3K => 12,
-        Q4K => 15,
-        Q5K => 17,
-        Q6K => 18,
-        IQ4NL => 25,
-        IQ4XS => 30,
-        IQ3S => 26,
-        IQ3XXS => 23,
-        IQ2XS => 20,
-        // llama.cpp's IQ2_S mix is made of IQ2_XS tensors; IQ2_S tensors are its IQ2_M mix's.
-        IQ2S => 29,
-        BF16 => 32,
-    }
-}
-
 /// One tensor of the source: its name, ggml shape and type, and where its bytes are — in the
 /// source GGUF (`stored`), or, for a Hugging Face source, in the model (to be encoded in `qtype`).
 pub struct SourceTensor {
@@ -184,7 +157,7 @@ pub fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&s
 /// Sets the file type and quantization version (in place when the source has them, as the
 /// converter places them) and adds who quantized and the real bits per weight.
 pub fn finish_metadata(metadata: &mut Vec<(String, Value)>, main_type: QuantType, bits_per_weight: f64) {
-    for (key, v) in [("general.quantization_version", Value::U32(2)), ("general.file_type", Value::U32(llama_ftype(main_type)))] {
+    for (key, v) in [("general.quantization_version", Value::U32(2)), ("general.file_type", Value::U32(main_type.ftype()))] {
         match metadata.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = v,
             None => metadata.push((key.into(), v)),

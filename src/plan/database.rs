@@ -97,12 +97,12 @@ pub fn database_tensors(config: &Config, kind: Kind, menu: Menu) -> BTreeMap<Str
 }
 
 /// The types a types database draws its levels from: Some(a menu), or None for every
-/// quantized type but Q4_0.
+/// quantized type whose row makes it a default level (all but Q4_0, which IQ4_NL stands in for).
 pub type Menu<'a> = Option<&'a [QuantType]>;
 
 /// The levels a tensor with rows of `cols` may take from `menu`, cheapest first.
 pub fn levels(cols: usize, menu: Menu) -> Vec<QuantType> {
-    let mut l: Vec<QuantType> = allowed_types(cols).into_iter().filter(|t| menu.map_or(*t != QuantType::Q4_0, |m| m.contains(t))).collect();
+    let mut l: Vec<QuantType> = allowed_types(cols).into_iter().filter(|t| menu.map_or(t.default_level(), |m| m.contains(t))).collect();
     l.sort_by(|a, b| a.bits_per_weight().total_cmp(&b.bits_per_weight()).then(a.ggml_id().cmp(&b.ggml_id())));
     l
 }

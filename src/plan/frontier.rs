@@ -19,13 +19,14 @@ use crate::model::Blocks;
 
 /// The level of `db`'s tensor `name` that a single-type plan of `t` gives it: `t`, or
 /// llama-quantize's fall-back where its rows do not fit `t` — if the database holds it (a
-/// `--types` menu's database holds only the menu's types). Q4_0 is taken as IQ4_NL, which costs
-/// the same, where the database holds IQ4_NL and not Q4_0 (the whole menu's does).
+/// `--types` menu's database holds only the menu's types). A type with a stand-in in its row is
+/// taken as that type, which costs the same, where the database holds the stand-in and not the
+/// type (Q4_0 as IQ4_NL in the whole menu's database).
 pub fn single_type_level(db: &Database, name: &str, t: QuantType) -> Option<usize> {
     let tv = &db.tensors[name];
     let want = t.for_row_width(tv.cols)?;
     let at = |t: QuantType| tv.variants.iter().position(|v| v.qtype == t);
-    at(want).or_else(|| if want == QuantType::Q4_0 { at(QuantType::IQ4NL) } else { None })
+    at(want).or_else(|| want.stand_in().and_then(at))
 }
 
 /// Every distinct single-type plan of `db`'s tensors `names`, in [`QUANTIZED_TYPES`]' order:
