@@ -58,14 +58,11 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         let m = median(times);
-        println!(
-            "{:<28} {:>12.3} {:>12.0}",
-            format!("forward, batch {batch}×{ctx}"),
-            m,
-            (batch * ctx) as f64 / m
-        );
+        println!("{:<28} {:>12.3} {:>12.0}", format!("forward, batch {batch}×{ctx}"), m, (batch * ctx) as f64 / m);
     }
-    for (name, reference) in [("eval 8 windows", None), ("eval 8 windows + reference", Some(&model as &dyn triage::model::Blocks))] {
+    for (name, reference) in
+        [("eval 8 windows", None), ("eval 8 windows + reference", Some(&model as &dyn triage::model::Blocks))]
+    {
         let times: Vec<f64> = (0..reps)
             .map(|_| {
                 let t = Instant::now();

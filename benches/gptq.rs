@@ -50,8 +50,10 @@ fn main() -> anyhow::Result<()> {
             let scale = 2.0 / m.n_tokens as f64;
             let h: Vec<f64> = m.xxt.iter().map(|&v| v as f64 * scale).collect();
             let stem = l.name.replace('.', "_");
-            std::fs::File::create(dump.join(format!("{stem}.f32")))?.write_all(&w.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-            std::fs::File::create(dump.join(format!("{stem}.f64")))?.write_all(&h.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+            std::fs::File::create(dump.join(format!("{stem}.f32")))?
+                .write_all(&w.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+            std::fs::File::create(dump.join(format!("{stem}.f64")))?
+                .write_all(&h.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
             manifest.push(serde_json::json!({"name": l.name, "rows": rows, "cols": cols, "w": format!("{stem}.f32"), "h": format!("{stem}.f64")}));
             let mut q = w.clone();
             let times: Vec<f64> = (0..reps)
@@ -59,8 +61,18 @@ fn main() -> anyhow::Result<()> {
                     q.copy_from_slice(&w);
                     let t = Instant::now();
                     let mut grid = RtnGrid::new(bits, group, rows, false);
-                    gptq(&mut q, rows, cols, &m.xxt, m.n_tokens, Some(&mut grid), None, GptqOptions::default(), &l.name)
-                        .expect("positive definite");
+                    gptq(
+                        &mut q,
+                        rows,
+                        cols,
+                        &m.xxt,
+                        m.n_tokens,
+                        Some(&mut grid),
+                        None,
+                        GptqOptions::default(),
+                        &l.name,
+                    )
+                    .expect("positive definite");
                     t.elapsed().as_secs_f64()
                 })
                 .collect();

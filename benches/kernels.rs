@@ -60,7 +60,16 @@ fn main() {
     });
     println!("{:<44} {:>12.1} {:>13.2} µs", "fit_symmetric, 20 000 × 32 (Q5_0)", t * 1e3, t * 1e6 / n as f64);
     let w256: Vec<f32> = w.iter().cycle().take(256).copied().collect();
-    for t in [QuantType::Q4K, QuantType::Q2K, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS] {
+    for t in [
+        QuantType::Q4K,
+        QuantType::Q2K,
+        QuantType::IQ4NL,
+        QuantType::IQ4XS,
+        QuantType::IQ3S,
+        QuantType::IQ3XXS,
+        QuantType::IQ2S,
+        QuantType::IQ2XS,
+    ] {
         let bs = t.block_size();
         let blocks = 32 * n / bs;
         let secs = median_secs(5, || {
@@ -68,7 +77,12 @@ fn main() {
                 std::hint::black_box(choose(t, c, &w256[..bs]));
             }
         });
-        println!("{:<44} {:>12.1} {:>13.2} µs", format!("choose {}, {blocks} blocks of {bs}", t.name()), secs * 1e3, secs * 1e6 / blocks as f64);
+        println!(
+            "{:<44} {:>12.1} {:>13.2} µs",
+            format!("choose {}, {blocks} blocks of {bs}", t.name()),
+            secs * 1e3,
+            secs * 1e6 / blocks as f64
+        );
     }
     // GPTQ's per-column rounding on the vector grids (the layer database's other search): every
     // block's grids chosen, then each column rounded among the points its group's rounded weights
@@ -83,7 +97,8 @@ fn main() {
     let wm: Vec<f32> = (0..rows * cols).map(|_| 0.02 * normal()).collect();
     let by_col: Vec<Vec<f32>> = (0..cols).map(|c| (0..rows).map(|r| wm[r * cols + c]).collect()).collect();
     let imp: Vec<f32> = (0..cols).map(|_| (2.0 * normal()).exp()).collect();
-    for t in [QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS] {
+    for t in [QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS]
+    {
         let bs = t.block_size();
         let secs = median_secs(3, || {
             let mut cq = GgufColumns::new(t, &wm, rows, cols, Some(&imp));
@@ -97,6 +112,11 @@ fn main() {
             }
             std::hint::black_box(cq.into_bytes());
         });
-        println!("{:<44} {:>12.1} {:>13.2} µs", format!("GPTQ rounding {}, {rows} × {cols}", t.name()), secs * 1e3, secs * 1e6 / (rows * cols / bs) as f64);
+        println!(
+            "{:<44} {:>12.1} {:>13.2} µs",
+            format!("GPTQ rounding {}, {rows} × {cols}", t.name()),
+            secs * 1e3,
+            secs * 1e6 / (rows * cols / bs) as f64
+        );
     }
 }

@@ -10,7 +10,8 @@ use triage::model::kernels::matmul_nt;
 fn main() {
     let d = Device::Cpu;
     println!("{:<24} {:>12} {:>12} {:>8}", "rows×in→out", "candle GF/s", "faer GF/s", "ratio");
-    let shapes = [(512, 576, 576), (512, 576, 192), (512, 576, 1536), (512, 1536, 576), (2048, 576, 1536), (512, 576, 49152)];
+    let shapes =
+        [(512, 576, 576), (512, 576, 192), (512, 576, 1536), (512, 1536, 576), (2048, 576, 1536), (512, 576, 49152)];
     for (m, k, n) in shapes {
         let x = Tensor::randn(0f32, 1., (m, k), &d).unwrap();
         let w = Tensor::randn(0f32, 1., (n, k), &d).unwrap();

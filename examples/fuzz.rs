@@ -54,16 +54,35 @@ fn main() -> ExitCode {
             done += n;
             eprintln!("{}: {done}/{} cases, {} panics, {:.0} s", f.name, args.cases, total.panics.len(), total.seconds);
         }
-        for (what, p) in total.panics.iter().map(|p| ("panic", p)).chain(total.undetected.iter().map(|p| ("damage loaded as valid", p))) {
+        for (what, p) in total
+            .panics
+            .iter()
+            .map(|p| ("panic", p))
+            .chain(total.undetected.iter().map(|p| ("damage loaded as valid", p)))
+        {
             println!("{what}: {} case {} ({}): {}", f.name, p.case, p.seed_file, p.message);
-            println!("  reproduce: cargo run --release --example fuzz -- --family {} --seed {} --start {} --cases 1", f.name, args.seed, p.case);
+            println!(
+                "  reproduce: cargo run --release --example fuzz -- --family {} --seed {} --start {} --cases 1",
+                f.name, args.seed, p.case
+            );
         }
         rows.push((f.name, total));
     }
     println!("seed {}, cases {}..{}", args.seed, args.start, args.start + args.cases);
-    println!("{:<17} {:>10} {:>10} {:>10} {:>7} {:>10} {:>9}", "family", "cases", "ok", "err", "panics", "undetected", "seconds");
+    println!(
+        "{:<17} {:>10} {:>10} {:>10} {:>7} {:>10} {:>9}",
+        "family", "cases", "ok", "err", "panics", "undetected", "seconds"
+    );
     for (name, t) in &rows {
-        println!("{name:<17} {:>10} {:>10} {:>10} {:>7} {:>10} {:>9.1}", t.cases, t.ok, t.err, t.panics.len(), t.undetected.len(), t.seconds);
+        println!(
+            "{name:<17} {:>10} {:>10} {:>10} {:>7} {:>10} {:>9.1}",
+            t.cases,
+            t.ok,
+            t.err,
+            t.panics.len(),
+            t.undetected.len(),
+            t.seconds
+        );
     }
     let silent: u64 = rows.iter().map(|(_, t)| t.silent_errors).sum();
     if silent > 0 {

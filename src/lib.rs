@@ -5,6 +5,7 @@
 //! `model` (load, run block by block with capture points) → `data` (text → windows)
 //! → `eval` (perplexity, KL to a reference).
 
+pub mod cli;
 pub mod compress;
 pub mod data;
 pub mod eval;
@@ -18,7 +19,6 @@ pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod progress;
-pub mod cli;
 pub mod report;
 mod simd;
 pub mod spill;

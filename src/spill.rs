@@ -109,7 +109,11 @@ mod tests {
         assert_eq!(s.read_f32(at, 2).unwrap(), vec![1.5, -2.0]);
         assert!(s.read(at, 100).is_err());
         let prefix = format!(".triage-spill-test-{}-", std::process::id());
-        let left = std::fs::read_dir(folder()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).count();
+        let left = std::fs::read_dir(folder())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
         assert_eq!(left, 0);
     }
 }

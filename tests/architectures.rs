@@ -14,7 +14,18 @@ fn triage(args: &[&str]) -> String {
 
 fn ppl(model: &Path) -> f64 {
     let eval = common::asset("eval.txt");
-    let out = triage(&["eval", "--model", model.to_str().unwrap(), "--text", eval.to_str().unwrap(), "--ctx", "128", "--max-windows", "4", "--json"]);
+    let out = triage(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        eval.to_str().unwrap(),
+        "--ctx",
+        "128",
+        "--max-windows",
+        "4",
+        "--json",
+    ]);
     let j: serde_json::Value = serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     j["ppl"].as_f64().unwrap()
 }
@@ -29,13 +40,47 @@ fn every_command(name: &str) {
     let original = ppl(Path::new(m));
     assert!(original.is_finite() && original > 1.0, "{name}: {original}");
     let imatrix = d("imatrix.gguf");
-    triage(&["profile", "--model", m, "--calib", calib, "--tokens", "512", "--ctx", "128", "--ablation-tokens", "128", "--attention-tokens", "128", "--out", d("profile").to_str().unwrap(), "--imatrix-out", imatrix.to_str().unwrap()]);
-    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("profile/profile.json")).unwrap()).unwrap();
+    triage(&[
+        "profile",
+        "--model",
+        m,
+        "--calib",
+        calib,
+        "--tokens",
+        "512",
+        "--ctx",
+        "128",
+        "--ablation-tokens",
+        "128",
+        "--attention-tokens",
+        "128",
+        "--out",
+        d("profile").to_str().unwrap(),
+        "--imatrix-out",
+        imatrix.to_str().unwrap(),
+    ]);
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("profile/profile.json")).unwrap()).unwrap();
     assert!(profile.to_string().contains("blk.0.attn_output.weight"), "{name}: the profile names the linears");
     assert!(imatrix.exists());
     let plan = d("plan.json");
     let common = ["--calib", calib, "--tokens", "256", "--ctx", "32"];
-    let mut args = vec!["plan", "--model", m, "--budget", "bpw=6", "--solver", "lagrange", "--search-windows", "3", "--holdout-windows", "2", "--no-cache", "--out", plan.to_str().unwrap()];
+    let mut args = vec![
+        "plan",
+        "--model",
+        m,
+        "--budget",
+        "bpw=6",
+        "--solver",
+        "lagrange",
+        "--search-windows",
+        "3",
+        "--holdout-windows",
+        "2",
+        "--no-cache",
+        "--out",
+        plan.to_str().unwrap(),
+    ];
     args.extend(common);
     triage(&args);
     let gguf = d("planned.gguf");
@@ -43,11 +88,16 @@ fn every_command(name: &str) {
     args.extend(common);
     triage(&args);
     let planned: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
-    assert_eq!(planned["predicted"]["bytes"].as_u64().unwrap(), std::fs::metadata(&gguf).unwrap().len(), "{name}: the plan's size is the file's");
+    assert_eq!(
+        planned["predicted"]["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&gguf).unwrap().len(),
+        "{name}: the plan's size is the file's"
+    );
     let q8 = d("q8.gguf");
     let folder = d("q8-hf");
     for out in [&q8, &folder] {
-        let mut args = vec!["compress", "--model", m, "--type", "Q8_0", "--method", "rtn", "--out", out.to_str().unwrap()];
+        let mut args =
+            vec!["compress", "--model", m, "--type", "Q8_0", "--method", "rtn", "--out", out.to_str().unwrap()];
         args.extend(common);
         triage(&args);
     }

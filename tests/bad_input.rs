@@ -47,10 +47,7 @@ fn eval_fails(model: &Path, text: &Path, extra: &[&str], expect: &str) {
 }
 
 /// Rewrites tiny-llama.gguf with `edit` applied to its metadata and tensors.
-fn edited_gguf(
-    dir: &Path,
-    edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>),
-) -> PathBuf {
+fn edited_gguf(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>)) -> PathBuf {
     let src = fixture("tiny-llama.gguf");
     let mut f = std::fs::File::open(&src).unwrap();
     let content = gguf_file::Content::read(&mut f).unwrap();
@@ -128,7 +125,12 @@ fn tensor_shape_not_matching_config() {
             }
         }
     });
-    eval_fails(&p, &long_text(&d), &[], "tensor 'blk.0.ffn_gate.weight' has shape [160, 64], the configuration implies [128, 64]");
+    eval_fails(
+        &p,
+        &long_text(&d),
+        &[],
+        "tensor 'blk.0.ffn_gate.weight' has shape [160, 64], the configuration implies [128, 64]",
+    );
 }
 
 /// A copy of the tiny-qwen2 folder, to damage.
@@ -150,11 +152,36 @@ fn gemma_and_phi3_configurations_out_of_range_are_refused_in_one_line() {
     // Each case once aborted or would: per-block window flags sized by a huge block count (the
     // fuzzer's 1 TiB allocation), a zero query scalar, LongRoPE factors of the wrong length.
     for (name, from, to, expect) in [
-        ("tiny-gemma3", "\"num_hidden_layers\": 6", "\"num_hidden_layers\": 1099511627776", "1099511627776 layers (at most 4096 are supported)"),
-        ("tiny-gemma3", "\"query_pre_attn_scalar\": 16", "\"query_pre_attn_scalar\": 0", "attention scale inf is not a finite positive number"),
-        ("tiny-gemma3", "\"sliding_window_pattern\": 6", "\"layer_types\": [\"sliding_attention\"]", "1 layer_types for 6 layers"),
-        ("tiny-phi3", "\"original_max_position_embeddings\": 64", "\"original_max_position_embeddings\": 0", "RoPE attention factor NaN is not a finite positive number"),
-        ("tiny-phi3", "\"rms_norm_eps\"", "\"partial_rotary_factor\": 0.75, \"rms_norm_eps\"", "partial_rotary_factor 0.75 (RoPE over part of each head)"),
+        (
+            "tiny-gemma3",
+            "\"num_hidden_layers\": 6",
+            "\"num_hidden_layers\": 1099511627776",
+            "1099511627776 layers (at most 4096 are supported)",
+        ),
+        (
+            "tiny-gemma3",
+            "\"query_pre_attn_scalar\": 16",
+            "\"query_pre_attn_scalar\": 0",
+            "attention scale inf is not a finite positive number",
+        ),
+        (
+            "tiny-gemma3",
+            "\"sliding_window_pattern\": 6",
+            "\"layer_types\": [\"sliding_attention\"]",
+            "1 layer_types for 6 layers",
+        ),
+        (
+            "tiny-phi3",
+            "\"original_max_position_embeddings\": 64",
+            "\"original_max_position_embeddings\": 0",
+            "RoPE attention factor NaN is not a finite positive number",
+        ),
+        (
+            "tiny-phi3",
+            "\"rms_norm_eps\"",
+            "\"partial_rotary_factor\": 0.75, \"rms_norm_eps\"",
+            "partial_rotary_factor 0.75 (RoPE over part of each head)",
+        ),
     ] {
         let d = folder_copy(name, &format!("{name}-range"));
         let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
@@ -178,7 +205,12 @@ fn hf_config_not_matching_weights() {
     let d = qwen2_copy("hf-shape");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
     std::fs::write(d.join("config.json"), cfg.replace("\"hidden_size\": 64", "\"hidden_size\": 48")).unwrap();
-    eval_fails(&d, &long_text(&d), &[], "tensor 'token_embd.weight' has shape [300, 64], the configuration implies [300, 48]");
+    eval_fails(
+        &d,
+        &long_text(&d),
+        &[],
+        "tensor 'token_embd.weight' has shape [300, 64], the configuration implies [300, 48]",
+    );
 }
 
 #[test]
@@ -214,7 +246,12 @@ fn text_shorter_than_one_window() {
 #[test]
 fn ctx_beyond_the_model_context() {
     let d = tmp_dir("ctx");
-    eval_fails(&fixture("tiny-qwen2.gguf"), &long_text(&d), &["--ctx", "512"], "window length 512 exceeds the context length 256");
+    eval_fails(
+        &fixture("tiny-qwen2.gguf"),
+        &long_text(&d),
+        &["--ctx", "512"],
+        "window length 512 exceeds the context length 256",
+    );
 }
 
 #[test]
@@ -250,7 +287,9 @@ fn eval_succeeds_on_a_tiny_model_with_json() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["ppl", "tokens_scored", "windows", "ctx", "kld_mean", "kld_median", "kld_p99", "top1_agree", "tokens_per_s"] {
+    for key in
+        ["ppl", "tokens_scored", "windows", "ctx", "kld_mean", "kld_median", "kld_p99", "top1_agree", "tokens_per_s"]
+    {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     // The GGUF and the HF folder hold the same f32 weights: KL ≈ 0, top-1 always agrees.
@@ -327,7 +366,11 @@ fn profile_writes_json_report_and_imatrix() {
     for f in ["profile.json", "report.html", "imatrix.gguf"] {
         assert!(d.join("out").join(f).exists(), "{f} missing");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(d.join("out")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(d.join("out"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
 }
 
@@ -396,7 +439,10 @@ fn compress_with_a_plan_naming_missing_tensors() {
     let d = tmp_dir("plan");
     let plan = d.join("plan.json");
     std::fs::write(&plan, r#"{"tensors": {"blk.9.attn_q.weight": "Q8_0"}}"#).unwrap();
-    compress_fails(&["--plan", plan.to_str().unwrap()], "names tensor 'blk.9.attn_q.weight', which the model does not have");
+    compress_fails(
+        &["--plan", plan.to_str().unwrap()],
+        "names tensor 'blk.9.attn_q.weight', which the model does not have",
+    );
     std::fs::write(&plan, r#"{"tensors": {"blk.0.attn_q.weight": "Q4_K"}}"#).unwrap();
     compress_fails(&["--plan", plan.to_str().unwrap()], "rows of 64 are not a multiple of 256");
     std::fs::write(&plan, "{not json").unwrap();
@@ -412,8 +458,19 @@ fn compress_with_nothing_to_do() {
 fn compress_to_outputs_that_cannot_be_written() {
     compress_fails_with(&fixture("tiny-llama.gguf"), "missing/x.gguf", &["--type", "Q8_0"], "missing does not exist");
     // The tiny llama GGUF uses llama3 RoPE scaling, whose parameters a GGUF does not keep.
-    compress_fails_with(&fixture("tiny-llama.gguf"), "folder", &["--type", "Q8_0"], "llama3 RoPE scaling, whose parameters a GGUF does not keep");
-    compress_exits(&fixture("tiny-qwen2"), "folder", &["--type", "Q8_0", "--hf-shard-size", "5XB"], 2, "for '--hf-shard-size <HF_SHARD_SIZE>': unknown size unit");
+    compress_fails_with(
+        &fixture("tiny-llama.gguf"),
+        "folder",
+        &["--type", "Q8_0"],
+        "llama3 RoPE scaling, whose parameters a GGUF does not keep",
+    );
+    compress_exits(
+        &fixture("tiny-qwen2"),
+        "folder",
+        &["--type", "Q8_0", "--hf-shard-size", "5XB"],
+        2,
+        "for '--hf-shard-size <HF_SHARD_SIZE>': unknown size unit",
+    );
 }
 
 /// Sets metadata `key` of the tiny llama to `value` (adding it if absent).
@@ -428,7 +485,12 @@ fn gguf_with(dir: &Path, key: &str, value: Value) -> PathBuf {
 fn negative_block_count() {
     let d = tmp_dir("block-count-negative");
     let p = gguf_with(&d, "llama.block_count", Value::I32(-1));
-    eval_fails(&p, &long_text(&d), &[], "edited.gguf: invalid model configuration: metadata 'llama.block_count' is -1, a size cannot be negative");
+    eval_fails(
+        &p,
+        &long_text(&d),
+        &[],
+        "edited.gguf: invalid model configuration: metadata 'llama.block_count' is -1, a size cannot be negative",
+    );
 }
 
 #[test]
@@ -467,7 +529,12 @@ fn tensor_with_more_than_2_40_elements() {
     b[at + 12..at + 20].copy_from_slice(&(1u64 << 50).to_le_bytes());
     let p = d.join("t.gguf");
     std::fs::write(&p, b).unwrap();
-    eval_fails(&p, &long_text(&d), &[], &format!("tensor '{name}' has dimensions [0, 1125899906842624], more than 2^40 elements"));
+    eval_fails(
+        &p,
+        &long_text(&d),
+        &[],
+        &format!("tensor '{name}' has dimensions [0, 1125899906842624], more than 2^40 elements"),
+    );
 }
 
 /// The position of the last occurrence of `needle` in `b` (tensor infos follow the metadata,
@@ -491,7 +558,12 @@ fn gguf_tokenizer_with_ids_beyond_the_vocabulary() {
             }
         }
     });
-    eval_fails(&p, &long_text(&d), &[], "edited.gguf: tokenizer: token \"<extra3>\" has id 303, beyond the model's vocabulary of 300");
+    eval_fails(
+        &p,
+        &long_text(&d),
+        &[],
+        "edited.gguf: tokenizer: token \"<extra3>\" has id 303, beyond the model's vocabulary of 300",
+    );
     // Tokens without their types.
     let p = edited_gguf(&d, |md, _| {
         for (k, v) in md.iter_mut() {
@@ -517,15 +589,25 @@ fn sharded_copy_naming(tag: &str, shard: impl Fn(&Path) -> String) -> PathBuf {
     let first = "model-00001-of-00003.safetensors";
     std::fs::copy(d.join(first), root.join(first)).unwrap();
     let index = std::fs::read_to_string(d.join("model.safetensors.index.json")).unwrap();
-    std::fs::write(d.join("model.safetensors.index.json"), index.replace(&format!("\"{first}\""), &format!("{:?}", shard(&root)))).unwrap();
+    std::fs::write(
+        d.join("model.safetensors.index.json"),
+        index.replace(&format!("\"{first}\""), &format!("{:?}", shard(&root))),
+    )
+    .unwrap();
     d
 }
 
 #[test]
 fn shard_paths_that_leave_the_model_folder() {
     let d = sharded_copy_naming("shard-up", |_| "../model-00001-of-00003.safetensors".into());
-    eval_fails(&d, &long_text(&d), &["--ctx", "64"], "shard '../model-00001-of-00003.safetensors' is not a file name inside the model folder");
-    let d = sharded_copy_naming("shard-abs", |root| root.join("model-00001-of-00003.safetensors").display().to_string());
+    eval_fails(
+        &d,
+        &long_text(&d),
+        &["--ctx", "64"],
+        "shard '../model-00001-of-00003.safetensors' is not a file name inside the model folder",
+    );
+    let d =
+        sharded_copy_naming("shard-abs", |root| root.join("model-00001-of-00003.safetensors").display().to_string());
     eval_fails(&d, &long_text(&d), &["--ctx", "64"], "is not a file name inside the model folder");
 }
 
@@ -534,9 +616,15 @@ fn compress_with_a_plan_holding_unknown_keys() {
     let d = tmp_dir("plan-keys");
     let plan = d.join("plan.json");
     std::fs::write(&plan, r#"{"tensors": {}, "drop_block": [1]}"#).unwrap();
-    compress_fails(&["--plan", plan.to_str().unwrap()], r#"unknown key "drop_block" in the plan (it holds tensors, drop_blocks, drop_attention, drop_mlp)"#);
+    compress_fails(
+        &["--plan", plan.to_str().unwrap()],
+        r#"unknown key "drop_block" in the plan (it holds tensors, drop_blocks, drop_attention, drop_mlp)"#,
+    );
     std::fs::write(&plan, r#"{"tensors": {"blk.0.attn_q.weight": {"type": "Q8_0", "sparsty": 0.5}}}"#).unwrap();
-    compress_fails(&["--plan", plan.to_str().unwrap()], r#"unknown key "sparsty" in blk.0.attn_q.weight (it holds type, sparsity)"#);
+    compress_fails(
+        &["--plan", plan.to_str().unwrap()],
+        r#"unknown key "sparsty" in blk.0.attn_q.weight (it holds type, sparsity)"#,
+    );
 }
 
 /// A legacy `.dat` imatrix with one entry of `values`.
@@ -557,7 +645,10 @@ fn profile_with_an_imatrix_holding_nan() {
     let d = tmp_dir("imatrix-nan");
     let p = d.join("nan.dat");
     dat_imatrix(&p, "blk.0.attn_q.weight", &[1.0, f32::NAN, 2.0]);
-    profile_fails(&["--imatrix-in", p.to_str().unwrap()], "invalid imatrix: tensor 'blk.0.attn_q.weight' holds the value NaN");
+    profile_fails(
+        &["--imatrix-in", p.to_str().unwrap()],
+        "invalid imatrix: tensor 'blk.0.attn_q.weight' holds the value NaN",
+    );
 }
 
 #[test]
@@ -594,7 +685,12 @@ fn tokenizer_json_with_a_syntax_error_inside_the_decoder() {
     let text = std::fs::read_to_string(&p).unwrap();
     // tokenizers' decoder deserializer panics ("Helper") on a syntax error within its object.
     std::fs::write(&p, text.replacen("\"decoder\": {", "\"decoder\": {\"type\": \"Byte\u{1}Level\",", 1)).unwrap();
-    eval_fails(&d, &long_text(&d), &[], "tokenizer.json: control character (\\u0000-\\u001F) found while parsing a string");
+    eval_fails(
+        &d,
+        &long_text(&d),
+        &[],
+        "tokenizer.json: control character (\\u0000-\\u001F) found while parsing a string",
+    );
 }
 
 #[test]
@@ -602,9 +698,21 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
     let d = qwen2_copy("hf-moe");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
     for (from, to, expect) in [
-        ("\"Qwen2ForCausalLM\"", "\"MixtralForCausalLM\"", "unsupported model: config.json architecture 'MixtralForCausalLM'"),
-        ("\"Qwen2ForCausalLM\"", "\"Qwen3MoeForCausalLM\"", "unsupported model: config.json architecture 'Qwen3MoeForCausalLM'"),
-        ("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling type 'yarn' (supported: llama3, linear, longrope)"),
+        (
+            "\"Qwen2ForCausalLM\"",
+            "\"MixtralForCausalLM\"",
+            "unsupported model: config.json architecture 'MixtralForCausalLM'",
+        ),
+        (
+            "\"Qwen2ForCausalLM\"",
+            "\"Qwen3MoeForCausalLM\"",
+            "unsupported model: config.json architecture 'Qwen3MoeForCausalLM'",
+        ),
+        (
+            "\"rope_scaling\": null",
+            "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+            "rope_scaling type 'yarn' (supported: llama3, linear, longrope)",
+        ),
     ] {
         assert!(cfg.contains(from), "{from}");
         std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
@@ -618,12 +726,22 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
             }
         }
     });
-    eval_fails(&p, &long_text(&g), &[], "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)");
+    eval_fails(
+        &p,
+        &long_text(&g),
+        &[],
+        "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)",
+    );
 }
 
 /// Runs triage with `args`, asserting a failure in one `error:` line containing `expect`, with
 /// exit status `code`, and no panic.
-fn refused<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], env: &[(&str, &str)], code: i32, expect: &str) -> String {
+fn refused<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    args: &[S],
+    env: &[(&str, &str)],
+    code: i32,
+    expect: &str,
+) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_triage")).args(args).envs(env.iter().copied()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
@@ -663,7 +781,12 @@ fn numeric_flags_out_of_range_are_refused_before_any_work() {
         refused(&args, &[], 2, &format!("for '{flag}"));
         assert!(!o.exists());
     }
-    let e = refused(&[os("eval"), os("--model"), m.as_os_str(), os("--text"), t.as_os_str(), os("--ctx"), os("1")], &[], 2, "'--ctx");
+    let e = refused(
+        &[os("eval"), os("--model"), m.as_os_str(), os("--text"), t.as_os_str(), os("--ctx"), os("1")],
+        &[],
+        2,
+        "'--ctx",
+    );
     assert!(e.contains("less than 2"), "{e}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -684,9 +807,37 @@ fn outputs_never_replace_inputs_or_each_other() {
     let folder = folder_copy("tiny-llama", "aliases-folder");
     let (o, dotdot) = (d.join("o.gguf"), d.join("sub/../m.gguf"));
     let args = |a: &[&std::ffi::OsStr]| a.iter().map(|s| s.to_os_string()).collect::<Vec<_>>();
-    let plan = |model: &Path, out: &Path| args(&[os("plan"), os("--model"), model.as_os_str(), os("--calib"), t.as_os_str(), os("--budget"), os("bpw=5"), os("--ctx"), os("32"), os("--out"), out.as_os_str()]);
+    let plan = |model: &Path, out: &Path| {
+        args(&[
+            os("plan"),
+            os("--model"),
+            model.as_os_str(),
+            os("--calib"),
+            t.as_os_str(),
+            os("--budget"),
+            os("bpw=5"),
+            os("--ctx"),
+            os("32"),
+            os("--out"),
+            out.as_os_str(),
+        ])
+    };
     let compress = |out: &Path, report: Option<&Path>| {
-        let mut a = args(&[os("compress"), os("--model"), m.as_os_str(), os("--calib"), t.as_os_str(), os("--type"), os("Q8_0"), os("--ctx"), os("32"), os("--tokens"), os("64"), os("--out"), out.as_os_str()]);
+        let mut a = args(&[
+            os("compress"),
+            os("--model"),
+            m.as_os_str(),
+            os("--calib"),
+            t.as_os_str(),
+            os("--type"),
+            os("Q8_0"),
+            os("--ctx"),
+            os("32"),
+            os("--tokens"),
+            os("64"),
+            os("--out"),
+            out.as_os_str(),
+        ]);
         if let Some(r) = report {
             a.extend(args(&[os("--report"), r.as_os_str()]));
         }
@@ -702,7 +853,24 @@ fn outputs_never_replace_inputs_or_each_other() {
     refused(&compress(&o, Some(&m)), &[], 1, same);
     refused(&compress(&o, Some(&t)), &[], 1, same);
     refused(&compress(&o, Some(&o)), &[], 1, "two outputs of one run cannot share a file");
-    refused(&[os("profile"), os("--model"), m.as_os_str(), os("--calib"), t.as_os_str(), os("--ctx"), os("32"), os("--out"), d.join("p").as_os_str(), os("--imatrix-out"), m.as_os_str()], &[], 1, same);
+    refused(
+        &[
+            os("profile"),
+            os("--model"),
+            m.as_os_str(),
+            os("--calib"),
+            t.as_os_str(),
+            os("--ctx"),
+            os("32"),
+            os("--out"),
+            d.join("p").as_os_str(),
+            os("--imatrix-out"),
+            m.as_os_str(),
+        ],
+        &[],
+        1,
+        same,
+    );
     assert_eq!(std::fs::read(&m).unwrap(), before, "the model is untouched");
     assert!(!o.exists() && !d.join("p/profile.json").exists());
     std::fs::remove_dir_all(&d).ok();
@@ -781,7 +949,12 @@ fn errors_stay_one_line_with_backtraces_on() {
     let d = tmp_dir("backtrace");
     let p = gguf_with(&d, "llama.rope.freq_base", Value::String("ten thousand".into()));
     let t = long_text(&d);
-    let e = refused(&[os("eval"), os("--model"), p.as_os_str(), os("--text"), t.as_os_str()], &[("RUST_BACKTRACE", "1")], 1, "llama.rope.freq_base");
+    let e = refused(
+        &[os("eval"), os("--model"), p.as_os_str(), os("--text"), t.as_os_str()],
+        &[("RUST_BACKTRACE", "1")],
+        1,
+        "llama.rope.freq_base",
+    );
     assert!(e.len() < 400, "{e}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -794,15 +967,24 @@ fn compress_with_sparsity_that_prunes_nothing_everything_or_what_is_not_pruned()
     compress_refused(&["--sparsity", "0:4"], "sparsity '0:4' prunes nothing");
     compress_refused(&["--sparsity", "4:4"], "sparsity '4:4': N:M needs whole numbers with N < M");
     // Rows of 64 hold no group of 128: 64:128 would prune every weight.
-    compress_fails(&["--sparsity", "64:128"], "cannot prune blk.0.attn_k.weight 64:128: its rows of 64 are not a whole number of groups of 128");
+    compress_fails(
+        &["--sparsity", "64:128"],
+        "cannot prune blk.0.attn_k.weight 64:128: its rows of 64 are not a whole number of groups of 128",
+    );
     let d = tmp_dir("plan-sparsity");
     let plan = d.join("plan.json");
     for name in ["token_embd.weight", "output.weight"] {
         std::fs::write(&plan, format!(r#"{{"tensors": {{"{name}": {{"type": "Q8_0", "sparsity": 0.5}}}}}}"#)).unwrap();
-        compress_fails(&["--plan", plan.to_str().unwrap()], &format!("the plan gives {name} sparsity 0.5, but only the blocks' linears are pruned"));
+        compress_fails(
+            &["--plan", plan.to_str().unwrap()],
+            &format!("the plan gives {name} sparsity 0.5, but only the blocks' linears are pruned"),
+        );
     }
     std::fs::write(&plan, r#"{"tensors": {"blk.1.ffn_down.weight": {"type": "Q8_0", "sparsity": "3:7"}}}"#).unwrap();
-    compress_fails(&["--plan", plan.to_str().unwrap()], "cannot prune blk.1.ffn_down.weight 3:7: its rows of 160 are not a whole number of groups of 7");
+    compress_fails(
+        &["--plan", plan.to_str().unwrap()],
+        "cannot prune blk.1.ffn_down.weight 3:7: its rows of 160 are not a whole number of groups of 7",
+    );
     std::fs::remove_dir_all(&d).ok();
 }
 
@@ -830,8 +1012,18 @@ fn eval_of_a_model_whose_logits_overflow_names_where() {
     eval_fails(&p, &text, &["--ctx", "64"], "the model's logits are not finite at window 0, position 0");
     // Against the original (it printed `KL 0.000000`), and the other way round.
     let original = fixture("tiny-llama.gguf");
-    eval_fails(&p, &text, &["--ctx", "64", "--reference", original.to_str().unwrap()], "the model's logits are not finite at window 0, position 0");
-    eval_fails(&original, &text, &["--ctx", "64", "--reference", p.to_str().unwrap()], "the reference model's logits are not finite at window 0, position 0");
+    eval_fails(
+        &p,
+        &text,
+        &["--ctx", "64", "--reference", original.to_str().unwrap()],
+        "the model's logits are not finite at window 0, position 0",
+    );
+    eval_fails(
+        &original,
+        &text,
+        &["--ctx", "64", "--reference", p.to_str().unwrap()],
+        "the reference model's logits are not finite at window 0, position 0",
+    );
 }
 
 #[test]
@@ -842,7 +1034,21 @@ fn plan_and_profile_of_a_model_whose_logits_overflow_fail_in_one_line() {
     // drop-blocks=1 reported "KL 0.00000" and bpw=5 a Hessian "not positive definite".
     for budget in ["drop-blocks=1", "bpw=5"] {
         let out = Command::new(env!("CARGO_BIN_EXE_triage"))
-            .args(["plan", "--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--budget", budget, "--no-cache", "--model"])
+            .args([
+                "plan",
+                "--ctx",
+                "32",
+                "--tokens",
+                "128",
+                "--search-windows",
+                "3",
+                "--holdout-windows",
+                "2",
+                "--budget",
+                budget,
+                "--no-cache",
+                "--model",
+            ])
             .arg(&p)
             .arg("--calib")
             .arg(&text)
@@ -854,7 +1060,12 @@ fn plan_and_profile_of_a_model_whose_logits_overflow_fail_in_one_line() {
         assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-        assert!(lines[0].starts_with("error: the original model's logits are not finite at window 0, position 0 of the planning windows"), "{stderr}");
+        assert!(
+            lines[0].starts_with(
+                "error: the original model's logits are not finite at window 0, position 0 of the planning windows"
+            ),
+            "{stderr}"
+        );
         assert!(!d.join("plan.json").exists());
     }
     // It wrote a profile of NaN statistics.
@@ -871,7 +1082,10 @@ fn plan_and_profile_of_a_model_whose_logits_overflow_fail_in_one_line() {
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error: blk.1.attn_v.weight: an output energy") && lines[0].contains("is not finite"), "{stderr}");
+    assert!(
+        lines[0].starts_with("error: blk.1.attn_v.weight: an output energy") && lines[0].contains("is not finite"),
+        "{stderr}"
+    );
     assert!(!d.join("profile/profile.json").exists());
 }
 
@@ -921,7 +1135,10 @@ fn imatrix_of_another_model_is_refused_naming_the_tensor() {
     let empty = d.join("empty.dat");
     std::fs::write(&empty, [0u8; 4]).unwrap();
     for p in [&other, &empty] {
-        compress_fails(&["--type", "Q4_0", "--method", "imatrix", "--imatrix", p.to_str().unwrap()], "it has no entry for any of the model's 21 linears");
+        compress_fails(
+            &["--type", "Q4_0", "--method", "imatrix", "--imatrix", p.to_str().unwrap()],
+            "it has no entry for any of the model's 21 linears",
+        );
     }
     // Some entries missing: a warning saying how many.
     let some = d.join("some.dat");
@@ -939,7 +1156,13 @@ fn imatrix_of_another_model_is_refused_naming_the_tensor() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("the imatrix has no entry for 20 of the model's 21 linears")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("warning: ")
+                && l.contains("the imatrix has no entry for 20 of the model's 21 linears")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -953,7 +1176,12 @@ fn reference_with_another_tokenizer_is_refused_naming_the_first_difference() {
             }
         }
     });
-    eval_fails(&fixture("tiny-llama.gguf"), &long_text(&d), &["--ctx", "64", "--reference", p.to_str().unwrap()], "the reference model's tokenizer differs from the model's: token 280 is ");
+    eval_fails(
+        &fixture("tiny-llama.gguf"),
+        &long_text(&d),
+        &["--ctx", "64", "--reference", p.to_str().unwrap()],
+        "the reference model's tokenizer differs from the model's: token 280 is ",
+    );
     // A model's GGUF and its Hugging Face folder have the same tokenizer.
     for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"] {
         let load = |p: PathBuf| triage::model::Model::load(&p).unwrap().tokenizer.unwrap();

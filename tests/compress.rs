@@ -32,7 +32,8 @@ fn tmp_dir(tag: &str) -> PathBuf {
 /// A text long enough for a few windows of the tiny models.
 fn long_text(dir: &Path) -> PathBuf {
     let p = dir.join("long.txt");
-    std::fs::write(&p, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200)).unwrap();
+    std::fs::write(&p, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200))
+        .unwrap();
     p
 }
 
@@ -114,7 +115,12 @@ fn sparsegpt_and_wanda_keep_the_output_closer_than_magnitude() {
     let mut err = Vec::new();
     for p in ["magnitude", "wanda", "sparsegpt"] {
         let report = dir.join(format!("{p}.json"));
-        tiny_compress(&dir, "tiny-llama.gguf", &format!("{p}.gguf"), &["--sparsity", "0.5", "--pruner", p, "--report", s(&report)]);
+        tiny_compress(
+            &dir,
+            "tiny-llama.gguf",
+            &format!("{p}.gguf"),
+            &["--sparsity", "0.5", "--pruner", p, "--report", s(&report)],
+        );
         let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
         let e: f64 = j["tensors"].as_array().unwrap().iter().filter_map(|t| t["rel_error"].as_f64()).sum();
         err.push(e);
@@ -205,25 +211,80 @@ fn a_gguf_goes_to_a_sharded_bf16_folder_and_back_with_its_tokenizer_and_chat_tem
     let calib = asset("calib.txt");
     let folder = dir.join("bf16");
     let m = smollm();
-    ok(triage(&["compress", "--model", s(&m), "--calib", s(&calib), "--tokens", "512", "--type", "F32", "--method", "rtn", "--hf-dtype", "bf16", "--hf-shard-size", "100MB", "--out", s(&folder)]));
-    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("model.safetensors.index.json")).unwrap()).unwrap();
-    let shards: std::collections::BTreeSet<&str> = index["weight_map"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+    ok(triage(&[
+        "compress",
+        "--model",
+        s(&m),
+        "--calib",
+        s(&calib),
+        "--tokens",
+        "512",
+        "--type",
+        "F32",
+        "--method",
+        "rtn",
+        "--hf-dtype",
+        "bf16",
+        "--hf-shard-size",
+        "100MB",
+        "--out",
+        s(&folder),
+    ]));
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("model.safetensors.index.json")).unwrap()).unwrap();
+    let shards: std::collections::BTreeSet<&str> =
+        index["weight_map"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(shards.len(), 3, "{shards:?}");
     assert!(shards.iter().all(|f| folder.join(f).exists()));
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
-    assert_eq!((config["torch_dtype"].as_str(), config["bos_token_id"].as_u64(), config["eos_token_id"].as_u64()), (Some("bfloat16"), Some(1), Some(2)));
-    let tc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("tokenizer_config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["torch_dtype"].as_str(), config["bos_token_id"].as_u64(), config["eos_token_id"].as_u64()),
+        (Some("bfloat16"), Some(1), Some(2))
+    );
+    let tc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("tokenizer_config.json")).unwrap()).unwrap();
     assert_eq!((tc["bos_token"].as_str(), tc["eos_token"].as_str()), (Some("<|im_start|>"), Some("<|im_end|>")));
     // Back to GGUF from the folder: what llama.cpp reads of the tokenizer is the original's.
     let back = dir.join("back.gguf");
-    ok(triage(&["compress", "--model", s(&folder), "--calib", s(&calib), "--tokens", "512", "--type", "Q8_0", "--method", "rtn", "--out", s(&back)]));
+    ok(triage(&[
+        "compress",
+        "--model",
+        s(&folder),
+        "--calib",
+        s(&calib),
+        "--tokens",
+        "512",
+        "--type",
+        "Q8_0",
+        "--method",
+        "rtn",
+        "--out",
+        s(&back),
+    ]));
     let ((a, _), (b, _)) = (GgufFile::read(&m).unwrap(), GgufFile::read(&back).unwrap());
     for k in [
-        "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
-        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
-        "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix", "tokenizer.chat_template", "llama.context_length",
-        "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv",
-        "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "llama.rope.dimension_count",
+        "tokenizer.ggml.model",
+        "tokenizer.ggml.pre",
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.token_type",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id",
+        "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.add_bos_token",
+        "tokenizer.ggml.add_space_prefix",
+        "tokenizer.chat_template",
+        "llama.context_length",
+        "llama.embedding_length",
+        "llama.feed_forward_length",
+        "llama.attention.head_count",
+        "llama.attention.head_count_kv",
+        "llama.rope.freq_base",
+        "llama.attention.layer_norm_rms_epsilon",
+        "llama.vocab_size",
+        "llama.rope.dimension_count",
     ] {
         assert_eq!(format!("{:?}", a.get(k)), format!("{:?}", b.get(k)), "{k}");
     }
@@ -239,8 +300,25 @@ fn a_folder_with_llama3_rope_scaling_becomes_a_folder_again() {
     let out = dir.join("out");
     let text = long_text(&dir);
     let m = fixture("tiny-llama");
-    ok(triage(&["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--type", "F16", "--drop-blocks", "1", "--out", s(&out)]));
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    ok(triage(&[
+        "compress",
+        "--model",
+        s(&m),
+        "--calib",
+        s(&text),
+        "--ctx",
+        "32",
+        "--tokens",
+        "256",
+        "--type",
+        "F16",
+        "--drop-blocks",
+        "1",
+        "--out",
+        s(&out),
+    ]));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["rope_scaling"]["rope_type"], "llama3", "the source's RoPE scaling is carried over");
     assert_eq!(config["num_hidden_layers"], 2);
     for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
@@ -262,7 +340,12 @@ fn written_linears(gguf: &Path) -> Vec<(String, String, usize, Vec<f32>)> {
         .map(|t| {
             let qt = t.qtype().unwrap();
             let bytes = g.read_data(&mut f, t).unwrap();
-            (t.name.clone(), qt.name().to_string(), t.ne[0] as usize, triage::ggml::codec::dequantize(qt, &bytes, t.n_elements() as usize))
+            (
+                t.name.clone(),
+                qt.name().to_string(),
+                t.ne[0] as usize,
+                triage::ggml::codec::dequantize(qt, &bytes, t.n_elements() as usize),
+            )
         })
         .collect()
 }
@@ -278,7 +361,25 @@ fn sparsity_under_gptq_onto_a_quantized_type_is_in_the_written_bytes() {
     let text = long_text(&dir);
     let (out, report) = (dir.join("nm.gguf"), dir.join("nm.json"));
     let m = fixture("tiny-llama.gguf");
-    let stdout = ok(triage(&["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--sparsity", "2:4", "--type", "Q8_0", "--report", s(&report), "--out", s(&out)]));
+    let stdout = ok(triage(&[
+        "compress",
+        "--model",
+        s(&m),
+        "--calib",
+        s(&text),
+        "--ctx",
+        "32",
+        "--tokens",
+        "256",
+        "--sparsity",
+        "2:4",
+        "--type",
+        "Q8_0",
+        "--report",
+        s(&report),
+        "--out",
+        s(&out),
+    ]));
     let linears = written_linears(&out);
     assert_eq!(linears.len(), 21);
     for (name, t, _, v) in &linears {
@@ -287,7 +388,11 @@ fn sparsity_under_gptq_onto_a_quantized_type_is_in_the_written_bytes() {
             assert!(zeros(g) >= 2, "{name}: group {i} is {g:?}");
         }
     }
-    assert!(stdout.contains("sparsity: 50.0% requested, ") && stdout.contains("% measured in the written weights over 21 linears"), "{stdout}");
+    assert!(
+        stdout.contains("sparsity: 50.0% requested, ")
+            && stdout.contains("% measured in the written weights over 21 linears"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("warning:"), "{stdout}");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(j["sparsity"]["requested"], 0.5);
@@ -295,7 +400,12 @@ fn sparsity_under_gptq_onto_a_quantized_type_is_in_the_written_bytes() {
     // Magnitude's and Wanda's masks, fixed before GPTQ, stay zero through its updates (each row
     // pruned by half); SparseGPT's share is over blocks of columns.
     for pruner in ["magnitude", "wanda", "sparsegpt"] {
-        let out = tiny_compress(&dir, "tiny-llama.gguf", &format!("{pruner}.gguf"), &["--sparsity", "0.5", "--pruner", pruner, "--type", "Q8_0"]);
+        let out = tiny_compress(
+            &dir,
+            "tiny-llama.gguf",
+            &format!("{pruner}.gguf"),
+            &["--sparsity", "0.5", "--pruner", pruner, "--type", "Q8_0"],
+        );
         for (name, _, cols, v) in written_linears(&out) {
             assert!(zeros(&v) * 2 >= v.len(), "{pruner}: {name} holds {} zeros of {}", zeros(&v), v.len());
             if pruner != "sparsegpt" {
@@ -321,14 +431,35 @@ fn the_report_measures_the_sparsity_the_file_holds() {
     let text = long_text(&dir);
     let (out, report) = (dir.join("p.gguf"), dir.join("p.json"));
     let m = fixture("tiny-llama.gguf");
-    let o = triage(&["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--plan", s(&plan), "--report", s(&report), "--out", s(&out)]);
-    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    let o = triage(&[
+        "compress",
+        "--model",
+        s(&m),
+        "--calib",
+        s(&text),
+        "--ctx",
+        "32",
+        "--tokens",
+        "256",
+        "--plan",
+        s(&plan),
+        "--report",
+        s(&report),
+        "--out",
+        s(&out),
+    ]);
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
     assert!(o.status.success(), "{stderr}");
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
-    assert!(warnings[0].contains("1 of 3 pruned linears hold fewer zeros than requested: Q4_1 has no 0 level"), "{stderr}");
+    assert!(
+        warnings[0].contains("1 of 3 pruned linears hold fewer zeros than requested: Q4_1 has no 0 level"),
+        "{stderr}"
+    );
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let file: std::collections::BTreeMap<String, (String, usize, Vec<f32>)> = written_linears(&out).into_iter().map(|(n, t, c, v)| (n, (t, c, v))).collect();
+    let file: std::collections::BTreeMap<String, (String, usize, Vec<f32>)> =
+        written_linears(&out).into_iter().map(|(n, t, c, v)| (n, (t, c, v))).collect();
     let (mut held, mut total) = (0, 0);
     for t in j["tensors"].as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
@@ -345,7 +476,13 @@ fn the_report_measures_the_sparsity_the_file_holds() {
     assert_eq!(j["sparsity"]["requested"], 0.5);
     let measured = j["sparsity"]["measured"].as_f64().unwrap();
     assert!((measured - held as f64 / total as f64).abs() < 1e-12, "report {measured}, file {held}/{total}");
-    assert!(stdout.contains(&format!("sparsity: 50.0% requested, {:.2}% measured in the written weights over 3 linears", 100.0 * measured)), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "sparsity: 50.0% requested, {:.2}% measured in the written weights over 3 linears",
+            100.0 * measured
+        )),
+        "{stdout}"
+    );
     // The Q4_0 tensors hold their masks exactly.
     assert!(zeros(&file["blk.0.attn_q.weight"].2) * 2 >= 64 * 64);
     assert!(file["blk.1.ffn_down.weight"].2.chunks(4).all(|g| zeros(g) >= 2));

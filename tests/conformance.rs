@@ -144,13 +144,24 @@ fn phi3_gguf_matches_transformers() {
 
 #[test]
 fn phi3_past_its_original_context_takes_the_long_factors_as_transformers() {
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("tiny-phi3.expected.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny-phi3.expected.json")).unwrap()).unwrap();
     let ids: Vec<u32> = j["long_tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    let want: Vec<f32> = j["long_logits"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+    let want: Vec<f32> = j["long_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
     assert!(ids.len() > 64);
     for m in ["tiny-phi3", "tiny-phi3.gguf"] {
         let model = Model::load(&fixture(m)).unwrap();
-        let logits = model.forward(&Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap(), &mut BlockOutputs::default()).unwrap();
+        let logits = model
+            .forward(
+                &Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap(),
+                &mut BlockOutputs::default(),
+            )
+            .unwrap();
         let e = rel_err(&logits.flatten_all().unwrap().to_vec1().unwrap(), &want);
         assert!(e < 1e-4, "{m}: logits relative error {e}");
     }
@@ -175,7 +186,8 @@ fn mistral_sliding_window_matches_transformers() {
     model.config.sliding_window = None;
     let exp = expected("tiny-mistral.expected.json");
     let tokens = Tensor::from_vec(exp.tokens.clone(), (1, exp.tokens.len()), &Device::Cpu).unwrap();
-    let logits: Vec<f32> = model.forward(&tokens, &mut BlockOutputs::default()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let logits: Vec<f32> =
+        model.forward(&tokens, &mut BlockOutputs::default()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     assert!(rel_err(&logits, &exp.logits.concat()) > 1e-2);
 }
 
@@ -189,7 +201,8 @@ fn gguf_and_hf_folder_give_the_same_structure() {
     for (x, y) in fa.iter().zip(fb) {
         assert!((x - y).abs() < 1e-6, "rope factors {x} vs {y}");
     }
-    let names = |m: &Model| m.blocks.iter().flat_map(|b| b.linears().into_iter().map(|l| l.name.clone())).collect::<Vec<_>>();
+    let names =
+        |m: &Model| m.blocks.iter().flat_map(|b| b.linears().into_iter().map(|l| l.name.clone())).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     assert_eq!(a.n_params(), b.n_params());
 }

@@ -47,7 +47,12 @@ fn python_gguf_decodes_every_type_we_write_to_our_values() {
         let ne = vec![cols as u64, rows as u64];
         tensors.push(OutTensor { name: t.name().to_string(), ne: ne.clone(), qtype: t, data: Cow::Owned(bytes) });
         let f32_bytes: Vec<u8> = ours.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push(OutTensor { name: format!("{}.ref", t.name()), ne, qtype: triage::ggml::types::QuantType::F32, data: Cow::Owned(f32_bytes) });
+        tensors.push(OutTensor {
+            name: format!("{}.ref", t.name()),
+            ne,
+            qtype: triage::ggml::types::QuantType::F32,
+            data: Cow::Owned(f32_bytes),
+        });
     }
     let dir = tmp_dir("decoders", "python");
     let path = dir.join("types.gguf");

@@ -47,8 +47,21 @@ fn no_input_makes_a_parser_panic() {
         }
         assert_eq!(t.silent_errors, 0, "{}: errors without a message", f.name);
         // Random blocks are always valid tensor data; every other family must refuse damage.
-        assert!(f.name == "tensor-decode" || t.err > 0, "{}: no case was refused; the mutations do not reach the parser", f.name);
-        eprintln!("{:<17} {:>6} cases {:>6} ok {:>6} err {:>3} panics {:>3} undetected {:>6.1} s", f.name, t.cases, t.ok, t.err, t.panics.len(), t.undetected.len(), t.seconds);
+        assert!(
+            f.name == "tensor-decode" || t.err > 0,
+            "{}: no case was refused; the mutations do not reach the parser",
+            f.name
+        );
+        eprintln!(
+            "{:<17} {:>6} cases {:>6} ok {:>6} err {:>3} panics {:>3} undetected {:>6.1} s",
+            f.name,
+            t.cases,
+            t.ok,
+            t.err,
+            t.panics.len(),
+            t.undetected.len(),
+            t.seconds
+        );
     }
     assert!(report.is_empty(), "panics and undetected damage (seed {SEED}):\n{}", report.join("\n"));
 }

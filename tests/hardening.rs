@@ -25,7 +25,8 @@ fn tmp_dir(tag: &str) -> PathBuf {
 
 fn long_text(dir: &Path) -> PathBuf {
     let p = dir.join("long.txt");
-    let text: String = (0..400).map(|i| format!("In year {i} the nation was at peace and Congress met in December. ")).collect();
+    let text: String =
+        (0..400).map(|i| format!("In year {i} the nation was at peace and Congress met in December. ")).collect();
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -39,7 +40,18 @@ fn triage(cmd: &str, dir: &Path, cache: &Path, out: &Path, extra: &[&str], env: 
         .arg(fixture("tiny-llama.gguf"))
         .arg("--calib")
         .arg(&text)
-        .args(["--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--generations", "4"])
+        .args([
+            "--ctx",
+            "32",
+            "--tokens",
+            "128",
+            "--search-windows",
+            "3",
+            "--holdout-windows",
+            "2",
+            "--generations",
+            "4",
+        ])
         .arg("--cache")
         .arg(cache)
         .arg("--out")
@@ -96,11 +108,22 @@ fn an_interrupted_database_build_resumes_block_by_block_to_the_same_plan() {
     ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5"], &[]));
     let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
     interrupted(&d, &cache, &out, "database-block:1", &["--budget", "bpw=5"]);
-    let partial: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".partial")).collect();
+    let partial: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".partial"))
+        .collect();
     assert_eq!(partial.len(), 1, "one partial database");
-    assert!(partial[0].join("block-0.gguf").exists() && !partial[0].join("block-1.gguf").exists(), "block 0 was saved, block 1 not yet");
+    assert!(
+        partial[0].join("block-0.gguf").exists() && !partial[0].join("block-1.gguf").exists(),
+        "block 0 was saved, block 1 not yet"
+    );
     let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[]));
-    assert!(log.contains("resuming the layer database: block 0 was built") && !log.contains("block 1 was built"), "{log}");
+    assert!(
+        log.contains("resuming the layer database: block 0 was built") && !log.contains("block 1 was built"),
+        "{log}"
+    );
     assert_eq!(without_timings(&out), without_timings(&whole), "the resumed build gives the same plan");
     assert!(!partial[0].exists(), "the partial database is removed once the whole one is saved");
     std::fs::remove_dir_all(&d).ok();
@@ -113,12 +136,34 @@ fn interrupted_sensitivities_and_search_resume_to_the_same_plan() {
     ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5", "--solver", "evo"], &[]));
     let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
     interrupted(&d, &cache, &out, "sensitivity:3", &["--budget", "bpw=5", "--solver", "evo"]);
-    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_FAILPOINT", "search-generation:2")]);
+    let fresh = triage(
+        "plan",
+        &d,
+        &cache,
+        &out,
+        &["--budget", "bpw=5", "--solver", "evo"],
+        &[("TRIAGE_FAILPOINT", "search-generation:2")],
+    );
     assert_eq!(fresh.status.code(), Some(130));
-    assert!(String::from_utf8_lossy(&fresh.stderr).contains("resuming the sensitivities: 3 of "), "{}", String::from_utf8_lossy(&fresh.stderr));
+    assert!(
+        String::from_utf8_lossy(&fresh.stderr).contains("resuming the sensitivities: 3 of "),
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
     // Without --resume the search starts again, and says that it could continue.
-    let fresh = triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_FAILPOINT", "search-generation:1")]);
-    assert!(String::from_utf8_lossy(&fresh.stderr).contains("--resume continues it"), "{}", String::from_utf8_lossy(&fresh.stderr));
+    let fresh = triage(
+        "plan",
+        &d,
+        &cache,
+        &out,
+        &["--budget", "bpw=5", "--solver", "evo"],
+        &[("TRIAGE_FAILPOINT", "search-generation:1")],
+    );
+    assert!(
+        String::from_utf8_lossy(&fresh.stderr).contains("--resume continues it"),
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
     interrupted(&d, &cache, &out, "search-generation:3", &["--budget", "bpw=5", "--solver", "evo", "--resume"]);
     let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo", "--resume"], &[]));
     assert!(log.contains("resuming the search after generation 3 of 4"), "{log}");
@@ -139,7 +184,14 @@ fn one_two_and_seven_threads_give_the_same_bytes() {
     for threads in ["1", "2", "7"] {
         let out = d.join(format!("t{threads}.gguf"));
         let env = [("RAYON_NUM_THREADS", threads)];
-        ok(&triage("compress", &d, &d.join(format!("cache-{threads}")), &out, &["--budget", "bpw=5", "--seed", "3"], &env));
+        ok(&triage(
+            "compress",
+            &d,
+            &d.join(format!("cache-{threads}")),
+            &out,
+            &["--budget", "bpw=5", "--seed", "3"],
+            &env,
+        ));
         let profile = d.join(format!("profile-{threads}"));
         let o = Command::new(env!("CARGO_BIN_EXE_triage"))
             .args(["profile", "--model"])
@@ -152,7 +204,11 @@ fn one_two_and_seven_threads_give_the_same_bytes() {
             .output()
             .unwrap();
         ok(&o);
-        let got = (std::fs::read(&out).unwrap(), without_timings(&out.with_extension("plan.json")), without_timings(&profile.join("profile.json")));
+        let got = (
+            std::fs::read(&out).unwrap(),
+            without_timings(&out.with_extension("plan.json")),
+            without_timings(&profile.join("profile.json")),
+        );
         if let Some(first) = &seen {
             assert!(first.0 == got.0, "{threads} threads: another GGUF");
             assert_eq!(first.1, got.1, "{threads} threads: another plan");
@@ -169,7 +225,14 @@ fn a_corrupt_or_stale_cache_is_rebuilt_with_a_warning() {
     let cache = d.join("cache");
     let first = d.join("first.json");
     ok(&triage("plan", &d, &cache, &first, &["--budget", "bpw=5", "--solver", "lagrange"], &[]));
-    let file = |prefix: &str| std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).unwrap();
+    let file = |prefix: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap()
+    };
     let (db, sens) = (file("database-"), file("sensitivity-"));
     // A truncated database and a sensitivity file with a non-finite value.
     let bytes = std::fs::read(&db).unwrap();
@@ -191,13 +254,27 @@ fn a_corrupt_or_stale_cache_is_rebuilt_with_a_warning() {
 #[test]
 fn a_log_shows_progress_lines_with_stage_count_and_estimate() {
     let d = tmp_dir("log");
-    let log = ok(&triage("plan", &d, &d.join("cache"), &d.join("p.json"), &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_PROGRESS_SECONDS", "0.01")]));
+    let log = ok(&triage(
+        "plan",
+        &d,
+        &d.join("cache"),
+        &d.join("p.json"),
+        &["--budget", "bpw=5", "--solver", "evo"],
+        &[("TRIAGE_PROGRESS_SECONDS", "0.01")],
+    ));
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("plan ") && l.contains(", elapsed ")).collect();
     assert!(!lines.is_empty(), "no progress lines in: {log}");
     assert!(lines.iter().any(|l| l.contains("layer database")), "{log}");
     assert!(lines.iter().any(|l| l.contains("search") && l.contains("best KL")), "{log}");
     // Quiet when turned off.
-    let quiet = ok(&triage("plan", &d, &d.join("cache"), &d.join("q.json"), &["--budget", "bpw=5", "--solver", "evo"], &[("TRIAGE_PROGRESS_SECONDS", "0")]));
+    let quiet = ok(&triage(
+        "plan",
+        &d,
+        &d.join("cache"),
+        &d.join("q.json"),
+        &["--budget", "bpw=5", "--solver", "evo"],
+        &[("TRIAGE_PROGRESS_SECONDS", "0")],
+    ));
     assert!(!quiet.contains(", elapsed "), "{quiet}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -218,9 +295,13 @@ fn a_full_disk_gives_one_line_and_leaves_no_file() {
         model = fixture("tiny-llama.gguf").display(),
         text = text.display()
     );
-    let o = Command::new("unshare").args(["--user", "--map-root-user", "--mount", "sh", "-c", &script]).output().unwrap();
+    let o =
+        Command::new("unshare").args(["--user", "--map-root-user", "--mount", "sh", "-c", &script]).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!stderr.contains("mount:") && !stderr.contains("unshare:"), "this machine cannot make a private tmpfs: {stderr}");
+    assert!(
+        !stderr.contains("mount:") && !stderr.contains("unshare:"),
+        "this machine cannot make a private tmpfs: {stderr}"
+    );
     one_line_error(&o, "No space left on device");
     assert!(stderr.contains("x.gguf"), "the line names the output: {stderr}");
     assert_eq!(std::fs::read(fixture("tiny-llama.gguf")).unwrap(), source, "the source is untouched");
@@ -283,7 +364,11 @@ fn sigterm_is_an_interruption_too() {
 /// returns the tensor's name.
 fn damage_tensor(path: &Path, prefix: &str) -> String {
     let (g, _) = triage::model::gguf_file::GgufFile::read(path).unwrap();
-    let t = g.tensors.iter().find(|t| t.name.starts_with(prefix)).unwrap_or_else(|| panic!("no tensor {prefix}* in {}", path.display()));
+    let t = g
+        .tensors
+        .iter()
+        .find(|t| t.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no tensor {prefix}* in {}", path.display()));
     let at = (g.data_offset + t.offset + g.tensor_bytes(t).unwrap() / 2) as usize;
     let mut b = std::fs::read(path).unwrap();
     for x in &mut b[at..at + 16] {
@@ -297,7 +382,11 @@ fn damage_tensor(path: &Path, prefix: &str) -> String {
 /// leaving valid JSON of the same shape.
 fn damage_first_number(path: &Path) {
     let mut b = std::fs::read(path).unwrap();
-    let at = b.windows(3).position(|w| w[0] == b'"' && w[1] == b':' && w[2].is_ascii_digit()).unwrap_or_else(|| panic!("no number in {}", path.display())) + 2;
+    let at = b
+        .windows(3)
+        .position(|w| w[0] == b'"' && w[1] == b':' && w[2].is_ascii_digit())
+        .unwrap_or_else(|| panic!("no number in {}", path.display()))
+        + 2;
     b[at] = if b[at] == b'1' { b'2' } else { b'1' };
     serde_json::from_slice::<Value>(&b).unwrap();
     std::fs::write(path, b).unwrap();
@@ -305,7 +394,14 @@ fn damage_first_number(path: &Path) {
 
 /// The one file of `dir` whose name starts with `prefix` and ends with `suffix`.
 fn cached(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
-    let found: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.to_string_lossy().ends_with(suffix)).collect();
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.to_string_lossy().ends_with(suffix)
+        })
+        .collect();
     assert_eq!(found.len(), 1, "{prefix}*{suffix} in {}: {found:?}", dir.display());
     found[0].clone()
 }
@@ -325,7 +421,12 @@ fn damaged_bytes_of_a_cached_database_are_found_and_only_their_block_is_rebuilt(
     let log = ok(&triage("plan", &d, &cache, &again, &lagrange, &[("TRIAGE_FAILPOINT", "database-block:1")]));
     let warning: Vec<&str> = log.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(warning.len(), 1, "{log}");
-    assert!(warning[0].contains(&db.display().to_string()) && warning[0].contains(&format!("'{variant}'")) && warning[0].contains("rebuilding the blocks that hold them"), "{log}");
+    assert!(
+        warning[0].contains(&db.display().to_string())
+            && warning[0].contains(&format!("'{variant}'"))
+            && warning[0].contains("rebuilding the blocks that hold them"),
+        "{log}"
+    );
     assert_eq!(without_timings(&again), without_timings(&first), "the plan of an undamaged database");
     assert!(std::fs::read(&db).unwrap() == original, "the repaired database is the one first built");
     let third = ok(&triage("plan", &d, &cache, &again, &lagrange, &[]));
@@ -346,8 +447,16 @@ fn a_damaged_block_of_an_interrupted_database_build_is_built_again() {
     let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5"], &[]));
     let warning: Vec<&str> = log.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(warning.len(), 1, "{log}");
-    assert!(warning[0].contains(&block.display().to_string()) && warning[0].contains(&format!("'{variant}'")) && warning[0].contains("building it again"), "{log}");
-    assert!(log.contains("resuming the layer database: block 1 was built") && !log.contains("block 0 was built"), "{log}");
+    assert!(
+        warning[0].contains(&block.display().to_string())
+            && warning[0].contains(&format!("'{variant}'"))
+            && warning[0].contains("building it again"),
+        "{log}"
+    );
+    assert!(
+        log.contains("resuming the layer database: block 1 was built") && !log.contains("block 0 was built"),
+        "{log}"
+    );
     assert_eq!(without_timings(&out), without_timings(&whole), "the plan of an undamaged build");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -363,7 +472,12 @@ fn damaged_sensitivities_are_measured_again() {
     damage_first_number(&sens);
     let again = d.join("again.json");
     let log = ok(&triage("plan", &d, &cache, &again, &lagrange, &[]));
-    assert!(log.contains(&format!("warning: the cached sensitivities {} are not used", sens.display())) && log.contains("sha256") && log.contains("measuring them again"), "{log}");
+    assert!(
+        log.contains(&format!("warning: the cached sensitivities {} are not used", sens.display()))
+            && log.contains("sha256")
+            && log.contains("measuring them again"),
+        "{log}"
+    );
     assert_eq!(without_timings(&again), without_timings(&first));
     // Those an interrupted run saved, damaged, are measured again too.
     let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
@@ -371,7 +485,13 @@ fn damaged_sensitivities_are_measured_again() {
     let partial = cached(&cache, "sensitivity-", ".partial.json");
     damage_first_number(&partial);
     let log = ok(&triage("plan", &d, &cache, &out, &lagrange, &[]));
-    assert!(log.contains(&format!("warning: the sensitivities saved by an interrupted run, {}, are not used", partial.display())) && log.contains("measuring them all"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "warning: the sensitivities saved by an interrupted run, {}, are not used",
+            partial.display()
+        )) && log.contains("measuring them all"),
+        "{log}"
+    );
     assert!(!log.contains("resuming the sensitivities"), "{log}");
     assert_eq!(without_timings(&out), without_timings(&first));
     std::fs::remove_dir_all(&d).ok();
@@ -390,7 +510,12 @@ fn a_damaged_search_state_is_not_resumed_and_the_search_starts_again() {
     let log = ok(&triage("plan", &d, &cache, &out, &evo, &[]));
     let warning: Vec<&str> = log.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(warning.len(), 1, "{log}");
-    assert!(warning[0].contains(&format!("--resume: the saved search {} is not continued", state.display())) && warning[0].contains("sha256") && warning[0].contains("searching from the start"), "{log}");
+    assert!(
+        warning[0].contains(&format!("--resume: the saved search {} is not continued", state.display()))
+            && warning[0].contains("sha256")
+            && warning[0].contains("searching from the start"),
+        "{log}"
+    );
     assert!(!log.contains("resuming the search") && !log.contains("invalid model configuration"), "{log}");
     assert_eq!(without_timings(&out), without_timings(&whole), "the plan of a search never stopped");
     std::fs::remove_dir_all(&d).ok();
@@ -406,7 +531,21 @@ fn an_empty_triage_cache_is_unset_and_does_not_cache_in_the_current_folder() {
         .arg(fixture("tiny-llama.gguf"))
         .arg("--calib")
         .arg(long_text(&d))
-        .args(["--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2", "--budget", "bpw=5", "--solver", "uniform", "--out"])
+        .args([
+            "--ctx",
+            "32",
+            "--tokens",
+            "128",
+            "--search-windows",
+            "3",
+            "--holdout-windows",
+            "2",
+            "--budget",
+            "bpw=5",
+            "--solver",
+            "uniform",
+            "--out",
+        ])
         .arg(d.join("p.json"))
         .current_dir(&cwd)
         .env("TRIAGE_CACHE", "")

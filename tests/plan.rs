@@ -20,7 +20,8 @@ fn tmp_dir(tag: &str) -> PathBuf {
 
 fn long_text(dir: &Path) -> PathBuf {
     let p = dir.join("long.txt");
-    let text: String = (0..400).map(|i| format!("In year {i} the nation was at peace and Congress met in December. ")).collect();
+    let text: String =
+        (0..400).map(|i| format!("In year {i} the nation was at peace and Congress met in December. ")).collect();
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -29,7 +30,13 @@ fn long_text(dir: &Path) -> PathBuf {
 /// 3 search + 2 hold-out windows, 3 generations, the cache in `dir`.
 fn run(dir: &Path, cmd: &str, out: &Path, budget: &str, extra: &[&str]) -> Output {
     let text = long_text(dir);
-    let defaults = [("--ctx", "32"), ("--tokens", "128"), ("--search-windows", "3"), ("--holdout-windows", "2"), ("--generations", "3")];
+    let defaults = [
+        ("--ctx", "32"),
+        ("--tokens", "128"),
+        ("--search-windows", "3"),
+        ("--holdout-windows", "2"),
+        ("--generations", "3"),
+    ];
     let settings: Vec<&str> = defaults.iter().filter(|(k, _)| !extra.contains(k)).flat_map(|(k, v)| [*k, *v]).collect();
     Command::new(env!("CARGO_BIN_EXE_triage"))
         .args([cmd, "--model"])
@@ -67,7 +74,11 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
     let bound = |budget: &str, key: &str| -> u64 {
         let o = run(&d, "plan", &d.join("x.json"), budget, &["--solver", "lagrange"]);
         let msg = String::from_utf8_lossy(&o.stderr).into_owned();
-        msg.split(key).nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{msg}"))
+        msg.split(key)
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{msg}"))
     };
     let floor = bound("size=1", "smallest possible plan (");
     let top = bound("size=1GB", "largest possible plan (");
@@ -82,17 +93,30 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
         assert!(written <= budget, "{solver}: {written} > {budget}");
         assert_eq!(plan["solver"], solver);
         let html = std::fs::read_to_string(d.join(format!("q-{solver}.report.html"))).unwrap();
-        assert!(html.contains("Allocation") && html.contains(&format!("size={budget}")), "{solver}: the report shows the allocation");
+        assert!(
+            html.contains("Allocation") && html.contains(&format!("size={budget}")),
+            "{solver}: the report shows the allocation"
+        );
         assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() >= 0.0);
         assert_eq!(plan["tensors"].as_object().unwrap().len(), 3 * 7 + 2, "every linear, the embedding and the output");
         // The file holds the very variants the search scored: the layer database's bytes.
         let (file, mut f) = triage::model::gguf_file::GgufFile::read(&out).unwrap();
-        let db_path = std::fs::read_dir(d.join("cache")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("database-")).unwrap();
+        let db_path = std::fs::read_dir(d.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("database-"))
+            .unwrap();
         let (db, mut dbf) = triage::model::gguf_file::GgufFile::read(&db_path).unwrap();
         for (name, spec) in plan["tensors"].as_object().unwrap() {
-            let variant = db.tensor(&format!("{name}#{}", spec["type"].as_str().unwrap())).unwrap_or_else(|| panic!("{name}: {spec} is a database level"));
+            let variant = db
+                .tensor(&format!("{name}#{}", spec["type"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("{name}: {spec} is a database level"));
             let written = file.tensor(name).unwrap();
-            assert_eq!(file.read_data(&mut f, written).unwrap(), db.read_data(&mut dbf, variant).unwrap(), "{solver}: {name}");
+            assert_eq!(
+                file.read_data(&mut f, written).unwrap(),
+                db.read_data(&mut dbf, variant).unwrap(),
+                "{solver}: {name}"
+            );
         }
         if solver != "uniform" {
             // Within one step: the smallest upgrade of any tensor (IQ4_NL → Q4_1 of the
@@ -112,16 +136,26 @@ fn a_size_budget_is_met_and_the_prediction_is_the_file() {
         let singles: Vec<&Value> = points.iter().filter(|p| p["solver"] == "single type").collect();
         assert!(singles.len() >= 3 && singles.iter().all(|p| p["type"].is_string()), "{solver}: {points:?}");
         assert!(points.iter().all(|p| p["kld_mean"].as_f64().is_some_and(|k| k.is_finite() && k >= 0.0)));
-        let same = singles.iter().find(|p| p["bytes"] == uniform["predicted"]["bytes"]).unwrap_or_else(|| panic!("{solver}: the uniform plan is on the frontier"));
+        let same = singles
+            .iter()
+            .find(|p| p["bytes"] == uniform["predicted"]["bytes"])
+            .unwrap_or_else(|| panic!("{solver}: the uniform plan is on the frontier"));
         assert_eq!(same["kld_mean"], uniform["fitness"]["kld_mean"], "{solver}: measured as the uniform plan is");
         if solver == "evo" {
-            assert!(points.iter().any(|p| p["solver"] == "lagrange" && p["kld_mean"] == plan["lagrange_kld"]), "evo's warm start is on the frontier");
+            assert!(
+                points.iter().any(|p| p["solver"] == "lagrange" && p["kld_mean"] == plan["lagrange_kld"]),
+                "evo's warm start is on the frontier"
+            );
         }
         let html = std::fs::read_to_string(d.join(format!("q-{solver}.report.html"))).unwrap();
-        assert!(html.contains("Size and quality") && html.contains("one type everywhere"), "{solver}: the report draws the frontier");
+        assert!(
+            html.contains("Size and quality") && html.contains("one type everywhere"),
+            "{solver}: the report draws the frontier"
+        );
     }
     // The database was built once and reused.
-    let plans: Vec<Value> = ["evo", "lagrange"].iter().map(|s| read_json(&d.join(format!("q-{s}.plan.json")))).collect();
+    let plans: Vec<Value> =
+        ["evo", "lagrange"].iter().map(|s| read_json(&d.join(format!("q-{s}.plan.json")))).collect();
     assert_eq!(plans[0]["timings"]["database_cached"], false);
     assert_eq!(plans[1]["timings"]["database_cached"], true);
     std::fs::remove_dir_all(&d).ok();
@@ -164,8 +198,15 @@ fn depth_budgets_remove_that_many_blocks() {
     for solver in ["shortgpt", "evo"] {
         let out = d.join(format!("{solver}.gguf"));
         let text = d.join("long.txt");
-        let stdout = ok(run(&d, "compress", &out, "drop-blocks=1", &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"]));
-        let quality: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
+        let stdout = ok(run(
+            &d,
+            "compress",
+            &out,
+            "drop-blocks=1",
+            &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"],
+        ));
+        let quality: Value =
+            serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
         assert!(quality["kld_mean"].as_f64().unwrap() > 0.0, "a removed block changes the outputs");
         assert!(std::fs::read_to_string(d.join(format!("{solver}.report.html"))).unwrap().contains("Measured quality"));
         let plan = read_json(&d.join(format!("{solver}.plan.json")));
@@ -185,8 +226,15 @@ fn sparsity_budgets_prune_that_share_of_the_blocks_weights() {
     let text = long_text(&d);
     for solver in ["uniform", "owl", "evo"] {
         let out = d.join(format!("{solver}.gguf"));
-        let stdout = ok(run(&d, "compress", &out, "sparsity=60%", &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"]));
-        let quality: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
+        let stdout = ok(run(
+            &d,
+            "compress",
+            &out,
+            "sparsity=60%",
+            &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"],
+        ));
+        let quality: Value =
+            serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
         assert!(quality["kld_mean"].as_f64().unwrap() > 0.0, "{solver}: pruning changes the outputs");
         let plan = read_json(&d.join(format!("{solver}.plan.json")));
         let sp = &plan["sparsity"];
@@ -198,7 +246,8 @@ fn sparsity_budgets_prune_that_share_of_the_blocks_weights() {
         let (mut zeros, mut total) = (0usize, 0usize);
         for b in &m.blocks {
             for l in b.linears() {
-                let w: Vec<f32> = l.weight.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap().to_vec1().unwrap();
+                let w: Vec<f32> =
+                    l.weight.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap().to_vec1().unwrap();
                 zeros += w.iter().filter(|&&x| x == 0.0).count();
                 total += w.len();
                 assert_eq!(plan["tensors"][&l.name]["type"], "F16");
@@ -209,7 +258,9 @@ fn sparsity_budgets_prune_that_share_of_the_blocks_weights() {
         assert_eq!(std::fs::metadata(&out).unwrap().len(), plan["predicted"]["bytes"].as_u64().unwrap());
         match solver {
             "owl" => assert_eq!(plan["outlier_ratio"].as_array().unwrap().len(), 3),
-            "evo" => assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() > 0.0 && plan["start_kld"].as_f64().is_some()),
+            "evo" => {
+                assert!(plan["fitness"]["kld_mean"].as_f64().unwrap() > 0.0 && plan["start_kld"].as_f64().is_some())
+            }
             _ => {}
         }
         assert!(std::fs::read_to_string(d.join(format!("{solver}.report.html"))).unwrap().contains("F16 · "));
@@ -223,8 +274,15 @@ fn sublayer_budgets_remove_that_many_attention_or_mlp_sublayers() {
     let text = long_text(&d);
     for solver in ["shortgpt", "evo"] {
         let out = d.join(format!("{solver}.gguf"));
-        let stdout = ok(run(&d, "compress", &out, "drop-sublayers=3", &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"]));
-        let quality: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
+        let stdout = ok(run(
+            &d,
+            "compress",
+            &out,
+            "drop-sublayers=3",
+            &["--solver", solver, "--eval-text", text.to_str().unwrap(), "--eval-windows", "2"],
+        ));
+        let quality: Value =
+            serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("the quality JSON")).unwrap();
         assert!(quality["kld_mean"].as_f64().unwrap() > 0.0);
         let plan = read_json(&d.join(format!("{solver}.plan.json")));
         let len = |k: &str| plan[k].as_array().unwrap().len();
@@ -233,7 +291,11 @@ fn sublayer_budgets_remove_that_many_attention_or_mlp_sublayers() {
         assert_eq!(plan["sublayer_influence"]["mlp"].as_array().unwrap().len(), 3);
         let m = triage::model::Model::load(&out).unwrap();
         assert_eq!(m.blocks.len(), 3 - len("drop_blocks"));
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), plan["predicted"]["bytes"].as_u64().unwrap(), "{solver}: the prediction is the file");
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().len(),
+            plan["predicted"]["bytes"].as_u64().unwrap(),
+            "{solver}: the prediction is the file"
+        );
     }
     std::fs::remove_dir_all(&d).ok();
 }
@@ -273,8 +335,16 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     // A planner that holds the model in f32 (EvoPress, sparsity, or --stream off) refuses a
     // model larger than the memory allowed before anything is loaded, not killed when memory
     // runs out.
-    fails("sparsity=0.5", &["--memory-limit", "1KB"], "planning budget sparsity=0.5 with solver evo holds the whole model in f32");
-    fails("bpw=5", &["--memory-limit", "1KB", "--stream", "off"], "planning budget bpw=5 with solver lagrange holds the whole model in f32");
+    fails(
+        "sparsity=0.5",
+        &["--memory-limit", "1KB"],
+        "planning budget sparsity=0.5 with solver evo holds the whole model in f32",
+    );
+    fails(
+        "bpw=5",
+        &["--memory-limit", "1KB", "--stream", "off"],
+        "planning budget bpw=5 with solver lagrange holds the whole model in f32",
+    );
     fails("size=12 parsecs", &[], "unknown size unit");
     fails("bpw=6", &["--solver", "annealing"], "invalid value 'annealing'");
     fails("bpw=6", &["--solver", "shortgpt"], "does not apply");
@@ -288,7 +358,11 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("bpw=6", &["--method", "rtn"], "--method rtn needs --requantize");
     fails("bpw=6", &["--imatrix", "any.imatrix"], "--imatrix needs --requantize");
     fails("bpw=6", &["--types", "Q4_1,F16"], "F16 is not a quantized type");
-    fails("bpw=6", &["--types", "Q4_K,Q6_K"], "--types Q4_K,Q6_K: blk.0.attn_k.weight has rows of 64 weights, which none of them fits");
+    fails(
+        "bpw=6",
+        &["--types", "Q4_K,Q6_K"],
+        "--types Q4_K,Q6_K: blk.0.attn_k.weight has rows of 64 weights, which none of them fits",
+    );
     fails("sparsity=0.5", &["--types", "Q4_1"], "--types chooses the levels of quantization budgets");
 }
 
@@ -302,10 +376,17 @@ fn a_types_menu_is_the_only_levels_a_plan_takes() {
     assert_eq!(plan["settings"]["database"]["types"], serde_json::json!(["Q4_1", "Q8_0"]));
     let types: Vec<&str> = plan["tensors"].as_object().unwrap().values().map(|s| s["type"].as_str().unwrap()).collect();
     assert_eq!(types.len(), 3 * 7 + 2);
-    assert!(types.contains(&"Q4_1") && types.contains(&"Q8_0") && types.iter().all(|t| ["Q4_1", "Q8_0"].contains(t)), "{types:?}");
+    assert!(
+        types.contains(&"Q4_1") && types.contains(&"Q8_0") && types.iter().all(|t| ["Q4_1", "Q8_0"].contains(t)),
+        "{types:?}"
+    );
     assert!(plan["predicted"]["bits_per_weight"].as_f64().unwrap() <= 6.0);
     let databases = || -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d.join("cache")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
         v.sort();
         v
     };

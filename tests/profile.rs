@@ -21,7 +21,14 @@ fn windows(model: &Model) -> Windows {
 }
 
 fn opts() -> ProfileOptions {
-    ProfileOptions { batch: 2, ablation_windows: 2, attention_windows: 2, calib_name: "test".into(), full_types: vec![], state_limits: triage::model::runner::StateLimits::UNLIMITED }
+    ProfileOptions {
+        batch: 2,
+        ablation_windows: 2,
+        attention_windows: 2,
+        calib_name: "test".into(),
+        full_types: vec![],
+        state_limits: triage::model::runner::StateLimits::UNLIMITED,
+    }
 }
 
 #[test]
@@ -102,7 +109,11 @@ fn profile_json_and_imatrix_round_trip() {
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["imatrix.gguf", "imatrix.dat"] {
         let path = dir.join(name);
-        if name.ends_with("gguf") { imatrix.write_gguf(&path).unwrap() } else { imatrix.write_dat(&path).unwrap() }
+        if name.ends_with("gguf") {
+            imatrix.write_gguf(&path).unwrap()
+        } else {
+            imatrix.write_dat(&path).unwrap()
+        }
         let read = Imatrix::read(&path).unwrap();
         assert_eq!(read.entries.len(), imatrix.entries.len());
         let c = triage::importance::imatrix_compare::compare(&read, &imatrix);

@@ -13,13 +13,29 @@ fn tmp_dir(tag: &str) -> PathBuf {
 
 fn long_text(dir: &Path) -> PathBuf {
     let p = dir.join("long.txt");
-    std::fs::write(&p, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200)).unwrap();
+    std::fs::write(&p, "The nation is at peace and the harvest is good. Congress met in December. ".repeat(200))
+        .unwrap();
     p
 }
 
 /// The eval JSON without its timing.
 fn eval_json(model: &Path, text: &Path, stream: &str, reference: Option<&Path>) -> serde_json::Value {
-    let mut args = vec!["eval", "--model", s(model), "--text", s(text), "--ctx", "32", "--max-windows", "5", "--batch", "2", "--json", "--stream", stream];
+    let mut args = vec![
+        "eval",
+        "--model",
+        s(model),
+        "--text",
+        s(text),
+        "--ctx",
+        "32",
+        "--max-windows",
+        "5",
+        "--batch",
+        "2",
+        "--json",
+        "--stream",
+        stream,
+    ];
     if let Some(r) = reference {
         args.extend(["--reference", s(r)]);
     }
@@ -57,7 +73,21 @@ fn streamed_compress_writes_the_same_file() {
         let mut files = Vec::new();
         for stream in ["on", "off"] {
             let out = d.join(format!("{name}.{stream}.gguf"));
-            let mut args = vec!["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out), "--stream", stream];
+            let mut args = vec![
+                "compress",
+                "--model",
+                s(&m),
+                "--calib",
+                s(&text),
+                "--ctx",
+                "32",
+                "--tokens",
+                "256",
+                "--out",
+                s(&out),
+                "--stream",
+                stream,
+            ];
             args.extend(extra);
             args.extend(["--eval-text", s(&text), "--eval-windows", "3"]);
             let log = ok(triage(&args));
@@ -68,7 +98,11 @@ fn streamed_compress_writes_the_same_file() {
     }
     // Nothing of the spilled tensors is left in the temporary folder.
     let prefix = ".triage-encoded-";
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).collect();
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -105,18 +139,47 @@ fn plan_json(path: &Path) -> serde_json::Value {
 fn streamed_plan_equals_loaded_plan() {
     let d = tmp_dir("plan");
     let text = long_text(&d);
-    let cases: [(&str, &str); 3] = [("tiny-llama-sharded", "bpw=5.5"), ("tiny-gemma2", "bpw=6"), ("tiny-qwen2.gguf", "kld<=0.5")];
+    let cases: [(&str, &str); 3] =
+        [("tiny-llama-sharded", "bpw=5.5"), ("tiny-gemma2", "bpw=6"), ("tiny-qwen2.gguf", "kld<=0.5")];
     for (name, budget) in cases {
         let m = fixture(name);
         let mut runs = Vec::new();
         for stream in ["on", "off"] {
             let cache = d.join(format!("{name}.{stream}.cache"));
             let out = d.join(format!("{name}.{stream}.gguf"));
-            let args = ["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "128", "--budget", budget, "--frontier", "2", "--cache", s(&cache), "--out", s(&out), "--stream", stream];
+            let args = [
+                "compress",
+                "--model",
+                s(&m),
+                "--calib",
+                s(&text),
+                "--ctx",
+                "32",
+                "--tokens",
+                "128",
+                "--budget",
+                budget,
+                "--frontier",
+                "2",
+                "--cache",
+                s(&cache),
+                "--out",
+                s(&out),
+                "--stream",
+                stream,
+            ];
             ok(triage(&args));
-            let database: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("database-")).collect();
+            let database: Vec<_> = std::fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("database-"))
+                .collect();
             assert_eq!(database.len(), 1, "{name}: {database:?}");
-            runs.push((plan_json(&out.with_extension("plan.json")), std::fs::read(&out).unwrap(), std::fs::read(&database[0]).unwrap()));
+            runs.push((
+                plan_json(&out.with_extension("plan.json")),
+                std::fs::read(&out).unwrap(),
+                std::fs::read(&database[0]).unwrap(),
+            ));
         }
         assert_eq!(runs[0].0, runs[1].0, "{name}: plan.json");
         assert!(runs[0].1 == runs[1].1, "{name}: the streamed plan's file differs");
@@ -126,7 +189,11 @@ fn streamed_plan_equals_loaded_plan() {
 
 /// Every file of a folder, by name.
 fn folder_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
 }
 
 /// A Hugging Face folder written from a streamed source (changed tensors decoded from their
@@ -140,7 +207,23 @@ fn streamed_compress_writes_the_same_folder() {
     // A llama GGUF (q/k rows interleaved) without llama3 RoPE scaling, which a folder made from
     // a GGUF cannot carry: Mistral's fixture, converted.
     let mistral = d.join("tiny-mistral.gguf");
-    ok(triage(&["compress", "--model", s(&fixture("tiny-mistral")), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--type", "F16", "--method", "rtn", "--out", s(&mistral)]));
+    ok(triage(&[
+        "compress",
+        "--model",
+        s(&fixture("tiny-mistral")),
+        "--calib",
+        s(&text),
+        "--ctx",
+        "32",
+        "--tokens",
+        "64",
+        "--type",
+        "F16",
+        "--method",
+        "rtn",
+        "--out",
+        s(&mistral),
+    ]));
     let cases: [(&str, &[&str]); 5] = [
         ("tiny-llama-sharded", &["--type", "Q4_K", "--drop-blocks", "1", "--hf-shard-size", "20KB"]),
         (s(&mistral), &["--type", "Q8_0", "--hf-dtype", "bf16"]),
@@ -154,7 +237,21 @@ fn streamed_compress_writes_the_same_folder() {
         let mut folders = Vec::new();
         for stream in ["on", "off"] {
             let out = d.join(format!("{name}.{stream}"));
-            let mut args = vec!["compress", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--out", s(&out), "--stream", stream];
+            let mut args = vec![
+                "compress",
+                "--model",
+                s(&m),
+                "--calib",
+                s(&text),
+                "--ctx",
+                "32",
+                "--tokens",
+                "256",
+                "--out",
+                s(&out),
+                "--stream",
+                stream,
+            ];
             args.extend(extra);
             args.extend(["--eval-text", s(&text), "--eval-windows", "3"]);
             let log = ok(triage(&args));
@@ -185,7 +282,23 @@ fn a_streamed_model_with_a_nan_weight_stops_with_one_line() {
     let bad = d.join("nan.gguf");
     std::fs::write(&bad, bytes).unwrap();
     let out = d.join("o.gguf");
-    let o = triage(&["compress", "--model", s(&bad), "--calib", s(&text), "--ctx", "32", "--tokens", "64", "--type", "Q8_0", "--stream", "on", "--out", s(&out)]);
+    let o = triage(&[
+        "compress",
+        "--model",
+        s(&bad),
+        "--calib",
+        s(&text),
+        "--ctx",
+        "32",
+        "--tokens",
+        "64",
+        "--type",
+        "Q8_0",
+        "--stream",
+        "on",
+        "--out",
+        s(&out),
+    ]);
     one_line_error(&o, "blk.1.ffn_down.weight");
     assert!(!out.exists());
     let o = triage(&["eval", "--model", s(&bad), "--text", s(&text), "--ctx", "32", "--stream", "on"]);
@@ -203,10 +316,30 @@ fn streamed_profile_equals_loaded_profile() {
             let out = d.join(format!("{name}.{stream}"));
             let imatrix = out.join("imatrix.gguf");
             ok(triage(&[
-                "profile", "--model", s(&m), "--calib", s(&text), "--ctx", "32", "--tokens", "256", "--ablation-tokens", "64",
-                "--attention-tokens", "64", "--full", "Q8_0", "--out", s(&out), "--imatrix-out", s(&imatrix), "--stream", stream,
+                "profile",
+                "--model",
+                s(&m),
+                "--calib",
+                s(&text),
+                "--ctx",
+                "32",
+                "--tokens",
+                "256",
+                "--ablation-tokens",
+                "64",
+                "--attention-tokens",
+                "64",
+                "--full",
+                "Q8_0",
+                "--out",
+                s(&out),
+                "--imatrix-out",
+                s(&imatrix),
+                "--stream",
+                stream,
             ]));
-            let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
+            let mut j: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
             j.as_object_mut().unwrap().remove("timings");
             outs.push((j, std::fs::read(&imatrix).unwrap()));
         }
@@ -219,9 +352,14 @@ fn streamed_profile_equals_loaded_profile() {
 fn the_configuration_counts_the_parameters_of_every_tensor() {
     for name in ["tiny-llama", "tiny-qwen2.gguf", "tiny-qwen3.gguf", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"] {
         let m = triage::model::Model::load(&fixture(name)).unwrap();
-        let mut n = m.embed.elem_count() + m.final_norm.elem_count() + m.lm_head.as_ref().map_or(0, |l| l.weight.elem_count());
+        let mut n =
+            m.embed.elem_count() + m.final_norm.elem_count() + m.lm_head.as_ref().map_or(0, |l| l.weight.elem_count());
         for b in &m.blocks {
-            n += b.linears().iter().map(|l| l.weight.elem_count() + l.bias.as_ref().map_or(0, |b| b.elem_count())).sum::<usize>();
+            n += b
+                .linears()
+                .iter()
+                .map(|l| l.weight.elem_count() + l.bias.as_ref().map_or(0, |b| b.elem_count()))
+                .sum::<usize>();
             n += b.norms().iter().map(|(_, t)| t.elem_count()).sum::<usize>();
         }
         assert_eq!(m.config.n_params(), n, "{name}");

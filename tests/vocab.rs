@@ -15,7 +15,9 @@ mod common;
 fn models_dir() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/llama.cpp/src");
     let found = std::fs::read_dir(&src)
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh unpacks llama.cpp's sources (scripts/build_llama_cpp.sh)", src.display()))
+        .unwrap_or_else(|e| {
+            panic!("{}: {e}; scripts/test.sh unpacks llama.cpp's sources (scripts/build_llama_cpp.sh)", src.display())
+        })
         .flatten()
         .map(|e| e.path().join("vendor/llama.cpp/models"))
         .find(|p| p.is_dir());
@@ -113,7 +115,9 @@ fn whole_texts_give_llama_tokenizes_ids() {
     // sha256 as it prints them (scripts/make_vocab_expectations.py).
     let dir = models_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap())
+            .unwrap();
     let texts = [("unicode", root.join("tests/fixtures/unicode.txt")), ("eval", common::asset("eval.txt"))];
     let mut bad = Vec::new();
     for (name, want) in expected.as_object().unwrap() {
@@ -124,7 +128,9 @@ fn whole_texts_give_llama_tokenizes_ids() {
             let ids = tok.encode(&std::fs::read_to_string(path).unwrap()).unwrap();
             let printed = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
             let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(printed.as_bytes()));
-            if (ids.len() as u64, sha.as_str()) != (want[key]["tokens"].as_u64().unwrap(), want[key]["sha256"].as_str().unwrap()) {
+            if (ids.len() as u64, sha.as_str())
+                != (want[key]["tokens"].as_u64().unwrap(), want[key]["sha256"].as_str().unwrap())
+            {
                 bad.push(format!("{name} {key}: {} tokens, llama.cpp {}", ids.len(), want[key]["tokens"]));
             }
         }
@@ -138,8 +144,13 @@ fn a_prefix_gives_the_whole_texts_first_tokens() {
     // as the whole text's encoding, for every tokenizer family, at cuts in and past the text.
     let dir = models_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap()).unwrap();
-    let texts = [std::fs::read_to_string(root.join("tests/fixtures/unicode.txt")).unwrap(), std::fs::read_to_string(common::asset("eval.txt")).unwrap()];
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/vocab-expected.json")).unwrap())
+            .unwrap();
+    let texts = [
+        std::fs::read_to_string(root.join("tests/fixtures/unicode.txt")).unwrap(),
+        std::fs::read_to_string(common::asset("eval.txt")).unwrap(),
+    ];
     for name in expected.as_object().unwrap().keys() {
         let (g, _) = GgufFile::read(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
         let md: HashMap<_, _> = g.metadata.into_iter().collect();

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::compress::gptq::{GptqOptions, Sparsity};
-use crate::compress::pipeline::{compress, Compressed, CompressOptions, Method, Pruner};
+use crate::compress::pipeline::{compress, CompressOptions, Compressed, Method, Pruner};
 use crate::compress::plan::Plan;
 use crate::data::{Text, Windows};
 use crate::eval::EvalReport;
@@ -187,7 +187,8 @@ enum Output {
 pub fn run(args: CompressArgs) -> Result<()> {
     let output = check_args(&args)?;
     // Every file this run reads or writes, checked before any work.
-    let budget_files = args.budget.map(|_| (args.out.with_extension("plan.json"), args.out.with_extension("report.html")));
+    let budget_files =
+        args.budget.map(|_| (args.out.with_extension("plan.json"), args.out.with_extension("report.html")));
     Files::new()
         .input("--model", &args.model, Input::Model)
         .input("--calib", &args.calib, Input::Once)
@@ -204,7 +205,14 @@ pub fn run(args: CompressArgs) -> Result<()> {
     let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
     let limit = memory_bytes(args.memory_limit);
     let model = match args.budget {
-        Some(budget) => planning::open_for_planning(&args.model, budget, args.search.solver, args.stream, limit, limit_is(args.memory_limit))?,
+        Some(budget) => planning::open_for_planning(
+            &args.model,
+            budget,
+            args.search.solver,
+            args.stream,
+            limit,
+            limit_is(args.memory_limit),
+        )?,
         None => {
             if args.stream == Streaming::Off {
                 check_fits_whole(&args.model, limit, limit_is(args.memory_limit), "--stream off")?;
@@ -220,16 +228,24 @@ pub fn run(args: CompressArgs) -> Result<()> {
     // The evaluation text is read and cut now: a text too short or not UTF-8 fails before the
     // compression, not after it.
     let eval_windows = match &args.eval_text {
-        Some(text) => Some(Windows::from_file(text, model.tokenizer()?, args.ctx, Some(args.eval_windows)).with_context(|| format!("--eval-text {}", text.display()))?),
+        Some(text) => Some(
+            Windows::from_file(text, model.tokenizer()?, args.ctx, Some(args.eval_windows))
+                .with_context(|| format!("--eval-text {}", text.display()))?,
+        ),
         None => None,
     };
     check_output_of(&args, &model, &output)?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
     let (model, plan, mut planned) = make_plan(&args, model, &calib, gptq)?;
-    if plan.tensors.is_empty() && plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty() {
+    if plan.tensors.is_empty()
+        && plan.drop_blocks.is_empty()
+        && plan.drop_attention.is_empty()
+        && plan.drop_mlp.is_empty()
+    {
         bail!("nothing to do: give --type, --sparsity, --drop-blocks/--drop-attention/--drop-mlp or --plan");
     }
-    let windows = Windows::from_text(&calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx)).with_context(|| format!("--calib {}", args.calib.display()))?;
+    let windows = Windows::from_text(&calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
+        .with_context(|| format!("--calib {}", args.calib.display()))?;
     let opts = CompressOptions {
         method: args.method,
         pruner: args.pruner,
@@ -264,7 +280,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
     }
     let sparsity = compressed.sparsity();
     if let Some(sp) = &sparsity {
-        println!("sparsity: {:.1}% requested, {:.2}% measured in the written weights over {} linears", 100.0 * sp.requested, 100.0 * sp.measured, sp.linears);
+        println!(
+            "sparsity: {:.1}% requested, {:.2}% measured in the written weights over {} linears",
+            100.0 * sp.requested,
+            100.0 * sp.measured,
+            sp.linears
+        );
         if sp.short > 0 {
             eprintln!(
                 "warning: {} of {} pruned linears hold fewer zeros than requested: {} {} no 0 level, so a pruned weight is written as the grid's value nearest 0 (see the report's per-tensor zeros)",
@@ -277,7 +298,9 @@ pub fn run(args: CompressArgs) -> Result<()> {
     }
     if let Some(p) = &args.report {
         let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "sparsity": sparsity, "seconds": secs });
-        crate::export::write_atomic(p, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&j)?.as_bytes()).map_err(anyhow::Error::from))?;
+        crate::export::write_atomic(p, |w| {
+            std::io::Write::write_all(w, serde_json::to_string_pretty(&j)?.as_bytes()).map_err(anyhow::Error::from)
+        })?;
     }
     Ok(())
 }
@@ -292,7 +315,10 @@ fn check_args(args: &CompressArgs) -> Result<Output> {
         bail!("output folder {} exists and is not empty", args.out.display());
     }
     if !to_gguf && args.out.exists() && !args.out.is_dir() {
-        bail!("--out {} is a file; Hugging Face output is a folder (or give an --out ending in .gguf)", args.out.display());
+        bail!(
+            "--out {} is a file; Hugging Face output is a folder (or give an --out ending in .gguf)",
+            args.out.display()
+        );
     }
     if to_gguf && args.out.is_dir() {
         bail!("--out {} is a folder; GGUF output is a file", args.out.display());
@@ -303,7 +329,10 @@ fn check_args(args: &CompressArgs) -> Result<Output> {
     }
     if let Some(budget) = args.budget.filter(|b| b.is_quantization() && !args.requantize) {
         if args.method != Method::Gptq {
-            bail!("--budget {budget} writes the layer database's GPTQ variants: --method {} needs --requantize", format!("{:?}", args.method).to_lowercase());
+            bail!(
+                "--budget {budget} writes the layer database's GPTQ variants: --method {} needs --requantize",
+                format!("{:?}", args.method).to_lowercase()
+            );
         }
         if args.imatrix.is_some() {
             bail!("--budget {budget} writes the layer database's GPTQ variants, made on --calib: --imatrix needs --requantize");
@@ -331,7 +360,10 @@ fn check_output_of(args: &CompressArgs, model: &Weights, output: &Output) -> Res
             }
         }
         Output::Folder(_) => {
-            if config.rope_freq_factors.is_some() && config.rope_long_factors.is_none() && model.source().format == crate::model::Format::Gguf {
+            if config.rope_freq_factors.is_some()
+                && config.rope_long_factors.is_none()
+                && model.source().format == crate::model::Format::Gguf
+            {
                 bail!("this GGUF model uses llama3 RoPE scaling, whose parameters a GGUF does not keep (only their factors); give a .gguf as --out");
             }
             if args.budget.is_some() {
@@ -346,7 +378,12 @@ fn check_output_of(args: &CompressArgs, model: &Weights, output: &Output) -> Res
 /// outcome that holds its layer database), a plan file's, or the uniform flags'. A budget's
 /// planner takes the model (its search drops the original weights); the model returned is then
 /// the source, streamed.
-fn make_plan(args: &CompressArgs, model: Weights, calib: &Text, gptq: GptqOptions) -> Result<(Weights, Plan, Option<PlanOutcome>)> {
+fn make_plan(
+    args: &CompressArgs,
+    model: Weights,
+    calib: &Text,
+    gptq: GptqOptions,
+) -> Result<(Weights, Plan, Option<PlanOutcome>)> {
     if let Some(budget) = args.budget {
         let t = std::time::Instant::now();
         let o = planning::run_planner(model, &args.model, calib, budget, args.tokens, args.ctx, gptq, &args.search)?;
@@ -369,7 +406,8 @@ fn make_plan(args: &CompressArgs, model: Weights, calib: &Text, gptq: GptqOption
                 Some(Embeddings::Keep) => None,
                 Some(Embeddings::Type(t)) => Some(t),
             };
-            let mut plan = Plan::uniform(model.config(), args.qtype, args.sparsity, embeddings).map_err(anyhow::Error::msg)?;
+            let mut plan =
+                Plan::uniform(model.config(), args.qtype, args.sparsity, embeddings).map_err(anyhow::Error::msg)?;
             plan.drop_blocks = args.drop_blocks.iter().copied().collect();
             plan.drop_attention = args.drop_attention.iter().copied().collect();
             plan.drop_mlp = args.drop_mlp.iter().copied().collect();
@@ -381,10 +419,18 @@ fn make_plan(args: &CompressArgs, model: Weights, calib: &Text, gptq: GptqOption
 }
 
 /// Writes the GGUF file or the Hugging Face folder, and says so in one line.
-fn write_output(args: &CompressArgs, output: &Output, compressed: &Compressed, planned: Option<&PlanOutcome>, calib_tokens: usize, secs: f64) -> Result<()> {
+fn write_output(
+    args: &CompressArgs,
+    output: &Output,
+    compressed: &Compressed,
+    planned: Option<&PlanOutcome>,
+    calib_tokens: usize,
+    secs: f64,
+) -> Result<()> {
     match output {
         Output::Gguf => {
-            let s = crate::export::gguf::write_gguf(&args.out, compressed).with_context(|| format!("writing {}", args.out.display()))?;
+            let s = crate::export::gguf::write_gguf(&args.out, compressed)
+                .with_context(|| format!("writing {}", args.out.display()))?;
             println!(
                 "wrote {}: {} bytes, {:.3} bits per weight over all tensors ({} blocks, {calib_tokens} calibration tokens, {secs:.0} s)",
                 args.out.display(),
@@ -407,8 +453,14 @@ fn write_output(args: &CompressArgs, output: &Output, compressed: &Compressed, p
                 (None, Some(s)) => FolderWeights::Streamed { source: s, compressed },
                 (None, None) => unreachable!("a compressed model or its source"),
             };
-            crate::export::hf::write_folder(&args.out, &weights, &compressed.kept_blocks, hf).with_context(|| format!("writing {}", args.out.display()))?;
-            println!("wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)", args.out.display(), args.hf_dtype, compressed.config.n_layers);
+            crate::export::hf::write_folder(&args.out, &weights, &compressed.kept_blocks, hf)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "wrote {} (Hugging Face folder, {:?}; {} blocks, {secs:.0} s)",
+                args.out.display(),
+                args.hf_dtype,
+                compressed.config.n_layers
+            );
         }
     }
     Ok(())
@@ -416,7 +468,12 @@ fn write_output(args: &CompressArgs, output: &Output, compressed: &Compressed, p
 
 /// The compressed model (in memory, or the file just written) against the original on the
 /// evaluation windows, printed as one JSON line.
-fn evaluate(args: &CompressArgs, compressed: &Compressed, streaming: Streaming, windows: &Windows) -> Result<EvalReport> {
+fn evaluate(
+    args: &CompressArgs,
+    compressed: &Compressed,
+    streaming: Streaming,
+    windows: &Windows,
+) -> Result<EvalReport> {
     let original = Weights::open(&args.model, if compressed.model.is_some() { streaming } else { Streaming::On })?;
     let written = match &compressed.model {
         Some(_) => None,
@@ -436,7 +493,12 @@ fn evaluate(args: &CompressArgs, compressed: &Compressed, streaming: Streaming, 
 
 /// The budget's report beside the output: its plan's KL against its size, the types, the
 /// sensitivities, and the evaluation when there was one.
-fn write_allocation_report(args: &CompressArgs, o: &PlanOutcome, n_blocks: usize, quality: Option<&EvalReport>) -> Result<()> {
+fn write_allocation_report(
+    args: &CompressArgs,
+    o: &PlanOutcome,
+    n_blocks: usize,
+    quality: Option<&EvalReport>,
+) -> Result<()> {
     let path = args.out.with_extension("report.html");
     let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let text = args.eval_text.as_ref().map(|p| p.display().to_string()).unwrap_or_default();

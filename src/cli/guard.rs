@@ -107,17 +107,31 @@ fn check_input(flag: &str, path: &Path, how: Input) -> Result<Vec<Identity>> {
             for e in entries.flatten() {
                 let p = e.path();
                 let Ok(m) = std::fs::metadata(&p) else { continue };
-                let read = p.extension().is_some_and(|x| x == "safetensors" || x == "json" || x == "model" || x == "jinja");
+                let read =
+                    p.extension().is_some_and(|x| x == "safetensors" || x == "json" || x == "model" || x == "jinja");
                 if read && !m.is_file() {
-                    bail!("{flag} {}: {} is {}, not a regular file; a model's files are read at offsets", path.display(), p.display(), crate::data::file_kind(m.file_type()));
+                    bail!(
+                        "{flag} {}: {} is {}, not a regular file; a model's files are read at offsets",
+                        path.display(),
+                        p.display(),
+                        crate::data::file_kind(m.file_type())
+                    );
                 }
                 ids.push((m.dev(), m.ino()));
             }
         }
         Input::Model if !kind.is_file() => {
-            bail!("{flag} {}: {}, not a GGUF file or a Hugging Face folder; a model is read at offsets", path.display(), crate::data::file_kind(kind))
+            bail!(
+                "{flag} {}: {}, not a GGUF file or a Hugging Face folder; a model is read at offsets",
+                path.display(),
+                crate::data::file_kind(kind)
+            )
         }
-        Input::File if !kind.is_file() => bail!("{flag} {}: {}, not a regular file; it is read at offsets", path.display(), crate::data::file_kind(kind)),
+        Input::File if !kind.is_file() => bail!(
+            "{flag} {}: {}, not a regular file; it is read at offsets",
+            path.display(),
+            crate::data::file_kind(kind)
+        ),
         Input::Once if !(kind.is_file() || kind.is_fifo()) => {
             bail!("{flag} {}: {}, not a regular file or a pipe", path.display(), crate::data::file_kind(kind))
         }
@@ -133,7 +147,9 @@ fn check_output(flag: &str, path: &Path) -> Result<PathBuf> {
     let Some(name) = path.file_name() else { bail!("{flag} {}: not a file name", path.display()) };
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let folder = std::fs::canonicalize(parent).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("{flag} {}: the folder {} does not exist", path.display(), parent.display()),
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("{flag} {}: the folder {} does not exist", path.display(), parent.display())
+        }
         _ => anyhow::anyhow!("{flag} {}: its folder {}: {e}", path.display(), parent.display()),
     })?;
     if !folder.is_dir() {
@@ -144,7 +160,8 @@ fn check_output(flag: &str, path: &Path) -> Result<PathBuf> {
             bail!("{flag} {}: {}, which is not written over", path.display(), crate::data::file_kind(m.file_type()));
         }
     }
-    crate::export::temp::check_writable(path).map_err(|e| anyhow::anyhow!("{flag} {}: cannot write there: {e}", path.display()))?;
+    crate::export::temp::check_writable(path)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write there: {e}", path.display()))?;
     Ok(std::fs::canonicalize(path).unwrap_or_else(|_| folder.join(name)))
 }
 
@@ -176,9 +193,15 @@ mod tests {
             let e = files(&alias).check().unwrap_err().to_string();
             assert!(e.contains("never replaces an input"), "{}: {e}", alias.display());
         }
-        let e = Files::new().input("--model", &folder, Input::Model).output("--out", &folder.join("model.safetensors")).check().unwrap_err().to_string();
+        let e = Files::new()
+            .input("--model", &folder, Input::Model)
+            .output("--out", &folder.join("model.safetensors"))
+            .check()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("never replaces an input"), "{e}");
-        let e = files(&d.join("new.gguf")).output("--report", &d.join("sub/../new.gguf")).check().unwrap_err().to_string();
+        let e =
+            files(&d.join("new.gguf")).output("--report", &d.join("sub/../new.gguf")).check().unwrap_err().to_string();
         assert!(e.contains("two outputs"), "{e}");
         // One folder named directly and through a link to it (found by the output-aliases fuzz family).
         std::os::unix::fs::symlink(&d, d.join("sub/up")).unwrap();

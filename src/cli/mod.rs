@@ -2,10 +2,10 @@
 
 pub mod compress;
 pub mod eval;
-pub mod plan;
-pub mod profile;
 pub(crate) mod guard;
 mod memory;
+pub mod plan;
+pub mod profile;
 mod progress;
 pub(crate) mod values;
 
@@ -48,7 +48,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// backtrace:` or numbered frames, each followed by an `at FILE:LINE` line) cut off.
 pub fn one_line(msg: &str) -> String {
     let frame = |l: &str| {
-        l == "stack backtrace:" || l.starts_with("at ") || l.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        l == "stack backtrace:"
+            || l.starts_with("at ")
+            || l.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
     let lines: Vec<&str> = msg.lines().map(str::trim).take_while(|l| !frame(l)).filter(|l| !l.is_empty()).collect();
     lines.join(" ")

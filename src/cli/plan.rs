@@ -160,7 +160,14 @@ fn parse_level(s: &str) -> std::result::Result<QuantType, String> {
 /// Opens the model for a budget's planner: streamed where `stream` allows it and the budget
 /// and solver can be planned streamed, else whole — refused in one line, before loading, when
 /// its f32 weights exceed `limit` bytes (`limit_is`: where that limit comes from).
-pub(crate) fn open_for_planning(path: &Path, budget: Budget, solver: Option<Solver>, stream: Streaming, limit: u64, limit_is: &str) -> Result<Weights> {
+pub(crate) fn open_for_planning(
+    path: &Path,
+    budget: Budget,
+    solver: Option<Solver>,
+    stream: Streaming,
+    limit: u64,
+    limit_is: &str,
+) -> Result<Weights> {
     let solver = solver.unwrap_or(Solver::default_for(budget));
     let streamable = crate::plan::plans_by_measurement(budget, solver);
     let name = format!("{solver:?}").to_lowercase();
@@ -176,7 +183,16 @@ pub(crate) fn open_for_planning(path: &Path, budget: Budget, solver: Option<Solv
 
 /// Checks the arguments, runs the planner with progress bars, and returns the outcome.
 #[allow(clippy::too_many_arguments)]
-pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text, budget: Budget, tokens: usize, ctx: usize, gptq: GptqOptions, s: &SearchArgs) -> Result<PlanOutcome> {
+pub fn run_planner(
+    model: Weights,
+    model_path: &Path,
+    calib: &crate::data::Text,
+    budget: Budget,
+    tokens: usize,
+    ctx: usize,
+    gptq: GptqOptions,
+    s: &SearchArgs,
+) -> Result<PlanOutcome> {
     crate::eval::check_ctx(&model, ctx)?;
     // The most windows a plan reads: the database's, then the search's and the hold-out's.
     let need = (tokens / ctx).max(1) + s.search_windows + s.holdout_windows;
@@ -186,7 +202,16 @@ pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text,
         budget,
         solver: s.solver.unwrap_or(Solver::default_for(budget)),
         // One menu, one cache key, whatever the order it was written in.
-        database: DatabaseSettings { tokens, ctx, gptq, types: s.types.clone().map(|mut t| { t.sort(); t.dedup(); t }) },
+        database: DatabaseSettings {
+            tokens,
+            ctx,
+            gptq,
+            types: s.types.clone().map(|mut t| {
+                t.sort();
+                t.dedup();
+                t
+            }),
+        },
         cache_dir,
         evo: EvoSettings { generations: s.generations, offspring: s.offspring, seed: s.seed, ..EvoSettings::default() },
         search_windows: s.search_windows,
@@ -203,8 +228,10 @@ pub fn run_planner(model: Weights, model_path: &Path, calib: &crate::data::Text,
 }
 
 pub fn write_plan_json(path: &Path, o: &PlanOutcome) -> Result<()> {
-    crate::export::write_atomic(path, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&o.json)?.as_bytes()).map_err(anyhow::Error::from))
-        .with_context(|| format!("writing {}", path.display()))
+    crate::export::write_atomic(path, |w| {
+        std::io::Write::write_all(w, serde_json::to_string_pretty(&o.json)?.as_bytes()).map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// One line: the predicted size, the KL measured, and how many tensors take each type (fewest
@@ -228,9 +255,20 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if args.tokens < args.ctx {
         bail!("--tokens {} is less than one window of --ctx {}", args.tokens, args.ctx);
     }
-    Files::new().input("--model", &args.model, Input::Model).input("--calib", &args.calib, Input::Once).output("--out", &args.out).check()?;
+    Files::new()
+        .input("--model", &args.model, Input::Model)
+        .input("--calib", &args.calib, Input::Once)
+        .output("--out", &args.out)
+        .check()?;
     let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
-    let model = open_for_planning(&args.model, args.budget, args.search.solver, args.stream, memory_bytes(None), "the machine's memory")?;
+    let model = open_for_planning(
+        &args.model,
+        args.budget,
+        args.search.solver,
+        args.stream,
+        memory_bytes(None),
+        "the machine's memory",
+    )?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
     let o = run_planner(model, &args.model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
     write_plan_json(&args.out, &o)?;

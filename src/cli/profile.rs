@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::ggml::types::QuantType;
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
 use crate::export::write_atomic;
+use crate::ggml::types::QuantType;
 use crate::importance::{profile, ProfileOptions};
 use crate::model::runner::StateLimits;
 use crate::model::{Blocks, Streaming, Weights};
@@ -119,7 +119,9 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
     let limits = StateLimits::for_memory(super::memory::memory_bytes(args.memory_limit));
     let reference = args.imatrix_in.as_deref().map(Imatrix::read).transpose()?;
     let model = Weights::open(&args.model, args.stream)?;
-    if let (Some(m), Some(p)) = (&reference, &args.imatrix_in) { m.check_against(p, model.config())?; }
+    if let (Some(m), Some(p)) = (&reference, &args.imatrix_in) {
+        m.check_against(p, model.config())?;
+    }
     crate::eval::check_ctx(&model, args.ctx)?;
     let windows = Windows::from_file(&args.calib, model.tokenizer()?, args.ctx, Some(args.tokens / args.ctx))
         .with_context(|| format!("{}", args.calib.display()))?;
@@ -154,10 +156,18 @@ fn profile_into(args: ProfileArgs) -> Result<()> {
     if let Some(r) = &reference {
         let cmp = crate::importance::imatrix_compare::compare(&imatrix, r);
         let path = args.out.join("imatrix_comparison.json");
-        write_atomic(&path, |w| std::io::Write::write_all(w, serde_json::to_string_pretty(&cmp)?.as_bytes()).map_err(anyhow::Error::from))?;
+        write_atomic(&path, |w| {
+            std::io::Write::write_all(w, serde_json::to_string_pretty(&cmp)?.as_bytes()).map_err(anyhow::Error::from)
+        })?;
         println!("{}", cmp.summary());
     }
     let t: f64 = profile.timings.values().sum();
-    println!("wrote {} and {} ({} blocks, {} calibration tokens, {t:.0} s)", json_path.display(), html_path.display(), n, profile.calibration.tokens);
+    println!(
+        "wrote {} and {} ({} blocks, {} calibration tokens, {t:.0} s)",
+        json_path.display(),
+        html_path.display(),
+        n,
+        profile.calibration.tokens
+    );
     Ok(())
 }

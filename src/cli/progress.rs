@@ -41,7 +41,13 @@ impl State {
         };
         let pct = (100 * self.done).checked_div(self.total).unwrap_or(0);
         let msg = if self.message.is_empty() { String::new() } else { format!(" {}", self.message) };
-        format!("{}{msg}: {}/{} ({pct}%), elapsed {}{eta}", self.what, self.done, self.total, clock(elapsed.as_secs_f64()))
+        format!(
+            "{}{msg}: {}/{} ({pct}%), elapsed {}{eta}",
+            self.what,
+            self.done,
+            self.total,
+            clock(elapsed.as_secs_f64())
+        )
     }
 }
 
@@ -114,7 +120,14 @@ fn sink(len: usize, what: &str) -> Sink {
     }
     let Some(every) = interval() else { return Sink::Silent };
     let now = Instant::now();
-    let state = Arc::new(Mutex::new(State { what: what.to_string(), message: String::new(), done: 0, total: len as u64, started: now, stage_started: now }));
+    let state = Arc::new(Mutex::new(State {
+        what: what.to_string(),
+        message: String::new(),
+        done: 0,
+        total: len as u64,
+        started: now,
+        stage_started: now,
+    }));
     let (stop, stopped) = mpsc::channel::<()>();
     let shared = Arc::clone(&state);
     let ticker = std::thread::spawn(move || loop {
@@ -239,7 +252,8 @@ mod tests {
     #[test]
     fn a_plain_line_names_stage_count_elapsed_and_estimate() {
         let t = Instant::now() - Duration::from_secs(125);
-        let s = State { what: "plan".into(), message: "database".into(), done: 5, total: 30, started: t, stage_started: t };
+        let s =
+            State { what: "plan".into(), message: "database".into(), done: 5, total: 30, started: t, stage_started: t };
         // 125 s for 5 steps: 25 s a step, 25 steps left.
         assert_eq!(s.line(), "plan database: 5/30 (16%), elapsed 2:05, about 10:25 left");
         assert_eq!(clock(3725.0), "1:02:05");
@@ -248,7 +262,14 @@ mod tests {
     /// A meter writing plain lines, without its ticker: its line read at will.
     fn lines(len: u64, stages: Stages) -> Meter {
         let now = Instant::now();
-        let state = Arc::new(Mutex::new(State { what: "job".into(), message: String::new(), done: 0, total: len, started: now, stage_started: now }));
+        let state = Arc::new(Mutex::new(State {
+            what: "job".into(),
+            message: String::new(),
+            done: 0,
+            total: len,
+            started: now,
+            stage_started: now,
+        }));
         Meter::new(Sink::Lines { state, stop: mpsc::channel().0, ticker: None }, stages)
     }
 

@@ -60,14 +60,20 @@ impl Encoded {
             Bytes::Memory(v) => Cow::Borrowed(&v[range]),
             Bytes::Spilled { offset, len } => {
                 assert!(range.end <= *len, "bytes {range:?} of {name}, which has {len}");
-                Cow::Owned(self.spill.as_ref().expect("spilled bytes have a file").read(offset + range.start as u64, range.len())?)
+                Cow::Owned(
+                    self.spill
+                        .as_ref()
+                        .expect("spilled bytes have a file")
+                        .read(offset + range.start as u64, range.len())?,
+                )
             }
         }))
     }
 
     /// Renames every entry by `rename`, dropping those it maps to None.
     pub fn rename(&mut self, rename: impl Fn(&str) -> Option<String>) {
-        self.entries = std::mem::take(&mut self.entries).into_iter().filter_map(|(n, v)| Some((rename(&n)?, v))).collect();
+        self.entries =
+            std::mem::take(&mut self.entries).into_iter().filter_map(|(n, v)| Some((rename(&n)?, v))).collect();
     }
 }
 
@@ -89,7 +95,11 @@ mod tests {
             assert!(e.qtype("a").is_none());
         }
         let prefix = format!(".triage-encoded-{}-", std::process::id());
-        let left = std::fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).count();
+        let left = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
         assert_eq!(left, 0);
     }
 }

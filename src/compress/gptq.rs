@@ -101,7 +101,13 @@ pub enum GptqError {
 /// The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU) for H = 2·xxt/n_tokens, after zeroing dead
 /// columns (H_jj = 0 → H_jj = 1; their weights must be zeroed by the caller) and dampening.
 /// Returns U row-major (n, n) in f32 and the dead columns.
-pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name: &str) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
+pub fn inverse_cholesky(
+    xxt: &[f32],
+    n: usize,
+    n_tokens: usize,
+    damp: f32,
+    name: &str,
+) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
     let identity: Vec<usize> = (0..n).collect();
     inverse_cholesky_permuted(xxt, &identity, n_tokens, damp, name)
 }
@@ -109,7 +115,13 @@ pub fn inverse_cholesky(xxt: &[f32], n: usize, n_tokens: usize, damp: f32, name:
 /// [`inverse_cholesky`] of H with rows and columns taken in the order `perm`. Built straight
 /// from `xxt` and each intermediate dropped as soon as it is used: at n = 14 336 one n² matrix
 /// is 822 MB, and at most three exist at once besides `xxt`.
-fn inverse_cholesky_permuted(xxt: &[f32], perm: &[usize], n_tokens: usize, damp: f32, name: &str) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
+fn inverse_cholesky_permuted(
+    xxt: &[f32],
+    perm: &[usize],
+    n_tokens: usize,
+    damp: f32,
+    name: &str,
+) -> Result<(Vec<f32>, Vec<usize>), GptqError> {
     let n = perm.len();
     // A NaN passes the factorization's positivity tests unnoticed and spreads to every weight.
     if xxt.iter().any(|x| !x.is_finite()) {
@@ -136,7 +148,11 @@ fn inverse_cholesky_permuted(xxt: &[f32], perm: &[usize], n_tokens: usize, damp:
     // instead of an inverse and a second Cholesky. `hr` is JHJ.
     let hr = Mat::<f32>::from_fn(n, n, |i, j| {
         let (a, b) = (n - 1 - i, n - 1 - j);
-        if a == b { diag[a] + damping } else { xxt[perm[a] * n + perm[b]] * scale }
+        if a == b {
+            diag[a] + damping
+        } else {
+            xxt[perm[a] * n + perm[b]] * scale
+        }
     });
     let llt = hr.llt(Side::Lower).map_err(|_| GptqError::NotPositiveDefinite(name.to_string()))?;
     drop(hr);
@@ -173,7 +189,14 @@ pub struct Factor {
 
 impl Factor {
     /// The factorization of H = 2·xxt/n_tokens for (cols, cols) `xxt`.
-    pub fn new(xxt: &[f32], cols: usize, n_tokens: usize, damp: f32, act_order: bool, name: &str) -> Result<Factor, GptqError> {
+    pub fn new(
+        xxt: &[f32],
+        cols: usize,
+        n_tokens: usize,
+        damp: f32,
+        act_order: bool,
+        name: &str,
+    ) -> Result<Factor, GptqError> {
         let mut perm: Vec<usize> = (0..cols).collect();
         if act_order {
             perm.sort_by(|&a, &b| xxt[b * cols + b].total_cmp(&xxt[a * cols + a]));
@@ -209,7 +232,11 @@ pub fn gptq(
 
 /// Greatest common divisor (for blocks that hold whole groups of two widths).
 fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// [`gptq`] with H's factorization given; one that does not [`Factor::serves`] this call is an
@@ -250,7 +277,8 @@ pub fn gptq_factored(
                 pos[c] = k;
             }
             for g0 in (0..cols).step_by(group) {
-                let cs: Vec<&[f32]> = (g0..(g0 + group).min(cols)).map(|c| &wt[pos[c] * rows..(pos[c] + 1) * rows]).collect();
+                let cs: Vec<&[f32]> =
+                    (g0..(g0 + group).min(cols)).map(|c| &wt[pos[c] * rows..(pos[c] + 1) * rows]).collect();
                 qz.choose(g0, &cs);
             }
         }
@@ -301,7 +329,13 @@ pub fn gptq_factored(
             if let Some(Sparsity::NofM(n, m)) = sparsity {
                 if (j - b0) % m == 0 {
                     let j1 = (j + m).min(b1);
-                    n_of_m_mask(&wt[j * rows..j1 * rows], &u_diag(u, cols, j, j1), rows, n, &mut mask[(j - b0) * rows..]);
+                    n_of_m_mask(
+                        &wt[j * rows..j1 * rows],
+                        &u_diag(u, cols, j, j1),
+                        rows,
+                        n,
+                        &mut mask[(j - b0) * rows..],
+                    );
                 }
             }
             let d = u[j * cols + j];
@@ -315,7 +349,9 @@ pub fn gptq_factored(
                     qz.round(perm[j], &masked_col, &mut q);
                 }
                 (Some(qz), None) => qz.round(perm[j], col, &mut q),
-                (None, Some(mk)) => q.iter_mut().zip(col).zip(mk).for_each(|((qi, &x), &m)| *qi = if m { 0.0 } else { x }),
+                (None, Some(mk)) => {
+                    q.iter_mut().zip(col).zip(mk).for_each(|((qi, &x), &m)| *qi = if m { 0.0 } else { x })
+                }
                 (None, None) => q.copy_from_slice(col),
             }
             let e = &mut err[(j - b0) * rows..(j - b0 + 1) * rows];
@@ -359,7 +395,8 @@ fn u_diag(u: &[f32], n: usize, j0: usize, j1: usize) -> Vec<f32> {
 /// SparseGPT's unstructured mask of a block of columns (`cols_t`: column-major, `rows` each):
 /// the share `p` of the block with the smallest w²/U_jj², over all rows at once.
 fn unstructured_mask(cols_t: &[f32], d: &[f32], rows: usize, p: f32, mask: &mut [bool]) {
-    let scores: Vec<f32> = cols_t.chunks(rows).zip(d).flat_map(|(c, &dj)| c.iter().map(move |&x| (x / dj).powi(2))).collect();
+    let scores: Vec<f32> =
+        cols_t.chunks(rows).zip(d).flat_map(|(c, &dj)| c.iter().map(move |&x| (x / dj).powi(2))).collect();
     let k = (scores.len() as f32 * p) as usize;
     mask[..scores.len()].fill(false);
     if k == 0 {
@@ -434,7 +471,11 @@ impl ColumnQuantizer for RtnGrid {
                 (lo, hi) = (-1.0, 1.0);
             }
             self.scale[r] = (hi - lo) / maxq;
-            self.zero[r] = if self.symmetric { (maxq + 1.0) / 2.0 } else { crate::ggml::grid::round_half_even(-lo / self.scale[r]) };
+            self.zero[r] = if self.symmetric {
+                (maxq + 1.0) / 2.0
+            } else {
+                crate::ggml::grid::round_half_even(-lo / self.scale[r])
+            };
         }
     }
 
@@ -571,14 +612,26 @@ mod tests {
         let (_, xxt) = inputs(dim, 256);
         let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Chosen(Sparsity::NofM(2, 4))), GptqOptions::default(), "t").unwrap();
+        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Chosen(Sparsity::NofM(2, 4))), GptqOptions::default(), "t")
+            .unwrap();
         for row in q.chunks(dim) {
             for g in row.chunks(4) {
                 assert_eq!(g.iter().filter(|&&x| x == 0.0).count(), 2);
             }
         }
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Chosen(Sparsity::Unstructured(0.5))), GptqOptions::default(), "t").unwrap();
+        gptq(
+            &mut q,
+            rows,
+            dim,
+            &xxt,
+            256,
+            None,
+            Some(Mask::Chosen(Sparsity::Unstructured(0.5))),
+            GptqOptions::default(),
+            "t",
+        )
+        .unwrap();
         assert_eq!(q.iter().filter(|&&x| x == 0.0).count(), rows * dim / 2);
     }
 
@@ -596,7 +649,9 @@ mod tests {
         for t in [QuantType::Q8_0, QuantType::Q4_1] {
             for act_order in [false, true] {
                 let opts = GptqOptions { act_order, ..GptqOptions::default() };
-                for mask in [Mask::Chosen(Sparsity::NofM(2, 4)), Mask::Chosen(Sparsity::Unstructured(0.5)), Mask::Fixed(&fixed)] {
+                for mask in
+                    [Mask::Chosen(Sparsity::NofM(2, 4)), Mask::Chosen(Sparsity::Unstructured(0.5)), Mask::Fixed(&fixed)]
+                {
                     let mut q = w.clone();
                     let mut grid = GgufColumns::new(t, &w, rows, dim, None);
                     gptq(&mut q, rows, dim, &xxt, 256, Some(&mut grid), Some(mask), opts, "t").unwrap();
@@ -611,7 +666,9 @@ mod tests {
                         Mask::Chosen(Sparsity::NofM(..)) => {
                             assert!(written.chunks(4).all(|g| g.iter().filter(|&&x| x == 0.0).count() >= 2), "{mask:?}")
                         }
-                        Mask::Chosen(Sparsity::Unstructured(_)) => assert!(written.iter().filter(|&&x| x == 0.0).count() >= rows * dim / 2),
+                        Mask::Chosen(Sparsity::Unstructured(_)) => {
+                            assert!(written.iter().filter(|&&x| x == 0.0).count() >= rows * dim / 2)
+                        }
                         Mask::Fixed(m) => assert!(written.iter().zip(m).all(|(&x, &m)| !m || x == 0.0)),
                     }
                 }
@@ -630,7 +687,18 @@ mod tests {
         let zeroed: Vec<f32> = w.iter().zip(&fixed).map(|(&x, &m)| if m { 0.0 } else { x }).collect();
         for act_order in [false, true] {
             let mut q = w.clone();
-            gptq(&mut q, rows, dim, &xxt, 256, None, Some(Mask::Fixed(&fixed)), GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
+            gptq(
+                &mut q,
+                rows,
+                dim,
+                &xxt,
+                256,
+                None,
+                Some(Mask::Fixed(&fixed)),
+                GptqOptions { act_order, ..GptqOptions::default() },
+                "t",
+            )
+            .unwrap();
             assert!(q.iter().zip(&fixed).all(|(&x, &m)| !m || x == 0.0));
             let (e_fixed, e_zeroed) = (output_error(&w, &q, &xxt, dim), output_error(&w, &zeroed, &xxt, dim));
             assert!(e_fixed < 0.95 * e_zeroed, "act-order {act_order}: {e_fixed} vs {e_zeroed}");
@@ -644,7 +712,8 @@ mod tests {
         let (_, xxt) = inputs(dim, 512);
         let w: Vec<f32> = (0..rows * dim).map(|i| (i * 31 % 97) as f32 / 97.0 - 0.5).collect();
         let mut q = w.clone();
-        gptq(&mut q, rows, dim, &xxt, 512, None, Some(Mask::Chosen(Sparsity::NofM(1, 3))), GptqOptions::default(), "t").unwrap();
+        gptq(&mut q, rows, dim, &xxt, 512, None, Some(Mask::Chosen(Sparsity::NofM(1, 3))), GptqOptions::default(), "t")
+            .unwrap();
         for row in q.chunks(dim) {
             for g in row.chunks(3) {
                 assert_eq!(g.iter().filter(|&&x| x == 0.0).count(), 1, "{g:?}");
@@ -657,7 +726,10 @@ mod tests {
         let (_, mut xxt) = inputs(8, 64);
         let negative: Vec<f32> = xxt.iter().map(|x| -x).collect();
         let e = Factor::new(&negative, 8, 64, 0.01, false, "blk.3.ffn_down.weight").unwrap_err().to_string();
-        assert!(e.contains("'blk.3.ffn_down.weight'") && e.contains("not positive definite") && e.contains("raise --damp"), "{e}");
+        assert!(
+            e.contains("'blk.3.ffn_down.weight'") && e.contains("not positive definite") && e.contains("raise --damp"),
+            "{e}"
+        );
         xxt[9] = f32::NAN;
         let e = Factor::new(&xxt, 8, 64, 0.01, false, "blk.3.ffn_down.weight").unwrap_err().to_string();
         assert!(e.contains("'blk.3.ffn_down.weight'") && e.contains("not finite"), "{e}");

@@ -23,8 +23,8 @@
 
 use rayon::prelude::*;
 
-use crate::ggml::codec::{block_codes, choose, pack};
 use super::gptq::ColumnQuantizer;
+use crate::ggml::codec::{block_codes, choose, pack};
 use crate::ggml::grid::{row_sigma2, weights_of, Grid};
 use crate::ggml::iq::{self, magnitude, signed_code, IqGrid, MAX_GROUP, OCTET};
 use crate::ggml::types::QuantType;
@@ -62,7 +62,17 @@ impl<'a> GgufColumns<'a> {
         assert!(t.is_quantized() && t.fits(cols), "{t} does not tile rows of {cols}");
         let sigma2 = w.chunks(cols).map(row_sigma2).collect();
         let nb = cols / t.block_size();
-        GgufColumns { t, rows, cols, imp, sigma2, grids: vec![Grid::new(32, 16); rows * nb], codes: vec![0; rows * cols], vector: iq::of(t), estimates: if iq::of(t).is_some() { vec![0.0; rows * cols] } else { Vec::new() } }
+        GgufColumns {
+            t,
+            rows,
+            cols,
+            imp,
+            sigma2,
+            grids: vec![Grid::new(32, 16); rows * nb],
+            codes: vec![0; rows * cols],
+            vector: iq::of(t),
+            estimates: if iq::of(t).is_some() { vec![0.0; rows * cols] } else { Vec::new() },
+        }
     }
 
     /// The tensor's GGUF bytes, rows in order.
@@ -126,12 +136,23 @@ impl ColumnQuantizer for GgufColumns<'_> {
         if let Some(q) = self.vector {
             let (imp, grids, sigma2, est) = (self.imp, &self.grids, &self.sigma2, &self.estimates);
             let cols = self.cols;
-            out.par_iter_mut().zip(col).zip(self.codes.par_chunks_mut(self.cols)).enumerate().for_each(|(r, ((o, &x), codes))| {
-                let g = &grids[r * nb + b];
-                let code = grouped_code(q, codes, &est[r * cols..(r + 1) * cols], c, x, g.step[i / g.sub] * q.unit, imp, sigma2[r]);
-                codes[c] = code;
-                *o = g.value(i, code);
-            });
+            out.par_iter_mut().zip(col).zip(self.codes.par_chunks_mut(self.cols)).enumerate().for_each(
+                |(r, ((o, &x), codes))| {
+                    let g = &grids[r * nb + b];
+                    let code = grouped_code(
+                        q,
+                        codes,
+                        &est[r * cols..(r + 1) * cols],
+                        c,
+                        x,
+                        g.step[i / g.sub] * q.unit,
+                        imp,
+                        sigma2[r],
+                    );
+                    codes[c] = code;
+                    *o = g.value(i, code);
+                },
+            );
             return;
         }
         for (r, (o, &x)) in out.iter_mut().zip(col).enumerate() {
@@ -153,7 +174,16 @@ fn importance(imp: Option<&[f32]>, k: usize, sigma2: f32, v: f32) -> f32 {
 /// grid was chosen (`est`; negated where round to nearest flipped the sign), all weighted as the
 /// grid's scale search weights them; its sign its own, except where
 /// the parity rule of IQ3_XXS and IQ2_XS ([`flips`]) gives it the other.
-fn grouped_code(q: &IqGrid, codes: &[u8], est: &[f32], c: usize, x: f32, s: f32, imp: Option<&[f32]>, sigma2: f32) -> u8 {
+fn grouped_code(
+    q: &IqGrid,
+    codes: &[u8],
+    est: &[f32],
+    c: usize,
+    x: f32,
+    s: f32,
+    imp: Option<&[f32]>,
+    sigma2: f32,
+) -> u8 {
     let flip = q.even_signs && flips(q, codes, c, x, s, imp, sigma2);
     let negative = (x < 0.0) != flip;
     if s <= 0.0 {
@@ -169,9 +199,17 @@ fn grouped_code(q: &IqGrid, codes: &[u8], est: &[f32], c: usize, x: f32, s: f32,
             known |= 1 << k;
         }
         xa[k] = if k == p {
-            if flip { -x.abs() } else { x.abs() }
+            if flip {
+                -x.abs()
+            } else {
+                x.abs()
+            }
         } else if code & TENTATIVE != 0 {
-            if code & FLIPPED != 0 { -est[g0 + k].abs() } else { est[g0 + k].abs() }
+            if code & FLIPPED != 0 {
+                -est[g0 + k].abs()
+            } else {
+                est[g0 + k].abs()
+            }
         } else {
             s * q.level(m[k])
         };
@@ -203,9 +241,9 @@ fn flips(q: &IqGrid, codes: &[u8], c: usize, x: f32, s: f32, imp: Option<&[f32]>
 
 #[cfg(test)]
 mod tests {
-    use crate::ggml::codec::dequantize;
     use super::super::gptq::{gptq, GptqOptions};
     use super::*;
+    use crate::ggml::codec::dequantize;
 
     /// A xorshift stream of values in [−1, 1), in steps of 1/`half`.
     fn xorshift(seed: u32, half: u32) -> impl FnMut() -> f32 {
@@ -219,7 +257,13 @@ mod tests {
     }
 
     /// XXᵀ of `n` inputs of `cols` channels: channel j is noise·u + share(j)·c, c common to the input.
-    fn moments(rnd: &mut impl FnMut() -> f32, n: usize, cols: usize, noise: f32, share: impl Fn(usize) -> f32) -> Vec<f32> {
+    fn moments(
+        rnd: &mut impl FnMut() -> f32,
+        n: usize,
+        cols: usize,
+        noise: f32,
+        share: impl Fn(usize) -> f32,
+    ) -> Vec<f32> {
         let mut x = vec![0f32; n * cols];
         for t in 0..n {
             let common = rnd();
@@ -258,11 +302,32 @@ mod tests {
             }
             e
         };
-        let types = [QuantType::Q3K, QuantType::Q4K, QuantType::Q4_0, QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS];
+        let types = [
+            QuantType::Q3K,
+            QuantType::Q4K,
+            QuantType::Q4_0,
+            QuantType::IQ4NL,
+            QuantType::IQ4XS,
+            QuantType::IQ3S,
+            QuantType::IQ3XXS,
+            QuantType::IQ2S,
+            QuantType::IQ2XS,
+        ];
         for (t, act_order) in types.into_iter().flat_map(|t| [(t, false), (t, true)]) {
             let mut q = w.clone();
             let mut cq = GgufColumns::new(t, &w, rows, cols, Some(&imp));
-            gptq(&mut q, rows, cols, &xxt, n, Some(&mut cq), None, GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
+            gptq(
+                &mut q,
+                rows,
+                cols,
+                &xxt,
+                n,
+                Some(&mut cq),
+                None,
+                GptqOptions { act_order, ..GptqOptions::default() },
+                "t",
+            )
+            .unwrap();
             let bytes = cq.into_bytes();
             let decoded = dequantize(t, &bytes, rows * cols);
             for (a, b) in q.iter().zip(&decoded) {
@@ -289,15 +354,32 @@ mod tests {
         let xxt = moments(&mut rnd, n, cols, 0.5, |j| 0.5 + (j % 7) as f32 * 0.2);
         let imp: Vec<f32> = (0..cols).map(|j| xxt[j * cols + j] / n as f32).collect();
         // Heavy-tailed weights, as trained layers have: some groups reach the grids' outer points.
-        let w: Vec<f32> = (0..rows * cols).map(|_| { let v = rnd(); v * v * v * 0.08 + rnd() * 0.01 }).collect();
-        let types = [QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS];
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                let v = rnd();
+                v * v * v * 0.08 + rnd() * 0.01
+            })
+            .collect();
+        let types =
+            [QuantType::IQ4NL, QuantType::IQ4XS, QuantType::IQ3S, QuantType::IQ3XXS, QuantType::IQ2S, QuantType::IQ2XS];
         let mut got = Vec::new();
         for t in types {
             let mut prints = vec![fnv(&crate::ggml::codec::quantize(t, &w, cols, Some(&imp)))];
             for act_order in [false, true] {
                 let mut q = w.clone();
                 let mut cq = GgufColumns::new(t, &w, rows, cols, Some(&imp));
-                gptq(&mut q, rows, cols, &xxt, n, Some(&mut cq), None, GptqOptions { act_order, ..GptqOptions::default() }, "t").unwrap();
+                gptq(
+                    &mut q,
+                    rows,
+                    cols,
+                    &xxt,
+                    n,
+                    Some(&mut cq),
+                    None,
+                    GptqOptions { act_order, ..GptqOptions::default() },
+                    "t",
+                )
+                .unwrap();
                 prints.push(fnv(&cq.into_bytes()));
             }
             got.push((t.name(), prints));

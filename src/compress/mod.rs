@@ -2,8 +2,8 @@
 //! removal, plans, the layer-sequential pipeline. The GGUF types and their codecs are
 //! `crate::ggml`'s.
 
-pub mod gptq;
 pub mod encoded;
+pub mod gptq;
 pub mod grid_columns;
 pub mod pipeline;
 pub mod plan;

@@ -12,21 +12,21 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use crate::ggml::codec::{dequantize, encode_plain, quantize};
+use super::encoded::Encoded;
 use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, GptqOptions, Mask, Sparsity};
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
 use super::prune::{prune_mask, wanda_norms};
 use crate::data::Windows;
 use crate::export::imatrix::Imatrix;
+use crate::ggml::codec::{dequantize, encode_plain, quantize};
 use crate::importance::hessian::{BlockMoments, InputMoments};
+use crate::layout::renumbered;
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
-use crate::layout::renumbered;
 use crate::model::tensor_id::gguf_block;
 use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, TensorId, Weights};
 use crate::progress::Progress;
-use super::encoded::Encoded;
 
 /// How quantized weights are rounded onto their GGUF grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -155,7 +155,13 @@ const EMBEDDING_ROWS: usize = 4096;
 /// Compresses `weights` by `plan` with calibration `windows`. A streamed model is read block by
 /// block and its encoded tensors kept in a temporary file, so only one block is in memory.
 /// `progress`'s stage "compress: blocks" counts the blocks.
-pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &CompressOptions, progress: &mut dyn Progress) -> Result<Compressed> {
+pub fn compress(
+    weights: Weights,
+    windows: &Windows,
+    plan: &Plan,
+    opts: &CompressOptions,
+    progress: &mut dyn Progress,
+) -> Result<Compressed> {
     let config = weights.config().clone();
     plan.validate(&config).map_err(ModelError::InvalidConfig)?;
     let mut runner = Runner::new(&weights, windows, opts.batch, opts.state_limits)?;
@@ -180,12 +186,15 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
         if plan.drop_blocks.contains(&i) {
             continue;
         }
-        let block_opts = BlockOpts { skip_attention: plan.drop_attention.contains(&i), skip_mlp: plan.drop_mlp.contains(&i) };
+        let block_opts =
+            BlockOpts { skip_attention: plan.drop_attention.contains(&i), skip_mlp: plan.drop_mlp.contains(&i) };
         let planned = block.linears().iter().any(|l| plan.tensors.contains_key(&l.name));
         let mut moments = BlockMoments::new(&block);
         // The original block's outputs: the next block's inputs unless compressing sequentially.
         let original = match planned {
-            true => Some(runner.run(&block, block_opts, &mut moments, |_, _| {})?).filter(|_| !opts.sequential).unwrap_or_default(),
+            true => Some(runner.run(&block, block_opts, &mut moments, |_, _| {})?)
+                .filter(|_| !opts.sequential)
+                .unwrap_or_default(),
             false => Vec::new(),
         };
         let mut factors = Factors::default();
@@ -206,7 +215,11 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
             let (rows, cols) = (l.out_features(), l.in_features());
             let w = with_f32(&l.weight, <[f32]>::to_vec)?;
             let imp = importance(m, opts.imatrix.as_ref(), &l.name);
-            let factor = if opts.method == Method::Gptq || sparsegpt_of(spec, opts).is_some() { Some(factors.of(m, opts.gptq, sparsegpt_of(spec, opts))?) } else { None };
+            let factor = if opts.method == Method::Gptq || sparsegpt_of(spec, opts).is_some() {
+                Some(factors.of(m, opts.gptq, sparsegpt_of(spec, opts))?)
+            } else {
+                None
+            };
             let (new_w, bytes) = compress_linear(&w, rows, cols, spec, m, factor, &imp, opts, &l.name)?;
             let rel_error = relative_output_error(m, &w, &new_w);
             report.push(TensorReport {
@@ -244,7 +257,11 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
         let t0 = Instant::now();
         let (bytes, zeros, shape) = match (&mut resident, &streamed) {
             (Some(model), _) => {
-                let target = if id == TensorId::TOKEN_EMBD { &mut model.embed } else { &mut model.lm_head.as_mut().expect("validated").weight };
+                let target = if id == TensorId::TOKEN_EMBD {
+                    &mut model.embed
+                } else {
+                    &mut model.lm_head.as_mut().expect("validated").weight
+                };
                 let (rows, cols) = target.dims2()?;
                 let w = with_f32(target, <[f32]>::to_vec)?;
                 let bytes = quantize(spec.qtype, &w, cols, None);
@@ -268,7 +285,15 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
             (None, None) => unreachable!("a model is resident or streamed"),
         };
         let n = shape[0] * shape[1];
-        report.push(TensorReport { name: name.clone(), qtype: spec.qtype.name().into(), shape, sparsity: None, zeros: zeros as f64 / n as f64, rel_error: None, seconds: t0.elapsed().as_secs_f64() });
+        report.push(TensorReport {
+            name: name.clone(),
+            qtype: spec.qtype.name().into(),
+            shape,
+            sparsity: None,
+            zeros: zeros as f64 / n as f64,
+            rel_error: None,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
         encoded.insert(name, spec.qtype, bytes).map_err(io)?;
     }
     let kept_blocks: Vec<usize> = (0..n_blocks).filter(|i| !plan.drop_blocks.contains(i)).collect();
@@ -278,7 +303,11 @@ pub fn compress(weights: Weights, windows: &Windows, plan: &Plan, opts: &Compres
     }
     let mut config = config;
     config.keep_blocks(&kept_blocks);
-    let source = resident.as_ref().map(|m| m.source.clone()).or_else(|| streamed.as_ref().map(|s| s.source.clone())).expect("a model");
+    let source = resident
+        .as_ref()
+        .map(|m| m.source.clone())
+        .or_else(|| streamed.as_ref().map(|s| s.source.clone()))
+        .expect("a model");
     let model = resident.map(|mut m| {
         m.blocks = renumber_blocks(new_blocks, &kept_blocks);
         m.config = config.clone();
@@ -304,7 +333,8 @@ pub(crate) fn relative_output_error(m: &InputMoments, w: &[f32], new_w: &[f32]) 
     // [`InputMoments::row_block_energies`]' threshold): one product with H gives both energies.
     let (n, rows) = (m.dim, w.len() / m.dim);
     let picked = (0..rows).step_by(m.sample_stride(2 * rows, rows));
-    let delta = picked.clone().flat_map(|r| w[r * n..(r + 1) * n].iter().zip(&new_w[r * n..(r + 1) * n]).map(|(a, b)| a - b));
+    let delta =
+        picked.clone().flat_map(|r| w[r * n..(r + 1) * n].iter().zip(&new_w[r * n..(r + 1) * n]).map(|(a, b)| a - b));
     let stacked: Vec<f32> = picked.clone().flat_map(|r| w[r * n..(r + 1) * n].iter().copied()).chain(delta).collect();
     let e = m.row_block_energies_exact(&stacked, picked.len());
     if e[0] > 0.0 {
@@ -323,14 +353,15 @@ impl Factors {
     /// The factorization GPTQ needs for the input `m` with these options and this sparsity.
     pub fn of(&mut self, m: &InputMoments, gptq: GptqOptions, sparsity: Option<Sparsity>) -> Result<&Factor> {
         let (key, act_order) = (&m.linears[0], uses_act_order(gptq, sparsity));
-        let at = match self.0.iter().position(|(k, a, f)| k == key && *a == act_order && f.serves(m.dim, gptq, sparsity)) {
-            Some(i) => i,
-            None => {
-                let f = Factor::new(&m.xxt, m.dim, m.n_tokens, gptq.damp, act_order, key)?;
-                self.0.push((key.clone(), act_order, f));
-                self.0.len() - 1
-            }
-        };
+        let at =
+            match self.0.iter().position(|(k, a, f)| k == key && *a == act_order && f.serves(m.dim, gptq, sparsity)) {
+                Some(i) => i,
+                None => {
+                    let f = Factor::new(&m.xxt, m.dim, m.n_tokens, gptq.damp, act_order, key)?;
+                    self.0.push((key.clone(), act_order, f));
+                    self.0.len() - 1
+                }
+            };
         Ok(&self.0[at].2)
     }
 }
@@ -363,7 +394,9 @@ pub(crate) fn compress_linear(
         _ => None,
     };
     let sparsegpt = sparsegpt_of(spec, opts);
-    let run = |w: &mut [f32], grid: Option<&mut dyn ColumnQuantizer>, mask: Option<Mask>| match factor.filter(|f| f.serves(cols, opts.gptq, sparsegpt)) {
+    let run = |w: &mut [f32], grid: Option<&mut dyn ColumnQuantizer>, mask: Option<Mask>| match factor
+        .filter(|f| f.serves(cols, opts.gptq, sparsegpt))
+    {
         Some(f) => gptq_factored(w, rows, cols, f, grid, mask, opts.gptq, name),
         None => gptq(w, rows, cols, &m.xxt, m.n_tokens, grid, mask, opts.gptq, name),
     };
@@ -439,9 +472,21 @@ mod tests {
         m.n_tokens = 8;
         m.xxt.iter_mut().step_by(cols + 1).for_each(|x| *x = 1.0);
         m.xxt[1] = f32::INFINITY;
-        let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: true, gptq: GptqOptions::default(), batch: 1, imatrix: None, state_limits: StateLimits::UNLIMITED };
+        let opts = CompressOptions {
+            method: Method::Gptq,
+            pruner: Pruner::Sparsegpt,
+            sequential: true,
+            gptq: GptqOptions::default(),
+            batch: 1,
+            imatrix: None,
+            state_limits: StateLimits::UNLIMITED,
+        };
         let spec = TensorSpec { qtype: crate::ggml::types::QuantType::Q8_0, sparsity: None };
-        let Err(e) = compress_linear(&[0.1; 128], rows, cols, &spec, &m, None, &[1.0; 32], &opts, "blk.0.attn_q.weight") else { panic!("GPTQ on infinite inputs") };
+        let Err(e) =
+            compress_linear(&[0.1; 128], rows, cols, &spec, &m, None, &[1.0; 32], &opts, "blk.0.attn_q.weight")
+        else {
+            panic!("GPTQ on infinite inputs")
+        };
         let e = e.to_string();
         assert!(e.starts_with("GPTQ on 'blk.0.attn_q.weight': its calibration inputs are not finite"), "{e}");
     }

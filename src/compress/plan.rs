@@ -38,16 +38,36 @@ const PLAN_KEYS: [&str; 4] = ["tensors", "drop_blocks", "drop_attention", "drop_
 /// The keys `triage plan` adds to describe how the plan was found (`src/plan`: budget,
 /// solver, settings, prediction, measurements); reading a plan accepts and ignores them.
 const REPORT_KEYS: [&str; 16] = [
-    "budget", "solver", "settings", "predicted", "fitness", "timings", "sensitivity", "lagrange_kld", "search_fitness", "frontier",
-    "block_influence", "sublayer_influence", "outlier_ratio", "owl", "start_kld", "sparsity",
+    "budget",
+    "solver",
+    "settings",
+    "predicted",
+    "fitness",
+    "timings",
+    "sensitivity",
+    "lagrange_kld",
+    "search_fitness",
+    "frontier",
+    "block_influence",
+    "sublayer_influence",
+    "outlier_ratio",
+    "owl",
+    "start_kld",
+    "sparsity",
 ];
 /// The keys of one tensor's entry.
 const TENSOR_KEYS: [&str; 2] = ["type", "sparsity"];
 
 /// Refuses keys of `obj` outside `known`, naming them and the keys `what` holds: a misspelt
 /// key must not be ignored.
-fn refuse_unknown_keys(obj: &serde_json::Map<String, Json>, known: &[&str], what: &str, holds: &[&str]) -> Result<(), String> {
-    let unknown: Vec<String> = obj.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("\"{k}\"")).collect();
+fn refuse_unknown_keys(
+    obj: &serde_json::Map<String, Json>,
+    known: &[&str],
+    what: &str,
+    holds: &[&str],
+) -> Result<(), String> {
+    let unknown: Vec<String> =
+        obj.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("\"{k}\"")).collect();
     if unknown.is_empty() {
         return Ok(());
     }
@@ -104,7 +124,12 @@ impl Plan {
     /// sparsity for every linear, and `embeddings` for the token embedding and output (as
     /// `llama-quantize --pure` does with the same type). Sparsity without a type keeps pruned
     /// tensors exact in F16.
-    pub fn uniform(config: &Config, qtype: Option<QuantType>, sparsity: Option<Sparsity>, embeddings: Option<QuantType>) -> Result<Plan, String> {
+    pub fn uniform(
+        config: &Config,
+        qtype: Option<QuantType>,
+        sparsity: Option<Sparsity>,
+        embeddings: Option<QuantType>,
+    ) -> Result<Plan, String> {
         let mut plan = Plan::default();
         for (name, (_, cols)) in plannable_tensors(config) {
             let is_linear = gguf_block(&name).is_some();
@@ -113,7 +138,9 @@ impl Plan {
                 (true, None, _) if sparsity.is_some() => QuantType::F16,
                 _ => continue,
             };
-            let t = t.for_row_width(cols).ok_or_else(|| format!("{name}: rows of {cols} fit neither {t} nor its fall-back {}", t.row_fallback()))?;
+            let t = t.for_row_width(cols).ok_or_else(|| {
+                format!("{name}: rows of {cols} fit neither {t} nor its fall-back {}", t.row_fallback())
+            })?;
             plan.tensors.insert(name, TensorSpec { qtype: t, sparsity: if is_linear { sparsity } else { None } });
         }
         Ok(plan)
@@ -135,7 +162,9 @@ impl Plan {
                         let t = o.get("type").and_then(Json::as_str).ok_or(format!("{name}: no \"type\""))?;
                         let sp = match o.get("sparsity") {
                             None | Some(Json::Null) => None,
-                            Some(Json::Number(n)) => Some(parse_sparsity(&n.to_string()).map_err(|e| format!("{name}: {e}"))?),
+                            Some(Json::Number(n)) => {
+                                Some(parse_sparsity(&n.to_string()).map_err(|e| format!("{name}: {e}"))?)
+                            }
                             Some(Json::String(s)) => Some(parse_sparsity(s).map_err(|e| format!("{name}: {e}"))?),
                             Some(_) => return Err(format!("{name}: \"sparsity\" must be a number or \"N:M\"")),
                         };
@@ -178,7 +207,12 @@ impl Plan {
     /// The type a removed sublayer's linear is written in as zeros (the file keeps the tensors
     /// llama.cpp requires): its planned type, else the small Q4_0; F16 where rows fit neither.
     pub fn zeroed_type(&self, name: &str, cols: usize) -> QuantType {
-        self.tensors.get(name).map(|s| s.qtype).or(Some(QuantType::Q4_0)).filter(|t| t.fits(cols)).unwrap_or(QuantType::F16)
+        self.tensors
+            .get(name)
+            .map(|s| s.qtype)
+            .or(Some(QuantType::Q4_0))
+            .filter(|t| t.fits(cols))
+            .unwrap_or(QuantType::F16)
     }
 
     /// Every named tensor exists and its rows fit its type; only the blocks' linears are
@@ -188,22 +222,35 @@ impl Plan {
     pub fn validate(&self, config: &Config) -> Result<(), String> {
         let known = plannable_tensors(config);
         for (name, spec) in &self.tensors {
-            let &(_, cols) = known.get(name).ok_or_else(|| format!("the plan names tensor '{name}', which the model does not have"))?;
+            let &(_, cols) = known
+                .get(name)
+                .ok_or_else(|| format!("the plan names tensor '{name}', which the model does not have"))?;
             if !spec.qtype.fits(cols) {
-                return Err(format!("the plan gives {name} type {}, but its rows of {cols} are not a multiple of {}", spec.qtype, spec.qtype.block_size()));
+                return Err(format!(
+                    "the plan gives {name} type {}, but its rows of {cols} are not a multiple of {}",
+                    spec.qtype,
+                    spec.qtype.block_size()
+                ));
             }
             match spec.sparsity {
                 Some(s) if gguf_block(name).is_none() && s.share() > 0.0 => {
-                    return Err(format!("the plan gives {name} sparsity {}, but only the blocks' linears are pruned", sparsity_name(s)));
+                    return Err(format!(
+                        "the plan gives {name} sparsity {}, but only the blocks' linears are pruned",
+                        sparsity_name(s)
+                    ));
                 }
                 Some(Sparsity::NofM(n, m)) if cols % m != 0 => {
-                    return Err(format!("cannot prune {name} {n}:{m}: its rows of {cols} are not a whole number of groups of {m}"));
+                    return Err(format!(
+                        "cannot prune {name} {n}:{m}: its rows of {cols} are not a whole number of groups of {m}"
+                    ));
                 }
                 _ => {}
             }
         }
         let n = config.n_layers;
-        for (key, set) in [("drop_blocks", &self.drop_blocks), ("drop_attention", &self.drop_attention), ("drop_mlp", &self.drop_mlp)] {
+        for (key, set) in
+            [("drop_blocks", &self.drop_blocks), ("drop_attention", &self.drop_attention), ("drop_mlp", &self.drop_mlp)]
+        {
             if let Some(&i) = set.iter().find(|&&i| i >= n) {
                 return Err(format!("{key}: block {i} does not exist (the model has blocks 0–{})", n - 1));
             }
@@ -269,7 +316,12 @@ mod tests {
     }
 
     fn tiny_config() -> Config {
-        crate::model::Streamed::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-llama.gguf"))).unwrap().config
+        crate::model::Streamed::open(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-llama.gguf"
+        )))
+        .unwrap()
+        .config
     }
 
     #[test]

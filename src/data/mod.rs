@@ -137,11 +137,7 @@ impl Windows {
         if tokens.len() < ctx {
             return Err(DataError::TooShort { n_tokens: tokens.len(), ctx });
         }
-        let windows = tokens
-            .chunks_exact(ctx)
-            .take(max.unwrap_or(usize::MAX))
-            .map(<[u32]>::to_vec)
-            .collect();
+        let windows = tokens.chunks_exact(ctx).take(max.unwrap_or(usize::MAX)).map(<[u32]>::to_vec).collect();
         Ok(Windows { ctx, windows, text_sha256: None })
     }
 

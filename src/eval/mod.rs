@@ -69,7 +69,9 @@ pub fn check_ctx(model: &dyn Blocks, ctx: usize) -> Result<(), EvalError> {
 /// the vocabulary sizes are compared.
 pub fn check_reference_tokenizer(model: &Weights, reference: &Weights) -> Result<(), EvalError> {
     match (reference.tokenizer(), model.tokenizer()) {
-        (Ok(r), Ok(m)) => r.first_difference(m, ("the reference", "the model")).map_or(Ok(()), |d| Err(EvalError::TokenizerMismatch(d))),
+        (Ok(r), Ok(m)) => r
+            .first_difference(m, ("the reference", "the model"))
+            .map_or(Ok(()), |d| Err(EvalError::TokenizerMismatch(d))),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("warning: the tokenizers cannot be compared ({e}); only the vocabulary sizes are");
             Ok(())
@@ -80,7 +82,13 @@ pub fn check_reference_tokenizer(model: &Weights, reference: &Weights) -> Result
 /// The final hidden states of each batch of windows: every block in turn over all batches, so a
 /// streamed model decodes each block once. A step of `progress` after each block, counted in
 /// `done`.
-fn final_states(model: &dyn Blocks, windows: &Windows, batch: usize, progress: &mut dyn Progress, done: &mut usize) -> Result<Vec<Tensor>, EvalError> {
+fn final_states(
+    model: &dyn Blocks,
+    windows: &Windows,
+    batch: usize,
+    progress: &mut dyn Progress,
+    done: &mut usize,
+) -> Result<Vec<Tensor>, EvalError> {
     let pos = Positions::new(model.config(), windows.ctx, &Device::Cpu)?;
     let mut hidden = embed_batches(model, &windows.windows, batch)?;
     forward(model, &mut hidden, 0..model.n_blocks(), &pos, &full_layout, &mut (), |_, _| {
@@ -93,8 +101,16 @@ fn final_states(model: &dyn Blocks, windows: &Windows, batch: usize, progress: &
 
 /// The error for a non-finite `score` at row `position` of window `window`: whose logits are
 /// not finite there (the model's, else the reference's), or else which score overflowed.
-fn non_finite(logits: &Tensor, ref_logits: Option<&Tensor>, window: usize, position: usize, vocab: usize, score: &Scored) -> Result<EvalError, EvalError> {
-    let finite = |t: &Tensor| with_f32(t, |l| l[position * vocab..(position + 1) * vocab].iter().all(|x| x.is_finite()));
+fn non_finite(
+    logits: &Tensor,
+    ref_logits: Option<&Tensor>,
+    window: usize,
+    position: usize,
+    vocab: usize,
+    score: &Scored,
+) -> Result<EvalError, EvalError> {
+    let finite =
+        |t: &Tensor| with_f32(t, |l| l[position * vocab..(position + 1) * vocab].iter().all(|x| x.is_finite()));
     let what = if !finite(logits)? {
         "the model's logits are not finite".to_string()
     } else if ref_logits.map(finite).transpose()? == Some(false) {
@@ -102,9 +118,14 @@ fn non_finite(logits: &Tensor, ref_logits: Option<&Tensor>, window: usize, posit
     } else if !score.nll_sum.is_finite() {
         format!("the NLL is {}", score.nll_sum)
     } else {
-        format!("KL(reference ‖ model) is {}", score.kld.iter().find(|k| !k.is_finite()).expect("a score that is not finite"))
+        format!(
+            "KL(reference ‖ model) is {}",
+            score.kld.iter().find(|k| !k.is_finite()).expect("a score that is not finite")
+        )
     };
-    Ok(EvalError::NonFinite(format!("{what} at window {window}, position {position} (NaN or Inf weights, or products past f32's range?)")))
+    Ok(EvalError::NonFinite(format!(
+        "{what} at window {window}, position {position} (NaN or Inf weights, or products past f32's range?)"
+    )))
 }
 
 /// The steps [`evaluate`] reports: one per block of each model, one per batch scored.
@@ -158,7 +179,13 @@ pub fn evaluate(
             let score = |logits: &[f32], ref_logits: Option<&[f32]>| -> Vec<Scored> {
                 (first..ctx - 1)
                     .into_par_iter()
-                    .map(|p| Scored::position(&logits[p * vocab..(p + 1) * vocab], win[p + 1], ref_logits.map(|r| &r[p * vocab..(p + 1) * vocab])))
+                    .map(|p| {
+                        Scored::position(
+                            &logits[p * vocab..(p + 1) * vocab],
+                            win[p + 1],
+                            ref_logits.map(|r| &r[p * vocab..(p + 1) * vocab]),
+                        )
+                    })
                     .collect()
             };
             let positions = with_f32(&logits, |q| match &ref_logits {
@@ -166,7 +193,14 @@ pub fn evaluate(
                 None => Ok(score(q, None)),
             })??;
             if let Some(k) = positions.iter().position(|s| !s.is_finite()) {
-                return Err(non_finite(&logits, ref_logits.as_ref(), b * batch.max(1) + w, first + k, vocab, &positions[k])?);
+                return Err(non_finite(
+                    &logits,
+                    ref_logits.as_ref(),
+                    b * batch.max(1) + w,
+                    first + k,
+                    vocab,
+                    &positions[k],
+                )?);
             }
             // Merged in position order: the same sums at any thread count.
             scored = positions.into_iter().fold(scored, Scored::merge);
@@ -177,7 +211,9 @@ pub fn evaluate(
     let elapsed = start.elapsed().as_secs_f64();
     let nll_mean = scored.nll_sum / scored.n as f64;
     if !nll_mean.exp().is_finite() {
-        return Err(EvalError::NonFinite(format!("the perplexity overflows: the mean NLL is {nll_mean} nats per token")));
+        return Err(EvalError::NonFinite(format!(
+            "the perplexity overflows: the mean NLL is {nll_mean} nats per token"
+        )));
     }
     let (kld_mean, kld_median, kld_p99, top1_agree) = if reference.is_some() {
         let (mean, median, p99) = scored.kld_summary();

@@ -93,11 +93,8 @@ mod tests {
             m + v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln()
         };
         let (lp, lq) = (lse(&p), lse(&q));
-        let exact: f64 = p
-            .iter()
-            .zip(&q)
-            .map(|(&a, &b)| (a as f64 - lp).exp() * ((a as f64 - lp) - (b as f64 - lq)))
-            .sum();
+        let exact: f64 =
+            p.iter().zip(&q).map(|(&a, &b)| (a as f64 - lp).exp() * ((a as f64 - lp) - (b as f64 - lq))).sum();
         let got = Scored::position(&q, 0, Some(&p)).kld[0];
         assert!((got - exact).abs() < 1e-5 * exact, "{got} vs {exact}");
     }

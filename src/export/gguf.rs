@@ -47,7 +47,10 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     // Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1.
     let cfg = &c.config;
     let permute = |name: &str| -> Option<usize> {
-        if source.format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit {
+        if source.format != Format::HuggingFace
+            || !cfg.arch.facts().gguf_rope_interleaved
+            || cfg.rope_layout != RopeLayout::HalfSplit
+        {
             return None;
         }
         match TensorId::parse_gguf(name).map(|id| id.kind) {
@@ -56,7 +59,8 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             _ => None,
         }
     };
-    let mut summary = GgufSummary { bytes: 0, tensor_bytes: 0, n_weights: 0, bits_per_weight: 0.0, type_bytes: Default::default() };
+    let mut summary =
+        GgufSummary { bytes: 0, tensor_bytes: 0, n_weights: 0, bits_per_weight: 0.0, type_bytes: Default::default() };
     let mut linear_types: std::collections::BTreeMap<QuantType, u64> = Default::default();
     for o in &infos {
         let n = o.qtype.bytes(o.source.n_elements() as usize) as u64;
@@ -72,7 +76,9 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
     // A Hugging Face source's unchanged tensors are read from its files.
     let folder = match source.format {
-        Format::HuggingFace => Some(crate::model::Streamed::open(&source.path).map_err(|e| ExportError::Invalid(e.to_string()))?),
+        Format::HuggingFace => {
+            Some(crate::model::Streamed::open(&source.path).map_err(|e| ExportError::Invalid(e.to_string()))?)
+        }
         Format::Gguf => None,
     };
     let invalid = |e: ExportError| std::io::Error::other(e.to_string());
@@ -80,11 +86,18 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
         let o = &infos[k];
         let data = match (c.encoded.bytes(&o.name)?, &o.source.stored, &mut file, &src.gguf) {
             (Some(bytes), _, _, _) => bytes,
-            (None, Some(info), Some(f), Some(g)) => std::borrow::Cow::Owned(g.read_data(f, info).map_err(|e| std::io::Error::other(e.to_string()))?),
-            _ => std::borrow::Cow::Owned(encode_unchanged(folder.as_ref(), cfg, &o.source.name, o.qtype).map_err(invalid)?),
+            (None, Some(info), Some(f), Some(g)) => {
+                std::borrow::Cow::Owned(g.read_data(f, info).map_err(|e| std::io::Error::other(e.to_string()))?)
+            }
+            _ => std::borrow::Cow::Owned(
+                encode_unchanged(folder.as_ref(), cfg, &o.source.name, o.qtype).map_err(invalid)?,
+            ),
         };
         let data = match permute(&o.name) {
-            Some(heads) => std::borrow::Cow::Owned(crate::model::rope::permute_rows(&data, &crate::model::rope::interleaved_order(heads, cfg.head_dim))),
+            Some(heads) => std::borrow::Cow::Owned(crate::model::rope::permute_rows(
+                &data,
+                &crate::model::rope::interleaved_order(heads, cfg.head_dim),
+            )),
             None => data,
         };
         // The converter drops Gemma 3's embedding rows beyond its vocabulary: rows are
@@ -98,7 +111,8 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             }
         })
     };
-    let shapes: Vec<(&str, &[u64], QuantType)> = infos.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
+    let shapes: Vec<(&str, &[u64], QuantType)> =
+        infos.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
     super::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &shapes, data).map_err(ExportError::Io))?;
     summary.bytes = std::fs::metadata(path)?.len();
     Ok(summary)
@@ -106,15 +120,26 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
 
 /// An unchanged tensor of a Hugging Face source (`name` in the source's numbering), read from
 /// its folder and encoded plainly as `qtype` (F32 or F16); RoPE factors from the configuration.
-fn encode_unchanged(folder: Option<&crate::model::Streamed>, cfg: &crate::model::Config, name: &str, qtype: QuantType) -> Result<Vec<u8>, ExportError> {
-    let factors = |f: &Option<Vec<f32>>| f.clone().ok_or_else(|| ExportError::Invalid(format!("{name} without the RoPE scaling that holds it")));
+fn encode_unchanged(
+    folder: Option<&crate::model::Streamed>,
+    cfg: &crate::model::Config,
+    name: &str,
+    qtype: QuantType,
+) -> Result<Vec<u8>, ExportError> {
+    let factors = |f: &Option<Vec<f32>>| {
+        f.clone().ok_or_else(|| ExportError::Invalid(format!("{name} without the RoPE scaling that holds it")))
+    };
     let values: Vec<f32> = if name == "rope_freqs.weight" || name == "rope_factors_short.weight" {
         factors(&cfg.rope_freq_factors)?
     } else if name == "rope_factors_long.weight" {
         factors(&cfg.rope_long_factors)?
     } else {
         let folder = folder.ok_or_else(|| ExportError::Invalid(format!("no source for tensor {name}")))?;
-        let t = folder.store.tensor(name).map_err(|e| ExportError::Invalid(e.to_string()))?.ok_or_else(|| ExportError::Invalid(format!("the model has no tensor {name}")))?;
+        let t = folder
+            .store
+            .tensor(name)
+            .map_err(|e| ExportError::Invalid(e.to_string()))?
+            .ok_or_else(|| ExportError::Invalid(format!("the model has no tensor {name}")))?;
         t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| ExportError::Invalid(e.to_string()))?
     };
     if qtype.is_quantized() {

@@ -20,7 +20,9 @@ use crate::model::config::{Config, RopeLayout};
 use crate::model::gguf_file::{GgufFile, Value};
 use crate::model::kernels::with_f32;
 use crate::model::store::Store;
-use crate::model::{block_linears, block_tensors, rope, Format, Model, Source, Streamed, Suffix, TensorId, TensorKind, Tokenizer};
+use crate::model::{
+    block_linears, block_tensors, rope, Format, Model, Source, Streamed, Suffix, TensorId, TensorKind, Tokenizer,
+};
 
 use super::temp::TempPath;
 
@@ -69,7 +71,9 @@ fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
     let (g, _) = GgufFile::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let md: HashMap<&str, &Value> = g.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tokens: Vec<String> = match md.get("tokenizer.ggml.tokens") {
-        Some(Value::Array(a)) => a.iter().map(|v| if let Value::String(s) = v { s.clone() } else { String::new() }).collect(),
+        Some(Value::Array(a)) => {
+            a.iter().map(|v| if let Value::String(s) = v { s.clone() } else { String::new() }).collect()
+        }
         _ => Vec::new(),
     };
     let id = |k: &str| match md.get(k) {
@@ -78,7 +82,9 @@ fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
         _ => None,
     };
     let mut specials = BTreeMap::new();
-    for (name, key) in [("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"), ("pad", "padding_token_id")] {
+    for (name, key) in
+        [("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"), ("pad", "padding_token_id")]
+    {
         if let Some(i) = id(&format!("tokenizer.ggml.{key}")) {
             if let Some(t) = tokens.get(i as usize) {
                 specials.insert(name, (i, t.clone()));
@@ -94,7 +100,13 @@ fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
         _ => None,
     };
     let mut sampling = serde_json::Map::new();
-    for (gguf, hf) in [("top_k", "top_k"), ("top_p", "top_p"), ("min_p", "min_p"), ("temp", "temperature"), ("penalty_repeat", "repetition_penalty")] {
+    for (gguf, hf) in [
+        ("top_k", "top_k"),
+        ("top_p", "top_p"),
+        ("min_p", "min_p"),
+        ("temp", "temperature"),
+        ("penalty_repeat", "repetition_penalty"),
+    ] {
         match md.get(format!("general.sampling.{gguf}").as_str()) {
             Some(Value::F32(x)) => {
                 sampling.insert(hf.into(), json!(*x as f64));
@@ -105,23 +117,47 @@ fn gguf_facts(path: &Path) -> anyhow::Result<GgufTokenizerFacts> {
             _ => {}
         }
     }
-    Ok(GgufTokenizerFacts { specials, add_space_prefix: flag("tokenizer.ggml.add_space_prefix"), add_bos: flag("tokenizer.ggml.add_bos_token"), add_eos: flag("tokenizer.ggml.add_eos_token"), chat_template, sampling })
+    Ok(GgufTokenizerFacts {
+        specials,
+        add_space_prefix: flag("tokenizer.ggml.add_space_prefix"),
+        add_bos: flag("tokenizer.ggml.add_bos_token"),
+        add_eos: flag("tokenizer.ggml.add_eos_token"),
+        chat_template,
+        sampling,
+    })
 }
 
 /// config.json for a model of configuration `c` made from `source`: the source's own (from a
 /// Hugging Face folder) with the sizes and dtype of the written model, or one made from the
 /// configuration (from a GGUF).
-fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, facts: Option<&GgufTokenizerFacts>) -> anyhow::Result<Json> {
+fn config_json(
+    c: &Config,
+    source: &Source,
+    kept: &[usize],
+    opts: &HfOptions,
+    facts: Option<&GgufTokenizerFacts>,
+) -> anyhow::Result<Json> {
     let (arch, model_type) = (c.arch.facts().hf_classes[0], c.arch.facts().model_types[0]);
     let mut j = match source.format {
         Format::HuggingFace => {
             let p = source.path.join("config.json");
-            let j: Json = serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            let j: Json = serde_json::from_str(&std::fs::read_to_string(&p)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
             if j.get("text_config").is_some() {
                 // A vision-language checkpoint: its text model is what is written, as a text class.
                 let mut t = crate::model::hf::config_json(&source.path)?;
                 if let Some(o) = t.as_object_mut() {
-                    o.retain(|k, _| !["text_config", "vision_config", "mm_tokens_per_image", "boi_token_index", "eoi_token_index", "image_token_index"].contains(&k.as_str()));
+                    o.retain(|k, _| {
+                        ![
+                            "text_config",
+                            "vision_config",
+                            "mm_tokens_per_image",
+                            "boi_token_index",
+                            "eoi_token_index",
+                            "image_token_index",
+                        ]
+                        .contains(&k.as_str())
+                    });
                     o.insert("architectures".into(), json!([arch]));
                     o.insert("model_type".into(), json!(model_type));
                 }
@@ -193,7 +229,8 @@ fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, fa
     obj.remove("dtype");
     // Gemma's windowed blocks by name, which also holds after depth pruning.
     if c.arch.facts().swa_pattern > 0 && c.sliding_window.is_some() {
-        let types: Vec<&str> = (0..c.n_layers).map(|i| if c.is_sliding(i) { "sliding_attention" } else { "full_attention" }).collect();
+        let types: Vec<&str> =
+            (0..c.n_layers).map(|i| if c.is_sliding(i) { "sliding_attention" } else { "full_attention" }).collect();
         obj.insert("layer_types".into(), json!(types));
         if n_source != c.n_layers {
             obj.remove("sliding_window_pattern");
@@ -201,7 +238,10 @@ fn config_json(c: &Config, source: &Source, kept: &[usize], opts: &HfOptions, fa
         }
     }
     if c.arch.facts().nope_interval > 0 {
-        obj.insert("no_rope_layers".into(), json!(c.nope_layers.iter().map(|&nope| u8::from(!nope)).collect::<Vec<_>>()));
+        obj.insert(
+            "no_rope_layers".into(),
+            json!(c.nope_layers.iter().map(|&nope| u8::from(!nope)).collect::<Vec<_>>()),
+        );
     }
     for &k in c.arch.facts().hf_false_keys {
         obj.entry(k).or_insert(json!(false));
@@ -277,7 +317,9 @@ impl FolderWeights<'_> {
     fn parts(&self) -> (&Config, &Source, Option<&Tokenizer>) {
         match self {
             FolderWeights::Resident(m) => (&m.config, &m.source, m.tokenizer.as_ref()),
-            FolderWeights::Streamed { source, compressed } => (&compressed.config, &source.source, source.tokenizer.as_ref()),
+            FolderWeights::Streamed { source, compressed } => {
+                (&compressed.config, &source.source, source.tokenizer.as_ref())
+            }
         }
     }
 
@@ -286,7 +328,8 @@ impl FolderWeights<'_> {
     fn tensors(&self) -> Vec<(TensorId, Vec<usize>, Data<'_>)> {
         match self {
             FolderWeights::Resident(m) => {
-                let mut t: Vec<(TensorId, &Tensor)> = vec![(TensorId::TOKEN_EMBD, &m.embed), (TensorId::OUTPUT_NORM, &m.final_norm)];
+                let mut t: Vec<(TensorId, &Tensor)> =
+                    vec![(TensorId::TOKEN_EMBD, &m.embed), (TensorId::OUTPUT_NORM, &m.final_norm)];
                 if let Some(l) = &m.lm_head {
                     t.push((TensorId::OUTPUT, &l.weight));
                 }
@@ -308,7 +351,10 @@ impl FolderWeights<'_> {
                 let c = &source.config;
                 let (v, h) = (c.vocab_size, c.hidden_size);
                 // (name in the output, in the source, shape)
-                let mut t = vec![(TensorId::TOKEN_EMBD, TensorId::TOKEN_EMBD, vec![v, h]), (TensorId::OUTPUT_NORM, TensorId::OUTPUT_NORM, vec![h])];
+                let mut t = vec![
+                    (TensorId::TOKEN_EMBD, TensorId::TOKEN_EMBD, vec![v, h]),
+                    (TensorId::OUTPUT_NORM, TensorId::OUTPUT_NORM, vec![h]),
+                ];
                 if !c.tie_word_embeddings {
                     t.push((TensorId::OUTPUT, TensorId::OUTPUT, vec![v, h]));
                 }
@@ -372,7 +418,8 @@ pub fn write_folder(path: &Path, weights: &FolderWeights, kept: &[usize], opts: 
             }
         }
         Some(f) => {
-            let tokenizer = tokenizer.ok_or_else(|| anyhow::anyhow!("{} carries no tokenizer", source.path.display()))?;
+            let tokenizer =
+                tokenizer.ok_or_else(|| anyhow::anyhow!("{} carries no tokenizer", source.path.display()))?;
             std::fs::write(dir.join("tokenizer.json"), tokenizer.to_json()?)?;
             write_json("tokenizer_config.json", &tokenizer_config(c, f))?;
             let mut g = serde_json::Map::new();
@@ -426,11 +473,15 @@ impl Pending<'_> {
         Ok(match &self.data {
             Data::Tensor(t) if whole => (*t).clone(),
             Data::Tensor(t) => t.narrow(0, rows.start, rows.len())?,
-            Data::Stored(store, name) if whole => store.tensor(name)?.ok_or_else(|| anyhow::anyhow!("the source has no tensor {name}"))?,
+            Data::Stored(store, name) if whole => {
+                store.tensor(name)?.ok_or_else(|| anyhow::anyhow!("the source has no tensor {name}"))?
+            }
             Data::Stored(store, name) => store.rows(name, rows)?,
             Data::Encoded(encoded, name, q) => {
                 let rb = q.bytes(row_len);
-                let bytes = encoded.range(name, rows.start * rb..rows.end * rb)?.ok_or_else(|| anyhow::anyhow!("no encoded bytes for {name}"))?;
+                let bytes = encoded
+                    .range(name, rows.start * rb..rows.end * rb)?
+                    .ok_or_else(|| anyhow::anyhow!("no encoded bytes for {name}"))?;
                 Tensor::from_vec(dequantize(*q, &bytes, rows.len() * row_len), shape, &candle_core::Device::Cpu)?
             }
         })
@@ -441,7 +492,11 @@ impl Pending<'_> {
     fn write(&self, w: &mut impl std::io::Write, dtype: DType) -> anyhow::Result<()> {
         let n = self.shape[0];
         let row_len: usize = self.shape.iter().skip(1).product();
-        let chunk = if self.heads.is_none() && !self.minus_one && self.shape.len() == 2 { (CHUNK_BYTES / (4 * row_len).max(1)).max(1) } else { n.max(1) };
+        let chunk = if self.heads.is_none() && !self.minus_one && self.shape.len() == 2 {
+            (CHUNK_BYTES / (4 * row_len).max(1)).max(1)
+        } else {
+            n.max(1)
+        };
         for start in (0..n).step_by(chunk) {
             let mut t = self.rows(start..(start + chunk).min(n))?;
             if let Some((h, hd)) = self.heads {

@@ -112,14 +112,22 @@ impl Imatrix {
     pub fn check_against(&self, path: &Path, config: &Config) -> Result<(), ImatrixError> {
         let invalid = |reason: String| ImatrixError::Invalid { path: path.to_path_buf(), reason };
         let linears: Vec<(String, usize)> = (0..config.n_layers)
-            .flat_map(|i| block_linears(config).into_iter().map(move |(kind, _, cols)| (TensorId::block(i, kind).to_string(), cols)))
+            .flat_map(|i| {
+                block_linears(config)
+                    .into_iter()
+                    .map(move |(kind, _, cols)| (TensorId::block(i, kind).to_string(), cols))
+            })
             .collect();
         for (name, cols) in &linears {
             if let Some(e) = self.entries.get(name).filter(|e| e.in_sum2.len() != *cols) {
-                return Err(invalid(format!("tensor '{name}' has {} columns, the model's has {cols} (an imatrix of another model?)", e.in_sum2.len())));
+                return Err(invalid(format!(
+                    "tensor '{name}' has {} columns, the model's has {cols} (an imatrix of another model?)",
+                    e.in_sum2.len()
+                )));
             }
         }
-        let missing: Vec<&str> = linears.iter().filter(|(n, _)| !self.entries.contains_key(n)).map(|(n, _)| n.as_str()).collect();
+        let missing: Vec<&str> =
+            linears.iter().filter(|(n, _)| !self.entries.contains_key(n)).map(|(n, _)| n.as_str()).collect();
         if missing.len() == linears.len() {
             let example = self.entries.keys().next().map_or(String::new(), |n| format!(", such as '{n}'"));
             return Err(invalid(format!(
@@ -174,7 +182,10 @@ impl Imatrix {
             let in_sum2 = read(&t.name)?;
             let counts = read(&format!("{name}.counts"))?;
             if counts.len() != 1 {
-                return Err(fmt(format!("'{name}' has {} matrices (mixture-of-experts imatrices are not supported)", counts.len())));
+                return Err(fmt(format!(
+                    "'{name}' has {} matrices (mixture-of-experts imatrices are not supported)",
+                    counts.len()
+                )));
             }
             entries.insert(name.to_string(), ImatrixEntry { in_sum2, count: counts[0] as f64 });
         }
@@ -206,7 +217,8 @@ impl Imatrix {
             if nval < 0 || r.len() < 4 * nval as usize {
                 return Err(fmt("truncated values"));
             }
-            let vals: Vec<f32> = r[..4 * nval as usize].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let vals: Vec<f32> =
+                r[..4 * nval as usize].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             r = &r[4 * nval as usize..];
             raw.push((name, ncall, vals));
         }

@@ -20,7 +20,11 @@ struct Aliases {
 impl Aliases {
     fn new(scratch: &Path) -> Result<Aliases, String> {
         static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = scratch.join(format!("triage-fuzz-aliases-{}-{}", std::process::id(), MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let dir = scratch.join(format!(
+            "triage-fuzz-aliases-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let make = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir.join("sub/deeper"))?;
@@ -43,7 +47,8 @@ impl Drop for Aliases {
 
 /// Path parts an output is made of, relative to the aliases' folder: none climbs above it
 /// (`sub/..` returns to where it started), so checks write their probes only inside it.
-const PARTS: [&str; 11] = [".", "sub/..", "sub", "deeper", "up", "m.gguf", "link.gguf", "hard.gguf", "other.gguf", "new.gguf", ""];
+const PARTS: [&str; 11] =
+    [".", "sub/..", "sub", "deeper", "up", "m.gguf", "link.gguf", "hard.gguf", "other.gguf", "new.gguf", ""];
 
 /// A relative path of up to six random parts.
 fn random_path(_: &Seed, rng: &mut Rng) -> Vec<u8> {
@@ -73,11 +78,18 @@ pub fn aliases_family(scratch: &Path) -> Result<Family, String> {
         // The same output twice, once through the folder link.
         let twice = Files::new().output("--out", &out).output("--report", &dir.join("sub/up").join(&rel)).check();
         if twice.is_ok() {
-            return Ok(Loaded::Damaged(format!("--out {rel} and --report sub/up/{rel} are one file, and were let through")));
+            return Ok(Loaded::Damaged(format!(
+                "--out {rel} and --report sub/up/{rel} are one file, and were let through"
+            )));
         }
         verdict.map(|_| Loaded::Valid).map_err(|e| e.to_string())
     };
-    Ok(Family { name: "output-aliases", seeds: vec![Seed::new("new.gguf", b"new.gguf".to_vec(), Layout::Raw)], input: random_path, check: Box::new(check) })
+    Ok(Family {
+        name: "output-aliases",
+        seeds: vec![Seed::new("new.gguf", b"new.gguf".to_vec(), Layout::Raw)],
+        input: random_path,
+        check: Box::new(check),
+    })
 }
 
 /// How many parsers a numeric-flags case goes through.
@@ -85,8 +97,30 @@ const PARSERS: usize = 11;
 
 /// Values at the edges of what a number can be, and mutations of them.
 const EDGES: [&str; 24] = [
-    "0", "1", "2", "-1", "-0", "0.5", "1.0", "NaN", "inf", "-inf", "1e15", "1e-400", "1e400", "18446744073709551000",
-    "18446744073709551616", "4294967296", "9223372036854775807", "4.5", "16384", "512", "2:4", "64:128", "0:4", "4:4",
+    "0",
+    "1",
+    "2",
+    "-1",
+    "-0",
+    "0.5",
+    "1.0",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e15",
+    "1e-400",
+    "1e400",
+    "18446744073709551000",
+    "18446744073709551616",
+    "4294967296",
+    "9223372036854775807",
+    "4.5",
+    "16384",
+    "512",
+    "2:4",
+    "64:128",
+    "0:4",
+    "4:4",
 ];
 
 /// One of [`EDGES`], as it is or mutated.
@@ -131,9 +165,13 @@ pub fn numbers_family() -> Family {
         // The parsers clap runs for --budget, --memory-limit/--hf-shard-size and --sparsity.
         for prefix in ["bpw=", "size=", "sparsity=", "drop-blocks=", "kld<="] {
             match values::budget(&format!("{prefix}{s}")) {
-                Ok(Budget::Bpw(x) | Budget::Kld(x)) if !(x.is_finite() && x > 0.0) => broken = Some(format!("{prefix}{s} gave {x}")),
+                Ok(Budget::Bpw(x) | Budget::Kld(x)) if !(x.is_finite() && x > 0.0) => {
+                    broken = Some(format!("{prefix}{s} gave {x}"))
+                }
                 Ok(Budget::Sparsity(p)) if !(p > 0.0 && p < 1.0) => broken = Some(format!("{prefix}{s} gave {p}")),
-                Ok(Budget::DropBlocks(0) | Budget::DropSublayers(0)) => broken = Some(format!("{prefix}{s} removes nothing")),
+                Ok(Budget::DropBlocks(0) | Budget::DropSublayers(0)) => {
+                    broken = Some(format!("{prefix}{s} removes nothing"))
+                }
                 Ok(_) => {}
                 Err(e) => errors.push(e),
             }
@@ -143,7 +181,9 @@ pub fn numbers_family() -> Family {
         }
         use crate::compress::gptq::Sparsity;
         match values::sparsity(&s) {
-            Ok(Sparsity::Unstructured(p)) if !(0.0..1.0).contains(&p) => broken = Some(format!("--sparsity {s} gave {p}")),
+            Ok(Sparsity::Unstructured(p)) if !(0.0..1.0).contains(&p) => {
+                broken = Some(format!("--sparsity {s} gave {p}"))
+            }
             Ok(Sparsity::NofM(n, m)) if n >= m || m == 0 => broken = Some(format!("--sparsity {s} gave {n}:{m}")),
             Ok(_) => {}
             Err(e) => errors.push(e),

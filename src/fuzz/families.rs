@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::mutate::{damage_payload, mutate, mutate_or_damage, Layout, Rng, Seed};
 use super::{valid, Family, Loaded};
-use crate::ggml::codec::{dequantize, quantize};
 use crate::compress::plan::Plan;
-use crate::ggml::types::ALL_TYPES;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
+use crate::ggml::codec::{dequantize, quantize};
+use crate::ggml::types::ALL_TYPES;
 use crate::model::config::HfConfig;
 use crate::model::gguf_file::GgufFile;
 use crate::model::kernels::with_f32;
@@ -62,9 +62,15 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
     let aliases = super::cli::aliases_family(scratch)?;
     let scratch = Arc::new(Scratch::new(scratch)?);
     let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
-    let gguf_seeds = GGUF_FIXTURES.iter().map(|f| Ok(Seed::new(f, read(fixtures.join(f))?, Layout::Gguf))).collect::<Result<Vec<_>, String>>()?;
+    let gguf_seeds = GGUF_FIXTURES
+        .iter()
+        .map(|f| Ok(Seed::new(f, read(fixtures.join(f))?, Layout::Gguf)))
+        .collect::<Result<Vec<_>, String>>()?;
     let json_seeds = |file: &str| -> Result<Vec<Seed>, String> {
-        ["tiny-llama", "tiny-qwen2"].iter().map(|d| Ok(Seed::new(&format!("{d}/{file}"), read(fixtures.join(d).join(file))?, Layout::Json))).collect()
+        ["tiny-llama", "tiny-qwen2"]
+            .iter()
+            .map(|d| Ok(Seed::new(&format!("{d}/{file}"), read(fixtures.join(d).join(file))?, Layout::Json)))
+            .collect()
     };
     let model = Arc::new(Model::load(&fixtures.join("tiny-llama.gguf")).map_err(|e| e.to_string())?);
     let caches = [
@@ -75,17 +81,56 @@ pub fn families(fixtures: &Path, scratch: &Path) -> Result<Vec<Family>, String> 
         search_state_family(),
     ];
     let mut all = vec![
-        Family { name: "gguf-header", seeds: gguf_seeds.clone(), input: mutate, check: Box::new(|_, b| GgufFile::from_bytes(b).map(valid).map_err(|e| e.to_string())) },
-        Family { name: "gguf-model", seeds: gguf_seeds, input: mutate, check: Box::new(|_, b| load_gguf(b).map(valid)) },
-        Family { name: "config-json", seeds: json_seeds("config.json")?, input: mutate, check: Box::new(|_, b| load_config(b).map(valid)) },
-        Family { name: "tokenizer-json", seeds: json_seeds("tokenizer.json")?, input: mutate, check: Box::new(|_, b| load_tokenizer(b).map(valid)) },
+        Family {
+            name: "gguf-header",
+            seeds: gguf_seeds.clone(),
+            input: mutate,
+            check: Box::new(|_, b| GgufFile::from_bytes(b).map(valid).map_err(|e| e.to_string())),
+        },
+        Family {
+            name: "gguf-model",
+            seeds: gguf_seeds,
+            input: mutate,
+            check: Box::new(|_, b| load_gguf(b).map(valid)),
+        },
+        Family {
+            name: "config-json",
+            seeds: json_seeds("config.json")?,
+            input: mutate,
+            check: Box::new(|_, b| load_config(b).map(valid)),
+        },
+        Family {
+            name: "tokenizer-json",
+            seeds: json_seeds("tokenizer.json")?,
+            input: mutate,
+            check: Box::new(|_, b| load_tokenizer(b).map(valid)),
+        },
         hf_folder("hf-folder", &HF_FILES, load_folder, fixtures, scratch.clone())?,
         hf_folder("hf-gguf-metadata", &HF_GGUF_FILES, gguf_metadata, fixtures, scratch.clone())?,
-        Family { name: "sentencepiece-model", seeds: vec![Seed::new("tiny-spm/tokenizer.model", read(fixtures.join("tiny-spm/tokenizer.model"))?, Layout::Raw)], input: mutate, check: Box::new(|_, b| load_sentencepiece(b).map(valid)) },
-        Family { name: "plan-json", seeds: vec![plan_seed()], input: mutate, check: Box::new(move |_, b| read_plan(&model, b).map(valid)) },
+        Family {
+            name: "sentencepiece-model",
+            seeds: vec![Seed::new(
+                "tiny-spm/tokenizer.model",
+                read(fixtures.join("tiny-spm/tokenizer.model"))?,
+                Layout::Raw,
+            )],
+            input: mutate,
+            check: Box::new(|_, b| load_sentencepiece(b).map(valid)),
+        },
+        Family {
+            name: "plan-json",
+            seeds: vec![plan_seed()],
+            input: mutate,
+            check: Box::new(move |_, b| read_plan(&model, b).map(valid)),
+        },
         imatrix_family("imatrix-dat", &scratch, false)?,
         imatrix_family("imatrix-gguf", &scratch, true)?,
-        Family { name: "tensor-decode", seeds: decode_seeds(), input: random_blocks, check: Box::new(|s, b| decode(s, b).map(valid)) },
+        Family {
+            name: "tensor-decode",
+            seeds: decode_seeds(),
+            input: random_blocks,
+            check: Box::new(|s, b| decode(s, b).map(valid)),
+        },
     ];
     all.extend(caches);
     all.extend([aliases, super::cli::numbers_family()]);
@@ -100,10 +145,17 @@ const CACHE_KEY: &str = "fuzz";
 /// `triage plan` caches.
 fn tiny_database(model: &Model, block: Option<usize>) -> Result<Database, String> {
     let mut tensors = BTreeMap::new();
-    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None).into_iter().filter(|(n, _)| block.is_none_or(|b| gguf_block(n) == Some(b))) {
+    for (name, (rows, cols)) in database_tensors(&model.config, Kind::Types, None)
+        .into_iter()
+        .filter(|(n, _)| block.is_none_or(|b| gguf_block(n) == Some(b)))
+    {
         let w = tensor_by_name(model, &name).ok_or_else(|| format!("no tensor {name}"))?;
         let w = with_f32(w, <[f32]>::to_vec).map_err(|e| e.to_string())?;
-        let variants = levels(cols, None).into_iter().enumerate().map(|(l, t)| Variant::in_memory(t, 0.0, quantize(t, &w, cols, None), 0.5 / (l + 1) as f64)).collect();
+        let variants = levels(cols, None)
+            .into_iter()
+            .enumerate()
+            .map(|(l, t)| Variant::in_memory(t, 0.0, quantize(t, &w, cols, None), 0.5 / (l + 1) as f64))
+            .collect();
         tensors.insert(name, TensorVariants { rows, cols, variants });
     }
     Ok(Database::new(CACHE_KEY.into(), tensors))
@@ -122,7 +174,9 @@ fn same_database(loaded: &Database, seed: &Database) -> Result<Loaded, String> {
         }
         for (level, (a, b)) in got.variants.iter().zip(&tv.variants).enumerate() {
             let bytes = |db: &Database| db.bytes(name, level).map(|b| b.into_owned()).map_err(|e| e.to_string());
-            if (a.qtype, a.sparsity, a.rel_error) != (b.qtype, b.sparsity, b.rel_error) || bytes(loaded)? != bytes(seed)? {
+            if (a.qtype, a.sparsity, a.rel_error) != (b.qtype, b.sparsity, b.rel_error)
+                || bytes(loaded)? != bytes(seed)?
+            {
                 return Ok(Loaded::Damaged(format!("{name} level {level} loaded with other bytes or error")));
             }
         }
@@ -133,7 +187,12 @@ fn same_database(loaded: &Database, seed: &Database) -> Result<Loaded, String> {
 /// The layer-database cache, damaged by `input`: read, then checked against the model's
 /// tensors and levels, as `triage plan` does before it trusts a cached database; what loads
 /// must be what was saved.
-fn database_family(name: &'static str, input: fn(&Seed, &mut Rng) -> Vec<u8>, model: &Arc<Model>, scratch: &Scratch) -> Result<Family, String> {
+fn database_family(
+    name: &'static str,
+    input: fn(&Seed, &mut Rng) -> Vec<u8>,
+    model: &Arc<Model>,
+    scratch: &Scratch,
+) -> Result<Family, String> {
     let path = scratch.0.join(format!("{name}.gguf"));
     let saved = tiny_database(model, None)?;
     saved.save(&path).map_err(|e| e.to_string())?;
@@ -154,7 +213,8 @@ fn partial_block_family(model: &Model, scratch: Arc<Scratch>) -> Result<Family, 
     let path = scratch.0.join("block-0.gguf");
     saved.save(&path).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let expected: BTreeMap<String, (usize, usize)> = saved.tensors.iter().map(|(n, tv)| (n.clone(), (tv.rows, tv.cols))).collect();
+    let expected: BTreeMap<String, (usize, usize)> =
+        saved.tensors.iter().map(|(n, tv)| (n.clone(), (tv.rows, tv.cols))).collect();
     let check = move |_: usize, b: &[u8]| {
         let file = scratch.0.join(format!("block-{}.gguf", rayon::current_thread_index().unwrap_or(usize::MAX)));
         std::fs::write(&file, b).map_err(|e| e.to_string())?;
@@ -163,32 +223,53 @@ fn partial_block_family(model: &Model, scratch: Arc<Scratch>) -> Result<Family, 
             None => Err("no block was found".into()),
         }
     };
-    Ok(Family { name: "partial-block", seeds: vec![Seed::new("block-0.gguf", bytes, Layout::Gguf)], input: mutate_or_damage, check: Box::new(check) })
+    Ok(Family {
+        name: "partial-block",
+        seeds: vec![Seed::new("block-0.gguf", bytes, Layout::Gguf)],
+        input: mutate_or_damage,
+        check: Box::new(check),
+    })
 }
 
 /// The sensitivity cache (tensor name → ΔKL) of the tiny llama's database; what loads must be
 /// what was saved.
 fn sensitivity_family(model: &Model) -> Result<Family, String> {
     let db = tiny_database(model, None)?;
-    let dkl: BTreeMap<String, f64> = db.tensors.keys().enumerate().map(|(i, k)| (k.clone(), 0.0125 * (i + 1) as f64)).collect();
+    let dkl: BTreeMap<String, f64> =
+        db.tensors.keys().enumerate().map(|(i, k)| (k.clone(), 0.0125 * (i + 1) as f64)).collect();
     let text = seal(&dkl).into_bytes();
     let check = move |_: usize, b: &[u8]| {
         let read = parse_cache(std::str::from_utf8(b).map_err(|e| e.to_string())?, &db)?;
         Ok(if read.iter().eq(dkl.values()) { Loaded::Valid } else { Loaded::Damaged("other ΔKL".into()) })
     };
-    Ok(Family { name: "sensitivity-cache", seeds: vec![Seed::new("sensitivity.json", text, Layout::Json)], input: mutate_or_damage, check: Box::new(check) })
+    Ok(Family {
+        name: "sensitivity-cache",
+        seeds: vec![Seed::new("sensitivity.json", text, Layout::Json)],
+        input: mutate_or_damage,
+        check: Box::new(check),
+    })
 }
 
 /// A saved EvoPress state (`search-KEY.json`) as `--resume` reads it; what loads must be what
 /// was saved.
 fn search_state_family() -> Family {
-    let state = SearchState { generation: 17, rng: 0x9E37_79B9_7F4A_7C15, parent: vec![3, 0, 5, 2, 2, 7, 1, 4, 6, 0, 3], parent_fit: 0.031_25 };
+    let state = SearchState {
+        generation: 17,
+        rng: 0x9E37_79B9_7F4A_7C15,
+        parent: vec![3, 0, 5, 2, 2, 7, 1, 4, 6, 0, 3],
+        parent_fit: 0.031_25,
+    };
     let text = seal(&state).into_bytes();
     let check = move |_: usize, b: &[u8]| {
         let read = parse_state(std::str::from_utf8(b).map_err(|e| e.to_string())?)?;
         Ok(if read == state { Loaded::Valid } else { Loaded::Damaged(format!("{read:?}")) })
     };
-    Family { name: "search-state", seeds: vec![Seed::new("search.json", text, Layout::Json)], input: mutate_or_damage, check: Box::new(check) }
+    Family {
+        name: "search-state",
+        seeds: vec![Seed::new("search.json", text, Layout::Json)],
+        input: mutate_or_damage,
+        check: Box::new(check),
+    }
 }
 
 /// A scratch folder, removed with everything in it when dropped.
@@ -248,7 +329,13 @@ fn load_sentencepiece(b: &[u8]) -> Result<(), String> {
 /// Whole Hugging Face folders, one of `files` damaged, then `check`ed: each worker thread works
 /// on its own copy of the fixture folders, writing the damaged file in and the original back
 /// after the case.
-fn hf_folder(name: &'static str, files: &'static [(&'static str, &'static str)], check: fn(&Path) -> Result<(), String>, fixtures: &Path, scratch: Arc<Scratch>) -> Result<Family, String> {
+fn hf_folder(
+    name: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    check: fn(&Path) -> Result<(), String>,
+    fixtures: &Path,
+    scratch: Arc<Scratch>,
+) -> Result<Family, String> {
     let mut seeds = Vec::new();
     for &(dir, file) in files {
         let bytes = std::fs::read(fixtures.join(dir).join(file)).map_err(|e| format!("{dir}/{file}: {e}"))?;
@@ -311,7 +398,10 @@ fn read_plan(model: &Model, b: &[u8]) -> Result<(), String> {
 /// Imatrix files written by our own writer (GGUF or `.dat`) for two of the tiny llama's linears.
 fn imatrix_family(name: &'static str, scratch: &Scratch, gguf: bool) -> Result<Family, String> {
     let mut entries = BTreeMap::new();
-    entries.insert("blk.0.attn_q.weight".to_string(), ImatrixEntry { in_sum2: (0..64).map(|i| i as f32 * 0.25).collect(), count: 512.0 });
+    entries.insert(
+        "blk.0.attn_q.weight".to_string(),
+        ImatrixEntry { in_sum2: (0..64).map(|i| i as f32 * 0.25).collect(), count: 512.0 },
+    );
     entries.insert("blk.0.ffn_down.weight".to_string(), ImatrixEntry { in_sum2: vec![1.5; 160], count: 512.0 });
     let m = Imatrix { entries, datasets: vec!["calib.txt".into()], chunk_count: 2, chunk_size: 256 };
     let path = scratch.0.join(if gguf { "imatrix.gguf" } else { "imatrix.dat" });

@@ -107,7 +107,9 @@ fn run_case(family: &Family, seed: u64, case: u64) -> Tally {
     let mut tally = Tally { cases: 1, ..Tally::default() };
     match panic::catch_unwind(AssertUnwindSafe(|| (family.check)(s, &bytes))) {
         Ok(Ok(Loaded::Valid)) => tally.ok = 1,
-        Ok(Ok(Loaded::Damaged(what))) => tally.undetected.push(Panic { case, seed_file: family.seeds[s].name.clone(), message: what }),
+        Ok(Ok(Loaded::Damaged(what))) => {
+            tally.undetected.push(Panic { case, seed_file: family.seeds[s].name.clone(), message: what })
+        }
         Ok(Err(m)) => {
             tally.err = 1;
             tally.silent_errors = m.trim().is_empty() as u64;

@@ -23,7 +23,8 @@ pub enum Layout {
 }
 
 /// Integers that break length fields: zero, one, sign bits, −1, 2^31, 2^32, 2^63, u64::MAX.
-const HUGE: [u64; 10] = [0, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1_0000_0000, 1 << 40, 0x7fff_ffff_ffff_ffff, 1 << 63, u64::MAX];
+const HUGE: [u64; 10] =
+    [0, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1_0000_0000, 1 << 40, 0x7fff_ffff_ffff_ffff, 1 << 63, u64::MAX];
 
 /// An integer field of a binary file: its offset and width in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +62,9 @@ impl Seed {
     fn header_len(&self) -> usize {
         let end = match self.layout {
             Layout::Gguf => self.fields.iter().map(|f| f.at + f.width).max().unwrap_or(0) + 32,
-            Layout::Safetensors => 8 + self.bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize),
+            Layout::Safetensors => {
+                8 + self.bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+            }
             _ => self.bytes.len(),
         };
         end.clamp(1, self.bytes.len().max(1))
@@ -416,7 +419,12 @@ mod tests {
         crate::model::gguf_file::write(
             &mut gguf,
             &[("a".to_string(), crate::model::gguf_file::Value::U32(7))],
-            &[crate::model::gguf_file::OutTensor { name: "t".into(), ne: vec![64], qtype: crate::ggml::types::QuantType::F32, data: vec![0u8; 256].into() }],
+            &[crate::model::gguf_file::OutTensor {
+                name: "t".into(),
+                ne: vec![64],
+                qtype: crate::ggml::types::QuantType::F32,
+                data: vec![0u8; 256].into(),
+            }],
         )
         .unwrap();
         let seed = Seed::new("g", gguf, Layout::Gguf);

@@ -11,8 +11,8 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::grid::{
-    codes_around, fit_asymmetric, fit_symmetric, level_value, lut_index, midpoints, nearest_code, row_weights, weighted_error, Grid,
-    Lut, IQ2_LEVELS, IQ3XXS_LEVELS, IQ4NL_LEVELS, MAX_SUB,
+    codes_around, fit_asymmetric, fit_symmetric, level_value, lut_index, midpoints, nearest_code, row_weights,
+    weighted_error, Grid, Lut, IQ2_LEVELS, IQ3XXS_LEVELS, IQ4NL_LEVELS, MAX_SUB,
 };
 use super::iq::{self, IqGrid};
 use super::types::{Encoder, QuantType};
@@ -158,7 +158,8 @@ fn iq4_xs(x: &[f32], w: &[f32]) -> Grid {
     for j in 0..8 {
         let r = j * 32..(j + 1) * 32;
         let opts = if d != 0.0 { codes_around(s[j] / d, -32, 31) } else { [0, 0] };
-        let c = better_code(opts, |c| sub_error(&x[r.clone()], &w[r.clone()], d * c as f32, 0.0, 16, Some(&IQ4NL_LEVELS)));
+        let c =
+            better_code(opts, |c| sub_error(&x[r.clone()], &w[r.clone()], d * c as f32, 0.0, 16, Some(&IQ4NL_LEVELS)));
         g.sc[j] = (c + 32) as u8;
         g.step[j] = d * c as f32;
     }
@@ -537,7 +538,11 @@ pub fn decode_block(t: QuantType, b: &[u8], y: &mut [f32]) {
 /// Code `i` of 32 stored as nibbles (code l low and code l + 16 high in byte l).
 #[inline(always)]
 fn low(qs: &[u8], i: usize) -> u8 {
-    if i < 16 { qs[i] & 0xF } else { qs[i - 16] >> 4 }
+    if i < 16 {
+        qs[i] & 0xF
+    } else {
+        qs[i - 16] >> 4
+    }
 }
 
 pub(super) fn decode_f32(b: &[u8], y: &mut [f32]) {
@@ -817,7 +822,11 @@ mod tests {
                 s ^= s << 5;
                 let u = (s % 10_000) as f32 / 10_000.0 - 0.5;
                 // a few outliers, like real weight rows
-                if i % 97 == 3 { 8.0 * u } else { u * 0.1 }
+                if i % 97 == 3 {
+                    8.0 * u
+                } else {
+                    u * 0.1
+                }
             })
             .collect()
     }
@@ -900,7 +909,8 @@ mod tests {
         let sc = [15u32, 9, 15, 4, 12, 15, 7, 10];
         let mut rng = crate::stats::Rng::new(5);
         // Point 5 is ggml's 0x04040c3e: magnitudes 7 (62), 1, 0, 0.
-        let points: Vec<usize> = (0..64).map(|k| if k % 8 == 0 { 5 } else { (rng.uniform() * 256.0) as usize }).collect();
+        let points: Vec<usize> =
+            (0..64).map(|k| if k % 8 == 0 { 5 } else { (rng.uniform() * 256.0) as usize }).collect();
         let mut x = vec![0f32; 256];
         let mut aux = [0u32; 8];
         for j in 0..8 {
@@ -926,7 +936,11 @@ mod tests {
             assert_eq!(b[2 + k] as usize, points[k], "group {k}");
         }
         for j in 0..8 {
-            assert_eq!(u32::from_le_bytes([b[66 + 4 * j], b[67 + 4 * j], b[68 + 4 * j], b[69 + 4 * j]]), aux[j], "sub-block {j}");
+            assert_eq!(
+                u32::from_le_bytes([b[66 + 4 * j], b[67 + 4 * j], b[68 + 4 * j], b[69 + 4 * j]]),
+                aux[j],
+                "sub-block {j}"
+            );
         }
     }
 

@@ -399,10 +399,16 @@ mod tests {
         for trial in 0..3000 {
             let n = [16usize, 32, 40][trial % 3];
             let spread = [1e-3f64, 0.05, 3.0][trial % 7 % 3];
-            let x: Vec<f32> = (0..n).map(|i| if i % 9 == trial % 9 { 0.0 } else { ((rng.uniform() - 0.4) * spread) as f32 }).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| if i % 9 == trial % 9 { 0.0 } else { ((rng.uniform() - 0.4) * spread) as f32 })
+                .collect();
             let w: Vec<f32> = (0..n).map(|_| if trial % 2 == 0 { 1.0 } else { (rng.uniform() * 2.0) as f32 }).collect();
             for (qmin, qmax) in [(-8, 7), (-16, 15), (-32, 31)] {
-                assert_eq!(fit_symmetric(&x, &w, qmin, qmax).to_bits(), plain_symmetric(&x, &w, qmin, qmax).to_bits(), "trial {trial}");
+                assert_eq!(
+                    fit_symmetric(&x, &w, qmin, qmax).to_bits(),
+                    plain_symmetric(&x, &w, qmin, qmax).to_bits(),
+                    "trial {trial}"
+                );
             }
             for (qmax, nonpos) in [(15, false), (31, false), (3, true), (15, true), (31, true)] {
                 let (a, b) = (fit_asymmetric(&x, &w, qmax, nonpos), plain_asymmetric(&x, &w, qmax, nonpos));

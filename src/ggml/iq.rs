@@ -78,23 +78,71 @@ pub struct IqGrid {
 }
 
 pub static IQ3S: IqGrid = IqGrid {
-    name: "IQ3_S", kgrid: &KGRID_512, group: 4, bits: 3, magnitudes: 8, sub: 32, shells: 3,
-    lut: &ODD_LEVELS, unit: 1.0, even_signs: false, top: 15.0, stride: 0.2, search: 9, tables: OnceLock::new(),
+    name: "IQ3_S",
+    kgrid: &KGRID_512,
+    group: 4,
+    bits: 3,
+    magnitudes: 8,
+    sub: 32,
+    shells: 3,
+    lut: &ODD_LEVELS,
+    unit: 1.0,
+    even_signs: false,
+    top: 15.0,
+    stride: 0.2,
+    search: 9,
+    tables: OnceLock::new(),
 };
 
 pub static IQ3XXS: IqGrid = IqGrid {
-    name: "IQ3_XXS", kgrid: &KGRID_256, group: 4, bits: 3, magnitudes: 8, sub: 32, shells: 2,
-    lut: &IQ3XXS_LEVELS, unit: 4.0, even_signs: true, top: 15.0, stride: 0.2, search: 15, tables: OnceLock::new(),
+    name: "IQ3_XXS",
+    kgrid: &KGRID_256,
+    group: 4,
+    bits: 3,
+    magnitudes: 8,
+    sub: 32,
+    shells: 2,
+    lut: &IQ3XXS_LEVELS,
+    unit: 4.0,
+    even_signs: true,
+    top: 15.0,
+    stride: 0.2,
+    search: 15,
+    tables: OnceLock::new(),
 };
 
 pub static IQ2S: IqGrid = IqGrid {
-    name: "IQ2_S", kgrid: &KGRID_2BIT_1024, group: 8, bits: 2, magnitudes: 3, sub: 16, shells: 1,
-    lut: &IQ2_LEVELS, unit: 8.0, even_signs: false, top: 5.0, stride: 0.1, search: 9, tables: OnceLock::new(),
+    name: "IQ2_S",
+    kgrid: &KGRID_2BIT_1024,
+    group: 8,
+    bits: 2,
+    magnitudes: 3,
+    sub: 16,
+    shells: 1,
+    lut: &IQ2_LEVELS,
+    unit: 8.0,
+    even_signs: false,
+    top: 5.0,
+    stride: 0.1,
+    search: 9,
+    tables: OnceLock::new(),
 };
 
 pub static IQ2XS: IqGrid = IqGrid {
-    name: "IQ2_XS", kgrid: &KGRID_2BIT_512, group: 8, bits: 2, magnitudes: 3, sub: 16, shells: 2,
-    lut: &IQ2_LEVELS, unit: 8.0, even_signs: true, top: 5.0, stride: 0.1, search: 9, tables: OnceLock::new(),
+    name: "IQ2_XS",
+    kgrid: &KGRID_2BIT_512,
+    group: 8,
+    bits: 2,
+    magnitudes: 3,
+    sub: 16,
+    shells: 2,
+    lut: &IQ2_LEVELS,
+    unit: 8.0,
+    even_signs: true,
+    top: 5.0,
+    stride: 0.1,
+    search: 9,
+    tables: OnceLock::new(),
 };
 
 /// The grid of a GGUF type, if its row encodes onto one of these.
@@ -145,7 +193,9 @@ impl Tables {
                 let mut d2: Vec<(i32, u16)> = points
                     .iter()
                     .enumerate()
-                    .map(|(k, p)| (p[..n].iter().zip(&at).map(|(&m, &a)| (2 * m as i32 + 1 - a).pow(2)).sum(), k as u16))
+                    .map(|(k, p)| {
+                        (p[..n].iter().zip(&at).map(|(&m, &a)| (2 * m as i32 + 1 - a).pow(2)).sum(), k as u16)
+                    })
                     .collect();
                 d2.sort_unstable();
                 let mut distinct = 0;
@@ -177,7 +227,14 @@ impl Tables {
     /// position order, of its entries — the same bits, with one term per position and magnitude
     /// instead of one per position and candidate point.
     #[inline]
-    fn terms(&self, xa: &[f32], w: &[f32], s: f32, magnitudes: u8, positions: impl Iterator<Item = usize>) -> [[f32; 8]; MAX_GROUP] {
+    fn terms(
+        &self,
+        xa: &[f32],
+        w: &[f32],
+        s: f32,
+        magnitudes: u8,
+        positions: impl Iterator<Item = usize>,
+    ) -> [[f32; 8]; MAX_GROUP] {
         let mut e = [[0f32; 8]; MAX_GROUP];
         for i in positions {
             for m in 0..magnitudes as usize {
@@ -205,26 +262,42 @@ impl Tables {
     fn value(&self, c: u8, s: f32) -> f32 {
         let (m, negative) = magnitude(c);
         let v = s * self.level[m as usize];
-        if negative { -v } else { v }
+        if negative {
+            -v
+        } else {
+            v
+        }
     }
 }
 
 /// The code of a weight `x` with magnitude index `m`: its sign (x ≥ 0 positive, as ggml) and m.
 #[inline]
 pub fn code(x: f32, m: u8) -> u8 {
-    if x >= 0.0 { 8 + m } else { 7 - m }
+    if x >= 0.0 {
+        8 + m
+    } else {
+        7 - m
+    }
 }
 
 /// The code of magnitude index `m` with the sign given.
 #[inline]
 pub fn signed_code(negative: bool, m: u8) -> u8 {
-    if negative { 7 - m } else { 8 + m }
+    if negative {
+        7 - m
+    } else {
+        8 + m
+    }
 }
 
 /// The magnitude index and sign (true: negative) of a code.
 #[inline]
 pub fn magnitude(c: u8) -> (u8, bool) {
-    if c >= 8 { (c - 8, false) } else { (7 - c, true) }
+    if c >= 8 {
+        (c - 8, false)
+    } else {
+        (7 - c, true)
+    }
 }
 
 impl IqGrid {
@@ -257,7 +330,11 @@ impl IqGrid {
         // The IQ2 grids' groups of 8 unrolled (their step fits measured 1.15x faster so; the same
         // form for groups of 4 measured 1.1x slower than this loop).
         if self.group == 8 {
-            return self.best_point_of::<8>(xa[..8].try_into().expect("a group of 8"), w[..8].try_into().expect("a group of 8"), s);
+            return self.best_point_of::<8>(
+                xa[..8].try_into().expect("a group of 8"),
+                w[..8].try_into().expect("a group of 8"),
+                s,
+            );
         }
         let t = self.tables();
         let n = self.group;
@@ -310,7 +387,15 @@ impl IqGrid {
     /// The magnitude index of position `p` of a group whose positions in `known` (a bit mask, p
     /// not among them) took the magnitudes `m` has there: the point that agrees with them and
     /// best fits `xa`/`w` at the other positions (this one's target and estimates of the rest).
-    pub fn constrained_magnitude(&self, known: usize, m: &[u8; MAX_GROUP], xa: &[f32; MAX_GROUP], w: &[f32; MAX_GROUP], p: usize, s: f32) -> u8 {
+    pub fn constrained_magnitude(
+        &self,
+        known: usize,
+        m: &[u8; MAX_GROUP],
+        xa: &[f32; MAX_GROUP],
+        w: &[f32; MAX_GROUP],
+        p: usize,
+        s: f32,
+    ) -> u8 {
         if known == 0 {
             return self.tables().points[self.best_point(&xa[..self.group], &w[..self.group], s)][p];
         }
@@ -323,7 +408,15 @@ impl IqGrid {
     /// [`IqGrid::constrained_magnitude`] for groups of `N`, `known` not empty: the points that
     /// agree with the known positions (a bit set), each scored by the terms of the other
     /// positions (a known position's terms are zero, and adding zero changes no sum).
-    fn constrained_of<const N: usize>(&self, known: usize, m: &[u8; MAX_GROUP], xa: &[f32; MAX_GROUP], w: &[f32; MAX_GROUP], p: usize, s: f32) -> u8 {
+    fn constrained_of<const N: usize>(
+        &self,
+        known: usize,
+        m: &[u8; MAX_GROUP],
+        xa: &[f32; MAX_GROUP],
+        w: &[f32; MAX_GROUP],
+        p: usize,
+        s: f32,
+    ) -> u8 {
         let t = self.tables();
         let words = self.kgrid.len().div_ceil(64);
         let mut set: PointSet = [u64::MAX; MAX_WORDS];
@@ -470,7 +563,11 @@ impl IqGrid {
             }
         }
         let (sqx, sqq) = refit(step);
-        if sqq > 0.0 && sqx > 0.0 { sqx / sqq } else { step }
+        if sqq > 0.0 && sqx > 0.0 {
+            sqx / sqq
+        } else {
+            step
+        }
     }
 
     /// The point index of a group's codes (which must be a point).
@@ -497,43 +594,43 @@ mod tests {
 
     /// ggml's `iq3xxs_grid` (ggml-common.h): each point's four bytes, first weight lowest.
     const IQ3XXS_GRID: [u32; 256] = [
-        0x04040404, 0x04040414, 0x04040424, 0x04040c0c, 0x04040c1c, 0x04040c3e, 0x04041404, 0x04041414,
-        0x04041c0c, 0x04042414, 0x04043e1c, 0x04043e2c, 0x040c040c, 0x040c041c, 0x040c0c04, 0x040c0c14,
-        0x040c140c, 0x040c142c, 0x040c1c04, 0x040c1c14, 0x040c240c, 0x040c2c24, 0x040c3e04, 0x04140404,
-        0x04140414, 0x04140424, 0x04140c0c, 0x04141404, 0x04141414, 0x04141c0c, 0x04141c1c, 0x04141c3e,
-        0x04142c0c, 0x04142c3e, 0x04143e2c, 0x041c040c, 0x041c043e, 0x041c0c04, 0x041c0c14, 0x041c142c,
-        0x041c3e04, 0x04240c1c, 0x04241c3e, 0x04242424, 0x04242c3e, 0x04243e1c, 0x04243e2c, 0x042c040c,
-        0x042c043e, 0x042c1c14, 0x042c2c14, 0x04341c2c, 0x04343424, 0x043e0c04, 0x043e0c24, 0x043e0c34,
-        0x043e241c, 0x043e340c, 0x0c04040c, 0x0c04041c, 0x0c040c04, 0x0c040c14, 0x0c04140c, 0x0c04141c,
-        0x0c041c04, 0x0c041c14, 0x0c041c24, 0x0c04243e, 0x0c042c04, 0x0c0c0404, 0x0c0c0414, 0x0c0c0c0c,
-        0x0c0c1404, 0x0c0c1414, 0x0c14040c, 0x0c14041c, 0x0c140c04, 0x0c140c14, 0x0c14140c, 0x0c141c04,
-        0x0c143e14, 0x0c1c0404, 0x0c1c0414, 0x0c1c1404, 0x0c1c1c0c, 0x0c1c2434, 0x0c1c3434, 0x0c24040c,
-        0x0c24042c, 0x0c242c04, 0x0c2c1404, 0x0c2c1424, 0x0c2c2434, 0x0c2c3e0c, 0x0c34042c, 0x0c3e1414,
-        0x0c3e2404, 0x14040404, 0x14040414, 0x14040c0c, 0x14040c1c, 0x14041404, 0x14041414, 0x14041434,
-        0x14041c0c, 0x14042414, 0x140c040c, 0x140c041c, 0x140c042c, 0x140c0c04, 0x140c0c14, 0x140c140c,
-        0x140c1c04, 0x140c341c, 0x140c343e, 0x140c3e04, 0x14140404, 0x14140414, 0x14140c0c, 0x14140c3e,
-        0x14141404, 0x14141414, 0x14141c3e, 0x14142404, 0x14142c2c, 0x141c040c, 0x141c0c04, 0x141c0c24,
-        0x141c3e04, 0x141c3e24, 0x14241c2c, 0x14242c1c, 0x142c041c, 0x142c143e, 0x142c240c, 0x142c3e24,
-        0x143e040c, 0x143e041c, 0x143e0c34, 0x143e242c, 0x1c04040c, 0x1c040c04, 0x1c040c14, 0x1c04140c,
-        0x1c04141c, 0x1c042c04, 0x1c04342c, 0x1c043e14, 0x1c0c0404, 0x1c0c0414, 0x1c0c1404, 0x1c0c1c0c,
-        0x1c0c2424, 0x1c0c2434, 0x1c14040c, 0x1c14041c, 0x1c140c04, 0x1c14142c, 0x1c142c14, 0x1c143e14,
-        0x1c1c0c0c, 0x1c1c1c1c, 0x1c241c04, 0x1c24243e, 0x1c243e14, 0x1c2c0404, 0x1c2c0434, 0x1c2c1414,
-        0x1c2c2c2c, 0x1c340c24, 0x1c341c34, 0x1c34341c, 0x1c3e1c1c, 0x1c3e3404, 0x24040424, 0x24040c3e,
-        0x24041c2c, 0x24041c3e, 0x24042c1c, 0x24042c3e, 0x240c3e24, 0x24141404, 0x24141c3e, 0x24142404,
-        0x24143404, 0x24143434, 0x241c043e, 0x241c242c, 0x24240424, 0x24242c0c, 0x24243424, 0x242c142c,
-        0x242c241c, 0x242c3e04, 0x243e042c, 0x243e0c04, 0x243e0c14, 0x243e1c04, 0x2c040c14, 0x2c04240c,
-        0x2c043e04, 0x2c0c0404, 0x2c0c0434, 0x2c0c1434, 0x2c0c2c2c, 0x2c140c24, 0x2c141c14, 0x2c143e14,
-        0x2c1c0414, 0x2c1c2c1c, 0x2c240c04, 0x2c24141c, 0x2c24143e, 0x2c243e14, 0x2c2c0414, 0x2c2c1c0c,
-        0x2c342c04, 0x2c3e1424, 0x2c3e2414, 0x34041424, 0x34042424, 0x34042434, 0x34043424, 0x340c140c,
-        0x340c340c, 0x34140c3e, 0x34143424, 0x341c1c04, 0x341c1c34, 0x34242424, 0x342c042c, 0x342c2c14,
-        0x34341c1c, 0x343e041c, 0x343e140c, 0x3e04041c, 0x3e04042c, 0x3e04043e, 0x3e040c04, 0x3e041c14,
-        0x3e042c14, 0x3e0c1434, 0x3e0c2404, 0x3e140c14, 0x3e14242c, 0x3e142c14, 0x3e1c0404, 0x3e1c0c2c,
-        0x3e1c1c1c, 0x3e1c3404, 0x3e24140c, 0x3e24240c, 0x3e2c0404, 0x3e2c0414, 0x3e2c1424, 0x3e341c04,
+        0x04040404, 0x04040414, 0x04040424, 0x04040c0c, 0x04040c1c, 0x04040c3e, 0x04041404, 0x04041414, 0x04041c0c,
+        0x04042414, 0x04043e1c, 0x04043e2c, 0x040c040c, 0x040c041c, 0x040c0c04, 0x040c0c14, 0x040c140c, 0x040c142c,
+        0x040c1c04, 0x040c1c14, 0x040c240c, 0x040c2c24, 0x040c3e04, 0x04140404, 0x04140414, 0x04140424, 0x04140c0c,
+        0x04141404, 0x04141414, 0x04141c0c, 0x04141c1c, 0x04141c3e, 0x04142c0c, 0x04142c3e, 0x04143e2c, 0x041c040c,
+        0x041c043e, 0x041c0c04, 0x041c0c14, 0x041c142c, 0x041c3e04, 0x04240c1c, 0x04241c3e, 0x04242424, 0x04242c3e,
+        0x04243e1c, 0x04243e2c, 0x042c040c, 0x042c043e, 0x042c1c14, 0x042c2c14, 0x04341c2c, 0x04343424, 0x043e0c04,
+        0x043e0c24, 0x043e0c34, 0x043e241c, 0x043e340c, 0x0c04040c, 0x0c04041c, 0x0c040c04, 0x0c040c14, 0x0c04140c,
+        0x0c04141c, 0x0c041c04, 0x0c041c14, 0x0c041c24, 0x0c04243e, 0x0c042c04, 0x0c0c0404, 0x0c0c0414, 0x0c0c0c0c,
+        0x0c0c1404, 0x0c0c1414, 0x0c14040c, 0x0c14041c, 0x0c140c04, 0x0c140c14, 0x0c14140c, 0x0c141c04, 0x0c143e14,
+        0x0c1c0404, 0x0c1c0414, 0x0c1c1404, 0x0c1c1c0c, 0x0c1c2434, 0x0c1c3434, 0x0c24040c, 0x0c24042c, 0x0c242c04,
+        0x0c2c1404, 0x0c2c1424, 0x0c2c2434, 0x0c2c3e0c, 0x0c34042c, 0x0c3e1414, 0x0c3e2404, 0x14040404, 0x14040414,
+        0x14040c0c, 0x14040c1c, 0x14041404, 0x14041414, 0x14041434, 0x14041c0c, 0x14042414, 0x140c040c, 0x140c041c,
+        0x140c042c, 0x140c0c04, 0x140c0c14, 0x140c140c, 0x140c1c04, 0x140c341c, 0x140c343e, 0x140c3e04, 0x14140404,
+        0x14140414, 0x14140c0c, 0x14140c3e, 0x14141404, 0x14141414, 0x14141c3e, 0x14142404, 0x14142c2c, 0x141c040c,
+        0x141c0c04, 0x141c0c24, 0x141c3e04, 0x141c3e24, 0x14241c2c, 0x14242c1c, 0x142c041c, 0x142c143e, 0x142c240c,
+        0x142c3e24, 0x143e040c, 0x143e041c, 0x143e0c34, 0x143e242c, 0x1c04040c, 0x1c040c04, 0x1c040c14, 0x1c04140c,
+        0x1c04141c, 0x1c042c04, 0x1c04342c, 0x1c043e14, 0x1c0c0404, 0x1c0c0414, 0x1c0c1404, 0x1c0c1c0c, 0x1c0c2424,
+        0x1c0c2434, 0x1c14040c, 0x1c14041c, 0x1c140c04, 0x1c14142c, 0x1c142c14, 0x1c143e14, 0x1c1c0c0c, 0x1c1c1c1c,
+        0x1c241c04, 0x1c24243e, 0x1c243e14, 0x1c2c0404, 0x1c2c0434, 0x1c2c1414, 0x1c2c2c2c, 0x1c340c24, 0x1c341c34,
+        0x1c34341c, 0x1c3e1c1c, 0x1c3e3404, 0x24040424, 0x24040c3e, 0x24041c2c, 0x24041c3e, 0x24042c1c, 0x24042c3e,
+        0x240c3e24, 0x24141404, 0x24141c3e, 0x24142404, 0x24143404, 0x24143434, 0x241c043e, 0x241c242c, 0x24240424,
+        0x24242c0c, 0x24243424, 0x242c142c, 0x242c241c, 0x242c3e04, 0x243e042c, 0x243e0c04, 0x243e0c14, 0x243e1c04,
+        0x2c040c14, 0x2c04240c, 0x2c043e04, 0x2c0c0404, 0x2c0c0434, 0x2c0c1434, 0x2c0c2c2c, 0x2c140c24, 0x2c141c14,
+        0x2c143e14, 0x2c1c0414, 0x2c1c2c1c, 0x2c240c04, 0x2c24141c, 0x2c24143e, 0x2c243e14, 0x2c2c0414, 0x2c2c1c0c,
+        0x2c342c04, 0x2c3e1424, 0x2c3e2414, 0x34041424, 0x34042424, 0x34042434, 0x34043424, 0x340c140c, 0x340c340c,
+        0x34140c3e, 0x34143424, 0x341c1c04, 0x341c1c34, 0x34242424, 0x342c042c, 0x342c2c14, 0x34341c1c, 0x343e041c,
+        0x343e140c, 0x3e04041c, 0x3e04042c, 0x3e04043e, 0x3e040c04, 0x3e041c14, 0x3e042c14, 0x3e0c1434, 0x3e0c2404,
+        0x3e140c14, 0x3e14242c, 0x3e142c14, 0x3e1c0404, 0x3e1c0c2c, 0x3e1c1c1c, 0x3e1c3404, 0x3e24140c, 0x3e24240c,
+        0x3e2c0404, 0x3e2c0414, 0x3e2c1424, 0x3e341c04,
     ];
 
     /// A point's bytes as ggml's grid tables hold them: the block's level of each magnitude.
     fn grid_word(g: &IqGrid, k: usize) -> u64 {
-        g.point(k)[..g.group].iter().enumerate().fold(0, |a, (i, &m)| a | (g.lut[8 + m as usize] as u8 as u64) << (8 * i))
+        g.point(k)[..g.group]
+            .iter()
+            .enumerate()
+            .fold(0, |a, (i, &m)| a | (g.lut[8 + m as usize] as u8 as u64) << (8 * i))
     }
 
     const GRIDS: [&IqGrid; 4] = [&IQ3S, &IQ3XXS, &IQ2S, &IQ2XS];
@@ -583,7 +680,8 @@ mod tests {
             for k in [0, 1, 77, n / 2 + 3, n - 1] {
                 // Two groups of 8 weights on the point, signs alternating: an even count of negatives.
                 let m = g.point(k);
-                let x: Vec<f32> = (0..16).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } * s * g.level(m[i % g.group])).collect();
+                let x: Vec<f32> =
+                    (0..16).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } * s * g.level(m[i % g.group])).collect();
                 let mut c = [0u8; 16];
                 g.round_sub_block(&x, &[1.0; 16], s, &mut c);
                 for h in c.chunks(g.group) {
@@ -660,7 +758,13 @@ mod tests {
                             alt[n * h + k] = signed_code((x[n * h + k] < 0.0) ^ (n * h + k == i), pt[k]);
                         }
                     }
-                    assert!(err(&c) <= err(&alt) * (1.0 + 1e-6), "{} flip {i}: {} against {}", g.name, err(&c), err(&alt));
+                    assert!(
+                        err(&c) <= err(&alt) * (1.0 + 1e-6),
+                        "{} flip {i}: {} against {}",
+                        g.name,
+                        err(&c),
+                        err(&alt)
+                    );
                 }
             }
             assert!(odd > 300, "{odd}");
@@ -713,7 +817,15 @@ mod tests {
                     .points
                     .iter()
                     .filter(|pt| (0..n).all(|i| known >> i & 1 == 0 || pt[i] == m[i]))
-                    .map(|pt| ((0..n).filter(|i| known >> i & 1 == 0).map(|i| w[i] * (xa[i] - t.level[pt[i] as usize]).powi(2)).sum::<f32>(), pt[p]))
+                    .map(|pt| {
+                        (
+                            (0..n)
+                                .filter(|i| known >> i & 1 == 0)
+                                .map(|i| w[i] * (xa[i] - t.level[pt[i] as usize]).powi(2))
+                                .sum::<f32>(),
+                            pt[p],
+                        )
+                    })
                     .fold((f32::INFINITY, 0u8), |a, b| if b.0 < a.0 { b } else { a });
                 assert_eq!(g.constrained_magnitude(known, &m, &xa, &w, p, 1.0), scan.1, "{}", g.name);
             }

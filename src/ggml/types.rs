@@ -389,7 +389,10 @@ mod tests {
         for t in QUANTIZED_TYPES {
             let f = t.row_fallback();
             assert!(f.is_quantized() && f.block_size() == 32 && f.row_fallback() == f, "{t}");
-            assert!(t.stand_in().is_none_or(|s| s.bits_per_weight() == t.bits_per_weight() && s.default_level()), "{t}");
+            assert!(
+                t.stand_in().is_none_or(|s| s.bits_per_weight() == t.bits_per_weight() && s.default_level()),
+                "{t}"
+            );
         }
     }
 
@@ -466,7 +469,10 @@ mod tests {
         ];
         for (name, block_size, block_bytes, ggml_id, ftype) in ggml {
             let t = QuantType::from_name(name).unwrap();
-            assert_eq!((t.name(), t.block_size(), t.block_bytes(), t.ggml_id(), t.ftype()), (name, block_size, block_bytes, ggml_id, ftype));
+            assert_eq!(
+                (t.name(), t.block_size(), t.block_bytes(), t.ggml_id(), t.ftype()),
+                (name, block_size, block_bytes, ggml_id, ftype)
+            );
         }
     }
 }

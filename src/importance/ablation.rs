@@ -50,12 +50,24 @@ impl AblationSet {
             Ablation::Mlp => Some(BlockOpts { skip_attention: false, skip_mlp: true }),
         };
         let n = model.n_blocks();
-        let x = forward_one(model, self.inputs[block].clone(), block..n, &self.positions, &|i| if i == block { opts } else { Some(BlockOpts::default()) }, &mut ())?;
-        self.kld_of_output(model, &x, || format!("the ablation ΔKL of block {block}'s {}", match what {
-            Ablation::Block => "whole block",
-            Ablation::Attention => "attention",
-            Ablation::Mlp => "MLP",
-        }))
+        let x = forward_one(
+            model,
+            self.inputs[block].clone(),
+            block..n,
+            &self.positions,
+            &|i| if i == block { opts } else { Some(BlockOpts::default()) },
+            &mut (),
+        )?;
+        self.kld_of_output(model, &x, || {
+            format!(
+                "the ablation ΔKL of block {block}'s {}",
+                match what {
+                    Ablation::Block => "whole block",
+                    Ablation::Attention => "attention",
+                    Ablation::Mlp => "MLP",
+                }
+            )
+        })
     }
 
     /// Mean KL(full ‖ model with `replacement` in place of its block) — e.g. one linear
@@ -75,7 +87,10 @@ impl AblationSet {
         let total = with_f32(&logits, |q| kl_divergence_rows(&self.reference, q, vocab))?;
         let mean = total / (self.reference.len() / vocab) as f64;
         if !mean.is_finite() {
-            return Err(ModelError::NonFiniteOutput(format!("{} is {mean}: the logits are not finite (NaN or Inf weights, or products past f32's range?)", what())));
+            return Err(ModelError::NonFiniteOutput(format!(
+                "{} is {mean}: the logits are not finite (NaN or Inf weights, or products past f32's range?)",
+                what()
+            )));
         }
         Ok(mean)
     }

@@ -7,9 +7,9 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
+use crate::importance::profile::AttentionStats;
 use crate::model::kernels::with_f32;
 use crate::model::{Block, Capture, Linear, Result, Sublayer};
-use crate::importance::profile::AttentionStats;
 
 use super::hessian::BlockMoments;
 
@@ -28,7 +28,11 @@ pub fn cosine_sum(a: &Tensor, b: &Tensor) -> Result<(f64, usize)> {
                         uu += (x * x) as f64;
                         vv += (y * y) as f64;
                     }
-                    if uu == 0.0 || vv == 0.0 { 1.0 } else { uv / (uu.sqrt() * vv.sqrt()) }
+                    if uu == 0.0 || vv == 0.0 {
+                        1.0
+                    } else {
+                        uv / (uu.sqrt() * vv.sqrt())
+                    }
                 })
                 .collect();
             // Summed in token order: the same bits at any thread count.
@@ -57,7 +61,8 @@ impl AttentionAccum {
                 let mut received = vec![0f64; t];
                 for (r, row) in window.chunks(t).enumerate() {
                     let live = &row[..=(r % t)];
-                    self.row_entropy_sum -= live.iter().filter(|&&x| x > 0.0).map(|&x| (x as f64) * (x as f64).ln()).sum::<f64>();
+                    self.row_entropy_sum -=
+                        live.iter().filter(|&&x| x > 0.0).map(|&x| (x as f64) * (x as f64).ln()).sum::<f64>();
                     for (acc, &x) in received.iter_mut().zip(live) {
                         *acc += x as f64;
                     }
@@ -127,7 +132,11 @@ impl BlockCapture {
 
 /// 1 − mean cosine from a (sum of cosines, count) pair.
 fn ratio((sum, n): (f64, usize)) -> f64 {
-    if n == 0 { 0.0 } else { 1.0 - sum / n as f64 }
+    if n == 0 {
+        0.0
+    } else {
+        1.0 - sum / n as f64
+    }
 }
 
 fn add(acc: &mut (f64, usize), (s, n): (f64, usize)) {

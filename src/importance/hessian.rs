@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use crate::model::Capture;
 use crate::model::kernels::with_f32;
+use crate::model::Capture;
 use crate::model::{Block, Linear, Result};
 
 /// Σ x xᵀ of one input, with the names of the linears that read it.
@@ -88,8 +88,11 @@ impl InputMoments {
         let wm = MatRef::from_row_major_slice(&sampled, rows, n);
         let hm = MatRef::from_row_major_slice(&self.xxt, n, n);
         matmul(MatMut::from_row_major_slice_mut(&mut wh, rows, n), Accum::Replace, wm, hm, 1.0f32, Par::rayon(0));
-        let per_row: Vec<f64> =
-            sampled.chunks(n).zip(wh.chunks(n)).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum()).collect();
+        let per_row: Vec<f64> = sampled
+            .chunks(n)
+            .zip(wh.chunks(n))
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum())
+            .collect();
         let per_block = block_rows.div_ceil(stride);
         let scale = block_rows as f64 / per_block as f64;
         per_row.chunks(per_block).map(|c| c.iter().sum::<f64>() * if stride == 1 { 1.0 } else { scale }).collect()
@@ -111,7 +114,8 @@ pub struct BlockMoments {
 
 impl BlockMoments {
     pub fn new(block: &Block) -> Self {
-        let group = |ls: &[&Linear]| InputMoments::new(ls.iter().map(|l| l.name.clone()).collect(), ls[0].in_features());
+        let group =
+            |ls: &[&Linear]| InputMoments::new(ls.iter().map(|l| l.name.clone()).collect(), ls[0].in_features());
         let (a, m) = (&block.attn, &block.mlp);
         fn all(ls: &[Linear]) -> Vec<&Linear> {
             ls.iter().collect()

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::stats::quantile;
 use crate::export::imatrix::Imatrix;
+use crate::stats::quantile;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorComparison {
@@ -53,11 +53,23 @@ pub fn compare(ours: &Imatrix, theirs: &Imatrix) -> ImatrixComparison {
             .means()
             .iter()
             .zip(b.means())
-            .map(|(&x, y)| if y > 0.0 { ((x - y) as f64 / y as f64).abs() } else if x == 0.0 { 0.0 } else { 1.0 })
+            .map(|(&x, y)| {
+                if y > 0.0 {
+                    ((x - y) as f64 / y as f64).abs()
+                } else if x == 0.0 {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
             .collect();
         all.extend_from_slice(&d);
         d.sort_by(f64::total_cmp);
-        tensors.push(TensorComparison { name: name.clone(), median_rel_diff: quantile(&d, 0.5), max_rel_diff: *d.last().unwrap_or(&0.0) });
+        tensors.push(TensorComparison {
+            name: name.clone(),
+            median_rel_diff: quantile(&d, 0.5),
+            max_rel_diff: *d.last().unwrap_or(&0.0),
+        });
     }
     all.sort_by(f64::total_cmp);
     let q = |p| if all.is_empty() { 0.0 } else { quantile(&all, p) };

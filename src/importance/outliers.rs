@@ -13,7 +13,8 @@ pub fn wanda_scores<'a>(w: &'a [f32], col_norms: &'a [f32]) -> impl Iterator<Ite
 
 /// Share of scores above `OUTLIER_M` × their mean, over the matrices given as (weights, ‖X_j‖).
 pub fn outlier_ratio(layers: &[(&[f32], &[f32])]) -> f64 {
-    let (sum, n) = layers.iter().fold((0.0, 0usize), |(s, n), (w, c)| (s + wanda_scores(w, c).sum::<f64>(), n + w.len()));
+    let (sum, n) =
+        layers.iter().fold((0.0, 0usize), |(s, n), (w, c)| (s + wanda_scores(w, c).sum::<f64>(), n + w.len()));
     if n == 0 || sum == 0.0 {
         return 0.0;
     }

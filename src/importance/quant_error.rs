@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::ggml::codec::round_trip;
 use crate::compress::rtn::rtn_asymmetric;
+use crate::ggml::codec::round_trip;
 use crate::ggml::types::allowed_types;
 use crate::model::kernels::non_negative;
 use crate::model::{ModelError, Result};

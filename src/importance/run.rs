@@ -13,10 +13,10 @@ use super::correlation::spearman;
 use super::outliers::outlier_ratio;
 use super::profile::*;
 use super::quant_error::quant_error_curve;
-use crate::ggml::codec::round_trip;
-use crate::ggml::types::{allowed_types, QuantType};
 use crate::data::Windows;
 use crate::export::imatrix::{Imatrix, ImatrixEntry};
+use crate::ggml::codec::round_trip;
+use crate::ggml::types::{allowed_types, QuantType};
 use crate::model::kernels::with_f32;
 use crate::model::runner::{Runner, StateLimits};
 use crate::model::{BlockOpts, Blocks, Result, Sublayer};
@@ -42,7 +42,12 @@ pub struct ProfileOptions {
 /// Runs every signal on `windows`, reporting the stages "profile: blocks", "profile: ablations"
 /// (blocks each) and, with full types, "profile: --full" (linears) to `progress`. Returns the
 /// profile and the imatrix gathered on the way.
-pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, progress: &mut dyn Progress) -> Result<(Profile, Imatrix)> {
+pub fn profile(
+    model: &dyn Blocks,
+    windows: &Windows,
+    opts: &ProfileOptions,
+    progress: &mut dyn Progress,
+) -> Result<(Profile, Imatrix)> {
     let n_blocks = model.n_blocks();
     let ctx = windows.ctx;
     let batch = opts.batch.max(1);
@@ -76,7 +81,8 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
         let block = model.block(i)?;
         let block = block.as_ref();
         let mut cap = BlockCapture::new(block);
-        let out = runner.run(block, BlockOpts::default(), &mut cap, |j, cap| cap.attention_enabled = j < att_batches)?;
+        let out =
+            runner.run(block, BlockOpts::default(), &mut cap, |j, cap| cap.attention_enabled = j < att_batches)?;
         runner.advance(out)?;
         ablation_inputs.push(boundary(&runner)?);
         let ts = Instant::now();
@@ -113,7 +119,12 @@ pub fn profile(model: &dyn Blocks, windows: &Windows, opts: &ProfileOptions, pro
             attention: cap.attention.finish(),
         });
         for s in [Sublayer::Attention, Sublayer::Mlp] {
-            sublayers.push(SublayerProfile { block: block.index, kind: s.name().into(), redundancy: cap.redundancy(s), ablation_kld: 0.0 });
+            sublayers.push(SublayerProfile {
+                block: block.index,
+                kind: s.name().into(),
+                redundancy: cap.redundancy(s),
+                ablation_kld: 0.0,
+            });
         }
         stats_secs += ts.elapsed().as_secs_f64();
         progress.step(block.index + 1, None);

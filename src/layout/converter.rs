@@ -42,28 +42,28 @@ const CHKTXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (nor
 /// our GGUF loader runs ([`crate::model::tokenizer::PRE_TOKENIZERS`]).
 const KNOWN_PRE: [(&str, &str); 23] = [
     ("1431a23e583c97432bc230bff598d103ddb5a1f89960c8f1d1051aaa944d0b35", "minerva-7b"), // sapienzanlp/Minerva-7B-base-v1.0
-    ("d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c", "qwen2"), // Qwen/Qwen3-Embedding-0.6B
-    ("0fe1cf6eda062318a1af7270f3331a85c539a01778ff948e24388e949c5282f4", "gpt-2"), // evilfreelancer/ruGPT3XL
-    ("9e454714343b69b99b71795c1d27a68c2a1d15dab111f4d353109f966af29da7", "lfm2"), // LiquidAI/LFM2.5-8B-A1B
-    ("0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5", "llama-bpe"), // meta-llama/Meta-Llama-3-8B
-    ("9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e", "falcon3"), // tiiuae/Falcon3-7B-Base
-    ("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166", "mpt"), // mosaicml/mpt-7b
-    ("35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34", "starcoder"), // bigcode/starcoder2-3b
-    ("3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454", "gpt-2"), // openai-community/gpt2
-    ("6221ad2852e85ce96f791f476e0b390cf9b474c9e3d1362f53a24a06dc8220ff", "refact"), // smallcloudai/Refact-1_6-base
+    ("d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c", "qwen2"),      // Qwen/Qwen3-Embedding-0.6B
+    ("0fe1cf6eda062318a1af7270f3331a85c539a01778ff948e24388e949c5282f4", "gpt-2"),      // evilfreelancer/ruGPT3XL
+    ("9e454714343b69b99b71795c1d27a68c2a1d15dab111f4d353109f966af29da7", "lfm2"),       // LiquidAI/LFM2.5-8B-A1B
+    ("0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5", "llama-bpe"),  // meta-llama/Meta-Llama-3-8B
+    ("9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e", "falcon3"),    // tiiuae/Falcon3-7B-Base
+    ("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166", "mpt"),        // mosaicml/mpt-7b
+    ("35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34", "starcoder"),  // bigcode/starcoder2-3b
+    ("3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454", "gpt-2"),      // openai-community/gpt2
+    ("6221ad2852e85ce96f791f476e0b390cf9b474c9e3d1362f53a24a06dc8220ff", "refact"),     // smallcloudai/Refact-1_6-base
     ("9c2227e4dd922002fb81bde4fc02b0483ca4f12911410dee2255e4987644e3f8", "command-r"), // CohereForAI/c4ai-command-r-v01
-    ("e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea", "qwen2"), // Qwen/Qwen1.5-7B
-    ("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166", "olmo"), // allenai/OLMo-1.7-7B-hf
-    ("a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e", "dbrx"), // databricks/dbrx-base
+    ("e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea", "qwen2"),     // Qwen/Qwen1.5-7B
+    ("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166", "olmo"),      // allenai/OLMo-1.7-7B-hf
+    ("a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e", "dbrx"),      // databricks/dbrx-base
     ("c136ed14d01c2745d4f60a9596ae66800e2b61fa45643e72436041855ad4089d", "smaug-bpe"), // abacusai/Smaug-Llama-3-70B-Instruct
     ("7b3e7548e4308f52a76e8229e4e6cc831195d0d1df43aed21ac6c93da05fec5f", "codeshell"), // WisdomShell/CodeShell-7B
-    ("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249", "smollm"), // HuggingFaceTB/SmolLM-135M
+    ("855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249", "smollm"),    // HuggingFaceTB/SmolLM-135M
     ("4e2b24cc4770243d65a2c9ec19770a72f08cffc161adbb73fcbb6b7dd45a0aae", "exaone"), // LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct
-    ("fcace8b9cac38ce847670c970cd5892031a753a1ef381abd1d9af00f713da085", "phi-2"), // microsoft/phi-2
+    ("fcace8b9cac38ce847670c970cd5892031a753a1ef381abd1d9af00f713da085", "phi-2"),  // microsoft/phi-2
     ("8b5a93ed704057481f240da0be7e7dca721d7f8f4755263b6807227a2cbeae65", "roberta-bpe"), // sentence-transformers/stsb-roberta-base
     ("b3f499bb4255f8ca19fccd664443283318f2fd2414d5e0b040fbdd0cc195d6c5", "deepseek-r1-qwen"), // deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B
     ("0e9433cbbb161f89e264eb32e8e64bfe69e834973ffca5d41d3948a604a3e2a3", "pixtral"), // mistral-community/pixtral-12b
-    ("169bf0296a13c4d9b7672313f749eb36501d931022de052aad6e36f2bf34dd51", "lfm2"), // LiquidAI/LFM2.5-350M
+    ("169bf0296a13c4d9b7672313f749eb36501d931022de052aad6e36f2bf34dd51", "lfm2"),    // LiquidAI/LFM2.5-350M
 ];
 
 /// One tensor of the GGUF a folder becomes: its GGUF name, ggml shape (row width first) and the
@@ -85,7 +85,11 @@ fn read_json(path: &Path) -> Result<Json, LayoutError> {
 }
 
 fn read_json_opt(path: &Path) -> Result<Option<Json>, LayoutError> {
-    if path.is_file() { read_json(path).map(Some) } else { Ok(None) }
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// The tensor names and shapes of the folder's safetensors, shard by shard (the shards sorted),
@@ -103,13 +107,17 @@ fn safetensors_headers(dir: &Path) -> Result<Vec<(String, Vec<u64>)>, LayoutErro
         }
         let mut header = vec![0u8; n as usize];
         file.read_exact(&mut header).map_err(|e| invalid(&f, e))?;
-        let header: BTreeMap<String, Json> = serde_json::from_slice(&header).map_err(|e| invalid(&f, format!("safetensors header: {e}")))?;
+        let header: BTreeMap<String, Json> =
+            serde_json::from_slice(&header).map_err(|e| invalid(&f, format!("safetensors header: {e}")))?;
         let mut tensors: Vec<(u64, String, Vec<u64>)> = Vec::new();
         for (name, info) in header {
             if name == "__metadata__" {
                 continue;
             }
-            let shape = info.get("shape").and_then(Json::as_array).map(|s| s.iter().map(Json::as_u64).collect::<Option<Vec<u64>>>());
+            let shape = info
+                .get("shape")
+                .and_then(Json::as_array)
+                .map(|s| s.iter().map(Json::as_u64).collect::<Option<Vec<u64>>>());
             let begin = info.get("data_offsets").and_then(|o| o.get(0)).and_then(Json::as_u64);
             match (shape, begin) {
                 (Some(Some(shape)), Some(begin)) => tensors.push((begin, name, shape)),
@@ -128,10 +136,20 @@ pub fn tensors(dir: &Path, config: &Config) -> Result<Vec<HfTensor>, LayoutError
     let mut out = Vec::new();
     match (&config.rope_freq_factors, &config.rope_long_factors) {
         (Some(short), Some(long)) => {
-            out.push(HfTensor { name: "rope_factors_long.weight".into(), ne: vec![long.len() as u64], qtype: QuantType::F32 });
-            out.push(HfTensor { name: "rope_factors_short.weight".into(), ne: vec![short.len() as u64], qtype: QuantType::F32 });
+            out.push(HfTensor {
+                name: "rope_factors_long.weight".into(),
+                ne: vec![long.len() as u64],
+                qtype: QuantType::F32,
+            });
+            out.push(HfTensor {
+                name: "rope_factors_short.weight".into(),
+                ne: vec![short.len() as u64],
+                qtype: QuantType::F32,
+            });
         }
-        (Some(f), None) => out.push(HfTensor { name: "rope_freqs.weight".into(), ne: vec![f.len() as u64], qtype: QuantType::F32 }),
+        (Some(f), None) => {
+            out.push(HfTensor { name: "rope_freqs.weight".into(), ne: vec![f.len() as u64], qtype: QuantType::F32 })
+        }
         _ => {}
     }
     for (hf, shape) in safetensors_headers(dir)? {
@@ -158,7 +176,8 @@ fn gemma3_n_vocab(dir: &Path, config: &Config) -> Result<usize, LayoutError> {
         return Ok(config.vocab_size);
     }
     let tj = read_json(&dir.join("tokenizer.json"))?;
-    let count = |v: Option<&Json>| v.map_or(0, |v| v.as_object().map_or_else(|| v.as_array().map_or(0, Vec::len), |o| o.len()));
+    let count =
+        |v: Option<&Json>| v.map_or(0, |v| v.as_object().map_or_else(|| v.as_array().map_or(0, Vec::len), |o| o.len()));
     Ok(count(tj.get("model").and_then(|m| m.get("vocab"))) + count(tj.get("added_tokens")))
 }
 
@@ -186,10 +205,17 @@ fn title(w: &str) -> String {
 fn id_to_title(s: &str) -> String {
     let is_version = |w: &str| {
         w.starts_with(|c: char| c.is_ascii_digit())
-            || w.strip_prefix('v').is_some_and(|r| !r.is_empty() && r.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+            || w.strip_prefix('v').is_some_and(|r| {
+                !r.is_empty() && r.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
     };
     let is_lower = |w: &str| w.chars().any(char::is_lowercase) && !w.chars().any(char::is_uppercase);
-    s.trim().replace('-', " ").split_whitespace().map(|w| if is_lower(w) && !is_version(w) { title(w) } else { w.to_string() }).collect::<Vec<_>>().join(" ")
+    s.trim()
+        .replace('-', " ")
+        .split_whitespace()
+        .map(|w| if is_lower(w) && !is_version(w) { title(w) } else { w.to_string() })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A part of a model id the converter takes for a version: `(v|iter)?\d+([.]\d+)*`, any case.
@@ -205,7 +231,9 @@ fn is_type_part(p: &str) -> bool {
     if let Some(r) = l.strip_prefix("iq").or_else(|| l.strip_prefix('q')) {
         let r: Vec<char> = r.chars().collect();
         let word = |c: char| c.is_alphanumeric() || c == '_';
-        if r.first().is_some_and(char::is_ascii_digit) && r[1..].chunks(2).all(|pair| matches!(pair, ['_', c] if word(*c))) {
+        if r.first().is_some_and(char::is_ascii_digit)
+            && r[1..].chunks(2).all(|pair| matches!(pair, ['_', c] if word(*c)))
+        {
             return true;
         }
     }
@@ -368,7 +396,8 @@ fn model_id_components(id: &str, total_params: u64) -> IdComponents {
 /// otherwise the parameter count's. (A model card's YAML front matter, read there first, is
 /// not read here.)
 fn naming(folder: &str, name_or_path: Option<&str>, total_params: u64) -> Vec<(&'static str, String)> {
-    let [mut name, mut version, mut organization, mut finetune, mut basename, mut size_label]: [Option<String>; 6] = Default::default();
+    let [mut name, mut version, mut organization, mut finetune, mut basename, mut size_label]: [Option<String>; 6] =
+        Default::default();
     for id in name_or_path.filter(|p| p.matches('/').count() <= 1).into_iter().chain([folder]) {
         let c = model_id_components(id, total_params);
         name = name.or_else(|| Some(id_to_title(&c.full_name)));
@@ -379,8 +408,18 @@ fn naming(folder: &str, name_or_path: Option<&str>, total_params: u64) -> Vec<(&
         size_label = size_label.or(c.size_label);
     }
     let size_label = size_label.or_else(|| (total_params > 0).then(|| self::size_label(total_params)));
-    let keys = ["general.name", "general.version", "general.organization", "general.finetune", "general.basename", "general.size_label"];
-    keys.into_iter().zip([name, version, organization, finetune, basename, size_label]).filter_map(|(k, v)| Some((k, v?))).collect()
+    let keys = [
+        "general.name",
+        "general.version",
+        "general.organization",
+        "general.finetune",
+        "general.basename",
+        "general.size_label",
+    ];
+    keys.into_iter()
+        .zip([name, version, organization, finetune, basename, size_label])
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
 }
 
 /// The name of the folder `dir` as given (as the converter takes it, a link not followed),
@@ -388,7 +427,10 @@ fn naming(folder: &str, name_or_path: Option<&str>, total_params: u64) -> Vec<(&
 fn folder_name(dir: &Path) -> String {
     match dir.file_name() {
         Some(n) => n.to_string_lossy().into_owned(),
-        None => std::fs::canonicalize(dir).ok().and_then(|d| Some(d.file_name()?.to_string_lossy().into_owned())).unwrap_or_default(),
+        None => std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|d| Some(d.file_name()?.to_string_lossy().into_owned()))
+            .unwrap_or_default(),
     }
 }
 
@@ -481,11 +523,16 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
         hp.push(("rope.scaling.factor", Value::F32(config.rope_linear_factor as f32)));
     }
     let rope_theta_given = config_json.get("rope_theta").and_then(Json::as_f64).is_some()
-        || config_json.get("rope_parameters").and_then(|p| p.get("full_attention").unwrap_or(p).get("rope_theta")).and_then(Json::as_f64).is_some();
+        || config_json
+            .get("rope_parameters")
+            .and_then(|p| p.get("full_attention").unwrap_or(p).get("rope_theta"))
+            .and_then(Json::as_f64)
+            .is_some();
     if rope_theta_given {
         hp.push(("rope.freq_base", Value::F32(config.rope_theta as f32)));
     }
-    let swa_given = given("rope_local_base_freq") || config_json.get("rope_parameters").and_then(|p| p.get("sliding_attention")).is_some();
+    let swa_given = given("rope_local_base_freq")
+        || config_json.get("rope_parameters").and_then(|p| p.get("sliding_attention")).is_some();
     if let Some(t) = config.rope_theta_swa.filter(|_| swa_given) {
         hp.push(("rope.freq_base_swa", Value::F32(t as f32)));
     }
@@ -536,7 +583,12 @@ fn looks_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
-fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
+fn tokenizer_metadata(
+    dir: &Path,
+    config: &Config,
+    config_json: &Json,
+    md: &mut Vec<(String, Value)>,
+) -> Result<(), LayoutError> {
     let tok_path = dir.join("tokenizer.json");
     let spm_path = dir.join("tokenizer.model");
     let tc = read_json_opt(&dir.join("tokenizer_config.json"))?;
@@ -557,7 +609,10 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
         return finish_vocab(config, md);
     }
     if !tok_path.is_file() {
-        return Err(invalid(dir, "GGUF output needs the tokenizer: the folder has neither tokenizer.json nor tokenizer.model"));
+        return Err(invalid(
+            dir,
+            "GGUF output needs the tokenizer: the folder has neither tokenizer.json nor tokenizer.model",
+        ));
     }
     let tj = read_json(&tok_path)?;
     let model = tj.get("model").ok_or_else(|| invalid(&tok_path, "no \"model\""))?;
@@ -571,26 +626,35 @@ fn tokenizer_metadata(dir: &Path, config: &Config, config_json: &Json, md: &mut 
         return Err(invalid(&tok_path, "a SentencePiece-style BPE (byte_fallback) needs its tokenizer.model for GGUF output: the scores llama.cpp merges by are there, not in tokenizer.json"));
     }
     // Tokens and their types, as the converter's get_vocab_base.
-    let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| invalid(&tok_path, "the BPE model has no vocab"))?;
+    let vocab =
+        model.get("vocab").and_then(Json::as_object).ok_or_else(|| invalid(&tok_path, "the BPE model has no vocab"))?;
     let added: Vec<Added> = tj
         .get("added_tokens")
         .and_then(Json::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|t| {
-                    Some(Added { id: t.get("id")?.as_u64()? as u32, content: t.get("content")?.as_str()?.to_string(), special: t.get("special").and_then(Json::as_bool).unwrap_or(false) })
+                    Some(Added {
+                        id: t.get("id")?.as_u64()? as u32,
+                        content: t.get("content")?.as_str()?.to_string(),
+                        special: t.get("special").and_then(Json::as_bool).unwrap_or(false),
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let mut by_id: HashMap<u32, String> = vocab.iter().filter_map(|(t, id)| Some((id.as_u64()? as u32, t.clone()))).collect();
+    let mut by_id: HashMap<u32, String> =
+        vocab.iter().filter_map(|(t, id)| Some((id.as_u64()? as u32, t.clone()))).collect();
     let mut added_by_id: HashMap<u32, &Added> = HashMap::new();
     for a in &added {
         by_id.insert(a.id, a.content.clone());
         added_by_id.insert(a.id, a);
     }
     if let Some(max) = by_id.keys().max().filter(|&&m| m as usize >= config.vocab_size) {
-        return Err(invalid(&tok_path, format!("token id {max} is beyond the model's vocabulary of {}", config.vocab_size)));
+        return Err(invalid(
+            &tok_path,
+            format!("token id {max} is beyond the model's vocabulary of {}", config.vocab_size),
+        ));
     }
     let added_content: HashMap<&str, u32> = added.iter().map(|a| (a.content.as_str(), a.id)).collect();
     let mut tokens = Vec::with_capacity(config.vocab_size);
@@ -635,7 +699,12 @@ fn finish_vocab(config: &Config, md: &mut Vec<(String, Value)>) -> Result<(), La
 /// The converter's `_create_vocab_sentencepiece`: the pieces of tokenizer.model with their
 /// scores and types (user-defined pieces stay normal, as there), `[PADn]` up to the model's
 /// vocabulary, then added_tokens.json and tokenizer_config.json's added_tokens_decoder over them.
-fn sentencepiece_vocab(dir: &Path, config: &Config, tc: Option<&Json>, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
+fn sentencepiece_vocab(
+    dir: &Path,
+    config: &Config,
+    tc: Option<&Json>,
+    md: &mut Vec<(String, Value)>,
+) -> Result<(), LayoutError> {
     use crate::model::sentencepiece as sp;
     let pieces = sp::read(&dir.join("tokenizer.model")).map_err(|e| LayoutError::Invalid(e.to_string()))?;
     let n = config.vocab_size;
@@ -709,15 +778,25 @@ fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, LayoutError> {
     }
     let pre = tj.get("pre_tokenizer").unwrap_or(&Json::Null);
     let kind = |p: &Json| p.get("type").and_then(Json::as_str).unwrap_or("").to_string();
-    let byte_level = |p: &Json, regex: bool| kind(p) == "ByteLevel" && p.get("use_regex").and_then(Json::as_bool).unwrap_or(true) == regex;
-    let split = |p: &Json, pattern: &str| kind(p) == "Split" && p.get("pattern").and_then(|x| x.get("Regex")).and_then(Json::as_str) == Some(pattern);
+    let byte_level = |p: &Json, regex: bool| {
+        kind(p) == "ByteLevel" && p.get("use_regex").and_then(Json::as_bool).unwrap_or(true) == regex
+    };
+    let split = |p: &Json, pattern: &str| {
+        kind(p) == "Split" && p.get("pattern").and_then(|x| x.get("Regex")).and_then(Json::as_str) == Some(pattern)
+    };
     let seq: Vec<Json> = match kind(pre).as_str() {
         "Sequence" => pre.get("pretokenizers").and_then(Json::as_array).cloned().unwrap_or_default(),
         _ => vec![pre.clone()],
     };
     let name = match seq.as_slice() {
         [b] if byte_level(b, true) => Some("gpt-2"),
-        [d, b] if kind(d) == "Digits" && d.get("individual_digits").and_then(Json::as_bool) == Some(true) && byte_level(b, true) => Some("smollm"),
+        [d, b]
+            if kind(d) == "Digits"
+                && d.get("individual_digits").and_then(Json::as_bool) == Some(true)
+                && byte_level(b, true) =>
+        {
+            Some("smollm")
+        }
         [s, b] if split(s, crate::model::tokenizer::QWEN2_PATTERN) && byte_level(b, false) => Some("qwen2"),
         [s, b] if split(s, crate::model::tokenizer::LLAMA3_PATTERN) && byte_level(b, false) => Some("llama-bpe"),
         _ => None,
@@ -729,28 +808,39 @@ fn pre_tokenizer(tok_path: &Path, tj: &Json) -> Result<String, LayoutError> {
 
 /// The converter's `SpecialVocab`: merges (byte-level BPE: `n_vocab` None), special token ids
 /// (below `n_vocab` when given), add_*_token flags, chat template. `tj` is tokenizer.json.
-fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &Json, n_vocab: Option<usize>, md: &mut Vec<(String, Value)>) -> Result<(), LayoutError> {
+fn special_vocab(
+    dir: &Path,
+    tj: Option<&Json>,
+    tc: Option<Json>,
+    config_json: &Json,
+    n_vocab: Option<usize>,
+    md: &mut Vec<(String, Value)>,
+) -> Result<(), LayoutError> {
     let tok_path = dir.join("tokenizer.json");
     let empty = Json::Null;
     let tj = tj.unwrap_or(&empty);
     let load_merges = n_vocab.is_none();
-    let merges: Vec<Value> = match tj.get("model").and_then(|m| m.get("merges")).and_then(Json::as_array).filter(|_| load_merges) {
-        Some(m) => m
-            .iter()
-            .map(|x| match x {
-                Json::String(s) => Ok(Value::String(s.clone())),
-                Json::Array(p) if p.len() == 2 => {
-                    let part = |j: &Json| j.as_str().map(|s| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>());
-                    match (part(&p[0]), part(&p[1])) {
-                        (Some(a), Some(b)) => Ok(Value::String(format!("{a} {b}"))),
-                        _ => Err(invalid(&tok_path, "a merge that is not two strings")),
+    let merges: Vec<Value> =
+        match tj.get("model").and_then(|m| m.get("merges")).and_then(Json::as_array).filter(|_| load_merges) {
+            Some(m) => m
+                .iter()
+                .map(|x| match x {
+                    Json::String(s) => Ok(Value::String(s.clone())),
+                    Json::Array(p) if p.len() == 2 => {
+                        let part = |j: &Json| {
+                            j.as_str()
+                                .map(|s| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>())
+                        };
+                        match (part(&p[0]), part(&p[1])) {
+                            (Some(a), Some(b)) => Ok(Value::String(format!("{a} {b}"))),
+                            _ => Err(invalid(&tok_path, "a merge that is not two strings")),
+                        }
                     }
-                }
-                _ => Err(invalid(&tok_path, "unknown merges format")),
-            })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
+                    _ => Err(invalid(&tok_path, "unknown merges format")),
+                })
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
     if load_merges {
         if merges.is_empty() {
             return Err(invalid(&tok_path, "the BPE model has no merges"));
@@ -760,12 +850,19 @@ fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &
     let added: Vec<(String, u32)> = tj
         .get("added_tokens")
         .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(|t| Some((t.get("content")?.as_str()?.to_string(), t.get("id")?.as_u64()? as u32))).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| Some((t.get("content")?.as_str()?.to_string(), t.get("id")?.as_u64()? as u32)))
+                .collect()
+        })
         .unwrap_or_default();
     let mut types: Vec<&str> = vec!["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
     let mut tc = tc;
     let mut add: Vec<(String, bool)> = Vec::new();
-    let set_add = |add: &mut Vec<(String, bool)>, typ: &str, v: bool, overwrite: bool| match add.iter_mut().find(|(t, _)| t == typ) {
+    let set_add = |add: &mut Vec<(String, bool)>, typ: &str, v: bool, overwrite: bool| match add
+        .iter_mut()
+        .find(|(t, _)| t == typ)
+    {
         Some(slot) if overwrite => slot.1 = v,
         Some(_) => {}
         None => add.push((typ.to_string(), v)),
@@ -811,7 +908,12 @@ fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &
                     }
                 }
                 Some("TemplateProcessing") => {
-                    let id_of = |x: Option<&Json>| x.and_then(|e| e.get("SpecialToken")).and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
+                    let id_of = |x: Option<&Json>| {
+                        x.and_then(|e| e.get("SpecialToken"))
+                            .and_then(|s| s.get("id"))
+                            .and_then(Json::as_str)
+                            .map(str::to_string)
+                    };
                     let single = p.get("single").and_then(Json::as_array).cloned().unwrap_or_default();
                     if single.len() > 1 {
                         if let Some(first) = id_of(single.first()) {
@@ -850,10 +952,19 @@ fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &
                         let first = id_of(single.first()).filter(|_| single.len() > 1);
                         let last = id_of(single.last()).filter(|_| single.len() > 1);
                         let start = usize::from(first.is_some() && id_of(pair.first()) == first);
-                        let stop = if last.is_some() && id_of(pair.last()) == last { pair.len() - 1 } else { pair.len() };
+                        let stop =
+                            if last.is_some() && id_of(pair.last()) == last { pair.len() - 1 } else { pair.len() };
                         let inner = if start < stop { &pair[start..stop] } else { &[][..] };
-                        let seq = |x: Option<&Json>| x.and_then(|e| e.get("Sequence")).and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
-                        if inner.len() > 2 && seq(inner.first()).as_deref() == Some("A") && seq(inner.last()).as_deref() == Some("B") {
+                        let seq = |x: Option<&Json>| {
+                            x.and_then(|e| e.get("Sequence"))
+                                .and_then(|s| s.get("id"))
+                                .and_then(Json::as_str)
+                                .map(str::to_string)
+                        };
+                        if inner.len() > 2
+                            && seq(inner.first()).as_deref() == Some("A")
+                            && seq(inner.last()).as_deref() == Some("B")
+                        {
                             let middle = &inner[1..inner.len() - 1];
                             let is_sep = |x: Option<String>| x.is_some() && (x == special_sep || x == special_eos);
                             let mut add_sep = false;
@@ -885,9 +996,11 @@ fn special_vocab(dir: &Path, tj: Option<&Json>, tc: Option<Json>, config_json: &
         let alt = if jinja.is_file() {
             Some(std::fs::read_to_string(&jinja).map_err(|e| invalid(&jinja, e))?)
         } else {
-            read_json_opt(&dir.join("chat_template.json"))?.and_then(|j| j.get("chat_template").and_then(Json::as_str).map(str::to_string))
+            read_json_opt(&dir.join("chat_template.json"))?
+                .and_then(|j| j.get("chat_template").and_then(Json::as_str).map(str::to_string))
         };
-        chat_template = tc.as_ref().and_then(|c| c.get("chat_template")).and_then(Json::as_str).map(str::to_string).or(alt);
+        chat_template =
+            tc.as_ref().and_then(|c| c.get("chat_template")).and_then(Json::as_str).map(str::to_string).or(alt);
         for typ in &types {
             if let Some(b) = tc.as_ref().and_then(|c| c.get(format!("add_{typ}_token"))).and_then(Json::as_bool) {
                 set_add(&mut add, typ, b, false);
@@ -989,18 +1102,50 @@ mod tests {
             ("tiny-qwen2", Some("my cool-model v2"), 167880, [Some("My Cool Model v2"), None, None, None, None, Some("168K")]),
             ("tiny-qwen2", Some("/data/runs/out"), 167880, [Some("Tiny Qwen2"), None, None, None, None, Some("168K")]),
         ];
-        let keys = ["general.name", "general.version", "general.organization", "general.finetune", "general.basename", "general.size_label"];
+        let keys = [
+            "general.name",
+            "general.version",
+            "general.organization",
+            "general.finetune",
+            "general.basename",
+            "general.size_label",
+        ];
         for (folder, name_or_path, total, want) in cases {
-            let want: Vec<(&str, String)> = keys.into_iter().zip(want).filter_map(|(k, v)| Some((k, v?.to_string()))).collect();
+            let want: Vec<(&str, String)> =
+                keys.into_iter().zip(want).filter_map(|(k, v)| Some((k, v?.to_string()))).collect();
             assert_eq!(naming(folder, name_or_path, total), want, "{folder} ({name_or_path:?}, {total} parameters)");
         }
     }
 
     #[test]
     fn model_id_parts_are_annotated_as_the_converter_annotates_them() {
-        assert!(is_version_part("v0.3") && is_version_part("ITER100") && is_version_part("3.2") && !is_version_part("v") && !is_version_part("3.") && !is_version_part("v1b"));
-        assert!(is_type_part("Q4_K_M") && is_type_part("iq2") && is_type_part("bf16") && is_type_part("FP32") && !is_type_part("iq2_xs") && !is_type_part("q40") && !is_type_part("qwen2"));
-        assert!(is_size_part("8x7B") && is_size_part("A3B") && is_size_part("7b1") && is_size_part("1_6b") && is_size_part("XXL") && !is_size_part("7b12") && !is_size_part("x7b") && !is_size_part("1.b"));
+        assert!(
+            is_version_part("v0.3")
+                && is_version_part("ITER100")
+                && is_version_part("3.2")
+                && !is_version_part("v")
+                && !is_version_part("3.")
+                && !is_version_part("v1b")
+        );
+        assert!(
+            is_type_part("Q4_K_M")
+                && is_type_part("iq2")
+                && is_type_part("bf16")
+                && is_type_part("FP32")
+                && !is_type_part("iq2_xs")
+                && !is_type_part("q40")
+                && !is_type_part("qwen2")
+        );
+        assert!(
+            is_size_part("8x7B")
+                && is_size_part("A3B")
+                && is_size_part("7b1")
+                && is_size_part("1_6b")
+                && is_size_part("XXL")
+                && !is_size_part("7b12")
+                && !is_size_part("x7b")
+                && !is_size_part("1.b")
+        );
     }
 
     #[test]

@@ -65,7 +65,10 @@ fn skeleton(source: &Path) -> Result<Skeleton, LayoutError> {
         let config = crate::model::hf::read_config(source).map_err(|e| LayoutError::Invalid(e.to_string()))?;
         let tensors = converter::tensors(source, &config)?;
         let metadata = converter::metadata(source, &config, &tensors)?;
-        let tensors = tensors.into_iter().map(|t| SourceTensor { name: t.name, ne: t.ne, qtype: t.qtype, stored: None }).collect();
+        let tensors = tensors
+            .into_iter()
+            .map(|t| SourceTensor { name: t.name, ne: t.ne, qtype: t.qtype, stored: None })
+            .collect();
         return Ok(Skeleton { metadata, tensors, file: None, gguf: None });
     }
     let (src, file) = GgufFile::read(source).map_err(|e| LayoutError::Invalid(format!("{}: {e}", source.display())))?;
@@ -99,7 +102,11 @@ pub type Layout<'a> = (Vec<(String, Value)>, Vec<OutInfo<'a>>);
 
 /// The output's metadata (without the keys `finish_metadata` sets) and tensors, for the
 /// source `src`, the kept blocks, and the new type of every changed tensor (output numbering).
-pub fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&str) -> Option<QuantType>) -> Result<Layout<'a>, LayoutError> {
+pub fn layout<'a>(
+    src: &'a Skeleton,
+    kept_blocks: &[usize],
+    new_type: &dyn Fn(&str) -> Option<QuantType>,
+) -> Result<Layout<'a>, LayoutError> {
     let arch = match src.metadata.iter().find(|(k, _)| k == "general.architecture") {
         Some((_, Value::String(a))) => a.clone(),
         _ => return Err(LayoutError::Invalid("the source has no general.architecture".into())),
@@ -157,7 +164,9 @@ pub fn layout<'a>(src: &'a Skeleton, kept_blocks: &[usize], new_type: &dyn Fn(&s
 /// Sets the file type and quantization version (in place when the source has them, as the
 /// converter places them) and adds who quantized and the real bits per weight.
 pub fn finish_metadata(metadata: &mut Vec<(String, Value)>, main_type: QuantType, bits_per_weight: f64) {
-    for (key, v) in [("general.quantization_version", Value::U32(2)), ("general.file_type", Value::U32(main_type.ftype()))] {
+    for (key, v) in
+        [("general.quantization_version", Value::U32(2)), ("general.file_type", Value::U32(main_type.ftype()))]
+    {
         match metadata.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = v,
             None => metadata.push((key.into(), v)),
@@ -186,12 +195,17 @@ impl PredictedSize {
 impl Skeleton {
     /// The exact size of the GGUF `export::gguf::write_gguf` makes from this source with
     /// `kept_blocks` (source numbering) and tensors of `types` (source names) changed.
-    pub fn predicted_size(&self, kept_blocks: &[usize], types: &std::collections::BTreeMap<String, QuantType>) -> Result<PredictedSize, LayoutError> {
+    pub fn predicted_size(
+        &self,
+        kept_blocks: &[usize],
+        types: &std::collections::BTreeMap<String, QuantType>,
+    ) -> Result<PredictedSize, LayoutError> {
         let renamed: std::collections::BTreeMap<String, QuantType> =
             types.iter().map(|(n, &t)| (renumbered(n, kept_blocks).unwrap_or_else(|| n.clone()), t)).collect();
         let (mut metadata, tensors) = layout(self, kept_blocks, &|n| renamed.get(n).copied())?;
         finish_metadata(&mut metadata, QuantType::F32, 0.0);
-        let infos: Vec<(&str, &[u64], QuantType)> = tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
+        let infos: Vec<(&str, &[u64], QuantType)> =
+            tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
         let bytes = gguf_file::file_len(&metadata, &infos)?;
         let tensor_bytes = tensors.iter().map(|t| t.qtype.bytes(t.source.n_elements() as usize) as u64).sum();
         let n_weights = tensors.iter().map(|t| t.source.n_elements()).sum();

@@ -291,12 +291,14 @@ impl Arch {
 
     /// The architecture of a config.json `architectures` class or `model_type`.
     pub fn from_hf_name(name: &str) -> Result<Self, ModelError> {
-        ARCHS.iter().find(|f| f.hf_classes.contains(&name) || f.model_types.contains(&name)).map(|f| f.arch).ok_or_else(|| {
-            ModelError::UnsupportedArchitecture(format!(
-                "config.json architecture '{name}' (supported: {})",
-                ARCHS.iter().flat_map(|f| f.hf_classes.iter().copied()).collect::<Vec<_>>().join(", ")
-            ))
-        })
+        ARCHS.iter().find(|f| f.hf_classes.contains(&name) || f.model_types.contains(&name)).map(|f| f.arch).ok_or_else(
+            || {
+                ModelError::UnsupportedArchitecture(format!(
+                    "config.json architecture '{name}' (supported: {})",
+                    ARCHS.iter().flat_map(|f| f.hf_classes.iter().copied()).collect::<Vec<_>>().join(", ")
+                ))
+            },
+        )
     }
 
     /// What this architecture's config.json class takes for `key` when config.json leaves it
@@ -322,32 +324,131 @@ pub const DERIVED: f64 = f64::NAN;
 /// these also decide which keys it writes. (Gemma 3's vision-language checkpoints give only
 /// what differs from these.)
 pub const HF_DEFAULTS: [(&str, &[(&str, f64)]); 8] = [
-    ("llama", &[("vocab_size", 32000.0), ("hidden_size", 4096.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 32.0),
-        ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("head_dim", DERIVED), ("max_position_embeddings", 2048.0),
-        ("rms_norm_eps", 1e-6), ("rope_theta", 10000.0)]),
-    ("mistral", &[("vocab_size", 32000.0), ("hidden_size", 4096.0), ("intermediate_size", 14336.0), ("num_hidden_layers", 32.0),
-        ("num_attention_heads", 32.0), ("num_key_value_heads", 8.0), ("head_dim", DERIVED), ("max_position_embeddings", 131072.0),
-        ("rms_norm_eps", 1e-6), ("sliding_window", 4096.0), ("rope_theta", 10000.0)]),
-    ("qwen2", &[("vocab_size", 151936.0), ("hidden_size", 4096.0), ("intermediate_size", 22016.0), ("num_hidden_layers", 32.0),
-        ("num_attention_heads", 32.0), ("num_key_value_heads", 32.0), ("max_position_embeddings", 32768.0), ("rms_norm_eps", 1e-6),
-        ("rope_theta", 10000.0)]),
-    ("qwen3", &[("vocab_size", 151936.0), ("hidden_size", 4096.0), ("intermediate_size", 22016.0), ("num_hidden_layers", 32.0),
-        ("num_attention_heads", 32.0), ("num_key_value_heads", 32.0), ("head_dim", 128.0), ("max_position_embeddings", 32768.0),
-        ("rms_norm_eps", 1e-6), ("rope_theta", 10000.0)]),
-    ("gemma2", &[("vocab_size", 256000.0), ("hidden_size", 2304.0), ("intermediate_size", 9216.0), ("num_hidden_layers", 26.0),
-        ("num_attention_heads", 8.0), ("num_key_value_heads", 4.0), ("head_dim", 256.0), ("max_position_embeddings", 8192.0),
-        ("rms_norm_eps", 1e-6), ("sliding_window", 4096.0), ("query_pre_attn_scalar", 256.0), ("attn_logit_softcapping", 50.0),
-        ("final_logit_softcapping", 30.0), ("rope_theta", 10000.0)]),
-    ("gemma3_text", &[("vocab_size", 262208.0), ("hidden_size", 2304.0), ("intermediate_size", 9216.0), ("num_hidden_layers", 26.0),
-        ("num_attention_heads", 8.0), ("num_key_value_heads", 4.0), ("head_dim", 256.0), ("max_position_embeddings", 131072.0),
-        ("rms_norm_eps", 1e-6), ("sliding_window", 4096.0), ("query_pre_attn_scalar", 256.0), ("rope_theta", 1_000_000.0),
-        ("rope_local_base_freq", 10000.0)]),
-    ("phi3", &[("vocab_size", 32064.0), ("hidden_size", 3072.0), ("intermediate_size", 8192.0), ("num_hidden_layers", 32.0),
-        ("num_attention_heads", 32.0), ("num_key_value_heads", DERIVED), ("max_position_embeddings", 4096.0), ("rms_norm_eps", 1e-5),
-        ("rope_theta", 10000.0)]),
-    ("smollm3", &[("vocab_size", 128256.0), ("hidden_size", 2048.0), ("intermediate_size", 11008.0), ("num_hidden_layers", 36.0),
-        ("num_attention_heads", 16.0), ("num_key_value_heads", 4.0), ("max_position_embeddings", 32768.0), ("rms_norm_eps", 1e-6),
-        ("rope_theta", 2_000_000.0)]),
+    (
+        "llama",
+        &[
+            ("vocab_size", 32000.0),
+            ("hidden_size", 4096.0),
+            ("intermediate_size", 11008.0),
+            ("num_hidden_layers", 32.0),
+            ("num_attention_heads", 32.0),
+            ("num_key_value_heads", DERIVED),
+            ("head_dim", DERIVED),
+            ("max_position_embeddings", 2048.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 10000.0),
+        ],
+    ),
+    (
+        "mistral",
+        &[
+            ("vocab_size", 32000.0),
+            ("hidden_size", 4096.0),
+            ("intermediate_size", 14336.0),
+            ("num_hidden_layers", 32.0),
+            ("num_attention_heads", 32.0),
+            ("num_key_value_heads", 8.0),
+            ("head_dim", DERIVED),
+            ("max_position_embeddings", 131072.0),
+            ("rms_norm_eps", 1e-6),
+            ("sliding_window", 4096.0),
+            ("rope_theta", 10000.0),
+        ],
+    ),
+    (
+        "qwen2",
+        &[
+            ("vocab_size", 151936.0),
+            ("hidden_size", 4096.0),
+            ("intermediate_size", 22016.0),
+            ("num_hidden_layers", 32.0),
+            ("num_attention_heads", 32.0),
+            ("num_key_value_heads", 32.0),
+            ("max_position_embeddings", 32768.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 10000.0),
+        ],
+    ),
+    (
+        "qwen3",
+        &[
+            ("vocab_size", 151936.0),
+            ("hidden_size", 4096.0),
+            ("intermediate_size", 22016.0),
+            ("num_hidden_layers", 32.0),
+            ("num_attention_heads", 32.0),
+            ("num_key_value_heads", 32.0),
+            ("head_dim", 128.0),
+            ("max_position_embeddings", 32768.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 10000.0),
+        ],
+    ),
+    (
+        "gemma2",
+        &[
+            ("vocab_size", 256000.0),
+            ("hidden_size", 2304.0),
+            ("intermediate_size", 9216.0),
+            ("num_hidden_layers", 26.0),
+            ("num_attention_heads", 8.0),
+            ("num_key_value_heads", 4.0),
+            ("head_dim", 256.0),
+            ("max_position_embeddings", 8192.0),
+            ("rms_norm_eps", 1e-6),
+            ("sliding_window", 4096.0),
+            ("query_pre_attn_scalar", 256.0),
+            ("attn_logit_softcapping", 50.0),
+            ("final_logit_softcapping", 30.0),
+            ("rope_theta", 10000.0),
+        ],
+    ),
+    (
+        "gemma3_text",
+        &[
+            ("vocab_size", 262208.0),
+            ("hidden_size", 2304.0),
+            ("intermediate_size", 9216.0),
+            ("num_hidden_layers", 26.0),
+            ("num_attention_heads", 8.0),
+            ("num_key_value_heads", 4.0),
+            ("head_dim", 256.0),
+            ("max_position_embeddings", 131072.0),
+            ("rms_norm_eps", 1e-6),
+            ("sliding_window", 4096.0),
+            ("query_pre_attn_scalar", 256.0),
+            ("rope_theta", 1_000_000.0),
+            ("rope_local_base_freq", 10000.0),
+        ],
+    ),
+    (
+        "phi3",
+        &[
+            ("vocab_size", 32064.0),
+            ("hidden_size", 3072.0),
+            ("intermediate_size", 8192.0),
+            ("num_hidden_layers", 32.0),
+            ("num_attention_heads", 32.0),
+            ("num_key_value_heads", DERIVED),
+            ("max_position_embeddings", 4096.0),
+            ("rms_norm_eps", 1e-5),
+            ("rope_theta", 10000.0),
+        ],
+    ),
+    (
+        "smollm3",
+        &[
+            ("vocab_size", 128256.0),
+            ("hidden_size", 2048.0),
+            ("intermediate_size", 11008.0),
+            ("num_hidden_layers", 36.0),
+            ("num_attention_heads", 16.0),
+            ("num_key_value_heads", 4.0),
+            ("max_position_embeddings", 32768.0),
+            ("rms_norm_eps", 1e-6),
+            ("rope_theta", 2_000_000.0),
+        ],
+    ),
 ];
 
 /// `json` (a config.json) with the defaults of its `model_type` filled in where it says nothing.
@@ -364,11 +465,16 @@ pub fn with_hf_defaults(json: &mut serde_json::Value) {
         let n = |k: &str| obj.get(k).and_then(serde_json::Value::as_u64);
         let v = match (k, v.is_nan()) {
             ("num_key_value_heads", true) => n("num_attention_heads").map(|h| h as f64),
-            ("head_dim", true) => n("hidden_size").zip(n("num_attention_heads")).filter(|(_, h)| *h > 0).map(|(d, h)| (d / h) as f64),
+            ("head_dim", true) => {
+                n("hidden_size").zip(n("num_attention_heads")).filter(|(_, h)| *h > 0).map(|(d, h)| (d / h) as f64)
+            }
             _ => Some(v),
         };
         if let Some(v) = v {
-            obj.insert(k.into(), if v.fract() == 0.0 && v.abs() < 1e15 { serde_json::json!(v as u64) } else { serde_json::json!(v) });
+            obj.insert(
+                k.into(),
+                if v.fract() == 0.0 && v.abs() < 1e15 { serde_json::json!(v as u64) } else { serde_json::json!(v) },
+            );
         }
     }
 }
@@ -452,7 +558,9 @@ impl Config {
         let facts = self.arch.facts();
         let block: usize = super::block_linears(self)
             .iter()
-            .map(|&(kind, rows, cols)| rows * cols + if self.arch.qkv_bias() && kind.is_attention_input() { rows } else { 0 })
+            .map(|&(kind, rows, cols)| {
+                rows * cols + if self.arch.qkv_bias() && kind.is_attention_input() { rows } else { 0 }
+            })
             .sum::<usize>()
             + 2 * h
             + if facts.qk_norm { 2 * hd } else { 0 }
@@ -521,10 +629,7 @@ impl Config {
         }
         self.check_dims()?;
         if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return bad(format!(
-                "{} attention heads cannot share {} key/value heads",
-                self.n_heads, self.n_kv_heads
-            ));
+            return bad(format!("{} attention heads cannot share {} key/value heads", self.n_heads, self.n_kv_heads));
         }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {} is zero or odd; RoPE needs pairs", self.head_dim));
@@ -564,11 +669,7 @@ impl Config {
         }
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim / 2 {
-                return bad(format!(
-                    "{} RoPE frequency factors for head dimension {}",
-                    f.len(),
-                    self.head_dim
-                ));
+                return bad(format!("{} RoPE frequency factors for head dimension {}", f.len(), self.head_dim));
             }
             if let Some(x) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
                 return bad(format!("RoPE frequency factor {x} is not a finite positive number"));
@@ -687,12 +788,7 @@ fn default_ctx() -> usize {
 
 impl HfConfig {
     pub fn into_config(self) -> Result<Config, ModelError> {
-        let arch_name = self
-            .architectures
-            .first()
-            .cloned()
-            .or_else(|| self.model_type.clone())
-            .unwrap_or_default();
+        let arch_name = self.architectures.first().cloned().or_else(|| self.model_type.clone()).unwrap_or_default();
         let arch = Arch::from_hf_name(&arch_name)?;
         let facts = arch.facts();
         if let Some(act) = self.hidden_activation.as_ref().or(self.hidden_act.as_ref()) {
@@ -705,7 +801,10 @@ impl HfConfig {
             }
         }
         if (self.attention_bias && !arch.qkv_bias()) || self.mlp_bias {
-            return Err(ModelError::UnsupportedArchitecture(format!("{} with attention_bias or mlp_bias", arch.gguf_name())));
+            return Err(ModelError::UnsupportedArchitecture(format!(
+                "{} with attention_bias or mlp_bias",
+                arch.gguf_name()
+            )));
         }
         let n = self.num_hidden_layers;
         // Per-block facts are sized by the block count: bounded before anything is.
@@ -717,14 +816,20 @@ impl HfConfig {
         let window = self.sliding_window.as_ref().and_then(|v| v.as_u64()).map(|w| w as usize);
         let (sliding_window, sliding_layers) = match (facts.swa_pattern, facts.window_every_block) {
             (0, false) if self.use_sliding_window && window.is_some() => {
-                return Err(ModelError::UnsupportedArchitecture(format!("{} with sliding-window attention", arch.gguf_name())));
+                return Err(ModelError::UnsupportedArchitecture(format!(
+                    "{} with sliding-window attention",
+                    arch.gguf_name()
+                )));
             }
             (0, true) => (window.filter(|&w| w < self.max_position_embeddings), Vec::new()),
             (p, _) if p > 0 => {
                 let layers = match (&self.layer_types, self.sliding_window_pattern) {
                     (Some(types), _) => {
                         if types.len() != n {
-                            return Err(ModelError::InvalidConfig(format!("{} layer_types for {n} layers", types.len())));
+                            return Err(ModelError::InvalidConfig(format!(
+                                "{} layer_types for {n} layers",
+                                types.len()
+                            )));
                         }
                         types
                             .iter()
@@ -757,7 +862,8 @@ impl HfConfig {
         // transformers 5 keeps RoPE in `rope_parameters`, per layer type where they differ.
         let params = self.rope_parameters.as_ref().filter(|p| p.is_object());
         let global = params.map(|p| p.get("full_attention").unwrap_or(p));
-        let theta_of = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64);
+        let theta_of =
+            |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(serde_json::Value::as_f64);
         let rope_theta = self.rope_theta.or_else(|| theta_of(global)).unwrap_or(10000.0);
         let rope_theta_swa = facts.rope_theta_swa.then(|| {
             self.rope_local_base_freq
@@ -769,16 +875,23 @@ impl HfConfig {
         let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or_else(|| {
             global.filter(|p| p.get("rope_type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "default"))
         });
-        let scaling_kind = scaling.and_then(|v| v.get("rope_type").or_else(|| v.get("type"))).and_then(serde_json::Value::as_str);
-        if let Some(p) = self.partial_rotary_factor.or_else(|| global.and_then(|g| g.get("partial_rotary_factor")).and_then(serde_json::Value::as_f64)) {
+        let scaling_kind =
+            scaling.and_then(|v| v.get("rope_type").or_else(|| v.get("type"))).and_then(serde_json::Value::as_str);
+        if let Some(p) = self
+            .partial_rotary_factor
+            .or_else(|| global.and_then(|g| g.get("partial_rotary_factor")).and_then(serde_json::Value::as_f64))
+        {
             if p != 1.0 {
-                return Err(ModelError::UnsupportedArchitecture(format!("partial_rotary_factor {p} (RoPE over part of each head)")));
+                return Err(ModelError::UnsupportedArchitecture(format!(
+                    "partial_rotary_factor {p} (RoPE over part of each head)"
+                )));
             }
         }
         let rope_linear_factor = match scaling_kind {
-            Some("linear") => scaling.and_then(|v| v.get("factor")).and_then(serde_json::Value::as_f64).ok_or_else(|| {
-                ModelError::InvalidConfig("linear rope scaling without a numeric 'factor'".into())
-            })?,
+            Some("linear") => scaling
+                .and_then(|v| v.get("factor"))
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| ModelError::InvalidConfig("linear rope scaling without a numeric 'factor'".into()))?,
             _ => 1.0,
         };
         let mut config = Config {
@@ -809,12 +922,17 @@ impl HfConfig {
             final_softcap: self.final_logit_softcapping,
         };
         if self.attn_logit_softcapping.is_some() && facts.attn_softcap == GgufOptional::Absent {
-            return Err(ModelError::UnsupportedArchitecture(format!("{} with attn_logit_softcapping", arch.gguf_name())));
+            return Err(ModelError::UnsupportedArchitecture(format!(
+                "{} with attn_logit_softcapping",
+                arch.gguf_name()
+            )));
         }
         if let (Some(v), Some("longrope" | "su")) = (scaling, scaling_kind) {
             let original = self
                 .original_max_position_embeddings
-                .or_else(|| v.get("original_max_position_embeddings").and_then(serde_json::Value::as_u64).map(|n| n as usize))
+                .or_else(|| {
+                    v.get("original_max_position_embeddings").and_then(serde_json::Value::as_u64).map(|n| n as usize)
+                })
                 .ok_or_else(|| ModelError::InvalidConfig("LongRoPE without original_max_position_embeddings".into()))?;
             let factors = |k: &str| -> Result<Vec<f32>, ModelError> {
                 v.get(k)
@@ -848,16 +966,8 @@ impl HfConfig {
 
 /// The per-frequency divisors of llama3 RoPE scaling, as `transformers`' `_compute_llama3_parameters`
 /// and llama.cpp's converter (`rope_freqs.weight`) compute them.
-pub fn llama3_freq_factors(
-    scaling: &serde_json::Value,
-    head_dim: usize,
-    theta: f64,
-) -> Result<Vec<f32>, ModelError> {
-    let kind = scaling
-        .get("rope_type")
-        .or_else(|| scaling.get("type"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
+pub fn llama3_freq_factors(scaling: &serde_json::Value, head_dim: usize, theta: f64) -> Result<Vec<f32>, ModelError> {
+    let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(|v| v.as_str()).unwrap_or("");
     if kind == "default" {
         return Ok(vec![1.0; head_dim / 2]);
     }
@@ -867,9 +977,10 @@ pub fn llama3_freq_factors(
         )));
     }
     let num = |k: &str| {
-        scaling.get(k).and_then(|v| v.as_f64()).ok_or_else(|| {
-            ModelError::InvalidConfig(format!("rope_scaling lacks numeric '{k}'"))
-        })
+        scaling
+            .get(k)
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| ModelError::InvalidConfig(format!("rope_scaling lacks numeric '{k}'")))
     };
     let s = Llama3RopeScaling {
         factor: num("factor")?,
@@ -929,8 +1040,12 @@ mod tests {
         let c = with(serde_json::json!({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}));
         assert_eq!((c.rope_theta, c.rope_freq_factors.is_none()), (100000.0, true));
         assert_eq!(with(serde_json::json!({})).rope_theta, 10000.0);
-        assert_eq!(with(serde_json::json!({"rope_theta": 500.0, "rope_parameters": {"rope_theta": 7.0}})).rope_theta, 500.0);
-        let l3 = with(serde_json::json!({"rope_parameters": {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0,
+        assert_eq!(
+            with(serde_json::json!({"rope_theta": 500.0, "rope_parameters": {"rope_theta": 7.0}})).rope_theta,
+            500.0
+        );
+        let l3 =
+            with(serde_json::json!({"rope_parameters": {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0,
             "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}));
         assert!(l3.rope_freq_factors.is_some());
     }

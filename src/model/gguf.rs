@@ -30,7 +30,8 @@ fn header_error(path: &Path, e: GgufError) -> ModelError {
 fn md_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>> {
     let Some(v) = md.get(key) else { return Ok(None) };
     let signed = |x: i64| {
-        u64::try_from(x).map_err(|_| ModelError::InvalidConfig(format!("metadata '{key}' is {x}, a size cannot be negative")))
+        u64::try_from(x)
+            .map_err(|_| ModelError::InvalidConfig(format!("metadata '{key}' is {x}, a size cannot be negative")))
     };
     match *v {
         Value::U8(x) => Ok(x.into()),
@@ -49,10 +50,9 @@ fn md_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>> {
 fn md_f64(md: &HashMap<String, Value>, key: &str) -> Result<Option<f64>> {
     md.get(key)
         .map(|v| {
-            v.to_f32()
-                .map(f64::from)
-                .or_else(|_| v.to_f64())
-                .map_err(|e| ModelError::InvalidConfig(format!("metadata '{key}': {}", crate::model::candle_message(&e))))
+            v.to_f32().map(f64::from).or_else(|_| v.to_f64()).map_err(|e| {
+                ModelError::InvalidConfig(format!("metadata '{key}': {}", crate::model::candle_message(&e)))
+            })
         })
         .transpose()
 }
@@ -91,7 +91,9 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
         None => return Err(ModelError::MissingTensor(embd)),
     };
     // Filled by the loader once tensors are read.
-    let rope_freq_factors = (gguf.tensor("rope_freqs.weight").is_some() || gguf.tensor("rope_factors_short.weight").is_some()).then(Vec::new);
+    let rope_freq_factors = (gguf.tensor("rope_freqs.weight").is_some()
+        || gguf.tensor("rope_factors_short.weight").is_some())
+    .then(Vec::new);
     let rope_long_factors = gguf.tensor("rope_factors_long.weight").is_some().then(Vec::new);
     let facts = arch.facts();
     // An optional key as the architecture's row says: its value, else its config.json class's
@@ -109,18 +111,25 @@ pub fn config_from_metadata(gguf: &GgufFile, md: &HashMap<String, Value>) -> Res
     };
     // Gemma's sliding window covers llama.cpp's default pattern of blocks unless the file
     // lists its own (`attention.sliding_window_pattern`, an array of booleans).
-    let sliding_window = optional("attention.sliding_window", facts.gguf_sliding_window, "sliding_window", true)?.map(|w| w as usize);
+    let sliding_window =
+        optional("attention.sliding_window", facts.gguf_sliding_window, "sliding_window", true)?.map(|w| w as usize);
     let sliding_layers = match md.get(&key("attention.sliding_window_pattern")) {
         Some(Value::Array(flags)) if sliding_window.is_some() => flags
             .iter()
             .map(|f| match f {
                 Value::Bool(b) => Ok(*b),
-                _ => Err(ModelError::InvalidConfig(format!("{} holds a non-boolean", key("attention.sliding_window_pattern")))),
+                _ => Err(ModelError::InvalidConfig(format!(
+                    "{} holds a non-boolean",
+                    key("attention.sliding_window_pattern")
+                ))),
             })
             .collect::<Result<Vec<bool>>>()?,
         Some(_) if sliding_window.is_some() => {
             // A number: every n-th block global (0: all windowed).
-            let p = require(md_u64(md, &key("attention.sliding_window_pattern"))?, &key("attention.sliding_window_pattern"))? as usize;
+            let p = require(
+                md_u64(md, &key("attention.sliding_window_pattern"))?,
+                &key("attention.sliding_window_pattern"),
+            )? as usize;
             Config::sliding_pattern(p, n_layers)
         }
         _ if sliding_window.is_some() => Config::default_sliding_layers(arch, n_layers),
@@ -213,10 +222,16 @@ pub(crate) fn open_file(path: &Path) -> Result<(Config, Option<Tokenizer>, Sourc
 
 /// What a GGUF header says besides its tensors: the configuration (its RoPE factors read with
 /// `read`), the tokenizer, and the source's description.
-fn describe(path: &Path, gguf: &GgufFile, mut read: impl FnMut(&str) -> Result<Option<Tensor>>) -> Result<(Config, Option<Tokenizer>, Source)> {
+fn describe(
+    path: &Path,
+    gguf: &GgufFile,
+    mut read: impl FnMut(&str) -> Result<Option<Tensor>>,
+) -> Result<(Config, Option<Tokenizer>, Source)> {
     let md: HashMap<String, Value> = gguf.metadata.iter().cloned().collect();
     let mut config = config_from_metadata(gguf, &md)?;
-    let mut factors = |name: &str| -> Result<Option<Vec<f32>>> { read(name)?.map(|f| Ok(f.flatten_all()?.to_vec1::<f32>()?)).transpose() };
+    let mut factors = |name: &str| -> Result<Option<Vec<f32>>> {
+        read(name)?.map(|f| Ok(f.flatten_all()?.to_vec1::<f32>()?)).transpose()
+    };
     if config.rope_freq_factors.is_some() {
         config.rope_freq_factors = factors("rope_freqs.weight")?.or(factors("rope_factors_short.weight")?);
     }

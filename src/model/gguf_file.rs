@@ -88,7 +88,10 @@ impl<R: Read + Seek> Reader<'_, R> {
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, GgufError> {
         let pos = self.r.stream_position()?;
         if pos.checked_add(n).is_none_or(|end| end > self.len) {
-            return Err(bad(format!("header runs past the end of the file (needs {n} bytes at byte {pos} of {})", self.len)));
+            return Err(bad(format!(
+                "header runs past the end of the file (needs {n} bytes at byte {pos} of {})",
+                self.len
+            )));
         }
         let mut b = vec![0u8; n as usize];
         self.r.read_exact(&mut b)?;
@@ -185,11 +188,17 @@ impl GgufFile {
         let gguf = GgufFile { version, metadata, tensors, data_offset };
         for t in &gguf.tensors {
             if !t.offset.is_multiple_of(alignment) {
-                return Err(bad(format!("tensor '{}' starts at offset {}, not a multiple of the alignment {alignment}", t.name, t.offset)));
+                return Err(bad(format!(
+                    "tensor '{}' starts at offset {}, not a multiple of the alignment {alignment}",
+                    t.name, t.offset
+                )));
             }
             let end = data_offset.saturating_add(t.offset).saturating_add(gguf.tensor_bytes(t)?);
             if end > len {
-                return Err(bad(format!("truncated: tensor '{}' ends at byte {end} but the file has {len} bytes", t.name)));
+                return Err(bad(format!(
+                    "truncated: tensor '{}' ends at byte {end} but the file has {len} bytes",
+                    t.name
+                )));
             }
         }
         Ok(gguf)
@@ -197,7 +206,9 @@ impl GgufFile {
 
     /// Bytes of a tensor's data (for the types we know).
     pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<u64, GgufError> {
-        let q = t.qtype().ok_or_else(|| bad(format!("tensor '{}' has ggml type {}, which triage does not read", t.name, t.type_id)))?;
+        let q = t.qtype().ok_or_else(|| {
+            bad(format!("tensor '{}' has ggml type {}, which triage does not read", t.name, t.type_id))
+        })?;
         let row = t.ne.first().copied().unwrap_or(1);
         if !row.is_multiple_of(q.block_size() as u64) {
             return Err(bad(format!("tensor '{}': rows of {row} do not tile {q} blocks", t.name)));
@@ -216,7 +227,10 @@ impl GgufFile {
     /// Reads the raw bytes of tensor `t` from `r` (the file or bytes the header came from).
     pub fn read_data<R: Read + Seek>(&self, r: &mut R, t: &TensorInfo) -> Result<Vec<u8>, GgufError> {
         let n = self.tensor_bytes(t)?;
-        let start = self.data_offset.checked_add(t.offset).ok_or_else(|| bad(format!("tensor '{}' starts past 2^64", t.name)))?;
+        let start = self
+            .data_offset
+            .checked_add(t.offset)
+            .ok_or_else(|| bad(format!("tensor '{}' starts past 2^64", t.name)))?;
         r.seek(SeekFrom::Start(start))?;
         // The header reader checked `n` against the file's length.
         let mut b = Vec::with_capacity(n as usize);
@@ -359,7 +373,8 @@ pub fn file_len(metadata: &[(String, Value)], tensors: &[(&str, &[u64], QuantTyp
 
 /// Writes a GGUF v3 file (alignment 32) to `w`.
 pub fn write(w: impl Write, metadata: &[(String, Value)], tensors: &[OutTensor<'_>]) -> io::Result<()> {
-    let infos: Vec<(&str, &[u64], QuantType)> = tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
+    let infos: Vec<(&str, &[u64], QuantType)> =
+        tensors.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
     write_with(w, metadata, &infos, |i| Ok(std::borrow::Cow::Borrowed(&tensors[i].data)))
 }
 
@@ -379,7 +394,10 @@ pub fn write_with<'a>(
         let d = data(i)?;
         let want = qtype.bytes(ne.iter().product::<u64>() as usize);
         if d.len() != want {
-            return Err(io::Error::other(format!("tensor '{name}' has {} bytes, its shape and type need {want}", d.len())));
+            return Err(io::Error::other(format!(
+                "tensor '{name}' has {} bytes, its shape and type need {want}",
+                d.len()
+            )));
         }
         w.write_all(&d)?;
         let n = d.len() as u64;
@@ -406,7 +424,12 @@ mod tests {
         let w: Vec<f32> = (0..64).map(|i| i as f32 * 0.01).collect();
         let q = crate::ggml::codec::quantize(QuantType::Q4_0, &w, 32, None);
         let tensors = vec![
-            OutTensor { name: "a".into(), ne: vec![3], qtype: QuantType::F32, data: crate::ggml::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]).into() },
+            OutTensor {
+                name: "a".into(),
+                ne: vec![3],
+                qtype: QuantType::F32,
+                data: crate::ggml::codec::encode_plain(QuantType::F32, &[1.0, 2.0, 3.0]).into(),
+            },
             OutTensor { name: "b".into(), ne: vec![32, 2], qtype: QuantType::Q4_0, data: q.clone().into() },
         ];
         write(File::create(&path).unwrap(), &md, &tensors).unwrap();

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 use super::config::{Config, HfConfig};
 use super::store::{Safetensors, Store};
 use super::{assemble, in_file, Format, Model, ModelError, Result, Source, TensorId, Tokenizer};
@@ -19,17 +18,13 @@ pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io_err(&index))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::NotAModel {
-            path: index.clone(),
-            reason: format!("invalid JSON: {e}"),
-        })?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            ModelError::NotAModel { path: index.clone(), reason: "no 'weight_map' object".into() }
-        })?;
-        let mut files = map
-            .values()
-            .map(|v| shard_path(dir, &index, v))
-            .collect::<Result<Vec<PathBuf>>>()?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::NotAModel { path: index.clone(), reason: format!("invalid JSON: {e}") })?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::NotAModel { path: index.clone(), reason: "no 'weight_map' object".into() })?;
+        let mut files = map.values().map(|v| shard_path(dir, &index, v)).collect::<Result<Vec<PathBuf>>>()?;
         if files.is_empty() {
             return Err(ModelError::NotAModel { path: index, reason: "the weight map lists no shards".into() });
         }

@@ -9,9 +9,9 @@
 //! per-head attention products). Linear layers and the head are ~90% of a forward's arithmetic.
 
 use candle_core::{Device, Storage, Tensor};
-use rayon::prelude::*;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 use super::{ModelError, Result};
 
@@ -23,9 +23,8 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         return Err(ModelError::InvalidConfig("tensor is not on the CPU".into()));
     };
     let data = cpu.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| ModelError::InvalidConfig("tensor is not contiguous".into()))?;
+    let (start, end) =
+        layout.contiguous_offsets().ok_or_else(|| ModelError::InvalidConfig("tensor is not contiguous".into()))?;
     Ok(f(&data[start..end]))
 }
 
@@ -257,7 +256,14 @@ fn attention_head(
         // Scores of rows r0..r1 against keys 0..r1; keys after r1 are masked for all of them.
         let block = &mut scratch[..rows * r1];
         let sm = MatMut::from_row_major_slice_mut(block, rows, r1);
-        matmul(sm, Accum::Replace, qh.submatrix(r0, 0, rows, d), kh.submatrix(0, 0, r1, d).transpose(), opts.scale, Par::Seq);
+        matmul(
+            sm,
+            Accum::Replace,
+            qh.submatrix(r0, 0, rows, d),
+            kh.submatrix(0, 0, r1, d).transpose(),
+            opts.scale,
+            Par::Seq,
+        );
         for (i, row) in block.chunks_mut(r1).enumerate() {
             let live = r0 + i + 1;
             if let Some(c) = opts.softcap {
@@ -286,7 +292,13 @@ fn attention_head(
 /// Query head `h` reads key/value head `h / (heads / kv_heads)`, as `transformers`' `repeat_kv`.
 /// Heads run in parallel; each takes its query rows in blocks of 64 against only the keys up to
 /// the block's last row, so most of the masked half of q kᵀ is never computed.
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep_probs: bool, opts: AttentionOpts) -> Result<(Tensor, Option<Tensor>)> {
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    keep_probs: bool,
+    opts: AttentionOpts,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (b, nh, t, d) = q.dims4()?;
     let nkv = k.dims4()?.1;
     let rep = nh / nkv;
@@ -375,7 +387,19 @@ mod tests {
         let mut rng = crate::stats::Rng::new(7);
         [1usize, 15, 16, 17, 63, 64, 65, 200, 49_152]
             .iter()
-            .map(|&n| (0..n).map(|i| if i % 37 == 5 { 0.0 } else if i % 41 == 3 { -0.0 } else { (rng.uniform() * 40.0 - 25.0) as f32 }).collect())
+            .map(|&n| {
+                (0..n)
+                    .map(|i| {
+                        if i % 37 == 5 {
+                            0.0
+                        } else if i % 41 == 3 {
+                            -0.0
+                        } else {
+                            (rng.uniform() * 40.0 - 25.0) as f32
+                        }
+                    })
+                    .collect()
+            })
             .collect()
     }
 
@@ -424,7 +448,11 @@ mod tests {
             want[first..live].iter_mut().for_each(|x| *x *= 1.0 / sum);
             want[..first].iter_mut().for_each(|x| *x = 0.0);
             want[live..].iter_mut().for_each(|x| *x = 0.0);
-            assert_eq!(ours.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "row {i}");
+            assert_eq!(
+                ours.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "row {i}"
+            );
         }
     }
 

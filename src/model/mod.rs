@@ -31,9 +31,9 @@ use candle_core::Tensor;
 
 pub use capture::{Capture, Sublayer};
 pub use config::{Arch, Config, RopeLayout};
-pub use tokenizer::Tokenizer;
 pub use stream::{Blocks, Streamed, Streaming, Weights};
 pub use tensor_id::{Suffix, TensorId, TensorKind};
+pub use tokenizer::Tokenizer;
 pub use transformer::{BlockOpts, Positions};
 
 /// Everything that can go wrong while loading or running a model.
@@ -42,10 +42,7 @@ pub enum ModelError {
     // Fields named `error`, not `source`: the message already says it, and a `source` would be
     // printed a second time in the one-line error's chain.
     #[error("{path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a model: {reason}")]
     NotAModel { path: PathBuf, reason: String },
     #[error("{path}: invalid GGUF: {reason}")]
@@ -59,11 +56,7 @@ pub enum ModelError {
     #[error("missing tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {found:?}, the configuration implies {expected:?}")]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor '{0}' contains NaN or infinite values")]
     NonFinite(String),
     /// Logits or a metric on them that are NaN or infinite: finite weights whose products
@@ -177,8 +170,14 @@ pub struct Block {
 }
 
 /// The norms of a block, in the order llama.cpp's converter writes them.
-pub const BLOCK_NORMS: [TensorKind; 6] =
-    [TensorKind::AttnNorm, TensorKind::AttnQNorm, TensorKind::AttnKNorm, TensorKind::AttnPostNorm, TensorKind::FfnNorm, TensorKind::FfnPostNorm];
+pub const BLOCK_NORMS: [TensorKind; 6] = [
+    TensorKind::AttnNorm,
+    TensorKind::AttnQNorm,
+    TensorKind::AttnKNorm,
+    TensorKind::AttnPostNorm,
+    TensorKind::FfnNorm,
+    TensorKind::FfnPostNorm,
+];
 
 impl Block {
     /// The block's norm weights that it has, with their kinds.
@@ -251,9 +250,9 @@ impl Model {
 
     /// The tokenizer, or an error naming the model that lacks one.
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer.as_ref().ok_or_else(|| {
-            ModelError::Tokenizer(format!("{} carries no tokenizer", self.source.path.display()))
-        })
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| ModelError::Tokenizer(format!("{} carries no tokenizer", self.source.path.display())))
     }
 
     /// Number of parameters of every tensor (embedding and head counted once when tied).
@@ -278,7 +277,11 @@ pub fn tensor_by_name<'a>(m: &'a Model, name: &str) -> Option<&'a Tensor> {
         return weight.then_some(t);
     }
     let l = b.linears().into_iter().find(|l| TensorId::parse_gguf(&l.name).is_some_and(|l| l.kind == id.kind))?;
-    if weight { Some(&l.weight) } else { l.bias.as_ref() }
+    if weight {
+        Some(&l.weight)
+    } else {
+        l.bias.as_ref()
+    }
 }
 
 /// Checks that `t` has shape `expected`, naming the tensor otherwise.
@@ -328,7 +331,11 @@ pub(crate) fn assemble(
 }
 
 /// Tensor `name` from `get`, checked for shape `shape` and finite values.
-pub(crate) fn take(get: &mut impl FnMut(&str) -> Result<Option<Tensor>>, name: &str, shape: &[usize]) -> Result<Tensor> {
+pub(crate) fn take(
+    get: &mut impl FnMut(&str) -> Result<Option<Tensor>>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Tensor> {
     let t = get(name)?.ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     check_shape(name, &t, shape)?;
     check_finite(name, &t)?;
@@ -382,7 +389,11 @@ pub fn block_tensors(config: &Config, i: usize) -> Vec<(TensorId, Vec<usize>)> {
 }
 
 /// Block `i` of a model of `config` from named f32 tensors ([`block_tensors`]), every shape checked.
-pub(crate) fn assemble_block(config: &Config, i: usize, mut get: impl FnMut(&str) -> Result<Option<Tensor>>) -> Result<Block> {
+pub(crate) fn assemble_block(
+    config: &Config,
+    i: usize,
+    mut get: impl FnMut(&str) -> Result<Option<Tensor>>,
+) -> Result<Block> {
     let mut t = BTreeMap::new();
     for (id, shape) in block_tensors(config, i) {
         let v = take(&mut get, &id.to_string(), &shape)?;

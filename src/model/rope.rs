@@ -39,10 +39,7 @@ pub fn tables(config: &Config, n_tokens: usize, sliding: bool, device: &Device) 
             sin.push((angle.sin() * a) as f32);
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (n_tokens, half), device)?,
-        Tensor::from_vec(sin, (n_tokens, half), device)?,
-    ))
+    Ok((Tensor::from_vec(cos, (n_tokens, half), device)?, Tensor::from_vec(sin, (n_tokens, half), device)?))
 }
 
 /// Rotates `x` of shape (batch, heads, tokens, head_dim) in the layout its weights were stored in.
@@ -88,6 +85,9 @@ mod order_tests {
         // One head of 4: half-split rows [a0 a1 b0 b1] (a rotates with b) → [a0 b0 a1 b1].
         assert_eq!(interleaved_order(2, 4), vec![0, 2, 1, 3, 4, 6, 5, 7]);
         let o = interleaved_order(3, 8);
-        assert_eq!(permute_rows(&permute_rows(&(0..48).collect::<Vec<u32>>(), &o), &invert(&o)), (0..48).collect::<Vec<u32>>());
+        assert_eq!(
+            permute_rows(&permute_rows(&(0..48).collect::<Vec<u32>>(), &o), &invert(&o)),
+            (0..48).collect::<Vec<u32>>()
+        );
     }
 }

@@ -65,7 +65,14 @@ pub fn forward(
 }
 
 /// [`forward`] on one state `x`: the state leaving the last of `blocks`.
-pub fn forward_one(model: &dyn Blocks, x: Tensor, blocks: std::ops::Range<usize>, pos: &Positions, layout: Layout, cap: &mut dyn Capture) -> Result<Tensor> {
+pub fn forward_one(
+    model: &dyn Blocks,
+    x: Tensor,
+    blocks: std::ops::Range<usize>,
+    pos: &Positions,
+    layout: Layout,
+    cap: &mut dyn Capture,
+) -> Result<Tensor> {
     let mut xs = [x];
     forward(model, &mut xs, blocks, pos, layout, cap, |_, _| Ok(()))?;
     let [x] = xs;
@@ -113,7 +120,10 @@ pub enum Storage {
 enum State {
     Memory(Tensor),
     /// f16 values at `offset` of the spill file, of shape `dims`.
-    Spilled { offset: u64, dims: Vec<usize> },
+    Spilled {
+        offset: u64,
+        dims: Vec<usize>,
+    },
 }
 
 pub struct Runner {
@@ -137,7 +147,9 @@ impl Runner {
             Storage::File
         };
         let spill = match storage {
-            Storage::File => Some(Spill::new("states").map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?),
+            Storage::File => {
+                Some(Spill::new("states").map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?)
+            }
             _ => None,
         };
         let positions = Positions::new(model.config(), ctx, &Device::Cpu)?;
@@ -161,7 +173,9 @@ impl Runner {
             State::Spilled { offset, dims } => {
                 let n: usize = dims.iter().product();
                 let spill = self.spill.as_ref().expect("spilled states have a file");
-                let b = spill.read(*offset, 2 * n).map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?;
+                let b = spill
+                    .read(*offset, 2 * n)
+                    .map_err(|error| ModelError::Io { path: crate::spill::folder(), error })?;
                 let v: Vec<f32> = b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
                 Ok(Tensor::from_vec(v, dims.as_slice(), &Device::Cpu)?)
             }
@@ -175,7 +189,13 @@ impl Runner {
 
     /// Runs `block` (with `opts`) on every batch's states, observed by `cap`; `before(j, cap)` is
     /// called before batch j. Returns the outputs; the states are not advanced.
-    pub fn run<C: Capture>(&self, block: &Block, opts: BlockOpts, cap: &mut C, mut before: impl FnMut(usize, &mut C)) -> Result<Vec<Tensor>> {
+    pub fn run<C: Capture>(
+        &self,
+        block: &Block,
+        opts: BlockOpts,
+        cap: &mut C,
+        mut before: impl FnMut(usize, &mut C),
+    ) -> Result<Vec<Tensor>> {
         (0..self.states.len())
             .map(|j| {
                 before(j, cap);
@@ -197,7 +217,12 @@ impl Runner {
                 Storage::F16 => Ok(State::Memory(t.to_dtype(DType::F16)?)),
                 Storage::File => {
                     let dims = t.dims().to_vec();
-                    let bytes: Vec<u8> = t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
+                    let bytes: Vec<u8> = t
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                        .iter()
+                        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                        .collect();
                     let offset = spill.as_mut().expect("a spill file").append(&bytes).map_err(io)?;
                     Ok(State::Spilled { offset, dims })
                 }
@@ -235,7 +260,10 @@ mod tests {
             assert_eq!(r.storage(), storage);
             // Every value within f16's half-ulp of the f32 state.
             for (a, b) in exact.iter().zip(r.states().unwrap()) {
-                let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                let (a, b) = (
+                    a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
                 assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= x.abs() * 4.9e-4 + 1e-7), "{storage:?}");
             }
             // A block's outputs go back to the same storage.

@@ -91,7 +91,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Piece>> {
         let mut piece = Piece { text: String::new(), score: 0.0, kind: NORMAL };
         while p.at < body.len() {
             match p.field().ok_or_else(|| bad("a malformed piece"))? {
-                (1, Field::Bytes(t)) => piece.text = String::from_utf8(t.to_vec()).map_err(|_| bad("a piece that is not UTF-8"))?,
+                (1, Field::Bytes(t)) => {
+                    piece.text = String::from_utf8(t.to_vec()).map_err(|_| bad("a piece that is not UTF-8"))?
+                }
                 (2, Field::Fixed32(bits)) => piece.score = f32::from_bits(bits),
                 (3, Field::Varint(k)) => piece.kind = i32::try_from(k).map_err(|_| bad("a piece type out of range"))?,
                 _ => {}
@@ -155,7 +157,13 @@ mod tests {
         }
         m.extend([0x12, 0x02, 0x08, 0x01]);
         let got = parse(Path::new("t.model"), &m).unwrap();
-        assert_eq!(got, vec![Piece { text: "<unk>".into(), score: 0.0, kind: UNKNOWN }, Piece { text: "\u{2581}a".into(), score: -1.5, kind: NORMAL }]);
+        assert_eq!(
+            got,
+            vec![
+                Piece { text: "<unk>".into(), score: 0.0, kind: UNKNOWN },
+                Piece { text: "\u{2581}a".into(), score: -1.5, kind: NORMAL }
+            ]
+        );
         assert!(parse(Path::new("t.model"), &m[..m.len() - 3]).is_err());
         assert!(parse(Path::new("t.model"), b"{\"not\": \"protobuf\"}").is_err());
         // No normalizer spec: a space is prepended; Gemma's spec { add_dummy_prefix: false }.

@@ -30,9 +30,15 @@ pub struct Store {
 }
 
 enum Files {
-    Gguf { file: File, header: GgufFile },
+    Gguf {
+        file: File,
+        header: GgufFile,
+    },
     /// The safetensors files, and the files' name of every tensor by its GGUF name.
-    Safetensors { st: Safetensors, names: BTreeMap<String, String> },
+    Safetensors {
+        st: Safetensors,
+        names: BTreeMap<String, String>,
+    },
 }
 
 /// One tensor of a safetensors file.
@@ -61,7 +67,10 @@ impl Safetensors {
         let mut entries = BTreeMap::new();
         for (k, path) in paths.iter().enumerate() {
             let io = |error| ModelError::Io { path: path.clone(), error };
-            let bad = |reason: String| ModelError::NotAModel { path: path.clone(), reason: format!("cannot read safetensors ({reason}); a file may be truncated") };
+            let bad = |reason: String| ModelError::NotAModel {
+                path: path.clone(),
+                reason: format!("cannot read safetensors ({reason}); a file may be truncated"),
+            };
             let file = File::open(path).map_err(io)?;
             let file_len = file.metadata().map_err(io)?.len();
             let mut n = [0u8; 8];
@@ -72,19 +81,28 @@ impl Safetensors {
             }
             let mut header = vec![0u8; n as usize];
             file.read_exact_at(&mut header, 8).map_err(io)?;
-            let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).map_err(|e| bad(format!("invalid header: {e}")))?;
+            let json: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&header).map_err(|e| bad(format!("invalid header: {e}")))?;
             let data_start = 8 + n;
             for (name, v) in json {
                 if name == "__metadata__" {
                     continue;
                 }
-                let dtype = v.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad(format!("tensor '{name}' has no dtype")))?.to_string();
+                let dtype = v
+                    .get("dtype")
+                    .and_then(|d| d.as_str())
+                    .ok_or_else(|| bad(format!("tensor '{name}' has no dtype")))?
+                    .to_string();
                 let shape: Vec<usize> = v
                     .get("shape")
                     .and_then(|s| s.as_array())
                     .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
                     .ok_or_else(|| bad(format!("tensor '{name}' has no shape")))?;
-                let offsets: Vec<u64> = v.get("data_offsets").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect()).unwrap_or_default();
+                let offsets: Vec<u64> = v
+                    .get("data_offsets")
+                    .and_then(|s| s.as_array())
+                    .and_then(|a| a.iter().map(|d| d.as_u64()).collect())
+                    .unwrap_or_default();
                 let [begin, end] = offsets[..] else { return Err(bad(format!("tensor '{name}' has no data_offsets"))) };
                 let width = match dtype.as_str() {
                     "F64" | "I64" | "U64" => 8,
@@ -93,8 +111,13 @@ impl Safetensors {
                     _ => 1,
                 };
                 let elements = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-                if begin > end || end > file_len - data_start || elements.and_then(|e| e.checked_mul(width)) != Some(end - begin) {
-                    return Err(bad(format!("tensor '{name}': bytes {begin}..{end} do not hold shape {shape:?} of {dtype} inside the file")));
+                if begin > end
+                    || end > file_len - data_start
+                    || elements.and_then(|e| e.checked_mul(width)) != Some(end - begin)
+                {
+                    return Err(bad(format!(
+                        "tensor '{name}': bytes {begin}..{end} do not hold shape {shape:?} of {dtype} inside the file"
+                    )));
                 }
                 entries.insert(name, Entry { file: k, dtype, shape, start: data_start + begin, len: end - begin });
             }
@@ -137,7 +160,11 @@ impl Store {
         let rows = shape.first().copied().unwrap_or(1);
         let values = self.decode(name, &shape, 0..rows)?;
         let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
-        Ok(Some(if self.norm_plus_one && TensorId::parse_gguf(name).is_some_and(|id| id.is_norm_weight()) { (t + 1.0)? } else { t }))
+        Ok(Some(if self.norm_plus_one && TensorId::parse_gguf(name).is_some_and(|id| id.is_norm_weight()) {
+            (t + 1.0)?
+        } else {
+            t
+        }))
     }
 
     /// Rows `rows` of the matrix `name` as f32, (rows, cols).
@@ -160,12 +187,14 @@ impl Store {
         match &self.files {
             Files::Gguf { file, header } => {
                 let info = header.tensor(name).expect("shape() found it");
-                let qtype = info.qtype().ok_or_else(|| bad(format!("tensor '{name}' has a type triage does not read")))?;
+                let qtype =
+                    info.qtype().ok_or_else(|| bad(format!("tensor '{name}' has a type triage does not read")))?;
                 let row_bytes = qtype.bytes(row_len);
                 let start = header.data_offset + info.offset + (rows.start * row_bytes) as u64;
                 let mut bytes = vec![0u8; rows.len() * row_bytes];
                 // The header reader checked that every tensor lies inside the file.
-                file.read_exact_at(&mut bytes, start).map_err(|error| ModelError::Io { path: self.path.clone(), error })?;
+                file.read_exact_at(&mut bytes, start)
+                    .map_err(|error| ModelError::Io { path: self.path.clone(), error })?;
                 Ok(dequantize(qtype, &bytes, rows.len() * row_len))
             }
             Files::Safetensors { st, names } => {
@@ -173,16 +202,34 @@ impl Store {
                 let width = match e.dtype.as_str() {
                     "F32" => 4,
                     "F16" | "BF16" => 2,
-                    other => return Err(ModelError::NotAModel { path: self.path.clone(), reason: format!("tensor '{}' is {other}; triage reads F32, F16 and BF16", names[name]) }),
+                    other => {
+                        return Err(ModelError::NotAModel {
+                            path: self.path.clone(),
+                            reason: format!("tensor '{}' is {other}; triage reads F32, F16 and BF16", names[name]),
+                        })
+                    }
                 };
-                let bytes = st.read(e.file, e.start + (rows.start * row_len * width) as u64, rows.len() * row_len * width)?;
+                let bytes =
+                    st.read(e.file, e.start + (rows.start * row_len * width) as u64, rows.len() * row_len * width)?;
                 let mut out = vec![0f32; rows.len() * row_len];
                 let chunk = 1 << 16;
                 let chunks = out.par_chunks_mut(chunk).zip(bytes.par_chunks(chunk * width));
                 match width {
-                    4 => chunks.for_each(|(o, b)| o.iter_mut().zip(b.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-                    _ if e.dtype == "BF16" => chunks.for_each(|(o, b)| o.iter_mut().zip(b.chunks_exact(2)).for_each(|(o, b)| *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))),
-                    _ => chunks.for_each(|(o, b)| o.iter_mut().zip(b.chunks_exact(2)).for_each(|(o, b)| *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
+                    4 => chunks.for_each(|(o, b)| {
+                        o.iter_mut()
+                            .zip(b.chunks_exact(4))
+                            .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    }),
+                    _ if e.dtype == "BF16" => chunks.for_each(|(o, b)| {
+                        o.iter_mut()
+                            .zip(b.chunks_exact(2))
+                            .for_each(|(o, b)| *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                    }),
+                    _ => chunks.for_each(|(o, b)| {
+                        o.iter_mut()
+                            .zip(b.chunks_exact(2))
+                            .for_each(|(o, b)| *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    }),
                 }
                 Ok(out)
             }

@@ -10,7 +10,9 @@ use candle_core::{Device, Tensor};
 
 use super::store::Store;
 use super::transformer::{rms_norm, softcap};
-use super::{assemble_block, check_finite, kernels, take, Block, Config, Model, ModelError, Result, Source, TensorId, Tokenizer};
+use super::{
+    assemble_block, check_finite, kernels, take, Block, Config, Model, ModelError, Result, Source, TensorId, Tokenizer,
+};
 
 /// Bytes of f32 weights decoded at once for one chunk of the output head.
 const HEAD_CHUNK_BYTES: usize = 64 << 20;
@@ -43,7 +45,9 @@ impl Streamed {
         let expect = |name: &str, shape: &[usize]| -> Result<()> {
             match store.shape(name) {
                 None => Err(ModelError::MissingTensor(name.to_string())),
-                Some(s) if s != shape => Err(ModelError::ShapeMismatch { name: name.to_string(), expected: shape.to_vec(), found: s }),
+                Some(s) if s != shape => {
+                    Err(ModelError::ShapeMismatch { name: name.to_string(), expected: shape.to_vec(), found: s })
+                }
                 Some(_) => Ok(()),
             }
         };
@@ -58,7 +62,8 @@ impl Streamed {
     /// Opens a GGUF file or a Hugging Face folder streamed.
     pub fn open(path: &Path) -> Result<Streamed> {
         let meta = std::fs::metadata(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
-        let (config, tokenizer, source, store) = if meta.is_dir() { super::hf::open_dir(path)? } else { super::gguf::open_file(path)? };
+        let (config, tokenizer, source, store) =
+            if meta.is_dir() { super::hf::open_dir(path)? } else { super::gguf::open_file(path)? };
         Streamed::new(config, tokenizer, source, store).map_err(super::in_file(path))
     }
 
@@ -69,7 +74,11 @@ impl Streamed {
 
     /// The matrix that makes the logits: the output head, or the embedding when tied.
     fn head_id(&self) -> TensorId {
-        if self.config.tie_word_embeddings { TensorId::TOKEN_EMBD } else { TensorId::OUTPUT }
+        if self.config.tie_word_embeddings {
+            TensorId::TOKEN_EMBD
+        } else {
+            TensorId::OUTPUT
+        }
     }
 
     /// Token embeddings of `tokens` (batch, tokens) u32 → (batch, tokens, hidden), each row read
@@ -83,7 +92,10 @@ impl Streamed {
         for &id in &ids {
             let id = id as usize;
             if id >= self.config.vocab_size {
-                return Err(ModelError::InvalidConfig(format!("token id {id} is beyond the vocabulary of {}", self.config.vocab_size)));
+                return Err(ModelError::InvalidConfig(format!(
+                    "token id {id} is beyond the vocabulary of {}",
+                    self.config.vocab_size
+                )));
             }
             let row = self.store.rows(&embd, id..id + 1)?;
             check_finite(&embd, &row)?;
@@ -126,7 +138,12 @@ fn head_chunks(vocab: usize, d: usize) -> impl Iterator<Item = std::ops::Range<u
 
 /// Final norm and output projection with the projection's rows given a chunk at a time by
 /// `rows(c, range)` (chunk c of [`head_chunks`]): (batch, tokens, hidden) → logits.
-pub(crate) fn head_in_chunks(config: &Config, final_norm: &Tensor, x: &Tensor, rows: &mut dyn FnMut(usize, std::ops::Range<usize>) -> Result<Tensor>) -> Result<Tensor> {
+pub(crate) fn head_in_chunks(
+    config: &Config,
+    final_norm: &Tensor,
+    x: &Tensor,
+    rows: &mut dyn FnMut(usize, std::ops::Range<usize>) -> Result<Tensor>,
+) -> Result<Tensor> {
     let h = rms_norm(x, final_norm, config.rms_norm_eps)?;
     let (b, t, d) = h.dims3()?;
     let h2 = h.reshape((b * t, d))?;
@@ -311,4 +328,3 @@ impl Blocks for Weights {
         self.inner().rows(name, rows)
     }
 }
-

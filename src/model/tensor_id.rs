@@ -175,7 +175,9 @@ impl TensorKind {
         use TensorKind::*;
         match self {
             TokenEmbd | OutputNorm | Output => None,
-            AttnNorm | AttnQ | AttnK | AttnV | AttnQkv | AttnOutput | AttnQNorm | AttnKNorm | AttnPostNorm => Some(Sublayer::Attention),
+            AttnNorm | AttnQ | AttnK | AttnV | AttnQkv | AttnOutput | AttnQNorm | AttnKNorm | AttnPostNorm => {
+                Some(Sublayer::Attention)
+            }
             FfnNorm | FfnGate | FfnUp | FfnDown | FfnPostNorm => Some(Sublayer::Mlp),
         }
     }
@@ -264,7 +266,8 @@ impl TensorId {
     /// [`TensorId::hf_name`]). A vision-language checkpoint's text model
     /// (`language_model.model.…`, `model.language_model.…`) is named as a text model's.
     pub fn from_hf(arch: Arch, name: &str) -> Option<TensorId> {
-        let text = TEXT_MODEL_PREFIXES.iter().find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")));
+        let text =
+            TEXT_MODEL_PREFIXES.iter().find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")));
         let name = text.as_deref().unwrap_or(name);
         let (stem, suffix) = name.rsplit_once('.')?;
         let suffix = Suffix::parse(suffix)?;
@@ -299,21 +302,44 @@ mod tests {
     use super::*;
     use TensorKind::*;
 
-    const ARCHS: [Arch; 7] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma2, Arch::Gemma3, Arch::Phi3, Arch::SmolLM3];
+    const ARCHS: [Arch; 7] =
+        [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma2, Arch::Gemma3, Arch::Phi3, Arch::SmolLM3];
     const KINDS: [TensorKind; 17] = [
-        TokenEmbd, OutputNorm, Output, AttnNorm, AttnQ, AttnK, AttnV, AttnQkv, AttnOutput, AttnQNorm, AttnKNorm, AttnPostNorm, FfnNorm,
-        FfnGate, FfnUp, FfnDown, FfnPostNorm,
+        TokenEmbd,
+        OutputNorm,
+        Output,
+        AttnNorm,
+        AttnQ,
+        AttnK,
+        AttnV,
+        AttnQkv,
+        AttnOutput,
+        AttnQNorm,
+        AttnKNorm,
+        AttnPostNorm,
+        FfnNorm,
+        FfnGate,
+        FfnUp,
+        FfnDown,
+        FfnPostNorm,
     ];
 
     fn id_of(kind: TensorKind) -> TensorId {
-        if kind.in_block() { TensorId::block(12, kind) } else { TensorId::whole(kind) }
+        if kind.in_block() {
+            TensorId::block(12, kind)
+        } else {
+            TensorId::whole(kind)
+        }
     }
 
     #[test]
     fn every_kind_has_one_gguf_name() {
         for kind in KINDS {
             assert!(NAMES.iter().filter(|r| r.kind == kind).all(|r| r.gguf == kind.gguf_name()), "{kind:?}");
-            assert_eq!(NAMES.iter().filter(|r| r.gguf == kind.gguf_name()).find(|r| r.kind != kind).map(|r| r.kind), None);
+            assert_eq!(
+                NAMES.iter().filter(|r| r.gguf == kind.gguf_name()).find(|r| r.kind != kind).map(|r| r.kind),
+                None
+            );
         }
     }
 
@@ -387,9 +413,18 @@ mod tests {
         // Gemma's post-attention norm is its own; its pre-MLP norm is llama's ffn_norm.
         assert_eq!(hf(Arch::Llama, TensorId::block(1, FfnNorm)), "model.layers.1.post_attention_layernorm.weight");
         assert_eq!(hf(Arch::Gemma3, TensorId::block(1, FfnNorm)), "model.layers.1.pre_feedforward_layernorm.weight");
-        assert_eq!(hf(Arch::Gemma2, TensorId::block(1, FfnPostNorm)), "model.layers.1.post_feedforward_layernorm.weight");
-        assert_eq!(TensorId::from_hf(Arch::Gemma3, "model.layers.1.post_attention_layernorm.weight"), Some(TensorId::block(1, AttnPostNorm)));
-        assert_eq!(TensorId::from_hf(Arch::Llama, "model.layers.1.post_attention_layernorm.weight"), Some(TensorId::block(1, FfnNorm)));
+        assert_eq!(
+            hf(Arch::Gemma2, TensorId::block(1, FfnPostNorm)),
+            "model.layers.1.post_feedforward_layernorm.weight"
+        );
+        assert_eq!(
+            TensorId::from_hf(Arch::Gemma3, "model.layers.1.post_attention_layernorm.weight"),
+            Some(TensorId::block(1, AttnPostNorm))
+        );
+        assert_eq!(
+            TensorId::from_hf(Arch::Llama, "model.layers.1.post_attention_layernorm.weight"),
+            Some(TensorId::block(1, FfnNorm))
+        );
         // Phi-3's fused linears.
         assert_eq!(hf(Arch::Phi3, TensorId::block(0, AttnQkv)), "model.layers.0.self_attn.qkv_proj.weight");
         assert_eq!(hf(Arch::Phi3, TensorId::block(0, FfnUp)), "model.layers.0.mlp.gate_up_proj.weight");

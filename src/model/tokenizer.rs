@@ -14,19 +14,20 @@ use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::decoders::DecoderWrapper;
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
-use tokenizers::NormalizerWrapper;
 use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::NormalizerWrapper;
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use super::{ModelError, Result};
 
 /// Qwen2's pre-tokenizer pattern (single digits).
-pub(crate) const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const QWEN2_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Llama 3's pre-tokenizer pattern (digits in groups of up to three).
 pub(crate) const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -204,8 +205,10 @@ impl Tokenizer {
             merges.extend(local.into_iter().map(|(l, r)| (scores[id], id as u32, l, r)));
         }
         merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (tokens[l as usize].clone(), tokens[r as usize].clone())).collect();
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let merges: Vec<(String, String)> =
+            merges.into_iter().map(|(_, _, l, r)| (tokens[l as usize].clone(), tokens[r as usize].clone())).collect();
+        let vocab: tokenizers::models::bpe::Vocab =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
         if let Some(unk) = types.iter().position(|&t| t == TOKEN_TYPE_UNKNOWN) {
             builder = builder.unk_token(tokens[unk].clone());
@@ -257,7 +260,10 @@ impl Tokenizer {
         let vocab: tokenizers::models::bpe::Vocab =
             tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let kind = pre_kind(&pre).ok_or_else(|| {
-            ModelError::Tokenizer(format!("GGUF pre-tokenizer '{pre}' is not supported (supported: {})", PRE_TOKENIZERS.map(|(n, _)| n).join(", ")))
+            ModelError::Tokenizer(format!(
+                "GGUF pre-tokenizer '{pre}' is not supported (supported: {})",
+                PRE_TOKENIZERS.map(|(n, _)| n).join(", ")
+            ))
         })?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
@@ -274,7 +280,9 @@ impl Tokenizer {
             Pre::Gpt2 => byte_level(true).into(),
             Pre::Digits => Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
             Pre::Qwen2 => Sequence::new(vec![split(QWEN2_PATTERN)?, byte_level(false).into()]).into(),
-            Pre::Llama3 | Pre::Llama3Merges => Sequence::new(vec![split(LLAMA3_PATTERN)?, byte_level(false).into()]).into(),
+            Pre::Llama3 | Pre::Llama3Merges => {
+                Sequence::new(vec![split(LLAMA3_PATTERN)?, byte_level(false).into()]).into()
+            }
         };
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(pre_tokenizer));
@@ -354,7 +362,12 @@ impl Tokenizer {
                 .inner
                 .get_added_tokens_decoder()
                 .into_iter()
-                .filter(|(id, t)| t.special && !unknowns.contains(&Some(*id)) && b.contains_key(id) && a.binary_search_by_key(id, |(i, _)| *i).is_ok())
+                .filter(|(id, t)| {
+                    t.special
+                        && !unknowns.contains(&Some(*id))
+                        && b.contains_key(id)
+                        && a.binary_search_by_key(id, |(i, _)| *i).is_ok()
+                })
                 .map(|(id, _)| id)
                 .collect();
             v.sort();
@@ -376,7 +389,9 @@ impl Tokenizer {
 /// `tokenizer.ggml.token_type`, every token normal when absent.
 fn token_types(md: &HashMap<String, Value>, n: usize) -> Result<Vec<i32>> {
     let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
-        Some(v) => v.to_vec().map_err(value_err)?.iter().map(|t| t.to_i32().map_err(value_err)).collect::<Result<_>>()?,
+        Some(v) => {
+            v.to_vec().map_err(value_err)?.iter().map(|t| t.to_i32().map_err(value_err)).collect::<Result<_>>()?
+        }
         None => vec![TOKEN_TYPE_NORMAL; n],
     };
     if types.len() != n {
@@ -389,7 +404,12 @@ fn token_types(md: &HashMap<String, Value>, n: usize) -> Result<Vec<i32>> {
 /// whole in the text before the model splits it, as llama.cpp does.
 fn add_typed_tokens(inner: &mut tokenizers::Tokenizer, tokens: &[String], types: &[i32]) -> Result<()> {
     let added = |ty: i32, special: bool| {
-        tokens.iter().zip(types).filter(move |(_, &t)| t == ty).map(move |(tok, _)| AddedToken::from(tok.clone(), special)).collect::<Vec<_>>()
+        tokens
+            .iter()
+            .zip(types)
+            .filter(move |(_, &t)| t == ty)
+            .map(move |(tok, _)| AddedToken::from(tok.clone(), special))
+            .collect::<Vec<_>>()
     };
     inner.add_special_tokens(added(TOKEN_TYPE_CONTROL, true)).map_err(tok_err)?;
     inner.add_tokens(added(TOKEN_TYPE_USER_DEFINED, false)).map_err(tok_err)?;
@@ -397,15 +417,9 @@ fn add_typed_tokens(inner: &mut tokenizers::Tokenizer, tokens: &[String], types:
 }
 
 fn get_str<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a String> {
-    md.get(key)
-        .ok_or_else(|| ModelError::MissingMetadata(key.into()))?
-        .to_string()
-        .map_err(tok_err)
+    md.get(key).ok_or_else(|| ModelError::MissingMetadata(key.into()))?.to_string().map_err(tok_err)
 }
 
 fn get_array<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a Vec<Value>> {
-    md.get(key)
-        .ok_or_else(|| ModelError::MissingMetadata(key.into()))?
-        .to_vec()
-        .map_err(tok_err)
+    md.get(key).ok_or_else(|| ModelError::MissingMetadata(key.into()))?.to_vec().map_err(tok_err)
 }

@@ -94,13 +94,7 @@ impl Block {
     }
 
     /// Causal multi-head attention with grouped key/value heads.
-    fn attention(
-        &self,
-        h: &Tensor,
-        config: &Config,
-        pos: &Positions,
-        cap: &mut dyn Capture,
-    ) -> Result<Tensor> {
+    fn attention(&self, h: &Tensor, config: &Config, pos: &Positions, cap: &mut dyn Capture) -> Result<Tensor> {
         let (b, t, _) = h.dims3()?;
         let (nh, nkv, hd) = (config.n_heads, config.n_kv_heads, config.head_dim);
         let a = &self.attn;
@@ -109,14 +103,14 @@ impl Block {
             [q, k, v] => (q.forward(h)?, k.forward(h)?, v.forward(h)?),
             [fused] => {
                 let y = fused.forward(h)?;
-                let part = |from: usize, n: usize| -> Result<Tensor> { Ok(y.narrow(2, from * hd, n * hd)?.contiguous()?) };
+                let part =
+                    |from: usize, n: usize| -> Result<Tensor> { Ok(y.narrow(2, from * hd, n * hd)?.contiguous()?) };
                 (part(0, nh)?, part(nh, nkv)?, part(nh + nkv, nkv)?)
             }
             _ => unreachable!("q, k and v, or one fused qkv"),
         };
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
-        };
+        let heads =
+            |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?) };
         let (cos, sin) = pos.of_block(config, self.index, t)?;
         // qwen3, Gemma 3: each head RMS-normed before RoPE.
         let eps = config.rms_norm_eps;

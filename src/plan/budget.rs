@@ -122,7 +122,33 @@ mod tests {
         assert_eq!(Budget::parse("kld<=0.05"), Ok(Budget::Kld(0.05)));
         assert_eq!(Budget::parse("sparsity=0.6"), Ok(Budget::Sparsity(0.6)));
         assert_eq!(Budget::parse("sparsity=70%"), Ok(Budget::Sparsity(0.7)));
-        for bad in ["sparsity=0", "sparsity=1", "sparsity=1.0", "sparsity=NaN", "sparsity=150%", "sparsity=half", "bpw=-1", "bpw=0", "bpw=NaN", "bpw=inf", "bpw=x", "size=12 parsecs", "size=0", "size=NaN", "size=inf", "size=-5", "drop-blocks=0", "drop-blocks=-1", "drop-sublayers=x", "kld<=0", "kld<=NaN", "kld<=-0.1", "kld<=inf", "speed=3", "4.5"] {
+        for bad in [
+            "sparsity=0",
+            "sparsity=1",
+            "sparsity=1.0",
+            "sparsity=NaN",
+            "sparsity=150%",
+            "sparsity=half",
+            "bpw=-1",
+            "bpw=0",
+            "bpw=NaN",
+            "bpw=inf",
+            "bpw=x",
+            "size=12 parsecs",
+            "size=0",
+            "size=NaN",
+            "size=inf",
+            "size=-5",
+            "drop-blocks=0",
+            "drop-blocks=-1",
+            "drop-sublayers=x",
+            "kld<=0",
+            "kld<=NaN",
+            "kld<=-0.1",
+            "kld<=inf",
+            "speed=3",
+            "4.5",
+        ] {
             assert!(Budget::parse(bad).is_err(), "{bad}");
         }
     }

@@ -31,13 +31,16 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use crate::ggml::codec::{dequantize, quantize};
-use crate::compress::gptq::{GptqOptions, Sparsity};
 use crate::compress::encoded::Encoded;
-use crate::compress::pipeline::{compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Compressed, Factors, Method, Pruner, TensorReport};
+use crate::compress::gptq::{GptqOptions, Sparsity};
+use crate::compress::pipeline::{
+    compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Compressed, Factors, Method,
+    Pruner, TensorReport,
+};
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::ggml::types::{allowed_types, QuantType};
 use crate::data::Windows;
+use crate::ggml::codec::{dequantize, quantize};
+use crate::ggml::types::{allowed_types, QuantType};
 use crate::importance::hessian::BlockMoments;
 use crate::model::gguf_file::{self, GgufFile, Value};
 use crate::model::kernels::with_f32;
@@ -73,7 +76,10 @@ pub const SPARSITY_LEVELS: [f32; 10] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 
 fn specs(kind: Kind, cols: usize, menu: Menu) -> Vec<TensorSpec> {
     match kind {
         Kind::Types => levels(cols, menu).into_iter().map(|t| TensorSpec { qtype: t, sparsity: None }).collect(),
-        Kind::Sparsity => SPARSITY_LEVELS.iter().map(|&p| TensorSpec { qtype: QuantType::F16, sparsity: (p > 0.0).then_some(Sparsity::Unstructured(p)) }).collect(),
+        Kind::Sparsity => SPARSITY_LEVELS
+            .iter()
+            .map(|&p| TensorSpec { qtype: QuantType::F16, sparsity: (p > 0.0).then_some(Sparsity::Unstructured(p)) })
+            .collect(),
     }
 }
 
@@ -102,7 +108,8 @@ pub type Menu<'a> = Option<&'a [QuantType]>;
 
 /// The levels a tensor with rows of `cols` may take from `menu`, cheapest first.
 pub fn levels(cols: usize, menu: Menu) -> Vec<QuantType> {
-    let mut l: Vec<QuantType> = allowed_types(cols).into_iter().filter(|t| menu.map_or(t.default_level(), |m| m.contains(t))).collect();
+    let mut l: Vec<QuantType> =
+        allowed_types(cols).into_iter().filter(|t| menu.map_or(t.default_level(), |m| m.contains(t))).collect();
     l.sort_by(|a, b| a.bits_per_weight().total_cmp(&b.bits_per_weight()).then(a.ggml_id().cmp(&b.ggml_id())));
     l
 }
@@ -133,7 +140,10 @@ fn sealed(mut bytes: crc32fast::Hasher, rel_error: f64) -> u32 {
 pub enum VariantBytes {
     Memory(Vec<u8>),
     /// `len` bytes at `offset` of the database's file.
-    At { offset: u64, len: usize },
+    At {
+        offset: u64,
+        len: usize,
+    },
 }
 
 impl Variant {
@@ -196,9 +206,16 @@ impl DatabaseSettings {
 /// but none of the menu's, which would keep its source type instead of being planned.
 pub fn menu_mismatch(config: &Config, menu: &[QuantType]) -> Option<String> {
     let names = |m: &[QuantType]| m.iter().map(|t| t.name()).collect::<Vec<_>>().join(",");
-    plannable_tensors(config).into_iter().find(|(_, (_, cols))| levels(*cols, Some(menu)).is_empty() && !levels(*cols, None).is_empty()).map(|(name, (_, cols))| {
-        format!("--types {}: {name} has rows of {cols} weights, which none of them fits (it fits {})", names(menu), names(&levels(cols, None)))
-    })
+    plannable_tensors(config)
+        .into_iter()
+        .find(|(_, (_, cols))| levels(*cols, Some(menu)).is_empty() && !levels(*cols, None).is_empty())
+        .map(|(name, (_, cols))| {
+            format!(
+                "--types {}: {name} has rows of {cols} weights, which none of them fits (it fits {})",
+                names(menu),
+                names(&levels(cols, None))
+            )
+        })
 }
 
 /// The cache key: the program's and the format's versions, model bytes and calibration text
@@ -209,7 +226,15 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
         (Kind::Types, Some(menu)) => format!(" types {}", menu.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")),
         (Kind::Sparsity, _) => format!(" sparsity {SPARSITY_LEVELS:?} masked"),
     };
-    super::digest::short_key(&format!("v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}", env!("CARGO_PKG_VERSION"), s.tokens, s.ctx, s.gptq.damp, s.gptq.act_order, s.gptq.block))
+    super::digest::short_key(&format!(
+        "v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}",
+        env!("CARGO_PKG_VERSION"),
+        s.tokens,
+        s.ctx,
+        s.gptq.damp,
+        s.gptq.act_order,
+        s.gptq.block
+    ))
 }
 
 /// Builds the database of `kind` (tensors whose rows fit no quantized type are left out of a
@@ -222,7 +247,15 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
 /// (`block-N.gguf`), and blocks found there — made for the same key, with the expected
 /// tensors and levels, their bytes matching their checksums — are taken instead of compressed
 /// again: an interrupted build resumes where it stopped.
-pub fn build(model: &dyn Blocks, windows: &Windows, settings: &DatabaseSettings, kind: Kind, key: String, partial: Option<&Path>, progress: &mut dyn Progress) -> Result<Database> {
+pub fn build(
+    model: &dyn Blocks,
+    windows: &Windows,
+    settings: &DatabaseSettings,
+    kind: Kind,
+    key: String,
+    partial: Option<&Path>,
+    progress: &mut dyn Progress,
+) -> Result<Database> {
     rebuild(model, windows, settings, kind, key, partial, None, progress)
 }
 
@@ -243,7 +276,15 @@ fn rebuild(
     let spill_error = |error| ModelError::Io { path: crate::spill::folder(), error };
     let mut spill = Spill::new("database").map_err(spill_error)?;
     let stored = Arc::new(spill.reader().map_err(spill_error)?);
-    let opts = CompressOptions { method: Method::Gptq, pruner: Pruner::Sparsegpt, sequential: false, gptq: settings.gptq, batch: 4, imatrix: None, state_limits: StateLimits::UNLIMITED };
+    let opts = CompressOptions {
+        method: Method::Gptq,
+        pruner: Pruner::Sparsegpt,
+        sequential: false,
+        gptq: settings.gptq,
+        batch: 4,
+        imatrix: None,
+        state_limits: StateLimits::UNLIMITED,
+    };
     // Always f32: the database is cached under a key that says nothing of the machine's memory.
     let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
     let mut tensors = BTreeMap::new();
@@ -257,14 +298,21 @@ fn rebuild(
     for i in 0..n {
         let block = model.block(i)?;
         let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
-        let expected: BTreeMap<String, (usize, usize)> = all.iter().filter(|(name, _)| gguf_block(name) == Some(i)).map(|(name, &shape)| (name.clone(), shape)).collect();
+        let expected: BTreeMap<String, (usize, usize)> = all
+            .iter()
+            .filter(|(name, _)| gguf_block(name) == Some(i))
+            .map(|(name, &shape)| (name.clone(), shape))
+            .collect();
         let resumed = match saved.as_deref().map(|p| (p, saved_block(p, &key, &expected, kind, menu))) {
             Some((_, Ok(Some(db)))) => {
                 eprintln!("resuming the layer database: block {i} was built by an interrupted run");
                 Some(db)
             }
             Some((p, Err(why))) => {
-                eprintln!("warning: block {i} saved by an interrupted build, {}, is not used ({why}); building it again", p.display());
+                eprintln!(
+                    "warning: block {i} saved by an interrupted build, {}, is not used ({why}); building it again",
+                    p.display()
+                );
                 None
             }
             _ => None,
@@ -302,7 +350,13 @@ fn rebuild(
                     checksum.update(&bytes);
                     let checksum = sealed(checksum, rel_error);
                     let offset = spill.lock().expect("not poisoned").append(&bytes).map_err(spill_error)?;
-                    Ok(Variant { qtype: spec.qtype, sparsity: share(&spec), bytes: VariantBytes::At { offset, len: bytes.len() }, rel_error, checksum })
+                    Ok(Variant {
+                        qtype: spec.qtype,
+                        sparsity: share(&spec),
+                        bytes: VariantBytes::At { offset, len: bytes.len() },
+                        rel_error,
+                        checksum,
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
@@ -321,12 +375,15 @@ fn rebuild(
     }
     drop(runner);
     for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| gguf_block(name).is_none()) {
-        if let Some(db) = reuse.as_mut().and_then(|r| r.take(&BTreeMap::from([(name.clone(), (rows, cols))]), kind, menu)) {
+        if let Some(db) =
+            reuse.as_mut().and_then(|r| r.take(&BTreeMap::from([(name.clone(), (rows, cols))]), kind, menu))
+        {
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             done_weights += rows * cols;
             continue;
         }
-        let variants = matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?;
+        let variants =
+            matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?;
         tensors.insert(name, TensorVariants { rows, cols, variants });
         done_weights += rows * cols;
     }
@@ -346,9 +403,20 @@ const MATRIX_CHUNK_BYTES: usize = 64 << 20;
 /// level's CRC-32 carried along. A step of `progress` after each chunk: millions of weights done,
 /// `before` of them before this matrix.
 #[allow(clippy::too_many_arguments)]
-fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu: Menu, spill: &mut Spill, chunk_bytes: usize, before: usize, progress: &mut dyn Progress) -> Result<Vec<Variant>> {
+fn matrix_levels(
+    model: &dyn Blocks,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    menu: Menu,
+    spill: &mut Spill,
+    chunk_bytes: usize,
+    before: usize,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Variant>> {
     let types = levels(cols, menu);
-    let places: Vec<(QuantType, u64, usize)> = types.iter().map(|&t| (t, t.bytes(rows * cols))).map(|(t, len)| (t, spill.reserve(len as u64), len)).collect();
+    let places: Vec<(QuantType, u64, usize)> =
+        types.iter().map(|&t| (t, t.bytes(rows * cols))).map(|(t, len)| (t, spill.reserve(len as u64), len)).collect();
     let chunk = (chunk_bytes / (4 * cols)).max(1);
     let mut norm = 0f64;
     let mut errs = vec![0f64; types.len()];
@@ -381,7 +449,13 @@ fn matrix_levels(model: &dyn Blocks, name: &str, rows: usize, cols: usize, menu:
         .zip(checksums)
         .map(|(((qtype, offset, len), err), checksum)| {
             let rel_error = (err / norm.max(f64::MIN_POSITIVE)).sqrt();
-            Variant { qtype, sparsity: 0.0, bytes: VariantBytes::At { offset, len }, rel_error, checksum: sealed(checksum, rel_error) }
+            Variant {
+                qtype,
+                sparsity: 0.0,
+                bytes: VariantBytes::At { offset, len },
+                rel_error,
+                checksum: sealed(checksum, rel_error),
+            }
         })
         .collect())
 }
@@ -449,7 +523,8 @@ impl Database {
 
     /// `name`'s variant `level` as f32 weights, row-major.
     fn values(&self, name: &str, level: usize) -> Result<Vec<f32>> {
-        let bytes = self.bytes(name, level).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
+        let bytes =
+            self.bytes(name, level).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
         self.decode(name, level, &bytes)
     }
 
@@ -458,7 +533,8 @@ impl Database {
         let tv = &self.tensors[name];
         let v = &tv.variants[level];
         if v.masked() {
-            return masked::unpack(bytes, tv.rows * tv.cols).map_err(|reason| ModelError::Gguf { path: variant_path(name, level), reason });
+            return masked::unpack(bytes, tv.rows * tv.cols)
+                .map_err(|reason| ModelError::Gguf { path: variant_path(name, level), reason });
         }
         Ok(dequantize(v.qtype, bytes, tv.rows * tv.cols))
     }
@@ -485,7 +561,8 @@ impl Database {
             VariantBytes::At { offset, .. } => {
                 let mut b = vec![0u8; len];
                 let file = self.file.as_deref().expect("a database with stored variants has a file");
-                file.read_exact_at(&mut b, offset + start as u64).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
+                file.read_exact_at(&mut b, offset + start as u64)
+                    .map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
                 Cow::Owned(b)
             }
         };
@@ -500,19 +577,34 @@ impl Database {
     pub fn compressed(&self, source: &Streamed, plan: &Plan) -> Result<Compressed> {
         let io = |error| ModelError::Io { path: crate::spill::folder(), error };
         if !(plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty()) {
-            return Err(ModelError::InvalidConfig("a plan that removes blocks or sublayers is not made of database variants".into()));
+            return Err(ModelError::InvalidConfig(
+                "a plan that removes blocks or sublayers is not made of database variants".into(),
+            ));
         }
         let mut encoded = Encoded::spilled().map_err(io)?;
         let mut report = Vec::with_capacity(plan.tensors.len());
         for (name, spec) in &plan.tensors {
-            let missing = || ModelError::InvalidConfig(format!("the plan puts {name} at {}, which the layer database does not hold", spec.qtype.name()));
+            let missing = || {
+                ModelError::InvalidConfig(format!(
+                    "the plan puts {name} at {}, which the layer database does not hold",
+                    spec.qtype.name()
+                ))
+            };
             let tv = self.tensors.get(name).ok_or_else(missing)?;
-            let level = tv.variants.iter().position(|v| v.qtype == spec.qtype && v.sparsity == share(spec)).ok_or_else(missing)?;
+            let level = tv
+                .variants
+                .iter()
+                .position(|v| v.qtype == spec.qtype && v.sparsity == share(spec))
+                .ok_or_else(missing)?;
             let bytes = self.bytes(name, level).map_err(io)?;
             let values = self.decode(name, level, &bytes)?;
             let zeros = values.iter().filter(|&&x| x == 0.0).count();
             // A masked variant goes back to its type's encoding (exactly: its values are F16).
-            let bytes = if tv.variants[level].masked() { Cow::Owned(quantize(spec.qtype, &values, tv.cols, None)) } else { bytes };
+            let bytes = if tv.variants[level].masked() {
+                Cow::Owned(quantize(spec.qtype, &values, tv.cols, None))
+            } else {
+                bytes
+            };
             report.push(TensorReport {
                 name: name.clone(),
                 qtype: spec.qtype.name().into(),
@@ -525,14 +617,22 @@ impl Database {
             });
             encoded.insert(name.clone(), spec.qtype, bytes.into_owned()).map_err(io)?;
         }
-        Ok(Compressed { model: None, config: source.config.clone(), source: source.source.clone(), encoded, kept_blocks: (0..source.config.n_layers).collect(), report })
+        Ok(Compressed {
+            model: None,
+            config: source.config.clone(),
+            source: source.source.clone(),
+            encoded,
+            kept_blocks: (0..source.config.n_layers).collect(),
+            report,
+        })
     }
 
     /// Removes the `expected` tensors from this database and returns them as one, when it
     /// holds them all as a database of `kind` with types from `menu` (else None, and removes
     /// nothing).
     fn take(&mut self, expected: &BTreeMap<String, (usize, usize)>, kind: Kind, menu: Menu) -> Option<Database> {
-        let held: BTreeMap<String, TensorVariants> = expected.keys().filter_map(|n| self.tensors.get(n).map(|tv| (n.clone(), tv.clone()))).collect();
+        let held: BTreeMap<String, TensorVariants> =
+            expected.keys().filter_map(|n| self.tensors.get(n).map(|tv| (n.clone(), tv.clone()))).collect();
         if mismatch(&held, expected, kind, menu).is_some() {
             return None;
         }
@@ -564,16 +664,26 @@ impl Database {
         let mut names = Vec::new();
         let mut order = Vec::new();
         for (name, tv) in &self.tensors {
-            metadata.push((format!("triage.rel_error.{name}"), Value::Array(tv.variants.iter().map(|v| Value::F64(v.rel_error)).collect())));
-            metadata.push((format!("triage.checksum.{name}"), Value::Array(tv.variants.iter().map(|v| Value::U32(v.checksum)).collect())));
+            metadata.push((
+                format!("triage.rel_error.{name}"),
+                Value::Array(tv.variants.iter().map(|v| Value::F64(v.rel_error)).collect()),
+            ));
+            metadata.push((
+                format!("triage.checksum.{name}"),
+                Value::Array(tv.variants.iter().map(|v| Value::U32(v.checksum)).collect()),
+            ));
             for (level, v) in tv.variants.iter().enumerate() {
                 let ne = if v.masked() { vec![v.size() as u64 / 2] } else { vec![tv.cols as u64, tv.rows as u64] };
                 names.push((variant_name(name, v), ne, v.qtype));
                 order.push((name.as_str(), level));
             }
         }
-        let infos: Vec<(&str, &[u64], QuantType)> = names.iter().map(|(n, ne, t)| (n.as_str(), ne.as_slice(), *t)).collect();
-        crate::export::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1)).map_err(crate::export::ExportError::Io))
+        let infos: Vec<(&str, &[u64], QuantType)> =
+            names.iter().map(|(n, ne, t)| (n.as_str(), ne.as_slice(), *t)).collect();
+        crate::export::write_atomic(path, |w| {
+            gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1))
+                .map_err(crate::export::ExportError::Io)
+        })
     }
 
     /// Opens a cached database — its index; the variants stay in the file until read, each
@@ -599,7 +709,11 @@ impl Database {
     }
 
     /// Reads a database of `len` bytes from `r` into memory (see [`Database::load`]).
-    pub fn parse<R: std::io::Read + std::io::Seek>(r: &mut R, len: u64, key: &str) -> std::result::Result<Database, String> {
+    pub fn parse<R: std::io::Read + std::io::Seek>(
+        r: &mut R,
+        len: u64,
+        key: &str,
+    ) -> std::result::Result<Database, String> {
         let g = GgufFile::parse(r, len).map_err(|e| e.to_string())?;
         let mut tensors = index(&g, key)?;
         for v in tensors.values_mut().flat_map(|tv| tv.variants.iter_mut()) {
@@ -617,8 +731,15 @@ impl Database {
     /// Every variant, as (tensor name, level), whose bytes and error do not match its checksum,
     /// in name order: all of them read, [`CHECK_CHUNK`] bytes at a time, on every core.
     pub fn damaged(&self) -> io::Result<Vec<(String, usize)>> {
-        let all: Vec<(&String, usize, &Variant)> = self.tensors.iter().flat_map(|(n, tv)| tv.variants.iter().enumerate().map(move |(l, v)| (n, l, v))).collect();
-        let found = all.par_iter().map(|&(n, l, v)| Ok((checksum(self.file.as_deref(), v)? != v.checksum).then(|| (n.clone(), l)))).collect::<io::Result<Vec<_>>>()?;
+        let all: Vec<(&String, usize, &Variant)> = self
+            .tensors
+            .iter()
+            .flat_map(|(n, tv)| tv.variants.iter().enumerate().map(move |(l, v)| (n, l, v)))
+            .collect();
+        let found = all
+            .par_iter()
+            .map(|&(n, l, v)| Ok((checksum(self.file.as_deref(), v)? != v.checksum).then(|| (n.clone(), l))))
+            .collect::<io::Result<Vec<_>>>()?;
         Ok(found.into_iter().flatten().collect())
     }
 
@@ -632,7 +753,10 @@ impl Database {
 
     /// What is wrong with a damaged variant, naming it as the file does.
     fn damage(&self, name: &str, level: usize) -> String {
-        format!("variant '{}' does not match its checksum: its bytes or its error were damaged", variant_name(name, &self.tensors[name].variants[level]))
+        format!(
+            "variant '{}' does not match its checksum: its bytes or its error were damaged",
+            variant_name(name, &self.tensors[name].variants[level])
+        )
     }
 
     /// Why this database cannot serve a model of `config` as a database of `kind` with types
@@ -676,16 +800,28 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
             (None, Some(_)) => *known = shape,
             _ => {}
         }
-        tensors.entry(name.to_string()).or_insert_with(|| TensorVariants { rows: 0, cols: 0, variants: Vec::new() }).variants.push(variant);
+        tensors
+            .entry(name.to_string())
+            .or_insert_with(|| TensorVariants { rows: 0, cols: 0, variants: Vec::new() })
+            .variants
+            .push(variant);
     }
     for (name, tv) in &mut tensors {
-        (tv.rows, tv.cols) = shapes[name].ok_or_else(|| format!("'{name}' has no unpruned variant to give its shape"))?;
+        (tv.rows, tv.cols) =
+            shapes[name].ok_or_else(|| format!("'{name}' has no unpruned variant to give its shape"))?;
         if let Some(v) = tv.variants.iter().find(|v| v.masked() && !masked::fits(v.size(), tv.rows * tv.cols)) {
-            return Err(format!("a masked variant of '{name}' has {} bytes, which cannot pack {}×{} weights", v.size(), tv.rows, tv.cols));
+            return Err(format!(
+                "a masked variant of '{name}' has {} bytes, which cannot pack {}×{} weights",
+                v.size(),
+                tv.rows,
+                tv.cols
+            ));
         }
     }
     for (name, tv) in &mut tensors {
-        let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else { return Err(format!("no errors for '{name}'")) };
+        let Some(Value::Array(errs)) = g.get(&format!("triage.rel_error.{name}")) else {
+            return Err(format!("no errors for '{name}'"));
+        };
         if errs.len() != tv.variants.len() {
             return Err(format!("{} errors for the {} variants of '{name}'", errs.len(), tv.variants.len()));
         }
@@ -695,7 +831,9 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
                 _ => return Err(format!("an error of '{name}' is not a finite non-negative F64")),
             };
         }
-        let Some(Value::Array(sums)) = g.get(&format!("triage.checksum.{name}")) else { return Err(format!("no checksums for '{name}'")) };
+        let Some(Value::Array(sums)) = g.get(&format!("triage.checksum.{name}")) else {
+            return Err(format!("no checksums for '{name}'"));
+        };
         if sums.len() != tv.variants.len() {
             return Err(format!("{} checksums for the {} variants of '{name}'", sums.len(), tv.variants.len()));
         }
@@ -712,7 +850,13 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
 /// The block an interrupted build saved at `path`, when there is one and it is whole: made for
 /// `key`, its checksums matching, exactly the `expected` tensors at the levels of a database
 /// of `kind` with types from `menu`; Err(why) when it is not.
-pub fn saved_block(path: &Path, key: &str, expected: &BTreeMap<String, (usize, usize)>, kind: Kind, menu: Menu) -> std::result::Result<Option<Database>, String> {
+pub fn saved_block(
+    path: &Path,
+    key: &str,
+    expected: &BTreeMap<String, (usize, usize)>,
+    kind: Kind,
+    menu: Menu,
+) -> std::result::Result<Option<Database>, String> {
     let Some(db) = Database::load(path, key)? else { return Ok(None) };
     match mismatch(&db.tensors, expected, kind, menu) {
         Some(why) => Err(why),
@@ -723,7 +867,12 @@ pub fn saved_block(path: &Path, key: &str, expected: &BTreeMap<String, (usize, u
 /// Why `tensors` are not a database of `kind` for the `expected` tensors and shapes (None:
 /// they are): every expected tensor, with its shape and exactly the levels the code makes, in
 /// order, each variant of its type's size.
-fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<String, (usize, usize)>, kind: Kind, menu: Menu) -> Option<String> {
+fn mismatch(
+    tensors: &BTreeMap<String, TensorVariants>,
+    expected: &BTreeMap<String, (usize, usize)>,
+    kind: Kind,
+    menu: Menu,
+) -> Option<String> {
     if !tensors.keys().eq(expected.keys()) {
         return Some(format!("it holds {} tensors, {} are expected", tensors.len(), expected.len()));
     }
@@ -741,7 +890,13 @@ fn mismatch(tensors: &BTreeMap<String, TensorVariants>, expected: &BTreeMap<Stri
         if have != want {
             return Some(format!("'{name}' has levels {have:?}, the code makes {want:?}"));
         }
-        let sized = |v: &Variant| if v.masked() { masked::fits(v.size(), rows * cols) } else { v.size() == v.qtype.bytes(rows * cols) };
+        let sized = |v: &Variant| {
+            if v.masked() {
+                masked::fits(v.size(), rows * cols)
+            } else {
+                v.size() == v.qtype.bytes(rows * cols)
+            }
+        };
         if let Some(v) = tv.variants.iter().find(|v| !sized(v)) {
             return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.size()));
         }
@@ -777,9 +932,11 @@ pub fn load_or_build(
     let path = dir.map(|d| d.join(format!("database-{key}.gguf")));
     let mut reuse = None;
     if let Some(p) = path.as_deref() {
-        let checked = Database::open(p, &key).and_then(|db| match db.as_ref().and_then(|db| db.mismatch(model.config(), kind, settings.menu())) {
-            Some(why) => Err(why),
-            None => Ok(db),
+        let checked = Database::open(p, &key).and_then(|db| {
+            match db.as_ref().and_then(|db| db.mismatch(model.config(), kind, settings.menu())) {
+                Some(why) => Err(why),
+                None => Ok(db),
+            }
         });
         match checked.and_then(|db| db.map(|db| db.damaged().map(|d| (db, d)).map_err(|e| e.to_string())).transpose()) {
             Ok(Some((db, damaged))) if damaged.is_empty() => return Ok((db, true)),
@@ -797,7 +954,9 @@ pub fn load_or_build(
                 reuse = Some(db);
             }
             Ok(None) => {}
-            Err(why) => eprintln!("warning: the cached layer database {} is not used ({why}); rebuilding it", p.display()),
+            Err(why) => {
+                eprintln!("warning: the cached layer database {} is not used ({why}); rebuilding it", p.display())
+            }
         }
     }
     // Blocks finished by an interrupted build of the same key wait in the partial folder.
@@ -851,7 +1010,11 @@ mod tests {
                 assert_eq!(back.tensors[name].variants[level].rel_error, v.rel_error);
                 assert_eq!(back.tensors[name].variants[level].checksum, v.checksum);
                 let zeros = w.iter().filter(|&&x| x == 0.0).count();
-                assert!(zeros as f64 >= (v.sparsity as f64 - 1e-3) * n as f64, "{name} at {}: {zeros} zeros of {n}", v.sparsity);
+                assert!(
+                    zeros as f64 >= (v.sparsity as f64 - 1e-3) * n as f64,
+                    "{name} at {}: {zeros} zeros of {n}",
+                    v.sparsity
+                );
             }
         }
         let file = std::fs::metadata(&path).unwrap().len() as f64;
@@ -872,13 +1035,20 @@ mod tests {
         for chunk_bytes in [7 * 4 * cols, usize::MAX / 8] {
             let mut spill = Spill::new("test").unwrap();
             spill.append(b"leading bytes").unwrap();
-            let variants = matrix_levels(&model, "token_embd.weight", rows, cols, None, &mut spill, chunk_bytes, 0, &mut Silent).unwrap();
+            let variants =
+                matrix_levels(&model, "token_embd.weight", rows, cols, None, &mut spill, chunk_bytes, 0, &mut Silent)
+                    .unwrap();
             assert_eq!(variants.iter().map(|v| v.qtype).collect::<Vec<_>>(), levels(cols, None));
             let file = spill.reader().unwrap();
             for v in &variants {
                 let bytes = quantize(v.qtype, &w, cols, None);
                 assert_eq!(read_variant(Some(&file), v).unwrap().as_ref(), bytes.as_slice(), "{}", v.qtype);
-                assert_eq!(v.checksum, Variant::in_memory(v.qtype, 0.0, bytes.clone(), v.rel_error).checksum, "{}", v.qtype);
+                assert_eq!(
+                    v.checksum,
+                    Variant::in_memory(v.qtype, 0.0, bytes.clone(), v.rel_error).checksum,
+                    "{}",
+                    v.qtype
+                );
                 let d = dequantize(v.qtype, &bytes, w.len());
                 let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
                 assert_eq!(v.rel_error, (err / norm).sqrt(), "{}", v.qtype);

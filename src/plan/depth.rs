@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use super::evo::{evolve, Candidate, Genome};
-use super::removal::Removal;
 use super::fitness::Probe;
+use super::removal::Removal;
 use super::{PlanError, PlanOptions, PlanOutcome, Progress, Result, Solver};
-use crate::layout::Skeleton;
 use crate::importance::block_signals::cosine_sum;
+use crate::layout::Skeleton;
 use crate::model::{BlockOpts, Model};
 use crate::stats::Rng;
 
@@ -54,7 +54,12 @@ impl Genome for DepthGenome<'_> {
     }
 
     fn first_change(&self, other: &Self) -> usize {
-        self.removal.units.symmetric_difference(&other.removal.units).map(|&u| self.removal.block_of(u)).min().unwrap_or(self.base.blocks.len())
+        self.removal
+            .units
+            .symmetric_difference(&other.removal.units)
+            .map(|&u| self.removal.block_of(u))
+            .min()
+            .unwrap_or(self.base.blocks.len())
     }
 
     fn genes(&self) -> Vec<usize> {
@@ -64,7 +69,8 @@ impl Genome for DepthGenome<'_> {
     fn with_genes(&self, genes: &[usize]) -> Option<Self> {
         let n = self.base.blocks.len() * if self.removal.sublayers { 2 } else { 1 };
         let units: BTreeSet<usize> = genes.iter().copied().collect();
-        let fits = units.len() == genes.len() && units.len() == self.removal.units.len() && units.iter().all(|&u| u < n);
+        let fits =
+            units.len() == genes.len() && units.len() == self.removal.units.len() && units.iter().all(|&u| u < n);
         fits.then_some(DepthGenome { base: self.base, removal: Removal { sublayers: self.removal.sublayers, units } })
     }
 }
@@ -85,7 +91,13 @@ fn influence(base: &Model, probe: &Probe, pool: &[usize], sublayers: bool) -> Re
                 Ok(())
             };
             if sublayers {
-                let mid = block.forward(&s[i], &base.config, &probe.positions, BlockOpts { skip_attention: false, skip_mlp: true }, &mut ())?;
+                let mid = block.forward(
+                    &s[i],
+                    &base.config,
+                    &probe.positions,
+                    BlockOpts { skip_attention: false, skip_mlp: true },
+                    &mut (),
+                )?;
                 add(2 * i, &s[i], &mid)?;
                 add(2 * i + 1, &mid, &s[i + 1])?;
             } else {
@@ -98,7 +110,17 @@ fn influence(base: &Model, probe: &Probe, pool: &[usize], sublayers: bool) -> Re
 
 /// Plans the removal of `k` blocks (or sublayers).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn plan_depth(base: &Model, gguf: &Skeleton, probe: &Probe, pool: &[usize], holdout: &[usize], k: usize, sublayers: bool, opts: &PlanOptions, progress: &mut dyn Progress) -> Result<PlanOutcome> {
+pub(super) fn plan_depth(
+    base: &Model,
+    gguf: &Skeleton,
+    probe: &Probe,
+    pool: &[usize],
+    holdout: &[usize],
+    k: usize,
+    sublayers: bool,
+    opts: &PlanOptions,
+    progress: &mut dyn Progress,
+) -> Result<PlanOutcome> {
     let n = base.blocks.len();
     let (units, what) = if sublayers { (2 * n, "sublayers") } else { (n, "blocks") };
     if k >= units {
@@ -116,7 +138,14 @@ pub(super) fn plan_depth(base: &Model, gguf: &Skeleton, probe: &Probe, pool: &[u
     }
     let removal = match opts.solver {
         Solver::Evo => {
-            let (best, fit) = evolve(probe, pool, DepthGenome { base, removal: shortgpt }, &opts.evo, opts.checkpoint.as_ref(), progress)?;
+            let (best, fit) = evolve(
+                probe,
+                pool,
+                DepthGenome { base, removal: shortgpt },
+                &opts.evo,
+                opts.checkpoint.as_ref(),
+                progress,
+            )?;
             extra.insert("search_fitness".into(), json!(fit));
             best.removal
         }

@@ -62,8 +62,11 @@ pub fn sha256_remembered(path: &Path, cache: Option<&Path>) -> std::io::Result<S
     let sha256 = sha256_file(path)?;
     // Remembered only when the file did not change while it was read.
     if stat(path).is_ok_and(|after| after == now) {
-        let text = serde_json::to_string(&Remembered { file: now, sha256: sha256.clone() }).map_err(std::io::Error::other)?;
-        if let Err(e) = std::fs::create_dir_all(cache).and_then(|_| crate::export::write_atomic(&sidecar, |w| std::io::Write::write_all(w, text.as_bytes()))) {
+        let text =
+            serde_json::to_string(&Remembered { file: now, sha256: sha256.clone() }).map_err(std::io::Error::other)?;
+        if let Err(e) = std::fs::create_dir_all(cache)
+            .and_then(|_| crate::export::write_atomic(&sidecar, |w| std::io::Write::write_all(w, text.as_bytes())))
+        {
             eprintln!("warning: could not remember the sha256 of {} at {}: {e}", path.display(), sidecar.display());
         }
     }
@@ -95,7 +98,6 @@ pub fn short_key(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))[..24].to_string()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +111,12 @@ mod tests {
         std::fs::write(&f, b"abc").unwrap();
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(sha256_remembered(&f, Some(&cache)).unwrap(), abc);
-        let sidecar = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().contains("hash-")).unwrap();
+        let sidecar = std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains("hash-"))
+            .unwrap();
         // A remembered value is used as it is: plant another one to see it come back.
         let planted = std::fs::read_to_string(&sidecar).unwrap().replace(abc, &"0".repeat(64));
         std::fs::write(&sidecar, planted).unwrap();

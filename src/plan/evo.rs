@@ -18,8 +18,8 @@ use crate::model::{BlockOpts, Model, Result};
 use crate::progress::Progress;
 use crate::stats::Rng;
 
-use super::removal::Removal;
 use super::fitness::{Probe, States};
+use super::removal::Removal;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvoSettings {
@@ -109,7 +109,10 @@ impl Checkpoint {
             return read.map_err(|why| self.not_resumed(&why)).ok();
         }
         if read.is_ok_and(|s| s.generation < generations) {
-            eprintln!("note: {} holds an interrupted search with these settings; --resume continues it", self.path.display());
+            eprintln!(
+                "note: {} holds an interrupted search with these settings; --resume continues it",
+                self.path.display()
+            );
         }
         None
     }
@@ -142,7 +145,14 @@ impl Checkpoint {
 /// fitness. With a `checkpoint`, the state is saved after every generation, and a resumed run
 /// continues from the saved one: the same result as a run that was never stopped. Returns the last parent and its fitness on its
 /// final-stage windows.
-pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSettings, checkpoint: Option<&Checkpoint>, progress: &mut dyn Progress) -> Result<(G, f64)> {
+pub fn evolve<G: Genome>(
+    probe: &Probe,
+    pool: &[usize],
+    start: G,
+    s: &EvoSettings,
+    checkpoint: Option<&Checkpoint>,
+    progress: &mut dyn Progress,
+) -> Result<(G, f64)> {
     progress.start("search", s.generations);
     let mut rng = Rng::new(s.seed);
     let mut parent = start;
@@ -162,7 +172,13 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
     let mut ancestor: Option<(States, usize)> = None;
     for g in first..s.generations {
         let stage1 = sample(&mut rng, pool, s.stage_windows.0);
-        parent_states.ensure(probe, &parent_c.model, &parent_c.layout(), &stage1, ancestor.as_ref().map(|(a, f)| (a, *f)))?;
+        parent_states.ensure(
+            probe,
+            &parent_c.model,
+            &parent_c.layout(),
+            &stage1,
+            ancestor.as_ref().map(|(a, f)| (a, *f)),
+        )?;
         let mut scored: Vec<(f64, G)> = Vec::with_capacity(s.offspring);
         for _ in 0..s.offspring {
             let child = parent.mutate(&mut rng);
@@ -177,7 +193,13 @@ pub fn evolve<G: Genome>(probe: &Probe, pool: &[usize], start: G, s: &EvoSetting
         scored.sort_by(|a, b| a.0.total_cmp(&b.0));
         scored.truncate(s.survivors);
         let stage2 = sample(&mut rng, pool, s.stage_windows.1);
-        parent_states.ensure(probe, &parent_c.model, &parent_c.layout(), &stage2, ancestor.as_ref().map(|(a, f)| (a, *f)))?;
+        parent_states.ensure(
+            probe,
+            &parent_c.model,
+            &parent_c.layout(),
+            &stage2,
+            ancestor.as_ref().map(|(a, f)| (a, *f)),
+        )?;
         // The parent is re-entered: its fitness on the final stage costs only the head.
         let n = parent_c.model.blocks.len();
         let mut best_fit = probe.kl(&parent_c.model, &stage2, n, &parent_c.layout(), Some(&parent_states))?;

@@ -77,7 +77,14 @@ impl States {
     /// known. With an `ancestor` — the states of a model whose blocks before `first` are
     /// `model`'s own — a window it knows is run only from block `first` on, on its state there:
     /// the same numbers as a run from the embedding.
-    pub fn ensure(&mut self, probe: &Probe, model: &dyn Blocks, layout: Layout, which: &[usize], ancestor: Option<(&States, usize)>) -> Result<()> {
+    pub fn ensure(
+        &mut self,
+        probe: &Probe,
+        model: &dyn Blocks,
+        layout: Layout,
+        which: &[usize],
+        ancestor: Option<(&States, usize)>,
+    ) -> Result<()> {
         for &w in which {
             if self.at.contains_key(&w) {
                 continue;
@@ -122,10 +129,14 @@ impl Probe {
         let n = model.n_blocks();
         let mut spill = Spill::new("probe").map_err(spill_error)?;
         let mut original = States::with_dims([1, ctx, model.config().hidden_size])?;
-        let tokens: Vec<Tensor> = windows.iter().map(|w| Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu)).collect::<candle_core::Result<_>>()?;
+        let tokens: Vec<Tensor> = windows
+            .iter()
+            .map(|w| Tensor::from_vec(w.clone(), (1, ctx), &Device::Cpu))
+            .collect::<candle_core::Result<_>>()?;
         progress.start("original logits", windows.len());
         let mut xs = embed_batches(model, windows, 1)?;
-        let record = |original: &mut States, xs: &[Tensor]| xs.iter().enumerate().try_for_each(|(k, x)| original.push(k, x));
+        let record =
+            |original: &mut States, xs: &[Tensor]| xs.iter().enumerate().try_for_each(|(k, x)| original.push(k, x));
         record(&mut original, &xs)?;
         forward(model, &mut xs, 0..n, &positions, &full_layout, &mut (), |i, xs| {
             record(&mut original, xs)?;
@@ -158,7 +169,14 @@ impl Probe {
     /// Mean KL of `model` (with `layout`) over windows `which`, run from block `from` on the
     /// states of `start` (the original's when None; embeddings when from = 0). The windows go
     /// through each block together: a block is read once (decoded once when streamed or planned).
-    pub fn kl(&self, model: &dyn Blocks, which: &[usize], from: usize, layout: Layout, start: Option<&States>) -> Result<f64> {
+    pub fn kl(
+        &self,
+        model: &dyn Blocks,
+        which: &[usize],
+        from: usize,
+        layout: Layout,
+        start: Option<&States>,
+    ) -> Result<f64> {
         let n = model.n_blocks();
         let start = start.unwrap_or(&self.original);
         let mut xs = which
@@ -178,7 +196,15 @@ impl Probe {
 
     /// [`Probe::kl`] from `start`'s states, also keeping `model`'s states on those windows in
     /// `record` (`start`'s before block `from`), should it become the search's parent.
-    pub fn kl_recorded(&self, model: &dyn Blocks, which: &[usize], from: usize, layout: Layout, start: &States, record: &mut States) -> Result<f64> {
+    pub fn kl_recorded(
+        &self,
+        model: &dyn Blocks,
+        which: &[usize],
+        from: usize,
+        layout: Layout,
+        start: &States,
+        record: &mut States,
+    ) -> Result<f64> {
         let mut total = 0.0;
         let mut count = 0usize;
         for &w in which {
@@ -194,7 +220,13 @@ impl Probe {
 
 /// The states after every block from `from` on, starting from `x` entering block `from` (a
 /// removed block passes its input on).
-fn run_states(model: &dyn Blocks, x: Tensor, from: usize, positions: &Positions, layout: Layout) -> Result<Vec<Tensor>> {
+fn run_states(
+    model: &dyn Blocks,
+    x: Tensor,
+    from: usize,
+    positions: &Positions,
+    layout: Layout,
+) -> Result<Vec<Tensor>> {
     let n = model.n_blocks();
     let mut states = Vec::with_capacity(n - from);
     forward(model, &mut [x], from..n, positions, layout, &mut (), |_, xs| {

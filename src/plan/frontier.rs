@@ -13,8 +13,8 @@ use super::fitness::{full_layout, Probe};
 use super::lagrange::{self, Curve};
 use super::planned::Planned;
 use super::{Progress, Result};
-use crate::layout::Skeleton;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
+use crate::layout::Skeleton;
 use crate::model::Blocks;
 
 /// The level of `db`'s tensor `name` that a single-type plan of `t` gives it: `t`, or
@@ -47,7 +47,10 @@ pub fn single_type_plans(db: &Database, names: &[String]) -> Vec<(QuantType, Vec
 /// neither it nor its fall-back among the database's types (a `--types` menu's), as "Q4_K:
 /// blk.0.attn_k.weight has rows of 64, …". None when every held type makes a plan.
 pub fn single_type_gap(db: &Database, names: &[String]) -> Option<String> {
-    let held: Vec<QuantType> = QUANTIZED_TYPES.into_iter().filter(|&t| db.tensors.values().any(|tv| tv.variants.iter().any(|v| v.qtype == t))).collect();
+    let held: Vec<QuantType> = QUANTIZED_TYPES
+        .into_iter()
+        .filter(|&t| db.tensors.values().any(|tv| tv.variants.iter().any(|v| v.qtype == t)))
+        .collect();
     held.into_iter().find_map(|t| {
         let name = names.iter().find(|n| single_type_level(db, n, t).is_none())?;
         let cols = db.tensors[name].cols;
@@ -95,9 +98,23 @@ impl Frontier<'_> {
     /// nearest `budget` (by ratio), and the Lagrangian plan at each of their costs, smallest
     /// first; a Lagrangian plan equal to its single-type one, or to one measured before, is measured
     /// once.
-    pub fn measure(&self, n: usize, budget: u64, cost: &dyn Fn(u64) -> u64, progress: &mut dyn Progress) -> Result<Vec<Point>> {
-        let planned = |levels: &[usize]| -> u64 { self.names.iter().zip(levels).map(|(name, &l)| cost(self.db.tensors[name].variants[l].size() as u64)).sum() };
-        let mut singles: Vec<(QuantType, Vec<usize>, u64)> = single_type_plans(self.db, self.names).into_iter().map(|(t, l)| { let c = planned(&l); (t, l, c) }).collect();
+    pub fn measure(
+        &self,
+        n: usize,
+        budget: u64,
+        cost: &dyn Fn(u64) -> u64,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Point>> {
+        let planned = |levels: &[usize]| -> u64 {
+            self.names.iter().zip(levels).map(|(name, &l)| cost(self.db.tensors[name].variants[l].size() as u64)).sum()
+        };
+        let mut singles: Vec<(QuantType, Vec<usize>, u64)> = single_type_plans(self.db, self.names)
+            .into_iter()
+            .map(|(t, l)| {
+                let c = planned(&l);
+                (t, l, c)
+            })
+            .collect();
         let distance = |c: u64| (c.max(1) as f64 / budget.max(1) as f64).ln().abs();
         singles.sort_by(|a, b| distance(a.2).total_cmp(&distance(b.2)));
         singles.truncate(n);
@@ -124,10 +141,12 @@ impl Frontier<'_> {
 
     /// `levels` measured: its file's size and its KL on the hold-out windows.
     pub fn point(&self, solver: &'static str, qtype: Option<QuantType>, levels: &[usize]) -> Result<Point> {
-        let types: BTreeMap<String, QuantType> = self.names.iter().zip(levels).map(|(n, &l)| (n.clone(), self.db.tensors[n].variants[l].qtype)).collect();
+        let types: BTreeMap<String, QuantType> =
+            self.names.iter().zip(levels).map(|(n, &l)| (n.clone(), self.db.tensors[n].variants[l].qtype)).collect();
         let all_blocks: Vec<usize> = (0..self.base.n_blocks()).collect();
         let size = self.gguf.predicted_size(&all_blocks, &types)?;
-        let kld = self.probe.kl(&Planned::of_levels(self.base, self.db, levels), self.holdout, 0, &full_layout, None)?;
+        let kld =
+            self.probe.kl(&Planned::of_levels(self.base, self.db, levels), self.holdout, 0, &full_layout, None)?;
         Ok(Point { solver, qtype, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld })
     }
 }
@@ -160,8 +179,13 @@ mod tests {
         // Q4_0 in a menu is taken as itself, not as IQ4_NL, which the menu lacks.
         let d = db(&[("a", 64), ("b", 512)], &[Q4_0, Q8_0]);
         let plans = single_type_plans(&d, &names);
-        let types = |l: &[usize]| l.iter().zip(&names).map(|(&l, n)| d.tensors[n].variants[l].qtype).collect::<Vec<_>>();
-        assert!(plans.iter().any(|(_, l)| types(l) == [Q4_0, Q4_0]), "{:?}", plans.iter().map(|(t, l)| (t, types(l))).collect::<Vec<_>>());
+        let types =
+            |l: &[usize]| l.iter().zip(&names).map(|(&l, n)| d.tensors[n].variants[l].qtype).collect::<Vec<_>>();
+        assert!(
+            plans.iter().any(|(_, l)| types(l) == [Q4_0, Q4_0]),
+            "{:?}",
+            plans.iter().map(|(t, l)| (t, types(l))).collect::<Vec<_>>()
+        );
         assert!(plans.iter().all(|(_, l)| types(l).iter().all(|t| [Q4_0, Q8_0].contains(t))));
         assert_eq!(single_type_gap(&d, &names), None);
         // The whole menu (no Q4_0 level): IQ4_NL stands in for Q4_0.

@@ -48,7 +48,11 @@ fn choose(curves: &[Curve], lambda: f64) -> Vec<usize> {
 pub fn cheapest(curves: &[Curve]) -> Vec<usize> {
     curves
         .iter()
-        .map(|c| (0..c.cost.len()).min_by(|&a, &b| c.cost[a].cmp(&c.cost[b]).then(c.error[a].total_cmp(&c.error[b]))).expect("a level"))
+        .map(|c| {
+            (0..c.cost.len())
+                .min_by(|&a, &b| c.cost[a].cmp(&c.cost[b]).then(c.error[a].total_cmp(&c.error[b])))
+                .expect("a level")
+        })
         .collect()
 }
 
@@ -148,7 +152,11 @@ mod tests {
             let slack = budget - used;
             for (c, &i) in curves.iter().zip(&choice) {
                 if let Some(&next) = c.cost.get(i + 1) {
-                    assert!(next - c.cost[i] > slack, "case {case}: a step of {} still fits in {slack}", next - c.cost[i]);
+                    assert!(
+                        next - c.cost[i] > slack,
+                        "case {case}: a step of {} still fits in {slack}",
+                        next - c.cost[i]
+                    );
                 }
             }
         }

@@ -60,14 +60,24 @@ mod tests {
     #[test]
     fn packing_returns_the_dense_values() {
         for n in [1usize, 15, 16, 17, 333] {
-            let w: Vec<f32> = (0..n).map(|i| match i % 5 { 0 | 3 => 0.0, 4 => -0.0, _ => (i as f32 - 100.0) * 0.37 }).collect();
+            let w: Vec<f32> = (0..n)
+                .map(|i| match i % 5 {
+                    0 | 3 => 0.0,
+                    4 => -0.0,
+                    _ => (i as f32 - 100.0) * 0.37,
+                })
+                .collect();
             let dense = quantize(QuantType::F16, &w, n, None);
             let packed = pack(&dense);
             let zeros = w.iter().filter(|x| x.to_bits() == 0).count();
             assert_eq!(packed.len(), mask_bytes(n) + 2 * (n - zeros));
             let back = unpack(&packed, n).unwrap();
             let want = dequantize(QuantType::F16, &dense, n);
-            assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "n={n}");
+            assert_eq!(
+                back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "n={n}"
+            );
         }
     }
 

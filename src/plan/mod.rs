@@ -35,8 +35,8 @@ use std::time::Instant;
 use serde_json::{json, Value as Json};
 
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::ggml::types::QuantType;
 use crate::data::Windows;
+use crate::ggml::types::QuantType;
 use crate::layout::{PredictedSize, Skeleton};
 use crate::model::{Blocks, Config, Weights};
 
@@ -44,9 +44,9 @@ pub use budget::Budget;
 use database::{Database, DatabaseSettings, Kind};
 use evo::{evolve, Checkpoint, EvoSettings};
 use fitness::{full_layout, Probe};
-use planned::Planned;
 use frontier::{single_type_plans, Frontier, Point};
 use lagrange::Curve;
+use planned::Planned;
 use search::{QuantGenome, QuantSpace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -161,7 +161,8 @@ fn split(all: &Windows, db_windows: usize, search: usize, used: usize, holdout: 
             all.ctx
         )));
     }
-    let database = Windows { ctx: all.ctx, windows: all.windows[..db_windows].to_vec(), text_sha256: all.text_sha256.clone() };
+    let database =
+        Windows { ctx: all.ctx, windows: all.windows[..db_windows].to_vec(), text_sha256: all.text_sha256.clone() };
     let used = used.min(search);
     let probe = [&all.windows[db_windows..db_windows + used], &all.windows[db_windows + search..need]].concat();
     Ok(Split { database, probe, n_search: used })
@@ -174,7 +175,13 @@ fn split(all: &Windows, db_windows: usize, search: usize, used: usize, holdout: 
 /// takes the quantization budgets with the uniform and lagrange solvers: the database, the
 /// sensitivities and every plan's KL are made block by block; EvoPress (a whole model per
 /// candidate), sparsity and depth need it in memory.
-pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOptions, progress: &mut dyn Progress) -> Result<PlanOutcome> {
+pub fn plan(
+    model: Weights,
+    model_path: &Path,
+    windows: &Windows,
+    opts: &PlanOptions,
+    progress: &mut dyn Progress,
+) -> Result<PlanOutcome> {
     let t0 = Instant::now();
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
@@ -189,7 +196,9 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
             Budget::Sparsity(_) => "uniform, owl or evo",
             _ => "uniform, lagrange or evo",
         };
-        return Err(PlanError::Budget(format!("solver {:?} does not apply to budget {}; use {allowed}", opts.solver, opts.budget).to_lowercase()));
+        return Err(PlanError::Budget(
+            format!("solver {:?} does not apply to budget {}; use {allowed}", opts.solver, opts.budget).to_lowercase(),
+        ));
     }
     let by_measurement = plans_by_measurement(opts.budget, opts.solver);
     if model.is_streamed() && !by_measurement {
@@ -201,7 +210,11 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
     }
     if let Budget::Sparsity(s) = opts.budget {
         if opts.solver == Solver::Evo && s > sparsity::max_share() {
-            return Err(PlanError::Budget(format!("budget {}: evo searches shares up to {} per tensor, so the mean cannot exceed it; use uniform or owl", opts.budget, sparsity::max_share())));
+            return Err(PlanError::Budget(format!(
+                "budget {}: evo searches shares up to {} per tensor, so the mean cannot exceed it; use uniform or owl",
+                opts.budget,
+                sparsity::max_share()
+            )));
         }
     }
     let db_windows = (opts.database.tokens / windows.ctx).max(1);
@@ -216,7 +229,10 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
     let sp = split(windows, if needs_db { db_windows } else { 0 }, opts.search_windows, used, opts.holdout_windows)?;
     if let Some(menu) = &opts.database.types {
         if kind != Some(Kind::Types) {
-            return Err(PlanError::Budget(format!("--types chooses the levels of quantization budgets (bpw=, size=, kld<=); budget {} does not use them", opts.budget)));
+            return Err(PlanError::Budget(format!(
+                "--types chooses the levels of quantization budgets (bpw=, size=, kld<=); budget {} does not use them",
+                opts.budget
+            )));
         }
         if let Some(why) = database::menu_mismatch(model.config(), menu) {
             return Err(PlanError::Budget(why));
@@ -224,7 +240,11 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
     }
     // What the GGUF of this source holds: every plan's size is asked of it.
     let gguf = Skeleton::open(model_path)?;
-    let limits = if opts.budget.is_quantization() { Some(quant_limits(model.config(), &gguf, opts.budget, opts.database.menu())?) } else { None };
+    let limits = if opts.budget.is_quantization() {
+        Some(quant_limits(model.config(), &gguf, opts.budget, opts.database.menu())?)
+    } else {
+        None
+    };
     let mut base = model;
     if let Weights::Resident(m) = &mut base {
         m.tokenizer = None;
@@ -239,14 +259,30 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
         _ => digest::inputs_digest(model_path, &windows.source_digest(), opts.cache_dir.as_deref())?,
     };
     if opts.resume && opts.cache_dir.is_none() {
-        return Err(PlanError::Budget("--resume continues a search saved in the cache folder; it cannot go with --no-cache".into()));
+        return Err(PlanError::Budget(
+            "--resume continues a search saved in the cache folder; it cannot go with --no-cache".into(),
+        ));
     }
     // The search's state lives beside the caches, keyed by everything the search depends on.
     let search_key = digest::short_key(&format!(
         "search v1 triage {} {inputs} budget {} solver {:?} evo {} {} {:?} {} database {:?} windows {} {} {} {}",
-        env!("CARGO_PKG_VERSION"), opts.budget, opts.solver, opts.evo.offspring, opts.evo.survivors, opts.evo.stage_windows, opts.evo.seed, opts.database, windows.ctx, opts.search_windows, opts.holdout_windows, opts.sensitivity_windows
+        env!("CARGO_PKG_VERSION"),
+        opts.budget,
+        opts.solver,
+        opts.evo.offspring,
+        opts.evo.survivors,
+        opts.evo.stage_windows,
+        opts.evo.seed,
+        opts.database,
+        windows.ctx,
+        opts.search_windows,
+        opts.holdout_windows,
+        opts.sensitivity_windows
     ));
-    let checkpoint = opts.cache_dir.as_ref().map(|d| Checkpoint { path: d.join(format!("search-{search_key}.json")), resume: opts.resume });
+    let checkpoint = opts
+        .cache_dir
+        .as_ref()
+        .map(|d| Checkpoint { path: d.join(format!("search-{search_key}.json")), resume: opts.resume });
     if let Some(d) = opts.cache_dir.as_ref().filter(|_| opts.solver == Solver::Evo) {
         std::fs::create_dir_all(d)?;
     }
@@ -255,7 +291,15 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
         Some(kind) => {
             let t = Instant::now();
             let key = database::cache_key(&inputs, &opts.database, kind);
-            let (db, cached) = database::load_or_build(&base, &sp.database, &opts.database, kind, key, opts.cache_dir.as_deref(), progress)?;
+            let (db, cached) = database::load_or_build(
+                &base,
+                &sp.database,
+                &opts.database,
+                kind,
+                key,
+                opts.cache_dir.as_deref(),
+                progress,
+            )?;
             crate::memory::release_freed();
             timings.insert("database_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("database_cached".into(), json!(cached));
@@ -264,9 +308,15 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
         None => None,
     };
     let mut out = match (opts.budget, &base) {
-        (Budget::DropBlocks(k), Weights::Resident(base)) => depth::plan_depth(base, &gguf, &probe, &pool, &holdout, k, false, opts, progress)?,
-        (Budget::DropSublayers(k), Weights::Resident(base)) => depth::plan_depth(base, &gguf, &probe, &pool, &holdout, k, true, opts, progress)?,
-        (Budget::Sparsity(s), Weights::Resident(base)) => sparsity::plan_sparsity(base, &gguf, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?,
+        (Budget::DropBlocks(k), Weights::Resident(base)) => {
+            depth::plan_depth(base, &gguf, &probe, &pool, &holdout, k, false, opts, progress)?
+        }
+        (Budget::DropSublayers(k), Weights::Resident(base)) => {
+            depth::plan_depth(base, &gguf, &probe, &pool, &holdout, k, true, opts, progress)?
+        }
+        (Budget::Sparsity(s), Weights::Resident(base)) => {
+            sparsity::plan_sparsity(base, &gguf, db.as_ref(), &probe, &pool, &holdout, s, opts, &mut timings, progress)?
+        }
         (b, _) if !b.is_quantization() => unreachable!("a streamed model was refused these budgets"),
         _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
@@ -298,7 +348,10 @@ pub fn plan(model: Weights, model_path: &Path, windows: &Windows, opts: &PlanOpt
     );
     j.insert("predicted".into(), json!({"bytes": out.predicted.bytes, "tensor_bytes": out.predicted.tensor_bytes, "n_weights": out.predicted.n_weights, "bits_per_weight": out.predicted.bits_per_weight()}));
     if let Some(k) = out.kld {
-        j.insert("fitness".into(), json!({"kld_mean": k, "windows": holdout.len(), "tokens": holdout.len() * windows.ctx}));
+        j.insert(
+            "fitness".into(),
+            json!({"kld_mean": k, "windows": holdout.len(), "tokens": holdout.len() * windows.ctx}),
+        );
     }
     Ok(out)
 }
@@ -330,22 +383,32 @@ fn quant_limits(config: &Config, gguf: &Skeleton, budget: Budget, menu: database
     let all_blocks: Vec<usize> = (0..config.n_layers).collect();
     let known = plannable_tensors(config);
     let cost = unit_cost(budget);
-    let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 { types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum() };
+    let planned_cost = |types: &BTreeMap<String, QuantType>| -> u64 {
+        types.iter().map(|(n, t)| cost(t.bytes(known[n].0 * known[n].1) as u64)).sum()
+    };
     let (floor, top) = (extreme_types(config, false, menu), extreme_types(config, true, menu));
     let (floor_size, top_size) = (gguf.predicted_size(&all_blocks, &floor)?, gguf.predicted_size(&all_blocks, &top)?);
     let (fixed, limit) = match budget {
         Budget::Size(n) => (floor_size.bytes - planned_cost(&floor), n),
-        Budget::Bpw(b) => (floor_size.tensor_bytes - planned_cost(&floor), (b * floor_size.n_weights as f64 / 8.0).floor() as u64),
+        Budget::Bpw(b) => {
+            (floor_size.tensor_bytes - planned_cost(&floor), (b * floor_size.n_weights as f64 / 8.0).floor() as u64)
+        }
         _ => (floor_size.bytes - planned_cost(&floor), u64::MAX),
     };
     let describe = |p: &PredictedSize| format!("{} bytes, {:.3} bits per weight", p.bytes, p.bits_per_weight());
     if limit < fixed + planned_cost(&floor) {
-        return Err(PlanError::Budget(format!("budget {budget} is below the smallest possible plan ({}: every tensor at its cheapest type)", describe(&floor_size))));
+        return Err(PlanError::Budget(format!(
+            "budget {budget} is below the smallest possible plan ({}: every tensor at its cheapest type)",
+            describe(&floor_size)
+        )));
     }
     // kld<= has no byte limit; a size or bpw past u64 saturates to u64::MAX, above any plan.
     if matches!(budget, Budget::Size(_) | Budget::Bpw(_)) && limit > fixed + planned_cost(&top) {
         let top = if menu.is_some() { "every tensor at its dearest type of --types" } else { "every tensor Q8_0" };
-        return Err(PlanError::Budget(format!("budget {budget} is above the largest possible plan ({}: {top}); use triage compress --type Q8_0 or F16", describe(&top_size))));
+        return Err(PlanError::Budget(format!(
+            "budget {budget} is above the largest possible plan ({}: {top}); use triage compress --type Q8_0 or F16",
+            describe(&top_size)
+        )));
     }
     Ok((fixed, limit))
 }
@@ -366,7 +429,9 @@ fn plan_quant(
 ) -> Result<PlanOutcome> {
     let names: Vec<String> = db.tensors.keys().cloned().collect();
     let all_blocks: Vec<usize> = (0..base.n_blocks()).collect();
-    let types_of = |levels: &[usize]| -> BTreeMap<String, QuantType> { names.iter().zip(levels).map(|(n, &l)| (n.clone(), db.tensors[n].variants[l].qtype)).collect() };
+    let types_of = |levels: &[usize]| -> BTreeMap<String, QuantType> {
+        names.iter().zip(levels).map(|(n, &l)| (n.clone(), db.tensors[n].variants[l].qtype)).collect()
+    };
     let cost = unit_cost(opts.budget);
     let budget = limit.saturating_sub(fixed);
     let t = Instant::now();
@@ -376,20 +441,25 @@ fn plan_quant(
     let mut measured: Option<(Vec<Curve>, Option<(Vec<usize>, f64)>)> = None;
     let levels: Vec<usize> = match opts.solver {
         Solver::Uniform => uniform_levels(db, &names, &cost, budget).ok_or_else(|| {
-            let gap = frontier::single_type_gap(db, &names).map_or(String::new(), |g| format!(" (no single-type plan of {g})"));
+            let gap = frontier::single_type_gap(db, &names)
+                .map_or(String::new(), |g| format!(" (no single-type plan of {g})"));
             PlanError::Budget(format!("no single type fits budget {}{gap}", opts.budget))
         })?,
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
-            let (curves, dkl, cached) = sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), progress)?;
+            let (curves, dkl, cached) =
+                sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), progress)?;
             if let Weights::Resident(m) = &mut base {
                 search::drop_planned_weights(m, db);
                 crate::memory::release_freed();
             }
             timings.insert("sensitivity_s".into(), json!(t.elapsed().as_secs_f64()));
             timings.insert("sensitivity_cached".into(), json!(cached));
-            result_json.insert("sensitivity".into(), Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()));
+            result_json.insert(
+                "sensitivity".into(),
+                Json::Object(names.iter().zip(&dkl).map(|(n, &k)| (n.clone(), json!(k))).collect()),
+            );
             match opts.budget {
                 Budget::Kld(target) => {
                     let levels = kld_bisection(&base, db, &curves, probe, holdout, target, progress)?;
@@ -430,13 +500,22 @@ fn plan_quant(
         if let Some((warm, warm_kld)) = warm {
             // Evo's warm start: the Lagrangian plan at the budget, already measured.
             let size = gguf.predicted_size(&all_blocks, &types_of(&warm))?;
-            points.push(Point { solver: "lagrange", qtype: None, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld: warm_kld });
+            points.push(Point {
+                solver: "lagrange",
+                qtype: None,
+                bytes: size.bytes,
+                bits_per_weight: size.bits_per_weight(),
+                kld: warm_kld,
+            });
         }
         points.sort_by_key(|p| p.bytes);
         result_json.insert("frontier".into(), Json::Array(points.iter().map(Point::to_json).collect()));
         timings.insert("frontier_s".into(), json!(t.elapsed().as_secs_f64()));
     }
-    let plan = Plan { tensors: types.into_iter().map(|(n, t)| (n, TensorSpec { qtype: t, sparsity: None })).collect(), ..Plan::default() };
+    let plan = Plan {
+        tensors: types.into_iter().map(|(n, t)| (n, TensorSpec { qtype: t, sparsity: None })).collect(),
+        ..Plan::default()
+    };
     let mut json = plan.to_json();
     json.as_object_mut().expect("an object").extend(result_json);
     Ok(PlanOutcome { plan, predicted, kld: Some(kld), json, database: None })
@@ -447,15 +526,30 @@ fn plan_quant(
 fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, budget: u64) -> Option<Vec<usize>> {
     single_type_plans(db, names)
         .into_iter()
-        .map(|(_, levels)| (names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].size() as u64)).sum::<u64>(), levels))
+        .map(|(_, levels)| {
+            (
+                names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].size() as u64)).sum::<u64>(),
+                levels,
+            )
+        })
         .filter(|(c, _)| *c <= budget)
         .max_by_key(|(c, _)| *c)
         .map(|(_, l)| l)
 }
 
 /// The smallest lagrange plan whose KL on the hold-out windows is within `target`.
-fn kld_bisection(base: &dyn Blocks, db: &Database, curves: &[Curve], probe: &Probe, holdout: &[usize], target: f64, progress: &mut dyn Progress) -> Result<Vec<usize>> {
-    let kl = |levels: &[usize]| -> Result<f64> { Ok(probe.kl(&Planned::of_levels(base, db, levels), holdout, 0, &full_layout, None)?) };
+fn kld_bisection(
+    base: &dyn Blocks,
+    db: &Database,
+    curves: &[Curve],
+    probe: &Probe,
+    holdout: &[usize],
+    target: f64,
+    progress: &mut dyn Progress,
+) -> Result<Vec<usize>> {
+    let kl = |levels: &[usize]| -> Result<f64> {
+        Ok(probe.kl(&Planned::of_levels(base, db, levels), holdout, 0, &full_layout, None)?)
+    };
     let lo_cost: u64 = curves.iter().map(Curve::min_cost).sum();
     let hi_cost: u64 = curves.iter().map(Curve::max_cost).sum();
     let top = lagrange::solve(curves, hi_cost).expect("feasible");

@@ -25,12 +25,23 @@ pub fn outlier_ratios(model: &Model, probe: &Probe, which: &[usize]) -> Result<V
         .map(|(i, block)| {
             let mut moments = BlockMoments::new(block);
             for &w in which {
-                block.forward(&probe.state(w, i)?, &model.config, &probe.positions, BlockOpts::default(), &mut moments)?;
+                block.forward(
+                    &probe.state(w, i)?,
+                    &model.config,
+                    &probe.positions,
+                    BlockOpts::default(),
+                    &mut moments,
+                )?;
             }
             let linears = block.linears();
-            let weights: Vec<Vec<f32>> = linears.iter().map(|l| with_f32(&l.weight, <[f32]>::to_vec)).collect::<Result<_>>()?;
-            let norms: Vec<Vec<f32>> = linears.iter().map(|l| wanda_norms(&moments.of(&l.name).expect("every linear has an input group").sum_sq())).collect();
-            let pairs: Vec<(&[f32], &[f32])> = weights.iter().zip(&norms).map(|(w, n)| (w.as_slice(), n.as_slice())).collect();
+            let weights: Vec<Vec<f32>> =
+                linears.iter().map(|l| with_f32(&l.weight, <[f32]>::to_vec)).collect::<Result<_>>()?;
+            let norms: Vec<Vec<f32>> = linears
+                .iter()
+                .map(|l| wanda_norms(&moments.of(&l.name).expect("every linear has an input group").sum_sq()))
+                .collect();
+            let pairs: Vec<(&[f32], &[f32])> =
+                weights.iter().zip(&norms).map(|(w, n)| (w.as_slice(), n.as_slice())).collect();
             Ok(outlier_ratio(&pairs))
         })
         .collect()

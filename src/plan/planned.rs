@@ -32,8 +32,18 @@ const OUTPUT: &str = "output.weight";
 
 impl<'a> Planned<'a> {
     /// `base` with each tensor of `levels` (name, database level) at that level.
-    pub fn new(base: &'a dyn Blocks, db: &'a Database, levels: impl IntoIterator<Item = (&'a str, usize)>) -> Planned<'a> {
-        Planned { base, db, levels: levels.into_iter().collect(), whole: [OnceLock::new(), OnceLock::new()], kept_bytes: HEAD_KEPT_BYTES }
+    pub fn new(
+        base: &'a dyn Blocks,
+        db: &'a Database,
+        levels: impl IntoIterator<Item = (&'a str, usize)>,
+    ) -> Planned<'a> {
+        Planned {
+            base,
+            db,
+            levels: levels.into_iter().collect(),
+            whole: [OnceLock::new(), OnceLock::new()],
+            kept_bytes: HEAD_KEPT_BYTES,
+        }
     }
 
     /// Every tensor of `db` at its level in `levels` (in the database's name order).
@@ -146,7 +156,8 @@ mod tests {
         let which: Vec<usize> = (0..windows.len()).collect();
         let space = QuantSpace::new(&model, &db, Vec::new(), 0);
         for shift in 0..3 {
-            let levels: Vec<usize> = db.tensors.values().enumerate().map(|(i, tv)| (i + shift) % tv.variants.len()).collect();
+            let levels: Vec<usize> =
+                db.tensors.values().enumerate().map(|(i, tv)| (i + shift) % tv.variants.len()).collect();
             let whole = space.model(&levels).unwrap();
             let view = Planned::of_levels(&model, &db, &levels);
             let mut by_rows = Planned::of_levels(&model, &db, &levels);
@@ -154,8 +165,16 @@ mod tests {
             for from in [0, 1] {
                 let want = probe.kl(&whole, &which, from, &full_layout, None).unwrap();
                 assert!(want > 0.0);
-                assert_eq!(probe.kl(&view, &which, from, &full_layout, None).unwrap(), want, "levels shifted by {shift}, from block {from}");
-                assert_eq!(probe.kl(&by_rows, &which, from, &full_layout, None).unwrap(), want, "by rows: levels shifted by {shift}, from block {from}");
+                assert_eq!(
+                    probe.kl(&view, &which, from, &full_layout, None).unwrap(),
+                    want,
+                    "levels shifted by {shift}, from block {from}"
+                );
+                assert_eq!(
+                    probe.kl(&by_rows, &which, from, &full_layout, None).unwrap(),
+                    want,
+                    "by rows: levels shifted by {shift}, from block {from}"
+                );
             }
         }
     }

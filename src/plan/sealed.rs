@@ -57,7 +57,11 @@ mod tests {
         let text = seal(&m);
         assert_eq!(open::<BTreeMap<String, f64>>(&text).unwrap(), m);
         assert_eq!(open::<BTreeMap<String, f64>>(&text.replace(',', " ,\n ")).unwrap(), m);
-        for damaged in [text.replace("0.015625", "0.015626"), text.replace("\"b\"", "\"c\""), text.replacen("\"sha256\":\"", "\"sha256\":\"0", 1)] {
+        for damaged in [
+            text.replace("0.015625", "0.015626"),
+            text.replace("\"b\"", "\"c\""),
+            text.replacen("\"sha256\":\"", "\"sha256\":\"0", 1),
+        ] {
             assert_ne!(damaged, text);
             let why = open::<BTreeMap<String, f64>>(&damaged).unwrap_err();
             assert!(why.contains("sha256"), "{why}");

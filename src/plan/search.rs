@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use candle_core::Tensor;
 
 use super::database::Database;
-use super::removal::Removal;
 use super::evo::{Candidate, Genome};
 use super::lagrange::Curve;
+use super::removal::Removal;
 use crate::model::{Model, Result, TensorId};
 use crate::stats::Rng;
 
@@ -81,7 +81,8 @@ impl<'a> QuantSpace<'a> {
             })
             .collect();
         let whole: usize = db.tensors.values().map(|t| 4 * t.rows * t.cols).sum();
-        let decoded = Decoded { map: HashMap::new(), bytes: 0, capacity: (DECODED_SHARE * whole as f64) as usize, tick: 0 };
+        let decoded =
+            Decoded { map: HashMap::new(), bytes: 0, capacity: (DECODED_SHARE * whole as f64) as usize, tick: 0 };
         QuantSpace { base, db, names, curves, group, budget, decoded: Mutex::new(decoded) }
     }
 
@@ -118,7 +119,11 @@ impl<'a> QuantSpace<'a> {
 /// first matmul on the shape.
 pub fn drop_planned_weights(m: &mut Model, db: &Database) {
     for name in db.tensors.keys() {
-        set_weight(m, name, Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu).expect("an empty tensor"));
+        set_weight(
+            m,
+            name,
+            Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu).expect("an empty tensor"),
+        );
     }
 }
 
@@ -194,7 +199,8 @@ impl Genome for QuantGenome<'_> {
         for _ in 0..k {
             let a = rng.below(n);
             if rng.uniform() < 0.5 {
-                let mates: Vec<usize> = (0..n).filter(|&b| s.group[b] == s.group[a] && child.levels[b] != child.levels[a]).collect();
+                let mates: Vec<usize> =
+                    (0..n).filter(|&b| s.group[b] == s.group[a] && child.levels[b] != child.levels[a]).collect();
                 if !mates.is_empty() {
                     let b = mates[rng.below(mates.len())];
                     child.levels.swap(a, b);
@@ -240,7 +246,11 @@ impl Genome for QuantGenome<'_> {
     }
 
     fn first_change(&self, other: &Self) -> usize {
-        (0..self.levels.len()).filter(|&t| self.levels[t] != other.levels[t]).map(|t| self.space.block_of(t)).min().unwrap_or(self.space.base.blocks.len())
+        (0..self.levels.len())
+            .filter(|&t| self.levels[t] != other.levels[t])
+            .map(|t| self.space.block_of(t))
+            .min()
+            .unwrap_or(self.space.base.blocks.len())
     }
 
     fn genes(&self) -> Vec<usize> {
@@ -249,7 +259,9 @@ impl Genome for QuantGenome<'_> {
 
     fn with_genes(&self, genes: &[usize]) -> Option<Self> {
         let s = self.space;
-        let fits = genes.len() == s.curves.len() && genes.iter().zip(&s.curves).all(|(&l, c)| l < c.cost.len()) && s.cost(genes) <= s.budget;
+        let fits = genes.len() == s.curves.len()
+            && genes.iter().zip(&s.curves).all(|(&l, c)| l < c.cost.len())
+            && s.cost(genes) <= s.budget;
         fits.then(|| QuantGenome { space: s, levels: genes.to_vec() })
     }
 }

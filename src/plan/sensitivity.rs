@@ -38,7 +38,10 @@ pub fn load_or_measure(
     if let Some(p) = cache.filter(|p| p.exists()) {
         match read_cache(p, db) {
             Ok(dkl) => return Ok((curves_from(db, &dkl, cost), dkl, true)),
-            Err(why) => eprintln!("warning: the cached sensitivities {} are not used ({why}); measuring them again", p.display()),
+            Err(why) => eprintln!(
+                "warning: the cached sensitivities {} are not used ({why}); measuring them again",
+                p.display()
+            ),
         }
     }
     let partial = cache.map(|p| p.with_extension("partial.json"));
@@ -74,12 +77,20 @@ fn read_partial(path: &std::path::Path, db: &Database) -> Measured {
     if !path.exists() {
         return Measured::new();
     }
-    let read = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| super::sealed::open::<Measured>(&t)).and_then(|m| match m.iter().find(|(k, v)| !(db.tensors.contains_key(*k) && v.is_finite() && **v >= 0.0)) {
-        Some((k, v)) => Err(format!("'{k}' with ΔKL {v} is not a tensor of the database or not a finite non-negative number")),
-        None => Ok(m),
-    });
+    let read = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| super::sealed::open::<Measured>(&t))
+        .and_then(|m| match m.iter().find(|(k, v)| !(db.tensors.contains_key(*k) && v.is_finite() && **v >= 0.0)) {
+            Some((k, v)) => {
+                Err(format!("'{k}' with ΔKL {v} is not a tensor of the database or not a finite non-negative number"))
+            }
+            None => Ok(m),
+        });
     read.unwrap_or_else(|why| {
-        eprintln!("warning: the sensitivities saved by an interrupted run, {}, are not used ({why}); measuring them all", path.display());
+        eprintln!(
+            "warning: the sensitivities saved by an interrupted run, {}, are not used ({why}); measuring them all",
+            path.display()
+        );
         Measured::new()
     })
 }
@@ -109,7 +120,10 @@ fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Cur
         .map(|(tv, &kl)| {
             let t = tv.variants.iter().map(|v| v.rel_error).fold(0.0, f64::max);
             let a = if t > 0.0 { kl / (t * t) } else { 0.0 };
-            Curve { cost: tv.variants.iter().map(|v| cost(v.size() as u64)).collect(), error: tv.variants.iter().map(|v| a * v.rel_error * v.rel_error).collect() }
+            Curve {
+                cost: tv.variants.iter().map(|v| cost(v.size() as u64)).collect(),
+                error: tv.variants.iter().map(|v| a * v.rel_error * v.rel_error).collect(),
+            }
         })
         .collect()
 }
@@ -138,7 +152,9 @@ pub fn error_curves(
         if measured.contains_key(name) {
             continue;
         }
-        let worst = (0..tv.variants.len()).max_by(|&a, &b| tv.variants[a].rel_error.total_cmp(&tv.variants[b].rel_error)).expect("a level");
+        let worst = (0..tv.variants.len())
+            .max_by(|&a, &b| tv.variants[a].rel_error.total_cmp(&tv.variants[b].rel_error))
+            .expect("a level");
         let m = Planned::new(base, db, [(name.as_str(), worst)]);
         measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.n_blocks()), &full_layout, None)?);
         if let Some(p) = partial {

@@ -54,7 +54,11 @@ pub(super) fn plan_sparsity(
     timings: &mut serde_json::Map<String, Json>,
     progress: &mut dyn Progress,
 ) -> Result<PlanOutcome> {
-    let linears: BTreeMap<String, usize> = plannable_tensors(&base.config).into_iter().filter(|(n, _)| gguf_block(n).is_some()).map(|(n, (r, c))| (n, r * c)).collect();
+    let linears: BTreeMap<String, usize> = plannable_tensors(&base.config)
+        .into_iter()
+        .filter(|(n, _)| gguf_block(n).is_some())
+        .map(|(n, (r, c))| (n, r * c))
+        .collect();
     let budget: u64 = linears.values().map(|&n| kept(n, target)).sum();
     let mut extra = serde_json::Map::new();
     let mut kld = None;
@@ -66,7 +70,9 @@ pub(super) fn plan_sparsity(
             let block = |name: &str| super::sensitivity::block_of(name, base.blocks.len());
             // Rounding and the clamp to [0, max] can move the kept weights off the budget: one
             // shift of every block's share, bisected, puts them back.
-            let at = |c: f64| -> BTreeMap<String, f64> { linears.keys().map(|n| (n.clone(), (per_block[block(n)] + c).clamp(0.0, max_share()))).collect() };
+            let at = |c: f64| -> BTreeMap<String, f64> {
+                linears.keys().map(|n| (n.clone(), (per_block[block(n)] + c).clamp(0.0, max_share()))).collect()
+            };
             let cost = |s: &BTreeMap<String, f64>| -> u64 { s.iter().map(|(n, &p)| kept(linears[n], p)).sum() };
             let (mut lo, mut hi) = (-1.0, 1.0);
             for _ in 0..60 {
@@ -78,7 +84,10 @@ pub(super) fn plan_sparsity(
                 }
             }
             extra.insert("outlier_ratio".into(), json!(ratios));
-            extra.insert("owl".into(), json!({"lambda": owl::LAMBDA, "m": crate::importance::outliers::OUTLIER_M, "shift": hi}));
+            extra.insert(
+                "owl".into(),
+                json!({"lambda": owl::LAMBDA, "m": crate::importance::outliers::OUTLIER_M, "shift": hi}),
+            );
             at(hi)
         }
         Solver::Evo => {
@@ -86,15 +95,25 @@ pub(super) fn plan_sparsity(
             let curves: Vec<Curve> = db
                 .tensors
                 .iter()
-                .map(|(n, tv)| Curve { cost: tv.variants.iter().map(|v| kept(linears[n], share(v.sparsity))).collect(), error: tv.variants.iter().map(|v| v.rel_error * v.rel_error).collect() })
+                .map(|(n, tv)| Curve {
+                    cost: tv.variants.iter().map(|v| kept(linears[n], share(v.sparsity))).collect(),
+                    error: tv.variants.iter().map(|v| v.rel_error * v.rel_error).collect(),
+                })
                 .collect();
             let space = QuantSpace::new(base, db, curves, budget);
             // Uniform start: every tensor at the least sparse level that prunes at least `target`
             // (exactly uniform when `target` is a level), then random steps up while one fits.
-            let levels: Vec<usize> = db.tensors.values().map(|tv| tv.variants.iter().rposition(|v| share(v.sparsity) >= target - 1e-9).unwrap_or(0)).collect();
+            let levels: Vec<usize> = db
+                .tensors
+                .values()
+                .map(|tv| tv.variants.iter().rposition(|v| share(v.sparsity) >= target - 1e-9).unwrap_or(0))
+                .collect();
             let mut start = QuantGenome { space: &space, levels };
             start.fill(&mut Rng::new(opts.evo.seed));
-            extra.insert("start_kld".into(), json!(probe.kl(&space.model(&start.levels)?, holdout, 0, &full_layout, None)?));
+            extra.insert(
+                "start_kld".into(),
+                json!(probe.kl(&space.model(&start.levels)?, holdout, 0, &full_layout, None)?),
+            );
             let t = Instant::now();
             let (best, fit) = evolve(probe, pool, start, &opts.evo, opts.checkpoint.as_ref(), progress)?;
             timings.insert("search_s".into(), json!(t.elapsed().as_secs_f64()));
@@ -102,14 +121,33 @@ pub(super) fn plan_sparsity(
             let t = Instant::now();
             kld = Some(probe.kl(&space.model(&best.levels)?, holdout, 0, &full_layout, None)?);
             timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
-            db.tensors.iter().zip(&best.levels).map(|((n, tv), &l)| (n.clone(), share(tv.variants[l].sparsity))).collect()
+            db.tensors
+                .iter()
+                .zip(&best.levels)
+                .map(|((n, tv), &l)| (n.clone(), share(tv.variants[l].sparsity)))
+                .collect()
         }
-        s => return Err(PlanError::Budget(format!("solver {s:?} does not apply to sparsity budgets; use uniform, owl or evo").to_lowercase())),
+        s => {
+            return Err(PlanError::Budget(
+                format!("solver {s:?} does not apply to sparsity budgets; use uniform, owl or evo").to_lowercase(),
+            ))
+        }
     };
     let total: usize = linears.values().sum();
     let kept_total: u64 = shares.iter().map(|(n, &p)| kept(linears[n], p)).sum();
     let plan = Plan {
-        tensors: shares.iter().map(|(n, &p)| (n.clone(), TensorSpec { qtype: QuantType::F16, sparsity: (p > 0.0).then_some(Sparsity::Unstructured(p as f32)) })).collect(),
+        tensors: shares
+            .iter()
+            .map(|(n, &p)| {
+                (
+                    n.clone(),
+                    TensorSpec {
+                        qtype: QuantType::F16,
+                        sparsity: (p > 0.0).then_some(Sparsity::Unstructured(p as f32)),
+                    },
+                )
+            })
+            .collect(),
         ..Plan::default()
     };
     let all_blocks: Vec<usize> = (0..base.blocks.len()).collect();

@@ -13,8 +13,8 @@ use super::fmt::{esc, seconds, sig};
 use super::heatmap::{block_grid, GridCell, GridLegend};
 use super::size_plot::{size_plot, Series};
 use super::svg::{tick, SERIES};
-use crate::ggml::types::QuantType;
 use crate::eval::EvalReport;
+use crate::ggml::types::QuantType;
 use crate::model::{Sublayer, TensorId, TensorKind};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#222;\
@@ -25,15 +25,27 @@ th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f0f0
 td.c{text-align:center;font-family:ui-monospace,monospace;font-size:12px}\
 svg{display:block;margin:6px 0}p.err{color:#a00}summary{cursor:pointer;font-size:13px}";
 
-const KINDS: [TensorKind; 7] =
-    [TensorKind::AttnQ, TensorKind::AttnK, TensorKind::AttnV, TensorKind::AttnOutput, TensorKind::FfnGate, TensorKind::FfnUp, TensorKind::FfnDown];
+const KINDS: [TensorKind; 7] = [
+    TensorKind::AttnQ,
+    TensorKind::AttnK,
+    TensorKind::AttnV,
+    TensorKind::AttnOutput,
+    TensorKind::FfnGate,
+    TensorKind::FfnUp,
+    TensorKind::FfnDown,
+];
 /// The linears of a block whose q/k/v and gate/up are fused (Phi-3).
-const FUSED_KINDS: [TensorKind; 4] = [TensorKind::AttnQkv, TensorKind::AttnOutput, TensorKind::FfnUp, TensorKind::FfnDown];
+const FUSED_KINDS: [TensorKind; 4] =
+    [TensorKind::AttnQkv, TensorKind::AttnOutput, TensorKind::FfnUp, TensorKind::FfnDown];
 
 /// The columns of the per-block tables: fused when the plan names a fused linear.
 fn kinds<'a>(names: impl IntoIterator<Item = &'a String>) -> &'static [TensorKind] {
     let fused = names.into_iter().any(|n| TensorId::parse_gguf(n).is_some_and(|id| id.kind == TensorKind::AttnQkv));
-    if fused { &FUSED_KINDS } else { &KINDS }
+    if fused {
+        &FUSED_KINDS
+    } else {
+        &KINDS
+    }
 }
 
 /// The columns' headings: the kinds' GGUF names.
@@ -53,7 +65,10 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     let rows = [
         ("budget", esc(get("budget").as_str().unwrap_or("–"))),
         ("solver", esc(get("solver").as_str().unwrap_or("–"))),
-        ("predicted file size", pred["bytes"].as_u64().map_or("–".into(), |b| format!("{b} bytes ({:.2} MiB)", b as f64 / 1048576.0))),
+        (
+            "predicted file size",
+            pred["bytes"].as_u64().map_or("–".into(), |b| format!("{b} bytes ({:.2} MiB)", b as f64 / 1048576.0)),
+        ),
         ("bits per weight (all tensors)", pred["bits_per_weight"].as_f64().map_or("–".into(), |b| format!("{b:.3}"))),
         ("KL on hold-out calibration windows", get("fitness")["kld_mean"].as_f64().map_or("–".into(), sig)),
     ];
@@ -63,9 +78,19 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     h.push_str("</table>\n");
     if let Some((text, q)) = quality {
         let _ = writeln!(h, "<h2>Measured quality</h2>\n<p class=\"note\">Against the original model on <code>{}</code>: {} windows of {} tokens, every position scored.</p>", esc(text), q.windows, q.ctx);
-        h.push_str("<table>\n<tr><th>PPL</th><th>mean KL</th><th>median KL</th><th>p99 KL</th><th>same top-1</th></tr>\n");
+        h.push_str(
+            "<table>\n<tr><th>PPL</th><th>mean KL</th><th>median KL</th><th>p99 KL</th><th>same top-1</th></tr>\n",
+        );
         let f = |x: Option<f64>| x.map_or("–".into(), sig);
-        let _ = writeln!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n</table>", sig(q.ppl), f(q.kld_mean), f(q.kld_median), f(q.kld_p99), q.top1_agree.map_or("–".into(), |a| format!("{:.2}%", 100.0 * a)));
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n</table>",
+            sig(q.ppl),
+            f(q.kld_mean),
+            f(q.kld_median),
+            f(q.kld_p99),
+            q.top1_agree.map_or("–".into(), |a| format!("{:.2}%", 100.0 * a))
+        );
     }
     frontier(&mut h, plan);
     if let Some(Value::Object(t)) = plan.get("timings") {
@@ -78,9 +103,16 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         h.push_str("</table>\n");
     }
     let tensors = plan.get("tensors").and_then(Value::as_object).cloned().unwrap_or_default();
-    let blocks = |key: &str| -> Vec<usize> { plan.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_u64().map(|i| i as usize)).collect()).unwrap_or_default() };
+    let blocks = |key: &str| -> Vec<usize> {
+        plan.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_u64().map(|i| i as usize)).collect())
+            .unwrap_or_default()
+    };
     let (dropped, no_attention, no_mlp) = (blocks("drop_blocks"), blocks("drop_attention"), blocks("drop_mlp"));
-    let type_of = |name: &str| tensors.get(name).and_then(|s| s.get("type")).and_then(Value::as_str).and_then(QuantType::from_name);
+    let type_of = |name: &str| {
+        tensors.get(name).and_then(|s| s.get("type")).and_then(Value::as_str).and_then(QuantType::from_name)
+    };
     // The share pruned, when the plan prunes (a number; N:M patterns are shown by their type only).
     let share_of = |name: &str| tensors.get(name).and_then(|s| s.get("sparsity")).and_then(Value::as_f64);
     // Bits per weight kept: a pruned tensor's type costs only on the weights it keeps.
@@ -107,7 +139,11 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
                             Some(Sublayer::Mlp) => no_mlp.contains(&b),
                             None => false,
                         };
-                    if gone { removed() } else { cell(&TensorId::block(b, *k).to_string()) }
+                    if gone {
+                        removed()
+                    } else {
+                        cell(&TensorId::block(b, *k).to_string())
+                    }
                 })
                 .collect();
             (b.to_string(), cells)
@@ -128,7 +164,10 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         }
     }
     kept.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let swatches = kept.iter().map(|(t, _)| (format!("{} · {} bpw", t.name(), tick(t.bits_per_weight())), t_of(t.bits_per_weight()))).collect();
+    let swatches = kept
+        .iter()
+        .map(|(t, _)| (format!("{} · {} bpw", t.name(), tick(t.bits_per_weight())), t_of(t.bits_per_weight())))
+        .collect();
     h.push_str("<h2>Allocation</h2>\n<p class=\"note\">The GGUF type of every tensor (and the share of its weights pruned), by block; the colour gives the bits per weight it keeps (yellow most, purple fewest). Grey: removed.</p>\n");
     push_svg(&mut h, block_grid(&headings(cols), &rows, &GridLegend::Swatches(swatches)));
     let mut per_type: BTreeMap<&str, usize> = BTreeMap::new();
@@ -153,11 +192,21 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         let value = |name: &str| s.get(name).and_then(Value::as_f64);
         let map_rows: Vec<(String, Vec<Option<GridCell>>)> = (0..n_blocks)
             .map(|b| {
-                let cells = cols.iter().map(|&k| value(&TensorId::block(b, k).to_string()).map(|x| GridCell { t: Some(if x > 0.0 { (x.log10() - slo) / sspan } else { 0.0 }), text: String::new() })).collect();
+                let cells = cols
+                    .iter()
+                    .map(|&k| {
+                        value(&TensorId::block(b, k).to_string()).map(|x| GridCell {
+                            t: Some(if x > 0.0 { (x.log10() - slo) / sspan } else { 0.0 }),
+                            text: String::new(),
+                        })
+                    })
+                    .collect();
                 (b.to_string(), cells)
             })
             .collect();
-        let mut ticks: Vec<(f64, String)> = ((slo.ceil() as i32)..=(shi.floor() as i32)).map(|e| ((e as f64 - slo) / sspan, tick(10f64.powi(e)))).collect();
+        let mut ticks: Vec<(f64, String)> = ((slo.ceil() as i32)..=(shi.floor() as i32))
+            .map(|e| ((e as f64 - slo) / sspan, tick(10f64.powi(e))))
+            .collect();
         if ticks.len() < 2 && !logs.is_empty() {
             ticks = vec![(0.0, tick(10f64.powf(slo))), (1.0, tick(10f64.powf(shi)))];
         }
@@ -179,7 +228,12 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     if let Some(Value::Array(bi)) = plan.get("block_influence") {
         h.push_str("<h2>Block influence</h2>\n<p class=\"note\">ShortGPT's 1 − cos(h<sub>i</sub>, h<sub>i+1</sub>) on the search windows; ShortGPT removes the lowest.</p>\n<table>\n<tr><th>block</th><th>influence</th><th>removed</th></tr>\n");
         for (b, v) in bi.iter().enumerate() {
-            let _ = writeln!(h, "<tr><td>{b}</td><td>{}</td><td>{}</td></tr>", v.as_f64().map_or("–".into(), sig), if dropped.contains(&b) { "yes" } else { "" });
+            let _ = writeln!(
+                h,
+                "<tr><td>{b}</td><td>{}</td><td>{}</td></tr>",
+                v.as_f64().map_or("–".into(), sig),
+                if dropped.contains(&b) { "yes" } else { "" }
+            );
         }
         h.push_str("</table>\n");
     }
@@ -187,8 +241,21 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         h.push_str("<h2>Sublayer influence</h2>\n<p class=\"note\">1 − cos(input, input + branch) of each block's attention and MLP on the search windows; ShortGPT's rule removes the lowest.</p>\n<table>\n<tr><th>block</th><th>attention</th><th>MLP</th><th>removed</th></tr>\n");
         let col = |k: &str, b: usize| si.get(k).and_then(|v| v.get(b)).and_then(Value::as_f64).map_or("–".into(), sig);
         for b in 0..n_blocks {
-            let gone = if dropped.contains(&b) { "block" } else if no_attention.contains(&b) { "attention" } else if no_mlp.contains(&b) { "MLP" } else { "" };
-            let _ = writeln!(h, "<tr><td>{b}</td><td>{}</td><td>{}</td><td>{gone}</td></tr>", col("attention", b), col("mlp", b));
+            let gone = if dropped.contains(&b) {
+                "block"
+            } else if no_attention.contains(&b) {
+                "attention"
+            } else if no_mlp.contains(&b) {
+                "MLP"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{b}</td><td>{}</td><td>{}</td><td>{gone}</td></tr>",
+                col("attention", b),
+                col("mlp", b)
+            );
         }
         h.push_str("</table>\n");
     }
@@ -229,13 +296,31 @@ fn frontier(h: &mut String, plan: &Value) {
         out
     };
     let mut series = vec![
-        Series { label: "one type everywhere".into(), color: SERIES[0], points: of("single type"), joined: true, radius: 4 },
-        Series { label: "Lagrangian allocation".into(), color: SERIES[2], points: of("lagrange"), joined: true, radius: 4 },
+        Series {
+            label: "one type everywhere".into(),
+            color: SERIES[0],
+            points: of("single type"),
+            joined: true,
+            radius: 4,
+        },
+        Series {
+            label: "Lagrangian allocation".into(),
+            color: SERIES[2],
+            points: of("lagrange"),
+            joined: true,
+            radius: 4,
+        },
     ];
     let own = (plan["predicted"]["bytes"].as_f64(), plan["fitness"]["kld_mean"].as_f64());
     if let (Some(b), Some(k)) = own {
         let solver = plan["solver"].as_str().unwrap_or("this plan");
-        series.push(Series { label: format!("this plan ({solver})"), color: SERIES[1], points: vec![(b / MIB, k, None)], joined: false, radius: 7 });
+        series.push(Series {
+            label: format!("this plan ({solver})"),
+            color: SERIES[1],
+            points: vec![(b / MIB, k, None)],
+            joined: false,
+            radius: 7,
+        });
     }
     h.push_str("<h2>Size and quality</h2>\n<p class=\"note\">Mean KL(original ‖ plan) on the hold-out calibration windows against the file's size: this plan, the single-type plans nearest its budget (every planned tensor at one GGUF type, the layer database's GPTQ variants; rows the type cannot take fall back as llama-quantize's do, so a type names the plan, not every tensor), and the Lagrangian allocation at each of their sizes. Lower and to the left is better.</p>\n");
     push_svg(h, size_plot(&series));
@@ -250,7 +335,9 @@ fn frontier(h: &mut String, plan: &Value) {
             Some((name, p["bytes"].as_u64()?, p["bits_per_weight"].as_f64()?, p["kld_mean"].as_f64()?))
         })
         .collect();
-    if let (Some(b), Some(bpw), Some(k)) = (plan["predicted"]["bytes"].as_u64(), plan["predicted"]["bits_per_weight"].as_f64(), own.1) {
+    if let (Some(b), Some(bpw), Some(k)) =
+        (plan["predicted"]["bytes"].as_u64(), plan["predicted"]["bits_per_weight"].as_f64(), own.1)
+    {
         rows.push((format!("<b>this plan ({})</b>", esc(plan["solver"].as_str().unwrap_or("–"))), b, bpw, k));
     }
     rows.sort_by_key(|r| r.1);
@@ -275,7 +362,17 @@ mod tests {
             "sensitivity": {"blk.0.attn_q.weight": 0.01},
         });
         let h = render("m<x>.gguf", &plan, 2, None);
-        for s in ["Q8_0", "Q2_K", "IQ4_NL", "F16 · 70%", "removed", "size=&lt;1&gt;", "m&lt;x&gt;.gguf", "0.0100", "\nattn_q\n"] {
+        for s in [
+            "Q8_0",
+            "Q2_K",
+            "IQ4_NL",
+            "F16 · 70%",
+            "removed",
+            "size=&lt;1&gt;",
+            "m&lt;x&gt;.gguf",
+            "0.0100",
+            "\nattn_q\n",
+        ] {
             assert!(h.contains(s), "{s} missing");
         }
         assert!(!h.contains("<x>"));
@@ -305,12 +402,24 @@ mod tests {
             ],
         });
         let h = render("m.gguf", &plan, 1, None);
-        for s in ["Size and quality", "one type everywhere", "Lagrangian allocation", "this plan (evo)", "single type Q3_K", "<b>this plan (evo)</b>", "0.0500"] {
+        for s in [
+            "Size and quality",
+            "one type everywhere",
+            "Lagrangian allocation",
+            "this plan (evo)",
+            "single type Q3_K",
+            "<b>this plan (evo)</b>",
+            "0.0500",
+        ] {
             assert!(h.contains(s), "{s} missing");
         }
         // Table rows by size: the Lagrangian plan, Q3_K, this plan, Q5_K.
         let at = |s: &str| h.find(s).unwrap();
-        assert!(at(">lagrange<") < at("single type Q3_K") && at("single type Q3_K") < at("<b>this plan") && at("<b>this plan") < at("single type Q5_K"));
+        assert!(
+            at(">lagrange<") < at("single type Q3_K")
+                && at("single type Q3_K") < at("<b>this plan")
+                && at("<b>this plan") < at("single type Q5_K")
+        );
         // Two types of one size are named once, together, in the picture.
         assert!(h.contains("\nQ3_K, IQ3_S\n") && !h.contains("\nIQ3_S\n"), "one label for the two types of one size");
     }

@@ -33,8 +33,8 @@ const TOP_N: usize = 8;
 
 /// Heatmap column order; types not listed here (none today) follow, sorted by name.
 const QUANT_ORDER: [&str; 23] = [
-    "RTN2", "RTN3", "RTN4", "RTN5", "RTN6", "RTN7", "RTN8", "IQ2_XS", "IQ2_S", "Q2_K", "IQ3_XXS", "Q3_K", "IQ3_S", "IQ4_XS",
-    "Q4_0", "IQ4_NL", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0",
+    "RTN2", "RTN3", "RTN4", "RTN5", "RTN6", "RTN7", "RTN8", "IQ2_XS", "IQ2_S", "Q2_K", "IQ3_XXS", "Q3_K", "IQ3_S",
+    "IQ4_XS", "Q4_0", "IQ4_NL", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0",
 ];
 
 const STYLE: &str = "\
@@ -79,10 +79,7 @@ pub fn render(profile: &Profile) -> String {
 fn header(h: &mut String, p: &Profile) {
     let m = &p.model;
     let c = &p.calibration;
-    let _ = write!(
-        h,
-        "<h1>{TITLE_HEADER}</h1>\n<div class=\"cols\">\n<table class=\"meta\">\n"
-    );
+    let _ = write!(h, "<h1>{TITLE_HEADER}</h1>\n<div class=\"cols\">\n<table class=\"meta\">\n");
     let rows: [(&str, String); 11] = [
         ("model", format!("<code>{}</code>", esc(&m.path))),
         ("architecture", esc(&m.architecture)),
@@ -101,19 +98,10 @@ fn header(h: &mut String, p: &Profile) {
     }
     h.push_str("</table>\n<table class=\"meta\">\n<tr><th>stage</th><th>time</th></tr>\n");
     for (stage, s) in &p.timings {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            esc(stage),
-            seconds(*s)
-        );
+        let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(stage), seconds(*s));
     }
     let total: f64 = p.timings.values().filter(|s| s.is_finite()).sum();
-    let _ = writeln!(
-        h,
-        "<tr><th>total</th><th>{}</th></tr>\n</table>\n</div>",
-        seconds(total)
-    );
+    let _ = writeln!(h, "<tr><th>total</th><th>{}</th></tr>\n</table>\n</div>", seconds(total));
 }
 
 /// One `<figure>`: title, the plot (or the error in its place), caption (trusted HTML).
@@ -184,26 +172,9 @@ fn blocks(h: &mut String, p: &Profile) {
          sublayers.</p>\n<div class=\"grid\">\n"
     );
     for (title, y_desc, signal, log, caption) in plots {
-        let line = Line {
-            color: SERIES[0],
-            points: p
-                .blocks
-                .iter()
-                .map(|b| (b.index as i32, signal(b)))
-                .collect(),
-        };
-        let caption = if log {
-            format!("{caption}{LOG_NOTE}")
-        } else {
-            caption.to_string()
-        };
-        figure(
-            h,
-            "small",
-            title,
-            svg::line_plot(&[line], y_desc, log),
-            &caption,
-        );
+        let line = Line { color: SERIES[0], points: p.blocks.iter().map(|b| (b.index as i32, signal(b))).collect() };
+        let caption = if log { format!("{caption}{LOG_NOTE}") } else { caption.to_string() };
+        figure(h, "small", title, svg::line_plot(&[line], y_desc, log), &caption);
     }
     sublayers(h, p);
     h.push_str("</div>\n");
@@ -223,22 +194,11 @@ fn sublayers(h: &mut String, p: &Profile) {
             .enumerate()
             .map(|(i, k)| Line {
                 color: SERIES[i % SERIES.len()],
-                points: p
-                    .sublayers
-                    .iter()
-                    .filter(|s| s.kind == *k)
-                    .map(|s| (s.block as i32, value(s)))
-                    .collect(),
+                points: p.sublayers.iter().filter(|s| s.kind == *k).map(|s| (s.block as i32, value(s))).collect(),
             })
             .collect()
     };
-    let key = legend(
-        &kinds
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.to_string(), i))
-            .collect::<Vec<_>>(),
-    );
+    let key = legend(&kinds.iter().enumerate().map(|(i, k)| (k.to_string(), i)).collect::<Vec<_>>());
     figure(
         h,
         "small",
@@ -292,10 +252,7 @@ fn quant(h: &mut String, p: &Profile) {
         .iter()
         .map(|l| heatmap::HeatRow {
             block: l.block,
-            cells: columns
-                .iter()
-                .map(|c| l.quant_error.get(c).copied())
-                .collect(),
+            cells: columns.iter().map(|c| l.quant_error.get(c).copied()).collect(),
         })
         .collect();
     let first_block = linears.first().map(|l| l.block);
@@ -322,13 +279,7 @@ fn quant(h: &mut String, p: &Profile) {
         linears.len(),
         within.join(", ")
     );
-    figure(
-        h,
-        "wide",
-        "Relative output error by linear and type",
-        heatmap::quant_heatmap(&rows, &columns),
-        &caption,
-    );
+    figure(h, "wide", "Relative output error by linear and type", heatmap::quant_heatmap(&rows, &columns), &caption);
     // Per-type summary across linears.
     h.push_str("<table>\n<tr><th class=\"l\">type</th>");
     for c in &columns {
@@ -337,19 +288,10 @@ fn quant(h: &mut String, p: &Profile) {
     for (label, q) in [("median", 0.5), ("max", 1.0)] {
         let _ = write!(h, "</tr>\n<tr><th class=\"l\">{label}</th>");
         for c in &columns {
-            let mut v: Vec<f64> = p
-                .linears
-                .iter()
-                .filter_map(|l| l.quant_error.get(c))
-                .copied()
-                .filter(|v| v.is_finite())
-                .collect();
+            let mut v: Vec<f64> =
+                p.linears.iter().filter_map(|l| l.quant_error.get(c)).copied().filter(|v| v.is_finite()).collect();
             v.sort_by(f64::total_cmp);
-            let x = if v.is_empty() {
-                f64::NAN
-            } else {
-                v[((v.len() - 1) as f64 * q).round() as usize]
-            };
+            let x = if v.is_empty() { f64::NAN } else { v[((v.len() - 1) as f64 * q).round() as usize] };
             let _ = write!(h, "<td>{}</td>", sig(x));
         }
     }
@@ -369,11 +311,5 @@ fn correlation(h: &mut String, p: &Profile) {
         means \"removable\", so a proxy that agrees with ablation correlates negatively there. \
         Cheap proxies are only worth trusting where they agree with the measured ablation ΔKL; \
         EvoPress (Sieberling et al., 2024) shows they often disagree.";
-    figure(
-        h,
-        "wide",
-        "Spearman rank correlation",
-        heatmap::corr_heatmap(&c.signals, &c.matrix),
-        caption,
-    );
+    figure(h, "wide", "Spearman rank correlation", heatmap::corr_heatmap(&c.signals, &c.matrix), caption);
 }

@@ -29,7 +29,9 @@ pub fn size_plot(series: &[Series]) -> Result<String, String> {
     if all.is_empty() {
         return Err("no plan with a measured KL to plot".into());
     }
-    let fold = |f: fn(&(f64, f64, Option<String>)) -> f64| all.iter().map(|p| f(p)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let fold = |f: fn(&(f64, f64, Option<String>)) -> f64| {
+        all.iter().map(|p| f(p)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
+    };
     let (xmin, xmax) = fold(|p| p.0);
     let (kmin, kmax) = fold(|p| p.1);
     let xpad = ((xmax - xmin) * 0.08).max(xmax.abs() * 0.01).max(1e-3);
@@ -62,7 +64,9 @@ pub fn size_plot(series: &[Series]) -> Result<String, String> {
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let color = s.color;
             let drawn = if s.joined && pts.len() > 1 {
-                chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2))).map_err(err)?;
+                chart
+                    .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))
+                    .map_err(err)?;
                 chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), s.radius, color.filled()))).map_err(err)?
             } else {
                 chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), s.radius, color.filled()))).map_err(err)?
@@ -70,7 +74,10 @@ pub fn size_plot(series: &[Series]) -> Result<String, String> {
             drawn.label(s.label.clone()).legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
             let style = TextStyle::from((FONT, 13).into_font()).color(&color).pos(Pos::new(HPos::Left, VPos::Bottom));
             chart
-                .draw_series(pts.iter().filter_map(|p| p.2.as_ref().map(|name| Text::new(name.clone(), (p.0, p.1), style.clone()))))
+                .draw_series(
+                    pts.iter()
+                        .filter_map(|p| p.2.as_ref().map(|name| Text::new(name.clone(), (p.0, p.1), style.clone()))),
+                )
                 .map_err(err)?;
         }
         chart
@@ -93,8 +100,20 @@ mod tests {
     #[test]
     fn draws_every_series_and_name_and_refuses_an_empty_plot() {
         let s = vec![
-            Series { label: "one type".into(), color: RGBColor(0, 114, 178), points: vec![(80.0, 0.05, Some("Q4_K".into())), (95.0, 0.01, Some("Q5_K".into())), (90.0, 0.0, None)], joined: true, radius: 3 },
-            Series { label: "this plan".into(), color: RGBColor(213, 94, 0), points: vec![(88.0, 0.012, None)], joined: false, radius: 6 },
+            Series {
+                label: "one type".into(),
+                color: RGBColor(0, 114, 178),
+                points: vec![(80.0, 0.05, Some("Q4_K".into())), (95.0, 0.01, Some("Q5_K".into())), (90.0, 0.0, None)],
+                joined: true,
+                radius: 3,
+            },
+            Series {
+                label: "this plan".into(),
+                color: RGBColor(213, 94, 0),
+                points: vec![(88.0, 0.012, None)],
+                joined: false,
+                radius: 6,
+            },
         ];
         let svg = size_plot(&s).unwrap();
         for t in ["Q4_K", "Q5_K", "one type", "this plan", "file size (MiB)"] {
@@ -102,6 +121,13 @@ mod tests {
         }
         // Three drawable points as markers (the zero KL is left out) and the legend's two.
         assert_eq!(svg.matches("<circle").count(), 5);
-        assert!(size_plot(&[Series { label: "x".into(), color: RGBColor(0, 0, 0), points: vec![(1.0, 0.0, None)], joined: false, radius: 3 }]).is_err());
+        assert!(size_plot(&[Series {
+            label: "x".into(),
+            color: RGBColor(0, 0, 0),
+            points: vec![(1.0, 0.0, None)],
+            joined: false,
+            radius: 3
+        }])
+        .is_err());
     }
 }

@@ -5,9 +5,9 @@
 //! the `ttf` feature it only estimates text extents, which is all the layout below relies on),
 //! and plotters escapes it. Errors come back as strings for the page to show in place of a plot.
 
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
-use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -30,20 +30,21 @@ pub struct Line {
 }
 
 /// Distinct, colour-blind-safe series colours (Okabe–Ito blue, vermillion, green, purple).
-pub const SERIES: [RGBColor; 4] = [
-    RGBColor(0, 114, 178),
-    RGBColor(213, 94, 0),
-    RGBColor(0, 158, 115),
-    RGBColor(204, 121, 167),
-];
+pub const SERIES: [RGBColor; 4] =
+    [RGBColor(0, 114, 178), RGBColor(213, 94, 0), RGBColor(0, 158, 115), RGBColor(204, 121, 167)];
 
 pub fn hex(c: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
 }
 
 /// Every plot's axes: their fonts and faint grid lines.
-pub(super) fn house_style<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(m: &'m mut MeshStyle<'a, 'b, X, Y, DB>) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
-    m.label_style((FONT, 14)).axis_desc_style((FONT, 15)).light_line_style(RGBColor(0, 0, 0).mix(0.04)).bold_line_style(RGBColor(0, 0, 0).mix(0.12))
+pub(super) fn house_style<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    m: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    m.label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .light_line_style(RGBColor(0, 0, 0).mix(0.04))
+        .bold_line_style(RGBColor(0, 0, 0).mix(0.12))
 }
 
 /// A tick label: short, trailing zeros trimmed ("0.5", "12", "1e-5").
@@ -53,28 +54,15 @@ pub(super) fn tick(v: f64) -> String {
         Some(i) => (&s[..i], &s[i..]),
         None => (s.as_str(), ""),
     };
-    let mantissa = if mantissa.contains('.') {
-        mantissa.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        mantissa
-    };
+    let mantissa = if mantissa.contains('.') { mantissa.trim_end_matches('0').trim_end_matches('.') } else { mantissa };
     format!("{mantissa}{exp}")
 }
 
 /// Per-block line plot, x = block index. With `log_y`, values ≤ 0 are drawn as open circles on
 /// the bottom edge (one decade below the smallest positive value).
 pub fn line_plot(lines: &[Line], y_desc: &str, log_y: bool) -> Result<String, String> {
-    let xmax = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.0))
-        .max()
-        .unwrap_or(0)
-        .max(0);
-    let finite: Vec<f64> = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .collect();
+    let xmax = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).max().unwrap_or(0).max(0);
+    let finite: Vec<f64> = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).filter(|v| v.is_finite()).collect();
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, LINE_PLOT).into_drawing_area();
@@ -101,19 +89,13 @@ pub fn line_plot(lines: &[Line], y_desc: &str, log_y: bool) -> Result<String, St
             let y: LogCoord<f64> = ((lo * 0.999_999)..(hi * 1.000_001)).log_scale().into();
             draw_lines(&root, xmax, y, lines, y_desc, Some(lo))?;
         } else {
-            let (mut lo, mut hi) = finite
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                });
+            let (mut lo, mut hi) =
+                finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
             if finite.is_empty() {
                 (lo, hi) = (0.0, 1.0);
             }
-            let pad = if hi - lo > 1e-12 * hi.abs().max(lo.abs()) {
-                0.06 * (hi - lo)
-            } else {
-                0.05 * hi.abs().max(1e-3)
-            };
+            let pad =
+                if hi - lo > 1e-12 * hi.abs().max(lo.abs()) { 0.06 * (hi - lo) } else { 0.05 * hi.abs().max(1e-3) };
             let y = RangedCoordf64::from((lo - pad)..(hi + pad));
             draw_lines(&root, xmax, y, lines, y_desc, None)?;
         }
@@ -172,9 +154,7 @@ where
             }
         }
         for run in runs.iter().filter(|r| !r.is_empty()) {
-            chart
-                .draw_series(LineSeries::new(run.iter().map(|&(x, v, _)| (x, v)), style))
-                .map_err(err)?;
+            chart.draw_series(LineSeries::new(run.iter().map(|&(x, v, _)| (x, v)), style)).map_err(err)?;
             chart
                 .draw_series(run.iter().map(|&(x, v, clamped)| {
                     if clamped {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::fmt::ranks;
 use super::*;
 use crate::importance::profile::{
-    AttentionStats, BlockProfile, CalibrationInfo, Correlation, LinearProfile, ModelInfo,
-    SublayerProfile, SCHEMA_VERSION,
+    AttentionStats, BlockProfile, CalibrationInfo, Correlation, LinearProfile, ModelInfo, SublayerProfile,
+    SCHEMA_VERSION,
 };
 
 /// Deterministic pseudo-random numbers in [0, 1) (SplitMix64).
@@ -44,11 +44,7 @@ pub(super) fn synthetic(n_blocks: usize) -> Profile {
     for i in 0..n_blocks {
         let depth = i as f64 / n_blocks.max(2).saturating_sub(1) as f64;
         let edge = (-(depth * 12.0)).exp() + (-((1.0 - depth) * 10.0)).exp();
-        let kld = if i == n_blocks / 2 && n_blocks > 2 {
-            0.0
-        } else {
-            2e-3 * (1.0 + 9.0 * rng.next()) + 4.0 * edge
-        };
+        let kld = if i == n_blocks / 2 && n_blocks > 2 { 0.0 } else { 2e-3 * (1.0 + 9.0 * rng.next()) + 4.0 * edge };
         blocks.push(BlockProfile {
             index: i,
             block_influence: 0.04 + 0.04 * rng.next() + 0.4 * edge,
@@ -62,11 +58,7 @@ pub(super) fn synthetic(n_blocks: usize) -> Profile {
             },
         });
         for (k, kind) in ["attention", "mlp"].iter().enumerate() {
-            let kld = if i == 3 && k == 0 {
-                0.0
-            } else {
-                1e-4 * (1.0 + 30.0 * rng.next()) + 2.0 * edge
-            };
+            let kld = if i == 3 && k == 0 { 0.0 } else { 1e-4 * (1.0 + 30.0 * rng.next()) + 2.0 * edge };
             sublayers.push(SublayerProfile {
                 block: i,
                 kind: kind.to_string(),
@@ -88,23 +80,11 @@ pub(super) fn synthetic(n_blocks: usize) -> Profile {
             for bits in 2..=8 {
                 q.insert(format!("RTN{bits}"), hard * 0.9 * 2f64.powi(-bits) * 2.2);
             }
-            for (t, bpw) in [
-                ("Q4_0", 4.5),
-                ("Q4_1", 5.0),
-                ("Q5_0", 5.5),
-                ("Q5_1", 6.0),
-                ("Q8_0", 8.5),
-            ] {
+            for (t, bpw) in [("Q4_0", 4.5), ("Q4_1", 5.0), ("Q5_0", 5.5), ("Q5_1", 6.0), ("Q8_0", 8.5)] {
                 q.insert(t.to_string(), hard * 2f64.powf(-bpw) * 1.6);
             }
             if cols % 256 == 0 {
-                for (t, bpw) in [
-                    ("Q2_K", 2.6),
-                    ("Q3_K", 3.4),
-                    ("Q4_K", 4.5),
-                    ("Q5_K", 5.5),
-                    ("Q6_K", 6.6),
-                ] {
+                for (t, bpw) in [("Q2_K", 2.6), ("Q3_K", 3.4), ("Q4_K", 4.5), ("Q5_K", 5.5), ("Q6_K", 6.6)] {
                     q.insert(t.to_string(), hard * 2f64.powf(-bpw) * 1.3);
                 }
             }
@@ -133,46 +113,28 @@ pub(super) fn synthetic(n_blocks: usize) -> Profile {
     };
     let per_block = |f: fn(&BlockProfile) -> f64| -> Vec<f64> { blocks.iter().map(f).collect() };
     let q4 = |b: usize| {
-        let e: Vec<f64> = linears
-            .iter()
-            .filter(|l| l.block == b)
-            .map(|l| l.quant_error["Q4_0"])
-            .collect();
+        let e: Vec<f64> = linears.iter().filter(|l| l.block == b).map(|l| l.quant_error["Q4_0"]).collect();
         e.iter().sum::<f64>() / e.len() as f64
     };
     let named: Vec<(&str, Vec<f64>)> = vec![
         ("block_influence", per_block(|b| b.block_influence)),
         ("ablation_kld", per_block(|b| b.ablation_kld)),
-        (
-            "attention_ablation_kld",
-            sub("attention", |s| s.ablation_kld),
-        ),
+        ("attention_ablation_kld", sub("attention", |s| s.ablation_kld)),
         ("mlp_ablation_kld", sub("mlp", |s| s.ablation_kld)),
         ("attention_redundancy", sub("attention", |s| s.redundancy)),
         ("mlp_redundancy", sub("mlp", |s| s.redundancy)),
         ("weight_norm", per_block(|b| b.weight_norm)),
         ("outlier_ratio", per_block(|b| b.outlier_ratio)),
-        (
-            "quant_error_4bit",
-            blocks.iter().map(|b| q4(b.index)).collect(),
-        ),
+        ("quant_error_4bit", blocks.iter().map(|b| q4(b.index)).collect()),
         ("attention_entropy", per_block(|b| b.attention.row_entropy)),
         ("sink_share", per_block(|b| b.attention.sink_share)),
     ];
     let series: Vec<Vec<f64>> = named.iter().map(|(_, v)| v.clone()).collect();
-    let matrix = series
+    let matrix = series.iter().map(|a| series.iter().map(|b| spearman(a, b)).collect()).collect();
+    let timings = [("load<model>", 1.2), ("forward", 35.5), ("ablation", 612.0), ("quant_error", 88.0)]
         .iter()
-        .map(|a| series.iter().map(|b| spearman(a, b)).collect())
+        .map(|(k, v)| (k.to_string(), *v))
         .collect();
-    let timings = [
-        ("load<model>", 1.2),
-        ("forward", 35.5),
-        ("ablation", 612.0),
-        ("quant_error", 88.0),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), *v))
-    .collect();
     Profile {
         schema_version: SCHEMA_VERSION,
         model: ModelInfo {
@@ -192,10 +154,7 @@ pub(super) fn synthetic(n_blocks: usize) -> Profile {
         blocks,
         sublayers,
         linears,
-        correlation: Correlation {
-            signals: named.iter().map(|(n, _)| n.to_string()).collect(),
-            matrix,
-        },
+        correlation: Correlation { signals: named.iter().map(|(n, _)| n.to_string()).collect(), matrix },
         timings,
     }
 }
@@ -211,26 +170,14 @@ fn non_finite_words(html: &str) -> Vec<String> {
 #[test]
 fn renders_the_synthetic_profile() {
     let p = synthetic(30);
-    assert_eq!(
-        (p.blocks.len(), p.sublayers.len(), p.linears.len()),
-        (30, 60, 210)
-    );
+    assert_eq!((p.blocks.len(), p.sublayers.len(), p.linears.len()), (30, 60, 210));
     let html = render(&p);
     let path = std::env::temp_dir().join("triage_report_synthetic.html");
     std::fs::write(&path, &html).unwrap();
     eprintln!("wrote {}", path.display());
 
-    for title in [
-        TITLE_HEADER,
-        TITLE_BLOCKS,
-        TITLE_QUANT,
-        TITLE_CORR,
-        TITLE_CANDIDATES,
-    ] {
-        assert!(
-            html.contains(&format!("{title}</h")),
-            "missing section {title}"
-        );
+    for title in [TITLE_HEADER, TITLE_BLOCKS, TITLE_QUANT, TITLE_CORR, TITLE_CANDIDATES] {
+        assert!(html.contains(&format!("{title}</h")), "missing section {title}");
     }
     // 7 per-block plots, 2 sublayer plots, the quantization heatmap, the correlation matrix.
     assert_eq!(html.matches("<svg").count(), 11);
@@ -241,22 +188,12 @@ fn renders_the_synthetic_profile() {
     assert!(html.contains("qwen2&lt;script&gt;"));
     assert!(html.contains("load&lt;model&gt;"));
     assert!(!html.contains("<script") && !html.contains("<0.5B>") && !html.contains("<model>"));
-    assert!(
-        non_finite_words(&html).is_empty(),
-        "{:?}",
-        non_finite_words(&html)
-    );
+    assert!(non_finite_words(&html).is_empty(), "{:?}", non_finite_words(&html));
     // Self-contained: no external resources.
     assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("url("));
     // Heatmap columns: only types that occur, in the fixed order.
-    let heat = html
-        .split("Relative output error by linear and type")
-        .nth(1)
-        .unwrap();
-    let pos = |t: &str| {
-        heat.find(&format!(">\n{t}\n<"))
-            .unwrap_or_else(|| panic!("no column {t}"))
-    };
+    let heat = html.split("Relative output error by linear and type").nth(1).unwrap();
+    let pos = |t: &str| heat.find(&format!(">\n{t}\n<")).unwrap_or_else(|| panic!("no column {t}"));
     assert!(pos("RTN2") < pos("RTN8") && pos("RTN8") < pos("Q2_K") && pos("Q6_K") < pos("Q8_0"));
     assert!(heat.contains(">\nblk.29\n<"));
     // Removal tables: 8 blocks + 8 sublayers; the zero-KL block and sublayer come first.
@@ -272,18 +209,11 @@ fn renders_tiny_and_degenerate_profiles() {
     let html = render(&one);
     assert_eq!(html.matches("<svg").count(), 11);
     assert!(!html.contains("plot failed"));
-    assert!(
-        non_finite_words(&html).is_empty(),
-        "{:?}",
-        non_finite_words(&html)
-    );
+    assert!(non_finite_words(&html).is_empty(), "{:?}", non_finite_words(&html));
 
     // Nothing measured at all, and NaNs where numbers should be.
     let mut empty = synthetic(0);
-    empty.correlation = Correlation {
-        signals: vec![],
-        matrix: vec![],
-    };
+    empty.correlation = Correlation { signals: vec![], matrix: vec![] };
     empty.timings.clear();
     let html = render(&empty);
     assert!(html.contains(TITLE_CANDIDATES) && !html.contains("plot failed"));
@@ -298,9 +228,5 @@ fn renders_tiny_and_degenerate_profiles() {
     odd.correlation.matrix.pop(); // ragged matrix
     let html = render(&odd);
     assert!(!html.contains("plot failed"));
-    assert!(
-        non_finite_words(&html).is_empty(),
-        "{:?}",
-        non_finite_words(&html)
-    );
+    assert!(non_finite_words(&html).is_empty(), "{:?}", non_finite_words(&html));
 }

@@ -81,7 +81,8 @@ pub fn s(p: &Path) -> &str {
 /// run that printed fewer than two windows is repeated, up to eight times.
 pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) {
     let bin = tool("llama.cpp/bin/llama-perplexity");
-    let flags = std::fs::read_to_string(root().join("tools/llama.cpp/bin/BUILD_FLAGS")).unwrap_or_else(|_| "unknown flags".into());
+    let flags = std::fs::read_to_string(root().join("tools/llama.cpp/bin/BUILD_FLAGS"))
+        .unwrap_or_else(|_| "unknown flags".into());
     eprintln!("llama.cpp peer: {} (built with {})", bin.display(), flags.trim());
     let mut text = String::new();
     for _ in 0..8 {
@@ -94,7 +95,13 @@ pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) 
             .output()
             .unwrap();
         text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{} (built with {}) failed on {}: {text}", bin.display(), flags.trim(), gguf.display());
+        assert!(
+            out.status.success(),
+            "{} (built with {}) failed on {}: {text}",
+            bin.display(),
+            flags.trim(),
+            gguf.display()
+        );
         if let Some(line) = text.lines().find(|l| l.contains("Final estimate: PPL =")) {
             return (chunks, line.split("PPL =").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap());
         }
@@ -119,7 +126,19 @@ pub fn llama_perplexity(gguf: &Path, ctx: usize, chunks: usize) -> (usize, f64) 
 pub fn triage_ppl(model: &Path, ctx: usize, windows: usize) -> f64 {
     let eval = asset("eval.txt");
     let (c, w) = (ctx.to_string(), windows.to_string());
-    let out = ok(triage(&["eval", "--model", s(model), "--text", s(&eval), "--ctx", &c, "--max-windows", &w, "--llama-protocol", "--json"]));
+    let out = ok(triage(&[
+        "eval",
+        "--model",
+        s(model),
+        "--text",
+        s(&eval),
+        "--ctx",
+        &c,
+        "--max-windows",
+        &w,
+        "--llama-protocol",
+        "--json",
+    ]));
     let j: serde_json::Value = serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     j["ppl"].as_f64().unwrap()
 }
