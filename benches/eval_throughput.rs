@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use common::median;
-use triage::data::Windows;
+use triage::calib::Windows;
 use triage::eval::evaluate;
 use triage::model::Model;
 use triage::progress::Silent;

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use common::median;
+use triage::calib::moments::BlockMoments;
+use triage::calib::Windows;
 use triage::compress::gptq::{gptq, GptqOptions, RtnGrid};
-use triage::data::Windows;
-use triage::importance::hessian::BlockMoments;
 use triage::model::kernels::with_f32;
 use triage::model::{BlockOpts, Model};
 

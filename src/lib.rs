@@ -5,9 +5,9 @@
 //! `model` (load, run block by block with capture points) → `data` (text → windows)
 //! → `eval` (perplexity, KL to a reference).
 
+pub mod calib;
 pub mod cli;
 pub mod compress;
-pub mod data;
 pub mod eval;
 pub mod export;
 pub mod failpoint;
@@ -23,3 +23,4 @@ pub mod report;
 mod simd;
 pub mod spill;
 pub mod stats;
+pub mod temp;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         }
     };
     triage::memory::keep_large_buffers();
-    if let Err(e) = triage::export::temp::remove_on_interrupt() {
+    if let Err(e) = triage::temp::remove_on_interrupt() {
         eprintln!("warning: no handler for interruptions ({e}): an interrupted run may leave temporary files");
     }
     match triage::cli::run(cli) {

@@ -653,7 +653,7 @@ fn profile_with_an_imatrix_holding_nan() {
 
 #[test]
 fn gguf_imatrix_with_infinite_values_is_refused() {
-    use triage::export::imatrix::{Imatrix, ImatrixEntry};
+    use triage::calib::imatrix::{Imatrix, ImatrixEntry};
     let d = tmp_dir("imatrix-inf");
     let p = d.join("inf.gguf");
     let mut m = Imatrix { chunk_count: 1, chunk_size: 64, ..Imatrix::default() };
@@ -665,7 +665,7 @@ fn gguf_imatrix_with_infinite_values_is_refused() {
 
 #[test]
 fn dat_imatrix_naming_a_tensor_twice_is_refused() {
-    use triage::export::imatrix::Imatrix;
+    use triage::calib::imatrix::Imatrix;
     let d = tmp_dir("imatrix-dup");
     let p = d.join("dup.dat");
     dat_imatrix(&p, "blk.0.attn_q.weight", &[1.0]);
@@ -730,7 +730,7 @@ fn mixtures_of_experts_and_unknown_rope_are_refused_in_one_line() {
         &p,
         &long_text(&g),
         &[],
-        "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)",
+        "unsupported model: GGUF architecture 'qwen3moe' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3)",
     );
 }
 

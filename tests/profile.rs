@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use candle_core::Tensor;
-use triage::data::Windows;
-use triage::export::imatrix::Imatrix;
+use triage::calib::imatrix::Imatrix;
+use triage::calib::Windows;
 use triage::importance::{profile, Profile, ProfileOptions};
 use triage::model::Model;
 use triage::progress::Silent;
@@ -27,7 +27,7 @@ fn opts() -> ProfileOptions {
         attention_windows: 2,
         calib_name: "test".into(),
         full_types: vec![],
-        state_limits: triage::model::runner::StateLimits::UNLIMITED,
+        state_limits: triage::calib::runner::StateLimits::UNLIMITED,
     }
 }
 

@@ -8,7 +8,7 @@
 //! 160 885 tokens in all, whose ids (one per line) hash to the sha256 below.
 
 use sha2::{Digest, Sha256};
-use triage::data::Windows;
+use triage::calib::Windows;
 use triage::eval::evaluate;
 use triage::model::Model;
 use triage::progress::Silent;

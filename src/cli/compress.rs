@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::calib::imatrix::Imatrix;
+use crate::calib::runner::StateLimits;
+use crate::calib::{Text, Windows};
 use crate::compress::gptq::{GptqOptions, Sparsity};
 use crate::compress::pipeline::{compress, CompressOptions, Compressed, Method, Pruner};
 use crate::compress::plan::Plan;
-use crate::data::{Text, Windows};
 use crate::eval::EvalReport;
 use crate::export::hf::{FolderWeights, HfOptions};
-use crate::export::imatrix::Imatrix;
 use crate::ggml::types::QuantType;
-use crate::model::runner::StateLimits;
 use crate::model::{Blocks, Streamed, Streaming, Weights};
 use crate::plan::{Budget, PlanOutcome};
 
@@ -202,7 +202,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         .check()?;
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     // Read once: a piped text cannot be read again (the planner's cache key is its sha256).
-    let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
+    let calib = crate::calib::read_text(&args.calib).with_context(|| "--calib")?;
     let limit = memory_bytes(args.memory_limit);
     let model = match args.budget {
         Some(budget) => planning::open_for_planning(
@@ -298,7 +298,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     }
     if let Some(p) = &args.report {
         let j = serde_json::json!({ "plan": plan.to_json(), "tensors": compressed.report, "sparsity": sparsity, "seconds": secs });
-        crate::export::write_atomic(p, |w| {
+        crate::temp::write_atomic(p, |w| {
             std::io::Write::write_all(w, serde_json::to_string_pretty(&j)?.as_bytes()).map_err(anyhow::Error::from)
         })?;
     }
@@ -397,7 +397,7 @@ fn make_plan(
     }
     let plan = match &args.plan {
         Some(p) => {
-            let text = crate::data::read_text(p)?.text;
+            let text = crate::calib::read_text(p)?.text;
             Plan::from_json(&text, model.config()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => {
@@ -503,7 +503,7 @@ fn write_allocation_report(
     let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let text = args.eval_text.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     let html = crate::report::allocation::render(&name, &o.json, n_blocks, quality.map(|q| (text.as_str(), q)));
-    crate::export::write_atomic(&path, |w| std::io::Write::write_all(w, html.as_bytes()).map_err(anyhow::Error::from))?;
+    crate::temp::write_atomic(&path, |w| std::io::Write::write_all(w, html.as_bytes()).map_err(anyhow::Error::from))?;
     println!("wrote {}", path.display());
     Ok(())
 }

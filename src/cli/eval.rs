@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::data::Windows;
+use crate::calib::Windows;
 use crate::eval::{check_ctx, check_reference_tokenizer, evaluate, steps};
 use crate::model::{Blocks, Streaming, Weights};
 

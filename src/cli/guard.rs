@@ -114,7 +114,7 @@ fn check_input(flag: &str, path: &Path, how: Input) -> Result<Vec<Identity>> {
                         "{flag} {}: {} is {}, not a regular file; a model's files are read at offsets",
                         path.display(),
                         p.display(),
-                        crate::data::file_kind(m.file_type())
+                        crate::calib::file_kind(m.file_type())
                     );
                 }
                 ids.push((m.dev(), m.ino()));
@@ -124,16 +124,16 @@ fn check_input(flag: &str, path: &Path, how: Input) -> Result<Vec<Identity>> {
             bail!(
                 "{flag} {}: {}, not a GGUF file or a Hugging Face folder; a model is read at offsets",
                 path.display(),
-                crate::data::file_kind(kind)
+                crate::calib::file_kind(kind)
             )
         }
         Input::File if !kind.is_file() => bail!(
             "{flag} {}: {}, not a regular file; it is read at offsets",
             path.display(),
-            crate::data::file_kind(kind)
+            crate::calib::file_kind(kind)
         ),
         Input::Once if !(kind.is_file() || kind.is_fifo()) => {
-            bail!("{flag} {}: {}, not a regular file or a pipe", path.display(), crate::data::file_kind(kind))
+            bail!("{flag} {}: {}, not a regular file or a pipe", path.display(), crate::calib::file_kind(kind))
         }
         _ => {}
     }
@@ -157,10 +157,10 @@ fn check_output(flag: &str, path: &Path) -> Result<PathBuf> {
     }
     if let Ok(m) = std::fs::metadata(path) {
         if !(m.is_file() || m.is_dir()) {
-            bail!("{flag} {}: {}, which is not written over", path.display(), crate::data::file_kind(m.file_type()));
+            bail!("{flag} {}: {}, which is not written over", path.display(), crate::calib::file_kind(m.file_type()));
         }
     }
-    crate::export::temp::check_writable(path)
+    crate::temp::check_writable(path)
         .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write there: {e}", path.display()))?;
     Ok(std::fs::canonicalize(path).unwrap_or_else(|_| folder.join(name)))
 }

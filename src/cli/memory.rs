@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::model::runner::StateLimits;
+use crate::calib::runner::StateLimits;
 use crate::model::Streamed;
 
 /// `--memory-limit` in bytes: the machine's memory when not given.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::calib::Windows;
 use crate::compress::gptq::GptqOptions;
-use crate::data::Windows;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::model::{Streaming, Weights};
 use crate::plan::database::{default_cache_dir, DatabaseSettings};
@@ -186,7 +186,7 @@ pub(crate) fn open_for_planning(
 pub fn run_planner(
     model: Weights,
     model_path: &Path,
-    calib: &crate::data::Text,
+    calib: &crate::calib::Text,
     budget: Budget,
     tokens: usize,
     ctx: usize,
@@ -228,7 +228,7 @@ pub fn run_planner(
 }
 
 pub fn write_plan_json(path: &Path, o: &PlanOutcome) -> Result<()> {
-    crate::export::write_atomic(path, |w| {
+    crate::temp::write_atomic(path, |w| {
         std::io::Write::write_all(w, serde_json::to_string_pretty(&o.json)?.as_bytes()).map_err(anyhow::Error::from)
     })
     .with_context(|| format!("writing {}", path.display()))
@@ -260,7 +260,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         .input("--calib", &args.calib, Input::Once)
         .output("--out", &args.out)
         .check()?;
-    let calib = crate::data::read_text(&args.calib).with_context(|| "--calib")?;
+    let calib = crate::calib::read_text(&args.calib).with_context(|| "--calib")?;
     let model = open_for_planning(
         &args.model,
         args.budget,

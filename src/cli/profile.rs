@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::data::Windows;
-use crate::export::imatrix::Imatrix;
-use crate::export::write_atomic;
+use crate::calib::imatrix::Imatrix;
+use crate::calib::runner::StateLimits;
+use crate::calib::Windows;
 use crate::ggml::types::QuantType;
 use crate::importance::{profile, ProfileOptions};
-use crate::model::runner::StateLimits;
 use crate::model::{Blocks, Streaming, Weights};
+use crate::temp::write_atomic;
 
 use super::guard::{Files, Input};
 use super::progress;

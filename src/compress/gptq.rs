@@ -98,6 +98,12 @@ pub enum GptqError {
     Factorization(String),
 }
 
+impl From<GptqError> for crate::model::ModelError {
+    fn from(e: GptqError) -> Self {
+        crate::model::ModelError::Gptq(e.to_string())
+    }
+}
+
 /// The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU) for H = 2·xxt/n_tokens, after zeroing dead
 /// columns (H_jj = 0 → H_jj = 1; their weights must be zeroed by the caller) and dampening.
 /// Returns U row-major (n, n) in f32 and the dead columns.

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use super::gptq::ColumnQuantizer;
 use crate::ggml::codec::{block_codes, choose, pack};
 use crate::ggml::grid::{row_sigma2, weights_of, Grid};
-use crate::ggml::iq::{self, magnitude, signed_code, IqGrid, MAX_GROUP, OCTET};
+use crate::ggml::iq::{magnitude, signed_code, IqGrid, MAX_GROUP, OCTET};
 use crate::ggml::types::QuantType;
 
 pub struct GgufColumns<'a> {
@@ -70,8 +70,8 @@ impl<'a> GgufColumns<'a> {
             sigma2,
             grids: vec![Grid::new(32, 16); rows * nb],
             codes: vec![0; rows * cols],
-            vector: iq::of(t),
-            estimates: if iq::of(t).is_some() { vec![0.0; rows * cols] } else { Vec::new() },
+            vector: t.vector_grid(),
+            estimates: if t.vector_grid().is_some() { vec![0.0; rows * cols] } else { Vec::new() },
         }
     }
 

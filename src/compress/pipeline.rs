@@ -17,13 +17,13 @@ use super::gptq::{gptq, gptq_factored, uses_act_order, ColumnQuantizer, Factor, 
 use super::grid_columns::GgufColumns;
 use super::plan::{Plan, TensorSpec};
 use super::prune::{prune_mask, wanda_norms};
-use crate::data::Windows;
-use crate::export::imatrix::Imatrix;
+use crate::calib::imatrix::Imatrix;
+use crate::calib::moments::{BlockMoments, InputMoments};
+use crate::calib::runner::{Runner, StateLimits};
+use crate::calib::Windows;
 use crate::ggml::codec::{dequantize, encode_plain, quantize};
-use crate::importance::hessian::{BlockMoments, InputMoments};
 use crate::layout::renumbered;
 use crate::model::kernels::with_f32;
-use crate::model::runner::{Runner, StateLimits};
 use crate::model::tensor_id::gguf_block;
 use crate::model::{Block, BlockOpts, Blocks, Config, Model, ModelError, Result, Source, TensorId, Weights};
 use crate::progress::Progress;

@@ -10,9 +10,9 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::data::Windows;
+use crate::calib::Windows;
+use crate::model::forward::{embed_batches, forward, full_layout};
 use crate::model::kernels::with_f32;
-use crate::model::runner::{embed_batches, forward, full_layout};
 use crate::model::{Blocks, ModelError, Positions, Weights};
 use crate::progress::Progress;
 

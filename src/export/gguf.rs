@@ -113,7 +113,7 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     };
     let shapes: Vec<(&str, &[u64], QuantType)> =
         infos.iter().map(|t| (t.name.as_str(), t.ne.as_slice(), t.qtype)).collect();
-    super::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &shapes, data).map_err(ExportError::Io))?;
+    crate::temp::write_atomic(path, |w| gguf_file::write_with(w, &metadata, &shapes, data).map_err(ExportError::Io))?;
     summary.bytes = std::fs::metadata(path)?.len();
     Ok(summary)
 }

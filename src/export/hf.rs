@@ -24,7 +24,7 @@ use crate::model::{
     block_linears, block_tensors, rope, Format, Model, Source, Streamed, Suffix, TensorId, TensorKind, Tokenizer,
 };
 
-use super::temp::TempPath;
+use crate::temp::TempPath;
 
 /// How the folder is written.
 #[derive(Debug, Clone, Copy)]

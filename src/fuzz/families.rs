@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::mutate::{damage_payload, mutate, mutate_or_damage, Layout, Rng, Seed};
 use super::{valid, Family, Loaded};
+use crate::calib::imatrix::{Imatrix, ImatrixEntry};
 use crate::compress::plan::Plan;
-use crate::export::imatrix::{Imatrix, ImatrixEntry};
 use crate::ggml::codec::{dequantize, quantize};
 use crate::ggml::types::ALL_TYPES;
 use crate::model::config::HfConfig;

@@ -37,7 +37,6 @@ use std::sync::OnceLock;
 
 use super::grid::{Lut, IQ2_LEVELS, IQ3XXS_LEVELS, ODD_LEVELS};
 use super::kgrid::{KGRID_256, KGRID_2BIT_1024, KGRID_2BIT_512, KGRID_512};
-use super::types::{Encoder, QuantType};
 
 /// The most weights a point covers (the IQ2 grids' groups of 8).
 pub const MAX_GROUP: usize = 8;
@@ -144,14 +143,6 @@ pub static IQ2XS: IqGrid = IqGrid {
     search: 9,
     tables: OnceLock::new(),
 };
-
-/// The grid of a GGUF type, if its row encodes onto one of these.
-pub fn of(t: QuantType) -> Option<&'static IqGrid> {
-    match t.traits().encoder {
-        Encoder::Vector(q) => Some(q),
-        _ => None,
-    }
-}
 
 /// A set of points, one bit each.
 type PointSet = [u64; MAX_WORDS];

@@ -4,8 +4,8 @@
 
 use candle_core::Tensor;
 
+use crate::model::forward::{forward_one, full_layout};
 use crate::model::kernels::{first_non_finite_row, kl_divergence_rows, with_f32};
-use crate::model::runner::{forward_one, full_layout};
 use crate::model::{Block, BlockOpts, Blocks, ModelError, Positions, Result};
 
 /// What to remove.

@@ -11,7 +11,7 @@ use crate::importance::profile::AttentionStats;
 use crate::model::kernels::with_f32;
 use crate::model::{Block, Capture, Linear, Result, Sublayer};
 
-use super::hessian::BlockMoments;
+use crate::calib::moments::BlockMoments;
 
 /// Sum over tokens of cos(a_t, b_t) for (…, hidden) tensors, and the token count.
 pub fn cosine_sum(a: &Tensor, b: &Tensor) -> Result<(f64, usize)> {

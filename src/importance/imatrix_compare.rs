@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::export::imatrix::Imatrix;
+use crate::calib::imatrix::Imatrix;
 use crate::stats::quantile;
 
 #[derive(Debug, Clone, Serialize)]

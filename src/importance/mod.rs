@@ -4,7 +4,6 @@
 pub mod ablation;
 pub mod block_signals;
 pub mod correlation;
-pub mod hessian;
 pub mod imatrix_compare;
 pub mod outliers;
 pub mod profile;

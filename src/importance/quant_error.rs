@@ -10,7 +10,7 @@ use crate::ggml::types::allowed_types;
 use crate::model::kernels::non_negative;
 use crate::model::{ModelError, Result};
 
-use super::hessian::InputMoments;
+use crate::calib::moments::InputMoments;
 
 /// Group size of the RTN curve.
 pub const RTN_GROUP: usize = 32;

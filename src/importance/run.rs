@@ -13,12 +13,12 @@ use super::correlation::spearman;
 use super::outliers::outlier_ratio;
 use super::profile::*;
 use super::quant_error::quant_error_curve;
-use crate::data::Windows;
-use crate::export::imatrix::{Imatrix, ImatrixEntry};
+use crate::calib::imatrix::{Imatrix, ImatrixEntry};
+use crate::calib::runner::{Runner, StateLimits};
+use crate::calib::Windows;
 use crate::ggml::codec::round_trip;
 use crate::ggml::types::{allowed_types, QuantType};
 use crate::model::kernels::with_f32;
-use crate::model::runner::{Runner, StateLimits};
 use crate::model::{BlockOpts, Blocks, Result, Sublayer};
 use crate::progress::Progress;
 

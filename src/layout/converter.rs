@@ -545,7 +545,7 @@ pub fn metadata(dir: &Path, config: &Config, tensors: &[HfTensor]) -> Result<Vec
     }
     // The file type's place; the writer sets its value.
     hp.push(("", Value::U32(0)));
-    for (k, v) in (config.arch.facts().converter_hparams)(config, &config_json, hp) {
+    for (k, v) in super::archs::converter_hparams(config, &config_json, hp) {
         match k {
             "" => md.push(("general.file_type".into(), v)),
             k => set(&mut md, &format!("{arch}.{k}"), v),

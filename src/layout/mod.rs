@@ -4,6 +4,7 @@
 //! changed, and so the exact size of the file. The planner asks it for sizes; the GGUF writer
 //! (`export::gguf`) for the layout it fills with bytes.
 
+pub mod archs;
 pub mod converter;
 
 use std::path::Path;

@@ -52,20 +52,6 @@ pub enum GgufOptional {
     NonZero,
 }
 
-/// The hyper-parameters (`<arch>.` key suffix, value; `""` for `general.file_type`'s place) that
-/// llama.cpp's converter writes, in its order: a row's [`ArchFacts::converter_hparams`] takes the
-/// common list and gives the architecture's.
-pub type Hparams = Vec<(&'static str, super::gguf_file::Value)>;
-
-/// A row's [`ArchFacts::converter_hparams`]: from the model, its config.json (with its class's
-/// defaults) and the common list.
-pub type ConverterHparams = fn(&Config, &serde_json::Value, Hparams) -> Hparams;
-
-/// The common list as it is.
-fn common_hparams(_: &Config, _: &serde_json::Value, hp: Hparams) -> Hparams {
-    hp
-}
-
 /// Everything that distinguishes one architecture: names in each format, the block's extras,
 /// and how llama.cpp's converter treats it.
 #[derive(Debug)]
@@ -135,8 +121,6 @@ pub struct ArchFacts {
     /// Phi-3: the converter keeps a SentencePiece vocabulary's added tokens as written (CONTROL
     /// only when special) and reads tokenizer.json's added tokens too.
     pub converter_added_tokens_as_written: bool,
-    /// The converter class's own list of hyper-parameters (see [`Hparams`]).
-    pub converter_hparams: ConverterHparams,
     /// SmolLM3: every `n`-th block (counting from 1) runs without RoPE, as llama.cpp assumes for
     /// the architecture; config.json lists them (`no_rope_layers`). 0: every block rotates.
     pub nope_interval: usize,
@@ -170,7 +154,6 @@ const LLAMA_LIKE: ArchFacts = ArchFacts {
     converter_trims_embedding: false,
     converter_spm_no_space_prefix: false,
     converter_added_tokens_as_written: false,
-    converter_hparams: common_hparams,
     nope_interval: 0,
 };
 
@@ -218,7 +201,6 @@ pub const ARCHS: [ArchFacts; 7] = [
         hf_activation_key: "hidden_activation",
         hf_query_pre_attn_scalar: true,
         converter_spm_no_space_prefix: true,
-        converter_hparams: super::archs::gemma2::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -242,7 +224,6 @@ pub const ARCHS: [ArchFacts; 7] = [
         hf_query_pre_attn_scalar: true,
         converter_trims_embedding: true,
         converter_spm_no_space_prefix: true,
-        converter_hparams: super::archs::gemma3::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {
@@ -253,7 +234,6 @@ pub const ARCHS: [ArchFacts; 7] = [
         fused: true,
         window_every_block: true,
         converter_added_tokens_as_written: true,
-        converter_hparams: super::archs::phi3::converter_hparams,
         ..LLAMA_LIKE
     },
     ArchFacts {

@@ -8,15 +8,14 @@
 //! Tensor names are llama.cpp's GGUF names everywhere (`blk.7.ffn_down.weight`): plans, profiles
 //! and imatrix files key on them, whatever format the model came in.
 
-pub mod archs;
 pub mod capture;
 pub mod config;
+pub mod forward;
 pub mod gguf;
 pub mod gguf_file;
 pub mod hf;
 pub mod kernels;
 pub mod rope;
-pub mod runner;
 pub mod sentencepiece;
 pub mod store;
 pub mod stream;
@@ -65,9 +64,9 @@ pub enum ModelError {
     NonFiniteOutput(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    /// GPTQ or SparseGPT could not run on a tensor (the error names it and the cause).
-    #[error(transparent)]
-    Gptq(#[from] crate::compress::gptq::GptqError),
+    /// GPTQ or SparseGPT could not run on a tensor (the message names it and the cause).
+    #[error("{0}")]
+    Gptq(String),
     #[error("{}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
     /// An error of the model loaded from `path`.

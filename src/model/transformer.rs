@@ -3,7 +3,7 @@
 //! `modeling_qwen3.py`, which are the numerical reference (see tests/conformance.rs).
 //!
 //! A full forward is `embed → blocks → head`; callers run any range of blocks on cached hidden
-//! states through [`super::runner::forward`], skip a block or one of its sublayers, and observe
+//! states through [`super::forward::forward`], skip a block or one of its sublayers, and observe
 //! everything through a [`Capture`].
 
 use candle_core::{Device, Tensor};
@@ -208,7 +208,7 @@ impl Model {
         let (_, t) = tokens.dims2()?;
         let pos = self.positions(t)?;
         let x = self.embed(tokens)?;
-        let x = super::runner::forward_one(self, x, 0..self.blocks.len(), &pos, &super::runner::full_layout, cap)?;
+        let x = super::forward::forward_one(self, x, 0..self.blocks.len(), &pos, &super::forward::full_layout, cap)?;
         self.head(&x)
     }
 }

@@ -31,6 +31,9 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use crate::calib::moments::BlockMoments;
+use crate::calib::runner::{Runner, StateLimits};
+use crate::calib::Windows;
 use crate::compress::encoded::Encoded;
 use crate::compress::gptq::{GptqOptions, Sparsity};
 use crate::compress::pipeline::{
@@ -38,13 +41,10 @@ use crate::compress::pipeline::{
     Pruner, TensorReport,
 };
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::data::Windows;
 use crate::ggml::codec::{dequantize, quantize};
 use crate::ggml::types::{allowed_types, QuantType};
-use crate::importance::hessian::BlockMoments;
 use crate::model::gguf_file::{self, GgufFile, Value};
 use crate::model::kernels::with_f32;
-use crate::model::runner::{Runner, StateLimits};
 use crate::model::stream::Streamed;
 use crate::model::tensor_id::gguf_block;
 use crate::model::{BlockOpts, Blocks, Config, ModelError, Result};
@@ -680,7 +680,7 @@ impl Database {
         }
         let infos: Vec<(&str, &[u64], QuantType)> =
             names.iter().map(|(n, ne, t)| (n.as_str(), ne.as_slice(), *t)).collect();
-        crate::export::write_atomic(path, |w| {
+        crate::temp::write_atomic(path, |w| {
             gguf_file::write_with(w, &metadata, &infos, |i| self.bytes(order[i].0, order[i].1))
                 .map_err(crate::export::ExportError::Io)
         })

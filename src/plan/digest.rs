@@ -65,7 +65,7 @@ pub fn sha256_remembered(path: &Path, cache: Option<&Path>) -> std::io::Result<S
         let text =
             serde_json::to_string(&Remembered { file: now, sha256: sha256.clone() }).map_err(std::io::Error::other)?;
         if let Err(e) = std::fs::create_dir_all(cache)
-            .and_then(|_| crate::export::write_atomic(&sidecar, |w| std::io::Write::write_all(w, text.as_bytes())))
+            .and_then(|_| crate::temp::write_atomic(&sidecar, |w| std::io::Write::write_all(w, text.as_bytes())))
         {
             eprintln!("warning: could not remember the sha256 of {} at {}: {e}", path.display(), sidecar.display());
         }

@@ -134,7 +134,7 @@ impl Checkpoint {
 
     fn save(&self, s: &SearchState) {
         let text = super::sealed::seal(s);
-        if let Err(e) = crate::export::write_atomic(&self.path, |w| std::io::Write::write_all(w, text.as_bytes())) {
+        if let Err(e) = crate::temp::write_atomic(&self.path, |w| std::io::Write::write_all(w, text.as_bytes())) {
             eprintln!("warning: could not save the search's state at {}: {e}", self.path.display());
         }
     }

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
+use crate::model::forward::{embed_batches, forward};
 use crate::model::kernels::{first_non_finite_row, kl_divergence_per_row, with_f32};
-use crate::model::runner::{embed_batches, forward};
 use crate::model::{Blocks, ModelError, Positions, Result};
 use crate::progress::Progress;
 use crate::spill::Spill;
@@ -40,7 +40,7 @@ fn spill_error(error: std::io::Error) -> ModelError {
     ModelError::Io { path: crate::spill::folder(), error }
 }
 
-pub use crate::model::runner::{full_layout, Layout};
+pub use crate::model::forward::{full_layout, Layout};
 
 /// A model's residual stream entering every block i = 0..=n (n: the last block's output) on
 /// some of the probe's windows, waiting in a spill file exactly (f32): a candidate that starts

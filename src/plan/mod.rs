@@ -34,8 +34,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 
+use crate::calib::Windows;
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
-use crate::data::Windows;
 use crate::ggml::types::QuantType;
 use crate::layout::{PredictedSize, Skeleton};
 use crate::model::{Blocks, Config, Weights};

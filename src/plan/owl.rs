@@ -4,8 +4,8 @@
 //! is (1 − S) + 2λ·(D̂_i − mean D̂) with D̂ the ratios scaled to [0, 1], so the shares kept
 //! average 1 − S and span at most 2λ (λ = 0.08, the paper's setting for LLaMA at 70%).
 
+use crate::calib::moments::BlockMoments;
 use crate::compress::prune::wanda_norms;
-use crate::importance::hessian::BlockMoments;
 use crate::importance::outliers::outlier_ratio;
 use crate::model::kernels::with_f32;
 use crate::model::{BlockOpts, Model, Result};

@@ -132,8 +132,8 @@ impl Blocks for Planned<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calib::Windows;
     use crate::compress::gptq::GptqOptions;
-    use crate::data::Windows;
     use crate::plan::database::{build, DatabaseSettings, Kind};
     use crate::plan::fitness::{full_layout, Probe};
     use crate::plan::search::QuantSpace;

@@ -68,7 +68,7 @@ fn write_map(path: &std::path::Path, m: &Measured) -> std::io::Result<()> {
         std::fs::create_dir_all(d)?;
     }
     let text = super::sealed::seal(m);
-    crate::export::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+    crate::temp::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
 }
 
 /// The ΔKL an interrupted measurement saved at `path`, where they belong to `db` (else none,

@@ -18,10 +18,10 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-use super::write_atomic;
 use crate::ggml::codec::dequantize;
 use crate::model::gguf_file::GgufFile;
 use crate::model::{block_linears, Config, TensorId};
+use crate::temp::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImatrixError {

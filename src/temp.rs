@@ -5,6 +5,7 @@
 //! process that was killed outright — by the next run that writes the same output.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -150,4 +151,21 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), b"done");
         std::fs::remove_dir_all(&dir).ok();
     }
+}
+
+/// Writes `path` through a temporary file in the same folder, renamed into place only once
+/// `write` has succeeded: a failure never leaves a partial file under the final name. Errors of
+/// the file system name `path`.
+pub fn write_atomic<E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), E>,
+) -> Result<(), E> {
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let tmp = TempPath::new(path);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(tmp.path()).map_err(named)?);
+    write(&mut w)?;
+    w.flush().map_err(named)?;
+    w.into_inner().map_err(|e| named(e.into_error()))?.sync_all().map_err(named)?;
+    tmp.persist(path).map_err(named)?;
+    Ok(())
 }

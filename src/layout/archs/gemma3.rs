@@ -2,7 +2,8 @@
 
 use serde_json::Value as Json;
 
-use crate::model::config::{Config, Hparams};
+use super::Hparams;
+use crate::model::config::Config;
 use crate::model::gguf_file::Value;
 
 /// The converter's Gemma 3 class sets these again after the common list, with its defaults (in

@@ -1,9 +1,16 @@
-//! Text → token windows: the calibration and evaluation sets.
+//! The calibration layer that compression, the profile, the planner and evaluation share: texts
+//! read once and cut into token windows (here), the runner that carries the windows through a
+//! model block by block ([`runner`]), the input moments every linear's calibrated rounding needs
+//! ([`moments`]), and llama.cpp's importance matrices ([`imatrix`]).
 //!
 //! The perplexity protocol (docs/design.md, "The perplexity protocol"): tokenize the whole file with no special tokens, cut it into
 //! non-overlapping windows of `ctx` tokens, drop the remainder, run each window on its own. When
 //! only the first windows are wanted, only as much of the text as they need is tokenized (the
 //! same tokens: [`Tokenizer::encode_prefix`]).
+
+pub mod imatrix;
+pub mod moments;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
 
