@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The naming metadata llama.cpp's convert_hf_to_gguf.py writes for a folder, printed as the
-rows that src/export/hf_gguf.rs's tests pin (and tests/hf_gguf.rs's for a renamed fixture).
+rows that src/layout/converter.rs's tests pin (and tests/hf_gguf.rs's for a renamed fixture).
 
     tools/pyenv/bin/python scripts/make_name_expectations.py            # the unit tests' rows
     tools/pyenv/bin/python scripts/make_name_expectations.py DIR GGUF   # one folder, its total
