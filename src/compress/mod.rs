@@ -2,6 +2,7 @@
 //! removal, plans, the layer-sequential pipeline. The GGUF types and their codecs are
 //! `crate::ggml`'s.
 
+pub mod compressed;
 pub mod encoded;
 pub mod gptq;
 pub mod grid_columns;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::compress::pipeline::Compressed;
+use crate::compress::compressed::Compressed;
 use crate::ggml::types::QuantType;
 use crate::layout::{finish_metadata, layout, Skeleton};
 use crate::model::gguf_file;

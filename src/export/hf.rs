@@ -12,8 +12,8 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value as Json};
 
+use crate::compress::compressed::Compressed;
 use crate::compress::encoded::Encoded;
-use crate::compress::pipeline::Compressed;
 use crate::ggml::codec::dequantize;
 use crate::ggml::types::QuantType;
 use crate::model::config::{Config, RopeLayout};

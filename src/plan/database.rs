@@ -34,11 +34,11 @@ use rayon::prelude::*;
 use crate::calib::moments::BlockMoments;
 use crate::calib::runner::{Runner, StateLimits};
 use crate::calib::Windows;
+use crate::compress::compressed::{Compressed, TensorReport};
 use crate::compress::encoded::Encoded;
 use crate::compress::gptq::{GptqOptions, Sparsity};
 use crate::compress::pipeline::{
-    compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Compressed, Factors, Method,
-    Pruner, TensorReport,
+    compress_linear, importance, relative_output_error, sparsegpt_of, CompressOptions, Factors, Method, Pruner,
 };
 use crate::compress::plan::{plannable_tensors, Plan, TensorSpec};
 use crate::ggml::codec::{dequantize, quantize};
