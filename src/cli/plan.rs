@@ -10,7 +10,7 @@ use crate::calib::Windows;
 use crate::compress::gptq::GptqOptions;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::model::{Streaming, Weights};
-use crate::plan::database::{default_cache_dir, DatabaseSettings};
+use crate::plan::database::{default_cache_dir, DatabaseSettings, Mode};
 use crate::plan::evo::EvoSettings;
 use crate::plan::{plan, Budget, PlanOptions, PlanOutcome, Solver};
 
@@ -58,6 +58,17 @@ pub struct SearchArgs {
     /// llama.cpp's mixes use: --types Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 (every tensor must fit one).
     #[arg(long, value_delimiter = ',', value_parser = parse_level)]
     pub types: Option<Vec<QuantType>>,
+    /// How the layer database measures each level: exact (every tensor whole at every level),
+    /// sampled (every level GPTQ'd on --sample-rows rows of each tensor, its error estimated
+    /// from them with a standard error; the whole tensor made only at the levels the plan
+    /// chooses, when its KL is measured and its file written), or auto: sampled for a streamed
+    /// model (over about a billion parameters) under bpw= or size= with lagrange or uniform,
+    /// exact otherwise. kld<= and evo measure many plans and need exact.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub database: Mode,
+    /// Rows of each tensor a sampled database quantizes at every level.
+    #[arg(long, default_value_t = crate::plan::sample::DEFAULT_ROWS, value_parser = values::positive)]
+    pub sample_rows: usize,
     /// Folder caching layer databases (default: $TRIAGE_CACHE, $XDG_CACHE_HOME/triage or ~/.cache/triage).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -198,9 +209,21 @@ pub fn run_planner(
     let need = (tokens / ctx).max(1) + s.search_windows + s.holdout_windows;
     let windows = Windows::from_text(calib, model.tokenizer()?, ctx, Some(need)).with_context(|| "--calib")?;
     let cache_dir = if s.no_cache { None } else { s.cache.clone().or_else(default_cache_dir) };
+    let solver = s.solver.unwrap_or(Solver::default_for(budget));
+    let samples =
+        matches!(budget, Budget::Bpw(_) | Budget::Size(_)) && matches!(solver, Solver::Lagrange | Solver::Uniform);
+    let sample = match s.database {
+        Mode::Exact => None,
+        Mode::Auto => (samples && model.is_streamed()).then_some(s.sample_rows),
+        Mode::Sampled if samples => Some(s.sample_rows),
+        Mode::Sampled => bail!(
+            "--database sampled serves bpw= and size= budgets with the lagrange or uniform solver; budget {budget} with solver {} measures many plans whole: use --database exact",
+            format!("{solver:?}").to_lowercase()
+        ),
+    };
     let opts = PlanOptions {
         budget,
-        solver: s.solver.unwrap_or(Solver::default_for(budget)),
+        solver,
         // One menu, one cache key, whatever the order it was written in.
         database: DatabaseSettings {
             tokens,
@@ -211,6 +234,7 @@ pub fn run_planner(
                 t.dedup();
                 t
             }),
+            sample,
         },
         cache_dir,
         evo: EvoSettings { generations: s.generations, offspring: s.offspring, seed: s.seed, ..EvoSettings::default() },

@@ -52,10 +52,24 @@ use crate::progress::Progress;
 use crate::spill::Spill;
 
 use super::masked;
+use super::sample::Estimate;
 
 /// Bumped whenever the way variants are made or stored changes, so old cache files are not
 /// reused (5: every variant's CRC-32 in the metadata).
 const DATABASE_VERSION: u32 = 5;
+
+/// How a types database measures its levels (`--database`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Sampled for a streamed model (over about a billion parameters) planned by lagrange or
+    /// uniform under bpw= or size=; exact otherwise.
+    Auto,
+    /// Every tensor whole at every level.
+    Exact,
+    /// Every level on a sample of each tensor's rows; the whole tensor only at the levels a
+    /// plan is measured and written with.
+    Sampled,
+}
 
 /// What a database's levels are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,14 +137,31 @@ pub struct Variant {
     pub bytes: VariantBytes,
     /// ‖(W − Ŵ)X‖/‖WX‖ on the calibration inputs (linears); ‖W − Ŵ‖/‖W‖ (embedding, output).
     pub rel_error: f64,
-    /// The CRC-32 of its bytes followed by its `rel_error` (8 bytes, little-endian), taken as
-    /// they were made ([`sealed`]): a cached copy that disagrees was damaged on disk.
+    /// The CRC-32 of its bytes followed by its `rel_error` (8 bytes, little-endian) and, when
+    /// sampled, the sample's size and standard error, taken as they were made ([`sealed`]): a
+    /// cached copy that disagrees was damaged on disk.
     pub checksum: u32,
+    /// Some: only a sample of the tensor's rows was quantized ([`super::sample`]): `bytes` are
+    /// those rows' (in increasing order) and `rel_error` is estimated from them.
+    pub sample: Option<Sample>,
 }
 
-/// A variant's checksum: `bytes`, the CRC-32 of its bytes so far, sealed with its `rel_error`.
-fn sealed(mut bytes: crc32fast::Hasher, rel_error: f64) -> u32 {
+/// The rows a sampled variant holds: `rows` of them, [`super::sample::sample_rows`] of its
+/// tensor's name; the standard error of its estimated `rel_error`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub rows: usize,
+    pub stderr: f64,
+}
+
+/// A variant's checksum: `bytes`, the CRC-32 of its bytes so far, sealed with its `rel_error`
+/// (and a sampled variant's sample).
+fn sealed(mut bytes: crc32fast::Hasher, rel_error: f64, sample: Option<Sample>) -> u32 {
     bytes.update(&rel_error.to_le_bytes());
+    if let Some(s) = sample {
+        bytes.update(&(s.rows as u64).to_le_bytes());
+        bytes.update(&s.stderr.to_le_bytes());
+    }
     bytes.finalize()
 }
 
@@ -151,7 +182,14 @@ impl Variant {
     pub fn in_memory(qtype: QuantType, sparsity: f32, bytes: Vec<u8>, rel_error: f64) -> Variant {
         let mut h = crc32fast::Hasher::new();
         h.update(&bytes);
-        Variant { qtype, sparsity, bytes: VariantBytes::Memory(bytes), rel_error, checksum: sealed(h, rel_error) }
+        Variant {
+            qtype,
+            sparsity,
+            bytes: VariantBytes::Memory(bytes),
+            rel_error,
+            checksum: sealed(h, rel_error, None),
+            sample: None,
+        }
     }
 
     /// Whether its bytes are masked ([`super::masked`]): every pruned variant's are.
@@ -159,7 +197,7 @@ impl Variant {
         self.sparsity > 0.0
     }
 
-    /// Its encoded size in bytes.
+    /// The bytes it holds (a sampled variant: its sample's).
     pub fn size(&self) -> usize {
         match &self.bytes {
             VariantBytes::Memory(b) => b.len(),
@@ -174,6 +212,24 @@ pub struct TensorVariants {
     pub cols: usize,
     /// Cheapest first.
     pub variants: Vec<Variant>,
+}
+
+impl TensorVariants {
+    /// The bytes variant `level` costs in a file: the whole tensor's encoding, also for a
+    /// sampled variant.
+    pub fn cost(&self, level: usize) -> usize {
+        let v = &self.variants[level];
+        match v.sample {
+            Some(_) => v.qtype.bytes(self.rows * self.cols),
+            None => v.size(),
+        }
+    }
+
+    /// The share of the tensor's output error energy variant `level` carries when it is put
+    /// over the original weights: its sample's share of the rows (1 when whole).
+    pub fn share_of_rows(&self, level: usize) -> f64 {
+        self.variants[level].sample.map_or(1.0, |s| s.rows as f64 / self.rows as f64)
+    }
 }
 
 /// Every plannable tensor's variants, by GGUF name.
@@ -194,6 +250,11 @@ pub struct DatabaseSettings {
     pub gptq: GptqOptions,
     /// The types' menu (`--types`); None: every quantized type but Q4_0.
     pub types: Option<Vec<QuantType>>,
+    /// Some(n): a types database's levels are made on n sampled rows of each tensor (all of a
+    /// tensor's rows when it has no more), the whole tensor only at its worst level where a
+    /// probe needs it (the token embedding and the output matrix) and at the levels a plan
+    /// chooses ([`materialize`]). None: every level of every tensor whole (exact).
+    pub sample: Option<usize>,
 }
 
 impl DatabaseSettings {
@@ -221,11 +282,16 @@ pub fn menu_mismatch(config: &Config, menu: &[QuantType]) -> Option<String> {
 /// The cache key: the program's and the format's versions, model bytes and calibration text
 /// ([`super::digest::inputs_digest`]), kind and settings.
 pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
+    let sampled = match (kind, s.sample) {
+        (Kind::Types, Some(n)) => format!(" sampled {n}"),
+        _ => String::new(),
+    };
     let kind = match (kind, &s.types) {
         (Kind::Types, None) => String::new(),
         (Kind::Types, Some(menu)) => format!(" types {}", menu.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")),
         (Kind::Sparsity, _) => format!(" sparsity {SPARSITY_LEVELS:?} masked"),
     };
+    let kind = kind + &sampled;
     super::digest::short_key(&format!(
         "v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}",
         env!("CARGO_PKG_VERSION"),
@@ -273,7 +339,6 @@ fn rebuild(
     mut reuse: Option<Database>,
     progress: &mut dyn Progress,
 ) -> Result<Database> {
-    let spill_error = |error| ModelError::Io { path: crate::spill::folder(), error };
     let mut spill = Spill::new("database").map_err(spill_error)?;
     let stored = Arc::new(spill.reader().map_err(spill_error)?);
     let opts = CompressOptions {
@@ -293,6 +358,7 @@ fn rebuild(
     let all = database_tensors(model.config(), kind, menu);
     let total = all.values().map(|(r, c)| r * c).sum::<usize>().div_ceil(MILLION);
     let mut done_weights = 0usize;
+    let sample = settings.sample.filter(|_| kind == Kind::Types);
     progress.start("layer database (millions of weights)", total);
     progress.step(0, None);
     for i in 0..n {
@@ -331,34 +397,8 @@ fn rebuild(
         for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features(), menu).is_empty()) {
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
-            let w = with_f32(&l.weight, <[f32]>::to_vec)?;
-            let imp = importance(m, None, &l.name);
-            // Every level's GPTQ (or SparseGPT) runs on the same factorization of H: the
-            // database's levels share their act-order setting.
             let specs = specs(kind, cols, menu);
-            let factor = factors.of(m, opts.gptq, sparsegpt_of(&specs[0], &opts))?;
-            // Each level's bytes go to the spill file as soon as they are made.
-            let spill = std::sync::Mutex::new(&mut spill);
-            let variants = specs
-                .into_par_iter()
-                .map(|spec| {
-                    let (new_w, bytes) = compress_linear(&w, rows, cols, &spec, m, Some(factor), &imp, &opts, &l.name)?;
-                    let rel_error = relative_output_error(m, &w, &new_w);
-                    drop(new_w);
-                    let bytes = if share(&spec) > 0.0 { masked::pack(&bytes) } else { bytes };
-                    let mut checksum = crc32fast::Hasher::new();
-                    checksum.update(&bytes);
-                    let checksum = sealed(checksum, rel_error);
-                    let offset = spill.lock().expect("not poisoned").append(&bytes).map_err(spill_error)?;
-                    Ok(Variant {
-                        qtype: spec.qtype,
-                        sparsity: share(&spec),
-                        bytes: VariantBytes::At { offset, len: bytes.len() },
-                        rel_error,
-                        checksum,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let variants = linear_levels(l, m, &mut factors, specs, &opts, sample, &mut spill)?;
             done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
             done_weights += rows * cols;
             progress.step(done_weights / MILLION, None);
@@ -382,8 +422,30 @@ fn rebuild(
             done_weights += rows * cols;
             continue;
         }
-        let variants =
-            matrix_levels(model, &name, rows, cols, menu, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?;
+        let types = levels(cols, menu);
+        let variants = match sample.filter(|&n| n < rows) {
+            None => {
+                matrix_levels(model, &name, rows, cols, &types, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?
+            }
+            Some(n) => {
+                // Every level on the sample; the worst of them also whole, for its probe.
+                let mut variants = matrix_sample(model, &name, rows, cols, &types, n, &mut spill)?;
+                let worst = worst_level(&variants);
+                let whole = matrix_levels(
+                    model,
+                    &name,
+                    rows,
+                    cols,
+                    &types[worst..=worst],
+                    &mut spill,
+                    MATRIX_CHUNK_BYTES,
+                    done_weights,
+                    progress,
+                )?;
+                variants[worst] = whole.into_iter().next().expect("one level");
+                variants
+            }
+        };
         tensors.insert(name, TensorVariants { rows, cols, variants });
         done_weights += rows * cols;
     }
@@ -391,7 +453,150 @@ fn rebuild(
     Ok(Database { key, tensors, file: Some(stored) })
 }
 
+/// Makes whole every sampled variant of `db` that `wanted` names (tensor, level): the
+/// database's block pass again on the same `windows` (one forward per block on the original
+/// model's inputs, the blocks after the last one wanted not run), GPTQ at only those levels —
+/// the bytes and errors of an exact database's variants. `progress`'s stage "whole tensors at
+/// the planned levels (millions of weights)" counts them.
+pub fn materialize(
+    model: &dyn Blocks,
+    windows: &Windows,
+    settings: &DatabaseSettings,
+    db: &mut Database,
+    wanted: &std::collections::BTreeSet<(String, usize)>,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let wanted: Vec<(String, usize)> =
+        wanted.iter().filter(|(n, l)| db.tensors[n].variants[*l].sample.is_some()).cloned().collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let total = wanted.iter().map(|(n, _)| db.tensors[n].rows * db.tensors[n].cols).sum::<usize>().div_ceil(MILLION);
+    progress.start("whole tensors at the planned levels (millions of weights)", total);
+    let mut done_weights = 0;
+    // Everything the database holds moves to a new spill file with the whole variants.
+    let mut spill = Spill::new("database").map_err(spill_error)?;
+    let stored = Arc::new(spill.reader().map_err(spill_error)?);
+    let old = Database { key: db.key.clone(), tensors: std::mem::take(&mut db.tensors), file: db.file.take() };
+    old.move_into(&mut spill, &mut db.tensors).map_err(spill_error)?;
+    db.file = Some(stored);
+    let opts = CompressOptions {
+        method: Method::Gptq,
+        pruner: Pruner::Sparsegpt,
+        sequential: false,
+        gptq: settings.gptq,
+        batch: 4,
+        imatrix: None,
+        state_limits: StateLimits::UNLIMITED,
+    };
+    let last = wanted.iter().filter_map(|(n, _)| gguf_block(n)).max();
+    if let Some(last) = last {
+        let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
+        for i in 0..=last {
+            let block = model.block(i)?;
+            if !wanted.iter().any(|(n, _)| gguf_block(n) == Some(i)) {
+                runner.step(&block, BlockOpts::default())?;
+                continue;
+            }
+            let mut moments = BlockMoments::new(&block);
+            let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
+            let mut factors = Factors::default();
+            for l in block.linears() {
+                let levels: Vec<usize> = wanted.iter().filter(|(n, _)| *n == l.name).map(|(_, lv)| *lv).collect();
+                if levels.is_empty() {
+                    continue;
+                }
+                let m = moments.of(&l.name).expect("every linear has an input group");
+                let tv = db.tensors.get_mut(&l.name).expect("a database tensor");
+                let specs =
+                    levels.iter().map(|&lv| TensorSpec { qtype: tv.variants[lv].qtype, sparsity: None }).collect();
+                let made = linear_levels(l, m, &mut factors, specs, &opts, None, &mut spill)?;
+                for (lv, v) in levels.into_iter().zip(made) {
+                    tv.variants[lv] = v;
+                    done_weights += tv.rows * tv.cols;
+                }
+                progress.step(done_weights / MILLION, None);
+            }
+            drop((moments, factors, block));
+            runner.advance(next)?;
+        }
+    }
+    for (name, level) in wanted.iter().filter(|(n, _)| gguf_block(n).is_none()) {
+        let tv = db.tensors.get_mut(name).expect("a database tensor");
+        let (rows, cols) = (tv.rows, tv.cols);
+        let t = [tv.variants[*level].qtype];
+        let made = matrix_levels(model, name, rows, cols, &t, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?;
+        tv.variants[*level] = made.into_iter().next().expect("one level");
+        done_weights += rows * cols;
+    }
+    progress.step(total, None);
+    Ok(())
+}
+
 const MILLION: usize = 1_000_000;
+
+fn spill_error(error: io::Error) -> ModelError {
+    ModelError::Io { path: crate::spill::folder(), error }
+}
+
+/// Linear `l` (its input's moments `m`) at every level of `specs` by GPTQ (or SparseGPT) on
+/// one factorization of H from `factors`, each level's bytes appended to `spill` as soon as
+/// they are made. With a `sample` of fewer rows than `l` has, only those rows
+/// ([`super::sample::sample_rows`]) are compressed and the error is their ratio estimate.
+fn linear_levels(
+    l: &crate::model::Linear,
+    m: &crate::calib::moments::InputMoments,
+    factors: &mut Factors,
+    specs: Vec<TensorSpec>,
+    opts: &CompressOptions,
+    sample: Option<usize>,
+    spill: &mut Spill,
+) -> Result<Vec<Variant>> {
+    let (rows, cols) = (l.out_features(), l.in_features());
+    let picked = sample.filter(|&n| n < rows).map(|n| super::sample::sample_rows(&l.name, rows, n));
+    let w = with_f32(&l.weight, |w| match &picked {
+        Some(p) => p.iter().flat_map(|&r| &w[r * cols..(r + 1) * cols]).copied().collect(),
+        None => w.to_vec(),
+    })?;
+    let rows_made = w.len() / cols;
+    let imp = importance(m, None, &l.name);
+    // Every level's GPTQ (or SparseGPT) runs on the same factorization of H: the database's
+    // levels share their act-order setting.
+    let factor = factors.of(m, opts.gptq, sparsegpt_of(&specs[0], opts))?;
+    let spill = std::sync::Mutex::new(spill);
+    specs
+        .into_par_iter()
+        .map(|spec| {
+            let (new_w, bytes) = compress_linear(&w, rows_made, cols, &spec, m, Some(factor), &imp, opts, &l.name)?;
+            let (rel_error, sample) = match &picked {
+                None => (relative_output_error(m, &w, &new_w), None),
+                Some(p) => {
+                    // W and ΔW stacked: one product with H gives every sampled row's energies.
+                    let delta = w.iter().zip(&new_w).map(|(a, b)| a - b);
+                    let stacked: Vec<f32> = w.iter().copied().chain(delta).collect();
+                    let energies = m.row_block_energies_exact(&stacked, 1);
+                    let (n, e) = energies.split_at(p.len());
+                    let est = super::sample::ratio_estimate(e, n, rows);
+                    (est.rel_error, Some(Sample { rows: p.len(), stderr: est.stderr }))
+                }
+            };
+            drop(new_w);
+            let bytes = if share(&spec) > 0.0 { masked::pack(&bytes) } else { bytes };
+            let mut checksum = crc32fast::Hasher::new();
+            checksum.update(&bytes);
+            let checksum = sealed(checksum, rel_error, sample);
+            let offset = spill.lock().expect("not poisoned").append(&bytes).map_err(spill_error)?;
+            Ok(Variant {
+                qtype: spec.qtype,
+                sparsity: share(&spec),
+                bytes: VariantBytes::At { offset, len: bytes.len() },
+                rel_error,
+                checksum,
+                sample,
+            })
+        })
+        .collect()
+}
 
 /// Rows of the token embedding or the output matrix quantized at once: 64 MB of f32.
 const MATRIX_CHUNK_BYTES: usize = 64 << 20;
@@ -408,13 +613,12 @@ fn matrix_levels(
     name: &str,
     rows: usize,
     cols: usize,
-    menu: Menu,
+    types: &[QuantType],
     spill: &mut Spill,
     chunk_bytes: usize,
     before: usize,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Variant>> {
-    let types = levels(cols, menu);
     let places: Vec<(QuantType, u64, usize)> =
         types.iter().map(|&t| (t, t.bytes(rows * cols))).map(|(t, len)| (t, spill.reserve(len as u64), len)).collect();
     let chunk = (chunk_bytes / (4 * cols)).max(1);
@@ -454,10 +658,67 @@ fn matrix_levels(
                 sparsity: 0.0,
                 bytes: VariantBytes::At { offset, len },
                 rel_error,
-                checksum: sealed(checksum, rel_error),
+                checksum: sealed(checksum, rel_error, None),
+                sample: None,
             }
         })
         .collect())
+}
+
+/// The level of highest error: the one a sensitivity probe puts the tensor at.
+pub fn worst_level(variants: &[Variant]) -> usize {
+    (0..variants.len()).max_by(|&a, &b| variants[a].rel_error.total_cmp(&variants[b].rel_error)).expect("a level")
+}
+
+/// The token embedding or the output matrix `name` at every level of `types` on `n` sampled rows
+/// ([`super::sample::sample_rows`]), read one row at a time: their bytes, and ‖W − Ŵ‖/‖W‖
+/// estimated from them.
+fn matrix_sample(
+    model: &dyn Blocks,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    types: &[QuantType],
+    n: usize,
+    spill: &mut Spill,
+) -> Result<Vec<Variant>> {
+    let picked = super::sample::sample_rows(name, rows, n);
+    let mut w = Vec::with_capacity(picked.len() * cols);
+    for &r in &picked {
+        with_f32(&model.rows(name, r..r + 1)?, |row| w.extend_from_slice(row))?;
+    }
+    let norms: Vec<f64> = w.chunks(cols).map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum()).collect();
+    let made: Vec<(Vec<u8>, Estimate)> = types
+        .par_iter()
+        .map(|&t| {
+            let bytes = quantize(t, &w, cols, None);
+            let d = dequantize(t, &bytes, w.len());
+            let errs: Vec<f64> = w
+                .chunks(cols)
+                .zip(d.chunks(cols))
+                .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum())
+                .collect();
+            (bytes, super::sample::ratio_estimate(&errs, &norms, rows))
+        })
+        .collect();
+    types
+        .iter()
+        .zip(made)
+        .map(|(&qtype, (bytes, est)): (&QuantType, (Vec<u8>, Estimate))| {
+            let sample = Some(Sample { rows: picked.len(), stderr: est.stderr });
+            let mut checksum = crc32fast::Hasher::new();
+            checksum.update(&bytes);
+            let offset = spill.append(&bytes).map_err(spill_error)?;
+            Ok(Variant {
+                qtype,
+                sparsity: 0.0,
+                bytes: VariantBytes::At { offset, len: bytes.len() },
+                rel_error: est.rel_error,
+                checksum: sealed(checksum, est.rel_error, sample),
+                sample,
+            })
+        })
+        .collect()
 }
 
 /// A variant's bytes, read from `file` when stored there.
@@ -481,7 +742,7 @@ fn checksum(file: Option<&File>, v: &Variant) -> io::Result<u32> {
     let mut h = crc32fast::Hasher::new();
     let VariantBytes::At { offset, len } = v.bytes else {
         h.update(&read_variant(file, v)?);
-        return Ok(sealed(h, v.rel_error));
+        return Ok(sealed(h, v.rel_error, v.sample));
     };
     let file = file.expect("a database with stored variants has a file");
     let mut buf = vec![0u8; CHECK_CHUNK.min(len)];
@@ -492,7 +753,7 @@ fn checksum(file: Option<&File>, v: &Variant) -> io::Result<u32> {
         h.update(&buf[..n]);
         done += n;
     }
-    Ok(sealed(h, v.rel_error))
+    Ok(sealed(h, v.rel_error, v.sample))
 }
 
 /// A variant's name in the database file: `name#TYPE`, or `name#TYPE@share` when pruned.
@@ -532,11 +793,40 @@ impl Database {
     fn decode(&self, name: &str, level: usize, bytes: &[u8]) -> Result<Vec<f32>> {
         let tv = &self.tensors[name];
         let v = &tv.variants[level];
+        self.whole(name, level)?;
         if v.masked() {
             return masked::unpack(bytes, tv.rows * tv.cols)
                 .map_err(|reason| ModelError::Gguf { path: variant_path(name, level), reason });
         }
         Ok(dequantize(v.qtype, bytes, tv.rows * tv.cols))
+    }
+
+    /// An error unless `name`'s variant `level` holds every row (it is not a sample).
+    fn whole(&self, name: &str, level: usize) -> Result<()> {
+        let tv = &self.tensors[name];
+        match tv.variants[level].sample {
+            None => Ok(()),
+            Some(s) => Err(ModelError::InvalidConfig(format!(
+                "the layer database holds {} sampled rows of the {} of {name} at {}, not the whole tensor",
+                s.rows, tv.rows, tv.variants[level].qtype
+            ))),
+        }
+    }
+
+    /// `name`'s variant `level` put over its `original` (rows, cols) f32 weights: a sampled
+    /// variant's rows in place of theirs (the rest original), a whole variant as it is.
+    pub fn over(&self, name: &str, level: usize, original: &Tensor) -> Result<Tensor> {
+        let tv = &self.tensors[name];
+        let v = &tv.variants[level];
+        let Some(s) = v.sample else { return self.decoded(name, level) };
+        let bytes =
+            self.bytes(name, level).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
+        let rows = dequantize(v.qtype, &bytes, s.rows * tv.cols);
+        let mut w = with_f32(original, <[f32]>::to_vec)?;
+        for (r, row) in super::sample::sample_rows(name, tv.rows, s.rows).into_iter().zip(rows.chunks(tv.cols)) {
+            w[r * tv.cols..(r + 1) * tv.cols].copy_from_slice(row);
+        }
+        Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
     }
 
     /// `name`'s variant `level` as a (rows, cols) f32 tensor.
@@ -551,6 +841,7 @@ impl Database {
     pub fn rows(&self, name: &str, level: usize, rows: std::ops::Range<usize>) -> Result<Tensor> {
         let tv = &self.tensors[name];
         let v = &tv.variants[level];
+        self.whole(name, level)?;
         if v.masked() {
             return Ok(self.decoded(name, level)?.narrow(0, rows.start, rows.len())?);
         }
@@ -672,8 +963,18 @@ impl Database {
                 format!("triage.checksum.{name}"),
                 Value::Array(tv.variants.iter().map(|v| Value::U32(v.checksum)).collect()),
             ));
+            if tv.variants.iter().any(|v| v.sample.is_some()) {
+                let rows = |v: &Variant| Value::U64(v.sample.map_or(0, |s| s.rows as u64));
+                let stderr = |v: &Variant| Value::F64(v.sample.map_or(0.0, |s| s.stderr));
+                metadata.push((format!("triage.sample.{name}"), Value::Array(tv.variants.iter().map(rows).collect())));
+                metadata
+                    .push((format!("triage.stderr.{name}"), Value::Array(tv.variants.iter().map(stderr).collect())));
+                metadata.push((format!("triage.rows.{name}"), Value::U64(tv.rows as u64)));
+                metadata.push((format!("triage.cols.{name}"), Value::U64(tv.cols as u64)));
+            }
             for (level, v) in tv.variants.iter().enumerate() {
-                let ne = if v.masked() { vec![v.size() as u64 / 2] } else { vec![tv.cols as u64, tv.rows as u64] };
+                let rows = v.sample.map_or(tv.rows, |s| s.rows);
+                let ne = if v.masked() { vec![v.size() as u64 / 2] } else { vec![tv.cols as u64, rows as u64] };
                 names.push((variant_name(name, v), ne, v.qtype));
                 order.push((name.as_str(), level));
             }
@@ -787,13 +1088,30 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
         // The header reader checked that every tensor's bytes lie inside the file.
         let len = g.tensor_bytes(info).map_err(|e| bad(&e.to_string()))? as usize;
         let offset = g.data_offset.checked_add(info.offset).ok_or_else(|| bad("an offset past 2^64"))?;
-        let variant = Variant { qtype, sparsity, bytes: VariantBytes::At { offset, len }, rel_error: 0.0, checksum: 0 };
+        let variant = Variant {
+            qtype,
+            sparsity,
+            bytes: VariantBytes::At { offset, len },
+            rel_error: 0.0,
+            checksum: 0,
+            sample: None,
+        };
         let shape = match info.ne[..] {
             [_] if variant.masked() && qtype == QuantType::F16 => None,
             [cols, rows] if !variant.masked() => Some((rows as usize, cols as usize)),
             _ if variant.masked() => return Err(bad("a pruned variant that is not a masked F16 one")),
             _ => return Err(bad("not two-dimensional")),
         };
+        // A sampled variant holds fewer rows than its tensor: its shape is checked against its
+        // sample below.
+        let sampled = match g.get(&format!("triage.sample.{name}")) {
+            Some(Value::Array(a)) => {
+                let level = tensors.get(name).map_or(0, |tv| tv.variants.len());
+                matches!(a.get(level), Some(Value::U64(n)) if *n > 0)
+            }
+            _ => false,
+        };
+        let shape = if sampled { None } else { shape };
         let known = shapes.entry(name.to_string()).or_insert(shape);
         match (*known, shape) {
             (Some(a), Some(b)) if a != b => return Err(bad("a shape unlike the tensor's other variants")),
@@ -808,7 +1126,35 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
     }
     for (name, tv) in &mut tensors {
         (tv.rows, tv.cols) =
-            shapes[name].ok_or_else(|| format!("'{name}' has no unpruned variant to give its shape"))?;
+            match (shapes[name], g.get(&format!("triage.rows.{name}")), g.get(&format!("triage.cols.{name}"))) {
+                (Some(shape), _, _) => shape,
+                (None, Some(Value::U64(rows)), Some(Value::U64(cols))) => (*rows as usize, *cols as usize),
+                _ => return Err(format!("'{name}' has no unpruned variant to give its shape")),
+            };
+        if let Some(Value::Array(a)) = g.get(&format!("triage.sample.{name}")) {
+            let Some(Value::Array(se)) = g.get(&format!("triage.stderr.{name}")) else {
+                return Err(format!("no standard errors for the sampled '{name}'"));
+            };
+            if a.len() != tv.variants.len() || se.len() != tv.variants.len() {
+                return Err(format!("{} samples for the {} variants of '{name}'", a.len(), tv.variants.len()));
+            }
+            for ((v, n), e) in tv.variants.iter_mut().zip(a).zip(se) {
+                let (Value::U64(n), Value::F64(e)) = (n, e) else {
+                    return Err(format!("a sample of '{name}' is not a U64 with an F64 standard error"));
+                };
+                if *n == 0 {
+                    continue;
+                }
+                let n = *n as usize;
+                if n >= tv.rows || !e.is_finite() || *e < 0.0 || v.size() != v.qtype.bytes(n * tv.cols) {
+                    return Err(format!(
+                        "a sampled {} variant of '{name}' of {n} rows: not a sample of its {} rows or not its bytes",
+                        v.qtype, tv.rows
+                    ));
+                }
+                v.sample = Some(Sample { rows: n, stderr: *e });
+            }
+        }
         if let Some(v) = tv.variants.iter().find(|v| v.masked() && !masked::fits(v.size(), tv.rows * tv.cols)) {
             return Err(format!(
                 "a masked variant of '{name}' has {} bytes, which cannot pack {}×{} weights",
@@ -890,12 +1236,10 @@ fn mismatch(
         if have != want {
             return Some(format!("'{name}' has levels {have:?}, the code makes {want:?}"));
         }
-        let sized = |v: &Variant| {
-            if v.masked() {
-                masked::fits(v.size(), rows * cols)
-            } else {
-                v.size() == v.qtype.bytes(rows * cols)
-            }
+        let sized = |v: &Variant| match v.sample {
+            _ if v.masked() => masked::fits(v.size(), rows * cols),
+            Some(s) => v.size() == v.qtype.bytes(s.rows * cols),
+            None => v.size() == v.qtype.bytes(rows * cols),
         };
         if let Some(v) = tv.variants.iter().find(|v| !sized(v)) {
             return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.size()));
@@ -991,7 +1335,8 @@ mod tests {
         let model = crate::model::Model::load(&dir).unwrap();
         let ids: Vec<u32> = (0..64).map(|i| (i * 7 % 300) as u32).collect();
         let windows = Windows::new(&ids, 16, None).unwrap();
-        let settings = DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default(), types: None };
+        let settings =
+            DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
         let db = build(&model, &windows, &settings, Kind::Sparsity, "test".into(), None, &mut Silent).unwrap();
         assert_eq!(db.mismatch(&model.config, Kind::Sparsity, None), None);
         let path = std::env::temp_dir().join(format!("triage-sparsity-db-{}.gguf", std::process::id()));
@@ -1035,8 +1380,9 @@ mod tests {
         for chunk_bytes in [7 * 4 * cols, usize::MAX / 8] {
             let mut spill = Spill::new("test").unwrap();
             spill.append(b"leading bytes").unwrap();
+            let types = levels(cols, None);
             let variants =
-                matrix_levels(&model, "token_embd.weight", rows, cols, None, &mut spill, chunk_bytes, 0, &mut Silent)
+                matrix_levels(&model, "token_embd.weight", rows, cols, &types, &mut spill, chunk_bytes, 0, &mut Silent)
                     .unwrap();
             assert_eq!(variants.iter().map(|v| v.qtype).collect::<Vec<_>>(), levels(cols, None));
             let file = spill.reader().unwrap();
@@ -1052,6 +1398,80 @@ mod tests {
                 let d = dequantize(v.qtype, &bytes, w.len());
                 let err: f64 = w.iter().zip(&d).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
                 assert_eq!(v.rel_error, (err / norm).sqrt(), "{}", v.qtype);
+            }
+        }
+    }
+
+    /// A sampled database's variants are the exact database's rows: each level's bytes are
+    /// those of its sampled rows in the whole tensor's encoding, it costs the whole tensor's
+    /// bytes, its error is near the exact one, it is saved and read back with its sample, and
+    /// made whole it is the exact variant, bytes and error.
+    #[test]
+    fn a_sampled_database_holds_the_exact_databases_rows_and_makes_them_whole() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let model = crate::model::Model::load(&dir).unwrap();
+        let ids: Vec<u32> = (0..64).map(|i| (i * 7 % 300) as u32).collect();
+        let windows = Windows::new(&ids, 16, None).unwrap();
+        let exact = DatabaseSettings { tokens: 64, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
+        let settings = DatabaseSettings { sample: Some(40), ..exact.clone() };
+        let whole = build(&model, &windows, &exact, Kind::Types, "exact".into(), None, &mut Silent).unwrap();
+        let mut db = build(&model, &windows, &settings, Kind::Types, "sampled".into(), None, &mut Silent).unwrap();
+        assert_eq!(db.mismatch(&model.config, Kind::Types, None), None);
+        let mut sampled = 0;
+        for (name, tv) in &db.tensors {
+            let full = &whole.tensors[name];
+            let worst = worst_level(&tv.variants);
+            for (level, v) in tv.variants.iter().enumerate() {
+                assert_eq!(tv.cost(level), full.variants[level].size(), "{name}#{level}");
+                let exact_bytes = whole.bytes(name, level).unwrap();
+                let Some(s) = v.sample else {
+                    // Whole: a tensor of no more rows than the sample, or the probe's worst level
+                    // of the embedding and the output.
+                    assert!(tv.rows <= 40 || (gguf_block(name).is_none() && level == worst), "{name}#{level}");
+                    assert_eq!(db.bytes(name, level).unwrap(), exact_bytes, "{name}#{level}");
+                    assert_eq!(v.rel_error, full.variants[level].rel_error);
+                    continue;
+                };
+                sampled += 1;
+                assert_eq!(s.rows, 40);
+                let row = v.qtype.bytes(tv.cols);
+                let want: Vec<u8> = crate::plan::sample::sample_rows(name, tv.rows, 40)
+                    .into_iter()
+                    .flat_map(|r| exact_bytes[r * row..(r + 1) * row].to_vec())
+                    .collect();
+                assert_eq!(db.bytes(name, level).unwrap().as_ref(), want.as_slice(), "{name}#{level}");
+                let t = full.variants[level].rel_error;
+                assert!(
+                    (v.rel_error - t).abs() <= 5.0 * s.stderr + 1e-3 * t,
+                    "{name}#{level}: {} ± {} against {t}",
+                    v.rel_error,
+                    s.stderr
+                );
+                assert!(db.decoded(name, level).is_err(), "a sample is not decoded as a whole tensor");
+            }
+        }
+        assert!(sampled > 20, "{sampled} sampled variants");
+        let path = std::env::temp_dir().join(format!("triage-sampled-db-{}.gguf", std::process::id()));
+        db.save(&path).unwrap();
+        let back = Database::load(&path, "sampled").unwrap().unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(back.mismatch(&model.config, Kind::Types, None), None);
+        for (name, tv) in &db.tensors {
+            for (level, v) in tv.variants.iter().enumerate() {
+                let b = &back.tensors[name].variants[level];
+                assert_eq!((b.sample, b.rel_error, b.checksum), (v.sample, v.rel_error, v.checksum), "{name}#{level}");
+                assert_eq!(back.bytes(name, level).unwrap(), db.bytes(name, level).unwrap());
+            }
+        }
+        let wanted: std::collections::BTreeSet<(String, usize)> =
+            db.tensors.iter().flat_map(|(n, tv)| (0..tv.variants.len()).map(move |l| (n.clone(), l))).collect();
+        materialize(&model, &windows, &settings, &mut db, &wanted, &mut Silent).unwrap();
+        for (name, tv) in &db.tensors {
+            for (level, v) in tv.variants.iter().enumerate() {
+                assert_eq!(v.sample, None);
+                assert_eq!(db.bytes(name, level).unwrap(), whole.bytes(name, level).unwrap(), "{name}#{level}");
+                assert_eq!(v.rel_error, whole.tensors[name].variants[level].rel_error, "{name}#{level}");
+                assert_eq!(v.checksum, whole.tensors[name].variants[level].checksum, "{name}#{level}");
             }
         }
     }

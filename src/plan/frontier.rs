@@ -11,7 +11,7 @@ use serde_json::{json, Value as Json};
 use super::database::Database;
 use super::fitness::{full_layout, Probe};
 use super::lagrange::{self, Curve};
-use super::planned::Planned;
+use super::planned;
 use super::{Progress, Result};
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
 use crate::layout::Skeleton;
@@ -64,6 +64,9 @@ pub fn single_type_gap(db: &Database, names: &[String]) -> Option<String> {
 }
 
 /// One measured plan of the frontier.
+/// A frontier plan: its solver, its single type (if one), a level per tensor.
+pub type FrontierPlan = (&'static str, Option<QuantType>, Vec<usize>);
+
 pub struct Point {
     /// "single type" or "lagrange".
     pub solver: &'static str,
@@ -96,17 +99,10 @@ pub struct Frontier<'a> {
 impl Frontier<'_> {
     /// The `n` single-type plans whose planned bytes (in the budget's units, `cost`) lie
     /// nearest `budget` (by ratio), and the Lagrangian plan at each of their costs, smallest
-    /// first; a Lagrangian plan equal to its single-type one, or to one measured before, is measured
-    /// once.
-    pub fn measure(
-        &self,
-        n: usize,
-        budget: u64,
-        cost: &dyn Fn(u64) -> u64,
-        progress: &mut dyn Progress,
-    ) -> Result<Vec<Point>> {
+    /// first; a Lagrangian plan equal to its single-type one, or to one before, is left out.
+    pub fn plans(&self, n: usize, budget: u64, cost: &dyn Fn(u64) -> u64) -> Vec<FrontierPlan> {
         let planned = |levels: &[usize]| -> u64 {
-            self.names.iter().zip(levels).map(|(name, &l)| cost(self.db.tensors[name].variants[l].size() as u64)).sum()
+            self.names.iter().zip(levels).map(|(name, &l)| cost(self.db.tensors[name].cost(l) as u64)).sum()
         };
         let mut singles: Vec<(QuantType, Vec<usize>, u64)> = single_type_plans(self.db, self.names)
             .into_iter()
@@ -119,23 +115,31 @@ impl Frontier<'_> {
         singles.sort_by(|a, b| distance(a.2).total_cmp(&distance(b.2)));
         singles.truncate(n);
         singles.sort_by_key(|s| s.2);
-        let mut points = Vec::with_capacity(2 * singles.len());
-        let total = 2 * singles.len();
+        let mut plans = Vec::with_capacity(2 * singles.len());
         // Two single types of one size (Q3_K and IQ3_S where rows allow both) share their
         // Lagrangian plan: it is measured once.
         let mut lagrange_plans: Vec<Vec<usize>> = Vec::new();
-        progress.start("frontier", total);
-        for (i, (t, levels, c)) in singles.iter().enumerate() {
-            progress.step(2 * i, None);
-            points.push(self.point("single type", Some(*t), levels)?);
-            let l = lagrange::solve(self.curves, *c).expect("a single-type plan is above the floor");
-            progress.step(2 * i + 1, None);
-            if &l != levels && !lagrange_plans.contains(&l) {
-                points.push(self.point("lagrange", None, &l)?);
+        for (t, levels, c) in singles {
+            let l = lagrange::solve(self.curves, c).expect("a single-type plan is above the floor");
+            let new = l != levels && !lagrange_plans.contains(&l);
+            plans.push(("single type", Some(t), levels));
+            if new {
+                plans.push(("lagrange", None, l.clone()));
                 lagrange_plans.push(l);
             }
         }
-        progress.step(total, None);
+        plans
+    }
+
+    /// Every plan of `plans` measured (stage "frontier" of `progress`).
+    pub fn measure(&self, plans: &[FrontierPlan], progress: &mut dyn Progress) -> Result<Vec<Point>> {
+        progress.start("frontier", plans.len());
+        let mut points = Vec::with_capacity(plans.len());
+        for (i, (solver, t, levels)) in plans.iter().enumerate() {
+            progress.step(i, None);
+            points.push(self.point(solver, *t, levels)?);
+        }
+        progress.step(plans.len(), None);
         Ok(points)
     }
 
@@ -145,8 +149,13 @@ impl Frontier<'_> {
             self.names.iter().zip(levels).map(|(n, &l)| (n.clone(), self.db.tensors[n].variants[l].qtype)).collect();
         let all_blocks: Vec<usize> = (0..self.base.n_blocks()).collect();
         let size = self.gguf.predicted_size(&all_blocks, &types)?;
-        let kld =
-            self.probe.kl(&Planned::of_levels(self.base, self.db, levels), self.holdout, 0, &full_layout, None)?;
+        let kld = self.probe.kl(
+            &planned::Planned::of_levels(self.base, self.db, levels),
+            self.holdout,
+            0,
+            &full_layout,
+            None,
+        )?;
         Ok(Point { solver, qtype, bytes: size.bytes, bits_per_weight: size.bits_per_weight(), kld })
     }
 }

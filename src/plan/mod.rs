@@ -23,12 +23,13 @@ pub mod masked;
 pub mod owl;
 pub mod planned;
 pub mod removal;
+pub mod sample;
 pub mod sealed;
 pub mod search;
 pub mod sensitivity;
 pub mod sparsity;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -287,7 +288,7 @@ pub fn plan(
         std::fs::create_dir_all(d)?;
     }
     let opts = &PlanOptions { checkpoint, ..opts.clone() };
-    let db = match kind {
+    let mut db = match kind {
         Some(kind) => {
             let t = Instant::now();
             let key = database::cache_key(&inputs, &opts.database, kind);
@@ -320,8 +321,9 @@ pub fn plan(
         (b, _) if !b.is_quantization() => unreachable!("a streamed model was refused these budgets"),
         _ => {
             let (fixed, limit) = limits.expect("computed for quantization budgets");
-            let db = db.as_ref().expect("built for quantization budgets");
-            plan_quant(base, &gguf, db, &probe, &pool, &holdout, opts, fixed, limit, &mut timings, progress)?
+            let db = db.as_mut().expect("built for quantization budgets");
+            let probe = Measure { probe: &probe, pool: &pool, holdout: &holdout, database: &sp.database };
+            plan_quant(base, &gguf, db, &probe, opts, fixed, limit, &mut timings, progress)?
         }
     };
     if opts.budget.is_quantization() {
@@ -333,6 +335,12 @@ pub fn plan(
     j.insert("budget".into(), json!(opts.budget.to_string()));
     j.insert("solver".into(), serde_json::to_value(opts.solver).expect("serializable"));
     let mut database_json = json!({"tokens": db_windows * windows.ctx, "ctx": windows.ctx, "damp": opts.database.gptq.damp, "act_order": opts.database.gptq.act_order});
+    if kind == Some(Kind::Types) {
+        database_json["mode"] = json!(if opts.database.sample.is_some() { "sampled" } else { "exact" });
+        if let Some(n) = opts.database.sample {
+            database_json["sample_rows"] = json!(n);
+        }
+    }
     if let Some(menu) = &opts.database.types {
         database_json["types"] = json!(menu.iter().map(|t| t.name()).collect::<Vec<_>>());
     }
@@ -413,25 +421,36 @@ fn quant_limits(config: &Config, gguf: &Skeleton, budget: Budget, menu: database
     Ok((fixed, limit))
 }
 
+/// What a quantization plan is measured on: the probe with its search pool and hold-out
+/// windows, and the database's windows (a sampled database's whole variants are made on them).
+struct Measure<'a> {
+    probe: &'a Probe,
+    pool: &'a [usize],
+    holdout: &'a [usize],
+    database: &'a Windows,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn plan_quant(
     mut base: Weights,
     gguf: &Skeleton,
-    db: &Database,
-    probe: &Probe,
-    pool: &[usize],
-    holdout: &[usize],
+    db: &mut Database,
+    m: &Measure,
     opts: &PlanOptions,
     fixed: u64,
     limit: u64,
     timings: &mut serde_json::Map<String, Json>,
     progress: &mut dyn Progress,
 ) -> Result<PlanOutcome> {
+    let (probe, pool, holdout) = (m.probe, m.pool, m.holdout);
     let names: Vec<String> = db.tensors.keys().cloned().collect();
     let all_blocks: Vec<usize> = (0..base.n_blocks()).collect();
+    let qtypes: Vec<Vec<QuantType>> =
+        db.tensors.values().map(|tv| tv.variants.iter().map(|v| v.qtype).collect()).collect();
     let types_of = |levels: &[usize]| -> BTreeMap<String, QuantType> {
-        names.iter().zip(levels).map(|(n, &l)| (n.clone(), db.tensors[n].variants[l].qtype)).collect()
+        names.iter().zip(levels).zip(&qtypes).map(|((n, &l), q)| (n.clone(), q[l])).collect()
     };
+    let sampled = db.tensors.values().any(|tv| tv.variants.iter().any(|v| v.sample.is_some()));
     let cost = unit_cost(opts.budget);
     let budget = limit.saturating_sub(fixed);
     let t = Instant::now();
@@ -450,7 +469,8 @@ fn plan_quant(
             let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
             let (curves, dkl, cached) =
                 sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), progress)?;
-            if let Weights::Resident(m) = &mut base {
+            // A sampled database makes its whole variants from the original weights later.
+            if let (Weights::Resident(m), false) = (&mut base, sampled) {
                 search::drop_planned_weights(m, db);
                 crate::memory::release_freed();
             }
@@ -490,13 +510,34 @@ fn plan_quant(
     };
     let types = types_of(&levels);
     let predicted = gguf.predicted_size(&all_blocks, &types)?;
+    let measured = measured.filter(|_| opts.frontier > 0);
+    let frontier_plans = measured.as_ref().map(|(curves, _)| {
+        Frontier { base: &base, db, names: &names, curves, probe, holdout, gguf }.plans(opts.frontier, budget, &cost)
+    });
+    if sampled {
+        // The plan's levels (and the frontier's) made whole: what is measured and written.
+        let t = Instant::now();
+        result_json.insert("estimates".into(), estimates_json(db, &names, &levels));
+        let wanted: BTreeSet<(String, usize)> = std::iter::once(&levels)
+            .chain(frontier_plans.iter().flatten().map(|(_, _, l)| l))
+            .flat_map(|l| names.iter().cloned().zip(l.iter().copied()))
+            .collect();
+        database::materialize(&base, m.database, &opts.database, db, &wanted, progress)?;
+        timings.insert("whole_s".into(), json!(t.elapsed().as_secs_f64()));
+        if let Some(Json::Object(e)) = result_json.get_mut("estimates") {
+            for (n, &l) in names.iter().zip(&levels) {
+                e.get_mut(n).expect("every tensor")["whole"] = json!(db.tensors[n].variants[l].rel_error);
+            }
+        }
+    }
+    let db: &Database = db;
     let t = Instant::now();
     let kld = probe.kl(&Planned::of_levels(&base, db, &levels), holdout, 0, &full_layout, None)?;
     timings.insert("holdout_s".into(), json!(t.elapsed().as_secs_f64()));
-    if let Some((curves, warm)) = measured.filter(|_| opts.frontier > 0) {
+    if let (Some((curves, warm)), Some(plans)) = (measured, frontier_plans) {
         let t = Instant::now();
         let f = Frontier { base: &base, db, names: &names, curves: &curves, probe, holdout, gguf };
-        let mut points = f.measure(opts.frontier, budget, &cost, progress)?;
+        let mut points = f.measure(&plans, progress)?;
         if let Some((warm, warm_kld)) = warm {
             // Evo's warm start: the Lagrangian plan at the budget, already measured.
             let size = gguf.predicted_size(&all_blocks, &types_of(&warm))?;
@@ -521,16 +562,29 @@ fn plan_quant(
     Ok(PlanOutcome { plan, predicted, kld: Some(kld), json, database: None })
 }
 
+/// The plan's level of every tensor as a sampled database estimated it: type, t̂ and its
+/// standard error, rows sampled (the whole tensor's t is added once it is made).
+fn estimates_json(db: &Database, names: &[String], levels: &[usize]) -> Json {
+    Json::Object(
+        names
+            .iter()
+            .zip(levels)
+            .map(|(n, &l)| {
+                let (tv, v) = (&db.tensors[n], &db.tensors[n].variants[l]);
+                let sample = v.sample.map_or(json!({"rows": tv.rows, "stderr": 0.0}), |s| json!({"rows": s.rows, "stderr": s.stderr}));
+                (n.clone(), json!({"type": v.qtype.name(), "rel_error": v.rel_error, "stderr": sample["stderr"], "rows": sample["rows"], "of_rows": tv.rows}))
+            })
+            .collect(),
+    )
+}
+
 /// The largest single type (llama-quantize's row-width fall-back; IQ4_NL standing in for Q4_0,
 /// which costs the same, unless a `--types` menu holds Q4_0) whose plan fits.
 fn uniform_levels(db: &Database, names: &[String], cost: &dyn Fn(u64) -> u64, budget: u64) -> Option<Vec<usize>> {
     single_type_plans(db, names)
         .into_iter()
         .map(|(_, levels)| {
-            (
-                names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].variants[l].size() as u64)).sum::<u64>(),
-                levels,
-            )
+            (names.iter().zip(&levels).map(|(n, &l)| cost(db.tensors[n].cost(l) as u64)).sum::<u64>(), levels)
         })
         .filter(|(c, _)| *c <= budget)
         .max_by_key(|(c, _)| *c)

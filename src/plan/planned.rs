@@ -86,7 +86,7 @@ impl Blocks for Planned<'_> {
         let mut block = block.into_owned();
         for l in block.linears_mut() {
             if let Some(&level) = self.levels.get(l.name.as_str()) {
-                l.weight = self.db.decoded(&l.name, level)?;
+                l.weight = self.db.over(&l.name, level, &l.weight)?;
             }
         }
         Ok(Cow::Owned(block))
@@ -148,7 +148,8 @@ mod tests {
         let model = crate::model::Model::load(&dir).unwrap();
         let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
         let windows = Windows::new(&ids, 16, None).unwrap();
-        let settings = DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None };
+        let settings =
+            DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
         let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
         let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut Silent).unwrap();
         assert!(db.tensors.contains_key("token_embd.weight") && db.tensors.contains_key("output.weight"));

@@ -3,9 +3,10 @@
 //! level (GPTQ's ‖(W − Ŵ)X‖/‖WX‖); a_l is measured once per tensor by putting only that tensor
 //! at its worst level and measuring KL(original ‖ model) on calibration windows, rerunning only
 //! the blocks from the tensor's own on (the variant decoded into its block as the block runs:
-//! the base may be streamed).
+//! the base may be streamed). In a sampled database a linear's worst level holds only its
+//! sampled rows: the probe puts those over the original weights.
 
-use super::database::Database;
+use super::database::{worst_level, Database};
 use super::fitness::{full_layout, Probe};
 use super::lagrange::Curve;
 use super::planned::Planned;
@@ -112,16 +113,19 @@ pub fn parse_cache(text: &str, db: &Database) -> std::result::Result<Vec<f64>, S
     }
 }
 
-/// The curves a·t² from each tensor's ΔKL at its worst level.
+/// The curves a·t² from each tensor's ΔKL at its worst level. A sampled worst level was probed
+/// over the original weights, its sampled rows only: its output error energy is about its
+/// share of the rows times the whole level's, so a = ΔKL / (share·t²).
 fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Curve> {
     db.tensors
         .values()
         .zip(dkl)
         .map(|(tv, &kl)| {
-            let t = tv.variants.iter().map(|v| v.rel_error).fold(0.0, f64::max);
-            let a = if t > 0.0 { kl / (t * t) } else { 0.0 };
+            let worst = worst_level(&tv.variants);
+            let t2 = tv.variants[worst].rel_error.powi(2) * tv.share_of_rows(worst);
+            let a = if t2 > 0.0 { kl / t2 } else { 0.0 };
             Curve {
-                cost: tv.variants.iter().map(|v| cost(v.size() as u64)).collect(),
+                cost: (0..tv.variants.len()).map(|l| cost(tv.cost(l) as u64)).collect(),
                 error: tv.variants.iter().map(|v| a * v.rel_error * v.rel_error).collect(),
             }
         })
@@ -152,9 +156,7 @@ pub fn error_curves(
         if measured.contains_key(name) {
             continue;
         }
-        let worst = (0..tv.variants.len())
-            .max_by(|&a, &b| tv.variants[a].rel_error.total_cmp(&tv.variants[b].rel_error))
-            .expect("a level");
+        let worst = worst_level(&tv.variants);
         let m = Planned::new(base, db, [(name.as_str(), worst)]);
         measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.n_blocks()), &full_layout, None)?);
         if let Some(p) = partial {
