@@ -247,7 +247,7 @@ impl Probe {
     /// (Σ KL, positions) of the head applied to last-block output `x` against the original's
     /// logits on window `w`: rows summed in order, as [`crate::model::kernels::kl_divergence_rows`].
     /// A row whose KL is not finite is an error naming it (the original's logits are finite).
-    fn kl_sum(&self, model: &dyn Blocks, x: &Tensor, w: usize) -> Result<(f64, usize)> {
+    pub(crate) fn kl_sum(&self, model: &dyn Blocks, x: &Tensor, w: usize) -> Result<(f64, usize)> {
         let reference = self.windows[w].reference;
         let logits = model.head(x)?;
         let vocab = model.config().vocab_size;

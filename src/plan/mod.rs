@@ -18,6 +18,7 @@ pub mod digest;
 pub mod evo;
 pub mod fitness;
 pub mod frontier;
+pub mod gain;
 pub mod lagrange;
 pub mod masked;
 pub mod owl;
@@ -119,6 +120,8 @@ pub struct PlanOptions {
     pub holdout_windows: usize,
     /// Windows of the search pool on which each tensor's sensitivity is measured.
     pub sensitivity_windows: usize,
+    /// How the sensitivities are measured.
+    pub sensitivity: sensitivity::Method,
     /// Single-type plans near the budget measured for the frontier (with the Lagrangian plans
     /// of their sizes); 0: none.
     pub frontier: usize,
@@ -352,6 +355,7 @@ pub fn plan(
             "search_windows": opts.search_windows,
             "holdout_windows": opts.holdout_windows,
             "sensitivity_windows": opts.sensitivity_windows,
+            "sensitivity": format!("{:?}", opts.sensitivity).to_lowercase(),
         }),
     );
     j.insert("predicted".into(), json!({"bytes": out.predicted.bytes, "tensor_bytes": out.predicted.tensor_bytes, "n_weights": out.predicted.n_weights, "bits_per_weight": out.predicted.bits_per_weight()}));
@@ -466,9 +470,13 @@ fn plan_quant(
         })?,
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
-            let cache = opts.cache_dir.as_ref().map(|d| d.join(format!("sensitivity-{}-{}.json", db.key, sens.len())));
+            let method = opts.sensitivity;
+            let cache = opts
+                .cache_dir
+                .as_ref()
+                .map(|d| d.join(format!("sensitivity-{}{}-{}.json", method.tag(), db.key, sens.len())));
             let (curves, dkl, cached) =
-                sensitivity::load_or_measure(&base, db, probe, &sens, &cost, cache.as_deref(), progress)?;
+                sensitivity::load_or_measure(&base, db, probe, &sens, method, &cost, cache.as_deref(), progress)?;
             // A sampled database makes its whole variants from the original weights later.
             if let (Weights::Resident(m), false) = (&mut base, sampled) {
                 search::drop_planned_weights(m, db);

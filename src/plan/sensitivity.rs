@@ -13,6 +13,26 @@ use super::planned::Planned;
 use crate::model::{Blocks, Result, TensorId};
 use crate::progress::Progress;
 
+/// How each tensor's ΔKL at its worst level is measured (`--sensitivity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// One pass: each block's gain measured end to end on its anchor tensor, every other
+    /// tensor's ΔKL its gain times its change of the block's output ([`super::gain`]).
+    Gain,
+    /// One probe per tensor through the rest of the model.
+    Probe,
+}
+
+impl Method {
+    /// How its cache file is named: `sensitivity-{tag}{key}-{windows}.json`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Method::Gain => "gain-",
+            Method::Probe => "",
+        }
+    }
+}
+
 /// The block a tensor first affects (the block count for the output matrix: only the head).
 pub fn block_of(name: &str, n_blocks: usize) -> usize {
     match TensorId::parse_gguf(name) {
@@ -27,11 +47,13 @@ pub fn block_of(name: &str, n_blocks: usize) -> usize {
 /// there when measured; a cache that cannot be trusted is measured again. While measuring,
 /// the ΔKL found so far are kept beside it (`….partial.json`, rewritten after every tensor),
 /// and an interrupted run's are taken from there. Returns whether it came from the cache.
+#[allow(clippy::too_many_arguments)]
 pub fn load_or_measure(
     base: &dyn Blocks,
     db: &Database,
     probe: &Probe,
     windows: &[usize],
+    method: Method,
     cost: &dyn Fn(u64) -> u64,
     cache: Option<&std::path::Path>,
     progress: &mut dyn Progress,
@@ -46,7 +68,13 @@ pub fn load_or_measure(
         }
     }
     let partial = cache.map(|p| p.with_extension("partial.json"));
-    let (curves, dkl) = error_curves(base, db, probe, windows, cost, partial.as_deref(), progress)?;
+    let (curves, dkl) = match method {
+        Method::Probe => error_curves(base, db, probe, windows, cost, partial.as_deref(), progress)?,
+        Method::Gain => {
+            let dkl = super::gain::block_gain_dkl(base, db, probe, windows, progress)?;
+            (curves_from(db, &dkl, cost), dkl)
+        }
+    };
     if let Some(p) = cache {
         let m: Measured = db.tensors.keys().cloned().zip(dkl.iter().copied()).collect();
         match write_map(p, &m) {
