@@ -364,6 +364,66 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
         "--types Q4_K,Q6_K: blk.0.attn_k.weight has rows of 64 weights, which none of them fits",
     );
     fails("sparsity=0.5", &["--types", "Q4_1"], "--types chooses the levels of quantization budgets");
+    fails("kld<=0.1", &["--database", "sampled"], "--database sampled serves bpw= and size= budgets");
+    fails("bpw=6", &["--database", "sampled", "--solver", "evo"], "with solver evo measures many plans whole");
+    fails("bpw=6", &["--sample-rows", "0"], "invalid value '0' for '--sample-rows");
+    fails("bpw=6", &["--database", "approximate"], "invalid value 'approximate' for '--database");
+    fails("bpw=6", &["--sensitivity", "guess"], "invalid value 'guess' for '--sensitivity");
+}
+
+/// Every tensor's bytes in the GGUF at `path`, by name.
+fn tensor_bytes(path: &Path) -> std::collections::BTreeMap<String, (String, Vec<u8>)> {
+    let (g, _) = triage::model::gguf_file::GgufFile::read(path).unwrap();
+    let b = std::fs::read(path).unwrap();
+    g.tensors
+        .iter()
+        .map(|t| {
+            let at = (g.data_offset + t.offset) as usize;
+            let len = g.tensor_bytes(t).unwrap() as usize;
+            (t.name.clone(), (format!("{:?}", t.qtype()), b[at..at + len].to_vec()))
+        })
+        .collect()
+}
+
+/// A sampled database plans from estimates and writes exact bytes: its file's tensors are the
+/// exact database's variants wherever the two plans chose the same type, plan.json says how
+/// the database was made and holds each planned level's estimate with its standard error
+/// beside the whole tensor's error, and the two plans' KL are close.
+#[test]
+fn a_sampled_database_writes_the_exact_databases_bytes() {
+    let d = tmp_dir("sampled");
+    let (exact, sampled) = (d.join("exact.gguf"), d.join("sampled.gguf"));
+    ok(run(&d, "compress", &exact, "bpw=6", &["--database", "exact", "--frontier", "0"]));
+    ok(run(&d, "compress", &sampled, "bpw=6", &["--database", "sampled", "--sample-rows", "24", "--frontier", "2"]));
+    let plan = read_json(&d.join("sampled.plan.json"));
+    assert_eq!(plan["settings"]["database"]["mode"], "sampled");
+    assert_eq!(plan["settings"]["database"]["sample_rows"], 24);
+    assert_eq!(read_json(&d.join("exact.plan.json"))["settings"]["database"]["mode"], "exact");
+    let estimates = plan["estimates"].as_object().unwrap();
+    assert_eq!(estimates.len(), 3 * 7 + 2, "every planned tensor: {:?}", estimates.keys());
+    let mut sampled_rows = 0;
+    for (name, e) in estimates {
+        let (t, se, whole) =
+            (e["rel_error"].as_f64().unwrap(), e["stderr"].as_f64().unwrap(), e["whole"].as_f64().unwrap());
+        if e["rows"].as_u64().unwrap() < e["of_rows"].as_u64().unwrap() {
+            sampled_rows += 1;
+            assert!(se > 0.0 && (t - whole).abs() <= 6.0 * se, "{name}: {t} ± {se} against {whole}");
+        } else {
+            assert_eq!((t, se), (whole, 0.0), "{name}");
+        }
+    }
+    assert!(sampled_rows >= 15, "{sampled_rows} tensors sampled");
+    let (a, b) = (tensor_bytes(&exact), tensor_bytes(&sampled));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let same: Vec<&String> = a.keys().filter(|n| a[*n].0 == b[*n].0).collect();
+    assert!(same.len() * 4 >= a.len() * 3, "{} of {} tensors of the same type", same.len(), a.len());
+    for n in same {
+        assert!(a[n].1 == b[n].1, "{n}: the sampled plan's bytes are not the exact database's");
+    }
+    let kl = |p: &str| read_json(&d.join(p))["fitness"]["kld_mean"].as_f64().unwrap();
+    assert!((kl("sampled.plan.json") - kl("exact.plan.json")).abs() <= 0.2 * kl("exact.plan.json"));
+    assert!(plan["frontier"].as_array().unwrap().len() >= 2);
+    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]

@@ -156,7 +156,7 @@ fn tiny_database(model: &Model, block: Option<usize>) -> Result<Database, String
             .enumerate()
             .map(|(l, t)| Variant::in_memory(t, 0.0, quantize(t, &w, cols, None), 0.5 / (l + 1) as f64))
             .collect();
-        tensors.insert(name, TensorVariants { rows, cols, variants });
+        tensors.insert(name, TensorVariants { rows, cols, variants, drawn: None });
     }
     Ok(Database::new(CACHE_KEY.into(), tensors))
 }

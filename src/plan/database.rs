@@ -146,8 +146,8 @@ pub struct Variant {
     pub sample: Option<Sample>,
 }
 
-/// The rows a sampled variant holds: `rows` of them, [`super::sample::sample_rows`] of its
-/// tensor's name; the standard error of its estimated `rel_error`.
+/// How many rows a sampled variant holds (its tensor's [`Drawn`] rows); the standard error of
+/// its estimated `rel_error`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub rows: usize,
@@ -212,6 +212,17 @@ pub struct TensorVariants {
     pub cols: usize,
     /// Cheapest first.
     pub variants: Vec<Variant>,
+    /// The rows its sampled variants hold (None: none is sampled).
+    pub drawn: Option<Drawn>,
+}
+
+/// The rows a tensor's sampled variants hold ([`super::sample::draw`]), in increasing order,
+/// and the estimated share of the tensor's output energy ‖WX‖² (a weight norm for the embedding
+/// and the output) they carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    pub rows: Vec<usize>,
+    pub share: f64,
 }
 
 impl TensorVariants {
@@ -226,9 +237,12 @@ impl TensorVariants {
     }
 
     /// The share of the tensor's output error energy variant `level` carries when it is put
-    /// over the original weights: its sample's share of the rows (1 when whole).
+    /// over the original weights: about its rows' share of the output energy (1 when whole).
     pub fn share_of_rows(&self, level: usize) -> f64 {
-        self.variants[level].sample.map_or(1.0, |s| s.rows as f64 / self.rows as f64)
+        match (&self.variants[level].sample, &self.drawn) {
+            (Some(_), Some(d)) => d.share,
+            _ => 1.0,
+        }
     }
 }
 
@@ -398,8 +412,8 @@ fn rebuild(
             let m = moments.of(&l.name).expect("every linear has an input group");
             let (rows, cols) = (l.out_features(), l.in_features());
             let specs = specs(kind, cols, menu);
-            let variants = linear_levels(l, m, &mut factors, specs, &opts, sample, &mut spill)?;
-            done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants });
+            let (variants, drawn) = linear_levels(l, m, &mut factors, specs, &opts, sample, &mut spill)?;
+            done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants, drawn });
             done_weights += rows * cols;
             progress.step(done_weights / MILLION, None);
         }
@@ -423,14 +437,21 @@ fn rebuild(
             continue;
         }
         let types = levels(cols, menu);
-        let variants = match sample.filter(|&n| n < rows) {
-            None => {
-                matrix_levels(model, &name, rows, cols, &types, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?
-            }
+        let (variants, drawn) = match sample.filter(|&n| n < rows) {
+            None => (
+                matrix_levels(model, &name, rows, cols, &types, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?,
+                None,
+            ),
             Some(n) => {
-                // Every level on the sample; the worst of them also whole, for its probe.
-                let mut variants = matrix_sample(model, &name, rows, cols, &types, n, &mut spill)?;
-                let worst = worst_level(&variants);
+                // Every level on the sample; the one its sensitivity is probed at also whole:
+                // the worst of the grids searched without a point grid (525 M weights at
+                // IQ2_XS take minutes at Llama-3.1-8B's size, at Q2_K seconds).
+                let (mut variants, drawn) = matrix_sample(model, &name, rows, cols, &types, n, &mut spill)?;
+                let fast: Vec<usize> = (0..types.len()).filter(|&l| types[l].vector_grid().is_none()).collect();
+                let worst = fast
+                    .into_iter()
+                    .max_by(|&a, &b| variants[a].rel_error.total_cmp(&variants[b].rel_error))
+                    .unwrap_or_else(|| worst_level(&variants));
                 let whole = matrix_levels(
                     model,
                     &name,
@@ -443,10 +464,10 @@ fn rebuild(
                     progress,
                 )?;
                 variants[worst] = whole.into_iter().next().expect("one level");
-                variants
+                (variants, Some(drawn))
             }
         };
-        tensors.insert(name, TensorVariants { rows, cols, variants });
+        tensors.insert(name, TensorVariants { rows, cols, variants, drawn });
         done_weights += rows * cols;
     }
     progress.step(total, None);
@@ -510,7 +531,7 @@ pub fn materialize(
                 let tv = db.tensors.get_mut(&l.name).expect("a database tensor");
                 let specs =
                     levels.iter().map(|&lv| TensorSpec { qtype: tv.variants[lv].qtype, sparsity: None }).collect();
-                let made = linear_levels(l, m, &mut factors, specs, &opts, None, &mut spill)?;
+                let (made, _) = linear_levels(l, m, &mut factors, specs, &opts, None, &mut spill)?;
                 for (lv, v) in levels.into_iter().zip(made) {
                     tv.variants[lv] = v;
                     done_weights += tv.rows * tv.cols;
@@ -542,7 +563,8 @@ fn spill_error(error: io::Error) -> ModelError {
 /// Linear `l` (its input's moments `m`) at every level of `specs` by GPTQ (or SparseGPT) on
 /// one factorization of H from `factors`, each level's bytes appended to `spill` as soon as
 /// they are made. With a `sample` of fewer rows than `l` has, only those rows
-/// ([`super::sample::sample_rows`]) are compressed and the error is their ratio estimate.
+/// ([`super::sample::draw`], by the proxy energies Σ_j w_rj²·H_jj) are compressed, the error is
+/// their ratio estimate, and the rows drawn are returned.
 fn linear_levels(
     l: &crate::model::Linear,
     m: &crate::calib::moments::InputMoments,
@@ -551,34 +573,37 @@ fn linear_levels(
     opts: &CompressOptions,
     sample: Option<usize>,
     spill: &mut Spill,
-) -> Result<Vec<Variant>> {
+) -> Result<(Vec<Variant>, Option<Drawn>)> {
     let (rows, cols) = (l.out_features(), l.in_features());
-    let picked = sample.filter(|&n| n < rows).map(|n| super::sample::sample_rows(&l.name, rows, n));
-    let w = with_f32(&l.weight, |w| match &picked {
-        Some(p) => p.iter().flat_map(|&r| &w[r * cols..(r + 1) * cols]).copied().collect(),
-        None => w.to_vec(),
+    let (w, picked) = with_f32(&l.weight, |w| match sample.filter(|&n| n < rows) {
+        Some(n) => {
+            let h: Vec<f64> = m.sum_sq().iter().map(|&x| x as f64).collect();
+            let proxy: Vec<f64> =
+                w.chunks(cols).map(|r| r.iter().zip(&h).map(|(&x, h)| (x as f64).powi(2) * h).sum()).collect();
+            let d = super::sample::draw(&l.name, rows, n, Some(&proxy));
+            (d.rows.iter().flat_map(|&r| &w[r * cols..(r + 1) * cols]).copied().collect(), Some(d))
+        }
+        None => (w.to_vec(), None),
     })?;
     let rows_made = w.len() / cols;
     let imp = importance(m, None, &l.name);
     // Every level's GPTQ (or SparseGPT) runs on the same factorization of H: the database's
     // levels share their act-order setting.
     let factor = factors.of(m, opts.gptq, sparsegpt_of(&specs[0], opts))?;
+    // The sampled rows' energies ‖w_r X‖², the same at every level.
+    let energies = picked.as_ref().map(|_| m.row_block_energies_exact(&w, 1));
     let spill = std::sync::Mutex::new(spill);
-    specs
+    let variants = specs
         .into_par_iter()
         .map(|spec| {
             let (new_w, bytes) = compress_linear(&w, rows_made, cols, &spec, m, Some(factor), &imp, opts, &l.name)?;
-            let (rel_error, sample) = match &picked {
-                None => (relative_output_error(m, &w, &new_w), None),
-                Some(p) => {
-                    // W and ΔW stacked: one product with H gives every sampled row's energies.
-                    let delta = w.iter().zip(&new_w).map(|(a, b)| a - b);
-                    let stacked: Vec<f32> = w.iter().copied().chain(delta).collect();
-                    let energies = m.row_block_energies_exact(&stacked, 1);
-                    let (n, e) = energies.split_at(p.len());
-                    let est = super::sample::ratio_estimate(e, n, rows);
-                    (est.rel_error, Some(Sample { rows: p.len(), stderr: est.stderr }))
+            let (rel_error, sample) = match (&picked, &energies) {
+                (Some(d), Some(n)) => {
+                    let delta: Vec<f32> = w.iter().zip(&new_w).map(|(a, b)| a - b).collect();
+                    let est = d.estimate(&m.row_block_energies_exact(&delta, 1), n);
+                    (est.rel_error, Some(Sample { rows: d.rows.len(), stderr: est.stderr }))
                 }
+                _ => (relative_output_error(m, &w, &new_w), None),
             };
             drop(new_w);
             let bytes = if share(&spec) > 0.0 { masked::pack(&bytes) } else { bytes };
@@ -595,7 +620,9 @@ fn linear_levels(
                 sample,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let drawn = picked.zip(energies).map(|(d, n)| Drawn { share: d.share(&n), rows: d.rows });
+    Ok((variants, drawn))
 }
 
 /// Rows of the token embedding or the output matrix quantized at once: 64 MB of f32.
@@ -665,14 +692,28 @@ fn matrix_levels(
         .collect())
 }
 
-/// The level of highest error: the one a sensitivity probe puts the tensor at.
+/// The level of highest error.
 pub fn worst_level(variants: &[Variant]) -> usize {
     (0..variants.len()).max_by(|&a, &b| variants[a].rel_error.total_cmp(&variants[b].rel_error)).expect("a level")
 }
 
-/// The token embedding or the output matrix `name` at every level of `types` on `n` sampled rows
-/// ([`super::sample::sample_rows`]), read one row at a time: their bytes, and ‖W − Ŵ‖/‖W‖
-/// estimated from them.
+/// The level a sensitivity probe puts a tensor at: its worst, or where a sampled database made
+/// only some levels whole (the token embedding and the output matrix), the worst of those.
+pub fn probe_level(variants: &[Variant]) -> usize {
+    let whole = |l: &usize| variants[*l].sample.is_none();
+    match (0..variants.len()).filter(whole).count() {
+        0 => worst_level(variants),
+        n if n == variants.len() => worst_level(variants),
+        _ => (0..variants.len())
+            .filter(whole)
+            .max_by(|&a, &b| variants[a].rel_error.total_cmp(&variants[b].rel_error))
+            .expect("a whole level"),
+    }
+}
+
+/// The token embedding or the output matrix `name` at every level of `types` on `n` rows drawn
+/// uniformly ([`super::sample::draw`]), read one row at a time: their bytes, ‖W − Ŵ‖/‖W‖
+/// estimated from them, and the rows drawn.
 fn matrix_sample(
     model: &dyn Blocks,
     name: &str,
@@ -681,10 +722,11 @@ fn matrix_sample(
     types: &[QuantType],
     n: usize,
     spill: &mut Spill,
-) -> Result<Vec<Variant>> {
-    let picked = super::sample::sample_rows(name, rows, n);
+) -> Result<(Vec<Variant>, Drawn)> {
+    let drawn = super::sample::draw(name, rows, n, None);
+    let picked = &drawn.rows;
     let mut w = Vec::with_capacity(picked.len() * cols);
-    for &r in &picked {
+    for &r in picked {
         with_f32(&model.rows(name, r..r + 1)?, |row| w.extend_from_slice(row))?;
     }
     let norms: Vec<f64> = w.chunks(cols).map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum()).collect();
@@ -698,10 +740,10 @@ fn matrix_sample(
                 .zip(d.chunks(cols))
                 .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum())
                 .collect();
-            (bytes, super::sample::ratio_estimate(&errs, &norms, rows))
+            (bytes, drawn.estimate(&errs, &norms))
         })
         .collect();
-    types
+    let variants = types
         .iter()
         .zip(made)
         .map(|(&qtype, (bytes, est)): (&QuantType, (Vec<u8>, Estimate))| {
@@ -718,7 +760,8 @@ fn matrix_sample(
                 sample,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((variants, Drawn { share: drawn.share(&norms), rows: drawn.rows }))
 }
 
 /// A variant's bytes, read from `file` when stored there.
@@ -823,7 +866,8 @@ impl Database {
             self.bytes(name, level).map_err(|error| ModelError::Io { path: variant_path(name, level), error })?;
         let rows = dequantize(v.qtype, &bytes, s.rows * tv.cols);
         let mut w = with_f32(original, <[f32]>::to_vec)?;
-        for (r, row) in super::sample::sample_rows(name, tv.rows, s.rows).into_iter().zip(rows.chunks(tv.cols)) {
+        let drawn = tv.drawn.as_ref().expect("a sampled variant's tensor has its rows drawn");
+        for (&r, row) in drawn.rows.iter().zip(rows.chunks(tv.cols)) {
             w[r * tv.cols..(r + 1) * tv.cols].copy_from_slice(row);
         }
         Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
@@ -970,6 +1014,11 @@ impl Database {
                 metadata
                     .push((format!("triage.stderr.{name}"), Value::Array(tv.variants.iter().map(stderr).collect())));
                 metadata.push((format!("triage.rows.{name}"), Value::U64(tv.rows as u64)));
+                if let Some(d) = &tv.drawn {
+                    let rows = d.rows.iter().map(|&r| Value::U64(r as u64)).collect();
+                    metadata.push((format!("triage.drawn.{name}"), Value::Array(rows)));
+                    metadata.push((format!("triage.drawn_share.{name}"), Value::F64(d.share)));
+                }
                 metadata.push((format!("triage.cols.{name}"), Value::U64(tv.cols as u64)));
             }
             for (level, v) in tv.variants.iter().enumerate() {
@@ -1120,7 +1169,7 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
         }
         tensors
             .entry(name.to_string())
-            .or_insert_with(|| TensorVariants { rows: 0, cols: 0, variants: Vec::new() })
+            .or_insert_with(|| TensorVariants { rows: 0, cols: 0, variants: Vec::new(), drawn: None })
             .variants
             .push(variant);
     }
@@ -1154,6 +1203,25 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
                 }
                 v.sample = Some(Sample { rows: n, stderr: *e });
             }
+            let rows = match g.get(&format!("triage.drawn.{name}")) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| match v {
+                        Value::U64(r) => Ok(*r as usize),
+                        _ => Err(format!("a drawn row of '{name}' is not a U64")),
+                    })
+                    .collect::<std::result::Result<Vec<usize>, String>>()?,
+                _ => return Err(format!("no drawn rows for the sampled '{name}'")),
+            };
+            let share = match g.get(&format!("triage.drawn_share.{name}")) {
+                Some(Value::F64(x)) if x.is_finite() && *x > 0.0 && *x <= 1.0 => *x,
+                _ => return Err(format!("no share in (0, 1] for the rows drawn of '{name}'")),
+            };
+            let increasing = rows.windows(2).all(|w| w[0] < w[1]) && rows.last().is_none_or(|&r| r < tv.rows);
+            if !increasing || tv.variants.iter().any(|v| v.sample.is_some_and(|s| s.rows != rows.len())) {
+                return Err(format!("the rows drawn of '{name}' are not its sampled variants' rows"));
+            }
+            tv.drawn = Some(Drawn { rows, share });
         }
         if let Some(v) = tv.variants.iter().find(|v| v.masked() && !masked::fits(v.size(), tv.rows * tv.cols)) {
             return Err(format!(
@@ -1241,6 +1309,9 @@ fn mismatch(
             Some(s) => v.size() == v.qtype.bytes(s.rows * cols),
             None => v.size() == v.qtype.bytes(rows * cols),
         };
+        if tv.variants.iter().any(|v| v.sample.is_some()) != tv.drawn.is_some() {
+            return Some(format!("'{name}' has sampled variants without the rows drawn, or rows drawn without them"));
+        }
         if let Some(v) = tv.variants.iter().find(|v| !sized(v)) {
             return Some(format!("a {} variant of '{name}' has {} bytes", v.qtype, v.size()));
         }
@@ -1420,14 +1491,15 @@ mod tests {
         let mut sampled = 0;
         for (name, tv) in &db.tensors {
             let full = &whole.tensors[name];
-            let worst = worst_level(&tv.variants);
+            let probed = probe_level(&tv.variants);
             for (level, v) in tv.variants.iter().enumerate() {
                 assert_eq!(tv.cost(level), full.variants[level].size(), "{name}#{level}");
                 let exact_bytes = whole.bytes(name, level).unwrap();
                 let Some(s) = v.sample else {
                     // Whole: a tensor of no more rows than the sample, or the probe's worst level
                     // of the embedding and the output.
-                    assert!(tv.rows <= 40 || (gguf_block(name).is_none() && level == worst), "{name}#{level}");
+                    assert!(tv.rows <= 40 || (gguf_block(name).is_none() && level == probed), "{name}#{level}");
+                    assert!(v.qtype.vector_grid().is_none());
                     assert_eq!(db.bytes(name, level).unwrap(), exact_bytes, "{name}#{level}");
                     assert_eq!(v.rel_error, full.variants[level].rel_error);
                     continue;
@@ -1435,10 +1507,7 @@ mod tests {
                 sampled += 1;
                 assert_eq!(s.rows, 40);
                 let row = v.qtype.bytes(tv.cols);
-                let want: Vec<u8> = crate::plan::sample::sample_rows(name, tv.rows, 40)
-                    .into_iter()
-                    .flat_map(|r| exact_bytes[r * row..(r + 1) * row].to_vec())
-                    .collect();
+                let want: Vec<u8> = tv.drawn.as_ref().unwrap().rows.iter().flat_map(|&r| exact_bytes[r * row..(r + 1) * row].to_vec()).collect();
                 assert_eq!(db.bytes(name, level).unwrap().as_ref(), want.as_slice(), "{name}#{level}");
                 let t = full.variants[level].rel_error;
                 assert!(
@@ -1460,6 +1529,7 @@ mod tests {
             for (level, v) in tv.variants.iter().enumerate() {
                 let b = &back.tensors[name].variants[level];
                 assert_eq!((b.sample, b.rel_error, b.checksum), (v.sample, v.rel_error, v.checksum), "{name}#{level}");
+                assert_eq!(back.tensors[name].drawn, tv.drawn, "{name}");
                 assert_eq!(back.bytes(name, level).unwrap(), db.bytes(name, level).unwrap());
             }
         }

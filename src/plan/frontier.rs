@@ -175,7 +175,7 @@ mod tests {
                     .filter(|t| t.fits(cols))
                     .map(|&qtype| Variant::in_memory(qtype, 0.0, vec![0; qtype.bytes(4 * cols)], 0.0))
                     .collect();
-                (n.to_string(), TensorVariants { rows: 4, cols, variants })
+                (n.to_string(), TensorVariants { rows: 4, cols, variants, drawn: None })
             })
             .collect();
         Database::new("test".into(), tensors)

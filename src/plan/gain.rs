@@ -16,7 +16,7 @@
 
 use candle_core::Tensor;
 
-use super::database::{worst_level, Database};
+use super::database::{probe_level, Database};
 use super::fitness::{full_layout, Probe};
 use super::planned::Planned;
 use crate::model::forward::forward_one;
@@ -42,7 +42,7 @@ pub fn block_gain_dkl(
 ) -> Result<Vec<f64>> {
     let n = base.n_blocks();
     let names: Vec<&str> = db.tensors.keys().map(String::as_str).collect();
-    let worst: Vec<usize> = db.tensors.values().map(|tv| worst_level(&tv.variants)).collect();
+    let worst: Vec<usize> = db.tensors.values().map(|tv| probe_level(&tv.variants)).collect();
     let at_worst = |k: usize| Planned::new(base, db, [(names[k], worst[k])]);
     let mut dkl = vec![f64::NAN; names.len()];
     let mut delta2 = vec![f64::NAN; names.len()];
@@ -128,4 +128,44 @@ fn mean_kl(probe: &Probe, model: &dyn Blocks, which: &[usize], state: impl Fn(us
         count += c;
     }
     Ok(total / count.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calib::Windows;
+    use crate::compress::gptq::GptqOptions;
+    use crate::plan::database::{build, DatabaseSettings, Kind};
+    use crate::plan::sensitivity::block_of;
+    use crate::progress::Silent;
+
+    /// Each block's anchor, the token embedding and the output matrix get exactly the ΔKL of a
+    /// probe of their own through the rest of the model; every other tensor its block's gain
+    /// times its δ², non-negative and finite.
+    #[test]
+    fn anchors_measure_as_their_own_probes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let model = crate::model::Model::load(&dir).unwrap();
+        let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
+        let windows = Windows::new(&ids, 16, None).unwrap();
+        let settings = DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
+        let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
+        let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut Silent).unwrap();
+        let probe = Probe::new(&model, &windows.windows[2..], &mut Silent).unwrap();
+        let which = [0, 1];
+        let gain = block_gain_dkl(&model, &db, &probe, &which, &mut Silent).unwrap();
+        let n = model.n_blocks();
+        let mut exact_by_block = vec![0; n];
+        for ((name, tv), &g) in db.tensors.iter().zip(&gain) {
+            assert!(g.is_finite() && g >= 0.0, "{name}: {g}");
+            let m = Planned::new(&model, &db, [(name.as_str(), probe_level(&tv.variants))]);
+            let want = probe.kl(&m, &which, block_of(name, n), &full_layout, None).unwrap();
+            match gguf_block(name) {
+                None => assert_eq!(g, want, "{name}"),
+                Some(b) if g == want => exact_by_block[b] += 1,
+                Some(_) => assert!(g < 20.0 * want && want < 20.0 * g, "{name}: {g} by gain, {want} probed"),
+            }
+        }
+        assert!(exact_by_block.iter().all(|&k| k >= 1), "an anchor measured exactly in every block: {exact_by_block:?}");
+    }
 }

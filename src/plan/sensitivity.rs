@@ -6,7 +6,7 @@
 //! the base may be streamed). In a sampled database a linear's worst level holds only its
 //! sampled rows: the probe puts those over the original weights.
 
-use super::database::{worst_level, Database};
+use super::database::{probe_level, Database};
 use super::fitness::{full_layout, Probe};
 use super::lagrange::Curve;
 use super::planned::Planned;
@@ -149,7 +149,7 @@ fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Cur
         .values()
         .zip(dkl)
         .map(|(tv, &kl)| {
-            let worst = worst_level(&tv.variants);
+            let worst = probe_level(&tv.variants);
             let t2 = tv.variants[worst].rel_error.powi(2) * tv.share_of_rows(worst);
             let a = if t2 > 0.0 { kl / t2 } else { 0.0 };
             Curve {
@@ -184,7 +184,7 @@ pub fn error_curves(
         if measured.contains_key(name) {
             continue;
         }
-        let worst = worst_level(&tv.variants);
+        let worst = probe_level(&tv.variants);
         let m = Planned::new(base, db, [(name.as_str(), worst)]);
         measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.n_blocks()), &full_layout, None)?);
         if let Some(p) = partial {
