@@ -37,7 +37,7 @@ pub struct Plan {
 const PLAN_KEYS: [&str; 4] = ["tensors", "drop_blocks", "drop_attention", "drop_mlp"];
 /// The keys `triage plan` adds to describe how the plan was found (`src/plan`: budget,
 /// solver, settings, prediction, measurements); reading a plan accepts and ignores them.
-const REPORT_KEYS: [&str; 16] = [
+const REPORT_KEYS: [&str; 17] = [
     "budget",
     "solver",
     "settings",
@@ -45,6 +45,7 @@ const REPORT_KEYS: [&str; 16] = [
     "fitness",
     "timings",
     "sensitivity",
+    "estimates",
     "lagrange_kld",
     "search_fitness",
     "frontier",
