@@ -68,8 +68,8 @@ pub struct SearchArgs {
     /// How the layer database measures each level: exact (every tensor whole at every level),
     /// sampled (every level GPTQ'd on --sample-rows rows of each tensor, its error estimated
     /// from them with a standard error; the whole tensor made only at the levels the plan
-    /// chooses, when its KL is measured and its file written), or auto: sampled for a streamed
-    /// model (over about a billion parameters) under bpw= or size= with lagrange or uniform,
+    /// chooses, when its KL is measured and its file written), or auto: sampled for a large
+    /// model (over about a billion parameters, streamed or not) under bpw= or size= with lagrange or uniform,
     /// exact otherwise. kld<= and evo measure many plans and need exact.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub database: Mode,
@@ -221,7 +221,7 @@ pub fn run_planner(
         matches!(budget, Budget::Bpw(_) | Budget::Size(_)) && matches!(solver, Solver::Lagrange | Solver::Uniform);
     let sample = match s.database {
         Mode::Exact => None,
-        Mode::Auto => (samples && model.is_streamed()).then_some(s.sample_rows),
+        Mode::Auto => (samples && crate::model::stream::is_large(crate::model::Blocks::config(&model))).then_some(s.sample_rows),
         Mode::Sampled if samples => Some(s.sample_rows),
         Mode::Sampled => bail!(
             "--database sampled serves bpw= and size= budgets with the lagrange or uniform solver; budget {budget} with solver {} measures many plans whole: use --database exact",

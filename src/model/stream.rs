@@ -182,6 +182,12 @@ pub enum Streaming {
 /// Models larger than this in f32 are streamed under [`Streaming::Auto`].
 const AUTO_STREAM_BYTES: u64 = 4 << 30;
 
+/// Whether a model of `config` is large: over about a billion parameters (4 GiB in f32), what
+/// [`Streaming::Auto`] streams and a planner's `--database auto` samples.
+pub fn is_large(config: &Config) -> bool {
+    config.n_params() as u64 * 4 > AUTO_STREAM_BYTES
+}
+
 impl Weights {
     /// Opens a GGUF file or a Hugging Face folder, streamed or loaded as `streaming` says.
     pub fn open(path: &Path, streaming: Streaming) -> Result<Weights> {
@@ -190,7 +196,7 @@ impl Weights {
             Streaming::On => Weights::Streamed(Streamed::open(path)?),
             Streaming::Auto => {
                 let s = Streamed::open(path)?;
-                if s.config.n_params() as u64 * 4 > AUTO_STREAM_BYTES {
+                if is_large(&s.config) {
                     Weights::Streamed(s)
                 } else {
                     drop(s);

@@ -61,8 +61,8 @@ const DATABASE_VERSION: u32 = 5;
 /// How a types database measures its levels (`--database`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Sampled for a streamed model (over about a billion parameters) planned by lagrange or
-    /// uniform under bpw= or size=; exact otherwise.
+    /// Sampled for a large model (over about a billion parameters, what --stream auto streams)
+    /// planned by lagrange or uniform under bpw= or size=; exact otherwise.
     Auto,
     /// Every tensor whole at every level.
     Exact,
@@ -439,7 +439,17 @@ fn rebuild(
         let types = levels(cols, menu);
         let (variants, drawn) = match sample.filter(|&n| n < rows) {
             None => (
-                matrix_levels(model, &name, rows, cols, &types, &mut spill, MATRIX_CHUNK_BYTES, done_weights, progress)?,
+                matrix_levels(
+                    model,
+                    &name,
+                    rows,
+                    cols,
+                    &types,
+                    &mut spill,
+                    MATRIX_CHUNK_BYTES,
+                    done_weights,
+                    progress,
+                )?,
                 None,
             ),
             Some(n) => {
@@ -1507,7 +1517,14 @@ mod tests {
                 sampled += 1;
                 assert_eq!(s.rows, 40);
                 let row = v.qtype.bytes(tv.cols);
-                let want: Vec<u8> = tv.drawn.as_ref().unwrap().rows.iter().flat_map(|&r| exact_bytes[r * row..(r + 1) * row].to_vec()).collect();
+                let want: Vec<u8> = tv
+                    .drawn
+                    .as_ref()
+                    .unwrap()
+                    .rows
+                    .iter()
+                    .flat_map(|&r| exact_bytes[r * row..(r + 1) * row].to_vec())
+                    .collect();
                 assert_eq!(db.bytes(name, level).unwrap().as_ref(), want.as_slice(), "{name}#{level}");
                 let t = full.variants[level].rel_error;
                 assert!(

@@ -148,7 +148,8 @@ mod tests {
         let model = crate::model::Model::load(&dir).unwrap();
         let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
         let windows = Windows::new(&ids, 16, None).unwrap();
-        let settings = DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
+        let settings =
+            DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
         let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
         let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut Silent).unwrap();
         let probe = Probe::new(&model, &windows.windows[2..], &mut Silent).unwrap();
@@ -166,6 +167,9 @@ mod tests {
                 Some(_) => assert!(g < 20.0 * want && want < 20.0 * g, "{name}: {g} by gain, {want} probed"),
             }
         }
-        assert!(exact_by_block.iter().all(|&k| k >= 1), "an anchor measured exactly in every block: {exact_by_block:?}");
+        assert!(
+            exact_by_block.iter().all(|&k| k >= 1),
+            "an anchor measured exactly in every block: {exact_by_block:?}"
+        );
     }
 }
