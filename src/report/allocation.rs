@@ -225,6 +225,9 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
         }
         h.push_str("</table>\n</details>\n");
     }
+    if let Some(Value::Object(e)) = plan.get("estimates") {
+        estimates(&mut h, e);
+    }
     if let Some(Value::Array(bi)) = plan.get("block_influence") {
         h.push_str("<h2>Block influence</h2>\n<p class=\"note\">ShortGPT's 1 − cos(h<sub>i</sub>, h<sub>i+1</sub>) on the search windows; ShortGPT removes the lowest.</p>\n<table>\n<tr><th>block</th><th>influence</th><th>removed</th></tr>\n");
         for (b, v) in bi.iter().enumerate() {
@@ -261,6 +264,42 @@ pub fn render(model: &str, plan: &Value, n_blocks: usize, quality: Option<(&str,
     }
     h.push_str("</body>\n</html>\n");
     h
+}
+
+/// A sampled database's estimates of the plan's levels: each tensor's t̂ ± its standard error on
+/// the rows sampled, beside the whole tensor's t once made, with how many standard errors apart
+/// they are.
+fn estimates(h: &mut String, e: &serde_json::Map<String, Value>) {
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    let z: Vec<f64> = e
+        .values()
+        .filter_map(|v| Some((num(v, "rel_error")? - num(v, "whole")?).abs() / num(v, "stderr").filter(|&s| s > 0.0)?))
+        .collect();
+    let within = |k: f64| z.iter().filter(|&&x| x <= k).count();
+    let _ = writeln!(
+        h,
+        "<h2>Sampled estimates</h2>\n<p class=\"note\">The layer database measured every level on a sample of each tensor's rows (a ratio estimate t̂ of the relative output error, with its standard error); the plan's levels were then made whole. Of {} sampled tensors, the whole tensor's error lies within one standard error of the estimate for {} and within two for {}.</p>",
+        z.len(),
+        within(1.0),
+        within(2.0)
+    );
+    h.push_str("<details><summary>the numbers</summary>\n<table>\n<tr><th class=\"l\">tensor</th><th class=\"l\">type</th><th>rows sampled</th><th>t̂</th><th>± s.e.</th><th>whole t</th></tr>\n");
+    for (name, v) in e {
+        let f = |k: &str| num(v, k).map_or("–".into(), sig);
+        let rows = |k: &str| v.get(k).and_then(Value::as_u64).map_or("–".into(), |n| n.to_string());
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(v.get("type").and_then(Value::as_str).unwrap_or("")),
+            rows("rows"),
+            rows("of_rows"),
+            f("rel_error"),
+            f("stderr"),
+            f("whole")
+        );
+    }
+    h.push_str("</table>\n</details>\n");
 }
 
 /// A picture in place, or the reason it could not be drawn.
@@ -379,6 +418,22 @@ mod tests {
         assert!(!h.contains("attn_qkv"));
         // No frontier in the plan: no size plot.
         assert!(!h.contains("Size and quality"));
+        assert!(!h.contains("Sampled estimates"));
+    }
+
+    #[test]
+    fn shows_a_sampled_databases_estimates_against_the_whole_tensors() {
+        let plan = serde_json::json!({
+            "budget": "bpw=4.5", "solver": "lagrange",
+            "tensors": {"blk.0.attn_q.weight": {"type": "Q4_K"}, "blk.0.ffn_down.weight": {"type": "IQ4_XS"}},
+            "estimates": {
+                "blk.0.attn_q.weight": {"type": "Q4_K", "rel_error": 0.0210, "stderr": 0.0005, "rows": 256, "of_rows": 4096, "whole": 0.0212},
+                "blk.0.ffn_down.weight": {"type": "IQ4_XS", "rel_error": 0.0300, "stderr": 0.0010, "rows": 256, "of_rows": 4096, "whole": 0.0330},
+            },
+        });
+        let h = render("m.gguf", &plan, 1, None);
+        assert!(h.contains("Of 2 sampled tensors, the whole tensor's error lies within one standard error of the estimate for 1 and within two for 1."), "{h}");
+        assert!(h.contains("256 of 4096") && h.contains("0.0330"));
     }
 
     #[test]
