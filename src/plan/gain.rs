@@ -54,7 +54,7 @@ pub fn block_gain_dkl(
         streams.push(Stream { tensor: k, states });
     }
     progress.start("sensitivity (blocks)", n);
-    for i in 0..n {
+    for (i, anchor) in anchor_of_block.iter_mut().enumerate() {
         progress.step(i, None);
         let block = base.block(i)?;
         // The streams started before this block go through it as it is.
@@ -87,7 +87,7 @@ pub fn block_gain_dkl(
             }
         }
         if let Some((k, _, states)) = best {
-            anchor_of_block[i] = Some(k);
+            *anchor = Some(k);
             streams.push(Stream { tensor: k, states });
         }
     }

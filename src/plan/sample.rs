@@ -163,7 +163,7 @@ mod tests {
         let est = d.estimate(&[9.0, 1.0, 4.0], &[10.0, 2.0, 2.0]);
         let r = (9.0 + 2.0 * 5.0) / (10.0 + 2.0 * 4.0);
         assert!((est.rel_error - f64::sqrt(r)).abs() < 1e-15);
-        let s2 = ((1.0 - r * 2.0) as f64).powi(2) + (4.0 - r * 2.0f64).powi(2);
+        let s2 = (1.0 - r * 2.0f64).powi(2) + (4.0 - r * 2.0f64).powi(2);
         let se_r = (16.0 * 0.5 * s2 / 2.0f64).sqrt() / 18.0;
         assert!((est.stderr - se_r / (2.0 * r.sqrt())).abs() < 1e-15);
         // The whole population: exact, no error.
