@@ -355,15 +355,7 @@ fn rebuild(
 ) -> Result<Database> {
     let mut spill = Spill::new("database").map_err(spill_error)?;
     let stored = Arc::new(spill.reader().map_err(spill_error)?);
-    let opts = CompressOptions {
-        method: Method::Gptq,
-        pruner: Pruner::Sparsegpt,
-        sequential: false,
-        gptq: settings.gptq,
-        batch: 4,
-        imatrix: None,
-        state_limits: StateLimits::UNLIMITED,
-    };
+    let opts = compress_options(settings);
     // Always f32: the database is cached under a key that says nothing of the machine's memory.
     let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
     let mut tensors = BTreeMap::new();
@@ -511,15 +503,7 @@ pub fn materialize(
     let old = Database { key: db.key.clone(), tensors: std::mem::take(&mut db.tensors), file: db.file.take() };
     old.move_into(&mut spill, &mut db.tensors).map_err(spill_error)?;
     db.file = Some(stored);
-    let opts = CompressOptions {
-        method: Method::Gptq,
-        pruner: Pruner::Sparsegpt,
-        sequential: false,
-        gptq: settings.gptq,
-        batch: 4,
-        imatrix: None,
-        state_limits: StateLimits::UNLIMITED,
-    };
+    let opts = compress_options(settings);
     let last = wanted.iter().filter_map(|(n, _)| gguf_block(n)).max();
     if let Some(last) = last {
         let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
@@ -565,6 +549,34 @@ pub fn materialize(
 }
 
 const MILLION: usize = 1_000_000;
+
+/// How the database compresses: GPTQ (SparseGPT for pruned levels) on the original model's
+/// inputs, not sequentially.
+fn compress_options(settings: &DatabaseSettings) -> CompressOptions {
+    CompressOptions {
+        method: Method::Gptq,
+        pruner: Pruner::Sparsegpt,
+        sequential: false,
+        gptq: settings.gptq,
+        batch: 4,
+        imatrix: None,
+        state_limits: StateLimits::UNLIMITED,
+    }
+}
+
+/// For tests: the tiny llama fixture, 6 windows of 16 tokens, and its types database built on
+/// the first two.
+#[cfg(test)]
+pub(crate) fn tiny_types_database() -> (crate::model::Model, Windows, Database) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+    let model = crate::model::Model::load(&dir).unwrap();
+    let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
+    let windows = Windows::new(&ids, 16, None).unwrap();
+    let settings = DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
+    let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
+    let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut crate::progress::Silent).unwrap();
+    (model, windows, db)
+}
 
 fn spill_error(error: io::Error) -> ModelError {
     ModelError::Io { path: crate::spill::folder(), error }

@@ -133,9 +133,7 @@ fn mean_kl(probe: &Probe, model: &dyn Blocks, which: &[usize], state: impl Fn(us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calib::Windows;
-    use crate::compress::gptq::GptqOptions;
-    use crate::plan::database::{build, DatabaseSettings, Kind};
+    use crate::plan::database::tiny_types_database;
     use crate::plan::sensitivity::block_of;
     use crate::progress::Silent;
 
@@ -144,14 +142,7 @@ mod tests {
     /// times its δ², non-negative and finite.
     #[test]
     fn anchors_measure_as_their_own_probes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
-        let model = crate::model::Model::load(&dir).unwrap();
-        let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
-        let windows = Windows::new(&ids, 16, None).unwrap();
-        let settings =
-            DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
-        let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
-        let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut Silent).unwrap();
+        let (model, windows, db) = tiny_types_database();
         let probe = Probe::new(&model, &windows.windows[2..], &mut Silent).unwrap();
         let which = [0, 1];
         let gain = block_gain_dkl(&model, &db, &probe, &which, &mut Silent).unwrap();

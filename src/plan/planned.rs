@@ -132,9 +132,7 @@ impl Blocks for Planned<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calib::Windows;
-    use crate::compress::gptq::GptqOptions;
-    use crate::plan::database::{build, DatabaseSettings, Kind};
+    use crate::plan::database::tiny_types_database;
     use crate::plan::fitness::{full_layout, Probe};
     use crate::plan::search::QuantSpace;
     use crate::progress::Silent;
@@ -144,14 +142,7 @@ mod tests {
     /// set, exactly, from the embedding and from a block's original states.
     #[test]
     fn a_planned_view_measures_as_the_model_with_the_variants_set() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
-        let model = crate::model::Model::load(&dir).unwrap();
-        let ids: Vec<u32> = (0..96).map(|i| (i * 7 % 300) as u32).collect();
-        let windows = Windows::new(&ids, 16, None).unwrap();
-        let settings =
-            DatabaseSettings { tokens: 32, ctx: 16, gptq: GptqOptions::default(), types: None, sample: None };
-        let first = Windows { ctx: 16, windows: windows.windows[..2].to_vec(), text_sha256: None };
-        let db = build(&model, &first, &settings, Kind::Types, "test".into(), None, &mut Silent).unwrap();
+        let (model, windows, db) = tiny_types_database();
         assert!(db.tensors.contains_key("token_embd.weight") && db.tensors.contains_key("output.weight"));
         let probe = Probe::new(&model, &windows.windows, &mut Silent).unwrap();
         let which: Vec<usize> = (0..windows.len()).collect();
