@@ -217,40 +217,12 @@ pub struct TensorVariants {
 }
 
 /// The rows a tensor's sampled variants hold ([`super::sample::draw`]), in increasing order,
-/// and which of them were taken with certainty.
+/// and the estimated share of the tensor's output energy ‖WX‖² (a weight norm for the embedding
+/// and the output) they carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drawn {
     pub rows: Vec<usize>,
-    pub certain: Vec<bool>,
-}
-
-/// Which of a sampled variant's rows are put over the original weights ([`Database::over`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stratum {
-    /// All of them.
-    All,
-    /// Those taken with certainty.
-    Certain,
-    /// Those drawn uniformly.
-    Drawn,
-}
-
-impl Drawn {
-    /// How many of the tensor's `population` rows each uniformly drawn row stands for.
-    pub fn weight(&self, population: usize) -> f64 {
-        let k = self.certain.iter().filter(|&&c| c).count();
-        let drawn = self.rows.len() - k;
-        if drawn == 0 {
-            1.0
-        } else {
-            (population - k) as f64 / drawn as f64
-        }
-    }
-
-    /// Whether any row was taken with certainty.
-    pub fn has_certain(&self) -> bool {
-        self.certain.iter().any(|&c| c)
-    }
+    pub share: f64,
 }
 
 impl TensorVariants {
@@ -264,9 +236,13 @@ impl TensorVariants {
         }
     }
 
-    /// The rows drawn, when variant `level` holds only those.
-    pub fn drawn_at(&self, level: usize) -> Option<&Drawn> {
-        self.drawn.as_ref().filter(|_| self.variants[level].sample.is_some())
+    /// The share of the tensor's output error energy variant `level` carries when it is put
+    /// over the original weights: about its rows' share of the output energy (1 when whole).
+    pub fn share_of_rows(&self, level: usize) -> f64 {
+        match (&self.variants[level].sample, &self.drawn) {
+            (Some(_), Some(d)) => d.share,
+            _ => 1.0,
+        }
     }
 }
 
@@ -321,7 +297,7 @@ pub fn menu_mismatch(config: &Config, menu: &[QuantType]) -> Option<String> {
 /// ([`super::digest::inputs_digest`]), kind and settings.
 pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
     let sampled = match (kind, s.sample) {
-        (Kind::Types, Some(n)) => format!(" sampled {n} stratified"),
+        (Kind::Types, Some(n)) => format!(" sampled {n}"),
         _ => String::new(),
     };
     let kind = match (kind, &s.types) {
@@ -667,7 +643,7 @@ fn linear_levels(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let drawn = picked.map(|d| Drawn { rows: d.rows, certain: d.certain });
+    let drawn = picked.zip(energies).map(|(d, n)| Drawn { share: d.share(&n), rows: d.rows });
     Ok((variants, drawn))
 }
 
@@ -807,7 +783,7 @@ fn matrix_sample(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((variants, Drawn { rows: drawn.rows, certain: drawn.certain }))
+    Ok((variants, Drawn { share: drawn.share(&norms), rows: drawn.rows }))
 }
 
 /// A variant's bytes, read from `file` when stored there.
@@ -903,8 +879,8 @@ impl Database {
     }
 
     /// `name`'s variant `level` put over its `original` (rows, cols) f32 weights: a sampled
-    /// variant's rows of `stratum` in place of theirs (the rest original), a whole variant as it is.
-    pub fn over(&self, name: &str, level: usize, original: &Tensor, stratum: Stratum) -> Result<Tensor> {
+    /// variant's rows in place of theirs (the rest original), a whole variant as it is.
+    pub fn over(&self, name: &str, level: usize, original: &Tensor) -> Result<Tensor> {
         let tv = &self.tensors[name];
         let v = &tv.variants[level];
         let Some(s) = v.sample else { return self.decoded(name, level) };
@@ -913,15 +889,7 @@ impl Database {
         let rows = dequantize(v.qtype, &bytes, s.rows * tv.cols);
         let mut w = with_f32(original, <[f32]>::to_vec)?;
         let drawn = tv.drawn.as_ref().expect("a sampled variant's tensor has its rows drawn");
-        for ((&r, &c), row) in drawn.rows.iter().zip(&drawn.certain).zip(rows.chunks(tv.cols)) {
-            let keep = match stratum {
-                Stratum::All => true,
-                Stratum::Certain => c,
-                Stratum::Drawn => !c,
-            };
-            if !keep {
-                continue;
-            }
+        for (&r, row) in drawn.rows.iter().zip(rows.chunks(tv.cols)) {
             w[r * tv.cols..(r + 1) * tv.cols].copy_from_slice(row);
         }
         Ok(Tensor::from_vec(w, (tv.rows, tv.cols), &Device::Cpu)?)
@@ -1071,8 +1039,7 @@ impl Database {
                 if let Some(d) = &tv.drawn {
                     let rows = d.rows.iter().map(|&r| Value::U64(r as u64)).collect();
                     metadata.push((format!("triage.drawn.{name}"), Value::Array(rows)));
-                    let certain = d.certain.iter().map(|&c| Value::Bool(c)).collect();
-                    metadata.push((format!("triage.drawn_certain.{name}"), Value::Array(certain)));
+                    metadata.push((format!("triage.drawn_share.{name}"), Value::F64(d.share)));
                 }
                 metadata.push((format!("triage.cols.{name}"), Value::U64(tv.cols as u64)));
             }
@@ -1268,24 +1235,15 @@ fn index(g: &GgufFile, key: &str) -> std::result::Result<BTreeMap<String, Tensor
                     .collect::<std::result::Result<Vec<usize>, String>>()?,
                 _ => return Err(format!("no drawn rows for the sampled '{name}'")),
             };
-            let certain = match g.get(&format!("triage.drawn_certain.{name}")) {
-                Some(Value::Array(a)) if a.len() == rows.len() => a
-                    .iter()
-                    .map(|v| match v {
-                        Value::Bool(c) => Ok(*c),
-                        _ => Err(format!("a stratum of '{name}' is not a Bool")),
-                    })
-                    .collect::<std::result::Result<Vec<bool>, String>>()?,
-                _ => return Err(format!("no stratum for each row drawn of '{name}'")),
+            let share = match g.get(&format!("triage.drawn_share.{name}")) {
+                Some(Value::F64(x)) if x.is_finite() && *x > 0.0 && *x <= 1.0 => *x,
+                _ => return Err(format!("no share in (0, 1] for the rows drawn of '{name}'")),
             };
             let increasing = rows.windows(2).all(|w| w[0] < w[1]) && rows.last().is_none_or(|&r| r < tv.rows);
             if !increasing || tv.variants.iter().any(|v| v.sample.is_some_and(|s| s.rows != rows.len())) {
                 return Err(format!("the rows drawn of '{name}' are not its sampled variants' rows"));
             }
-            if certain.iter().all(|&c| c) {
-                return Err(format!("every row drawn of '{name}' is marked certain"));
-            }
-            tv.drawn = Some(Drawn { rows, certain });
+            tv.drawn = Some(Drawn { rows, share });
         }
         if let Some(v) = tv.variants.iter().find(|v| v.masked() && !masked::fits(v.size(), tv.rows * tv.cols)) {
             return Err(format!(
@@ -1588,29 +1546,6 @@ mod tests {
                     s.stderr
                 );
                 assert!(db.decoded(name, level).is_err(), "a sample is not decoded as a whole tensor");
-                // Put over the original weights, the strata change only their own rows and
-                // together the rows of all.
-                if let Some(l) = model.blocks.iter().flat_map(|b| b.linears()).find(|l| l.name == *name) {
-                    let rows_of = |stratum| {
-                        let t = db.over(name, level, &l.weight, stratum).unwrap();
-                        let (a, b) = (
-                            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                            l.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                        );
-                        (0..tv.rows)
-                            .filter(|&r| a[r * tv.cols..(r + 1) * tv.cols] != b[r * tv.cols..(r + 1) * tv.cols])
-                            .collect::<std::collections::BTreeSet<usize>>()
-                    };
-                    let (all, certain, drawn) =
-                        (rows_of(Stratum::All), rows_of(Stratum::Certain), rows_of(Stratum::Drawn));
-                    let d = tv.drawn.as_ref().unwrap();
-                    assert!(
-                        certain.iter().all(|r| d.rows.contains(r)) && certain.is_disjoint(&drawn),
-                        "{name}#{level}"
-                    );
-                    assert_eq!(&certain | &drawn, all, "{name}#{level}");
-                    assert!(certain.len() <= 10 && drawn.len() <= 30);
-                }
             }
         }
         assert!(sampled > 20, "{sampled} sampled variants");
@@ -1624,9 +1559,6 @@ mod tests {
                 let b = &back.tensors[name].variants[level];
                 assert_eq!((b.sample, b.rel_error, b.checksum), (v.sample, v.rel_error, v.checksum), "{name}#{level}");
                 assert_eq!(back.tensors[name].drawn, tv.drawn, "{name}");
-                if let Some(d) = &tv.drawn {
-                    assert!(d.has_certain() == (gguf_block(name).is_some()), "{name}: {d:?}");
-                }
                 assert_eq!(back.bytes(name, level).unwrap(), db.bytes(name, level).unwrap());
             }
         }

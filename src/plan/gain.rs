@@ -16,7 +16,7 @@
 
 use candle_core::Tensor;
 
-use super::database::{probe_level, Database, Stratum};
+use super::database::{probe_level, Database};
 use super::fitness::{full_layout, Probe};
 use super::planned::Planned;
 use crate::model::forward::forward_one;
@@ -45,10 +45,7 @@ pub fn block_gain_dkl(
     let worst: Vec<usize> = db.tensors.values().map(|tv| probe_level(&tv.variants)).collect();
     let at_worst = |k: usize| Planned::new(base, db, [(names[k], worst[k])]);
     let mut dkl = vec![f64::NAN; names.len()];
-    // δ² of each tensor at its probe level, whole or estimated from its strata; and of the
-    // anchors, δ² of the change their streams carry.
     let mut delta2 = vec![f64::NAN; names.len()];
-    let mut carried = vec![f64::NAN; names.len()];
     let mut anchor_of_block: Vec<Option<usize>> = vec![None; n];
     let mut streams: Vec<Stream> = Vec::new();
     if let Some(k) = names.iter().position(|&name| name == "token_embd.weight") {
@@ -73,25 +70,23 @@ pub fn block_gain_dkl(
             }
         }
         drop(block);
-        let run = |k: usize, stratum: Stratum| block_change(&at_worst(k).stratum(stratum), probe, which, i);
-        let mut best: Option<usize> = None;
+        let mut best: Option<(usize, f64, Vec<Tensor>)> = None;
         for k in (0..names.len()).filter(|&k| gguf_block(names[k]) == Some(i)) {
-            // A sampled level: its certain rows count once, each drawn row for w rows (the
-            // changes add up over the rows of the block's output).
-            delta2[k] = match db.tensors[names[k]].drawn_at(worst[k]) {
-                None => run(k, Stratum::All)?.0,
-                Some(d) => {
-                    let certain = if d.has_certain() { run(k, Stratum::Certain)?.0 } else { 0.0 };
-                    certain + d.weight(db.tensors[names[k]].rows) * run(k, Stratum::Drawn)?.0
-                }
-            };
-            if best.is_none_or(|b| delta2[k] > delta2[b]) {
-                best = Some(k);
+            let m = at_worst(k);
+            let (mut num, mut den, mut out) = (0f64, 0f64, Vec::with_capacity(which.len()));
+            for &w in which {
+                let x = forward_one(&m, probe.state(w, i)?, i..i + 1, &probe.positions, &full_layout, &mut ())?;
+                let (d, e) = change(&x, &probe.state(w, i + 1)?)?;
+                num += d;
+                den += e;
+                out.push(x);
+            }
+            delta2[k] = num / den.max(f64::MIN_POSITIVE);
+            if best.as_ref().is_none_or(|(_, d, _)| delta2[k] > *d) {
+                best = Some((k, delta2[k], out));
             }
         }
-        if let Some(k) = best {
-            let (d, states) = run(k, Stratum::All)?;
-            carried[k] = d;
+        if let Some((k, _, states)) = best {
             *anchor = Some(k);
             streams.push(Stream { tensor: k, states });
         }
@@ -107,29 +102,12 @@ pub fn block_gain_dkl(
         dkl[k] = mean_kl(probe, &at_worst(k), which, |k| probe.state(which[k], n))?;
     }
     for (k, name) in names.iter().enumerate() {
-        let Some(a) = gguf_block(name).and_then(|b| anchor_of_block[b]) else { continue };
-        // The anchor's own ΔKL stands where its stream carried its whole change.
-        if a == k && db.tensors[names[k]].drawn_at(worst[k]).is_none() {
-            continue;
+        if let Some(a) = gguf_block(name).and_then(|b| anchor_of_block[b]).filter(|&a| a != k) {
+            let gain = if delta2[a] > 0.0 { dkl[a] / delta2[a] } else { 0.0 };
+            dkl[k] = gain * delta2[k];
         }
-        let gain = if carried[a] > 0.0 { dkl[a] / carried[a] } else { 0.0 };
-        dkl[k] = gain * delta2[k];
     }
     Ok(dkl)
-}
-
-/// δ² = ‖h′ − h‖²/‖h‖² of the stream leaving block `i` when `m`'s block `i` runs on the
-/// original's state entering it, over windows `which`; and the states it leaves.
-fn block_change(m: &Planned, probe: &Probe, which: &[usize], i: usize) -> Result<(f64, Vec<Tensor>)> {
-    let (mut num, mut den, mut out) = (0f64, 0f64, Vec::with_capacity(which.len()));
-    for &w in which {
-        let x = forward_one(m, probe.state(w, i)?, i..i + 1, &probe.positions, &full_layout, &mut ())?;
-        let (d, e) = change(&x, &probe.state(w, i + 1)?)?;
-        num += d;
-        den += e;
-        out.push(x);
-    }
-    Ok((num / den.max(f64::MIN_POSITIVE), out))
 }
 
 /// (‖x − h‖², ‖h‖²) in f64.

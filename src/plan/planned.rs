@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use candle_core::Tensor;
 
-use super::database::{Database, Stratum};
+use super::database::Database;
 use crate::model::stream::{head_in_chunks, HEAD_KEPT_BYTES};
 use crate::model::tensor_id::gguf_block;
 use crate::model::transformer::project;
@@ -25,8 +25,6 @@ pub struct Planned<'a> {
     /// at most `kept_bytes` in f32 ([`HEAD_KEPT_BYTES`]); larger, they are read by rows.
     whole: [OnceLock<Tensor>; 2],
     kept_bytes: usize,
-    /// Which rows of a sampled variant are put over the original weights.
-    stratum: Stratum,
 }
 
 const EMBED: &str = "token_embd.weight";
@@ -45,13 +43,7 @@ impl<'a> Planned<'a> {
             levels: levels.into_iter().collect(),
             whole: [OnceLock::new(), OnceLock::new()],
             kept_bytes: HEAD_KEPT_BYTES,
-            stratum: Stratum::All,
         }
-    }
-
-    /// The view with only the rows of `stratum` of its sampled variants put in.
-    pub fn stratum(self, stratum: Stratum) -> Planned<'a> {
-        Planned { stratum, ..self }
     }
 
     /// Every tensor of `db` at its level in `levels` (in the database's name order).
@@ -94,7 +86,7 @@ impl Blocks for Planned<'_> {
         let mut block = block.into_owned();
         for l in block.linears_mut() {
             if let Some(&level) = self.levels.get(l.name.as_str()) {
-                l.weight = self.db.over(&l.name, level, &l.weight, self.stratum)?;
+                l.weight = self.db.over(&l.name, level, &l.weight)?;
             }
         }
         Ok(Cow::Owned(block))

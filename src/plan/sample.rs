@@ -84,6 +84,16 @@ impl Draw {
         self.certain.iter().map(|&c| if c { 1.0 } else { w }).collect()
     }
 
+    /// The estimated share of the tensor's Σ n_r that the sampled rows carry (`n` theirs).
+    pub fn share(&self, n: &[f64]) -> f64 {
+        let total: f64 = n.iter().zip(self.weights()).map(|(a, w)| a * w).sum();
+        if total > 0.0 {
+            n.iter().sum::<f64>() / total
+        } else {
+            self.rows.len() as f64 / self.population as f64
+        }
+    }
+
     /// The ratio estimate of t = sqrt(Σ e / Σ n) over the tensor's rows from the sampled rows'
     /// error energies `e` and energies `n` (in the order of `rows`). Its standard error is the
     /// stratified ratio estimator's — only the drawn rows vary: sqrt((N−k)²(1 − f)/(s−k)·S²_d)
@@ -178,6 +188,9 @@ mod tests {
             let pick = |v: &[f64]| d.rows.iter().map(|&r| v[r]).collect::<Vec<_>>();
             let est = d.estimate(&pick(&e), &pick(&n));
             covered += usize::from((est.rel_error - truth).abs() <= 2.0 * est.stderr);
+            let share = d.share(&pick(&n));
+            let exact = pick(&n).iter().sum::<f64>() / n.iter().sum::<f64>();
+            assert!((share - exact).abs() < 0.1 * exact, "{share} against {exact}");
         }
         assert!((180..=200).contains(&covered), "{covered} of 200");
     }

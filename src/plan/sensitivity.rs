@@ -4,10 +4,9 @@
 //! at its worst level and measuring KL(original ‖ model) on calibration windows, rerunning only
 //! the blocks from the tensor's own on (the variant decoded into its block as the block runs:
 //! the base may be streamed). In a sampled database a linear's worst level holds only its
-//! sampled rows: the probe puts each stratum of them over the original weights, and the
-//! whole tensor's ΔKL is the certain rows' plus the drawn rows' times the rows each stands for.
+//! sampled rows: the probe puts those over the original weights.
 
-use super::database::{probe_level, Database, Stratum};
+use super::database::{probe_level, Database};
 use super::fitness::{full_layout, Probe};
 use super::lagrange::Curve;
 use super::planned::Planned;
@@ -142,15 +141,16 @@ pub fn parse_cache(text: &str, db: &Database) -> std::result::Result<Vec<f64>, S
     }
 }
 
-/// The curves a·t² from each tensor's ΔKL at its probe level (for a sampled level, the whole
-/// tensor's ΔKL as its strata estimate it), a = ΔKL/t².
+/// The curves a·t² from each tensor's ΔKL at its worst level. A sampled worst level was probed
+/// over the original weights, its sampled rows only: its output error energy is about its
+/// share of the rows times the whole level's, so a = ΔKL / (share·t²).
 fn curves_from(db: &Database, dkl: &[f64], cost: &dyn Fn(u64) -> u64) -> Vec<Curve> {
     db.tensors
         .values()
         .zip(dkl)
         .map(|(tv, &kl)| {
             let worst = probe_level(&tv.variants);
-            let t2 = tv.variants[worst].rel_error.powi(2);
+            let t2 = tv.variants[worst].rel_error.powi(2) * tv.share_of_rows(worst);
             let a = if t2 > 0.0 { kl / t2 } else { 0.0 };
             Curve {
                 cost: (0..tv.variants.len()).map(|l| cost(tv.cost(l) as u64)).collect(),
@@ -185,20 +185,8 @@ pub fn error_curves(
             continue;
         }
         let worst = probe_level(&tv.variants);
-        let from = block_of(name, base.n_blocks());
-        let kl = |stratum| {
-            let m = Planned::new(base, db, [(name.as_str(), worst)]).stratum(stratum);
-            probe.kl(&m, windows, from, &full_layout, None)
-        };
-        // A sampled level: its certain rows count once, each drawn row for w rows.
-        let dkl = match tv.drawn_at(worst) {
-            None => kl(Stratum::All)?,
-            Some(d) => {
-                let certain = if d.has_certain() { kl(Stratum::Certain)? } else { 0.0 };
-                certain + d.weight(tv.rows) * kl(Stratum::Drawn)?
-            }
-        };
-        measured.insert(name.clone(), dkl);
+        let m = Planned::new(base, db, [(name.as_str(), worst)]);
+        measured.insert(name.clone(), probe.kl(&m, windows, block_of(name, base.n_blocks()), &full_layout, None)?);
         if let Some(p) = partial {
             if let Err(e) = write_map(p, &measured) {
                 eprintln!("warning: could not save the sensitivities measured so far at {}: {e}", p.display());
