@@ -133,15 +133,22 @@ fn an_interrupted_database_build_resumes_block_by_block_to_the_same_plan() {
 fn interrupted_sensitivities_and_search_resume_to_the_same_plan() {
     let d = tmp_dir("search");
     let whole = d.join("whole.json");
-    ok(&triage("plan", &d, &d.join("cache-a"), &whole, &["--budget", "bpw=5", "--solver", "evo"], &[]));
+    ok(&triage(
+        "plan",
+        &d,
+        &d.join("cache-a"),
+        &whole,
+        &["--budget", "bpw=5", "--solver", "evo", "--sensitivity", "probe"],
+        &[],
+    ));
     let (cache, out) = (d.join("cache-b"), d.join("resumed.json"));
-    interrupted(&d, &cache, &out, "sensitivity:3", &["--budget", "bpw=5", "--solver", "evo"]);
+    interrupted(&d, &cache, &out, "sensitivity:3", &["--budget", "bpw=5", "--solver", "evo", "--sensitivity", "probe"]);
     let fresh = triage(
         "plan",
         &d,
         &cache,
         &out,
-        &["--budget", "bpw=5", "--solver", "evo"],
+        &["--budget", "bpw=5", "--solver", "evo", "--sensitivity", "probe"],
         &[("TRIAGE_FAILPOINT", "search-generation:2")],
     );
     assert_eq!(fresh.status.code(), Some(130));
@@ -156,7 +163,7 @@ fn interrupted_sensitivities_and_search_resume_to_the_same_plan() {
         &d,
         &cache,
         &out,
-        &["--budget", "bpw=5", "--solver", "evo"],
+        &["--budget", "bpw=5", "--solver", "evo", "--sensitivity", "probe"],
         &[("TRIAGE_FAILPOINT", "search-generation:1")],
     );
     assert!(
@@ -164,8 +171,21 @@ fn interrupted_sensitivities_and_search_resume_to_the_same_plan() {
         "{}",
         String::from_utf8_lossy(&fresh.stderr)
     );
-    interrupted(&d, &cache, &out, "search-generation:3", &["--budget", "bpw=5", "--solver", "evo", "--resume"]);
-    let log = ok(&triage("plan", &d, &cache, &out, &["--budget", "bpw=5", "--solver", "evo", "--resume"], &[]));
+    interrupted(
+        &d,
+        &cache,
+        &out,
+        "search-generation:3",
+        &["--budget", "bpw=5", "--solver", "evo", "--sensitivity", "probe", "--resume"],
+    );
+    let log = ok(&triage(
+        "plan",
+        &d,
+        &cache,
+        &out,
+        &["--budget", "bpw=5", "--solver", "evo", "--sensitivity", "probe", "--resume"],
+        &[],
+    ));
     assert!(log.contains("resuming the search after generation 3 of 4"), "{log}");
     assert_eq!(without_timings(&out), without_timings(&whole), "the resumed search gives the same plan");
     // The depth genome resumes too.
@@ -466,7 +486,8 @@ fn damaged_sensitivities_are_measured_again() {
     let d = tmp_dir("damaged-sensitivity");
     let cache = d.join("cache");
     let first = d.join("first.json");
-    let lagrange = ["--budget", "bpw=5", "--solver", "lagrange"];
+    // The probes' cache, saved tensor by tensor (the block gain's pass is one step).
+    let lagrange = ["--budget", "bpw=5", "--solver", "lagrange", "--sensitivity", "probe"];
     ok(&triage("plan", &d, &cache, &first, &lagrange, &[]));
     let sens = cached(&cache, "sensitivity-", ".json");
     damage_first_number(&sens);
