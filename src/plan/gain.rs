@@ -19,7 +19,7 @@ use candle_core::Tensor;
 use super::database::{probe_level, Database};
 use super::fitness::{full_layout, Probe};
 use super::planned::Planned;
-use crate::model::forward::forward_one;
+use crate::model::forward::{forward, forward_one};
 use crate::model::tensor_id::gguf_block;
 use crate::model::{Blocks, Result};
 use crate::progress::Progress;
@@ -56,20 +56,12 @@ pub fn block_gain_dkl(
     progress.start("sensitivity (blocks)", n);
     for (i, anchor) in anchor_of_block.iter_mut().enumerate() {
         progress.step(i, None);
-        let block = base.block(i)?;
-        // The streams started before this block go through it as it is.
-        for s in &mut streams {
-            for x in &mut s.states {
-                *x = block.forward(
-                    x,
-                    base.config(),
-                    &probe.positions,
-                    full_layout(i).expect("no block removed"),
-                    &mut (),
-                )?;
-            }
+        // The streams started before this block go through it together, as it is: one read.
+        let mut xs: Vec<Tensor> = streams.iter_mut().flat_map(|s| s.states.drain(..)).collect();
+        forward(base, &mut xs, i..i + 1, &probe.positions, &full_layout, &mut (), |_, _| Ok(()))?;
+        for (s, x) in streams.iter_mut().zip(xs.chunks(which.len())) {
+            s.states = x.to_vec();
         }
-        drop(block);
         let mut best: Option<(usize, f64, Vec<Tensor>)> = None;
         for k in (0..names.len()).filter(|&k| gguf_block(names[k]) == Some(i)) {
             let m = at_worst(k);

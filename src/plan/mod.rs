@@ -579,8 +579,8 @@ fn estimates_json(db: &Database, names: &[String], levels: &[usize]) -> Json {
             .zip(levels)
             .map(|(n, &l)| {
                 let (tv, v) = (&db.tensors[n], &db.tensors[n].variants[l]);
-                let sample = v.sample.map_or(json!({"rows": tv.rows, "stderr": 0.0}), |s| json!({"rows": s.rows, "stderr": s.stderr}));
-                (n.clone(), json!({"type": v.qtype.name(), "rel_error": v.rel_error, "stderr": sample["stderr"], "rows": sample["rows"], "of_rows": tv.rows}))
+                let (rows, stderr) = v.sample.map_or((tv.rows, 0.0), |s| (s.rows, s.stderr));
+                (n.clone(), json!({"type": v.qtype.name(), "rel_error": v.rel_error, "stderr": stderr, "rows": rows, "of_rows": tv.rows}))
             })
             .collect(),
     )
