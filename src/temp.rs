@@ -1,8 +1,9 @@
 //! Temporary outputs: every file or folder triage writes is first written under a temporary
-//! name beside its final path (`.NAME.tmp-PID`) and renamed into place when complete. A
+//! name beside its final path (`.NAME.tmp-PID-HOST`) and renamed into place when complete. A
 //! temporary is removed when the work fails, when the process is interrupted (SIGINT, SIGTERM,
 //! SIGHUP: the handler removes every live temporary and exits 130), and — for one left by a
-//! process that was killed outright — by the next run that writes the same output.
+//! process that was killed outright — by the next run on the same machine that writes the
+//! same output.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -33,6 +34,22 @@ fn split(path: &Path) -> (PathBuf, String) {
     (dir, name)
 }
 
+/// This machine's name, as temporaries carry it (processes of several machines may write in
+/// one shared folder, with the same process ids).
+fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name: String =
+            name.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_')).collect();
+        if name.is_empty() {
+            "host".to_string()
+        } else {
+            name
+        }
+    })
+}
+
 fn alive(pid: u32) -> bool {
     pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -54,8 +71,12 @@ pub fn clean_stale(path: &Path) -> usize {
     let mut n = 0;
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if !alive(pid) {
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        // Another machine's temporary (a shared cache folder): whether its writer lives is not
+        // for this one to say.
+        let (pid, host) = rest.split_once('-').map_or((rest, None), |(p, h)| (p, Some(h)));
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if host.is_none_or(|h| h == hostname()) && !alive(pid) {
             remove(&e.path());
             n += 1;
         }
@@ -72,7 +93,7 @@ impl TempPath {
             eprintln!("note: removed {removed} temporary file(s) of {} left by an interrupted run", path.display());
         }
         let (dir, name) = split(path);
-        let tmp = dir.join(format!("{}{}", tag(&name), std::process::id()));
+        let tmp = dir.join(format!("{}{}-{}", tag(&name), std::process::id(), hostname()));
         if let Ok(mut live) = LIVE.lock() {
             live.insert(tmp.clone());
         }
@@ -134,11 +155,17 @@ mod tests {
         // PID 0 is never a process of ours; /proc/0 does not exist.
         let dead = dir.join(".x.gguf.tmp-0");
         std::fs::write(&dead, b"partial").unwrap();
+        let dead_here = dir.join(format!(".x.gguf.tmp-0-{}", hostname()));
+        std::fs::write(&dead_here, b"partial").unwrap();
+        // Another machine's, in a shared folder: its process 0 may be alive there.
+        let elsewhere = dir.join(".x.gguf.tmp-0-elsewhere");
+        std::fs::write(&elsewhere, b"being written").unwrap();
         let other = dir.join(".y.gguf.tmp-0");
         std::fs::write(&other, b"another output's").unwrap();
         let t = TempPath::new(&out);
         std::fs::write(t.path(), b"ours").unwrap();
-        assert!(!dead.exists(), "the dead process's temporary is removed");
+        assert!(!dead.exists() && !dead_here.exists(), "the dead process's temporaries are removed");
+        assert!(elsewhere.exists(), "another machine's temporary is kept");
         assert!(other.exists(), "another output's temporaries are not touched");
         assert_eq!(clean_stale(&out), 0, "our own live temporary is kept");
         assert!(t.path().exists());

@@ -73,8 +73,23 @@ pub struct Runner {
 impl Runner {
     /// Embeds `windows`, `batch` windows to a batch, the states held as `limits` allow.
     pub fn new(model: &dyn Blocks, windows: &Windows, batch: usize, limits: StateLimits) -> Result<Runner> {
-        let ctx = windows.ctx;
-        let f32_bytes = (windows.len() * ctx * model.config().hidden_size * 4) as u64;
+        let f32_bytes = (windows.len() * windows.ctx * model.config().hidden_size * 4) as u64;
+        let mut runner = Runner::empty(model, windows.ctx, f32_bytes, limits)?;
+        runner.advance(embed_batches(model, &windows.windows, batch)?)?;
+        Ok(runner)
+    }
+
+    /// A runner whose states are `states` (every batch's in f32, as [`Runner::states`] gives
+    /// them: those a shard's preparation saved entering a block), held as `limits` allow.
+    pub fn with_states(model: &dyn Blocks, ctx: usize, states: Vec<Tensor>, limits: StateLimits) -> Result<Runner> {
+        let f32_bytes = states.iter().map(|t| t.elem_count() as u64 * 4).sum();
+        let mut runner = Runner::empty(model, ctx, f32_bytes, limits)?;
+        runner.advance(states)?;
+        Ok(runner)
+    }
+
+    /// A runner with no states yet, storing `f32_bytes` of them as `limits` allow.
+    fn empty(model: &dyn Blocks, ctx: usize, f32_bytes: u64, limits: StateLimits) -> Result<Runner> {
         let storage = if f32_bytes <= limits.f32_bytes {
             Storage::F32
         } else if f32_bytes / 2 <= limits.memory_bytes {
@@ -89,9 +104,7 @@ impl Runner {
             _ => None,
         };
         let positions = Positions::new(model.config(), ctx, &Device::Cpu)?;
-        let mut runner = Runner { config: model.config().clone(), positions, storage, states: Vec::new(), spill };
-        runner.advance(embed_batches(model, &windows.windows, batch)?)?;
-        Ok(runner)
+        Ok(Runner { config: model.config().clone(), positions, storage, states: Vec::new(), spill })
     }
 
     pub fn storage(&self) -> Storage {

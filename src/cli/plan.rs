@@ -13,6 +13,7 @@ use crate::model::{Streaming, Weights};
 use crate::plan::database::{default_cache_dir, DatabaseSettings, Mode};
 use crate::plan::evo::EvoSettings;
 use crate::plan::sensitivity::Method as Sensitivity;
+use crate::plan::shard::Shard;
 use crate::plan::{plan, Budget, PlanOptions, PlanOutcome, Solver};
 
 use super::guard::{Files, Input};
@@ -161,8 +162,21 @@ pub struct PlanArgs {
     /// parameters where it can. The plan is the same either way.
     #[arg(long, value_enum, default_value_t = Streaming::Auto)]
     pub stream: Streaming,
+    /// Share the layer database and the sensitivities out over processes or machines that see
+    /// the same --cache folder: `prepare` (once, first) saves the calibration states entering
+    /// every block; `I/N` (0 ≤ I < N; each index once, in any order, anywhere) builds index
+    /// I's run of blocks and their sensitivities; `auto/N` takes I from SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX (a Slurm job array, a Kubernetes Indexed Job). Every run takes the
+    /// same arguments; the run without --shard, after them, merges, solves and writes --out
+    /// (the plan of a single process, byte for byte), or names the shards not done.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub search: SearchArgs,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    Shard::parse(s, |v| std::env::var(v).ok())
 }
 
 /// A quantized type named in --types.
@@ -211,7 +225,25 @@ pub fn run_planner(
     gptq: GptqOptions,
     s: &SearchArgs,
 ) -> Result<PlanOutcome> {
-    crate::eval::check_ctx(&model, ctx)?;
+    let (windows, opts) = options(&model, calib, budget, tokens, ctx, gptq, s)?;
+    let mut pb = progress::staged("plan");
+    let outcome = plan(model, model_path, &windows, &opts, &mut pb)?;
+    pb.finish_and_clear();
+    Ok(outcome)
+}
+
+/// The calibration windows and the planner's options the arguments ask for, checked.
+#[allow(clippy::too_many_arguments)]
+fn options(
+    model: &Weights,
+    calib: &crate::calib::Text,
+    budget: Budget,
+    tokens: usize,
+    ctx: usize,
+    gptq: GptqOptions,
+    s: &SearchArgs,
+) -> Result<(Windows, PlanOptions)> {
+    crate::eval::check_ctx(model, ctx)?;
     // The most windows a plan reads: the database's, then the search's and the hold-out's.
     let need = (tokens / ctx).max(1) + s.search_windows + s.holdout_windows;
     let windows = Windows::from_text(calib, model.tokenizer()?, ctx, Some(need)).with_context(|| "--calib")?;
@@ -221,7 +253,7 @@ pub fn run_planner(
         matches!(budget, Budget::Bpw(_) | Budget::Size(_)) && matches!(solver, Solver::Lagrange | Solver::Uniform);
     let sample = match s.database {
         Mode::Exact => None,
-        Mode::Auto => (samples && crate::model::stream::is_large(crate::model::Blocks::config(&model))).then_some(s.sample_rows),
+        Mode::Auto => (samples && crate::model::stream::is_large(crate::model::Blocks::config(model))).then_some(s.sample_rows),
         Mode::Sampled if samples => Some(s.sample_rows),
         Mode::Sampled => bail!(
             "--database sampled serves bpw= and size= budgets with the lagrange or uniform solver; budget {budget} with solver {} measures many plans whole: use --database exact",
@@ -253,10 +285,7 @@ pub fn run_planner(
         resume: s.resume,
         checkpoint: None,
     };
-    let mut pb = progress::staged("plan");
-    let outcome = plan(model, model_path, &windows, &opts, &mut pb)?;
-    pb.finish_and_clear();
-    Ok(outcome)
+    Ok((windows, opts))
 }
 
 pub fn write_plan_json(path: &Path, o: &PlanOutcome) -> Result<()> {
@@ -302,6 +331,14 @@ pub fn run(args: PlanArgs) -> Result<()> {
         "the machine's memory",
     )?;
     let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
+    if let Some(shard) = args.shard {
+        let (windows, opts) = options(&model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+        let mut pb = progress::staged("plan shard");
+        let line = crate::plan::shard::run(model, &args.model, &windows, &opts, shard, &mut pb)?;
+        pb.finish_and_clear();
+        println!("{line}");
+        return Ok(());
+    }
     let o = run_planner(model, &args.model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
     write_plan_json(&args.out, &o)?;
     println!("wrote {}: {}", args.out.display(), summary(&o));

@@ -53,6 +53,7 @@ use crate::spill::Spill;
 
 use super::masked;
 use super::sample::Estimate;
+use super::shard::Owned;
 
 /// Bumped whenever the way variants are made or stored changes, so old cache files are not
 /// reused (5: every variant's CRC-32 in the metadata).
@@ -336,12 +337,24 @@ pub fn build(
     partial: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<Database> {
-    rebuild(model, windows, settings, kind, key, partial, None, progress)
+    rebuild(model, windows, settings, kind, key, partial, None, Scope::default(), progress)
+}
+
+/// Which of a database's units a build makes, and where it may start: a shard's
+/// ([`super::shard`]) or all of them.
+#[derive(Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// Only these blocks and matrices (None: every one).
+    pub only: Option<&'a Owned>,
+    /// A folder of the states entering each block ([`super::shard::state_path`]): the first
+    /// block built starts from its saved state instead of running the blocks before it.
+    pub states: Option<&'a Path>,
 }
 
 /// [`build`], taking from `reuse` — a cached database for the same key whose damaged tensors
 /// were removed — every block (and embedding or output matrix) it still holds whole: only
-/// what was damaged is compressed again.
+/// what was damaged is compressed again. Only the units `scope` names are taken or built;
+/// the calibration windows run only up to the last block built.
 #[allow(clippy::too_many_arguments)]
 fn rebuild(
     model: &dyn Blocks,
@@ -351,79 +364,120 @@ fn rebuild(
     key: String,
     partial: Option<&Path>,
     mut reuse: Option<Database>,
+    scope: Scope,
     progress: &mut dyn Progress,
 ) -> Result<Database> {
     let mut spill = Spill::new("database").map_err(spill_error)?;
     let stored = Arc::new(spill.reader().map_err(spill_error)?);
     let opts = compress_options(settings);
-    // Always f32: the database is cached under a key that says nothing of the machine's memory.
-    let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
     let mut tensors = BTreeMap::new();
     let n = model.n_blocks();
     let menu = settings.menu();
-    let all = database_tensors(model.config(), kind, menu);
+    let mut all = database_tensors(model.config(), kind, menu);
+    if let Some(o) = scope.only {
+        all.retain(|name, _| o.has(name));
+    }
     let total = all.values().map(|(r, c)| r * c).sum::<usize>().div_ceil(MILLION);
     let mut done_weights = 0usize;
     let sample = settings.sample.filter(|_| kind == Kind::Types);
     progress.start("layer database (millions of weights)", total);
     progress.step(0, None);
-    for i in 0..n {
-        let block = model.block(i)?;
-        let saved = partial.map(|d| d.join(format!("block-{i}.gguf")));
-        let expected: BTreeMap<String, (usize, usize)> = all
-            .iter()
-            .filter(|(name, _)| gguf_block(name) == Some(i))
-            .map(|(name, &shape)| (name.clone(), shape))
-            .collect();
-        let resumed = match saved.as_deref().map(|p| (p, saved_block(p, &key, &expected, kind, menu))) {
-            Some((_, Ok(Some(db)))) => {
-                eprintln!("resuming the layer database: block {i} was built by an interrupted run");
-                Some(db)
-            }
+    // A unit saved by an interrupted build (or a shard) under the same key, or still whole in
+    // `reuse`, is taken; the others are built.
+    let mut take = |unit: &str, expected: &BTreeMap<String, (usize, usize)>| -> Option<Database> {
+        let saved = partial.map(|d| d.join(format!("{unit}.gguf")));
+        let resumed = match saved.as_deref().map(|p| (p, saved_block(p, &key, expected, kind, menu))) {
+            Some((_, Ok(Some(db)))) => Some(db),
             Some((p, Err(why))) => {
                 eprintln!(
-                    "warning: block {i} saved by an interrupted build, {}, is not used ({why}); building it again",
+                    "warning: {unit} saved by an interrupted build, {}, is not used ({why}); building it again",
                     p.display()
                 );
                 None
             }
             _ => None,
         };
-        if let Some(db) = resumed.or_else(|| reuse.as_mut().and_then(|r| r.take(&expected, kind, menu))) {
-            done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
-            db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
-            runner.step(&block, BlockOpts::default())?;
-            progress.step(done_weights / MILLION, None);
+        resumed.or_else(|| reuse.as_mut().and_then(|r| r.take(expected, kind, menu)))
+    };
+    let block_tensors = |i: usize| -> BTreeMap<String, (usize, usize)> {
+        all.iter().filter(|(name, _)| gguf_block(name) == Some(i)).map(|(name, &shape)| (name.clone(), shape)).collect()
+    };
+    let mut to_build = Vec::new();
+    let mut resumed = Vec::new();
+    for i in 0..n {
+        let expected = block_tensors(i);
+        if expected.is_empty() {
             continue;
         }
-        let mut moments = BlockMoments::new(&block);
-        let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
-        let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
-        let mut factors = Factors::default();
-        for l in block.linears().into_iter().filter(|l| !specs(kind, l.in_features(), menu).is_empty()) {
-            let m = moments.of(&l.name).expect("every linear has an input group");
-            let (rows, cols) = (l.out_features(), l.in_features());
-            let specs = specs(kind, cols, menu);
-            let (variants, drawn) = linear_levels(l, m, &mut factors, specs, &opts, sample, &mut spill)?;
-            done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants, drawn });
-            done_weights += rows * cols;
-            progress.step(done_weights / MILLION, None);
-        }
-        drop((moments, factors, block));
-        if let Some(p) = &saved {
-            if let Err(e) = done.save(p) {
-                eprintln!("warning: could not save block {i} of the layer database at {}: {e}", p.display());
+        match take(&format!("block-{i}"), &expected) {
+            Some(db) => {
+                if partial.is_some_and(|d| d.join(format!("block-{i}.gguf")).exists()) {
+                    resumed.push(i);
+                }
+                done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
+                db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             }
-            crate::failpoint::hit("database-block", i + 1);
+            None => to_build.push(i),
         }
-        tensors.append(&mut done.tensors);
-        runner.advance(next)?;
     }
-    drop(runner);
+    match resumed.as_slice() {
+        [] => {}
+        few if few.len() <= 4 => {
+            for i in few {
+                eprintln!("resuming the layer database: block {i} was built by an interrupted run");
+            }
+        }
+        many => eprintln!(
+            "resuming the layer database: {} blocks were built by an interrupted run or by shards",
+            many.len()
+        ),
+    }
+    progress.step(done_weights / MILLION, None);
+    if let (Some(&first), Some(&last)) = (to_build.first(), to_build.last()) {
+        let saved = scope.states.map(|d| super::shard::state_path(d, first)).filter(|p| first > 0 && p.exists());
+        // Always f32: the database is cached under a key that says nothing of the machine's memory.
+        let mut runner = match &saved {
+            Some(p) => {
+                let states = super::shard::load_states(p).map_err(|why| ModelError::Io {
+                    path: p.clone(),
+                    error: io::Error::new(io::ErrorKind::InvalidData, why),
+                })?;
+                Runner::with_states(model, windows.ctx, states, StateLimits::UNLIMITED)?
+            }
+            None => Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?,
+        };
+        let start = if saved.is_some() { first } else { 0 };
+        for i in start..=last {
+            let block = model.block(i)?;
+            if !to_build.contains(&i) {
+                runner.step(&block, BlockOpts::default())?;
+                continue;
+            }
+            let mut moments = BlockMoments::new(&block);
+            let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
+            let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
+            let mut factors = Factors::default();
+            for l in block.linears().into_iter().filter(|l| all.contains_key(&l.name)) {
+                let m = moments.of(&l.name).expect("every linear has an input group");
+                let (rows, cols) = (l.out_features(), l.in_features());
+                let specs = specs(kind, cols, menu);
+                let (variants, drawn) = linear_levels(l, m, &mut factors, specs, &opts, sample, &mut spill)?;
+                done.tensors.insert(l.name.clone(), TensorVariants { rows, cols, variants, drawn });
+                done_weights += rows * cols;
+                progress.step(done_weights / MILLION, None);
+            }
+            drop((moments, factors, block));
+            save_unit(partial, &format!("block-{i}"), &done);
+            crate::failpoint::hit("database-block", i + 1);
+            tensors.append(&mut done.tensors);
+            if i < last {
+                runner.advance(next)?;
+            }
+        }
+    }
     for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| gguf_block(name).is_none()) {
-        if let Some(db) =
-            reuse.as_mut().and_then(|r| r.take(&BTreeMap::from([(name.clone(), (rows, cols))]), kind, menu))
-        {
+        let unit = format!("matrix-{name}");
+        if let Some(db) = take(&unit, &BTreeMap::from([(name.clone(), (rows, cols))])) {
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             done_weights += rows * cols;
             continue;
@@ -469,11 +523,49 @@ fn rebuild(
                 (variants, Some(drawn))
             }
         };
-        tensors.insert(name, TensorVariants { rows, cols, variants, drawn });
+        let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
+        done.tensors.insert(name, TensorVariants { rows, cols, variants, drawn });
+        save_unit(partial, &unit, &done);
+        tensors.append(&mut done.tensors);
         done_weights += rows * cols;
     }
     progress.step(total, None);
     Ok(Database { key, tensors, file: Some(stored) })
+}
+
+/// Saves a finished unit (`block-N` or `matrix-NAME`) of a database being built in the
+/// `partial` folder, where an interrupted build (or the run after the shards) takes it from.
+fn save_unit(partial: Option<&Path>, unit: &str, done: &Database) {
+    if let Some(p) = partial.map(|d| d.join(format!("{unit}.gguf"))) {
+        if let Err(e) = done.save(&p) {
+            eprintln!("warning: could not save {unit} of the layer database at {}: {e}", p.display());
+        }
+    }
+}
+
+/// Runs the calibration `windows` through `model` once and saves the state entering every
+/// block in `dir` ([`super::shard::state_path`]), for shards to start from; `progress`'s
+/// stage "calibration states (blocks)" counts blocks.
+pub fn prepare_states(
+    model: &dyn Blocks,
+    windows: &Windows,
+    settings: &DatabaseSettings,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let opts = compress_options(settings);
+    let mut runner = Runner::new(model, windows, opts.batch, StateLimits::UNLIMITED)?;
+    let n = model.n_blocks();
+    progress.start("calibration states (blocks)", n);
+    for i in 0..n {
+        progress.step(i, None);
+        super::shard::save_states(&super::shard::state_path(dir, i), &runner.states()?)?;
+        if i + 1 < n {
+            runner.step(&*model.block(i)?, BlockOpts::default())?;
+        }
+    }
+    progress.step(n, None);
+    Ok(())
 }
 
 /// Makes whole every sampled variant of `db` that `wanted` names (tensor, level): the
@@ -1399,7 +1491,10 @@ pub fn load_or_build(
     // Blocks finished by an interrupted build of the same key wait in the partial folder.
     // A cache that cannot be written only costs time next run.
     let partial = dir.map(|d| d.join(format!("database-{key}.partial"))).filter(|p| std::fs::create_dir_all(p).is_ok());
-    let db = rebuild(model, windows, settings, kind, key, partial.as_deref(), reuse, progress)?;
+    // Prepared shards' states let the blocks left start where they are.
+    let states = dir.map(|d| super::shard::folder(d, &key)).filter(|d| d.is_dir());
+    let scope = Scope { only: None, states: states.as_deref() };
+    let db = rebuild(model, windows, settings, kind, key, partial.as_deref(), reuse, scope, progress)?;
     if let Some(p) = &path {
         match db.save(p) {
             Ok(()) => {
@@ -1411,6 +1506,27 @@ pub fn load_or_build(
         }
     }
     Ok((db, false))
+}
+
+/// Builds the units shard `owned` holds (taking those already saved) into the partial folder
+/// of the database of `key` in the cache folder `dir`, each saved as it finishes, starting from
+/// the states prepared in `shards`; returns them as a database.
+#[allow(clippy::too_many_arguments)]
+pub fn build_shard(
+    model: &dyn Blocks,
+    windows: &Windows,
+    settings: &DatabaseSettings,
+    kind: Kind,
+    key: String,
+    dir: &Path,
+    shards: &Path,
+    owned: &Owned,
+    progress: &mut dyn Progress,
+) -> Result<Database> {
+    let partial = dir.join(format!("database-{key}.partial"));
+    std::fs::create_dir_all(&partial).map_err(|error| ModelError::Io { path: partial.clone(), error })?;
+    let scope = Scope { only: Some(owned), states: Some(shards) };
+    rebuild(model, windows, settings, kind, key, Some(&partial), None, scope, progress)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod sample;
 pub mod sealed;
 pub mod search;
 pub mod sensitivity;
+pub mod shard;
 pub mod sparsity;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,21 +173,15 @@ fn split(all: &Windows, db_windows: usize, search: usize, used: usize, holdout: 
     Ok(Split { database, probe, n_search: used })
 }
 
-/// Plans `model` (opened from `model_path`) under `opts.budget` with calibration `windows` (the
-/// text's first, keyed in the caches by [`Windows::source_digest`]: the database's `database.tokens`, then the search's and the hold-out's). The
-/// model is taken: a quantization search drops the original weights of every tensor it plans
-/// once the sensitivities are measured (every candidate replaces them all). A streamed model
-/// takes the quantization budgets with the uniform and lagrange solvers: the database, the
-/// sensitivities and every plan's KL are made block by block; EvoPress (a whole model per
-/// candidate), sparsity and depth need it in memory.
-pub fn plan(
-    model: Weights,
-    model_path: &Path,
-    windows: &Windows,
-    opts: &PlanOptions,
-    progress: &mut dyn Progress,
-) -> Result<PlanOutcome> {
-    let t0 = Instant::now();
+/// What every run of a plan needs first, checked: the database's windows and kind, and the
+/// windows' split.
+struct Setup {
+    db_windows: usize,
+    kind: Option<Kind>,
+    sp: Split,
+}
+
+fn setup(model: &Weights, windows: &Windows, opts: &PlanOptions) -> Result<Setup> {
     let solver_ok = match opts.budget {
         Budget::DropBlocks(_) | Budget::DropSublayers(_) => matches!(opts.solver, Solver::Shortgpt | Solver::Evo),
         Budget::Kld(_) => matches!(opts.solver, Solver::Lagrange),
@@ -242,6 +237,25 @@ pub fn plan(
             return Err(PlanError::Budget(why));
         }
     }
+    Ok(Setup { db_windows, kind, sp })
+}
+
+/// Plans `model` (opened from `model_path`) under `opts.budget` with calibration `windows` (the
+/// text's first, keyed in the caches by [`Windows::source_digest`]: the database's `database.tokens`, then the search's and the hold-out's). The
+/// model is taken: a quantization search drops the original weights of every tensor it plans
+/// once the sensitivities are measured (every candidate replaces them all). A streamed model
+/// takes the quantization budgets with the uniform and lagrange solvers: the database, the
+/// sensitivities and every plan's KL are made block by block; EvoPress (a whole model per
+/// candidate), sparsity and depth need it in memory.
+pub fn plan(
+    model: Weights,
+    model_path: &Path,
+    windows: &Windows,
+    opts: &PlanOptions,
+    progress: &mut dyn Progress,
+) -> Result<PlanOutcome> {
+    let t0 = Instant::now();
+    let Setup { db_windows, kind, sp } = setup(&model, windows, opts)?;
     // What the GGUF of this source holds: every plan's size is asked of it.
     let gguf = Skeleton::open(model_path)?;
     let limits = if opts.budget.is_quantization() {
@@ -295,6 +309,15 @@ pub fn plan(
         Some(kind) => {
             let t = Instant::now();
             let key = database::cache_key(&inputs, &opts.database, kind);
+            if let Some(d) = &opts.cache_dir {
+                let shards = shard::folder(d, &key);
+                let cached = d.join(format!("database-{key}.gguf"));
+                if let Some(why) =
+                    shards.is_dir().then(|| shard::missing(&shards)).flatten().filter(|_| !cached.exists())
+                {
+                    return Err(PlanError::Budget(why));
+                }
+            }
             let (db, cached) = database::load_or_build(
                 &base,
                 &sp.database,
@@ -331,6 +354,15 @@ pub fn plan(
     };
     if opts.budget.is_quantization() {
         out.database = db;
+    }
+    if let (Some(d), Some(db)) = (&opts.cache_dir, &out.database) {
+        // The shards' states and marks are spent once their database is cached whole.
+        let shards = shard::folder(d, &db.key);
+        if shards.is_dir() && d.join(format!("database-{}.gguf", db.key)).exists() {
+            if let Err(e) = std::fs::remove_dir_all(&shards) {
+                eprintln!("warning: could not remove the shards' folder {}: {e}", shards.display());
+            }
+        }
     }
     timings.insert("total_s".into(), json!(t0.elapsed().as_secs_f64()));
     let j = out.json.as_object_mut().expect("an object");
@@ -471,10 +503,10 @@ fn plan_quant(
         _ => {
             let sens: Vec<usize> = pool.iter().copied().take(opts.sensitivity_windows.max(1)).collect();
             let method = opts.sensitivity;
-            let cache = opts
-                .cache_dir
-                .as_ref()
-                .map(|d| d.join(format!("sensitivity-{}{}-{}.json", method.tag(), db.key, sens.len())));
+            let cache = opts.cache_dir.as_ref().map(|d| d.join(sensitivity::cache_name(method, &db.key, sens.len())));
+            if let (Some(d), Some(c)) = (&opts.cache_dir, cache.as_deref().filter(|c| !c.exists())) {
+                shard::merge_sensitivities(&shard::folder(d, &db.key), c, db);
+            }
             let (curves, dkl, cached) =
                 sensitivity::load_or_measure(&base, db, probe, &sens, method, &cost, cache.as_deref(), progress)?;
             // A sampled database makes its whole variants from the original weights later.

@@ -33,6 +33,36 @@ impl Method {
     }
 }
 
+/// The cache file of the sensitivities by `method` of the database of `key` on `windows` windows.
+pub fn cache_name(method: Method, key: &str, windows: usize) -> String {
+    format!("sensitivity-{}{key}-{windows}.json", method.tag())
+}
+
+/// Every database tensor's ΔKL at its worst level (in name order), by `method`, uncached.
+pub fn measure(
+    base: &dyn Blocks,
+    db: &Database,
+    probe: &Probe,
+    windows: &[usize],
+    method: Method,
+    progress: &mut dyn Progress,
+) -> Result<Vec<f64>> {
+    match method {
+        Method::Probe => Ok(error_curves(base, db, probe, windows, &|b| b, None, progress)?.1),
+        Method::Gain => super::gain::block_gain_dkl(base, db, probe, windows, progress),
+    }
+}
+
+/// Saves `dkl` (in `db`'s name order) as a sealed sensitivity file at `path`.
+pub fn save(path: &std::path::Path, db: &Database, dkl: &[f64]) -> std::io::Result<()> {
+    write_map(path, &db.tensors.keys().cloned().zip(dkl.iter().copied()).collect())
+}
+
+/// The ΔKL a sealed sensitivity file at `path` holds, by tensor name.
+pub fn read(path: &std::path::Path) -> std::result::Result<std::collections::BTreeMap<String, f64>, String> {
+    super::sealed::open(&std::fs::read_to_string(path).map_err(|e| e.to_string())?)
+}
+
 /// The block a tensor first affects (the block count for the output matrix: only the head).
 pub fn block_of(name: &str, n_blocks: usize) -> usize {
     match TensorId::parse_gguf(name) {
@@ -71,13 +101,12 @@ pub fn load_or_measure(
     let (curves, dkl) = match method {
         Method::Probe => error_curves(base, db, probe, windows, cost, partial.as_deref(), progress)?,
         Method::Gain => {
-            let dkl = super::gain::block_gain_dkl(base, db, probe, windows, progress)?;
+            let dkl = measure(base, db, probe, windows, method, progress)?;
             (curves_from(db, &dkl, cost), dkl)
         }
     };
     if let Some(p) = cache {
-        let m: Measured = db.tensors.keys().cloned().zip(dkl.iter().copied()).collect();
-        match write_map(p, &m) {
+        match save(p, db, &dkl) {
             Ok(()) => {
                 if let Some(partial) = &partial {
                     let _ = std::fs::remove_file(partial);
