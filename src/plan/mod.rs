@@ -268,10 +268,6 @@ pub fn plan(
         m.tokenizer = None;
     }
     let mut timings = serde_json::Map::new();
-    let probe = Probe::new(&base, &sp.probe, progress)?;
-    let pool: Vec<usize> = (0..sp.n_search).collect();
-    let holdout: Vec<usize> = (sp.n_search..sp.probe.len()).collect();
-    timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
     let inputs = match (&opts.cache_dir, kind) {
         (None, None) => String::new(),
         _ => digest::inputs_digest(model_path, &windows.source_digest(), opts.cache_dir.as_deref())?,
@@ -305,19 +301,22 @@ pub fn plan(
         std::fs::create_dir_all(d)?;
     }
     let opts = &PlanOptions { checkpoint, ..opts.clone() };
-    let mut db = match kind {
-        Some(kind) => {
+    let key = kind.map(|kind| database::cache_key(&inputs, &opts.database, kind));
+    // Shards of this database prepared in the cache: all done, or nothing is planned.
+    let shards = opts.cache_dir.as_ref().zip(key.as_ref()).map(|(d, key)| shard::folder(d, key));
+    if let (Some(d), Some(key), Some(shards)) = (&opts.cache_dir, &key, &shards) {
+        let cached = d.join(format!("database-{key}.gguf")).exists();
+        if let Some(why) = shards.is_dir().then(|| shard::missing(shards)).flatten().filter(|_| !cached) {
+            return Err(PlanError::Budget(why));
+        }
+    }
+    let probe = Probe::new(&base, &sp.probe, progress)?;
+    let pool: Vec<usize> = (0..sp.n_search).collect();
+    let holdout: Vec<usize> = (sp.n_search..sp.probe.len()).collect();
+    timings.insert("probe_s".into(), json!(t0.elapsed().as_secs_f64()));
+    let mut db = match (kind, key.clone()) {
+        (Some(kind), Some(key)) => {
             let t = Instant::now();
-            let key = database::cache_key(&inputs, &opts.database, kind);
-            if let Some(d) = &opts.cache_dir {
-                let shards = shard::folder(d, &key);
-                let cached = d.join(format!("database-{key}.gguf"));
-                if let Some(why) =
-                    shards.is_dir().then(|| shard::missing(&shards)).flatten().filter(|_| !cached.exists())
-                {
-                    return Err(PlanError::Budget(why));
-                }
-            }
             let (db, cached) = database::load_or_build(
                 &base,
                 &sp.database,
@@ -332,7 +331,7 @@ pub fn plan(
             timings.insert("database_cached".into(), json!(cached));
             Some(db)
         }
-        None => None,
+        _ => None,
     };
     let mut out = match (opts.budget, &base) {
         (Budget::DropBlocks(k), Weights::Resident(base)) => {
@@ -355,10 +354,9 @@ pub fn plan(
     if opts.budget.is_quantization() {
         out.database = db;
     }
-    if let (Some(d), Some(db)) = (&opts.cache_dir, &out.database) {
+    if let (Some(d), Some(key), Some(shards)) = (&opts.cache_dir, &key, &shards) {
         // The shards' states and marks are spent once their database is cached whole.
-        let shards = shard::folder(d, &db.key);
-        if shards.is_dir() && d.join(format!("database-{}.gguf", db.key)).exists() {
+        if shards.is_dir() && d.join(format!("database-{key}.gguf")).exists() {
             if let Err(e) = std::fs::remove_dir_all(&shards) {
                 eprintln!("warning: could not remove the shards' folder {}: {e}", shards.display());
             }
