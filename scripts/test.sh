@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: fetch the assets (default model, texts) and the peer tools, then every
 # unit, conformance, bad-input, compression and real-model test, in release mode (the real-model
-# tests run full forward passes).
+# tests run full forward passes), then the sharded plan under a real Slurm.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch_assets.sh
@@ -13,3 +13,8 @@ if [ ! -x tools/pyenv/bin/python ]; then
   tools/pyenv/bin/python -m pip install --quiet gguf==0.19.0
 fi
 cargo test --release --locked "$@"
+# The sharded plan under a real single-node Slurm (root: installs Debian's slurm-wlm and munge;
+# elsewhere it says why it cannot run and passes). Only for the whole suite, not a filtered run.
+if [ $# -eq 0 ]; then
+  scripts/test_slurm.sh
+fi

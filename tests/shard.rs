@@ -125,7 +125,7 @@ fn shard_misuse_gets_one_line() {
         assert!(stderr.lines().count() == 1 && stderr.contains(says), "{shard}: {stderr}");
     }
     ok(&plan(&d, &cache, &out, &["--shard", "prepare"], &[]));
-    one_line_error(&plan(&d, &cache, &out, &[], &[]), "have not finished");
+    one_line_error(&plan(&d, &cache, &out, &[], &[]), "is done: run --shard I/N");
     assert!(!out.exists());
     std::fs::remove_dir_all(&d).ok();
 }

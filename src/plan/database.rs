@@ -424,11 +424,11 @@ fn rebuild(
         [] => {}
         few if few.len() <= 4 => {
             for i in few {
-                eprintln!("resuming the layer database: block {i} was built by an interrupted run");
+                eprintln!("resuming the layer database: block {i} was built by an earlier run");
             }
         }
         many => eprintln!(
-            "resuming the layer database: {} blocks were built by an interrupted run or by shards",
+            "resuming the layer database: {} blocks were built by an earlier run or by shards",
             many.len()
         ),
     }

@@ -178,7 +178,7 @@ pub fn missing(dir: &Path) -> Option<String> {
     }
     if done.is_empty() {
         return Some(format!(
-            "the shards prepared in {} have not finished: run --shard I/N for every index I of your count N, then this again (or remove that folder to build here)",
+            "no shard prepared in {} is done: run --shard I/N for every index I of your count N, then this again (or remove that folder to build here)",
             dir.display()
         ));
     }
@@ -346,11 +346,15 @@ pub fn run(
     let measures = kind == Kind::Types && opts.solver != Solver::Uniform && !db.tensors.is_empty();
     if measures {
         let windows: Vec<usize> = (0..opts.sensitivity_windows.max(1).min(sp.n_search)).collect();
-        let probe = Probe::new(&model, &sp.probe[..sp.n_search], progress)?;
-        let dkl = sensitivity::measure(&model, &db, &probe, &windows, opts.sensitivity, progress)?;
         let part =
             sensitivity_part(&dir, &sensitivity::cache_name(opts.sensitivity, &db.key, windows.len()), index, count);
-        sensitivity::save(&part, &db, &dkl)?;
+        // A run of this index that finished before measured them already.
+        let measured = sensitivity::read(&part).is_ok_and(|m| m.keys().eq(db.tensors.keys()));
+        if !measured {
+            let probe = Probe::new(&model, &sp.probe[..sp.n_search], progress)?;
+            let dkl = sensitivity::measure(&model, &db, &probe, &windows, opts.sensitivity, progress)?;
+            sensitivity::save(&part, &db, &dkl)?;
+        }
     }
     let sensitivity_s = t.elapsed().as_secs_f64();
     let units: Vec<String> =
@@ -471,7 +475,7 @@ mod tests {
     #[test]
     fn missing_shards_are_named() {
         let dir = scratch("marks");
-        assert!(missing(&dir).unwrap().contains("have not finished"));
+        assert!(missing(&dir).unwrap().contains("no shard prepared in"));
         mark_done(&dir, 0, 3, &serde_json::json!({})).unwrap();
         mark_done(&dir, 2, 3, &serde_json::json!({})).unwrap();
         let why = missing(&dir).unwrap();

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The sharded plan on a real (single-node, localhost) Slurm cluster: plan.json from a prepare
+# job, a 4-task job array and a merge job (scripts/slurm/submit.sh) must equal a single
+# process's, timings aside; and again after one array task is cancelled mid-work and only that
+# index is resubmitted. A merge run before every shard is done must fail, naming the missing one.
+#
+#   scripts/test_slurm.sh        # root; installs slurm-wlm and munge (Debian) if missing
+#
+# Where the cluster cannot run here (not root, no apt-get, a daemon that does not come up) it
+# says why and exits 0. TRIAGE: the binary (default target/release/triage, copied once so every
+# run uses the same one). CPUS: CPUs per Slurm task (default 2). KEEP=1 keeps the work folder
+# (caches, logs) after a pass.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+src=${TRIAGE:-target/release/triage}
+[ -x "$src" ] || { echo "test_slurm: FAIL: no triage binary at $src (cargo build --release)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/triage-slurm.XXXXXX)
+chmod 755 "$work" # the munge user keeps its files in the cluster folder
+state=$work/cluster
+cp "$src" "$work/triage"
+triage=$work/triage
+task=$root/scripts/slurm/plan.sbatch
+cpus=${CPUS:-2}
+args=(--model "$root/assets/SmolLM2-135M-Instruct.Q4_1.gguf" --calib "$root/assets/calib.txt" --budget bpw=5.5
+  --types Q4_1,Q8_0 --tokens 1024 --frontier 0)
+
+# The summary: one row per step, its seconds and what came of it.
+rows=()
+t_start=$SECONDS
+row() { rows+=("$(printf '%-52s %5s s  %s' "$1" "$2" "$3")"); }
+summary() {
+  echo
+  echo "step                                                 time  result"
+  printf '%s\n' "${rows[@]}"
+  echo "total: $((SECONDS - t_start)) s"
+  local d f start what
+  for d in "$work/logs4" "$work/logsK"; do
+    [ -d "$d" ] || continue
+    echo "jobs in ${d##*/}: start, seconds (its log's first line to its last write), outcome"
+    for f in "$d"/*.out; do
+      start=$(head -n1 "$f" | cut -d' ' -f1)
+      what=$(grep -h -o '^shard [0-9/]*: [^;]*\|^prepared the states entering [0-9]* blocks\|^wrote [^:]*\|not done ([^)]*)' "$f" | head -n1 || true)
+      printf '  %-20s %s %4s s  %s\n' "$(basename "$f" .out)" "${start:11:8}" \
+        $(($(stat -c %Y "$f") - $(date -d "$start" +%s 2>/dev/null || stat -c %Y "$f"))) "${what:-no result (cancelled?)}"
+    done | sort -b -k2,2
+  done
+}
+passed=0
+finish() {
+  local rc=$?
+  set +e
+  summary
+  "$root/scripts/slurm/cluster.sh" stop "$state" >/dev/null 2>&1 || true
+  if [ $passed -eq 1 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$work"; else echo "work folder kept: $work"; fi
+  exit $rc
+}
+fail() {
+  echo "test_slurm: FAIL: $*" >&2
+  exit 1
+}
+
+t=$SECONDS
+rc=0
+line=$("$root/scripts/slurm/cluster.sh" start "$state" 2>&1) || rc=$?
+if [ $rc -eq 2 ]; then
+  echo "test_slurm: $(echo "$line" | tail -n1)"
+  rm -rf "$work"
+  exit 0
+fi
+trap finish EXIT
+[ $rc -eq 0 ] || fail "cluster.sh start exited $rc: $line"
+echo "$line"
+row "cluster up (1 node, $(nproc) CPUs)" $((SECONDS - t)) ok
+export SLURM_CONF=$state/slurm.conf
+
+# Two plan.json files equal, "timings" aside.
+same_plan() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for d in (a, b):
+    d.pop("timings", None)
+if a != b:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    print(f"differ in {', '.join(keys)}")
+    sys.exit(1)
+EOF
+}
+# The lines triage's shard runs printed ("shard I/N: ...") in log folder $1.
+shard_lines() { cat "$1"/*.out 2>/dev/null | grep -h '^shard ' | sort | sed 's/^/  /' || true; }
+# The state of array task $1 (empty when not queued or running).
+task_state() { squeue -h -r -o '%i %T' 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }'; }
+# Wait up to $1 seconds for the command after it.
+wait_for() {
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.5
+  done
+}
+
+# 1. One process.
+echo "== single process (cache C1)"
+t=$SECONDS
+"$triage" plan "${args[@]}" --cache "$work/C1" --out "$work/single.json" >"$work/single.log" 2>&1 ||
+  { tail -n 5 "$work/single.log" >&2; fail "single-process plan failed"; }
+row "single process: triage plan" $((SECONDS - t)) ok
+
+# 2. prepare + 4-shard array + merge through submit.sh.
+echo "== Slurm: prepare, array 0-3, merge (cache C4)"
+t=$SECONDS
+"$root/scripts/slurm/submit.sh" --wait --triage "$triage" --cpus "$cpus" --shards 4 --cache "$work/C4" --out "$work/sharded.json" \
+  --logs "$work/logs4" -- "${args[@]}" || { tail -n 3 "$work"/logs4/*.out >&2; fail "submit.sh --wait failed"; }
+shard_lines "$work/logs4"
+why=$(same_plan "$work/single.json" "$work/sharded.json") || fail "4 Slurm shards' plan.json differs from one process's: $why"
+row "Slurm: submit.sh --wait (prepare, 4 shards, merge)" $((SECONDS - t)) "plan.json = single's"
+
+# 3. A shard cancelled mid-work, the merge run too early, the shard resubmitted alone.
+echo "== Slurm: array task 1 cancelled, early merge, task 1 resubmitted (cache CK)"
+logs=$work/logsK
+mkdir -p "$logs"
+step=("$triage" "$work/CK" "$work/killed.json" "${args[@]}")
+sub() { sbatch --parsable --cpus-per-task="$cpus" "$@" | cut -d';' -f1; }
+t=$SECONDS
+prep=$(sub --job-name=k-prepare --output="$logs/%x-%j.out" "$task" prepare "${step[@]}")
+arr=$(sub --job-name=k-shard --array=0-3 --output="$logs/%x-%A_%a.out" --dependency=afterok:"$prep" \
+  --kill-on-invalid-dep=yes "$task" auto/4 "${step[@]}")
+echo "prepare: $prep, array: $arr"
+wait_for 600 bash -c "[ \"\$(squeue -h -r -o '%i %T' | awk '\$1 == \"${arr}_1\" { print \$2 }')\" = RUNNING ]" ||
+  fail "array task ${arr}_1 never ran: $(task_state "${arr}_1") $(cat "$logs"/*.out | tail -n 3)"
+t1=$SECONDS
+# Let it get into the layer database (its progress lines), then cancel it.
+wait_for 60 grep -q 'layer database' "$logs/k-shard-${arr}_1.out" || true
+sleep 3
+scancel "${arr}_1"
+cancelled_after=$((SECONDS - t1))
+wait_for 30 bash -c "[ -z \"\$(squeue -h -r -o '%i' | grep -x '${arr}_1')\" ]" || fail "${arr}_1 still queued after scancel"
+state1=$(scontrol show job -o "${arr}_1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 || true)
+echo "task ${arr}_1 cancelled ${cancelled_after} s into its run: ${state1:-gone}"
+[ -z "$state1" ] || [ "$state1" = CANCELLED ] || fail "${arr}_1 is $state1 after scancel, not CANCELLED"
+row "Slurm: prepare + array 0-3 until task 1 is cancelled" $((SECONDS - t)) "${state1:-cancelled} after ${cancelled_after} s"
+
+# Chained, so no poll stands between them: a merge after the array (tasks 0, 2 and 3 done, 1
+# not), which must fail; index 1 alone again only if it did (afternotok); the merge after that.
+t=$SECONDS
+early=$(sub --job-name=k-merge-early --output="$logs/%x-%j.out" --dependency=afterany:"$arr" "$task" merge "${step[@]}")
+again=$(sub --job-name=k-shard --array=1 --output="$logs/%x-%A_%a.out" --dependency=afternotok:"$early" \
+  --kill-on-invalid-dep=yes "$task" auto/4 "${step[@]}")
+rc=0
+merge=$(sub --job-name=k-merge --output="$logs/%x-%j.out" --dependency=afterok:"$again" --kill-on-invalid-dep=yes \
+  --wait "$task" merge "${step[@]}") || rc=$?
+echo "early merge: $early, index 1 again: array $again, merge: $merge (exit $rc)"
+msg=$(grep -h 'not done' "$logs/k-merge-early-$early.out" || true)
+echo "early merge said: $msg"
+[ -n "$msg" ] || fail "the early merge's log has no 'not done' line: $(tail -n 3 "$logs/k-merge-early-$early.out")"
+echo "$msg" | grep -q '1/4' || fail "the early merge does not name shard 1/4: $msg"
+[ -f "$logs/k-shard-${again}_1.out" ] || fail "index 1 was not run again: the early merge did not fail"
+row "Slurm: rest of array, merge (fails), index 1, merge" $((SECONDS - t)) "early merge: 'not done (1/4)'"
+shard_lines "$logs"
+[ $rc -eq 0 ] && [ -f "$work/killed.json" ] || { tail -n 3 "$logs"/*.out >&2; fail "resubmitted shard 1 + merge failed (exit $rc)"; }
+why=$(same_plan "$work/single.json" "$work/killed.json") || fail "plan.json after the resubmitted shard differs from one process's: $why"
+rows[-1]="${rows[-1]}; plan.json = single's"
+
+passed=1
+echo "test_slurm: PASS"
