@@ -17,4 +17,5 @@ cargo test --release --locked "$@"
 # elsewhere it says why it cannot run and passes). Only for the whole suite, not a filtered run.
 if [ $# -eq 0 ]; then
   scripts/test_slurm.sh
+  python3 scripts/check_k8s.py deploy/k8s/plan-job.yaml
 fi
