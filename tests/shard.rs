@@ -124,8 +124,12 @@ fn shard_misuse_gets_one_line() {
         assert_eq!(o.status.code(), Some(2), "{stderr}");
         assert!(stderr.lines().count() == 1 && stderr.contains(says), "{shard}: {stderr}");
     }
-    ok(&plan(&d, &cache, &out, &["--shard", "prepare"], &[]));
+    // A shard writes no plan: its --out's folder need not exist where it runs.
+    ok(&plan(&d, &cache, &d.join("elsewhere/plan.json"), &["--shard", "prepare"], &[]));
     one_line_error(&plan(&d, &cache, &out, &[], &[]), "is done: run --shard I/N");
     assert!(!out.exists());
+    // A run with other arguments than the shards' says that it builds alone.
+    let log = ok(&plan(&d, &cache, &out, &["--damp", "0.02"], &[]));
+    assert!(log.contains("are for other arguments than this run's"), "{log}");
     std::fs::remove_dir_all(&d).ok();
 }

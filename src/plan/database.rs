@@ -427,10 +427,9 @@ fn rebuild(
                 eprintln!("resuming the layer database: block {i} was built by an earlier run");
             }
         }
-        many => eprintln!(
-            "resuming the layer database: {} blocks were built by an earlier run or by shards",
-            many.len()
-        ),
+        many => {
+            eprintln!("resuming the layer database: {} blocks were built by an earlier run or by shards", many.len())
+        }
     }
     progress.step(done_weights / MILLION, None);
     if let (Some(&first), Some(&last)) = (to_build.first(), to_build.last()) {

@@ -309,6 +309,9 @@ pub fn plan(
         if let Some(why) = shards.is_dir().then(|| shard::missing(shards)).flatten().filter(|_| !cached) {
             return Err(PlanError::Budget(why));
         }
+        if !shards.is_dir() && !cached {
+            shard::warn_of_others(d, shards);
+        }
     }
     let probe = Probe::new(&base, &sp.probe, progress)?;
     let pool: Vec<usize> = (0..sp.n_search).collect();

@@ -196,6 +196,27 @@ pub fn missing(dir: &Path) -> Option<String> {
     ))
 }
 
+/// Warns when the cache folder `cache` holds shards' folders other than `ours`: shards run with
+/// other arguments (another --tokens, --types, …) make another database, which this run, not
+/// finding its own, then builds alone.
+pub fn warn_of_others(cache: &Path, ours: &Path) {
+    let others: Vec<PathBuf> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.to_string_lossy().ends_with(".shards") && p != ours)
+        .collect();
+    if let Some(first) = others.first() {
+        eprintln!(
+            "warning: {} shards' folder(s) in {} (e.g. {}) are for other arguments than this run's; it builds its layer database alone (give every step the same arguments to use them)",
+            others.len(),
+            cache.display(),
+            first.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
+}
+
 /// The file of the state entering block `i`.
 pub fn state_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(STATES).join(format!("block-{i}.f32"))
