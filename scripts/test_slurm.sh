@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sharded plan on a real (single-node, localhost) Slurm cluster: plan.json from a prepare
 # job, a 4-task job array and a merge job (scripts/slurm/submit.sh) must equal a single
-# process's, timings aside; and again after one array task is cancelled mid-work and only that
+# process's, timings aside; and again after one array task is killed mid-work (SIGKILL) and only that
 # index is resubmitted. A merge run before every shard is done must fail, naming the missing one.
 #
 #   scripts/test_slurm.sh        # root; installs slurm-wlm and munge (Debian) if missing
@@ -117,30 +117,20 @@ shard_lines "$work/logs4"
 why=$(same_plan "$work/single.json" "$work/sharded.json") || fail "4 Slurm shards' plan.json differs from one process's: $why"
 row "Slurm: submit.sh --wait (prepare, 4 shards, merge)" $((SECONDS - t)) "plan.json = single's"
 
-# 3. A shard cancelled mid-work, the merge run too early, the shard resubmitted alone.
-echo "== Slurm: array task 1 cancelled, early merge, task 1 resubmitted (cache CK)"
+# 3. A shard killed mid-work, the merge run too early, the shard resubmitted alone.
+echo "== Slurm: array task 1 killed, early merge, task 1 resubmitted (cache CK)"
 logs=$work/logsK
 mkdir -p "$logs"
 step=("$triage" "$work/CK" "$work/killed.json" "${args[@]}")
 sub() { sbatch --parsable --cpus-per-task="$cpus" "$@" | cut -d';' -f1; }
 t=$SECONDS
 prep=$(sub --job-name=k-prepare --output="$logs/%x-%j.out" "$task" prepare "${step[@]}")
+# Task 1 owns blocks 9-18: TRIAGE_FAILPOINT ends it by SIGKILL once block 11 is saved (step 12),
+# a shard killed midway at an exact point; the other tasks never reach that step.
 arr=$(sub --job-name=k-shard --array=0-3 --output="$logs/%x-%A_%a.out" --dependency=afterok:"$prep" \
-  --kill-on-invalid-dep=yes "$task" auto/4 "${step[@]}")
-echo "prepare: $prep, array: $arr"
-wait_for 600 bash -c "[ \"\$(squeue -h -r -o '%i %T' | awk '\$1 == \"${arr}_1\" { print \$2 }')\" = RUNNING ]" ||
-  fail "array task ${arr}_1 never ran: $(task_state "${arr}_1") $(cat "$logs"/*.out | tail -n 3)"
-t1=$SECONDS
-# Let it get into the layer database (its progress lines), then cancel it.
-wait_for 60 grep -q 'layer database' "$logs/k-shard-${arr}_1.out" || true
-sleep 3
-scancel "${arr}_1"
-cancelled_after=$((SECONDS - t1))
-wait_for 30 bash -c "[ -z \"\$(squeue -h -r -o '%i' | grep -x '${arr}_1')\" ]" || fail "${arr}_1 still queued after scancel"
-state1=$(scontrol show job -o "${arr}_1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 || true)
-echo "task ${arr}_1 cancelled ${cancelled_after} s into its run: ${state1:-gone}"
-[ -z "$state1" ] || [ "$state1" = CANCELLED ] || fail "${arr}_1 is $state1 after scancel, not CANCELLED"
-row "Slurm: prepare + array 0-3 until task 1 is cancelled" $((SECONDS - t)) "${state1:-cancelled} after ${cancelled_after} s"
+  --kill-on-invalid-dep=yes --export=ALL,TRIAGE_FAILPOINT=database-block:12:kill "$task" auto/4 "${step[@]}")
+echo "prepare: $prep, array: $arr (task 1 killed after its block 11)"
+row "Slurm: prepare + array 0-3, task 1 killed (SIGKILL)" $((SECONDS - t)) "submitted"
 
 # Chained, so no poll stands between them: a merge after the array (tasks 0, 2 and 3 done, 1
 # not), which must fail; index 1 alone again only if it did (afternotok); the merge after that.
@@ -157,6 +147,8 @@ echo "early merge said: $msg"
 [ -n "$msg" ] || fail "the early merge's log has no 'not done' line: $(tail -n 3 "$logs/k-merge-early-$early.out")"
 echo "$msg" | grep -q '1/4' || fail "the early merge does not name shard 1/4: $msg"
 [ -f "$logs/k-shard-${again}_1.out" ] || fail "index 1 was not run again: the early merge did not fail"
+grep -q 'block 11 was built by an earlier run' "$logs/k-shard-${again}_1.out" ||
+  fail "index 1 run again did not take the blocks its killed run saved: $(grep -h resuming "$logs/k-shard-${again}_1.out")"
 row "Slurm: rest of array, merge (fails), index 1, merge" $((SECONDS - t)) "early merge: 'not done (1/4)'"
 shard_lines "$logs"
 [ $rc -eq 0 ] && [ -f "$work/killed.json" ] || { tail -n 3 "$logs"/*.out >&2; fail "resubmitted shard 1 + merge failed (exit $rc)"; }
