@@ -384,7 +384,8 @@ fn rebuild(
     progress.step(0, None);
     // A unit saved by an interrupted build (or a shard) under the same key, or still whole in
     // `reuse`, is taken; the others are built.
-    let mut take = |unit: &str, expected: &BTreeMap<String, (usize, usize)>| -> Option<Database> {
+    // Returns the unit and whether it came from the partial folder.
+    let mut take = |unit: &str, expected: &BTreeMap<String, (usize, usize)>| -> Option<(Database, bool)> {
         let saved = partial.map(|d| d.join(format!("{unit}.gguf")));
         let resumed = match saved.as_deref().map(|p| (p, saved_block(p, &key, expected, kind, menu))) {
             Some((_, Ok(Some(db)))) => Some(db),
@@ -397,7 +398,9 @@ fn rebuild(
             }
             _ => None,
         };
-        resumed.or_else(|| reuse.as_mut().and_then(|r| r.take(expected, kind, menu)))
+        resumed
+            .map(|db| (db, true))
+            .or_else(|| reuse.as_mut().and_then(|r| r.take(expected, kind, menu)).map(|db| (db, false)))
     };
     let block_tensors = |i: usize| -> BTreeMap<String, (usize, usize)> {
         all.iter().filter(|(name, _)| gguf_block(name) == Some(i)).map(|(name, &shape)| (name.clone(), shape)).collect()
@@ -410,8 +413,8 @@ fn rebuild(
             continue;
         }
         match take(&format!("block-{i}"), &expected) {
-            Some(db) => {
-                if partial.is_some_and(|d| d.join(format!("block-{i}.gguf")).exists()) {
+            Some((db, saved)) => {
+                if saved {
                     resumed.push(i);
                 }
                 done_weights += expected.values().map(|(r, c)| r * c).sum::<usize>();
@@ -476,7 +479,7 @@ fn rebuild(
     }
     for (name, (rows, cols)) in all.into_iter().filter(|(name, _)| gguf_block(name).is_none()) {
         let unit = format!("matrix-{name}");
-        if let Some(db) = take(&unit, &BTreeMap::from([(name.clone(), (rows, cols))])) {
+        if let Some((db, _)) = take(&unit, &BTreeMap::from([(name.clone(), (rows, cols))])) {
             db.move_into(&mut spill, &mut tensors).map_err(spill_error)?;
             done_weights += rows * cols;
             continue;
