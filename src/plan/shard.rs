@@ -251,7 +251,8 @@ pub fn load_states(path: &Path) -> Result<Vec<Tensor>, String> {
     }
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8], String> {
-        let s = body.get(at..at + n).ok_or_else(|| "it is shorter than its header says".to_string())?;
+        let end = at.checked_add(n).filter(|&e| e <= body.len());
+        let s = end.map(|e| &body[at..e]).ok_or_else(|| "it is shorter than its header says".to_string())?;
         at += n;
         Ok(s)
     };
@@ -262,7 +263,7 @@ pub fn load_states(path: &Path) -> Result<Vec<Tensor>, String> {
         let dims: Vec<usize> = (0..rank)
             .map(|_| take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize))
             .collect::<Result<_, _>>()?;
-        let count: usize = dims.iter().product();
+        let count = dims.iter().try_fold(4usize, |n, &d| n.checked_mul(d)).ok_or("its dims overflow")? / 4;
         let v: Vec<f32> =
             take(4 * count)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
         states.push(Tensor::from_vec(v, dims.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?);
