@@ -4,7 +4,8 @@
 # `triage compress --budget`), and the plan.json (timings aside) and GGUF must be the single
 # process's, byte for byte. Prints a table of wall times (seconds).
 #   scripts/check_shards.sh [COUNTS...]        (default: 1 2 4 7)
-# Extra plan arguments come from $ARGS (default: a quick menu on 2048 tokens).
+# Extra plan arguments come from $ARGS (default: a plan that mixes Q4_0 and this Q4_1 model's own
+# Q4_1, on 1024 tokens).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch_assets.sh >/dev/null
@@ -12,7 +13,7 @@ cargo build --release --locked --quiet
 T=target/release/triage
 COUNTS=("${@:-1 2 4 7}")
 read -r -a COUNTS <<<"${COUNTS[*]}"
-ARGS=${ARGS:---budget bpw=5.5 --types Q4_1,Q5_0,Q8_0 --tokens 2048 --frontier 0}
+ARGS=${ARGS:---budget bpw=4.75 --types Q4_0,Q4_1 --tokens 1024 --frontier 0}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 run() { "$T" "$@" --model assets/SmolLM2-135M-Instruct.Q4_1.gguf --calib assets/calib.txt $ARGS >>"$W/log" 2>&1; }

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The sharded plan on a real (single-node, localhost) Slurm cluster: plan.json from a prepare
-# job, a 4-task job array and a merge job (scripts/slurm/submit.sh) must equal a single
-# process's, timings aside; and again after one array task is killed mid-work (SIGKILL) and only that
+# The sharded plan on a real (single-node, localhost) Slurm cluster: for 1, 2 and 7 shards, a
+# prepare job, a job array and a merge job (scripts/slurm/submit.sh, the merge by `triage compress
+# --budget`) must write the plan.json (timings aside) and the GGUF file of a single process, byte
+# for byte; and for 4 shards again after one array task is killed mid-work (SIGKILL) and only that
 # index is resubmitted. A merge run before every shard is done must fail, naming the missing one.
 #
 #   scripts/test_slurm.sh        # root; installs slurm-wlm and munge (Debian) if missing
 #
 # Where the cluster cannot run here (not root, no apt-get, a daemon that does not come up) it
 # says why and exits 0. TRIAGE: the binary (default target/release/triage, copied once so every
-# run uses the same one). CPUS: CPUs per Slurm task (default 2). KEEP=1 keeps the work folder
+# run uses the same one). CPUS: CPUs per Slurm task (default 2). COUNTS: the shard counts run
+# through submit.sh (default "1 2 7"; 4 is the killed run's). KEEP=1 keeps the work folder
 # (caches, logs) after a pass.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,8 +25,11 @@ cp "$src" "$work/triage"
 triage=$work/triage
 task=$root/scripts/slurm/plan.sbatch
 cpus=${CPUS:-2}
-args=(--model "$root/assets/SmolLM2-135M-Instruct.Q4_1.gguf" --calib "$root/assets/calib.txt" --budget bpw=5.5
-  --types Q4_1,Q8_0 --tokens 1024 --frontier 0)
+read -r -a counts <<<"${COUNTS:-1 2 7}"
+# A plan that mixes two types (Q4_0 where it costs least, this Q4_1 model's own Q4_1 elsewhere) on
+# short windows: the database and sensitivities of all 211 tensors in about a minute.
+args=(--model "$root/assets/SmolLM2-135M-Instruct.Q4_1.gguf" --calib "$root/assets/calib.txt" --budget bpw=4.75
+  --types Q4_0,Q4_1 --tokens 256 --ctx 128 --holdout-windows 2 --frontier 0)
 
 # The summary: one row per step, its seconds and what came of it.
 rows=()
@@ -36,7 +41,7 @@ summary() {
   printf '%s\n' "${rows[@]}"
   echo "total: $((SECONDS - t_start)) s"
   local d f start what
-  for d in "$work/logs4" "$work/logsK"; do
+  for d in "$work"/logs*; do
     [ -d "$d" ] || continue
     echo "jobs in ${d##*/}: start, seconds (its log's first line to its last write), outcome"
     for f in "$d"/*.out; do
@@ -88,40 +93,39 @@ if a != b:
     sys.exit(1)
 EOF
 }
+# The compressed model $2.gguf and its plan $2.plan.json are those of one process ($1.*).
+same_model() {
+  local why
+  why=$(same_plan "$1.plan.json" "$2.plan.json") || { echo "plan.json $why"; return 1; }
+  cmp -s "$1.gguf" "$2.gguf" || { echo "GGUF files differ ($(cmp "$1.gguf" "$2.gguf" 2>&1 | head -n1))"; return 1; }
+}
 # The lines triage's shard runs printed ("shard I/N: ...") in log folder $1.
 shard_lines() { cat "$1"/*.out 2>/dev/null | grep -h '^shard ' | sort | sed 's/^/  /' || true; }
-# The state of array task $1 (empty when not queued or running).
-task_state() { squeue -h -r -o '%i %T' 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }'; }
-# Wait up to $1 seconds for the command after it.
-wait_for() {
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -lt $end ] || return 1
-    sleep 0.5
-  done
-}
 
 # 1. One process.
 echo "== single process (cache C1)"
 t=$SECONDS
-"$triage" plan "${args[@]}" --cache "$work/C1" --out "$work/single.json" >"$work/single.log" 2>&1 ||
-  { tail -n 5 "$work/single.log" >&2; fail "single-process plan failed"; }
-row "single process: triage plan" $((SECONDS - t)) ok
+"$triage" compress "${args[@]}" --cache "$work/C1" --out "$work/single.gguf" >"$work/single.log" 2>&1 ||
+  { tail -n 5 "$work/single.log" >&2; fail "single-process compress failed"; }
+row "single process: triage compress --budget" $((SECONDS - t)) "$(grep -o 'tensors: .*(' "$work/single.log" | head -n1 | tr -d '(')"
 
-# 2. prepare + 4-shard array + merge through submit.sh.
-echo "== Slurm: prepare, array 0-3, merge (cache C4)"
-t=$SECONDS
-"$root/scripts/slurm/submit.sh" --wait --triage "$triage" --cpus "$cpus" --shards 4 --cache "$work/C4" --out "$work/sharded.json" \
-  --logs "$work/logs4" -- "${args[@]}" || { tail -n 3 "$work"/logs4/*.out >&2; fail "submit.sh --wait failed"; }
-shard_lines "$work/logs4"
-why=$(same_plan "$work/single.json" "$work/sharded.json") || fail "4 Slurm shards' plan.json differs from one process's: $why"
-row "Slurm: submit.sh --wait (prepare, 4 shards, merge)" $((SECONDS - t)) "plan.json = single's"
+# 2. prepare + N-task array + merge through submit.sh.
+for n in "${counts[@]}"; do
+  echo "== Slurm: prepare, array 0-$((n - 1)), merge (cache C$n)"
+  t=$SECONDS
+  "$root/scripts/slurm/submit.sh" --wait --triage "$triage" --cpus "$cpus" --shards "$n" --cache "$work/C$n" \
+    --out "$work/sharded$n.gguf" --logs "$work/logs$n" -- "${args[@]}" ||
+    { tail -n 3 "$work/logs$n"/*.out >&2; fail "submit.sh --wait --shards $n failed"; }
+  shard_lines "$work/logs$n"
+  why=$(same_model "$work/single" "$work/sharded$n") || fail "$n Slurm shards' model differs from one process's: $why"
+  row "Slurm: submit.sh --wait (prepare, $n shards, merge)" $((SECONDS - t)) "plan.json and GGUF = single's"
+done
 
 # 3. A shard killed mid-work, the merge run too early, the shard resubmitted alone.
-echo "== Slurm: array task 1 killed, early merge, task 1 resubmitted (cache CK)"
+echo "== Slurm: array task 1 of 4 killed, early merge, task 1 resubmitted (cache C4)"
 logs=$work/logsK
 mkdir -p "$logs"
-step=("$triage" "$work/CK" "$work/killed.json" "${args[@]}")
+step=("$triage" "$work/C4" "$work/killed.gguf" "${args[@]}")
 sub() { sbatch --parsable --cpus-per-task="$cpus" "$@" | cut -d';' -f1; }
 t=$SECONDS
 prep=$(sub --job-name=k-prepare --output="$logs/%x-%j.out" "$task" prepare "${step[@]}")
@@ -151,9 +155,9 @@ grep -q 'block 11 was built by an earlier run' "$logs/k-shard-${again}_1.out" ||
   fail "index 1 run again did not take the blocks its killed run saved: $(grep -h resuming "$logs/k-shard-${again}_1.out")"
 row "Slurm: rest of array, merge (fails), index 1, merge" $((SECONDS - t)) "early merge: 'not done (1/4)'"
 shard_lines "$logs"
-[ $rc -eq 0 ] && [ -f "$work/killed.json" ] || { tail -n 3 "$logs"/*.out >&2; fail "resubmitted shard 1 + merge failed (exit $rc)"; }
-why=$(same_plan "$work/single.json" "$work/killed.json") || fail "plan.json after the resubmitted shard differs from one process's: $why"
-rows[-1]="${rows[-1]}; plan.json = single's"
+[ $rc -eq 0 ] && [ -f "$work/killed.gguf" ] || { tail -n 3 "$logs"/*.out >&2; fail "resubmitted shard 1 + merge failed (exit $rc)"; }
+why=$(same_model "$work/single" "$work/killed") || fail "the model after the resubmitted shard differs from one process's: $why"
+rows[-1]="${rows[-1]}; plan.json and GGUF = single's"
 
 passed=1
 echo "test_slurm: PASS"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Submit a sharded `triage plan` to Slurm: a prepare job, a job array of N shards after it, and
-# a merge job after the array, which writes plan.json (the same file as one process would).
+# a merge job after the array, which writes plan.json (the same file as one process would), or,
+# for an --out ending in .gguf, the compressed model and its plan (`triage compress --budget`).
 #
 #   scripts/slurm/submit.sh [--wait] [--triage BIN] [--cpus C] [--logs DIR] \
-#       --shards N --cache DIR --out plan.json -- PLAN_ARGS...
+#       --shards N --cache DIR --out plan.json|model.gguf -- PLAN_ARGS...
 #
 #   e.g. scripts/slurm/submit.sh --shards 8 --cache /shared/triage-cache --out /shared/plan.json \
 #          -- --model /shared/m.gguf --calib /shared/calib.txt --budget bpw=4.5
@@ -16,7 +17,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 
 wait=0 triage=${TRIAGE:-} cpus=2 logs=slurm-logs shards='' cache='' out=''
 while [ $# -gt 0 ]; do
