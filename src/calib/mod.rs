@@ -1,7 +1,8 @@
 //! The calibration layer that compression, the profile, the planner and evaluation share: texts
 //! read once and cut into token windows (here), the runner that carries the windows through a
 //! model block by block ([`runner`]), the input moments every linear's calibrated rounding needs
-//! ([`moments`]), and llama.cpp's importance matrices ([`imatrix`]).
+//! ([`moments`], its tokens weighted as [`token_weights`] says), and llama.cpp's importance
+//! matrices ([`imatrix`]).
 //!
 //! The perplexity protocol (docs/design.md, "The perplexity protocol"): tokenize the whole file with no special tokens, cut it into
 //! non-overlapping windows of `ctx` tokens, drop the remainder, run each window on its own. When
@@ -11,6 +12,7 @@
 pub mod imatrix;
 pub mod moments;
 pub mod runner;
+pub mod token_weights;
 
 use std::path::{Path, PathBuf};
 

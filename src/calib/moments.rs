@@ -8,6 +8,7 @@ use candle_core::Tensor;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
+use super::token_weights::TokenWeights;
 use crate::model::kernels::with_f32;
 use crate::model::Capture;
 use crate::model::{Block, Linear, Result};
@@ -44,6 +45,22 @@ impl InputMoments {
             let dst = MatMut::from_row_major_slice_mut(&mut self.xxt, n, n);
             matmul(dst, Accum::Add, xm.transpose(), xm, 1.0f32, Par::rayon(0));
         })?;
+        self.n_tokens += rows;
+        Ok(())
+    }
+
+    /// Adds the tokens of `x` (…, dim), token t weighted by `w[t]`: Σ_t w_t x_t x_tᵀ, as the
+    /// product of the rows scaled by √w_t.
+    pub fn add_weighted(&mut self, x: &Tensor, w: &[f32]) -> Result<()> {
+        let n = self.dim;
+        let rows = x.elem_count() / n;
+        assert_eq!(w.len(), rows, "one weight per token");
+        let scaled: Vec<f32> = with_f32(x, |xs| {
+            xs.chunks_exact(n).zip(w).flat_map(|(r, &wt)| r.iter().map(move |v| v * wt.sqrt())).collect()
+        })?;
+        let xm = MatRef::from_row_major_slice(&scaled, rows, n);
+        let dst = MatMut::from_row_major_slice_mut(&mut self.xxt, n, n);
+        matmul(dst, Accum::Add, xm.transpose(), xm, 1.0f32, Par::rayon(0));
         self.n_tokens += rows;
         Ok(())
     }
@@ -106,21 +123,37 @@ impl InputMoments {
 }
 
 /// The input moments of one block's four linear inputs (q/k/v, attn_output, gate/up, ffn_down),
-/// gathered as a [`Capture`] while the block runs.
+/// gathered as a [`Capture`] while the block runs, each token weighted as `weights` says.
 #[derive(Debug, Clone)]
 pub struct BlockMoments {
     pub groups: Vec<InputMoments>,
+    weights: TokenWeights,
+    /// The current batch's token weights, once known.
+    current: Option<Vec<f32>>,
+    /// Inputs that came before their batch's weights (q/k/v, read before the attention that
+    /// weighs them runs): (the first linear's name, the input).
+    pending: Vec<(String, Tensor)>,
 }
 
 impl BlockMoments {
+    /// Every token alike.
     pub fn new(block: &Block) -> Self {
+        Self::weighted(block, TokenWeights::Equal)
+    }
+
+    pub fn weighted(block: &Block, weights: TokenWeights) -> Self {
         let group =
             |ls: &[&Linear]| InputMoments::new(ls.iter().map(|l| l.name.clone()).collect(), ls[0].in_features());
         let (a, m) = (&block.attn, &block.mlp);
         fn all(ls: &[Linear]) -> Vec<&Linear> {
             ls.iter().collect()
         }
-        BlockMoments { groups: vec![group(&all(&a.qkv)), group(&[&a.o]), group(&all(&m.gate_up)), group(&[&m.down])] }
+        BlockMoments {
+            groups: vec![group(&all(&a.qkv)), group(&[&a.o]), group(&all(&m.gate_up)), group(&[&m.down])],
+            weights,
+            current: None,
+            pending: Vec::new(),
+        }
     }
 
     /// The moments of the input of linear `name`.
@@ -128,17 +161,70 @@ impl BlockMoments {
         self.groups.iter().find(|m| m.linears.iter().any(|l| l == name))
     }
 
+    /// Adds input `x` of `linears`, every token alike.
     pub fn add(&mut self, linears: &[&Linear], x: &Tensor) -> Result<()> {
-        if let Some(m) = self.groups.iter_mut().find(|m| m.linears[0] == linears[0].name) {
-            m.add(x)?;
+        self.add_to(&linears[0].name, x, None)
+    }
+
+    fn add_to(&mut self, first: &str, x: &Tensor, w: Option<&[f32]>) -> Result<()> {
+        if let Some(m) = self.groups.iter_mut().find(|m| m.linears[0] == first) {
+            match w {
+                Some(w) => m.add_weighted(x, w)?,
+                None => m.add(x)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the inputs held for the current batch's weights: weighted by `w`, or alike (None:
+    /// the batch gave no weights, its attention sublayer skipped).
+    fn flush(&mut self, w: Option<&[f32]>) -> Result<()> {
+        for (first, x) in std::mem::take(&mut self.pending) {
+            self.add_to(&first, &x, w)?;
         }
         Ok(())
     }
 }
 
 impl Capture for BlockMoments {
+    fn block_input(&mut self, _block: usize, x: &Tensor) -> Result<()> {
+        self.current = match self.weights {
+            TokenWeights::Actnorm => Some(self.weights.of_norms(x)?),
+            _ => None,
+        };
+        Ok(())
+    }
+
     fn linear_input(&mut self, _block: usize, linears: &[&Linear], x: &Tensor) -> Result<()> {
-        self.add(linears, x)
+        match (self.weights, self.current.take()) {
+            (TokenWeights::Equal, _) => self.add(linears, x),
+            (_, Some(w)) => {
+                let r = self.add_to(&linears[0].name, x, Some(&w));
+                self.current = Some(w);
+                r
+            }
+            (_, None) => {
+                self.pending.push((linears[0].name.clone(), x.clone()));
+                Ok(())
+            }
+        }
+    }
+
+    fn wants_attention(&self, _block: usize) -> bool {
+        self.weights.from_attention()
+    }
+
+    fn attention_probs(&mut self, _block: usize, probs: &Tensor) -> Result<()> {
+        let w = self.weights.of_attention(probs)?;
+        self.flush(Some(&w))?;
+        self.current = Some(w);
+        Ok(())
+    }
+
+    fn block_output(&mut self, _block: usize, _x: &Tensor) -> Result<()> {
+        self.flush(None)?;
+        self.current = None;
+        Ok(())
     }
 }
 
@@ -159,5 +245,79 @@ mod tests {
         assert_eq!(m.n_tokens, 3);
         // W = [[1, 1]]: WX = (3, 2, 4), ‖WX‖² = 29 = 10 − 2 + 21.
         assert!((m.output_energy(&[1., 1.]) - 29.0).abs() < 1e-9);
+        // Weights (2, 0, 1): 2·[[1,2],[2,4]] + [[0,0],[0,16]] = [[2, 4], [4, 24]].
+        let mut w = InputMoments::new(vec!["a".into()], 2);
+        w.add_weighted(&x, &[2., 0., 1.]).unwrap();
+        assert!(w.xxt.iter().zip([2., 4., 4., 24.]).all(|(a, b)| (a - b).abs() < 1e-5), "{:?}", w.xxt);
+        assert_eq!(w.n_tokens, 3);
+    }
+
+    /// What a block shows: its attention probabilities and every linear input.
+    #[derive(Default)]
+    struct Seen {
+        probs: Vec<Tensor>,
+        inputs: Vec<(String, Tensor)>,
+    }
+
+    impl Capture for Seen {
+        fn linear_input(&mut self, _block: usize, linears: &[&Linear], x: &Tensor) -> Result<()> {
+            self.inputs.push((linears[0].name.clone(), x.clone()));
+            Ok(())
+        }
+        fn wants_attention(&self, _block: usize) -> bool {
+            true
+        }
+        fn attention_probs(&mut self, _block: usize, probs: &Tensor) -> Result<()> {
+            self.probs.push(probs.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn attention_weighted_moments_weigh_every_input_of_the_batch_by_its_attention() {
+        use crate::calib::runner::{Runner, StateLimits};
+        use crate::calib::Windows;
+        use crate::model::BlockOpts;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let model = crate::model::Model::load(&dir).unwrap();
+        let ids: Vec<u32> = (0..64).map(|i| (i * 13 % 100) as u32).collect();
+        let runner = Runner::new(&model, &Windows::new(&ids, 16, None).unwrap(), 2, StateLimits::UNLIMITED).unwrap();
+        let block = &model.blocks[1];
+        for weights in [TokenWeights::Attention, TokenWeights::AttentionMild] {
+            // By hand: each batch's weights from its attention, every input of the batch
+            // (q/k/v's too, which come before the attention) weighted by them.
+            let mut want = BlockMoments::new(block);
+            for j in 0..runner.n_batches() {
+                let mut seen = Seen::default();
+                block
+                    .forward(
+                        &runner.state(j).unwrap(),
+                        &runner.config,
+                        &runner.positions,
+                        BlockOpts::default(),
+                        &mut seen,
+                    )
+                    .unwrap();
+                let w = weights.of_attention(&seen.probs[0]).unwrap();
+                assert!(w.iter().any(|&x| (x - 1.0).abs() > 0.1), "the weights tilt");
+                for (first, x) in &seen.inputs {
+                    want.add_to(first, x, Some(&w)).unwrap();
+                }
+            }
+            let mut got = BlockMoments::weighted(block, weights);
+            runner.run(block, BlockOpts::default(), &mut got, |_, _| {}).unwrap();
+            for (g, w) in got.groups.iter().zip(&want.groups) {
+                assert_eq!(g.n_tokens, 64);
+                assert_eq!(g.xxt, w.xxt, "{:?} {}", weights, g.linears[0]);
+            }
+            // Without its attention sublayer a block gives no weights: the MLP's inputs count alike.
+            let mut skipped = BlockMoments::weighted(block, weights);
+            let opts = BlockOpts { skip_attention: true, skip_mlp: false };
+            runner.run(block, opts, &mut skipped, |_, _| {}).unwrap();
+            let mut alike = BlockMoments::new(block);
+            runner.run(block, opts, &mut alike, |_, _| {}).unwrap();
+            assert_eq!(skipped.groups[2].xxt, alike.groups[2].xxt);
+            assert_eq!(skipped.groups[2].n_tokens, 64);
+        }
     }
 }

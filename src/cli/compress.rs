@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::calib::imatrix::Imatrix;
 use crate::calib::runner::StateLimits;
+use crate::calib::token_weights::TokenWeights;
 use crate::calib::{Text, Windows};
 use crate::compress::compressed::Compressed;
 use crate::compress::gptq::{GptqOptions, Sparsity};
@@ -139,6 +140,13 @@ pub struct CompressArgs {
     /// on SmolLM2 it lowers the mean KL of uniform Q4_K by 13% and of Q3_K by 12%).
     #[arg(long)]
     pub no_act_order: bool,
+    /// How the calibration tokens weigh in the statistics H = Σ r_t x_t x_tᵀ that GPTQ and the
+    /// imatrix-weighted grids read (RSQ): equal, attention (the attention each token receives in
+    /// its block, summed over heads and queries, scaled per window into [0.005, 1] as RSQ's
+    /// released runs do), attention-mild (the same into [1, 3]) or actnorm (the norm of the
+    /// token's residual stream, into [1, 3]). Recorded in plan.json and the GGUF's metadata.
+    #[arg(long, value_enum, default_value_t = TokenWeights::Equal)]
+    pub token_weights: TokenWeights,
     /// An imatrix file (llama.cpp GGUF or .dat) whose column importances weight the grids instead
     /// of those measured on --calib.
     #[arg(long)]
@@ -236,7 +244,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
         None => None,
     };
     check_output_of(&args, &model, &output)?;
-    let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
+    let gptq = GptqOptions {
+        damp: args.damp,
+        act_order: !args.no_act_order,
+        token_weights: args.token_weights,
+        ..GptqOptions::default()
+    };
     let (model, plan, mut planned) = make_plan(&args, model, &calib, gptq)?;
     if plan.tensors.is_empty()
         && plan.drop_blocks.is_empty()
@@ -261,7 +274,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     // A budget's file is made of the variants its search scored, read from the layer database.
     let mut compressed = match (planned.as_mut().and_then(|o| o.database.take()).filter(|_| !args.requantize), &model) {
-        (Some(db), Weights::Streamed(source)) => db.compressed(source, &plan)?,
+        (Some(db), Weights::Streamed(source)) => db.compressed(source, &plan, gptq.token_weights)?,
         _ => compress(model, &windows, &plan, &opts, &mut pb)?,
     };
     pb.finish_and_clear();

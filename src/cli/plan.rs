@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::calib::token_weights::TokenWeights;
 use crate::calib::Windows;
 use crate::compress::gptq::GptqOptions;
 use crate::ggml::types::{QuantType, QUANTIZED_TYPES};
@@ -154,6 +155,10 @@ pub struct PlanArgs {
     /// Turn off GPTQ's act-order in the database.
     #[arg(long)]
     pub no_act_order: bool,
+    /// How the calibration tokens weigh in the database's statistics (as compress's
+    /// --token-weights: equal, attention, attention-mild, actnorm).
+    #[arg(long, value_enum, default_value_t = TokenWeights::Equal)]
+    pub token_weights: TokenWeights,
     /// Stream the weights from the model's files, one block decoded at a time, instead of
     /// loading the whole model in f32: the layer database, the sensitivities and every plan's KL
     /// are then made block by block (memory: about one block in f32 and its statistics). For
@@ -329,7 +334,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
         memory_bytes(None),
         "the machine's memory",
     )?;
-    let gptq = GptqOptions { damp: args.damp, act_order: !args.no_act_order, ..GptqOptions::default() };
+    let gptq = GptqOptions {
+        damp: args.damp,
+        act_order: !args.no_act_order,
+        token_weights: args.token_weights,
+        ..GptqOptions::default()
+    };
     if let Some(shard) = args.shard {
         let (windows, opts) = options(&model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
         let mut pb = progress::staged("plan shard");

@@ -3,6 +3,7 @@
 //! every tensor — what the GGUF and Hugging Face writers read.
 
 use super::encoded::Encoded;
+use crate::calib::token_weights::TokenWeights;
 use crate::model::{Config, Model, Source};
 
 /// What was done to one tensor and how far its outputs moved.
@@ -81,6 +82,9 @@ pub struct Compressed {
     /// Output block index → source block index.
     pub kept_blocks: Vec<usize>,
     pub report: Vec<TensorReport>,
+    /// How the calibration tokens were weighted in the statistics (written to a GGUF's
+    /// metadata as `triage.token_weights` unless equal).
+    pub token_weights: TokenWeights,
 }
 
 impl Compressed {

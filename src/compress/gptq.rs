@@ -13,6 +13,8 @@ use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use rayon::prelude::*;
 
+use crate::calib::token_weights::TokenWeights;
+
 /// What each column is rounded onto. Columns come in groups (a GGUF block: 32 or 256 input
 /// columns share each row's scales); the group's grids are chosen from the current, already
 /// error-updated weights when its first column is reached.
@@ -79,11 +81,14 @@ pub struct GptqOptions {
     /// front from the original weights (GPTQ's static groups). Not combined with N:M masks,
     /// whose groups are consecutive columns.
     pub act_order: bool,
+    /// How the calibration tokens weigh in H = Σ_t r_t x_t x_tᵀ (RSQ), and so in every calibrated
+    /// rounding that reads H or its diagonal (the imatrix).
+    pub token_weights: TokenWeights,
 }
 
 impl Default for GptqOptions {
     fn default() -> Self {
-        GptqOptions { damp: 0.01, block: 128, act_order: false }
+        GptqOptions { damp: 0.01, block: 128, act_order: false, token_weights: TokenWeights::Equal }
     }
 }
 

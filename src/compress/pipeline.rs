@@ -106,7 +106,7 @@ pub fn compress(
         let block_opts =
             BlockOpts { skip_attention: plan.drop_attention.contains(&i), skip_mlp: plan.drop_mlp.contains(&i) };
         let planned = block.linears().iter().any(|l| plan.tensors.contains_key(&l.name));
-        let mut moments = BlockMoments::new(&block);
+        let mut moments = BlockMoments::weighted(&block, opts.gptq.token_weights);
         // The original block's outputs: the next block's inputs unless compressing sequentially.
         let original = match planned {
             true => Some(runner.run(&block, block_opts, &mut moments, |_, _| {})?)
@@ -230,7 +230,7 @@ pub fn compress(
         m.config = config.clone();
         m
     });
-    Ok(Compressed { model, config, source, encoded, kept_blocks, report })
+    Ok(Compressed { model, config, source, encoded, kept_blocks, report, token_weights: opts.gptq.token_weights })
 }
 
 /// Per-column importance for the grids: the given imatrix's means, else the calibration's.

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::calib::token_weights::TokenWeights;
 use crate::compress::compressed::Compressed;
 use crate::ggml::types::QuantType;
 use crate::layout::{finish_metadata, layout, Skeleton};
@@ -74,6 +75,9 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     let main_type = linear_types.iter().max_by_key(|(_, &b)| b).map_or(QuantType::F32, |(&t, _)| t);
     summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
     finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
+    if c.token_weights != TokenWeights::Equal {
+        metadata.push(("triage.token_weights".into(), gguf_file::Value::String(c.token_weights.name().into())));
+    }
     // A Hugging Face source's unchanged tensors are read from its files.
     let folder = match source.format {
         Format::HuggingFace => {

@@ -33,6 +33,7 @@ use rayon::prelude::*;
 
 use crate::calib::moments::BlockMoments;
 use crate::calib::runner::{Runner, StateLimits};
+use crate::calib::token_weights::TokenWeights;
 use crate::calib::Windows;
 use crate::compress::compressed::{Compressed, TensorReport};
 use crate::compress::encoded::Encoded;
@@ -308,13 +309,18 @@ pub fn cache_key(inputs: &str, s: &DatabaseSettings, kind: Kind) -> String {
     };
     let kind = kind + &sampled;
     super::digest::short_key(&format!(
-        "v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}",
+        "v{DATABASE_VERSION} triage {}{kind} {inputs} tokens {} ctx {} damp {} act_order {} block {}{}",
         env!("CARGO_PKG_VERSION"),
         s.tokens,
         s.ctx,
         s.gptq.damp,
         s.gptq.act_order,
-        s.gptq.block
+        s.gptq.block,
+        // Equal weights add nothing: the keys of databases built before token weights hold.
+        match s.gptq.token_weights {
+            TokenWeights::Equal => String::new(),
+            w => format!(" token_weights {}", w.name()),
+        }
     ))
 }
 
@@ -455,7 +461,7 @@ fn rebuild(
                 runner.step(&block, BlockOpts::default())?;
                 continue;
             }
-            let mut moments = BlockMoments::new(&block);
+            let mut moments = BlockMoments::weighted(&block, opts.gptq.token_weights);
             let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
             let mut done = Database { key: key.clone(), tensors: BTreeMap::new(), file: Some(stored.clone()) };
             let mut factors = Factors::default();
@@ -607,7 +613,7 @@ pub fn materialize(
                 runner.step(&block, BlockOpts::default())?;
                 continue;
             }
-            let mut moments = BlockMoments::new(&block);
+            let mut moments = BlockMoments::weighted(&block, opts.gptq.token_weights);
             let next = runner.run(&block, BlockOpts::default(), &mut moments, |_, _| {})?;
             let mut factors = Factors::default();
             for l in block.linears() {
@@ -1025,7 +1031,7 @@ impl Database {
     /// search scored it: every planned tensor's variant as the database holds it (GPTQ on the
     /// original model's inputs), nothing quantized again; every other tensor of `source` is
     /// copied as it is by the writer. The variants wait in a temporary file, not in memory.
-    pub fn compressed(&self, source: &Streamed, plan: &Plan) -> Result<Compressed> {
+    pub fn compressed(&self, source: &Streamed, plan: &Plan, token_weights: TokenWeights) -> Result<Compressed> {
         let io = |error| ModelError::Io { path: crate::spill::folder(), error };
         if !(plan.drop_blocks.is_empty() && plan.drop_attention.is_empty() && plan.drop_mlp.is_empty()) {
             return Err(ModelError::InvalidConfig(
@@ -1075,6 +1081,7 @@ impl Database {
             encoded,
             kept_blocks: (0..source.config.n_layers).collect(),
             report,
+            token_weights,
         })
     }
 

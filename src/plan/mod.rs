@@ -370,7 +370,7 @@ pub fn plan(
     j.insert("timings".into(), Json::Object(timings));
     j.insert("budget".into(), json!(opts.budget.to_string()));
     j.insert("solver".into(), serde_json::to_value(opts.solver).expect("serializable"));
-    let mut database_json = json!({"tokens": db_windows * windows.ctx, "ctx": windows.ctx, "damp": opts.database.gptq.damp, "act_order": opts.database.gptq.act_order});
+    let mut database_json = json!({"tokens": db_windows * windows.ctx, "ctx": windows.ctx, "damp": opts.database.gptq.damp, "act_order": opts.database.gptq.act_order, "token_weights": opts.database.gptq.token_weights.name()});
     if kind == Some(Kind::Types) {
         database_json["mode"] = json!(if opts.database.sample.is_some() { "sampled" } else { "exact" });
         if let Some(n) = opts.database.sample {
