@@ -21,9 +21,13 @@ mkdir -p "$OUT"
 common=(--model "$MODEL" --calib assets/calib.txt --eval-text assets/eval.txt --eval-windows "$EVAL_WINDOWS")
 
 # "mean p99" of the evaluation report compress printed to $1.
-kl() { python3 -c 'import json,sys
-r=[json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
-print(f"{r[\"kld_mean\"]:.5f} / {r[\"kld_p99\"]:.4f}")' "$1"; }
+kl() {
+  python3 - "$1" <<'PY'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
+print(f"{r['kld_mean']:.5f} / {r['kld_p99']:.4f}")
+PY
+}
 
 header="| run |"
 rule="|---|"
