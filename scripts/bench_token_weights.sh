@@ -2,7 +2,7 @@
 # Token weights (RSQ) against equal weights: each uniform GPTQ type of $TYPES and each budget of
 # $BUDGETS, compressed with every --token-weights of $WEIGHTS, scored on the evaluation text
 # (mean and p99 KL to the source model, compress --eval-text). Prints a table; the files and logs
-# stay in $OUT.
+# stay in $OUT (a rerun with the same OUT takes the runs already made).
 #   scripts/bench_token_weights.sh
 #   MODEL=m.gguf TYPES="Q4_K Q3_K" BUDGETS="bpw=3.5" WEIGHTS="equal attention" scripts/bench_token_weights.sh
 # Budgets build one layer database per weighting (cached by key in the cache folder).
@@ -43,7 +43,9 @@ for run in "${types[@]}" "${budgets[@]}"; do
   for w in "${weights[@]}"; do
     f="$OUT/${run//=/-}-$w"
     t=$SECONDS
-    "$T" compress "${common[@]}" "${what[@]}" --token-weights "$w" --cache "$OUT/cache" --out "$f.gguf" >"$f.log" 2>&1 ||
+    # A run whose log holds its evaluation is taken as it is (a stopped bench resumes).
+    grep -q '^{' "$f.log" 2>/dev/null ||
+      "$T" compress "${common[@]}" "${what[@]}" --token-weights "$w" --cache "$OUT/cache" --out "$f.gguf" >"$f.log" 2>&1 ||
       { tail -n 3 "$f.log" >&2; exit 1; }
     row+=" $(kl "$f.log") |"
     echo "$run $w: $(kl "$f.log") ($((SECONDS - t)) s)" >&2

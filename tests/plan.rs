@@ -369,6 +369,36 @@ fn bad_budgets_fail_with_one_line_and_no_output() {
     fails("bpw=6", &["--sample-rows", "0"], "invalid value '0' for '--sample-rows");
     fails("bpw=6", &["--database", "approximate"], "invalid value 'approximate' for '--database");
     fails("bpw=6", &["--sensitivity", "guess"], "invalid value 'guess' for '--sensitivity");
+    fails("bpw=6", &["--token-weights", "loud"], "invalid value 'loud' for '--token-weights");
+}
+
+#[test]
+fn token_weighted_budgets_build_their_own_database_and_say_so() {
+    let d = tmp_dir("token-weights");
+    let (equal, weighted) = (d.join("equal.gguf"), d.join("attention.gguf"));
+    ok(run(&d, "compress", &equal, "bpw=6", &[]));
+    let log = ok(run(&d, "compress", &weighted, "bpw=6", &["--token-weights", "attention"]));
+    let settings = |p: &Path| -> Value {
+        let j: Value = serde_json::from_str(&std::fs::read_to_string(p.with_extension("plan.json")).unwrap()).unwrap();
+        j["settings"]["database"]["token_weights"].clone()
+    };
+    assert_eq!(settings(&equal), "equal");
+    assert_eq!(settings(&weighted), "attention");
+    // Another key: the equal database is not taken for the weighted one.
+    let databases = std::fs::read_dir(d.join("cache")).unwrap().flatten().filter(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n.starts_with("database-") && n.ends_with(".gguf")
+    });
+    assert_eq!(databases.count(), 2, "{log}");
+    let meta = |p: &Path| {
+        let (g, _) = triage::model::gguf_file::GgufFile::read(p).unwrap();
+        g.get("triage.token_weights").map(|v| format!("{v:?}"))
+    };
+    assert_eq!(meta(&equal), None, "equal weights add no key: the file is what it was");
+    assert!(meta(&weighted).is_some_and(|v| v.contains("attention")), "{:?}", meta(&weighted));
+    // The weights move the bytes of at least one tensor.
+    assert_ne!(tensor_bytes(&equal), tensor_bytes(&weighted));
+    std::fs::remove_dir_all(&d).ok();
 }
 
 /// Every tensor's bytes in the GGUF at `path`, by name.
