@@ -20,6 +20,7 @@ pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod rotate;
 mod simd;
 pub mod spill;
 pub mod stats;
