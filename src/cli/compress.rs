@@ -18,6 +18,7 @@ use crate::eval::EvalReport;
 use crate::export::hf::{FolderWeights, HfOptions};
 use crate::ggml::types::QuantType;
 use crate::model::{Blocks, Streamed, Streaming, Weights};
+use crate::rotate::Rotation;
 use crate::plan::{Budget, PlanOutcome};
 
 use super::guard::{Files, Input};
@@ -147,6 +148,18 @@ pub struct CompressArgs {
     /// token's residual stream, into [1, 3]). Recorded in plan.json and the GGUF's metadata.
     #[arg(long, value_enum, default_value_t = TokenWeights::Equal)]
     pub token_weights: TokenWeights,
+    /// Rotate the residual stream before compressing (QuaRot, SpinQuant's R1; see `triage
+    /// rotate`): every RMSNorm weight folded into the linears, the stream multiplied by a random
+    /// orthogonal Q drawn from --rotation-seed — the same function, outliers spread over every
+    /// channel. A tied output becomes a matrix of its own (quantized as the embedding is, and
+    /// counted in every size). The rotated copy is a temporary file beside --out (F32; F16 for a
+    /// streamed model); --eval-text compares with the original. Recorded in plan.json
+    /// (`settings.rotation`) and the GGUF (`triage.rotation`). Not for Gemma.
+    #[arg(long)]
+    pub rotate: bool,
+    /// The seed drawing --rotate's Q.
+    #[arg(long, default_value_t = 0, requires = "rotate")]
+    pub rotation_seed: u64,
     /// An imatrix file (llama.cpp GGUF or .dat) whose column importances weight the grids instead
     /// of those measured on --calib.
     #[arg(long)]
@@ -193,7 +206,7 @@ enum Output {
     Folder(HfOptions),
 }
 
-pub fn run(args: CompressArgs) -> Result<()> {
+pub fn run(mut args: CompressArgs) -> Result<()> {
     let output = check_args(&args)?;
     // Every file this run reads or writes, checked before any work.
     let budget_files =
@@ -209,6 +222,17 @@ pub fn run(args: CompressArgs) -> Result<()> {
         .output_opt("--out (its report)", budget_files.as_ref().map(|f| f.1.as_path()))
         .output_opt("--report", args.report.as_deref())
         .check()?;
+    // --rotate: from here on the model is its rotated copy; the evaluation still compares the
+    // written file with the original.
+    let original = args.model.clone();
+    let _rotated = match args.rotate {
+        true => {
+            let tmp = rotated_copy(&args)?;
+            args.model = tmp.path().to_path_buf();
+            Some(tmp)
+        }
+        false => None,
+    };
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     // Read once: a piped text cannot be read again (the planner's cache key is its sha256).
     let calib = crate::calib::read_text(&args.calib).with_context(|| "--calib")?;
@@ -286,7 +310,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         compressed.model = None;
     }
     let quality = match &eval_windows {
-        Some(w) => Some(evaluate(&args, &compressed, streaming, w)?),
+        Some(w) => Some(evaluate(&args, &original, &compressed, streaming, w)?),
         None => None,
     };
     if let Some(o) = &planned {
@@ -404,6 +428,11 @@ fn make_plan(
         crate::memory::release_freed();
         let model = Weights::open(&args.model, Streaming::On)?;
         let path = args.out.with_extension("plan.json");
+        let mut o = o;
+        if args.rotate {
+            let r = Rotation::new(model.config().hidden_size, args.rotation_seed);
+            o.json["settings"]["rotation"] = serde_json::json!({"seed": r.seed, "q": r.describe()});
+        }
         planning::write_plan_json(&path, &o)?;
         println!("wrote {}: {} ({:.0} s)", path.display(), planning::summary(&o), t.elapsed().as_secs_f64());
         let plan = o.plan.clone();
@@ -430,6 +459,22 @@ fn make_plan(
         }
     };
     Ok((model, plan, None))
+}
+
+/// The model with its residual stream rotated by --rotation-seed's Q, in a temporary GGUF
+/// beside --out (removed when the run ends, however it ends).
+fn rotated_copy(args: &CompressArgs) -> Result<crate::temp::TempPath> {
+    let weights = Weights::open(&args.model, args.stream)?;
+    let config = weights.config().clone();
+    crate::rotate::model::check_supported(&config)?;
+    let r = Rotation::new(config.hidden_size, args.rotation_seed);
+    let matrix_type = if weights.is_streamed() { QuantType::F16 } else { QuantType::F32 };
+    let tmp = crate::temp::TempPath::new(&args.out.with_extension("rotated.gguf"));
+    let mut pb = progress::bar(config.n_layers, "rotate");
+    let s = crate::export::rotated::write_rotated(tmp.path(), &weights, &r, matrix_type, &mut pb)?;
+    pb.finish_and_clear();
+    println!("rotated: {} ({} bytes of {matrix_type}, removed at the end)", r.describe(), s.bytes);
+    Ok(tmp)
 }
 
 /// Writes the GGUF file or the Hugging Face folder, and says so in one line.
@@ -484,11 +529,12 @@ fn write_output(
 /// evaluation windows, printed as one JSON line.
 fn evaluate(
     args: &CompressArgs,
+    original: &std::path::Path,
     compressed: &Compressed,
     streaming: Streaming,
     windows: &Windows,
 ) -> Result<EvalReport> {
-    let original = Weights::open(&args.model, if compressed.model.is_some() { streaming } else { Streaming::On })?;
+    let original = Weights::open(original, if compressed.model.is_some() { streaming } else { Streaming::On })?;
     let written = match &compressed.model {
         Some(_) => None,
         None => Some(Weights::open(&args.out, Streaming::On)?),

@@ -7,6 +7,7 @@ mod memory;
 pub mod plan;
 pub mod profile;
 mod progress;
+pub mod rotate;
 pub(crate) mod values;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     Plan(plan::PlanArgs),
     Profile(profile::ProfileArgs),
+    Rotate(rotate::RotateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Profile(args) => profile::run(args),
+        Command::Rotate(args) => rotate::run(args),
     }
 }
 

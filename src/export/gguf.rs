@@ -45,35 +45,9 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
             c.config.arch.gguf_name()
         )));
     }
-    // Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1.
     let cfg = &c.config;
-    let permute = |name: &str| -> Option<usize> {
-        if source.format != Format::HuggingFace
-            || !cfg.arch.facts().gguf_rope_interleaved
-            || cfg.rope_layout != RopeLayout::HalfSplit
-        {
-            return None;
-        }
-        match TensorId::parse_gguf(name).map(|id| id.kind) {
-            Some(TensorKind::AttnQ) => Some(cfg.n_heads),
-            Some(TensorKind::AttnK) => Some(cfg.n_kv_heads),
-            _ => None,
-        }
-    };
-    let mut summary =
-        GgufSummary { bytes: 0, tensor_bytes: 0, n_weights: 0, bits_per_weight: 0.0, type_bytes: Default::default() };
-    let mut linear_types: std::collections::BTreeMap<QuantType, u64> = Default::default();
-    for o in &infos {
-        let n = o.qtype.bytes(o.source.n_elements() as usize) as u64;
-        summary.tensor_bytes += n;
-        summary.n_weights += o.source.n_elements();
-        *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += n;
-        if gguf_block(&o.name).is_some() && o.ne.len() == 2 {
-            *linear_types.entry(o.qtype).or_default() += n;
-        }
-    }
-    let main_type = linear_types.iter().max_by_key(|(_, &b)| b).map_or(QuantType::F32, |(&t, _)| t);
-    summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
+    let permute = |name: &str| rope_permuted_heads(source.format, cfg, name);
+    let (mut summary, main_type) = summarize(&infos);
     finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
     if c.token_weights != TokenWeights::Equal {
         metadata.push(("triage.token_weights".into(), gguf_file::Value::String(c.token_weights.name().into())));
@@ -122,9 +96,43 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
     Ok(summary)
 }
 
+/// Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1: the
+/// number of heads whose rows tensor `name` of a Hugging Face source has reordered in a GGUF.
+pub(crate) fn rope_permuted_heads(format: Format, cfg: &crate::model::Config, name: &str) -> Option<usize> {
+    if format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit
+    {
+        return None;
+    }
+    match TensorId::parse_gguf(name).map(|id| id.kind) {
+        Some(TensorKind::AttnQ) => Some(cfg.n_heads),
+        Some(TensorKind::AttnK) => Some(cfg.n_kv_heads),
+        _ => None,
+    }
+}
+
+/// The sizes of a GGUF of tensors `infos`, and its main type (the one holding the most bytes of
+/// the blocks' matrices; F32 when there are none).
+pub(crate) fn summarize(infos: &[crate::layout::OutInfo]) -> (GgufSummary, QuantType) {
+    let mut summary =
+        GgufSummary { bytes: 0, tensor_bytes: 0, n_weights: 0, bits_per_weight: 0.0, type_bytes: Default::default() };
+    let mut linear_types: std::collections::BTreeMap<QuantType, u64> = Default::default();
+    for o in infos {
+        let n = o.qtype.bytes(o.source.n_elements() as usize) as u64;
+        summary.tensor_bytes += n;
+        summary.n_weights += o.source.n_elements();
+        *summary.type_bytes.entry(o.qtype.name().to_string()).or_default() += n;
+        if gguf_block(&o.name).is_some() && o.ne.len() == 2 {
+            *linear_types.entry(o.qtype).or_default() += n;
+        }
+    }
+    let main_type = linear_types.iter().max_by_key(|(_, &b)| b).map_or(QuantType::F32, |(&t, _)| t);
+    summary.bits_per_weight = 8.0 * summary.tensor_bytes as f64 / summary.n_weights.max(1) as f64;
+    (summary, main_type)
+}
+
 /// An unchanged tensor of a Hugging Face source (`name` in the source's numbering), read from
 /// its folder and encoded plainly as `qtype` (F32 or F16); RoPE factors from the configuration.
-fn encode_unchanged(
+pub(crate) fn encode_unchanged(
     folder: Option<&crate::model::Streamed>,
     cfg: &crate::model::Config,
     name: &str,

@@ -2,6 +2,7 @@
 
 pub mod gguf;
 pub mod hf;
+pub mod rotated;
 
 /// A file that cannot be written: the file system's error, or what of the model it cannot hold.
 #[derive(Debug, thiserror::Error)]

@@ -271,7 +271,12 @@ pub fn tensor_by_name<'a>(m: &'a Model, name: &str) -> Option<&'a Tensor> {
             _ => m.lm_head.as_ref().filter(|_| weight).map(|l| &l.weight),
         };
     };
-    let b = m.blocks.get(block)?;
+    block_tensor(m.blocks.get(block)?, &id)
+}
+
+/// The tensor `id` (its kind and suffix; the block number is not looked at) of block `b`.
+pub fn block_tensor<'a>(b: &'a Block, id: &TensorId) -> Option<&'a Tensor> {
+    let weight = id.suffix == Suffix::Weight;
     if let Some((_, t)) = b.norms().into_iter().find(|(k, _)| *k == id.kind) {
         return weight.then_some(t);
     }

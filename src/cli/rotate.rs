@@ -1,0 +1,124 @@
+//! `triage rotate`: the model with its residual stream rotated, the same function in weights
+//! whose outliers are spread over every channel (QuaRot, SpinQuant's R1) — for a quantizer to
+//! take, triage's or another's.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::Args;
+use candle_core::Tensor;
+
+use crate::export::hf::{write_folder, FolderWeights, HfOptions};
+use crate::export::rotated::write_rotated;
+use crate::ggml::types::QuantType;
+use crate::model::{Model, Streaming, Weights};
+use crate::rotate::model::{check_supported, rotate_model};
+use crate::rotate::Rotation;
+
+use super::guard::{Files, Input};
+use super::progress;
+
+/// Rotate the residual stream: the same model, weights that quantize better
+///
+/// Folds every RMSNorm weight into the linears that read it and multiplies the residual stream
+/// by a random orthogonal Q (a signed Walsh–Hadamard matrix, Kronecker-multiplied by a small
+/// random orthogonal one where the hidden size is not a power of two; drawn from --seed). The
+/// output projection gets a matrix of its own where the model ties it to the embedding (counted
+/// in the bytes). llama.cpp and transformers run the result unchanged; its logits equal the
+/// original's up to float round-off (printed for a model held in memory). Llama, Mistral, Qwen2,
+/// Qwen3, Phi-3 and SmolLM3; Gemma's norms on the branch outputs do not commute with Q.
+///
+/// `triage compress --rotate` does this on the way to a quantized file.
+///
+/// Example: triage rotate --model model.gguf --out model.rotated.gguf
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The model: a .gguf file or a Hugging Face folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The rotated model: a .gguf file, or else a Hugging Face folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Draws Q: one seed, one rotation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The type of the matrices: f32, f16 or bf16 (default f32 for a GGUF, f16 for a folder).
+    #[arg(long, value_parser = ["f32", "f16", "bf16"])]
+    pub r#type: Option<String>,
+    /// Stream the weights from the model's files, one block at a time (GGUF output only).
+    #[arg(long, value_enum, default_value_t = Streaming::Auto)]
+    pub stream: Streaming,
+}
+
+/// Whether `out` names a GGUF file (else a folder).
+fn is_gguf(out: &Path) -> bool {
+    out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+pub fn run(args: RotateArgs) -> Result<()> {
+    Files::new().input("--model", &args.model, Input::Model).output("--out", &args.out).check()?;
+    let gguf = is_gguf(&args.out);
+    let matrix_type = match (args.r#type.as_deref(), gguf) {
+        (Some("f32"), false) => bail!("--type f32: a Hugging Face folder is written in f16 or bf16"),
+        (Some(t), _) => QuantType::from_name(&t.to_uppercase()).expect("the parser's values are types"),
+        (None, true) => QuantType::F32,
+        (None, false) => QuantType::F16,
+    };
+    if !gguf && args.stream == Streaming::On {
+        bail!("--stream on: a rotated Hugging Face folder is made in memory; write a .gguf to stream");
+    }
+    let weights = Weights::open(&args.model, if gguf { args.stream } else { Streaming::Off })?;
+    let config = match &weights {
+        Weights::Resident(m) => m.config.clone(),
+        Weights::Streamed(s) => s.config.clone(),
+    };
+    check_supported(&config)?;
+    let r = Rotation::new(config.hidden_size, args.seed);
+    let t0 = std::time::Instant::now();
+    let original = match (&weights, gguf) {
+        (Weights::Resident(m), _) => Some(m.clone()),
+        _ => None,
+    };
+    if gguf {
+        let mut pb = progress::bar(config.n_layers, "rotate");
+        let s = write_rotated(&args.out, &weights, &r, matrix_type, &mut pb)?;
+        pb.finish_and_clear();
+        println!(
+            "wrote {} ({} bytes, {:.2} bits per weight): {}, in {:.1} s",
+            args.out.display(),
+            s.bytes,
+            s.bits_per_weight,
+            r.describe(),
+            t0.elapsed().as_secs_f64()
+        );
+    } else {
+        let Weights::Resident(mut m) = weights else { unreachable!("a folder is written from memory") };
+        rotate_model(&mut m, &r)?;
+        let dtype = if matrix_type == QuantType::BF16 { candle_core::DType::BF16 } else { candle_core::DType::F16 };
+        let kept: Vec<usize> = (0..m.config.n_layers).collect();
+        write_folder(&args.out, &FolderWeights::Resident(&m), &kept, &HfOptions { dtype, ..HfOptions::default() })?;
+        println!("wrote {}: {}, in {:.1} s", args.out.display(), r.describe(), t0.elapsed().as_secs_f64());
+    }
+    // The file as written, read back: the same function up to the round-off of its type.
+    if let Some(original) = original {
+        let written = Model::load(&args.out)?;
+        println!(
+            "logits of {} against the original's on 64 tokens: relative error {:.1e}",
+            args.out.display(),
+            logit_error(&original, &written)?
+        );
+    }
+    Ok(())
+}
+
+/// ‖rotated − original‖ / ‖original‖ over the logits of one 64-token sequence.
+fn logit_error(original: &Model, rotated: &Model) -> Result<f64> {
+    let vocab = original.config.vocab_size;
+    let ids: Vec<u32> = (0..64).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let tokens = Tensor::from_vec(ids, (1, 64), &candle_core::Device::Cpu)?;
+    let a: Vec<f32> = original.forward(&tokens, &mut ())?.flatten_all()?.to_vec1()?;
+    let b: Vec<f32> = rotated.forward(&tokens, &mut ())?.flatten_all()?.to_vec1()?;
+    let diff: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
+    Ok((diff / norm.max(f64::MIN_POSITIVE)).sqrt())
+}
