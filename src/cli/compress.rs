@@ -18,8 +18,8 @@ use crate::eval::EvalReport;
 use crate::export::hf::{FolderWeights, HfOptions};
 use crate::ggml::types::QuantType;
 use crate::model::{Blocks, Streamed, Streaming, Weights};
-use crate::rotate::Rotation;
 use crate::plan::{Budget, PlanOutcome};
+use crate::rotate::Rotation;
 
 use super::guard::{Files, Input};
 use super::memory::{check_fits_whole, limit_is, memory_bytes};

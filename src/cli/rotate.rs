@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use clap::Args;
 use candle_core::Tensor;
+use clap::Args;
 
 use crate::export::hf::{write_folder, FolderWeights, HfOptions};
 use crate::export::rotated::write_rotated;

@@ -99,7 +99,9 @@ pub fn write_gguf(path: &Path, c: &Compressed) -> Result<GgufSummary, ExportErro
 /// Llama checkpoints pair RoPE dimensions i and i + d/2; llama.cpp pairs 2i and 2i + 1: the
 /// number of heads whose rows tensor `name` of a Hugging Face source has reordered in a GGUF.
 pub(crate) fn rope_permuted_heads(format: Format, cfg: &crate::model::Config, name: &str) -> Option<usize> {
-    if format != Format::HuggingFace || !cfg.arch.facts().gguf_rope_interleaved || cfg.rope_layout != RopeLayout::HalfSplit
+    if format != Format::HuggingFace
+        || !cfg.arch.facts().gguf_rope_interleaved
+        || cfg.rope_layout != RopeLayout::HalfSplit
     {
         return None;
     }

@@ -15,8 +15,8 @@ use crate::ggml::codec::encode_plain;
 use crate::ggml::types::QuantType;
 use crate::layout::{finish_metadata, layout, OutInfo, Skeleton, SourceTensor};
 use crate::model::kernels::with_f32;
-use crate::progress::Progress;
 use crate::model::{block_tensor, gguf_file, Block, Blocks, Format, TensorId, Weights};
+use crate::progress::Progress;
 use crate::rotate::model::{check_supported, rotate_block, rotate_embedding, rotate_head};
 use crate::rotate::Rotation;
 
@@ -55,7 +55,8 @@ pub fn write_rotated(
             id.block.is_some() || [TensorId::TOKEN_EMBD, TensorId::OUTPUT, TensorId::OUTPUT_NORM].contains(&id)
         })
     };
-    let ndim: std::collections::BTreeMap<&str, usize> = src.tensors.iter().map(|t| (t.name.as_str(), t.ne.len())).collect();
+    let ndim: std::collections::BTreeMap<&str, usize> =
+        src.tensors.iter().map(|t| (t.name.as_str(), t.ne.len())).collect();
     let new_type = |name: &str| match ndim.get(name) {
         Some(2) if is_stream(name) => Some(matrix_type),
         Some(_) if is_stream(name) => Some(QuantType::F32),
@@ -72,7 +73,10 @@ pub fn write_rotated(
     if cfg.tie_word_embeddings {
         // After the embedding, where llama.cpp's converter puts an untied output.
         let at = infos.iter().position(|o| o.name == TensorId::OUTPUT_NORM.to_string()).map_or(infos.len(), |k| k + 1);
-        infos.insert(at, OutInfo { name: output.name.clone(), ne: output.ne.clone(), qtype: matrix_type, source: &output });
+        infos.insert(
+            at,
+            OutInfo { name: output.name.clone(), ne: output.ne.clone(), qtype: matrix_type, source: &output },
+        );
     }
     let (mut summary, main_type) = summarize(&infos);
     finish_metadata(&mut metadata, main_type, summary.bits_per_weight);
@@ -124,7 +128,9 @@ pub fn write_rotated(
                 }
             }
             None => match (&o.source.stored, &mut file, &src.gguf) {
-                (Some(info), Some(f), Some(g)) => g.read_data(f, info).map_err(|e| std::io::Error::other(e.to_string()))?,
+                (Some(info), Some(f), Some(g)) => {
+                    g.read_data(f, info).map_err(|e| std::io::Error::other(e.to_string()))?
+                }
                 _ => encode_unchanged(folder.as_ref(), cfg, &o.source.name, o.qtype)
                     .map_err(|e| std::io::Error::other(e.to_string()))?,
             },
