@@ -33,7 +33,7 @@ impl Rotation {
         let p = 1 << n.trailing_zeros();
         let m = n / p;
         // A fixed offset keeps seed 0 from SplitMix's weakest start.
-        let mut rng = Rng::new(seed ^ 0x5EED_0F_0A7A_7E);
+        let mut rng = Rng::new(seed ^ 0x5EED_0F0A_7A7E);
         let signs = (0..n).map(|_| if rng.next_u64() & 1 == 1 { 1.0 } else { -1.0 }).collect();
         let a = if m == 1 { Vec::new() } else { random_orthogonal(m, &mut rng) };
         Rotation { seed, signs, p, a }
