@@ -166,3 +166,60 @@ fn llama_cpp_runs_the_rotated_default_model_with_the_originals_perplexity() {
     assert!(gap < 0.01, "llama.cpp {theirs} against triage's {ours} on the original");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// A plan made rotated is applied rotated alike, and refused otherwise in one line.
+#[test]
+fn a_rotated_plan_is_applied_only_with_the_same_rotation() {
+    let d = tmp_dir("rotate", "plan");
+    let text = d.join("calib.txt");
+    std::fs::write(&text, "In year one the nation was at peace and Congress met. ".repeat(300)).unwrap();
+    let model = fixture("tiny-llama.gguf");
+    let plan = d.join("p.json");
+    let small = ["--ctx", "32", "--tokens", "128", "--search-windows", "3", "--holdout-windows", "2"];
+    let cache = d.join("cache");
+    ok(triage(
+        &[
+            &["plan", "--model", s(&model), "--calib", s(&text), "--budget", "bpw=6", "--cache", s(&cache)][..],
+            &small,
+            &["--rotate", "--rotation-seed", "2", "--out", s(&plan)],
+        ]
+        .concat(),
+    ));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(j["settings"]["rotation"]["seed"], 2);
+    let compress = |out: &Path, extra: &[&str]| {
+        triage(
+            &[
+                &["compress", "--model", s(&model), "--calib", s(&text), "--ctx", "32", "--tokens", "128"][..],
+                &["--plan", s(&plan), "--out", s(out)],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = d.join("m.gguf");
+    one_line_error(
+        &compress(&out, &[]),
+        "this plan was made with --rotate --rotation-seed 2, and this run is without --rotate",
+    );
+    one_line_error(&compress(&out, &["--rotate"]), "and this run is with --rotate --rotation-seed 0");
+    assert!(!out.exists());
+    ok(compress(&out, &["--rotate", "--rotation-seed", "2"]));
+    assert!(metadata(&out, "triage.rotation").is_some_and(|v| v.contains("seed 2")));
+    let o = triage(&[
+        "plan",
+        "--model",
+        s(&model),
+        "--calib",
+        s(&text),
+        "--budget",
+        "bpw=6",
+        "--rotate",
+        "--shard",
+        "prepare",
+        "--out",
+        s(&plan),
+    ]);
+    one_line_error(&o, "--rotate with --shard");
+    std::fs::remove_dir_all(&d).ok();
+}

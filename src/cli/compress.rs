@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::rotate::rotated_copy;
 use crate::calib::imatrix::Imatrix;
 use crate::calib::runner::StateLimits;
 use crate::calib::token_weights::TokenWeights;
@@ -19,7 +20,6 @@ use crate::export::hf::{FolderWeights, HfOptions};
 use crate::ggml::types::QuantType;
 use crate::model::{Blocks, Streamed, Streaming, Weights};
 use crate::plan::{Budget, PlanOutcome};
-use crate::rotate::Rotation;
 
 use super::guard::{Files, Input};
 use super::memory::{check_fits_whole, limit_is, memory_bytes};
@@ -148,18 +148,8 @@ pub struct CompressArgs {
     /// token's residual stream, into [1, 3]). Recorded in plan.json and the GGUF's metadata.
     #[arg(long, value_enum, default_value_t = TokenWeights::Equal)]
     pub token_weights: TokenWeights,
-    /// Rotate the residual stream before compressing (QuaRot, SpinQuant's R1; see `triage
-    /// rotate`): every RMSNorm weight folded into the linears, the stream multiplied by a random
-    /// orthogonal Q drawn from --rotation-seed — the same function, outliers spread over every
-    /// channel. A tied output becomes a matrix of its own (quantized as the embedding is, and
-    /// counted in every size). The rotated copy is a temporary file beside --out (F32; F16 for a
-    /// streamed model); --eval-text compares with the original. Recorded in plan.json
-    /// (`settings.rotation`) and the GGUF (`triage.rotation`). Not for Gemma.
-    #[arg(long)]
-    pub rotate: bool,
-    /// The seed drawing --rotate's Q.
-    #[arg(long, default_value_t = 0, requires = "rotate")]
-    pub rotation_seed: u64,
+    #[command(flatten)]
+    pub rotation: super::rotate::RotationArgs,
     /// An imatrix file (llama.cpp GGUF or .dat) whose column importances weight the grids instead
     /// of those measured on --calib.
     #[arg(long)]
@@ -225,13 +215,13 @@ pub fn run(mut args: CompressArgs) -> Result<()> {
     // --rotate: from here on the model is its rotated copy; the evaluation still compares the
     // written file with the original.
     let original = args.model.clone();
-    let _rotated = match args.rotate {
-        true => {
-            let tmp = rotated_copy(&args)?;
+    let _rotated = match args.rotation.seed() {
+        Some(seed) => {
+            let tmp = rotated_copy(&args.model, args.stream, seed, &args.out)?;
             args.model = tmp.path().to_path_buf();
             Some(tmp)
         }
-        false => None,
+        None => None,
     };
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     // Read once: a piped text cannot be read again (the planner's cache key is its sha256).
@@ -429,10 +419,7 @@ fn make_plan(
         let model = Weights::open(&args.model, Streaming::On)?;
         let path = args.out.with_extension("plan.json");
         let mut o = o;
-        if args.rotate {
-            let r = Rotation::new(model.config().hidden_size, args.rotation_seed);
-            o.json["settings"]["rotation"] = serde_json::json!({"seed": r.seed, "q": r.describe()});
-        }
+        args.rotation.record(&mut o.json, model.config().hidden_size);
         planning::write_plan_json(&path, &o)?;
         println!("wrote {}: {} ({:.0} s)", path.display(), planning::summary(&o), t.elapsed().as_secs_f64());
         let plan = o.plan.clone();
@@ -441,6 +428,7 @@ fn make_plan(
     let plan = match &args.plan {
         Some(p) => {
             let text = crate::calib::read_text(p)?.text;
+            args.rotation.check_plan(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
             Plan::from_json(&text, model.config()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => {
@@ -459,22 +447,6 @@ fn make_plan(
         }
     };
     Ok((model, plan, None))
-}
-
-/// The model with its residual stream rotated by --rotation-seed's Q, in a temporary GGUF
-/// beside --out (removed when the run ends, however it ends).
-fn rotated_copy(args: &CompressArgs) -> Result<crate::temp::TempPath> {
-    let weights = Weights::open(&args.model, args.stream)?;
-    let config = weights.config().clone();
-    crate::rotate::model::check_supported(&config)?;
-    let r = Rotation::new(config.hidden_size, args.rotation_seed);
-    let matrix_type = if weights.is_streamed() { QuantType::F16 } else { QuantType::F32 };
-    let tmp = crate::temp::TempPath::new(&args.out.with_extension("rotated.gguf"));
-    let mut pb = progress::bar(config.n_layers, "rotate");
-    let s = crate::export::rotated::write_rotated(tmp.path(), &weights, &r, matrix_type, &mut pb)?;
-    pb.finish_and_clear();
-    println!("rotated: {} ({} bytes of {matrix_type}, removed at the end)", r.describe(), s.bytes);
-    Ok(tmp)
 }
 
 /// Writes the GGUF file or the Hugging Face folder, and says so in one line.

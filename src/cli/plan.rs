@@ -159,6 +159,8 @@ pub struct PlanArgs {
     /// --token-weights: equal, attention, attention-mild, actnorm).
     #[arg(long, value_enum, default_value_t = TokenWeights::Equal)]
     pub token_weights: TokenWeights,
+    #[command(flatten)]
+    pub rotation: super::rotate::RotationArgs,
     /// Stream the weights from the model's files, one block decoded at a time, instead of
     /// loading the whole model in f32: the layer database, the sensitivities and every plan's KL
     /// are then made block by block (memory: about one block in f32 and its statistics). For
@@ -326,6 +328,19 @@ pub fn run(args: PlanArgs) -> Result<()> {
     let files = if args.shard.is_some() { files } else { files.output("--out", &args.out) };
     files.check()?;
     let calib = crate::calib::read_text(&args.calib).with_context(|| "--calib")?;
+    // --rotate: the plan is made on a rotated copy, as `compress --rotate` compresses one.
+    if args.rotation.rotate && args.shard.is_some() {
+        bail!("--rotate with --shard: rotate the model once (`triage rotate --model M --out R.gguf`) and plan R.gguf in shards");
+    }
+    let mut args = args;
+    let _rotated = match args.rotation.seed() {
+        Some(seed) => {
+            let tmp = super::rotate::rotated_copy(&args.model, args.stream, seed, &args.out)?;
+            args.model = tmp.path().to_path_buf();
+            Some(tmp)
+        }
+        None => None,
+    };
     let model = open_for_planning(
         &args.model,
         args.budget,
@@ -348,7 +363,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
         println!("{line}");
         return Ok(());
     }
-    let o = run_planner(model, &args.model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+    let hidden = crate::model::Blocks::config(&model).hidden_size;
+    let mut o = run_planner(model, &args.model, &calib, args.budget, args.tokens, args.ctx, gptq, &args.search)?;
+    args.rotation.record(&mut o.json, hidden);
     write_plan_json(&args.out, &o)?;
     println!("wrote {}: {}", args.out.display(), summary(&o));
     Ok(())

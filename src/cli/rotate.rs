@@ -11,7 +11,7 @@ use clap::Args;
 use crate::export::hf::{write_folder, FolderWeights, HfOptions};
 use crate::export::rotated::write_rotated;
 use crate::ggml::types::QuantType;
-use crate::model::{Model, Streaming, Weights};
+use crate::model::{Blocks, Model, Streaming, Weights};
 use crate::rotate::model::{check_supported, rotate_model};
 use crate::rotate::Rotation;
 
@@ -68,10 +68,7 @@ pub fn run(args: RotateArgs) -> Result<()> {
         bail!("--stream on: a rotated Hugging Face folder is made in memory; write a .gguf to stream");
     }
     let weights = Weights::open(&args.model, if gguf { args.stream } else { Streaming::Off })?;
-    let config = match &weights {
-        Weights::Resident(m) => m.config.clone(),
-        Weights::Streamed(s) => s.config.clone(),
-    };
+    let config = weights.config().clone();
     check_supported(&config)?;
     let r = Rotation::new(config.hidden_size, args.seed);
     let t0 = std::time::Instant::now();
@@ -121,4 +118,71 @@ fn logit_error(original: &Model, rotated: &Model) -> Result<f64> {
     let diff: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
     let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
     Ok((diff / norm.max(f64::MIN_POSITIVE)).sqrt())
+}
+
+/// `--rotate` and `--rotation-seed`, as compress and plan take them.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RotationArgs {
+    /// Rotate the residual stream first (QuaRot, SpinQuant's R1; see `triage rotate`): every
+    /// RMSNorm weight folded into the linears, the stream multiplied by a random orthogonal Q
+    /// drawn from --rotation-seed — the same function, outliers spread over every channel. A tied
+    /// output becomes a matrix of its own (quantized as the embedding is, and counted in every
+    /// size). The rotated copy is a temporary file beside --out (F32; F16 for a streamed model);
+    /// a budget's layer database is the rotated model's; --eval-text compares with the original.
+    /// Recorded in plan.json (`settings.rotation`; a plan made rotated is applied only with the
+    /// same --rotate) and the GGUF (`triage.rotation`). Not for Gemma.
+    #[arg(long)]
+    pub rotate: bool,
+    /// The seed drawing --rotate's Q.
+    #[arg(long, default_value_t = 0, requires = "rotate")]
+    pub rotation_seed: u64,
+}
+
+impl RotationArgs {
+    /// The seed when rotating.
+    pub fn seed(&self) -> Option<u64> {
+        self.rotate.then_some(self.rotation_seed)
+    }
+
+    /// Adds `settings.rotation` to a plan's JSON when rotating.
+    pub fn record(&self, plan: &mut serde_json::Value, hidden: usize) {
+        if let Some(seed) = self.seed() {
+            let r = Rotation::new(hidden, seed);
+            plan["settings"]["rotation"] = serde_json::json!({"seed": seed, "q": r.describe()});
+        }
+    }
+
+    /// Refuses a plan made by triage on a model rotated otherwise than this run's (a plan
+    /// without `settings`, written by hand, is taken as it is).
+    pub fn check_plan(&self, text: &str) -> Result<()> {
+        let Ok(j) = serde_json::from_str::<serde_json::Value>(text) else { return Ok(()) };
+        let Some(settings) = j.get("settings") else { return Ok(()) };
+        let planned = settings.get("rotation").and_then(|r| r["seed"].as_u64());
+        let say =
+            |s: Option<u64>| s.map_or("without --rotate".to_string(), |s| format!("with --rotate --rotation-seed {s}"));
+        if planned != self.seed() {
+            bail!(
+                "this plan was made {}, and this run is {}: plan and compress must rotate alike",
+                say(planned),
+                say(self.seed())
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The model at `model` with its residual stream rotated by `seed`'s Q, in a temporary GGUF
+/// beside `out` (removed when the run ends, however it ends): F32, or F16 for a streamed model.
+pub(crate) fn rotated_copy(model: &Path, stream: Streaming, seed: u64, out: &Path) -> Result<crate::temp::TempPath> {
+    let weights = Weights::open(model, stream)?;
+    let config = weights.config().clone();
+    check_supported(&config)?;
+    let r = Rotation::new(config.hidden_size, seed);
+    let matrix_type = if weights.is_streamed() { QuantType::F16 } else { QuantType::F32 };
+    let tmp = crate::temp::TempPath::new(&out.with_extension("rotated.gguf"));
+    let mut pb = progress::bar(config.n_layers, "rotate");
+    let s = write_rotated(tmp.path(), &weights, &r, matrix_type, &mut pb)?;
+    pb.finish_and_clear();
+    println!("rotated: {} ({} bytes of {matrix_type}, removed at the end)", r.describe(), s.bytes);
+    Ok(tmp)
 }
