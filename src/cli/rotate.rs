@@ -18,7 +18,7 @@ use crate::rotate::Rotation;
 use super::guard::{Files, Input};
 use super::progress;
 
-/// Rotate the residual stream: the same model, weights that quantize better
+/// Rotate the residual stream: the same function in other weights, outliers spread over all channels
 ///
 /// Folds every RMSNorm weight into the linears that read it and multiplies the residual stream
 /// by a random orthogonal Q (a signed Walsh–Hadamard matrix, Kronecker-multiplied by a small
