@@ -16,7 +16,7 @@ use triage::compress::grid_columns::GgufColumns;
 use triage::ggml::codec::choose;
 use triage::ggml::grid::{fit_asymmetric, fit_symmetric};
 use triage::ggml::types::QuantType;
-use triage::model::kernels::{causal_attention, kl_divergence_rows, AttentionOpts};
+use triage::model::kernels::{causal_attention, kl_divergence_rows, AttentionOpts, Probs};
 use triage::stats::Rng;
 
 fn main() {
@@ -40,7 +40,7 @@ fn main() {
     let kt = Tensor::randn(0f32, 1., (1, kv, ctx, d), &dev).unwrap();
     let vt = Tensor::randn(0f32, 1., (1, kv, ctx, d), &dev).unwrap();
     let t = median_secs(9, || {
-        std::hint::black_box(causal_attention(&qt, &kt, &vt, false, AttentionOpts::plain(d)).unwrap());
+        std::hint::black_box(causal_attention(&qt, &kt, &vt, Probs::None, AttentionOpts::plain(d)).unwrap());
     });
     println!("{:<44} {:>12.2} {:>13.1} µs", "causal attention, 9 heads × 512 × 64", t * 1e3, t * 1e6 / heads as f64);
 

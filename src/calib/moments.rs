@@ -9,6 +9,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::token_weights::TokenWeights;
+use crate::model::capture::Probs;
 use crate::model::kernels::with_f32;
 use crate::model::Capture;
 use crate::model::{Block, Linear, Result};
@@ -210,8 +211,12 @@ impl Capture for BlockMoments {
         }
     }
 
-    fn wants_attention(&self, _block: usize) -> bool {
-        self.weights.from_attention()
+    fn wants_attention(&self, _block: usize) -> Probs {
+        if self.weights.from_attention() {
+            Probs::Received
+        } else {
+            Probs::None
+        }
     }
 
     fn attention_probs(&mut self, _block: usize, probs: &Tensor) -> Result<()> {
@@ -264,8 +269,8 @@ mod tests {
             self.inputs.push((linears[0].name.clone(), x.clone()));
             Ok(())
         }
-        fn wants_attention(&self, _block: usize) -> bool {
-            true
+        fn wants_attention(&self, _block: usize) -> Probs {
+            Probs::Full
         }
         fn attention_probs(&mut self, _block: usize, probs: &Tensor) -> Result<()> {
             self.probs.push(probs.clone());
@@ -298,7 +303,7 @@ mod tests {
                         &mut seen,
                     )
                     .unwrap();
-                let w = weights.of_attention(&seen.probs[0]).unwrap();
+                let w = weights.of_attention(&seen.probs[0].sum(2).unwrap()).unwrap();
                 assert!(w.iter().any(|&x| (x - 1.0).abs() > 0.1), "the weights tilt");
                 for (first, x) in &seen.inputs {
                     want.add_to(first, x, Some(&w)).unwrap();

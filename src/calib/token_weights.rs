@@ -52,17 +52,17 @@ impl TokenWeights {
         matches!(self, TokenWeights::Attention | TokenWeights::AttentionMild)
     }
 
-    /// Per-token weights, window after window ((batch · tokens) values), from softmax attention
-    /// probabilities (batch, heads, query, key): the score of token k is Σ_h Σ_q p[h, q, k].
-    pub fn of_attention(self, probs: &Tensor) -> Result<Vec<f32>> {
-        let (b, heads, t, t2) = probs.dims4()?;
-        debug_assert_eq!(t, t2);
-        let p = probs.flatten_all()?.to_vec1::<f32>()?;
+    /// Per-token weights, window after window ((batch · tokens) values), from the attention each
+    /// key received in each head, summed over the queries (batch, heads, key): the score of
+    /// token k is Σ_h Σ_q p[h, q, k].
+    pub fn of_attention(self, received: &Tensor) -> Result<Vec<f32>> {
+        let (b, heads, t) = received.dims3()?;
+        let p = received.flatten_all()?.to_vec1::<f32>()?;
         let mut scores = vec![0f32; b * t];
-        for (w, window) in p.chunks_exact(heads * t * t).enumerate() {
+        for (w, window) in p.chunks_exact(heads * t).enumerate() {
             let s = &mut scores[w * t..(w + 1) * t];
-            for row in window.chunks_exact(t) {
-                s.iter_mut().zip(row).for_each(|(a, x)| *a += x);
+            for head in window.chunks_exact(t) {
+                s.iter_mut().zip(head).for_each(|(a, x)| *a += x);
             }
         }
         Ok(self.scale(scores, t))
@@ -104,7 +104,10 @@ mod tests {
     fn attention_scores_are_the_attention_received_scaled_per_window() {
         // One window, one head, 3 tokens, uniform causal attention: token k receives
         // Σ_{q ≥ k} 1/(q+1) = (1 + 1/2 + 1/3, 1/2 + 1/3, 1/3) = (11/6, 5/6, 2/6).
-        let u = Tensor::new(&[[[[1f32, 0., 0.], [0.5, 0.5, 0.], [1. / 3., 1. / 3., 1. / 3.]]]], &Device::Cpu).unwrap();
+        let probs =
+            Tensor::new(&[[[[1f32, 0., 0.], [0.5, 0.5, 0.], [1. / 3., 1. / 3., 1. / 3.]]]], &Device::Cpu).unwrap();
+        // What the attention kernel hands out: each key's attention summed over the queries.
+        let u = probs.sum(2).unwrap();
         // Mild: min-max into [1, 3] gives (3, 1 + 2·(3/9), 1) = (3, 5/3, 1), mean 17/9.
         let w = TokenWeights::AttentionMild.of_attention(&u).unwrap();
         let want = [3.0 * 9.0 / 17.0, 5.0 / 3.0 * 9.0 / 17.0, 9.0 / 17.0];

@@ -8,6 +8,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::importance::profile::AttentionStats;
+use crate::model::capture::Probs;
 use crate::model::kernels::with_f32;
 use crate::model::{Block, Capture, Linear, Result, Sublayer};
 
@@ -172,8 +173,12 @@ impl Capture for BlockCapture {
         self.moments.add(linears, x)
     }
 
-    fn wants_attention(&self, _block: usize) -> bool {
-        self.attention_enabled
+    fn wants_attention(&self, _block: usize) -> Probs {
+        if self.attention_enabled {
+            Probs::Full
+        } else {
+            Probs::None
+        }
     }
 
     fn attention_probs(&mut self, _block: usize, probs: &Tensor) -> Result<()> {

@@ -5,6 +5,7 @@
 
 use candle_core::Tensor;
 
+pub use super::kernels::Probs;
 use super::{Linear, Result};
 
 /// The two residual branches of a block.
@@ -45,11 +46,13 @@ pub trait Capture {
     fn linear_input(&mut self, _block: usize, _linears: &[&Linear], _x: &Tensor) -> Result<()> {
         Ok(())
     }
-    /// Whether [`Capture::attention_probs`] should be called for `block` (they are large).
-    fn wants_attention(&self, _block: usize) -> bool {
-        false
+    /// Which attention probabilities [`Capture::attention_probs`] should be given for `block`
+    /// (every one is large: heads × tokens² per window).
+    fn wants_attention(&self, _block: usize) -> Probs {
+        Probs::None
     }
-    /// Softmax attention probabilities of `block`.
+    /// Softmax attention probabilities of `block`, as [`Capture::wants_attention`] asked:
+    /// (batch, heads, query, key), or summed over the queries (batch, heads, key).
     fn attention_probs(&mut self, _block: usize, _probs: &Tensor) -> Result<()> {
         Ok(())
     }

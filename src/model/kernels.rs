@@ -240,7 +240,7 @@ fn attention_head(
     qs: &[f32],
     ks: &[f32],
     vs: &[f32],
-    mut p: Option<&mut [f32]>,
+    mut p: ProbsOut,
     o: &mut [f32],
     t: usize,
     d: usize,
@@ -274,20 +274,45 @@ fn attention_head(
         let om = MatMut::from_row_major_slice_mut(&mut o[r0 * d..r1 * d], rows, d);
         let pm = MatRef::from_row_major_slice(block, rows, r1);
         matmul(om, Accum::Replace, pm, vh.submatrix(0, 0, r1, d), 1.0f32, Par::Seq);
-        if let Some(p) = p.as_deref_mut() {
-            for (i, row) in block.chunks(r1).enumerate() {
-                p[(r0 + i) * t..(r0 + i) * t + r1].copy_from_slice(row);
+        match &mut p {
+            ProbsOut::None => {}
+            ProbsOut::Full(p) => {
+                for (i, row) in block.chunks(r1).enumerate() {
+                    p[(r0 + i) * t..(r0 + i) * t + r1].copy_from_slice(row);
+                }
+            }
+            ProbsOut::Received(sums) => {
+                for row in block.chunks(r1) {
+                    sums[..r1].iter_mut().zip(row).for_each(|(a, x)| *a += x);
+                }
             }
         }
     }
+}
+
+/// Which attention probabilities [`causal_attention`] hands out beside its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probs {
+    None,
+    /// Every probability: (batch, heads, query, key), zero above the diagonal.
+    Full,
+    /// The attention each key receives, summed over the queries: (batch, heads, key) — what
+    /// RSQ's token weights read, without the (tokens × tokens) matrix per head.
+    Received,
+}
+
+/// Where one head's probabilities go.
+enum ProbsOut<'a> {
+    None,
+    Full(&'a mut [f32]),
+    Received(&'a mut [f32]),
 }
 
 /// Causal scaled-dot-product attention with grouped key/value heads.
 ///
 /// # Shapes
 /// - `q`: (batch, heads, tokens, head_dim); `k`, `v`: (batch, kv_heads, tokens, head_dim)
-/// - returns the output (batch, heads, tokens, head_dim) and, when `keep_probs`, the attention
-///   probabilities (batch, heads, tokens, tokens), zero above the diagonal.
+/// - returns the output (batch, heads, tokens, head_dim) and the probabilities `keep` asks for.
 ///
 /// Query head `h` reads key/value head `h / (heads / kv_heads)`, as `transformers`' `repeat_kv`.
 /// Heads run in parallel; each takes its query rows in blocks of 64 against only the keys up to
@@ -296,33 +321,46 @@ pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    keep_probs: bool,
+    keep: Probs,
     opts: AttentionOpts,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let (b, nh, t, d) = q.dims4()?;
     let nkv = k.dims4()?.1;
     let rep = nh / nkv;
     let mut out = vec![0f32; b * nh * t * d];
-    let mut probs = if keep_probs { vec![0f32; b * nh * t * t] } else { Vec::new() };
+    let per_head = match keep {
+        Probs::None => 0,
+        Probs::Full => t * t,
+        Probs::Received => t,
+    };
+    let mut probs = vec![0f32; b * nh * per_head];
     with_f32(q, |qs| {
         with_f32(k, |ks| {
             with_f32(v, |vs| {
-                let head = |bh: usize, o: &mut [f32], p: Option<&mut [f32]>| {
+                let head = |bh: usize, o: &mut [f32], p: ProbsOut| {
                     let kv = (bh / nh * nkv + bh % nh / rep) * t * d;
                     let (kh, vh) = (&ks[kv..kv + t * d], &vs[kv..kv + t * d]);
                     attention_head(&qs[bh * t * d..(bh + 1) * t * d], kh, vh, p, o, t, d, opts);
                 };
                 let outs = out.par_chunks_mut(t * d).enumerate();
-                if keep_probs {
-                    outs.zip(probs.par_chunks_mut(t * t)).for_each(|((bh, o), p)| head(bh, o, Some(p)));
-                } else {
-                    outs.for_each(|(bh, o)| head(bh, o, None));
+                match keep {
+                    Probs::None => outs.for_each(|(bh, o)| head(bh, o, ProbsOut::None)),
+                    Probs::Full => {
+                        outs.zip(probs.par_chunks_mut(per_head)).for_each(|((bh, o), p)| head(bh, o, ProbsOut::Full(p)))
+                    }
+                    Probs::Received => outs
+                        .zip(probs.par_chunks_mut(per_head))
+                        .for_each(|((bh, o), p)| head(bh, o, ProbsOut::Received(p))),
                 }
             })
         })
     })???;
     let out = Tensor::from_vec(out, (b, nh, t, d), &Device::Cpu)?;
-    let probs = if keep_probs { Some(Tensor::from_vec(probs, (b, nh, t, t), &Device::Cpu)?) } else { None };
+    let probs = match keep {
+        Probs::None => None,
+        Probs::Full => Some(Tensor::from_vec(probs, (b, nh, t, t), &Device::Cpu)?),
+        Probs::Received => Some(Tensor::from_vec(probs, (b, nh, t), &Device::Cpu)?),
+    };
     Ok((out, probs))
 }
 
@@ -368,7 +406,12 @@ mod tests {
         let q = Tensor::randn(0f32, 1., (2, 6, 150, 8), &dev).unwrap();
         let k = Tensor::randn(0f32, 1., (2, 2, 150, 8), &dev).unwrap();
         let v = Tensor::randn(0f32, 1., (2, 2, 150, 8), &dev).unwrap();
-        let (out, probs) = causal_attention(&q, &k, &v, true, AttentionOpts::plain(8)).unwrap();
+        let (out, probs) = causal_attention(&q, &k, &v, Probs::Full, AttentionOpts::plain(8)).unwrap();
+        // The received sums are the full probabilities summed over the queries.
+        let (_, received) = causal_attention(&q, &k, &v, Probs::Received, AttentionOpts::plain(8)).unwrap();
+        let summed = probs.as_ref().unwrap().sum(2).unwrap();
+        let gap = (received.unwrap() - summed).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(gap < 1e-4, "received sums off by {gap}");
         let want = naive_attention(&q, &k, &v);
         let diff = (out - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "max difference {diff}");
