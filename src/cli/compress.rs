@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::rotate::rotated_copy;
 use crate::calib::imatrix::Imatrix;
 use crate::calib::runner::StateLimits;
 use crate::calib::token_weights::TokenWeights;
@@ -215,14 +214,7 @@ pub fn run(mut args: CompressArgs) -> Result<()> {
     // --rotate: from here on the model is its rotated copy; the evaluation still compares the
     // written file with the original.
     let original = args.model.clone();
-    let _rotated = match args.rotation.seed() {
-        Some(seed) => {
-            let tmp = rotated_copy(&args.model, args.stream, seed, &args.out)?;
-            args.model = tmp.path().to_path_buf();
-            Some(tmp)
-        }
-        None => None,
-    };
+    let _rotated = args.rotation.rotate_source(&mut args.model, args.stream, &args.out)?;
     let imatrix = args.imatrix.as_deref().map(Imatrix::read).transpose()?;
     // Read once: a piped text cannot be read again (the planner's cache key is its sha256).
     let calib = crate::calib::read_text(&args.calib).with_context(|| "--calib")?;

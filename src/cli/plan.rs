@@ -333,14 +333,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         bail!("--rotate with --shard: rotate the model once (`triage rotate --model M --out R.gguf`) and plan R.gguf in shards");
     }
     let mut args = args;
-    let _rotated = match args.rotation.seed() {
-        Some(seed) => {
-            let tmp = super::rotate::rotated_copy(&args.model, args.stream, seed, &args.out)?;
-            args.model = tmp.path().to_path_buf();
-            Some(tmp)
-        }
-        None => None,
-    };
+    let _rotated = args.rotation.rotate_source(&mut args.model, args.stream, &args.out)?;
     let model = open_for_planning(
         &args.model,
         args.budget,

@@ -72,10 +72,6 @@ pub fn run(args: RotateArgs) -> Result<()> {
     check_supported(&config)?;
     let r = Rotation::new(config.hidden_size, args.seed);
     let t0 = std::time::Instant::now();
-    let original = match (&weights, gguf) {
-        (Weights::Resident(m), _) => Some(m.clone()),
-        _ => None,
-    };
     if gguf {
         let mut pb = progress::bar(config.n_layers, "rotate");
         let s = write_rotated(&args.out, &weights, &r, matrix_type, &mut pb)?;
@@ -89,7 +85,8 @@ pub fn run(args: RotateArgs) -> Result<()> {
             t0.elapsed().as_secs_f64()
         );
     } else {
-        let Weights::Resident(mut m) = weights else { unreachable!("a folder is written from memory") };
+        let Weights::Resident(original) = &weights else { unreachable!("a folder is written from memory") };
+        let mut m = original.clone();
         rotate_model(&mut m, &r)?;
         let dtype = if matrix_type == QuantType::BF16 { candle_core::DType::BF16 } else { candle_core::DType::F16 };
         let kept: Vec<usize> = (0..m.config.n_layers).collect();
@@ -97,7 +94,7 @@ pub fn run(args: RotateArgs) -> Result<()> {
         println!("wrote {}: {}, in {:.1} s", args.out.display(), r.describe(), t0.elapsed().as_secs_f64());
     }
     // The file as written, read back: the same function up to the round-off of its type.
-    if let Some(original) = original {
+    if let Weights::Resident(original) = &weights {
         let written = Model::load(&args.out)?;
         println!(
             "logits of {} against the original's on 64 tokens: relative error {:.1e}",
@@ -169,11 +166,25 @@ impl RotationArgs {
         }
         Ok(())
     }
+
+    /// When rotating: `model` becomes its rotated copy ([`rotated_copy`]), which lives as long as
+    /// the returned path.
+    pub fn rotate_source(
+        &self,
+        model: &mut PathBuf,
+        stream: Streaming,
+        out: &Path,
+    ) -> Result<Option<crate::temp::TempPath>> {
+        let Some(seed) = self.seed() else { return Ok(None) };
+        let tmp = rotated_copy(model, stream, seed, out)?;
+        *model = tmp.path().to_path_buf();
+        Ok(Some(tmp))
+    }
 }
 
 /// The model at `model` with its residual stream rotated by `seed`'s Q, in a temporary GGUF
 /// beside `out` (removed when the run ends, however it ends): F32, or F16 for a streamed model.
-pub(crate) fn rotated_copy(model: &Path, stream: Streaming, seed: u64, out: &Path) -> Result<crate::temp::TempPath> {
+fn rotated_copy(model: &Path, stream: Streaming, seed: u64, out: &Path) -> Result<crate::temp::TempPath> {
     let weights = Weights::open(model, stream)?;
     let config = weights.config().clone();
     check_supported(&config)?;
